@@ -1,0 +1,34 @@
+"""psfkit: find the blur between images and undo it.
+
+Three jobs, one package: estimate the kernel between a sharp and a blurred image
+(:func:`estimate_kernel`, :func:`fit_kernel`), turn a photo of a bead, LED or star into a
+clean PSF (:func:`prepare_psf`, :func:`average_beads`), and deconvolve an image with a PSF
+(:func:`deconvolve`). The core is plain NumPy/SciPy and never imports napari or Qt; the
+napari plugin lives in ``psfkit._napari``.
+"""
+
+__version__ = "0.1.0"
+
+from .align import estimate_shift
+from .deconvolve import deconvolve
+from .estimate import estimate_kernel
+from .fit import fit_kernel
+from .models import MODELS, make_psf
+from .operators import Convolver, convolve
+from .psf import average_beads, prepare_psf
+from .regularize import noise_sigma
+
+__all__ = [
+    "MODELS",
+    "Convolver",
+    "__version__",
+    "average_beads",
+    "convolve",
+    "deconvolve",
+    "estimate_kernel",
+    "estimate_shift",
+    "fit_kernel",
+    "make_psf",
+    "noise_sigma",
+    "prepare_psf",
+]

@@ -1,0 +1,178 @@
+"""What every psfkit widget shares: layer pickers, layer output, and running a core function
+in a thread worker with a progress bar, a cancel button and errors shown as notifications.
+
+A widget subclasses :class:`PsfkitWidget`, lists its input widgets, and implements
+``prepare`` (read and check the inputs, return a job taking the core's ``callback``) and
+``finish`` (turn the job's result into layers). Input errors raised in ``prepare`` and any
+exception in the job become napari notifications; no layer changes unless the job succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label, PushButton, Widget
+from napari.qt.threading import create_worker
+from napari.utils import cancelable_progress
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
+
+if TYPE_CHECKING:
+    import napari
+
+
+def layer_picker(
+    viewer: napari.viewer.Viewer, kind: str, label: str, *, optional: bool = False
+) -> ComboBox:
+    """A drop-down of the viewer's layers of ``kind`` ("Image", "Shapes", "Points", ...)."""
+
+    def choices(_widget=None):
+        layers = [(layer.name, layer) for layer in viewer.layers
+                  if type(layer).__name__ == kind]
+        return ([("(none)", None)] if optional else []) + layers
+
+    picker = ComboBox(label=label, choices=choices, nullable=optional)
+    for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
+                  viewer.layers.events.reordered):
+        event.connect(lambda _e: picker.reset_choices())
+    return picker
+
+
+def layer_array(layer, role: str, *, ndim=(2, 3), allow_rgb: bool = False) -> np.ndarray:
+    """The data of an Image layer as a plain ndarray, or a ``ValueError`` that says why not."""
+    if layer is None:
+        raise ValueError(f"Choose a {role} layer.")
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    data = np.asarray(data)
+    if data.size == 0:
+        raise ValueError(f"The {role} layer '{layer.name}' is empty.")
+    spatial = data.ndim - 1 if getattr(layer, "rgb", False) else data.ndim
+    if getattr(layer, "rgb", False) and not allow_rgb:
+        raise ValueError(f"The {role} layer '{layer.name}' is RGB; this tool needs one channel.")
+    if spatial not in ndim:
+        allowed = " or ".join(f"{n}D" for n in ndim)
+        raise ValueError(f"The {role} layer '{layer.name}' is {spatial}D; it must be {allowed}.")
+    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+        raise ValueError(f"The {role} layer '{layer.name}' does not hold real numbers.")
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"The {role} layer '{layer.name}' contains NaN or infinite values.")
+    return data
+
+
+def upsert_layer(viewer: napari.viewer.Viewer, data, name: str, kind: str = "image",
+                 **kwargs) -> Any:
+    """Add a layer called ``name``, or update it in place if it already exists."""
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if type(layer).__name__.lower() == kind:
+            layer.data = data
+            for key in ("scale", "metadata", "features", "face_color", "translate"):
+                if key in kwargs:
+                    setattr(layer, key, kwargs[key])
+            return layer
+        viewer.layers.remove(layer)
+    return getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+
+
+class _ProgressRelay(QObject):
+    """Carries progress from the worker thread to the GUI thread (a queued Qt signal)."""
+
+    step = Signal(int, int)
+
+
+class PsfkitWidget(Container):
+    """Base of the psfkit widgets: inputs, Run and Cancel buttons, a status line."""
+
+    #: shown on the progress bar
+    description = "psfkit"
+
+    def __init__(self, viewer: napari.viewer.Viewer, inputs: list[Widget],
+                 run_text: str = "Run"):
+        super().__init__()
+        self.viewer = viewer
+        self.run_button = PushButton(text=run_text)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
+                            labels=False)
+        self.extend([*inputs, buttons, self.status])
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.worker = None
+        self.last_error: str | None = None
+
+    # -- to implement -------------------------------------------------------------------
+    def prepare(self) -> Callable[[Callable], Any]:
+        """Read and check the inputs; return ``job(callback) -> result``."""
+        raise NotImplementedError
+
+    def finish(self, result) -> None:
+        """Show ``result`` as layers and in the status line."""
+        raise NotImplementedError
+
+    # -- machinery ----------------------------------------------------------------------
+    def fail(self, message: str) -> None:
+        self.last_error = message
+        self.status.value = f"Error: {message}"
+        show_error(message)
+
+    def run(self, *_args):
+        """Start the job in a thread worker; returns the worker (``None`` on bad input)."""
+        if self.worker is not None:
+            return self.worker
+        self.last_error = None
+        try:
+            job = self.prepare()
+        except (ValueError, TypeError) as error:
+            self.fail(str(error))
+            return None
+
+        bar = cancelable_progress(total=0, desc=self.description, cancel_callback=self.cancel)
+        relay = _ProgressRelay()
+
+        def advance(step: int, total: int) -> None:
+            if total and bar.total != total:
+                bar.total = total
+            bar.update(step - bar.n)
+
+        relay.step.connect(advance)
+
+        def callback(step, total, current=None):
+            relay.step.emit(int(step), int(total or 0))
+            return not worker.abort_requested
+
+        worker = create_worker(job, callback, _start_thread=False)
+        worker.returned.connect(self._returned)
+        worker.errored.connect(lambda error: self.fail(f"{type(error).__name__}: {error}"))
+
+        def done():
+            bar.close()
+            relay.deleteLater()
+            self.worker = None
+            self.run_button.enabled = True
+            self.cancel_button.enabled = False
+
+        worker.finished.connect(done)
+        self.worker = worker
+        self._relay = relay
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = "Running…"
+        worker.start()
+        return worker
+
+    def cancel(self, *_args) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+
+    def _returned(self, result) -> None:
+        if self.worker is not None and self.worker.abort_requested:
+            self.status.value = "Cancelled: no layer was changed."
+            show_info("psfkit: cancelled, no layer was changed.")
+            return
+        try:
+            self.finish(result)
+        except (ValueError, TypeError) as error:
+            self.fail(str(error))

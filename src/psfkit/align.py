@@ -1,0 +1,107 @@
+"""Sub-pixel shifts: estimating the translation between two images, and centring kernels.
+
+Convention everywhere in psfkit: ``moving`` is ``reference`` translated by ``shift``, i.e.
+``moving(x) = reference(x - shift)``; a positive shift moves content towards higher indices.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+import scipy.ndimage as ndi
+
+from ._validate import as_float_array
+from .operators import WORKERS, fast_shape
+
+
+def _tukey(n: int, alpha: float = 0.25) -> np.ndarray:
+    """A flat-topped window whose cosine tapers cover ``alpha`` of the length."""
+    if n < 3 or alpha <= 0:
+        return np.ones(n, dtype=np.float32)
+    x = np.linspace(0.0, 1.0, n)
+    window = np.ones(n)
+    edge = alpha / 2
+    low, high = x < edge, x > 1 - edge
+    window[low] = 0.5 * (1 - np.cos(np.pi * x[low] / edge))
+    window[high] = 0.5 * (1 - np.cos(np.pi * (1 - x[high]) / edge))
+    return window.astype(np.float32)
+
+
+def edge_window(shape, alpha: float = 0.25) -> np.ndarray:
+    """Separable Tukey window that fades an array to zero at its borders."""
+    window = np.ones(shape, dtype=np.float32)
+    for axis, n in enumerate(shape):
+        profile = _tukey(n, alpha)
+        window *= profile.reshape([-1 if a == axis else 1 for a in range(len(shape))])
+    return window
+
+
+def estimate_shift(
+    reference: np.ndarray, moving: np.ndarray, *, upsample: int = 100
+) -> np.ndarray:
+    """Translation of ``moving`` relative to ``reference``, to about ``1 / upsample`` px.
+
+    Phase correlation of the two images after removing their means and fading their
+    borders with a Tukey window, so content running off the frame does not bias the peak.
+    Blur does not move the peak as long as the kernel is centred, which makes this suitable
+    for a sharp/blurred pair.
+
+    Returns
+    -------
+    (D,) ndarray of float
+        ``shift`` such that ``moving(x) ≈ reference(x - shift)``.
+    """
+    from skimage.registration import phase_cross_correlation
+
+    reference = as_float_array(reference, "reference", ndim=())
+    moving = as_float_array(moving, "moving", ndim=())
+    if reference.shape != moving.shape:
+        raise ValueError(f"shapes differ: {reference.shape} and {moving.shape}")
+    window = edge_window(reference.shape)
+    a = (reference - reference.mean()) * window
+    b = (moving - moving.mean()) * window
+    shift, _, _ = phase_cross_correlation(a, b, upsample_factor=upsample, normalization=None)
+    return -np.asarray(shift, dtype=float)
+
+
+def fourier_shift(array: np.ndarray, shift) -> np.ndarray:
+    """Translate ``array`` by a sub-pixel ``shift`` with a band-limited (sinc) interpolator.
+
+    The array is zero-padded before the transform so that content leaving one side does not
+    re-enter at the other. Suited to kernels and PSFs, which are zero at their borders.
+    """
+    array = np.asarray(array, dtype=np.float32)
+    shift = np.broadcast_to(np.asarray(shift, dtype=float), (array.ndim,))
+    pad = [int(np.ceil(abs(s))) + 2 for s in shift]
+    grid = fast_shape([n + 2 * p for n, p in zip(array.shape, pad, strict=True)])
+    padded = np.zeros(grid, dtype=np.float32)
+    padded[tuple(slice(p, p + n) for p, n in zip(pad, array.shape, strict=True))] = array
+    spectrum = scipy.fft.rfftn(padded, workers=WORKERS)
+    spectrum = ndi.fourier_shift(spectrum, shift, n=grid[-1], axis=array.ndim - 1)
+    moved = scipy.fft.irfftn(spectrum, grid, workers=WORKERS)
+    return moved[tuple(slice(p, p + n) for p, n in zip(pad, array.shape, strict=True))]
+
+
+def spline_shift(image: np.ndarray, shift) -> np.ndarray:
+    """Translate an image by a sub-pixel ``shift`` with cubic splines, extending its edges."""
+    image = np.asarray(image, dtype=np.float32)
+    return ndi.shift(image, shift, order=3, mode="nearest", prefilter=True)
+
+
+def centroid(array: np.ndarray) -> np.ndarray:
+    """Intensity-weighted centre of the positive part of ``array``, in pixel indices."""
+    weights = np.clip(np.asarray(array, dtype=np.float64), 0, None)
+    total = weights.sum()
+    if total <= 0:
+        raise ValueError("cannot locate the centre of an array with no positive values")
+    grids = np.indices(weights.shape, sparse=True)
+    return np.array([float((g * weights).sum() / total) for g in grids])
+
+
+def recentre(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move a kernel's centroid onto its centre pixel ``shape // 2``.
+
+    Returns the recentred kernel and the offset that was removed (centroid minus centre).
+    """
+    offset = centroid(kernel) - np.array(kernel.shape) // 2
+    return fourier_shift(kernel, -offset), offset
