@@ -1,0 +1,33 @@
+"""Sub-pixel shift estimation and kernel centring against known shifts."""
+
+import numpy as np
+import pytest
+
+from psfkit import make_psf, samples
+from psfkit.align import centroid, estimate_shift, fourier_shift, recentre
+
+
+@pytest.mark.parametrize("shift", [(0.3, -0.7), (-2.25, 1.6)])
+def test_estimate_shift_finds_a_subpixel_translation_of_a_natural_scene(shift):
+    pair = samples.blurred_pair(make_psf("gaussian", (11, 11), sigma=1.5), (192, 192),
+                                noise=0.005, shift=shift)
+    estimated = estimate_shift(pair.sharp, pair.blurred)
+    np.testing.assert_allclose(estimated, shift, atol=0.1)
+
+
+def test_fourier_shift_moves_the_centroid_by_the_shift():
+    kernel = make_psf("gaussian", (21, 21), sigma=2.0)
+    moved = fourier_shift(kernel, (0.4, -1.3))
+    np.testing.assert_allclose(centroid(moved) - centroid(kernel), (0.4, -1.3), atol=1e-3)
+
+
+def test_recentre_puts_the_centroid_on_the_centre_pixel():
+    kernel = fourier_shift(make_psf("gaussian", (15, 17), sigma=1.5), (0.7, -0.4))
+    centred, offset = recentre(kernel)
+    np.testing.assert_allclose(offset, (0.7, -0.4), atol=1e-3)
+    np.testing.assert_allclose(centroid(centred), (7, 8), atol=1e-3)
+
+
+def test_centroid_of_an_empty_array_is_an_error():
+    with pytest.raises(ValueError, match="no positive"):
+        centroid(np.zeros((5, 5)))
