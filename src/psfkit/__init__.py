@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 from .align import estimate_shift
 from .deconvolve import deconvolve
-from .estimate import estimate_kernel
+from .estimate import KernelEstimate, estimate_kernel
 from .fit import fit_kernel
 from .models import MODELS, make_psf
 from .operators import Convolver, convolve
@@ -21,6 +21,7 @@ from .regularize import noise_sigma
 __all__ = [
     "MODELS",
     "Convolver",
+    "KernelEstimate",
     "__version__",
     "average_beads",
     "convolve",
