@@ -127,7 +127,7 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> int:
 def _print_table(rows) -> None:
     header = ("step", "result", "against the truth", "time")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     print(line.format(*header))
     print(line.format(*("-" * w for w in widths)))
     for row in rows:

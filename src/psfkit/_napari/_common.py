@@ -148,6 +148,9 @@ class PsfkitWidget(Container):
         worker.errored.connect(lambda error: self.fail(f"{type(error).__name__}: {error}"))
 
         def done():
+            if worker.abort_requested:
+                self.status.value = "Cancelled: no layer was changed."
+                show_info("psfkit: cancelled, no layer was changed.")
             bar.close()
             relay.deleteLater()
             self.worker = None
@@ -168,10 +171,7 @@ class PsfkitWidget(Container):
             self.worker.quit()
 
     def _returned(self, result) -> None:
-        if self.worker is not None and self.worker.abort_requested:
-            self.status.value = "Cancelled: no layer was changed."
-            show_info("psfkit: cancelled, no layer was changed.")
-            return
+        # napari's worker emits ``returned`` only when it was not asked to quit
         try:
             self.finish(result)
         except (ValueError, TypeError) as error:

@@ -1,0 +1,46 @@
+"""Screenshot of the psfkit widgets in napari, for the README and the docs.
+
+Run under a virtual display: ``xvfb-run -a python docs/scripts/screenshot_napari.py``.
+Opens the sample pair, docks the "Estimate kernel" and "Deconvolve" widgets, runs the
+kernel estimation and saves docs/figures/napari_widgets.png.
+"""
+
+from pathlib import Path
+
+import napari
+from psfkit._napari._deconvolve_widget import DeconvolveWidget
+from psfkit._napari._estimate_widget import EstimateKernelWidget
+from qtpy.QtCore import QEventLoop, QTimer
+
+OUTPUT = Path(__file__).resolve().parents[1] / "figures" / "napari_widgets.png"
+
+
+def wait_for(worker) -> None:
+    loop = QEventLoop()
+    worker.finished.connect(loop.quit)
+    QTimer.singleShot(120_000, loop.quit)
+    loop.exec_()
+
+
+viewer = napari.Viewer(show=True)
+viewer.window._qt_window.resize(1500, 900)
+viewer.open_sample("napari-psfkit", "blurred_pair")
+estimate = EstimateKernelWidget(viewer)
+deconvolve = DeconvolveWidget(viewer)
+viewer.window.add_dock_widget(estimate, name="Estimate kernel", area="right")
+viewer.window.add_dock_widget(deconvolve, name="Deconvolve", area="right")
+estimate.reset_choices()
+deconvolve.reset_choices()
+worker = estimate.run()
+if worker is not None:
+    wait_for(worker)
+for layer in viewer.layers:
+    layer.visible = layer.name in ("blurred", "blurred kernel")
+viewer.layers.selection.active = viewer.layers["blurred"]
+viewer.grid.enabled = True
+viewer.reset_view()
+for _ in range(20):
+    napari.qt.get_qapp().processEvents()
+viewer.screenshot(str(OUTPUT), canvas_only=False, flash=False)
+print(f"saved {OUTPUT}")
+viewer.close()
