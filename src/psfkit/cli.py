@@ -17,7 +17,7 @@ def _add_demo(subparsers) -> None:
 def _run_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(args.output)
+    return run_demo(args.output)["exit_code"]
 
 
 def _add_deconvolve(subparsers) -> None:

@@ -52,8 +52,12 @@ def _step(rows: list, name: str, run) -> dict | None:
     return outcome
 
 
-def run_demo(output="psfkit-demo", *, show_table: bool = True) -> int:
-    """Run the pipeline, write TIFFs and ``summary.png`` into ``output``; return an exit code."""
+def run_demo(output="psfkit-demo", *, show_table: bool = True) -> dict:
+    """Run the pipeline and write TIFFs and ``summary.png`` into ``output``.
+
+    Returns the measured numbers (``metrics``), the table ``rows`` and the ``exit_code``
+    (1 if a step failed, 0 otherwise; a step still being built is not a failure).
+    """
     import tifffile
 
     from .deconvolve import deconvolve
@@ -68,6 +72,7 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> int:
     cells = samples.sample_blurred_image()
     truth = pair["truth"]
     rows: list[tuple[str, str, str, str]] = []
+    metrics: dict[str, float] = {}
     panels: dict[str, np.ndarray] = {"sharp": pair["sharp"], "blurred": pair["blurred"],
                                      "true kernel": truth["kernel"]}
 
@@ -79,6 +84,8 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> int:
         panels["residual"] = result.residual
         error = relative_error(result.kernel, truth["kernel"])
         shift_error = float(np.max(np.abs(np.asarray(result.shift) - truth["shift"])))
+        metrics.update(kernel_error=error, shift_error=shift_error,
+                       residual_ratio=float(result.residual_ratio))
         return {"result": f"kernel {result.kernel.shape}, residual/noise "
                           f"{result.residual_ratio:.2f}",
                 "check": f"kernel error {error:.3f}, shift error {shift_error:.3f} px"}
@@ -87,6 +94,7 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> int:
         result = fit_kernel(pair["sharp"], pair["blurred"], "gaussian")
         sigma = float(np.ravel(result.params["sigma"])[0])
         error = float(np.ravel(result.errors["sigma"])[0])
+        metrics.update(sigma=sigma, sigma_error=error)
         tifffile.imwrite(output / "fitted_kernel.tif", result.kernel)
         return {"result": f"sigma {sigma:.3f} ± {error:.3f} px",
                 "check": f"true sigma {truth['sigma']:.3f} px "
@@ -98,6 +106,7 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> int:
         panels["LED photo"] = led["image"]
         panels["prepared PSF"] = psf
         error = relative_error(psf, led["truth"]["psf"])
+        metrics.update(psf_error=error)
         return {"result": f"PSF {psf.shape}, sum {psf.sum():.3f}",
                 "check": f"PSF error {error:.3f} against the true disk"}
 
@@ -108,6 +117,7 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> int:
         panels["deconvolved"] = restored
         before = affine_matched_error(cells["blurred"], cells["truth"]["image"])
         after = affine_matched_error(restored, cells["truth"]["image"])
+        metrics.update(deconvolved_error=after, blurred_error=before)
         return {"result": f"{restored.shape} {restored.dtype}",
                 "check": f"image error {after:.3f} (blurred input: {before:.3f})"}
 
@@ -121,7 +131,8 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> int:
         print(f"psfkit demo — sample pair: Gaussian blur sigma {truth['sigma']} px, {noise}")
         _print_table(rows)
         print(f"results written to {output.resolve()}")
-    return 1 if any(o and o.get("failed") for o in outcomes) else 0
+    exit_code = 1 if any(o and o.get("failed") for o in outcomes) else 0
+    return {"metrics": metrics, "rows": rows, "exit_code": exit_code}
 
 
 def _print_table(rows) -> None:
