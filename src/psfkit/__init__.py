@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 from .align import estimate_shift
 from .deconvolve import deconvolve
 from .estimate import KernelEstimate, estimate_kernel
-from .fit import fit_kernel
+from .fit import KernelFit, defocus_diameter, fit_kernel
 from .models import MODELS, make_psf
 from .operators import Convolver, convolve
 from .psf import average_beads, prepare_psf
@@ -22,10 +22,12 @@ __all__ = [
     "MODELS",
     "Convolver",
     "KernelEstimate",
+    "KernelFit",
     "__version__",
     "average_beads",
     "convolve",
     "deconvolve",
+    "defocus_diameter",
     "estimate_kernel",
     "estimate_shift",
     "fit_kernel",

@@ -3,7 +3,10 @@
 Every model is a function of the offset ``(y, x)`` (or ``(z, y, x)``) from the kernel's
 centre pixel ``shape // 2``, in pixels, and is returned with unit sum. Integrating over the
 pixel, rather than sampling at pixel centres, keeps narrow kernels (a Gaussian of sigma
-0.5 px, a small disk) at their true width. Parameter names are the public contract:
+0.5 px, a small disk) at their true width. Every rendering is a continuous function of its
+parameters (edges are anti-aliased on the sub-pixel grid), which is what lets
+:func:`psfkit.fit_kernel` fit them by least squares. Parameter names are the public
+contract:
 
 ========================  ==============================  ===============================
 model                     parameters (pixels, radians)    profile
@@ -12,10 +15,14 @@ model                     parameters (pixels, radians)    profile
 ``elliptical_gaussian``   ``sigma_y, sigma_x, angle``     rotated Gaussian
 ``moffat``                ``alpha, beta``                 ``(1 + r²/α²)^-β``
 ``airy``                  ``radius`` (first zero)         ``(2 J1(v) / v)²``, v = 3.8317 r / radius
+``widefield_airy``        ``numerical_aperture,           Airy with radius ``0.61 λ / NA``
+                          wavelength, pixel_size``
 ``disk``                  ``radius``                      ``1`` for ``r <= radius``
 ``ring``                  ``diameter, width``             ``exp(-(r - diameter/2)² / 2 width²)``
 ``motion``                ``length, angle``               a line segment through the centre
 ========================  ==============================  ===============================
+
+Angles are measured from the x axis (last axis) towards the y axis, in radians.
 """
 
 from __future__ import annotations
@@ -28,14 +35,19 @@ from ._validate import odd_shape
 #: First zero of the Bessel function J1: the Airy pattern's first dark ring is at v = J1_ZERO.
 J1_ZERO = 3.831705970207512
 
+#: The models that :func:`psfkit.fit_kernel` fits (``widefield_airy`` is ``airy`` in
+#: microscope units and is only rendered).
 MODELS = ("gaussian", "elliptical_gaussian", "moffat", "airy", "disk", "ring", "motion")
+
+#: Sub-samples per pixel and axis used to integrate a profile over each pixel.
+SUBSAMPLES = 9
 
 
 def _normalise(kernel: np.ndarray) -> np.ndarray:
     total = kernel.sum()
     if not total > 0:
         raise ValueError("the kernel has no weight inside its shape; enlarge the shape")
-    return (kernel / total).astype(np.float32)
+    return kernel / total
 
 
 def _subpixel_offsets(shape, factor: int):
@@ -56,14 +68,23 @@ def _bin_mean(values: np.ndarray, factor: int) -> np.ndarray:
     return values.reshape(shape).mean(axis=tuple(range(1, 2 * values.ndim, 2)))
 
 
-def _render_2d(profile, shape, factor: int = 9) -> np.ndarray:
+def _render_2d(profile, shape, factor: int = SUBSAMPLES) -> np.ndarray:
+    """Average ``profile(y, x)`` over ``factor²`` sub-samples per pixel (float64)."""
     y, x = _subpixel_offsets(shape, factor)
     return _normalise(_bin_mean(profile(y, x), factor))
 
 
-def gaussian(shape, sigma) -> np.ndarray:
-    """Gaussian integrated exactly over each pixel; ``sigma`` is a scalar or one per axis."""
-    shape = odd_shape(shape, len(shape) if not np.isscalar(shape) else 2)
+def _soft_inside(distance_inside, factor: int = SUBSAMPLES):
+    """Coverage of a sub-sample by a region, from the signed distance of its centre to the
+    region's edge (positive inside): a linear ramp one sub-sample wide, so that moving
+    an edge changes the rendering continuously rather than in sub-sample steps."""
+    return np.clip(distance_inside * factor + 0.5, 0.0, 1.0)
+
+
+# -- float64 renderers (used by the fits; no validation of the shape) ---------------------
+
+
+def _gaussian(shape, sigma) -> np.ndarray:
     sigma = np.broadcast_to(np.asarray(sigma, dtype=float), (len(shape),))
     if np.any(sigma <= 0):
         raise ValueError(f"sigma must be positive, got {sigma}")
@@ -75,9 +96,7 @@ def gaussian(shape, sigma) -> np.ndarray:
     return _normalise(kernel)
 
 
-def elliptical_gaussian(shape, sigma_y: float, sigma_x: float, angle: float = 0.0) -> np.ndarray:
-    """Gaussian with axes ``sigma_y``, ``sigma_x`` rotated by ``angle`` (radians, x towards y)."""
-    shape = odd_shape(shape, 2)
+def _elliptical_gaussian(shape, sigma_y, sigma_x, angle=0.0) -> np.ndarray:
     if sigma_y <= 0 or sigma_x <= 0:
         raise ValueError("sigma_y and sigma_x must be positive")
     c, s = np.cos(angle), np.sin(angle)
@@ -90,17 +109,13 @@ def elliptical_gaussian(shape, sigma_y: float, sigma_x: float, angle: float = 0.
     return _render_2d(profile, shape)
 
 
-def moffat(shape, alpha: float, beta: float) -> np.ndarray:
-    """Moffat profile ``(1 + r²/alpha²)^-beta``, the usual model of atmospheric seeing."""
-    shape = odd_shape(shape, 2)
+def _moffat(shape, alpha, beta) -> np.ndarray:
     if alpha <= 0 or beta <= 0:
         raise ValueError("alpha and beta must be positive")
     return _render_2d(lambda y, x: (1 + (y**2 + x**2) / alpha**2) ** (-beta), shape)
 
 
-def airy(shape, radius: float) -> np.ndarray:
-    """Airy pattern of an ideal circular pupil whose first dark ring is at ``radius`` px."""
-    shape = odd_shape(shape, 2)
+def _airy(shape, radius) -> np.ndarray:
     if radius <= 0:
         raise ValueError("radius must be positive")
 
@@ -113,26 +128,19 @@ def airy(shape, radius: float) -> np.ndarray:
     return _render_2d(profile, shape)
 
 
-def widefield_airy(shape, numerical_aperture: float, wavelength: float, pixel_size: float):
-    """Airy PSF of a widefield microscope: first zero at ``0.61 λ / NA`` (same length units)."""
+def _widefield_airy(shape, numerical_aperture, wavelength, pixel_size) -> np.ndarray:
     if numerical_aperture <= 0 or wavelength <= 0 or pixel_size <= 0:
         raise ValueError("numerical_aperture, wavelength and pixel_size must be positive")
-    radius = J1_ZERO / (2 * np.pi) * wavelength / numerical_aperture / pixel_size
-    return airy(shape, radius)
+    return _airy(shape, airy_radius(numerical_aperture, wavelength, pixel_size))
 
 
-def disk(shape, radius: float) -> np.ndarray:
-    """Uniform disk of ``radius`` px: the geometric-optics defocus blur."""
-    shape = odd_shape(shape, 2)
+def _disk(shape, radius) -> np.ndarray:
     if radius <= 0:
         raise ValueError("radius must be positive")
-    return _render_2d(lambda y, x: (y**2 + x**2 <= radius**2).astype(float), shape, factor=15)
+    return _render_2d(lambda y, x: _soft_inside(radius - np.hypot(y, x)), shape)
 
 
-def ring(shape, diameter: float, width: float) -> np.ndarray:
-    """Thin ring of ``diameter`` px with a Gaussian cross-section of standard deviation
-    ``width`` px: the defocus blur of a lens with a bright pupil rim (seed 001)."""
-    shape = odd_shape(shape, 2)
+def _ring(shape, diameter, width) -> np.ndarray:
     if diameter <= 0 or width <= 0:
         raise ValueError("diameter and width must be positive")
     return _render_2d(
@@ -140,39 +148,125 @@ def ring(shape, diameter: float, width: float) -> np.ndarray:
     )
 
 
-def motion(shape, length: float, angle: float = 0.0) -> np.ndarray:
-    """Straight motion blur of ``length`` px centred on the kernel, at ``angle`` radians
-    from the x axis towards the y axis. Drawn as a segment one pixel wide."""
-    shape = odd_shape(shape, 2)
+def _motion(shape, length, angle=0.0) -> np.ndarray:
+    """Length of the segment inside each pixel square (exact pixel integration)."""
     if length <= 0:
         raise ValueError("length must be positive")
-    c, s = np.cos(angle), np.sin(angle)
-
-    def profile(y, x):
-        along = c * x + s * y
-        across = -s * x + c * y
-        # box of the segment's length convolved with a 1 px wide pixel footprint
-        inside_along = np.clip(length / 2 + 0.5 - np.abs(along), 0, 1)
-        inside_across = np.abs(across) <= 0.5
-        return np.minimum(inside_along, 1.0) * inside_across
-
-    return _render_2d(profile, shape, factor=15)
+    direction = (np.sin(angle), np.cos(angle))  # (y, x) components
+    half = length / 2
+    t_low = np.full(shape, -half)
+    t_high = np.full(shape, half)
+    grids = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij", sparse=True)
+    for centre, component in zip(grids, direction, strict=True):
+        if abs(component) < 1e-12:
+            # the segment runs parallel to this pair of pixel edges: inside or not at all
+            outside = np.abs(centre) > 0.5
+            t_high = np.where(outside, -np.inf, t_high)
+            continue
+        a = (centre - 0.5) / component
+        b = (centre + 0.5) / component
+        t_low = np.maximum(t_low, np.minimum(a, b))
+        t_high = np.minimum(t_high, np.maximum(a, b))
+    return _normalise(np.clip(t_high - t_low, 0.0, None))
 
 
 _RENDERERS = {
-    "gaussian": gaussian,
-    "elliptical_gaussian": elliptical_gaussian,
-    "moffat": moffat,
-    "airy": airy,
-    "disk": disk,
-    "ring": ring,
-    "motion": motion,
-    "widefield_airy": widefield_airy,
+    "gaussian": _gaussian,
+    "elliptical_gaussian": _elliptical_gaussian,
+    "moffat": _moffat,
+    "airy": _airy,
+    "disk": _disk,
+    "ring": _ring,
+    "motion": _motion,
+    "widefield_airy": _widefield_airy,
 }
 
 
+def render(model: str, shape, **params) -> np.ndarray:
+    """Like :func:`make_psf` but in float64 and without checking ``shape`` (for fits)."""
+    try:
+        renderer = _RENDERERS[model]
+    except KeyError:
+        raise ValueError(f"unknown model {model!r}; choose from {sorted(_RENDERERS)}") from None
+    return renderer(tuple(shape), **params)
+
+
+def _shape_for(model: str, shape) -> tuple[int, ...]:
+    if model == "gaussian":
+        ndim = 2 if np.isscalar(shape) else len(shape)
+        return odd_shape(shape, ndim)
+    return odd_shape(shape, 2)
+
+
+# -- public renderers (float32, checked shape) ---------------------------------------------
+
+
+def airy_radius(numerical_aperture: float, wavelength: float, pixel_size: float) -> float:
+    """Radius of the first dark ring, ``0.61 λ / NA``, in pixels of ``pixel_size``."""
+    return float(J1_ZERO / (2 * np.pi) * wavelength / numerical_aperture / pixel_size)
+
+
+def gaussian(shape, sigma) -> np.ndarray:
+    """Gaussian integrated exactly over each pixel; ``sigma`` is a scalar or one per axis."""
+    return make_psf("gaussian", shape, sigma=sigma)
+
+
+def elliptical_gaussian(shape, sigma_y: float, sigma_x: float, angle: float = 0.0) -> np.ndarray:
+    """Gaussian with axes ``sigma_y``, ``sigma_x`` rotated by ``angle`` (radians, x towards y)."""
+    return make_psf("elliptical_gaussian", shape, sigma_y=sigma_y, sigma_x=sigma_x, angle=angle)
+
+
+def moffat(shape, alpha: float, beta: float) -> np.ndarray:
+    """Moffat profile ``(1 + r²/alpha²)^-beta``, the usual model of atmospheric seeing."""
+    return make_psf("moffat", shape, alpha=alpha, beta=beta)
+
+
+def airy(shape, radius: float) -> np.ndarray:
+    """Airy pattern of an ideal circular pupil whose first dark ring is at ``radius`` px."""
+    return make_psf("airy", shape, radius=radius)
+
+
+def widefield_airy(shape, numerical_aperture: float, wavelength: float, pixel_size: float):
+    """Airy PSF of a widefield microscope: first zero at ``0.61 λ / NA`` (same length units)."""
+    return make_psf("widefield_airy", shape, numerical_aperture=numerical_aperture,
+                    wavelength=wavelength, pixel_size=pixel_size)
+
+
+def disk(shape, radius: float) -> np.ndarray:
+    """Uniform disk of ``radius`` px: the geometric-optics defocus blur."""
+    return make_psf("disk", shape, radius=radius)
+
+
+def ring(shape, diameter: float, width: float) -> np.ndarray:
+    """Thin ring of ``diameter`` px with a Gaussian cross-section of standard deviation
+    ``width`` px: the defocus blur of a lens with a bright pupil rim (seed 001)."""
+    return make_psf("ring", shape, diameter=diameter, width=width)
+
+
+def motion(shape, length: float, angle: float = 0.0) -> np.ndarray:
+    """Straight motion blur: a segment of ``length`` px centred on the kernel, at ``angle``
+    radians from the x axis towards the y axis, each pixel holding the length of the
+    segment that crosses it."""
+    return make_psf("motion", shape, length=length, angle=angle)
+
+
 def make_psf(model: str, shape, **params) -> np.ndarray:
-    """Render ``model`` on an odd ``shape`` with unit sum; see the module table for models.
+    """Render ``model`` on an odd ``shape``, integrated over each pixel, with unit sum.
+
+    Parameters
+    ----------
+    model : str
+        One of ``gaussian`` (2D or 3D), ``elliptical_gaussian``, ``moffat``, ``airy``,
+        ``widefield_airy``, ``disk``, ``ring``, ``motion`` (2D); see the module docstring.
+    shape : int or tuple of int
+        Odd kernel shape; an int means a square 2D kernel.
+    **params
+        The model's parameters, in pixels and radians.
+
+    Returns
+    -------
+    ndarray of float32
+        The kernel, with its centre at ``shape // 2`` and unit sum.
 
     Examples
     --------
@@ -180,8 +274,11 @@ def make_psf(model: str, shape, **params) -> np.ndarray:
     >>> psf.shape, round(float(psf.sum()), 5)
     ((15, 15), 1.0)
     """
+    if model not in _RENDERERS:
+        raise ValueError(f"unknown model {model!r}; choose from {sorted(_RENDERERS)}")
+    shape = _shape_for(model, shape)
     try:
-        renderer = _RENDERERS[model]
-    except KeyError:
-        raise ValueError(f"unknown model {model!r}; choose from {sorted(_RENDERERS)}") from None
-    return renderer(shape, **params)
+        kernel = _RENDERERS[model](shape, **params)
+    except TypeError as error:
+        raise TypeError(f"wrong parameters for the {model!r} model: {error}") from None
+    return kernel.astype(np.float32)
