@@ -10,23 +10,38 @@ napari plugin lives in ``psfkit._napari``.
 __version__ = "0.1.0"
 
 from .align import estimate_shift
+from .chunked import deconvolve_chunked
 from .deconvolve import deconvolve
 from .estimate import KernelEstimate, estimate_kernel
 from .fit import KernelFit, defocus_diameter, fit_kernel
 from .models import MODELS, make_psf
 from .operators import Convolver, convolve
-from .psf import average_beads, prepare_psf
+from .psf import (
+    BeadAverage,
+    PsfReport,
+    PsfWarning,
+    SaturationWarning,
+    TruncationWarning,
+    average_beads,
+    prepare_psf,
+)
 from .regularize import noise_sigma
 
 __all__ = [
     "MODELS",
+    "BeadAverage",
     "Convolver",
     "KernelEstimate",
     "KernelFit",
+    "PsfReport",
+    "PsfWarning",
+    "SaturationWarning",
+    "TruncationWarning",
     "__version__",
     "average_beads",
     "convolve",
     "deconvolve",
+    "deconvolve_chunked",
     "defocus_diameter",
     "estimate_kernel",
     "estimate_shift",

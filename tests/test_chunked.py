@@ -1,0 +1,192 @@
+"""Chunked deconvolution: blocks with overlap give the in-memory result, without seams,
+on a dask.distributed cluster as on the default scheduler."""
+
+import numpy as np
+import pytest
+
+import psfkit
+from psfkit.chunked import (
+    ChunkPlan,
+    deconvolve_chunked,
+    default_depth,
+    plan_chunked,
+    psf_support,
+)
+from psfkit.models import make_psf
+from psfkit.samples import blurred_pair
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+def _case(ndim):
+    if ndim == 2:
+        psf = make_psf("gaussian", (15, 15), sigma=2.0)
+        pair = blurred_pair(psf, (200, 180), noise=0.01)
+        chunks = (100, 90)
+    else:
+        psf = make_psf("gaussian", (7, 9, 9), sigma=(1.2, 1.0, 1.0))
+        pair = blurred_pair(psf, (32, 64, 60), scene_kind="blobs", noise=0.01,
+                            shift=(0, 0, 0))
+        chunks = (16, 32, 30)
+    return psf, pair, chunks
+
+
+def _cut_mask(shape, chunks, width=2):
+    """Pixels within ``width`` of an internal block border."""
+    mask = np.zeros(shape, dtype=bool)
+    for axis, size in enumerate(chunks):
+        for cut in range(size, shape[axis], size):
+            index = [slice(None)] * len(shape)
+            index[axis] = slice(cut - width, cut + width)
+            mask[tuple(index)] = True
+    return mask
+
+
+def _relative(result, reference):
+    return float(np.linalg.norm(result - reference) / np.linalg.norm(reference))
+
+
+def _seam_rms(result, reference, chunks):
+    near_cuts = _cut_mask(reference.shape, chunks)
+    return float(np.sqrt(np.mean((result - reference)[near_cuts] ** 2)))
+
+
+def test_chunked_auto_matches_in_memory_on_a_distributed_cluster(client):
+    psf, pair, chunks = _case(2)
+    plan = plan_chunked(pair.blurred, psf, chunks=chunks)
+    blocks = deconvolve_chunked(da.from_array(pair.blurred, chunks=chunks), psf, plan=plan,
+                                scheduler=client)
+    assert blocks.shape == pair.blurred.shape and blocks.dtype == np.float32
+    # the same computation in memory: the parameters auto chose, on the whole image
+    whole = psfkit.deconvolve(pair.blurred, psf, **plan.parameters)
+    assert _relative(blocks, whole) < 0.01
+    # no seams: along the cuts the difference stays well below the noise
+    assert _seam_rms(blocks, whole, chunks) < 0.5 * pair.noise_sigma
+
+
+def test_chunked_volume_matches_in_memory_on_a_distributed_cluster(client):
+    psf, pair, chunks = _case(3)
+    options = dict(method="richardson_lucy", iterations=15)
+    whole = psfkit.deconvolve(pair.blurred, psf, **options)
+    blocks = deconvolve_chunked(da.from_array(pair.blurred, chunks=chunks), psf,
+                                scheduler=client, **options)
+    assert blocks.shape == pair.blurred.shape and blocks.dtype == np.float32
+    assert _relative(blocks, whole) < 0.01
+    assert _seam_rms(blocks, whole, chunks) < 0.5 * pair.noise_sigma
+
+
+def test_plain_richardson_lucy_blocks_agree_to_float_precision_away_from_borders():
+    psf, pair, chunks = _case(2)
+    options = dict(method="richardson_lucy", acceleration=None, iterations=20)
+    whole = psfkit.deconvolve(pair.blurred, psf, **options)
+    blocks = deconvolve_chunked(pair.blurred, psf, chunks=chunks, depth=24,
+                                scheduler="synchronous", **options)
+    assert np.abs(blocks - whole).max() < 1e-3 * np.ptp(whole)
+
+
+@pytest.mark.parametrize("method", ["wiener", "tikhonov"])
+def test_direct_methods_chunked_within_one_percent(method):
+    psf, pair, chunks = _case(2)
+    whole = psfkit.deconvolve(pair.blurred, psf, method)
+    blocks = deconvolve_chunked(pair.blurred, psf, method, chunks=chunks)
+    assert np.linalg.norm(blocks - whole) / np.linalg.norm(whole) < 0.01
+
+
+def test_automatic_choices_are_made_once_for_all_blocks():
+    psf, pair, chunks = _case(2)
+    plan = plan_chunked(pair.blurred, psf, chunks=chunks)
+    _, info = psfkit.deconvolve(pair.blurred, psf, return_info=True)
+    assert plan.parameters["method"] == info.method != "auto"
+    assert plan.parameters["regularization"] == pytest.approx(info.regularization)
+    if info.method not in ("wiener", "tikhonov"):
+        assert plan.parameters["iterations"] == info.iterations
+    assert plan.chunks == ((100, 100), (90, 90))
+    assert plan.depth == default_depth(psf)
+
+
+def test_leading_axes_are_frames_deconvolved_alike():
+    psf, pair, _ = _case(2)
+    frames = np.stack([pair.blurred, 2 * pair.blurred])
+    plan = plan_chunked(frames, psf, "richardson_lucy", iterations=10, acceleration=None,
+                        background=0.0, read_noise=0.01, chunks=(1, 100, 90))
+    assert plan.depth[0] == 0
+    result = deconvolve_chunked(frames, psf, plan=plan, scheduler="synchronous")
+    expected = psfkit.deconvolve(pair.blurred, psf, **plan.parameters)
+    assert np.linalg.norm(result[0] - expected) / np.linalg.norm(expected) < 0.01
+
+
+def test_psf_support_encloses_the_requested_energy():
+    psf = make_psf("gaussian", (41, 41), sigma=3.0)
+    radius = psf_support(psf, 0.999)
+    # a Gaussian marginal holds 99.9 % within 3.29 sigma
+    assert radius == (10, 10)
+    assert default_depth(psf) == (20, 20)
+    assert psf_support(np.ones((1, 5, 5)))[0] == 0
+
+
+def test_cancel_fills_the_remaining_blocks_with_the_input():
+    psf, pair, chunks = _case(2)
+    calls = []
+
+    def stop_after_first(done, total, current):
+        calls.append((done, total))
+        return False
+
+    result = deconvolve_chunked(pair.blurred, psf, "wiener", regularization=1e-2,
+                                chunks=chunks, scheduler="synchronous",
+                                callback=stop_after_first)
+    assert calls == [(1, 4)]
+    np.testing.assert_array_equal(result[100:, :], pair.blurred[100:, :])
+    assert not np.array_equal(result[:100, :90], pair.blurred[:100, :90])
+
+
+def test_output_goes_into_the_given_array_and_lazy_mode_computes_nothing():
+    psf, pair, chunks = _case(2)
+    out = np.zeros(pair.blurred.shape, np.float32)
+    returned = deconvolve_chunked(pair.blurred, psf, "wiener", regularization=1e-2,
+                                  chunks=chunks, out=out)
+    assert returned is out and np.any(out != 0)
+    lazy = deconvolve_chunked(pair.blurred, psf, "wiener", regularization=1e-2,
+                              chunks=chunks, compute=False)
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_allclose(lazy.compute(), out, atol=1e-6)
+
+
+def test_input_is_not_modified():
+    psf, pair, chunks = _case(2)
+    image = pair.blurred.copy()
+    deconvolve_chunked(image, psf, "wiener", regularization=1e-2, chunks=chunks)
+    np.testing.assert_array_equal(image, pair.blurred)
+
+
+@pytest.mark.parametrize(
+    ("image", "psf", "error", "message"),
+    [
+        (np.zeros((64, 64), complex), np.ones((3, 3)), TypeError, "real-valued"),
+        (np.zeros((0, 64)), np.ones((3, 3)), ValueError, "empty"),
+        (np.zeros((8, 8)), np.ones((9, 9)), ValueError, "larger than"),
+        (np.zeros((8,)), np.ones((3, 3)), ValueError, "image is 1D"),
+    ],
+)
+def test_bad_input_gives_a_clear_error(image, psf, error, message):
+    with pytest.raises(error, match=message):
+        deconvolve_chunked(image, psf)
+
+
+def test_a_negative_depth_is_refused():
+    with pytest.raises(ValueError, match="depth"):
+        plan_chunked(np.ones((64, 64)), np.ones((3, 3)), depth=-1)
+
+
+def test_plan_counts_its_blocks():
+    plan = ChunkPlan(parameters={}, depth=(2, 2), chunks=((10, 10), (5, 5, 5)))
+    assert plan.block_count == 6
