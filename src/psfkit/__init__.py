@@ -16,14 +16,27 @@ from .estimate import KernelEstimate, estimate_kernel
 from .fit import KernelFit, defocus_diameter, fit_kernel
 from .models import MODELS, make_psf
 from .operators import Convolver, convolve
-from .psf import average_beads, prepare_psf
+from .psf import (
+    BeadAverage,
+    PsfReport,
+    PsfWarning,
+    SaturationWarning,
+    TruncationWarning,
+    average_beads,
+    prepare_psf,
+)
 from .regularize import noise_sigma
 
 __all__ = [
     "MODELS",
+    "BeadAverage",
     "Convolver",
     "KernelEstimate",
     "KernelFit",
+    "PsfReport",
+    "PsfWarning",
+    "SaturationWarning",
+    "TruncationWarning",
     "__version__",
     "average_beads",
     "convolve",
