@@ -222,7 +222,9 @@ class _Problem:
         else:
             self.origin = np.zeros(ndim, dtype=int)
         self.window = tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
-        pad = half + margin + 8
+        # the window never reads beyond the image by more than the margin; a few more
+        # mirrored samples keep the band-limited shift free of edge ringing
+        pad = margin + 4
         self.grid_shape = fast_shape(np.array(sharp.shape) + 2 * pad)
         after = np.array(self.grid_shape) - np.array(sharp.shape) - pad
         padded = np.pad(sharp, [(int(p), int(a)) for p, a in zip(pad, after, strict=True)],
@@ -430,7 +432,7 @@ def _errors_dict(names, errors) -> dict:
 def _kernel_shape(model: _Model, v, ndim, image_shape, shift) -> tuple[int, ...]:
     """Odd shape that holds the model, capped so a useful region remains valid."""
     radius = np.broadcast_to(np.ceil(np.asarray(model.extent(v), dtype=float)), (ndim,))
-    cap = (np.array(image_shape) - 2 * np.ceil(np.abs(shift)) - 16) // 4
+    cap = (np.array(image_shape) - 2 * np.ceil(np.abs(shift)) - 8) // 3
     radius = np.clip(radius, 1, np.maximum(cap, 1)).astype(int)
     return tuple(int(2 * r + 1) for r in radius)
 
@@ -538,6 +540,8 @@ def fit_kernel(
         names = (model,)
     else:
         raise ValueError(f"unknown model {model!r}; choose from {('auto', *MODELS)}")
+    if ndim != 2 and names != ("gaussian",):
+        raise ValueError(f"the {model!r} model is 2D only; in 3D fit 'gaussian'")
 
     # work in normalised units: zero mean, unit standard deviation
     sharp_mean, sharp_std = float(sharp.mean()), float(sharp.std())

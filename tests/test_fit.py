@@ -1,0 +1,192 @@
+"""fit_kernel and defocus_diameter against camera-like pairs with a known kernel."""
+
+import numpy as np
+import pytest
+
+from psfkit import KernelFit, defocus_diameter, fit_kernel, make_psf
+from psfkit.samples import blurred_pair
+
+SHIFT = (0.6, -0.35)
+
+
+def pair_for(model, params, size, shape=(160, 160), **kwargs):
+    kwargs = {"noise": 0.01, "gain": 1.3, "offset": 0.2, "shift": SHIFT, **kwargs}
+    return blurred_pair(make_psf(model, size, **params), shape, **kwargs)
+
+
+@pytest.mark.parametrize("sigma", [0.8, 3.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+def test_gaussian_sigma_gain_offset_and_shift_are_recovered(sigma, dtype):
+    pair = pair_for("gaussian", {"sigma": sigma}, 2 * int(4 * sigma + 1) + 1)
+    sharp, blurred = pair.sharp, pair.blurred
+    if dtype == np.uint16:  # integer images, as cameras give them
+        sharp = np.round(sharp * 1000).astype(np.uint16)
+        blurred = np.round(blurred * 1000).astype(np.uint16)
+        scale = 1.0
+    else:
+        sharp, blurred = sharp.astype(dtype), blurred.astype(dtype)
+        scale = 1.0
+    sharp_before, blurred_before = sharp.copy(), blurred.copy()
+    fit = fit_kernel(sharp, blurred)
+    assert isinstance(fit, KernelFit)
+    assert fit.model == "gaussian"
+    assert abs(fit.params["sigma"] / sigma - 1) < 0.01
+    # the reported error is honest: the truth lies within a few standard errors
+    assert abs(fit.params["sigma"] - sigma) < 5 * fit.errors["sigma"] + 1e-3
+    np.testing.assert_allclose(fit.shift, SHIFT, atol=0.03)
+    assert fit.gain == pytest.approx(1.3 * scale, rel=0.01)
+    expected_offset = 0.2 * (1000 if dtype == np.uint16 else 1)
+    assert fit.offset == pytest.approx(expected_offset, abs=0.01 * expected_offset)
+    assert 0.8 < fit.reduced_chi2 < 1.25
+    assert fit.fwhm == pytest.approx(2.3548 * fit.params["sigma"], rel=1e-3)
+    assert fit.ellipticity < 0.01
+    np.testing.assert_array_equal(sharp, sharp_before)
+    np.testing.assert_array_equal(blurred, blurred_before)
+
+
+def test_kernel_and_residual_describe_the_fit():
+    pair = pair_for("gaussian", {"sigma": 2.0}, 17)
+    fit = fit_kernel(pair.sharp, pair.blurred)
+    assert fit.kernel.dtype == np.float32
+    assert all(n % 2 == 1 for n in fit.kernel.shape)
+    assert float(fit.kernel.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert fit.residual.shape == pair.blurred.shape
+    assert fit.reblurred.shape == pair.blurred.shape
+    inside = fit.residual[fit.valid]
+    # the residual is the noise: same RMS as the noise that was added
+    assert float(np.sqrt(np.mean(inside**2))) == pytest.approx(pair.noise_sigma, rel=0.1)
+    outside = np.ones(pair.blurred.shape, bool)
+    outside[fit.valid] = False
+    assert np.all(fit.residual[outside] == 0)
+    np.testing.assert_allclose(fit.reblurred[fit.valid] + inside, pair.blurred[fit.valid],
+                               atol=1e-4)
+
+
+CASES = [
+    ("elliptical_gaussian", {"sigma_y": 1.4, "sigma_x": 2.8, "angle": 0.5}, 25),
+    ("moffat", {"alpha": 3.0, "beta": 2.5}, 41),
+    ("airy", {"radius": 2.5}, 25),
+    ("disk", {"radius": 4.5}, 13),
+    ("ring", {"diameter": 12.0, "width": 1.2}, 21),
+    ("motion", {"length": 11.0, "angle": 0.6}, 15),
+]
+
+
+@pytest.mark.parametrize(("model", "params", "size"), CASES, ids=[c[0] for c in CASES])
+def test_other_models_recover_their_parameters(model, params, size):
+    pair = pair_for(model, params, size)
+    fit = fit_kernel(pair.sharp, pair.blurred, model)
+    assert fit.model == model
+    assert set(fit.params) == set(params)
+    for name, truth in params.items():
+        if name == "angle":
+            assert abs(fit.params[name] - truth) < 0.02
+        else:
+            assert abs(fit.params[name] / truth - 1) < 0.02, (name, fit.params[name])
+        assert np.isfinite(fit.errors[name]) and fit.errors[name] > 0
+    np.testing.assert_allclose(fit.shift, SHIFT, atol=0.05)
+    assert fit.gain == pytest.approx(1.3, rel=0.02)
+
+
+def test_elliptical_gaussian_reports_the_major_axis_as_sigma_x():
+    # truth given with the major axis as sigma_y: reported as sigma_x, angle turned by 90°
+    pair = pair_for("elliptical_gaussian", {"sigma_y": 3.0, "sigma_x": 1.5, "angle": 0.3}, 25)
+    fit = fit_kernel(pair.sharp, pair.blurred, "elliptical_gaussian")
+    assert fit.params["sigma_x"] == pytest.approx(3.0, rel=0.02)
+    assert fit.params["sigma_y"] == pytest.approx(1.5, rel=0.02)
+    assert fit.params["angle"] == pytest.approx(0.3 - np.pi / 2, abs=0.02)
+    assert fit.ellipticity == pytest.approx(1 - 1.5 / 3.0, abs=0.05)
+
+
+def test_gaussian_3d_fits_one_sigma_per_axis_and_reports_physical_units():
+    sigma = (2.0, 1.2, 1.2)
+    spacing = (0.3, 0.1, 0.1)
+    pair = blurred_pair(make_psf("gaussian", (15, 11, 11), sigma=sigma), (40, 72, 72),
+                        scene_kind="blobs", noise=0.01, gain=0.8, offset=0.1,
+                        shift=(0.4, -0.3, 0.2))
+    fit = fit_kernel(pair.sharp, pair.blurred, spacing=spacing)
+    np.testing.assert_allclose(fit.params["sigma"], sigma, rtol=0.02)
+    np.testing.assert_allclose(fit.physical["sigma"], np.multiply(fit.params["sigma"], spacing))
+    np.testing.assert_allclose(fit.shift, (0.4, -0.3, 0.2), atol=0.05)
+    assert len(fit.errors["sigma"]) == 3
+    assert fit.kernel.ndim == 3
+
+
+def test_isotropic_gaussian_honours_anisotropic_pixels():
+    # pixels twice as tall as wide: one physical sigma is two different pixel sigmas
+    pair = pair_for("gaussian", {"sigma": (1.0, 2.0)}, 17)
+    fit = fit_kernel(pair.sharp, pair.blurred, spacing=(2.0, 1.0))
+    np.testing.assert_allclose(fit.params["sigma"], (1.0, 2.0), rtol=0.01)
+    np.testing.assert_allclose(fit.physical["sigma"], (2.0, 2.0), rtol=0.01)
+
+
+def test_auto_picks_the_model_that_made_the_blur_and_ranks_all():
+    pair = pair_for("disk", {"radius": 3.5}, 9, shape=(112, 112))
+    fit = fit_kernel(pair.sharp, pair.blurred, "auto")
+    assert fit.model == "disk"
+    assert fit.params["radius"] == pytest.approx(3.5, rel=0.02)
+    names = [entry[0] for entry in fit.ranking]
+    assert sorted(names) == sorted(
+        ["gaussian", "elliptical_gaussian", "moffat", "airy", "disk", "ring", "motion"])
+    criteria = [entry[1] for entry in fit.ranking]
+    assert criteria == sorted(criteria)
+    assert fit.ranking[0][0] == "disk"
+
+
+def test_robust_loss_resists_outliers():
+    pair = pair_for("gaussian", {"sigma": 1.5}, 13, noise=0.005)
+    blurred = pair.blurred.copy()
+    rng = np.random.default_rng(3)
+    hot = rng.random(blurred.shape) < 0.03
+    blurred[hot] += 3.0  # hot pixels, cosmic rays
+    robust = fit_kernel(pair.sharp, blurred, loss="cauchy")
+    assert robust.params["sigma"] == pytest.approx(1.5, rel=0.01)
+    assert robust.gain == pytest.approx(1.3, rel=0.01)
+
+
+def test_callback_reports_progress_and_can_stop_the_fit():
+    pair = pair_for("gaussian", {"sigma": 2.0}, 17)
+    steps = []
+    fit = fit_kernel(pair.sharp, pair.blurred, callback=lambda s, t, c: steps.append((s, t)))
+    assert steps and all(t is not None and s <= t for s, t in steps)
+    assert fit.success
+    stopped = fit_kernel(pair.sharp, pair.blurred, callback=lambda *args: False)
+    assert not stopped.success and "stopped" in stopped.message
+    assert np.isfinite(stopped.params["sigma"])
+
+
+def test_summary_lists_parameters_with_errors():
+    pair = pair_for("gaussian", {"sigma": 2.0}, 17)
+    text = fit_kernel(pair.sharp, pair.blurred).summary()
+    assert "sigma = 2" in text and "±" in text and "reduced chi²" in text
+
+
+@pytest.mark.parametrize("radius", [4.0, 7.0])
+def test_defocus_diameter_from_the_cepstrum(radius):
+    pair = pair_for("disk", {"radius": radius}, 2 * int(radius) + 3, shape=(256, 256),
+                    noise=0.002)
+    assert defocus_diameter(pair.blurred, sharp=pair.sharp) == pytest.approx(2 * radius,
+                                                                            rel=0.1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"blurred": np.zeros((50, 60))}, ValueError, "differ in shape"),
+        ({"model": "blob"}, ValueError, "unknown model"),
+        ({"loss": "l1"}, ValueError, "loss must be"),
+        ({"shape": (10, 11)}, ValueError, "odd"),
+        ({"shape": (61, 61)}, ValueError, "no valid region"),
+        ({"spacing": (1.0, -1.0)}, ValueError, "spacing"),
+        ({"sharp": np.full((64, 64), np.nan)}, ValueError, "NaN"),
+        ({"sharp": np.ones((64, 64), complex)}, TypeError, "real"),
+        ({"sharp": np.ones((64, 64)), "blurred": np.ones((64, 64))}, ValueError, "constant"),
+        ({"sharp": np.ones((8, 8, 8)), "blurred": np.ones((8, 8, 8)), "model": "disk"},
+         ValueError, "2D only"),
+    ],
+)
+def test_bad_input_gives_clear_errors(kwargs, error, match):
+    rng = np.random.default_rng(0)
+    arguments = {"sharp": rng.random((64, 64)), "blurred": rng.random((64, 64)), **kwargs}
+    with pytest.raises(error, match=match):
+        fit_kernel(**arguments)

@@ -1,0 +1,140 @@
+"""Model kernels: unit sum, centring, pixel integration and the sizes their parameters mean."""
+
+import numpy as np
+import pytest
+
+from psfkit.models import MODELS, airy_radius, make_psf
+
+PARAMS = {
+    "gaussian": {"sigma": 1.7},
+    "elliptical_gaussian": {"sigma_y": 1.2, "sigma_x": 2.5, "angle": 0.5},
+    "moffat": {"alpha": 2.0, "beta": 3.0},
+    "airy": {"radius": 3.0},
+    "disk": {"radius": 4.2},
+    "ring": {"diameter": 10.0, "width": 1.0},
+    "motion": {"length": 9.0, "angle": 0.3},
+}
+
+
+def covariance(kernel):
+    """Second central moments of a kernel, in pixels² (axis order of the array)."""
+    grids = np.indices(kernel.shape).reshape(kernel.ndim, -1).astype(float)
+    weights = kernel.ravel().astype(float) / kernel.sum()
+    mean = grids @ weights
+    centred = grids - mean[:, None]
+    return (centred * weights) @ centred.T, mean
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_is_float32_unit_sum_and_centred(model):
+    kernel = make_psf(model, (31, 31), **PARAMS[model])
+    assert kernel.dtype == np.float32
+    assert kernel.shape == (31, 31)
+    assert abs(float(kernel.sum()) - 1) < 1e-5
+    assert kernel.min() >= 0
+    _, mean = covariance(kernel)
+    np.testing.assert_allclose(mean, [15, 15], atol=1e-4)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_changes_continuously_with_its_parameters(model):
+    # fits rely on this: a tiny parameter change must give a tiny, nonzero kernel change
+    params = PARAMS[model]
+    name = next(iter(params))
+    nudged = {**params, name: params[name] * 1.0005}
+    a = make_psf(model, (31, 31), **params)
+    b = make_psf(model, (31, 31), **nudged)
+    change = float(np.abs(a - b).sum())
+    assert 0 < change < 0.02
+
+
+@pytest.mark.parametrize("sigma", [0.8, 2.5])
+def test_gaussian_is_integrated_over_pixels(sigma):
+    # a pixel-integrated Gaussian has variance sigma² + 1/12 (Sheppard), a sampled one sigma²
+    kernel = make_psf("gaussian", 41, sigma=sigma)
+    cov, _ = covariance(kernel)
+    np.testing.assert_allclose(np.diag(cov), sigma**2 + 1 / 12, rtol=1e-4)
+    assert abs(cov[0, 1]) < 1e-8
+
+
+def test_narrow_gaussian_matches_brute_force_pixel_averages():
+    sigma, factor = 0.4, 201
+    fine = (np.arange(9 * factor) + 0.5) / factor - 4.5
+    profile = np.exp(-0.5 * (fine / sigma) ** 2).reshape(9, factor).mean(axis=1)
+    expected = np.outer(profile, profile) / profile.sum() ** 2
+    np.testing.assert_allclose(make_psf("gaussian", 9, sigma=sigma), expected, rtol=1e-4,
+                               atol=1e-9)
+
+
+def test_gaussian_3d_has_one_sigma_per_axis():
+    kernel = make_psf("gaussian", (31, 21, 11), sigma=(3.0, 2.0, 1.0))
+    assert kernel.shape == (31, 21, 11)
+    cov, _ = covariance(kernel)
+    np.testing.assert_allclose(np.diag(cov), np.array([9.0, 4.0, 1.0]) + 1 / 12, rtol=5e-3)
+
+
+def test_elliptical_gaussian_axes_and_angle():
+    sigma_y, sigma_x, angle = 1.5, 3.0, 0.4
+    kernel = make_psf("elliptical_gaussian", 41, sigma_y=sigma_y, sigma_x=sigma_x, angle=angle)
+    cov, _ = covariance(kernel)
+    values, vectors = np.linalg.eigh(cov)
+    np.testing.assert_allclose(values, [sigma_y**2 + 1 / 12, sigma_x**2 + 1 / 12], rtol=5e-3)
+    major = vectors[:, 1] * np.sign(vectors[1, 1])  # (y, x) of the major axis
+    assert abs(np.arctan2(major[0], major[1]) - angle) < 1e-3
+
+
+def test_disk_radius_is_its_edge():
+    # a uniform disk of radius R has per-axis variance R²/4, plus 1/12 from the pixels
+    radius = 6.3
+    cov, _ = covariance(make_psf("disk", 17, radius=radius))
+    np.testing.assert_allclose(np.diag(cov), radius**2 / 4 + 1 / 12, rtol=5e-3)
+
+
+def test_ring_peaks_at_half_its_diameter():
+    kernel = make_psf("ring", 41, diameter=24.0, width=1.0)
+    profile = kernel[20, 20:]
+    assert int(np.argmax(profile)) == 12
+
+
+def test_airy_first_dark_ring_at_radius():
+    kernel = make_psf("airy", 41, radius=8.0)
+    profile = kernel[20, 20:30]
+    assert int(np.argmin(profile)) == 8
+    assert profile[8] < 1e-3 * profile[0]
+
+
+def test_widefield_airy_matches_its_radius():
+    radius = airy_radius(numerical_aperture=1.4, wavelength=0.52, pixel_size=0.065)
+    assert abs(radius - 0.61 * 0.52 / 1.4 / 0.065) < 0.01 * radius
+    widefield = make_psf("widefield_airy", 25, numerical_aperture=1.4, wavelength=0.52,
+                         pixel_size=0.065)
+    np.testing.assert_allclose(widefield, make_psf("airy", 25, radius=radius), atol=1e-7)
+
+
+def test_motion_is_a_segment_of_the_given_length():
+    horizontal = make_psf("motion", 15, length=9.0, angle=0.0)
+    np.testing.assert_allclose(horizontal[7, 3:12], 1 / 9, rtol=1e-5)
+    assert float(horizontal.sum()) == pytest.approx(float(horizontal[7].sum()))
+    # any angle: variance along the segment is L²/12, up to the pixel grid
+    cov, _ = covariance(make_psf("motion", 31, length=20.0, angle=0.7))
+    values, vectors = np.linalg.eigh(cov)
+    assert abs(values[1] - 20.0**2 / 12) < 0.3
+    assert values[0] < 0.3
+    major = vectors[:, 1] * np.sign(vectors[1, 1])
+    assert abs(np.arctan2(major[0], major[1]) - 0.7) < 0.01
+
+
+@pytest.mark.parametrize(
+    ("model", "shape", "params", "error", "match"),
+    [
+        ("gaussian", (10, 11), {"sigma": 1.0}, ValueError, "odd"),
+        ("gaussian", 11, {"sigma": -1.0}, ValueError, "positive"),
+        ("blob", 11, {}, ValueError, "unknown model"),
+        ("disk", 11, {"diameter": 3.0}, TypeError, "wrong parameters"),
+        ("disk", 5, {"radius": 0.0}, ValueError, "positive"),
+        ("moffat", (11, 11, 11), {"alpha": 1.0, "beta": 2.0}, ValueError, "2 entries"),
+    ],
+)
+def test_bad_parameters_raise_clear_errors(model, shape, params, error, match):
+    with pytest.raises(error, match=match):
+        make_psf(model, shape, **params)
