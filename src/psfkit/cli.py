@@ -1,9 +1,39 @@
-"""The batch face of psfkit: ``psfkit demo`` and ``psfkit deconvolve`` on TIFF files."""
+"""The batch face of psfkit: ``psfkit demo`` and ``psfkit deconvolve`` on TIFF files.
+
+``psfkit deconvolve in.tif --psf psf.tif -o out.tif`` deconvolves an image (2D, 3D, or a
+stack of frames along leading axes) with a PSF. Small images are deconvolved in memory;
+large ones (or any image when ``--chunks`` or ``--scheduler`` is given) go through
+:func:`psfkit.chunked.deconvolve_chunked`, reading the input through a memory map and
+writing the output block by block, on the local threads or a ``dask.distributed``
+cluster. A progress bar goes to stderr. The output is written to a temporary file next to
+its destination and renamed into place only when complete, so a crash or Ctrl-C never
+leaves a half-written file; the input is never overwritten.
+
+Exit codes: 0 success, 1 the computation failed, 2 bad arguments or unreadable input,
+130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import mmap
+import os
 import sys
+import tempfile
+import time
+
+import numpy as np
+
+#: Images above this many bytes (as float32 per frame) take the chunked path by default.
+CHUNKED_ABOVE_BYTES = 1 << 30
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad arguments or input files: reported in one line, exit code 2."""
 
 
 def _add_demo(subparsers) -> None:
@@ -20,17 +50,288 @@ def _run_demo(args) -> int:
     return run_demo(args.output)["exit_code"]
 
 
+# ------------------------------------------------------------------------- deconvolve
+
+
+def _regularization(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _chunks(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or block sizes like 64,512,512, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"block sizes must be >= 1, got {text}")
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
 def _add_deconvolve(subparsers) -> None:
-    parser = subparsers.add_parser("deconvolve", help="deconvolve a TIFF image with a TIFF PSF")
-    parser.add_argument("image")
-    parser.add_argument("--psf", required=True)
-    parser.add_argument("-o", "--output", required=True)
+    parser = subparsers.add_parser(
+        "deconvolve", help="deconvolve a TIFF image with a TIFF PSF",
+        description="Deconvolve a TIFF image (2D, 3D, or frames along leading axes) with a "
+                    "TIFF PSF. Without options every choice is automatic.")
+    parser.add_argument("image", help="input TIFF")
+    parser.add_argument("--psf", required=True, help="PSF TIFF, 2D or 3D, centred")
+    parser.add_argument("-o", "--output", required=True, help="output TIFF (float32)")
+    parser.add_argument("--method", default="auto",
+                        choices=("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv",
+                                 "fista_tv"),
+                        help="deconvolution method (default: auto)")
+    parser.add_argument("--iterations", type=_positive_int, default=None,
+                        help="iteration count of the iterative methods (default: automatic)")
+    parser.add_argument("--regularization", type=_regularization, default="auto",
+                        help="regularization weight, or 'auto' (default)")
+    parser.add_argument("--no-acceleration", action="store_true",
+                        help="plain Richardson-Lucy, without Biggs-Andrews acceleration")
+    parser.add_argument("--background", type=float, default=None,
+                        help="constant camera offset / sky level (default: estimated)")
+    parser.add_argument("--chunks", type=_chunks, default=None,
+                        help="deconvolve in overlapping blocks of this size, e.g. 64,512,512 "
+                             "or 'auto' (default: only for images over 1 GiB)")
+    parser.add_argument("--depth", type=int, default=None,
+                        help="overlap between blocks in pixels (default: from the PSF)")
+    parser.add_argument("--scheduler", default=None,
+                        help="dask scheduler: an address such as tcp://host:8786, or "
+                             "threads, processes, synchronous (implies blocks)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output file (never the input)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_run_deconvolve)
 
 
+class ProgressBar:
+    """A one-line text progress bar on a stream (stderr); redraws at most 10x a second
+    on a terminal and at every 10 % otherwise, so logs stay short."""
+
+    def __init__(self, label: str, stream=None, width: int = 30, enabled: bool = True):
+        self.label = label
+        self.stream = sys.stderr if stream is None else stream
+        self.width = width
+        self.enabled = enabled
+        self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = time.perf_counter()
+        self._last_draw = 0.0
+        self._last_decile = -1
+        self.step = 0
+        self.total = None
+
+    def __call__(self, step, total=None, current=None) -> bool:
+        self.step, self.total = int(step), (int(total) if total else None)
+        if not self.enabled:
+            return True
+        now = time.perf_counter()
+        if self.interactive:
+            if now - self._last_draw >= 0.1 or (self.total and self.step >= self.total):
+                self._draw("\r")
+                self._last_draw = now
+        elif self.total:
+            decile = 10 * self.step // self.total
+            if decile != self._last_decile:
+                self._last_decile = decile
+                self._draw("", "\n")
+        return True
+
+    def _draw(self, prefix: str, suffix: str = "") -> None:
+        elapsed = time.perf_counter() - self.started
+        if self.total:
+            filled = int(self.width * min(self.step / self.total, 1.0))
+            bar = "#" * filled + "-" * (self.width - filled)
+            text = f"{self.label} [{bar}] {self.step}/{self.total} {elapsed:5.1f}s"
+        else:
+            text = f"{self.label} {self.step} {elapsed:5.1f}s"
+        self.stream.write(prefix + text + suffix)
+        self.stream.flush()
+
+    def close(self, message: str = "") -> None:
+        if self.enabled:
+            if self.interactive:
+                self._draw("\r")
+                self.stream.write("\n")
+            if message:
+                self.stream.write(message + "\n")
+            self.stream.flush()
+
+
+def _read_tiff(path: str, role: str, *, memory_map: bool):
+    """The TIFF's array: memory-mapped when possible and asked for, else read."""
+    import tifffile
+
+    if not os.path.isfile(path):
+        raise UsageError(f"{role} file not found: {path}")
+    try:
+        if memory_map:
+            with contextlib.suppress(ValueError):
+                return tifffile.memmap(path, mode="r")
+        return tifffile.imread(path)
+    except Exception as error:  # tifffile raises many kinds on a bad file
+        raise UsageError(f"cannot read the {role} TIFF {path}: {error}") from None
+
+
+def _image_shape(path: str):
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            return tuple(series.shape), np.dtype(series.dtype)
+    except Exception as error:
+        raise UsageError(f"cannot read the image TIFF {path}: {error}") from None
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _release_pages(array) -> None:
+    """Write a memory map's dirty pages and drop its pages from this process's memory."""
+    base = array
+    while base is not None and getattr(base, "_mmap", None) is None:
+        base = getattr(base, "base", None)
+    handle = getattr(base, "_mmap", None)
+    if handle is None:
+        return
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        handle.flush()
+        handle.madvise(mmap.MADV_DONTNEED)
+
+
+def _metadata(parameters: dict, args) -> dict:
+    entries = {key: value for key, value in parameters.items()
+               if isinstance(value, (str, int, float, bool, type(None)))}
+    entries.update(psf=os.path.basename(args.psf), source=os.path.basename(args.image))
+    return {"psfkit_deconvolve": json.dumps(entries)}
+
+
+def _check_paths(args) -> None:
+    for path, role in ((args.image, "image"), (args.psf, "PSF")):
+        if not os.path.isfile(path):
+            raise UsageError(f"{role} file not found: {path}")
+        if os.path.exists(args.output) and _same_file(path, args.output):
+            raise UsageError(f"refusing to overwrite the input {path}; choose another output")
+    if os.path.exists(args.output) and not args.overwrite:
+        raise UsageError(f"{args.output} exists; pass --overwrite to replace it")
+    folder = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(folder):
+        raise UsageError(f"output folder does not exist: {folder}")
+
+
+def _deconvolve_arguments(args) -> dict:
+    options = dict(method=args.method, iterations=args.iterations,
+                   regularization=args.regularization)
+    if args.no_acceleration:
+        options["acceleration"] = None
+    if args.background is not None:
+        options["background"] = args.background
+    return options
+
+
 def _run_deconvolve(args) -> int:
-    print("psfkit deconvolve is being built", file=sys.stderr)
-    return 2
+    try:
+        return _deconvolve_files(args)
+    except UsageError as error:
+        print(f"psfkit deconvolve: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\npsfkit deconvolve: interrupted; no output written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _deconvolve_files(args) -> int:
+    import tifffile
+
+    from .chunked import chunked_graph, plan_chunked, store_blocks
+    from .deconvolve import deconvolve
+
+    _check_paths(args)
+    psf = np.asarray(_read_tiff(args.psf, "PSF", memory_map=False))
+    psf = np.squeeze(psf) if psf.ndim > 3 else psf
+    shape, _dtype = _image_shape(args.image)
+    if psf.ndim not in (2, 3) or len(shape) < psf.ndim:
+        raise UsageError(f"the PSF must be 2D or 3D and have at most the image's dimensions; "
+                         f"got PSF {psf.shape} and image {shape}")
+    spatial = shape[len(shape) - psf.ndim:]
+    if any(k > n for k, n in zip(psf.shape, spatial, strict=True)):
+        raise UsageError(f"the PSF {psf.shape} is larger than the image {spatial}")
+    frame_bytes = 4 * int(np.prod(spatial))
+    chunked = (args.chunks is not None or args.scheduler is not None
+               or len(shape) > psf.ndim or frame_bytes > CHUNKED_ABOVE_BYTES)
+    image = _read_tiff(args.image, "image", memory_map=chunked)
+    options = _deconvolve_arguments(args)
+
+    folder = os.path.dirname(os.path.abspath(args.output))
+    descriptor, temporary = tempfile.mkstemp(suffix=".tif", prefix=".psfkit-", dir=folder)
+    os.close(descriptor)
+    bar = ProgressBar("deconvolving", enabled=not args.quiet)
+    try:
+        try:
+            if chunked:
+                chunks = None if args.chunks in (None, "auto") else args.chunks
+                plan = plan_chunked(image, psf, chunks=chunks, depth=args.depth, **options)
+                bar.label = f"deconvolving {plan.block_count} blocks"
+                out = tifffile.memmap(temporary, shape=image.shape, dtype=np.float32,
+                                      metadata=_metadata(plan.parameters, args))
+
+                def after_group():
+                    _release_pages(out)
+                    _release_pages(image)
+
+                store_blocks(chunked_graph(image, psf, plan), out, scheduler=args.scheduler,
+                             callback=bar, after_group=after_group)
+                out.flush()
+                del out
+                parameters = plan.parameters
+            else:
+                result, info = deconvolve(image, psf, **options, callback=bar,
+                                          return_info=True)
+                parameters = {key: value for key, value in vars(info).items()
+                              if key != "history"}
+                tifffile.imwrite(temporary, result, metadata=_metadata(parameters, args))
+        except (ValueError, TypeError) as error:
+            raise UsageError(str(error)) from None
+        except (MemoryError, OSError, RuntimeError) as error:
+            bar.close()
+            print(f"psfkit deconvolve: failed: {type(error).__name__}: {error}",
+                  file=sys.stderr)
+            return EXIT_FAILED
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private
+        os.replace(temporary, args.output)
+        temporary = None
+    finally:
+        if temporary is not None and os.path.exists(temporary):
+            os.remove(temporary)
+    summary = ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                        for key, value in parameters.items()
+                        if key in ("method", "iterations", "regularization", "stopped_by"))
+    bar.close(f"wrote {args.output} ({summary})")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:

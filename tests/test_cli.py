@@ -1,0 +1,140 @@
+"""``psfkit deconvolve`` on TIFF files: the same numbers as the library, blocks that agree
+with the whole, atomic output, and refusals with clear messages and exit codes."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+import psfkit
+from psfkit.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from psfkit.models import make_psf
+from psfkit.samples import blurred_pair
+
+
+@pytest.fixture
+def files(tmp_path):
+    psf = make_psf("gaussian", (15, 15), sigma=2.0)
+    pair = blurred_pair(psf, (160, 150), noise=0.01)
+    image_path, psf_path = tmp_path / "in.tif", tmp_path / "psf.tif"
+    tifffile.imwrite(image_path, pair.blurred)
+    tifffile.imwrite(psf_path, psf)
+    return pair.blurred, psf, str(image_path), str(psf_path), tmp_path
+
+
+def _metadata(path) -> dict:
+    with tifffile.TiffFile(path) as tif:
+        return json.loads(tif.shaped_metadata[0]["psfkit_deconvolve"])
+
+
+def test_output_equals_the_library_result_and_records_the_parameters(files, capsys):
+    image, psf, image_path, psf_path, folder = files
+    output = folder / "out.tif"
+    code = main(["deconvolve", image_path, "--psf", psf_path, "-o", str(output),
+                 "--method", "richardson_lucy", "--iterations", "12"])
+    assert code == EXIT_OK
+    written = tifffile.imread(output)
+    expected = psfkit.deconvolve(image, psf, "richardson_lucy", iterations=12)
+    assert written.dtype == np.float32 and written.shape == image.shape
+    np.testing.assert_allclose(written, expected, rtol=1e-5, atol=1e-6)
+    metadata = _metadata(output)
+    assert metadata["method"] == "richardson_lucy" and metadata["iterations"] == 12
+    assert metadata["source"] == "in.tif"
+    err = capsys.readouterr().err
+    assert "12/12" in err and "wrote" in err
+    assert sorted(os.listdir(folder)) == ["in.tif", "out.tif", "psf.tif"]  # no temp file
+
+
+def test_blocks_on_request_match_the_whole_image_within_one_percent(files):
+    _image, _psf, image_path, psf_path, folder = files
+    whole, blocks = folder / "whole.tif", folder / "blocks.tif"
+    common = ["--psf", psf_path, "--method", "richardson_lucy", "--iterations", "15", "-q"]
+    assert main(["deconvolve", image_path, "-o", str(whole), *common]) == EXIT_OK
+    assert main(["deconvolve", image_path, "-o", str(blocks), *common, "--chunks", "80,75",
+                 "--scheduler", "synchronous"]) == EXIT_OK
+    whole, blocks = tifffile.imread(whole), tifffile.imread(blocks)
+    assert np.linalg.norm(blocks - whole) / np.linalg.norm(whole) < 0.01
+
+
+def test_frames_along_a_leading_axis_are_deconvolved_alike(files):
+    image, _psf, _, psf_path, folder = files
+    stack_path, output = folder / "stack.tif", folder / "out.tif"
+    tifffile.imwrite(stack_path, np.stack([image, image]))
+    code = main(["deconvolve", str(stack_path), "--psf", psf_path, "-o", str(output),
+                 "--method", "wiener", "-q"])
+    assert code == EXIT_OK
+    result = tifffile.imread(output)
+    assert result.shape == (2, *image.shape)
+    np.testing.assert_allclose(result[0], result[1], atol=1e-6)
+
+
+def test_refuses_to_overwrite_its_input_even_when_told_to(files, capsys):
+    image, _, image_path, psf_path, _ = files
+    code = main(["deconvolve", image_path, "--psf", psf_path, "-o", image_path, "--overwrite"])
+    assert code == EXIT_USAGE
+    assert "refusing to overwrite the input" in capsys.readouterr().err
+    np.testing.assert_array_equal(tifffile.imread(image_path), image)
+
+
+def test_an_existing_output_is_kept_without_overwrite(files, capsys):
+    _, _, image_path, psf_path, folder = files
+    output = folder / "out.tif"
+    output.write_bytes(b"precious")
+    assert main(["deconvolve", image_path, "--psf", psf_path, "-o", str(output)]) == EXIT_USAGE
+    assert "--overwrite" in capsys.readouterr().err
+    assert output.read_bytes() == b"precious"
+
+
+def test_a_failed_run_leaves_no_output_and_no_temporary_file(files, monkeypatch, capsys):
+    _, _, image_path, psf_path, folder = files
+
+    def broken(*args, **kwargs):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(sys.modules["psfkit.deconvolve"], "deconvolve", broken)
+    code = main(["deconvolve", image_path, "--psf", psf_path, "-o", str(folder / "out.tif")])
+    assert code == EXIT_FAILED
+    assert "MemoryError" in capsys.readouterr().err
+    assert sorted(os.listdir(folder)) == ["in.tif", "psf.tif"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("missing image", "image file not found"),
+        ("nan", "NaN"),
+        ("psf too large", "larger than"),
+        ("not a tiff", "cannot read"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_exit_code_2(files, change, message, capsys):
+    image, _, image_path, psf_path, folder = files
+    if change == "missing image":
+        image_path = str(folder / "missing.tif")
+    elif change == "nan":
+        image = image.copy()
+        image[5, 5] = np.nan
+        tifffile.imwrite(image_path, image)
+    elif change == "psf too large":
+        tifffile.imwrite(psf_path, np.ones((201, 201), np.float32))
+    else:
+        with open(image_path, "wb") as handle:
+            handle.write(b"not a tiff at all")
+    output = folder / "out.tif"
+    assert main(["deconvolve", image_path, "--psf", psf_path, "-o", str(output)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not output.exists()
+    assert sorted(os.listdir(folder)) == sorted(["in.tif", "psf.tif"])
+
+
+def test_bad_arguments_are_refused_by_the_parser(files, capsys):
+    _, _, image_path, psf_path, folder = files
+    with pytest.raises(SystemExit) as stop:
+        main(["deconvolve", image_path, "--psf", psf_path, "-o", str(folder / "o.tif"),
+              "--regularization", "-1"])
+    assert stop.value.code == EXIT_USAGE
+    assert "must be >= 0" in capsys.readouterr().err
