@@ -185,23 +185,30 @@ def _gcv_fourier(power, penalty, spectrum_blurred):
     return float(best)
 
 
-def _auto_shape(kernel, fraction=0.99):
-    """Odd support that holds ``fraction`` of a pilot kernel's positive mass, with margin."""
-    positive = np.clip(kernel, 0, None).astype(np.float64)
-    # noise in a wide pilot estimate spreads a floor of small positive values everywhere
-    floor = np.median(np.abs(kernel)) * 3
-    positive = np.clip(positive - floor, 0, None)
+def _auto_shape(pilot, fraction=0.99):
+    """Odd support that holds ``fraction`` of a pilot kernel's mass above its noise, + margin.
+
+    The pilot is smoothed a little; its noise floor is the 99th percentile of the smoothed
+    values in an outer frame of the pilot, which a kernel smaller than the pilot leaves
+    empty. The extent along each axis is measured around the core centroid.
+    """
+    smooth = ndi.gaussian_filter(pilot.astype(np.float32), 1.0)
+    inner = tuple(slice(max(2, n // 8), n - max(2, n // 8)) for n in pilot.shape)
+    frame = np.ones(pilot.shape, bool)
+    frame[inner] = False
+    floor = float(np.percentile(np.abs(smooth[frame]), 99)) if frame.any() else 0.0
+    positive = np.clip(smooth - floor, 0, None).astype(np.float64)
     if positive.sum() <= 0:
-        return tuple(min(k, 15) | 1 for k in kernel.shape)
-    centre = centroid(positive)
+        return tuple(min(k, 15) | 1 for k in pilot.shape)
+    centre = np.array(pilot.shape) // 2
     shape = []
-    for axis, n in enumerate(kernel.shape):
-        profile = positive.sum(axis=tuple(a for a in range(kernel.ndim) if a != axis))
+    for axis, n in enumerate(pilot.shape):
+        profile = positive.sum(axis=tuple(a for a in range(pilot.ndim) if a != axis))
         distance = np.abs(np.arange(n) - centre[axis])
-        order = np.argsort(distance)
+        order = np.argsort(distance, kind="stable")
         cumulative = np.cumsum(profile[order]) / profile.sum()
         radius = distance[order][min(np.searchsorted(cumulative, fraction), n - 1)]
-        half = int(np.ceil(1.3 * radius + 2))
+        half = int(np.ceil(1.2 * radius + 2))
         shape.append(int(min(2 * half + 1, n if n % 2 else n - 1)))
     return tuple(max(s, 3) for s in shape)
 
@@ -523,9 +530,8 @@ def _estimate_rgb(sharp, blurred, shape, *, callback, **options):
         channels=channels)
 
 
-def _fit_at_shift(sharp, blurred, shift, shape, *, method, manual, nonnegative,
-                  max_iterations, tolerance, callback, start=None):
-    """Fit the kernel between ``blurred`` and ``sharp`` moved by ``shift``, on the overlap."""
+def _standardised_overlap(sharp, blurred, shift):
+    """Both images on the overlap after moving ``sharp`` by ``shift``, standardised."""
     sharp_shifted = _shift_image(sharp, shift)
     window = _overlap_window(sharp.shape, shift)
     sharp_crop, blurred_crop = sharp_shifted[window], blurred[window]
@@ -537,11 +543,30 @@ def _fit_at_shift(sharp, blurred, shift, shape, *, method, manual, nonnegative,
         raise ValueError("the images do not overlap in any structured region")
     sharp0 = ((sharp_crop - sharp_mean) / sharp_scale).astype(np.float32)
     blurred0 = ((blurred_crop - blurred_mean) / blurred_scale).astype(np.float32)
-    if shape is None:
-        pilot_shape = tuple(min(2 * (n // 6) + 1, 63 if sharp.ndim == 2 else 31)
-                            for n in sharp0.shape)
-        pilot, _ = _fourier_estimate(sharp0, blurred0, pilot_shape, manual)
-        shape = _auto_shape(pilot)
+    return sharp0, blurred0, sharp_scale, blurred_scale, sharp_shifted, window
+
+
+def _pilot(sharp, blurred, shift, shape, manual):
+    sharp0, blurred0, *_ = _standardised_overlap(sharp, blurred, shift)
+    shape = tuple(min(k, n - 1 if n % 2 == 0 else n) for k, n in zip(shape, sharp0.shape,
+                                                                       strict=True))
+    return _fourier_estimate(sharp0, blurred0, shape, manual)[0]
+
+
+def _core_centroid(kernel):
+    """Centroid of the part of a (noisy) kernel above a fifth of its smoothed maximum."""
+    smooth = ndi.gaussian_filter(kernel.astype(np.float32), 1.0)
+    core = np.clip(smooth - 0.2 * float(smooth.max()), 0, None)
+    if not np.any(core > 0):
+        return np.array(kernel.shape, dtype=float) // 2
+    return centroid(core)
+
+
+def _fit_at_shift(sharp, blurred, shift, shape, *, method, manual, nonnegative,
+                  max_iterations, tolerance, callback, start=None):
+    """Fit the kernel between ``blurred`` and ``sharp`` moved by ``shift``, on the overlap."""
+    sharp0, blurred0, sharp_scale, blurred_scale, sharp_shifted, window = \
+        _standardised_overlap(sharp, blurred, shift)
     if any(k > n for k, n in zip(shape, sharp0.shape, strict=True)):
         raise ValueError(f"kernel shape {shape} does not fit in the overlap {sharp0.shape}")
     kernel, used = _fourier_estimate(sharp0, blurred0, shape, manual)
@@ -582,6 +607,19 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
     shift = estimate_shift(sharp, blurred, upsample=50)
     limit = np.array(sharp.shape) / 4
     shift = np.clip(shift, -limit, limit)
+    # Correlation peaks are blunt for flat-topped kernels (a defocus disk), so the shift is
+    # refined on a wide Fourier pilot: move by the pilot's core centroid until it is centred.
+    pilot_shape = tuple(
+        max(min(2 * (n // 6) + 1, 63 if ndim == 2 else 31), 2 * (k // 2) + 1 if shape else 1)
+        for n, k in zip(sharp.shape, shape or sharp.shape, strict=True))
+    for _ in range(4):
+        pilot = _pilot(sharp, blurred, shift, pilot_shape, manual)
+        correction = _core_centroid(pilot) - np.array(pilot_shape) // 2
+        shift = np.clip(shift + correction, -limit, limit)
+        if np.max(np.abs(correction)) < 0.5:
+            break
+    if shape is None:
+        shape = _auto_shape(_pilot(sharp, blurred, shift, pilot_shape, manual))
     fit = _fit_at_shift(sharp, blurred, shift, shape, method=method, manual=manual,
                         nonnegative=nonnegative, max_iterations=max_iterations,
                         tolerance=tolerance, callback=callback)
@@ -590,14 +628,17 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
     if center and np.any(fit["kernel_fit"] > 0):
         # an asymmetric kernel moves the correlation peak: absorb its centroid in the shift
         # and fit once more, so the kernel ends up centred without resampling it
-        off_centre = centroid(fit["kernel_fit"]) - centre
-        if np.max(np.abs(off_centre)) > 0.05:
+        for _ in range(2):
+            off_centre = centroid(fit["kernel_fit"]) - centre
+            if np.max(np.abs(off_centre)) <= 0.05:
+                break
             shift = shift + off_centre
             start = fourier_shift(fit["kernel_fit"], -off_centre)
             fit = _fit_at_shift(sharp, blurred, shift, shape, method=method, manual=manual,
                                 nonnegative=nonnegative, max_iterations=max_iterations,
                                 tolerance=tolerance, callback=callback,
                                 start=np.clip(start, 0, None) if nonnegative else start)
+
 
     kernel_fit, window = fit["kernel_fit"], fit["window"]
     reblurred_no_offset = _reblur(fit["sharp_shifted"], kernel_fit, 0.0)
