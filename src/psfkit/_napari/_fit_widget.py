@@ -1,0 +1,218 @@
+"""The "Fit PSF model" and "Model PSF" widgets: a parametric kernel fitted between a sharp
+and a blurred layer (kernel and residual layers, parameters ± errors in the widget and in
+the metadata), and a model PSF rendered from typed-in parameters for deconvolution when no
+measurement exists."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import ComboBox, FloatSpinBox, Label, SpinBox
+
+from psfkit.fit import LOSSES, fit_kernel
+from psfkit.models import MODELS, make_psf
+
+from ._common import PsfkitWidget, layer_array, layer_picker, upsert_layer
+
+if TYPE_CHECKING:
+    import napari
+
+
+def _plain(value):
+    """Metadata napari can copy and save: floats, lists and dicts of them."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value)
+    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _format(value, error=None) -> str:
+    if np.ndim(value):
+        errors = error if error is not None else [None] * len(value)
+        return ", ".join(_format(v, e) for v, e in zip(value, errors, strict=True))
+    text = f"{value:.4g}"
+    return text if error is None else f"{text} ± {error:.2g}"
+
+
+class FitModelWidget(PsfkitWidget):
+    """Fit a parametric kernel between a sharp and a blurred layer."""
+
+    description = "Fitting PSF model"
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self.sharp = layer_picker(viewer, "Image", "sharp")
+        self.blurred = layer_picker(viewer, "Image", "blurred")
+        self.model = ComboBox(value="gaussian", choices=["auto", *MODELS], label="model")
+        self.size = SpinBox(value=0, min=0, max=1001, step=2, label="kernel size (0 = auto)")
+        self.loss = ComboBox(value="linear", choices=list(LOSSES), label="loss")
+        self.results = Label(value="")
+        super().__init__(viewer, [self.sharp, self.blurred, self.model, self.size, self.loss],
+                         run_text="Fit")
+        self.append(self.results)
+        self.fit = None
+
+    def prepare(self):
+        sharp_layer, blurred_layer = self.sharp.value, self.blurred.value
+        sharp = layer_array(sharp_layer, "sharp")
+        blurred = layer_array(blurred_layer, "blurred")
+        if sharp_layer is blurred_layer:
+            raise ValueError("Choose two different layers: a sharp and a blurred one.")
+        if sharp.shape != blurred.shape:
+            raise ValueError(f"The sharp layer '{sharp_layer.name}' {sharp.shape} and the "
+                             f"blurred layer '{blurred_layer.name}' {blurred.shape} differ "
+                             "in shape.")
+        model = self.model.value
+        if blurred.ndim == 3 and model not in ("gaussian", "auto"):
+            raise ValueError(f"The {model} model is 2D only; fit 'gaussian' to a 3D stack.")
+        size = self.size.value
+        if size and size % 2 == 0:
+            raise ValueError(f"The kernel size must be odd, got {size}.")
+        if size and size >= min(blurred.shape):
+            raise ValueError(f"The kernel size {size} must be smaller than the images "
+                             f"{blurred.shape}.")
+        shape = (size,) * blurred.ndim if size else None
+        spacing = tuple(float(s) for s in blurred_layer.scale[-blurred.ndim:])
+        loss = self.loss.value
+
+        def job(callback):
+            fit = fit_kernel(sharp, blurred, model, shape=shape, spacing=spacing, loss=loss,
+                             callback=callback)
+            return fit, blurred_layer, spacing
+
+        return job
+
+    def finish(self, result) -> None:
+        fit, layer, spacing = result
+        self.fit = fit
+        metadata = _plain({
+            "source": layer.name,
+            "model": fit.model,
+            "params": fit.params,
+            "errors": {k: v for k, v in fit.errors.items() if k in fit.params},
+            "shift": fit.shift,
+            "shift_error": fit.errors["shift"],
+            "gain": fit.gain,
+            "offset": fit.offset,
+            "fwhm": fit.fwhm,
+            "ellipticity": fit.ellipticity,
+            "reduced_chi2": fit.reduced_chi2,
+            "noise_sigma": fit.noise_sigma,
+            "ranking": [list(entry) for entry in fit.ranking],
+            "physical": fit.physical,
+            "spacing": spacing,
+            "loss": fit.loss,
+            "converged": fit.success,
+        })
+        translate = tuple(layer.translate[-len(spacing):])
+        upsert_layer(self.viewer, fit.kernel, f"{layer.name} fitted kernel", "image",
+                     scale=spacing, metadata=metadata, colormap="magma")
+        limit = float(np.abs(fit.residual).max()) or 1.0
+        residual = upsert_layer(self.viewer, fit.residual, f"{layer.name} fit residual",
+                                "image", scale=spacing, translate=translate,
+                                metadata=metadata, colormap="twilight_shifted")
+        residual.contrast_limits = (-limit, limit)
+        lines = [f"{fit.model}:"]
+        for name, value in fit.params.items():
+            lines.append(f"  {name} = {_format(value, fit.errors.get(name))}"
+                         + (" rad" if name == "angle" else " px"))
+        lines.append(f"  FWHM = {_format(fit.fwhm)} px, ellipticity {fit.ellipticity:.3f}")
+        lines.append(f"  shift = {_format(fit.shift, fit.errors['shift'])} px")
+        lines.append(f"  gain = {_format(fit.gain, fit.errors['gain'])}, "
+                     f"offset = {_format(fit.offset, fit.errors['offset'])}")
+        lines.append(f"  reduced chi² = {fit.reduced_chi2:.3g}")
+        if fit.ranking:
+            lines.append("  ranking: " + ", ".join(name for name, *_ in fit.ranking))
+        self.results.value = "\n".join(lines)
+        self.status.value = (f"{fit.model}: " + ", ".join(
+            f"{k} {_format(v)}" for k, v in fit.params.items())
+            + f"; reduced chi² {fit.reduced_chi2:.3g}")
+
+
+#: The parameters of each model in the "Model PSF" widget (angles typed in degrees).
+MODEL_PARAMETERS = {
+    "gaussian": ("sigma",),
+    "gaussian (3D)": ("sigma_z", "sigma"),
+    "elliptical_gaussian": ("sigma_y", "sigma_x", "angle"),
+    "moffat": ("alpha", "beta"),
+    "airy": ("radius",),
+    "widefield_airy": ("numerical_aperture", "wavelength", "pixel_size"),
+    "disk": ("radius",),
+    "ring": ("diameter", "width"),
+    "motion": ("length", "angle"),
+}
+
+_DEFAULTS = {"sigma": 2.0, "sigma_z": 4.0, "sigma_y": 1.5, "sigma_x": 3.0, "angle": 0.0,
+             "alpha": 3.0, "beta": 2.5, "radius": 4.0, "numerical_aperture": 1.4,
+             "wavelength": 0.52, "pixel_size": 0.065, "diameter": 12.0, "width": 1.0,
+             "length": 9.0}
+
+_LABELS = {"angle": "angle (degrees)", "wavelength": "wavelength (µm)",
+           "pixel_size": "pixel size (µm)", "sigma_z": "sigma z (px)"}
+
+
+class ModelPsfWidget(PsfkitWidget):
+    """Render a model PSF layer from typed-in parameters."""
+
+    description = "Rendering model PSF"
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self.model = ComboBox(value="gaussian", choices=list(MODEL_PARAMETERS), label="model")
+        self.size = SpinBox(value=25, min=1, max=1001, step=2, label="size (px)")
+        self.depth = SpinBox(value=25, min=1, max=1001, step=2, label="depth (3D, px)")
+        self.parameters = {
+            name: FloatSpinBox(value=value, min=-360.0 if name == "angle" else 0.0,
+                               max=1e6, step=0.1, label=_LABELS.get(name, f"{name} (px)"))
+            for name, value in _DEFAULTS.items()}
+        super().__init__(viewer, [self.model, self.size, self.depth,
+                                  *self.parameters.values()], run_text="Make PSF")
+        self.model.changed.connect(self._show_parameters)
+        self._show_parameters()
+
+    def _show_parameters(self, *_args) -> None:
+        used = MODEL_PARAMETERS[self.model.value]
+        for name, widget in self.parameters.items():
+            widget.visible = name in used
+        self.depth.visible = self.model.value == "gaussian (3D)"
+
+    def prepare(self):
+        choice = self.model.value
+        names = MODEL_PARAMETERS[choice]
+        values = {name: float(self.parameters[name].value) for name in names}
+        for size in (self.size.value, self.depth.value):
+            if size % 2 == 0:
+                raise ValueError(f"The PSF size must be odd, got {size}.")
+        for name, value in values.items():
+            if name != "angle" and not value > 0:
+                raise ValueError(f"{_LABELS.get(name, name)} must be positive.")
+        if "angle" in values:
+            values["angle"] = math.radians(values["angle"])
+        model, shape = choice, (self.size.value,) * 2
+        scale = (1.0, 1.0)
+        if choice == "gaussian (3D)":
+            model = "gaussian"
+            shape = (self.depth.value, self.size.value, self.size.value)
+            values = {"sigma": (values.pop("sigma_z"), values["sigma"], values["sigma"])}
+            scale = (1.0, 1.0, 1.0)
+        elif choice == "widefield_airy":
+            scale = (values["pixel_size"],) * 2
+
+        def job(callback):
+            psf = make_psf(model, shape, **values)
+            callback(1, 1)
+            return psf, model, values, scale
+
+        return job
+
+    def finish(self, result) -> None:
+        psf, model, values, scale = result
+        metadata = _plain({"model": model, "params": values, "spacing": scale})
+        upsert_layer(self.viewer, psf, f"{model} PSF", "image", scale=scale,
+                     metadata=metadata, colormap="magma")
+        self.status.value = f"{model} PSF {' × '.join(map(str, psf.shape))}"
