@@ -1,0 +1,160 @@
+"""The "Deconvolve" widget in a real viewer: the library's numbers in a layer named after
+the input, frames and lazy layers, progress, cancel, and refusals that change no layer."""
+
+import numpy as np
+import pytest
+
+import psfkit
+from psfkit._napari._deconvolve_widget import DeconvolveWidget, model_psf
+from psfkit.models import make_psf
+from psfkit.samples import blurred_pair
+
+
+def run_to_end(qtbot, widget):
+    worker = widget.run()
+    assert worker is not None, widget.last_error
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    return worker
+
+
+@pytest.fixture
+def case():
+    psf = make_psf("gaussian", (13, 13), sigma=1.8)
+    pair = blurred_pair(psf, (96, 90), noise=0.01)
+    return pair, psf
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, case):
+    pair, psf = case
+    viewer = make_napari_viewer()
+    viewer.add_image(pair.blurred, name="cells", scale=(0.2, 0.2), translate=(5, 7))
+    viewer.add_image(psf, name="psf", scale=(0.2, 0.2))
+    widget = DeconvolveWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.psf.value = viewer.layers["psf"]
+    return viewer, widget
+
+
+def test_result_layer_holds_the_library_result_with_scale_and_parameters(qtbot, viewer_widget,
+                                                                          case):
+    viewer, widget = viewer_widget
+    pair, psf = case
+    widget.method.value = "richardson_lucy"
+    widget.iterations.value = 10
+    run_to_end(qtbot, widget)
+    layer = viewer.layers["cells deconvolved"]
+    expected = psfkit.deconvolve(pair.blurred, psf, "richardson_lucy", iterations=10)
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-6)
+    assert layer.data.dtype == np.float32
+    assert tuple(layer.scale) == (0.2, 0.2) and tuple(layer.translate) == (5, 7)
+    metadata = layer.metadata
+    assert metadata["method"] == "richardson_lucy" and metadata["iterations"] == 10
+    assert metadata["psf_layer"] == "psf" and metadata["source"] == "cells"
+    assert metadata["requested"]["iterations"] == 10
+    assert "10 iterations" in widget.status.value
+
+
+def test_auto_default_beats_the_blurred_input_and_reruns_update_the_layer(qtbot,
+                                                                        viewer_widget, case):
+    viewer, widget = viewer_widget
+    pair, _ = case
+    for _ in range(2):
+        run_to_end(qtbot, widget)
+    names = [layer.name for layer in viewer.layers]
+    assert names.count("cells deconvolved") == 1
+    result = viewer.layers["cells deconvolved"].data
+    inner = (slice(8, -8), slice(8, -8))
+    error = np.linalg.norm(result[inner] - pair.sharp[inner])
+    assert error < np.linalg.norm(pair.blurred[inner] - pair.sharp[inner])
+    assert viewer.layers["cells deconvolved"].metadata["method"] != "auto"
+
+
+def test_model_psf_is_used_when_no_psf_layer_is_chosen(qtbot, viewer_widget, case):
+    viewer, widget = viewer_widget
+    pair, _ = case
+    widget.psf.value = None
+    widget.model.value = "gaussian"
+    widget.model_size.value = 1.8
+    widget.method.value = "wiener"
+    widget.regularization.value = "0.01"
+    run_to_end(qtbot, widget)
+    layer = viewer.layers["cells deconvolved"]
+    expected = psfkit.deconvolve(pair.blurred, model_psf("gaussian", 1.8), "wiener",
+                                 regularization=0.01)
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-6)
+    assert layer.metadata["psf_model"] == "gaussian" and layer.metadata["psf_size"] == 1.8
+    assert layer.metadata["regularization"] == pytest.approx(0.01)
+
+
+def test_frames_of_a_lazy_dask_layer_are_deconvolved_one_by_one(qtbot, viewer_widget, case):
+    da = pytest.importorskip("dask.array")
+    viewer, widget = viewer_widget
+    pair, psf = case
+    stack = da.from_array(np.stack([pair.blurred, 0.5 * pair.blurred]), chunks=(1, 96, 90))
+    viewer.add_image(stack, name="series", scale=(1, 0.2, 0.2))
+    widget.image.value = viewer.layers["series"]
+    widget.method.value = "wiener"
+    widget.regularization.value = "0.01"
+    run_to_end(qtbot, widget)
+    layer = viewer.layers["series deconvolved"]
+    assert isinstance(layer.data, np.ndarray) and layer.data.shape == (2, 96, 90)
+    expected = psfkit.deconvolve(pair.blurred, psf, "wiener", regularization=0.01)
+    np.testing.assert_allclose(layer.data[0], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.data[1], 0.5 * expected, rtol=1e-4, atol=1e-5)
+    assert len(layer.metadata["frames"]) == 2
+
+
+def test_progress_counts_iterations_over_all_frames(viewer_widget, case):
+    viewer, widget = viewer_widget
+    pair, _ = case
+    viewer.add_image(np.stack([pair.blurred] * 3), name="series", scale=(1, 0.2, 0.2))
+    widget.image.value = viewer.layers["series"]
+    widget.method.value = "richardson_lucy"
+    widget.iterations.value = 4
+    steps = []
+    job = widget.prepare()
+    job(lambda step, total, current=None: steps.append((step, total)))
+    assert [step for step, _ in steps if step % 4 == 0][-1] == 12
+    assert {total for _, total in steps} == {12}
+    assert [step for step, _ in steps] == sorted(step for step, _ in steps)
+
+
+def test_cancel_changes_no_layer(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    widget.method.value = "richardson_lucy"
+    widget.iterations.value = 100_000
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        widget.cancel()
+    assert "cells deconvolved" not in viewer.layers
+    assert "Cancelled" in widget.status.value
+
+
+def test_bad_input_gives_an_error_and_changes_no_layer(viewer_widget):
+    viewer, widget = viewer_widget
+    names = [layer.name for layer in viewer.layers]
+
+    def refused(message):
+        assert widget.run() is None
+        assert message in widget.last_error
+        assert [layer.name for layer in viewer.layers] == names
+
+    widget.regularization.value = "strong"
+    refused("number or 'auto'")
+    widget.regularization.value = "auto"
+    viewer.layers["psf"].scale = (0.1, 0.1)
+    refused("pixel size")
+    viewer.layers["psf"].data = np.ones((121, 121), np.float32)
+    viewer.layers["psf"].scale = (0.2, 0.2)
+    refused("larger than")
+    widget.psf.value = None
+    widget.model.value = "airy"
+    widget.axial_size.value = 2.0
+    refused("Only the Gaussian")
+    widget.axial_size.value = 0.0
+    data = viewer.layers["cells"].data.copy()
+    data[3, 3] = np.nan
+    viewer.layers["cells"].data = data
+    refused("NaN")
