@@ -7,8 +7,8 @@ noise + hot pixels``, with ``background`` a constant or a plane, white read nois
 noise, and isolated hot pixels. Both functions undo it in the same steps, each done in one
 place below: replace hot pixels, fit and subtract the background away from the source, find
 where the source rises above the noise (its *support*), measure the centre, shift it onto the
-centre pixel with a band-limited interpolator, cut the tails outside the support, clip to
-nonnegative and divide by the sum.
+middle pixel with a band-limited interpolator, Wiener-filter the noise the optics cannot have
+passed, cut the tails outside the support, clip to nonnegative and divide by the sum.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ SMOOTHING = 1.0
 SUPPORT_THRESHOLD = 3.0
 #: Distance (pixels) by which the support is grown so faint wings are kept.
 SUPPORT_MARGIN = 2.0
+#: Significant regions this close (pixels) to a PSF's core are part of it (Airy rings).
+RING_GAP = 3.0
 
 
 class PsfWarning(UserWarning):
@@ -104,7 +106,7 @@ class BeadAverage:
     Attributes
     ----------
     psf : ndarray
-        The averaged PSF: odd shape, nonnegative, unit sum, centroid on ``shape // 2``.
+        The averaged PSF: odd shape, nonnegative, unit sum, centred on ``shape // 2``.
     beads : dict of ndarray
         Per-bead table, one entry per detected bead: ``position`` (N, D) sub-pixel centres in
         pixel indices, ``accepted`` (N,) bool, ``reason`` (N,) str (``"accepted"`` or why the
@@ -241,11 +243,13 @@ def fit_background(image: np.ndarray, sigma: float, model="auto", *, iterations:
     return background, mask
 
 
-def source_support(z: np.ndarray, seed, margin: float = SUPPORT_MARGIN) -> tuple[
-        np.ndarray, np.ndarray]:
+def source_support(z: np.ndarray, seed, margin: float = SUPPORT_MARGIN, *,
+                   rings: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The connected region around ``seed`` where ``z`` (a significance map) is above
     :data:`SUPPORT_THRESHOLD`, and that region grown by ``margin`` pixels.
 
+    With ``rings > 0``, separate significant regions within ``rings`` pixels of it join
+    it, so the rings of an Airy pattern (parted from the core by a dark ring) are kept.
     Returns ``(core, support)``, two boolean arrays of ``z.shape``.
     """
     above = z > SUPPORT_THRESHOLD
@@ -260,6 +264,10 @@ def source_support(z: np.ndarray, seed, margin: float = SUPPORT_MARGIN) -> tuple
             opened = above
         labels, _ = ndi.label(opened, _full_structure(z.ndim))
         core = labels == labels[seed]
+        if rings > 0:
+            near = ndi.distance_transform_edt(~core) <= rings
+            joined = np.unique(labels[near & opened])
+            core = np.isin(labels, joined[joined > 0])
     support = ndi.distance_transform_edt(~core) <= margin
     return core, support
 
@@ -340,20 +348,46 @@ def register_to_template(image: np.ndarray, position, half, template: np.ndarray
     return position, crop
 
 
+def spectral_denoise(region: np.ndarray, sigma: float) -> tuple[np.ndarray, float]:
+    """Wiener-filter white noise out of a PSF measurement, using its own spectrum.
+
+    The PSF's power at each spatial frequency is estimated as the locally averaged power
+    of ``region`` minus the white-noise power ``sigma² · size``; the gain
+    ``signal / (signal + noise)`` keeps the frequencies the optics pass and removes the
+    noise beyond them (an optical PSF is band-limited, its noise is not). Returns the
+    filtered region and its remaining per-pixel noise sigma.
+    """
+    spectrum = scipy.fft.rfftn(region.astype(np.float64), workers=WORKERS)
+    noise_power = sigma**2 * region.size
+    power = np.abs(spectrum) ** 2
+    # average over neighbouring frequencies (the last axis is half-length: wrap the rest)
+    smoothed = ndi.uniform_filter(power, size=3, mode="wrap")
+    smoothed = np.maximum(smoothed, 1e-300)
+    gain = np.clip((smoothed - noise_power) / smoothed, 0.0, 1.0)
+    filtered = scipy.fft.irfftn(spectrum * gain, region.shape, workers=WORKERS)
+    weights = np.full(gain.shape, 2.0)
+    weights[..., 0] = 1.0
+    if region.shape[-1] % 2 == 0:
+        weights[..., -1] = 1.0
+    remaining = sigma * np.sqrt(np.sum(weights * gain**2) / np.sum(weights))
+    return filtered.astype(np.float32), float(remaining)
+
+
 def finish_psf(region: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Cut the tails outside the source's support, clip to nonnegative, recentre the
-    centroid on the middle pixel and normalise to unit sum.
+    """Denoise, cut the tails outside the source's support, clip to nonnegative, recentre
+    the centroid on the middle pixel and normalise to unit sum.
 
     ``region`` is background-free with the source near its middle; ``sigma`` is its noise.
     Returns the PSF and the centroid offset that was removed (source centroid in
     ``region`` minus the middle pixel).
     """
     middle = tuple(n // 2 for n in region.shape)
+    region, sigma = spectral_denoise(region, sigma)
     z = significance(region, sigma)
     near = tuple(slice(max(m - 1, 0), m + 2) for m in middle)
     seed = np.unravel_index(np.argmax(z[near]), z[near].shape)
     seed = tuple(s + n.start for s, n in zip(seed, near, strict=True))
-    _, support = source_support(z, seed)
+    _, support = source_support(z, seed, rings=RING_GAP)
     # Wiener-like shrinkage: pixels whose local (smoothed) signal is not well above the
     # noise are damped in proportion, which removes most tail noise at little cost
     local = np.clip(ndi.gaussian_filter(region, SMOOTHING, mode="constant"), 0.0, None)
@@ -361,11 +395,59 @@ def finish_psf(region: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray
     psf = np.clip(region * _soft(support) * shrink, 0.0, None)
     if not psf.sum() > 0:
         raise ValueError("the source has no positive flux above the background")
-    offset = centroid(psf) - np.array(middle)
+    offset = centre_offset(psf, sigma, support)
     if np.any(np.abs(offset) > 1e-3):
         psf = np.clip(fourier_shift(psf, -offset), 0.0, None)
         psf[psf < 1e-6 * psf.max()] = 0.0  # interpolation ripple far out in the tails
     return (psf / psf.sum()).astype(np.float32), offset
+
+
+def symmetry_offset(psf: np.ndarray, *, iterations: int = 4) -> np.ndarray:
+    """Offset of the centre of point symmetry of ``psf`` from its middle pixel.
+
+    If ``psf`` is a symmetric ``f`` moved by ``e``, then ``psf - reflected(psf) ≈
+    -2 e · grad(f)``; Gauss-Newton steps on that relation (re-shifting ``psf`` each time)
+    find ``e`` with matched-filter precision, using every pixel rather than the tails'
+    lever arm that makes a centroid noisy.
+    """
+    offset = np.zeros(psf.ndim)
+    for _ in range(iterations):
+        moved = fourier_shift(psf, -offset) if np.any(offset) else psf
+        residual = (moved - moved[(slice(None, None, -1),) * psf.ndim]).ravel()
+        gradients = np.gradient(moved.astype(np.float64))
+        if psf.ndim == 1:
+            gradients = [gradients]
+        design = -2.0 * np.stack([g.ravel() for g in gradients], axis=1)
+        step, *_ = np.linalg.lstsq(design, residual, rcond=None)
+        step = np.clip(step, -1.0, 1.0)
+        offset = offset + step
+        if np.max(np.abs(step)) < 1e-4:
+            break
+    return offset
+
+
+def centre_offset(psf: np.ndarray, sigma: float, support: np.ndarray) -> np.ndarray:
+    """Where the PSF's centre lies relative to its middle pixel.
+
+    The centre is the centroid. For a point-symmetric PSF the centre of symmetry is the
+    same point measured far more precisely, so it is used whenever it agrees with the
+    centroid within three times the centroid's noise (``sigma`` per pixel inside
+    ``support``); an asymmetric PSF (coma, a tilted LED) keeps its centroid.
+    """
+    total = float(psf.sum())
+    centre = centroid(psf)
+    offset = centre - np.array(psf.shape) // 2
+    grids = np.indices(psf.shape, sparse=True)
+    spread = np.array([np.sqrt(np.sum(np.broadcast_to((g - c) ** 2, psf.shape)[support]))
+                       for g, c in zip(grids, centre, strict=True)])
+    tolerance = 3.0 * sigma * spread / total + 0.02
+    try:
+        symmetric = symmetry_offset(psf)
+    except (np.linalg.LinAlgError, ValueError):
+        return offset
+    if np.all(np.abs(symmetric - offset) <= tolerance):
+        return symmetric
+    return offset
 
 
 def fwhm(psf: np.ndarray) -> np.ndarray:
@@ -494,7 +576,8 @@ def prepare_psf(
     Returns
     -------
     psf : ndarray of float32
-        Odd shape, nonnegative, unit sum, centroid on the centre pixel ``shape // 2``.
+        Odd shape, nonnegative, unit sum, centred on the centre pixel ``shape // 2`` (see
+        Notes for how the centre is defined).
     report : PsfReport
         Only with ``return_info=True``: centre found, SNR, FWHM, background, noise,
         flux, hot pixels and the warnings issued.
@@ -512,10 +595,15 @@ def prepare_psf(
     pixels. Steps: hot pixels are replaced; the background is fitted away from the source
     and subtracted; the frame is smoothed by a Gaussian of 1 px and the connected region
     around the source more than 3 noise sigmas up, grown by 2 px, is its *support*; the
-    centre is the intensity centroid inside the support (signed weights, so noise does not
-    bias it); the frame is shifted by the sub-pixel remainder with a band-limited
-    (Fourier) interpolator and cropped; everything outside the support is set to zero
-    (tail noise), negatives are clipped, and the PSF is recentred and divided by its sum.
+    centre is first the intensity centroid inside the support (signed weights, so noise
+    does not bias it); the frame is shifted by the sub-pixel remainder with a band-limited
+    (Fourier) interpolator and cropped. Then :func:`finish_psf`: a Wiener filter built from
+    the crop's own power spectrum removes the noise at frequencies the optics do not pass
+    (:func:`spectral_denoise`); everything outside the support is set to zero and pixels
+    whose local signal is near the noise are damped (tail noise); negatives are clipped;
+    the PSF is recentred (:func:`centre_offset`: on its centre of symmetry when it is
+    point-symmetric within the noise, which is far more precise than a centroid, else on
+    its centroid) and divided by its sum.
 
     Examples
     --------
@@ -664,10 +752,18 @@ def average_beads(
     enters its crop or two peaks share one region (``"overlap"``), it reaches the
     saturation level (``"saturated"``), or its brightness or its shape after registration
     is a robust outlier (``"outlier: ..."``); a failure on one bead rejects that bead only.
-    Centres start as centroids and are refined by cross-correlating each bead with the
-    running average (upsampled phase correlation, close to the optimal matched filter).
-    The average goes through the same tail cut, clipping, recentring and normalisation as
-    :func:`prepare_psf`.
+    Centres start as centroids and are refined twice by least-squares matching of each
+    bead to the running average (:func:`register_to_template`, the matched filter, near
+    the Cramér-Rao limit). The average goes through the same denoising, tail cut,
+    clipping, recentring and normalisation as :func:`prepare_psf`
+    (:func:`finish_psf`); the bead positions are reported relative to the final centre.
+
+    References
+    ----------
+    .. [1] R. E. Thompson, D. R. Larson, W. W. Webb, "Precise nanometer localization
+       analysis for individual fluorescent probes", Biophys. J. 82, 2775 (2002).
+    .. [2] N. Wiener, *Extrapolation, Interpolation, and Smoothing of Stationary Time
+       Series*, MIT Press (1949).
     """
     if method not in ("mean", "median"):
         raise ValueError(f"method must be 'mean' or 'median', got {method!r}")
