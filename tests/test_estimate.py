@@ -1,0 +1,168 @@
+"""estimate_kernel against camera-like pairs with a known kernel, shift, gain and offset."""
+
+import numpy as np
+import pytest
+
+from psfkit import KernelEstimate, estimate_kernel, make_psf
+from psfkit.samples import blurred_pair
+
+
+def kernel_error(estimate, truth):
+    """Relative L2 error after centring both kernels in a common shape."""
+    shape = [max(a, b) for a, b in zip(estimate.shape, truth.shape, strict=True)]
+
+    def embed(array):
+        pad = [((n - a) // 2, n - a - (n - a) // 2) for a, n in zip(array.shape, shape,
+                                                                     strict=True)]
+        return np.pad(np.asarray(array, dtype=np.float64), pad)
+
+    return float(np.linalg.norm(embed(estimate) - embed(truth)) / np.linalg.norm(truth))
+
+
+@pytest.fixture(scope="module")
+def gaussian_pair():
+    kernel = make_psf("gaussian", (15, 15), sigma=2.0)
+    return blurred_pair(kernel, (128, 128), noise=0.01, gain=0.8, offset=0.1,
+                        shift=(0.6, -1.3), rng=2)
+
+
+@pytest.fixture(scope="module")
+def gaussian_result(gaussian_pair):
+    return estimate_kernel(gaussian_pair.sharp, gaussian_pair.blurred)
+
+
+def test_default_recovers_kernel_shift_gain_and_offset(gaussian_pair, gaussian_result):
+    result = gaussian_result
+    assert isinstance(result, KernelEstimate)
+    assert all(n % 2 == 1 for n in result.shape) and result.kernel.shape == result.shape
+    assert result.kernel.dtype == np.float32
+    assert result.kernel.sum() == pytest.approx(1.0, abs=1e-5)
+    assert result.kernel.min() >= 0
+    assert kernel_error(result.kernel, gaussian_pair.kernel) < 0.12
+    np.testing.assert_allclose(result.shift, gaussian_pair.shift, atol=0.1)
+    assert result.gain == pytest.approx(0.8, rel=0.02)
+    assert result.kernel_sum == pytest.approx(result.gain)
+    assert result.offset == pytest.approx(0.1, abs=0.02)
+    assert result.method == "lsq" and result.regularization > 0
+
+
+def test_residual_is_at_the_noise_level_and_reblurred_matches(gaussian_pair, gaussian_result):
+    result = gaussian_result
+    assert result.residual.shape == result.reblurred.shape == gaussian_pair.blurred.shape
+    assert result.noise_sigma == pytest.approx(gaussian_pair.noise_sigma, rel=0.15)
+    assert 0.85 < result.residual_ratio < 1.2
+    inside = result.residual[result.valid]
+    np.testing.assert_allclose(result.reblurred[result.valid] + inside,
+                               gaussian_pair.blurred[result.valid], atol=1e-5)
+    assert float(np.std(inside)) < 1.2 * gaussian_pair.noise_sigma
+
+
+def test_kernel_is_centred_on_its_centre_pixel(gaussian_result):
+    kernel = gaussian_result.kernel.astype(np.float64)
+    grids = np.indices(kernel.shape)
+    centroid = [float((g * kernel).sum()) for g in grids]
+    np.testing.assert_allclose(centroid, np.array(kernel.shape) // 2, atol=0.05)
+
+
+@pytest.mark.parametrize("model, params", [("disk", {"radius": 3.5}),
+                                           ("motion", {"length": 9.0, "angle": 0.7})])
+@pytest.mark.parametrize("scene, shape", [("stars", 13), ("natural", None)])
+def test_sharp_edged_kernels(model, params, scene, shape):
+    kernel = make_psf(model, (13, 13), **params)
+    pair = blurred_pair(kernel, (128, 128), scene_kind=scene, noise=0.005,
+                        shift=(-0.4, 0.9), rng=4)
+    result = estimate_kernel(pair.sharp, pair.blurred, shape)
+    assert kernel_error(result.kernel, kernel) < 0.1
+    np.testing.assert_allclose(result.shift, pair.shift, atol=0.1)
+
+
+def test_least_squares_beats_the_fourier_method_on_edges():
+    kernel = make_psf("airy", (17, 17), radius=3.0)
+    pair = blurred_pair(kernel, (128, 128), noise=0.005, rng=5)
+    exact = estimate_kernel(pair.sharp, pair.blurred, 17, method="lsq")
+    fourier = estimate_kernel(pair.sharp, pair.blurred, 17, method="fourier")
+    assert fourier.method == "fourier" and fourier.iterations == 0
+    assert kernel_error(fourier.kernel, kernel) < 0.35
+    assert kernel_error(exact.kernel, kernel) < 0.5 * kernel_error(fourier.kernel, kernel)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float64])
+def test_any_dtype_and_inputs_are_not_modified(dtype):
+    kernel = make_psf("gaussian", (11, 11), sigma=1.5)
+    pair = blurred_pair(kernel, (96, 96), noise=0.002, rng=6)
+    scale = 4000 if dtype == np.uint16 else 1
+    sharp = (np.round(pair.sharp * scale) if scale > 1 else pair.sharp).astype(dtype)
+    blurred = (np.round(pair.blurred * scale) if scale > 1 else pair.blurred).astype(dtype)
+    copies = sharp.copy(), blurred.copy()
+    result = estimate_kernel(sharp, blurred, 11)
+    np.testing.assert_array_equal(sharp, copies[0])
+    np.testing.assert_array_equal(blurred, copies[1])
+    assert kernel_error(result.kernel, kernel) < 0.1
+
+
+def test_3d_volume():
+    kernel = make_psf("gaussian", (5, 7, 7), sigma=(1.0, 1.4, 1.4))
+    pair = blurred_pair(kernel, (32, 48, 48), scene_kind="blobs", noise=0.005,
+                        shift=(0.3, -0.5, 0.2), rng=7)
+    result = estimate_kernel(pair.sharp, pair.blurred, (7, 9, 9))
+    assert result.kernel.ndim == 3 and all(n % 2 == 1 for n in result.shape)
+    assert kernel_error(result.kernel, kernel) < 0.15
+    np.testing.assert_allclose(result.shift, pair.shift, atol=0.1)
+
+
+def test_rgb_gives_one_kernel_per_channel():
+    sigmas = (1.0, 1.6, 2.2)
+    channels = [blurred_pair(make_psf("gaussian", (13, 13), sigma=s), (96, 96), noise=0.003,
+                             rng=8) for s in sigmas]
+    sharp = np.stack([c.sharp for c in channels], axis=-1)
+    blurred = np.stack([c.blurred for c in channels], axis=-1)
+    result = estimate_kernel(sharp, blurred, 13)
+    assert result.kernel.shape == (13, 13, 3) and len(result.channels) == 3
+    assert result.residual.shape == blurred.shape
+    for index, sigma in enumerate(sigmas):
+        truth = make_psf("gaussian", (13, 13), sigma=sigma)
+        assert kernel_error(result.kernel[..., index], truth) < 0.12
+
+
+def test_options_keep_sign_sum_and_position(gaussian_pair):
+    pair = gaussian_pair
+    raw = estimate_kernel(pair.sharp, pair.blurred, 15, nonnegative=False, normalize=False,
+                          center=False, regularization=0.5)
+    assert raw.regularization == 0.5
+    assert raw.kernel.min() < 0  # noise is not clipped away
+    assert raw.kernel.sum() == pytest.approx(0.8, rel=0.03)  # the gain stays in the kernel
+    assert raw.gain == 1.0
+
+
+def test_callback_can_stop_early(gaussian_pair):
+    steps = []
+
+    def stop_at_first(step, total, current):
+        steps.append(step)
+        assert current.shape == (15, 15)
+        return False
+
+    result = estimate_kernel(gaussian_pair.sharp, gaussian_pair.blurred, 15,
+                             callback=stop_at_first)
+    assert steps == [1] and result.iterations == 1
+
+
+@pytest.mark.parametrize("sharp, blurred, kwargs, error, match", [
+    (np.ones((64, 64)), np.ones((64, 63)), {}, ValueError, "differ in shape"),
+    (np.zeros((64, 64)), np.random.default_rng(0).random((64, 64)), {}, ValueError,
+     "constant"),
+    (np.random.default_rng(0).random(64), np.random.default_rng(1).random(64), {}, ValueError,
+     "2D or 3D"),
+    (np.full((64, 64), np.nan), np.ones((64, 64)), {}, ValueError, "NaN"),
+    (np.ones((64, 64), complex), np.ones((64, 64)), {}, TypeError, "real"),
+    (None, None, {"shape": 8}, ValueError, "odd"),
+    (None, None, {"shape": 41}, ValueError, "too large"),
+    (None, None, {"method": "magic"}, ValueError, "method"),
+    (None, None, {"regularization": -1.0}, ValueError, "regularization"),
+])
+def test_bad_input_gets_a_clear_error(sharp, blurred, kwargs, error, match):
+    rng = np.random.default_rng(3)
+    sharp = rng.random((64, 64)) if sharp is None else sharp
+    blurred = rng.random((64, 64)) if blurred is None else blurred
+    with pytest.raises(error, match=match):
+        estimate_kernel(sharp, blurred, **kwargs)
