@@ -9,10 +9,12 @@ from psfkit.samples import bead_image, sample_point_source
 
 
 def run_to_end(qtbot, widget):
+    """Run the widget and wait until its worker is done (the base class clears
+    ``widget.worker`` on ``finished``; waiting on that flag, rather than connecting to
+    ``finished`` after the start, cannot miss a worker that fails within microseconds)."""
     worker = widget.run()
     assert worker is not None, widget.last_error
-    with qtbot.waitSignal(worker.finished, timeout=30_000):
-        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
     return worker
 
 
