@@ -33,6 +33,7 @@ LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
 #: Largest centred crop, per axis, on which starting points are compared.
 _SEARCH_CROP = 256
 _TRACE = False
+_STOPPED = "stopped by the callback"
 
 
 # -- models: parameter vectors, bounds, extents, starting points --------------------------
@@ -284,13 +285,16 @@ class _Problem:
 
 def _linear_fit(model: np.ndarray, data: np.ndarray) -> tuple[float, float, float]:
     """Least-squares gain and offset of ``data ≈ gain · model + offset``; and the RSS."""
-    m = model.ravel() - model.mean()
-    d = data.ravel() - data.mean()
-    denominator = float(m @ m)
-    gain = float(m @ d) / denominator if denominator > 0 else 0.0
-    offset = float(data.mean() - gain * model.mean())
-    rss = float(((d - gain * m) ** 2).sum())
-    return gain, offset, rss
+    m = model.ravel().astype(np.float64, copy=False)
+    d = data.ravel().astype(np.float64, copy=False)
+    count = m.size
+    m_sum, d_sum = float(m.sum()), float(d.sum())
+    mm = float(m @ m) - m_sum**2 / count
+    md = float(m @ d) - m_sum * d_sum / count
+    dd = float(d @ d) - d_sum**2 / count
+    gain = md / mm if mm > 0 else 0.0
+    offset = (d_sum - gain * m_sum) / count
+    return gain, offset, max(dd - gain * md, 0.0)
 
 
 # -- result ---------------------------------------------------------------------------------
@@ -552,7 +556,8 @@ def fit_kernel(
     b = ((blurred - blurred_mean) / blurred_std).astype(np.float32)
     noise = noise_sigma(b)
 
-    shift0 = estimate_shift(a, b)
+    # a tenth of a pixel is plenty for a start: the fit refines the shift
+    shift0 = estimate_shift(a, b, upsample=10)
     fits = []
     for step, name in enumerate(names, 1):
         spec = _model_for(name, ndim, isotropic, spacing)
@@ -564,17 +569,34 @@ def fit_kernel(
             inner_callback = callback
         fits.append(_fit_one(spec, a, b, shape, shift0, noise, loss, f_scale,
                              max_evaluations, inner_callback))
-        if callback is not None and len(names) > 1 and fits[-1] is None:
+        if fits[-1]["message"] == _STOPPED:
             break
-    fits = [f for f in fits if f is not None]
-    if not fits:
-        raise RuntimeError("the fit was stopped before any model was fitted")
-    fits.sort(key=lambda f: f["criterion"])
-    best = fits[0]
-    ranking = [(f["spec"].name, f["criterion"], f["rss"] / (f["count"] - f["nparams"])
-                / noise**2) for f in fits] if model == "auto" else []
+    ranking = []
+    if len(fits) > 1:
+        ranking = _rank(fits, a, b, noise)
+    best = min(fits, key=lambda f: f["criterion"])
     return _result(best, sharp, blurred, a, spacing, (sharp_mean, sharp_std),
                    (blurred_mean, blurred_std), noise, ranking, loss)
+
+
+def _rank(fits, a, b, noise) -> list[tuple[str, float, float]]:
+    """Compare fits of different models on the same pixels: the valid region of the
+    largest kernel. Each fit's criterion becomes the BIC on that common region."""
+    windows = [f["problem"].data_window for f in fits]
+    common = tuple(slice(max(w[i].start for w in windows), min(w[i].stop for w in windows))
+                   for i in range(a.ndim))
+    count = int(np.prod([s.stop - s.start for s in common]))
+    data = b[common].astype(np.float64)
+    for f in fits:
+        problem, x, nv = f["problem"], f["x"], len(f["v"])
+        kernel = f["spec"].render(problem.kernel_shape, f["v"]).astype(np.float32)
+        prediction = problem.full_convolved(kernel, x[nv:nv + a.ndim], a.shape)[common]
+        rss = float(((x[-2] * prediction + x[-1] - data) ** 2).sum())
+        f["criterion"] = count * math.log(max(rss, 1e-300) / count) + f["nparams"] * math.log(
+            count)
+        f["common_chi2"] = rss / max(count - f["nparams"], 1) / noise**2
+    fits.sort(key=lambda f: f["criterion"])
+    return [(f["spec"].name, f["criterion"], f["common_chi2"]) for f in fits]
 
 
 def _pyramid_factor(shape) -> int:
@@ -624,7 +646,7 @@ def _fit_one(spec: _Model, a, b, shape, shift0, noise, loss, f_scale, max_evalua
                                 coarse, None, margin / factor + 1)
         best = np.argsort(scores)[:2]
         candidates = [spec.scaled(candidates[i], r) for i in best
-                      for r in (0.7, 0.84, 1.0, 1.19, 1.41)]
+                      for r in (0.8, 1.0, 1.25)]
     if spec.name in ("disk", "ring") and ndim == 2:
         try:
             diameter = defocus_diameter(b, sharp=a)
@@ -643,8 +665,6 @@ def _fit_one(spec: _Model, a, b, shape, shift0, noise, loss, f_scale, max_evalua
         problem = _Problem(a, b, kernel_shape, margin)
         outcome = _optimise(spec, problem, start, shift0, noise, loss, f_scale,
                             max_evaluations, callback)
-        if outcome is None:
-            return None
         needed = _kernel_shape(spec, outcome["v"], ndim, a.shape, margin)
         if shape is not None or all(n <= k for n, k in zip(needed, kernel_shape,
                                                               strict=True)):
@@ -767,7 +787,7 @@ def _optimise(spec: _Model, problem: _Problem, v0, shift0, noise, loss, f_scale,
         residual, jacobian = trial_residual, trial_jacobian
         damping = max(damping / 5, 1e-9)
         if not report(callback, evaluations, max_evaluations, None):
-            success, message = False, "stopped by the callback"
+            success, message = False, _STOPPED
             break
 
     rss = float(residual @ residual)
