@@ -27,7 +27,10 @@ from .operators import WORKERS, fast_shape, kernel_otf
 from .regularize import noise_model
 
 METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv")
-ACCELERATIONS = ("biggs_andrews", None)
+ACCELERATIONS = ("geometric", "biggs_andrews", None)
+
+#: Largest extrapolation step of the accelerated Richardson–Lucy iterations.
+MAX_EXTRAPOLATION = 0.95
 
 #: Default iteration budgets when neither the user nor a stopping rule decides.
 DEFAULT_ITERATIONS = {"richardson_lucy": 100, "rl_tv": 200, "fista_tv": 200}
@@ -88,19 +91,20 @@ class _NoiseModel:
     def relative_noise(self, image) -> float:
         """Noise standard deviation over the signal, both at the image's mean level."""
         level = max(float(np.mean(image, dtype=np.float64)) - self.background, 1e-30)
-        variance = self.gain * level if self.poisson else max(self.intercept, 0.0)
+        variance = self.gain * level if self.poisson else self.rms**2
         return float(np.sqrt(variance)) / level
 
     def shift(self) -> float:
         """What RL adds to the background-subtracted data and model: ``intercept / gain``
-        (plus the background, so the data stay positive)."""
+        (plus the background) for shot noise; three noise sigmas for Gaussian noise, so
+        that few noisy dark pixels are clipped at zero."""
         if self.poisson:
             return max(self.intercept / self.gain + self.background, 0.0)
-        return 3.0 * np.sqrt(max(self.intercept, 0.0)) + 1e-30
+        return 3.0 * self.rms
 
     def variance_terms(self) -> tuple[float, float]:
         """``(a, c)`` with ``variance = a * (RL model) + c``."""
-        return (self.gain, 0.0) if self.poisson else (0.0, max(self.intercept, 1e-30))
+        return (self.gain, 0.0) if self.poisson else (0.0, max(self.rms**2, 1e-30))
 
 
 class BlurOperator:
@@ -137,13 +141,15 @@ class BlurOperator:
         """Circular blur of a grid array; its ``valid`` slice is ``valid(psf * object)``."""
         spectrum = scipy.fft.rfftn(grid_object, workers=self.workers)
         spectrum *= self.otf
-        return scipy.fft.irfftn(spectrum, self.grid_shape, workers=self.workers)
+        return scipy.fft.irfftn(spectrum, self.grid_shape, workers=self.workers,
+                                overwrite_x=True)
 
     def adjoint(self, grid_residual: np.ndarray) -> np.ndarray:
         """Correlation with the PSF of a grid array that is zero outside ``valid``."""
         spectrum = scipy.fft.rfftn(grid_residual, workers=self.workers)
         spectrum *= self.otf_conj
-        return scipy.fft.irfftn(spectrum, self.grid_shape, workers=self.workers)
+        return scipy.fft.irfftn(spectrum, self.grid_shape, workers=self.workers,
+                                overwrite_x=True)
 
     def zero_outside_valid(self, grid: np.ndarray) -> None:
         """Set every grid sample outside the ``valid`` slice to zero, in place."""
@@ -176,9 +182,12 @@ def _prepare_psf(psf, ndim: int) -> np.ndarray:
 # ---------------------------------------------------------------- direct (Fourier) methods
 
 
-def _smooth_extension(image: np.ndarray, margin) -> tuple[np.ndarray, tuple[slice, ...]]:
+def _smooth_extension(image: np.ndarray, margin):
     """The image centred on a fast periodic grid at least ``margin`` wider on each side,
-    surrounded by its mirror image fading to the image mean, so the grid has no seam."""
+    surrounded by its mirror image fading to the image mean, so the grid has no seam.
+
+    Returns the extended image and the slices of the image in it.
+    """
     grid = fast_shape([n + 2 * m for n, m in zip(image.shape, margin, strict=True)])
     pads = [((g - n) // 2, g - n - (g - n) // 2) for g, n in zip(grid, image.shape,
                                                               strict=True)]
@@ -223,7 +232,7 @@ def _direct(image, psf, method, regularization, noise, info):
     penalty = (np.ones(1, dtype=np.float32) if method == "wiener" else _laplacian_power(grid))
     if regularization == "auto":
         regularization = _discrepancy_lambda(spectrum, power, penalty, noise.rms, grid,
-                                             image.size)
+                                             inside)
     regularization = float(regularization)
     if regularization < 0:
         raise ValueError(f"regularization must be >= 0, got {regularization}")
@@ -234,27 +243,28 @@ def _direct(image, psf, method, regularization, noise, info):
     return scipy.fft.irfftn(spectrum, grid, workers=WORKERS)[inside]
 
 
-def _discrepancy_lambda(spectrum, power, penalty, sigma, grid_shape, noisy_samples) -> float:
-    """``λ`` for which the residual of the filtered image matches the noise level."""
-    size = float(np.prod(grid_shape))
-    weights = np.full(spectrum.shape[-1], 2.0, dtype=np.float32)
-    weights[0] = 1
-    if grid_shape[-1] % 2 == 0:
-        weights[-1] = 1
-    data_power = (spectrum.real**2 + spectrum.imag**2) * weights / size
-    target = sigma**2 * noisy_samples
+def _discrepancy_lambda(spectrum, power, penalty, sigma, grid_shape, inside) -> float:
+    """``λ`` for which the residual inside the image matches the noise (Morozov).
+
+    The residual is measured on the image's own pixels only: the faded extension around
+    them is not data, and its seams would otherwise count as misfit.
+    """
+    target = sigma**2
+    residual_spectrum = np.empty_like(spectrum)
 
     def residual(log_lambda):
-        lam = 10.0**log_lambda
+        lam = np.float32(10.0**log_lambda)
         ratio = lam * penalty / (power + lam * penalty)
-        return float(np.sum(data_power * ratio**2, dtype=np.float64))
+        np.multiply(spectrum, ratio, out=residual_spectrum)
+        field = scipy.fft.irfftn(residual_spectrum, grid_shape, workers=WORKERS)[inside]
+        return float(np.mean(field * field, dtype=np.float64))
 
-    low, high = -12.0, 4.0
+    low, high = -10.0, 4.0
     if residual(high) <= target:
         return 10.0**high
     if residual(low) >= target:
         return 10.0**low
-    for _ in range(40):
+    while high - low > 0.05:  # bisection in log λ to about 12 %
         middle = 0.5 * (low + high)
         if residual(middle) > target:
             high = middle
@@ -365,9 +375,14 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     estimate = operator.zeros()
     estimate[operator.object] = np.float32(start)
     estimate *= weights > 0
-    accelerate = acceleration == "biggs_andrews"
+    accelerate = acceleration is not None
+    geometric = acceleration == "geometric"
+    support = weights > 0 if geometric else None
     previous = change = previous_change = None
     best = (np.inf, None)
+    # an offset far above FFT round-off keeps the model positive by itself (one pass less)
+    safe_offset = problem.shift > 1e-4 * max(float(data.mean()), 1e-30)
+    floor = np.float32(max(problem.shift, 1e-7 * max(float(data.mean()), 1e-30)))
     for iteration in range(1, iterations + 1):
         if accelerate:
             alpha = 0.0
@@ -375,11 +390,20 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
                 denominator = float(np.vdot(previous_change, previous_change))
                 if denominator > 0:
                     alpha = float(np.vdot(change, previous_change)) / denominator
-                alpha = min(max(alpha, 0.0), 0.95)
+                alpha = min(max(alpha, 0.0), MAX_EXTRAPOLATION)
             if previous is None:
                 point = estimate.copy()
+            elif geometric:
+                # point = estimate * (estimate / previous) ** alpha, in previous's memory:
+                # extrapolating log x keeps the point positive without clipping
+                point = previous
+                np.maximum(point, np.float32(1e-30), out=point)
+                np.divide(estimate, point, out=point)
+                np.clip(point, np.float32(0.1), np.float32(10), out=point)
+                np.power(point, np.float32(alpha), out=point)
+                point *= estimate
             else:
-                # point = estimate + alpha (estimate - previous), built in previous's memory
+                # point = estimate + alpha (estimate - previous), in previous's memory
                 point = previous
                 point *= np.float32(-alpha / (1 + alpha))
                 point += estimate
@@ -389,8 +413,11 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
             point = estimate
         blurred = operator.blur(point)
         model = blurred[operator.valid]
-        model += model_offset
-        np.maximum(model, np.float32(1e-12), out=model)
+        if safe_offset:
+            model += model_offset
+        else:
+            # FFT round-off can leave zeros or tiny negatives where the model is dark
+            np.maximum(model, floor, out=model)
         if problem.held_out is not None:
             # the loss of the point about to be updated
             info.history.append(problem.held_out_loss(model))
@@ -414,9 +441,14 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
             del tv
         if accelerate:
             new_change = (previous_change if previous_change is not None
-                          else np.empty_like(point))
-            np.multiply(point, factor, out=new_change)
-            new_change -= point
+                          else np.zeros_like(point))
+            if geometric:
+                # the change of log x; pixels outside the support stay zero
+                np.maximum(factor, np.float32(1e-6), out=factor)
+                np.log(factor, out=new_change, where=support)
+            else:
+                np.multiply(point, factor, out=new_change)
+                new_change -= point
             point *= factor
             previous_change, change = change, new_change
             previous, estimate = estimate, point
@@ -429,7 +461,9 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
         del factor
         info.iterations = iteration
         if tolerance is not None:
-            size = float(np.vdot(estimate, estimate))
+            # relative change: of log x (geometric) or of x
+            size = float(np.count_nonzero(support)) if geometric else float(
+                np.vdot(estimate, estimate))
             if float(np.vdot(step, step)) <= tolerance**2 * size and iteration > 2:
                 info.stopped_by = "converged"
                 report(callback, iteration, iteration, estimate[operator.output])
@@ -573,7 +607,7 @@ def deconvolve(
     *,
     iterations: int | None = None,
     regularization="auto",
-    acceleration: str | None = "biggs_andrews",
+    acceleration: str | None = "geometric",
     background: float | None = None,
     read_noise: float | None = None,
     callback=None,
@@ -595,8 +629,11 @@ def deconvolve(
         stops them (at most ``DEFAULT_ITERATIONS`` for the method).
     regularization : float or "auto"
         Weight of the regulariser; ``"auto"`` chooses it from the noise level.
-    acceleration : {"biggs_andrews", None}
-        Richardson–Lucy acceleration; ``None`` gives plain Richardson–Lucy.
+    acceleration : {"geometric", "biggs_andrews", None}
+        Richardson–Lucy acceleration by Biggs–Andrews vector extrapolation, of ``log x``
+        (``"geometric"``, the default: stays positive without clipping, which keeps point
+        sources sharp) or of ``x`` itself (``"biggs_andrews"``, the classic form, with
+        clipping at zero). ``None`` gives plain Richardson–Lucy.
     background : float, optional
         Constant offset of the image (camera offset, sky level). Estimated when omitted.
     read_noise : float, optional

@@ -1,0 +1,214 @@
+"""Tests of psfkit.deconvolve against known truths made like a camera makes them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from psfkit import deconvolve
+from psfkit.deconvolve import METHODS, BlurOperator
+from psfkit.models import make_psf
+from psfkit.operators import Convolver
+from psfkit.regularize import noise_model
+from psfkit.samples import blurred_pair
+
+
+def relative_error(estimate, truth) -> float:
+    """Relative L2 error after the best affine intensity match."""
+    estimate = np.asarray(estimate, dtype=np.float64).ravel()
+    truth = np.asarray(truth, dtype=np.float64).ravel()
+    design = np.stack([estimate, np.ones_like(estimate)], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, truth, rcond=None)
+    return float(np.linalg.norm(design @ coefficients - truth) / np.linalg.norm(truth))
+
+
+@pytest.fixture(scope="module")
+def natural_pair():
+    return blurred_pair(make_psf("gaussian", (15, 15), sigma=2.0), (96, 96), noise=0.005,
+                        rng=3)
+
+
+@pytest.fixture(scope="module")
+def blobs_3d_pair():
+    return blurred_pair(make_psf("gaussian", (9, 11, 11), sigma=(2.0, 1.5, 1.5)),
+                        (16, 40, 40), scene_kind="blobs", noise=0.0, poisson_photons=500,
+                        shift=(0, 0, 0), rng=4)
+
+
+def test_blur_operator_matches_linear_convolution_and_its_adjoint():
+    rng = np.random.default_rng(0)
+    psf = rng.random((5, 7), dtype=np.float32)
+    operator = BlurOperator(psf, (20, 23))
+    obj = rng.random(operator.object_shape, dtype=np.float32)
+    grid = operator.zeros()
+    grid[operator.object] = obj
+    valid = operator.blur(grid)[operator.valid]
+    reference = Convolver(psf, obj.shape).convolve(obj, "valid")
+    np.testing.assert_allclose(valid, reference, rtol=1e-4, atol=1e-5)
+    residual = operator.zeros()
+    residual[operator.valid] = rng.random((20, 23), dtype=np.float32)
+    back = operator.adjoint(residual)
+    # <H x, r> == <x, H^T r>, and H^T r lives inside the object
+    assert np.vdot(valid, residual[operator.valid]) == pytest.approx(
+        np.vdot(obj, back[operator.object]), rel=1e-4)
+    outside = back.copy()
+    outside[operator.object] = 0
+    assert np.abs(outside).max() < 1e-4 * np.abs(back).max()
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "auto"])
+def test_output_is_float32_of_input_shape_and_input_untouched(dtype, method):
+    image = (np.random.default_rng(1).random((24, 30)) * 1000).astype(dtype)
+    psf = make_psf("gaussian", (5, 5), sigma=1.0).astype(np.float64)
+    image_copy, psf_copy = image.copy(), psf.copy()
+    result = deconvolve(image, psf, method, iterations=3)
+    assert result.shape == image.shape and result.dtype == np.float32
+    assert np.all(np.isfinite(result))
+    np.testing.assert_array_equal(image, image_copy)
+    np.testing.assert_array_equal(psf, psf_copy)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_beats_the_blurred_image_2d(natural_pair, method):
+    blurred_error = relative_error(natural_pair.blurred, natural_pair.sharp)
+    result = deconvolve(natural_pair.blurred, natural_pair.kernel, method)
+    assert relative_error(result, natural_pair.sharp) < 0.85 * blurred_error
+
+
+@pytest.mark.parametrize("method", ["auto", "richardson_lucy", "tikhonov"])
+def test_deconvolution_recovers_3d_blobs(blobs_3d_pair, method):
+    blurred_error = relative_error(blobs_3d_pair.blurred, blobs_3d_pair.sharp)
+    result = deconvolve(blobs_3d_pair.blurred, blobs_3d_pair.kernel, method)
+    assert result.shape == blobs_3d_pair.blurred.shape
+    assert relative_error(result, blobs_3d_pair.sharp) < 0.85 * blurred_error
+
+
+def test_plain_rl_is_richardson_lucy_with_boundary_weights():
+    """Plain RL equals a direct transcription of Bertero–Boccacci's boundary-aware RL."""
+    pair = blurred_pair(make_psf("gaussian", (7, 7), sigma=1.2), (32, 36), noise=0.0,
+                        rng=5)
+    image = pair.blurred - pair.blurred.min() + 0.1
+    psf = pair.kernel / pair.kernel.sum()
+    ours = deconvolve(image, psf, "richardson_lucy", acceleration=None, iterations=5,
+                      background=0.0, read_noise=0.0)
+    object_shape = tuple(n + k - 1 for n, k in zip(image.shape, psf.shape, strict=True))
+    operator = Convolver(psf, object_shape)
+    sensitivity = operator.adjoint(np.ones_like(image), "valid")
+    estimate = np.full(operator.other_shape, image.mean(), dtype=np.float64)
+    for _ in range(5):
+        ratio = image / operator.convolve(estimate.astype(np.float32), "valid")
+        estimate = estimate * operator.adjoint(ratio.astype(np.float32), "valid") / sensitivity
+    reference = estimate[3:-3, 3:-3]
+    np.testing.assert_allclose(ours, reference, rtol=2e-3)
+
+
+def test_edges_do_not_ring(natural_pair):
+    """Light from outside the frame is modelled: the border is restored as well as the
+    inside, where a circulant filter rings."""
+    result = deconvolve(natural_pair.blurred, natural_pair.kernel, "richardson_lucy",
+                        iterations=20)
+    border = np.ones(result.shape, dtype=bool)
+    border[8:-8, 8:-8] = False
+
+    def band_error(estimate):
+        return np.sqrt(np.mean((estimate - natural_pair.sharp)[border] ** 2))
+
+    inside_error = np.sqrt(np.mean((result - natural_pair.sharp)[~border] ** 2))
+    assert band_error(result) < 1.5 * inside_error
+    spectrum = np.fft.rfft2(natural_pair.blurred)
+    otf = np.fft.rfft2(np.fft.ifftshift(np.pad(natural_pair.kernel, [(40, 41), (40, 41)])))
+    circulant = np.fft.irfft2(spectrum * np.conj(otf) / (np.abs(otf) ** 2 + 1e-2),
+                              natural_pair.blurred.shape)
+    assert band_error(result) < 0.5 * band_error(circulant)
+
+
+def test_acceleration_reaches_plain_quality_in_fewer_iterations():
+    pair = blurred_pair(make_psf("gaussian", (15, 15), sigma=2.0), (64, 64), noise=0.0,
+                        poisson_photons=5000, scene_kind="blobs", rng=6)
+    plain = deconvolve(pair.blurred, pair.kernel, "richardson_lucy", acceleration=None,
+                       iterations=120)
+    fast = deconvolve(pair.blurred, pair.kernel, "richardson_lucy", iterations=30)
+    classic = deconvolve(pair.blurred, pair.kernel, "richardson_lucy", iterations=30,
+                         acceleration="biggs_andrews")
+    assert relative_error(fast, pair.sharp) <= relative_error(plain, pair.sharp)
+    assert relative_error(classic, pair.sharp) <= relative_error(plain, pair.sharp)
+
+
+def test_background_and_read_noise_are_modelled():
+    """A camera offset and read noise must not turn into a bright haze or noise."""
+    pair = blurred_pair(make_psf("gaussian", (11, 11), sigma=1.5), (64, 64), noise=0.0,
+                        poisson_photons=400, scene_kind="blobs", rng=7)
+    offset, read = 100.0, 0.02
+    rng = np.random.default_rng(8)
+    camera = pair.blurred + offset + rng.normal(0, read, pair.blurred.shape)
+    blurred_error = relative_error(camera, pair.sharp)
+    result, info = deconvolve(camera, pair.kernel, "richardson_lucy", background=offset,
+                              read_noise=read, return_info=True)
+    assert info.background == offset
+    assert relative_error(result, pair.sharp) < 0.85 * blurred_error
+    # the offset is removed: a dark pixel of the scene stays dark
+    assert np.percentile(result, 1) < 0.2 * np.percentile(result, 99)
+
+
+def test_auto_is_never_worse_than_the_input_on_pure_noise():
+    rng = np.random.default_rng(9)
+    truth = np.full((48, 48), 10.0, dtype=np.float32)
+    image = truth + rng.normal(0, 1, truth.shape).astype(np.float32)
+    result = deconvolve(image, make_psf("gaussian", (9, 9), sigma=1.5))
+    assert np.std(result) <= np.std(image)
+
+
+def test_callback_reports_progress_and_can_stop(natural_pair):
+    calls = []
+
+    def callback(step, total, current):
+        calls.append((step, total, current.shape))
+        return step < 3
+
+    result, info = deconvolve(natural_pair.blurred, natural_pair.kernel, "richardson_lucy",
+                              iterations=50, callback=callback, return_info=True)
+    assert [c[0] for c in calls] == [1, 2, 3]
+    assert calls[0][1] == 50 and calls[0][2] == natural_pair.blurred.shape
+    assert info.iterations == 3 and info.stopped_by == "callback"
+    assert result.shape == natural_pair.blurred.shape
+
+
+def test_regularization_can_be_set_and_is_reported(natural_pair):
+    _, info = deconvolve(natural_pair.blurred, natural_pair.kernel, "tikhonov",
+                         regularization=0.05, return_info=True)
+    assert info.regularization == 0.05
+    _, info = deconvolve(natural_pair.blurred, natural_pair.kernel, "wiener",
+                         return_info=True)
+    assert 0 < info.regularization < 1
+
+
+def test_noise_model_recovers_gain_and_read_noise():
+    rng = np.random.default_rng(10)
+    level = np.linspace(50, 2000, 256, dtype=np.float64)[None, :] * np.ones((256, 1))
+    gain, read = 0.5, 3.0
+    image = gain * rng.poisson(level) + rng.normal(0, read, level.shape)
+    estimated_gain, intercept = noise_model(image)
+    assert estimated_gain == pytest.approx(gain, rel=0.1)
+    assert intercept == pytest.approx(read**2, abs=5.0)
+
+
+@pytest.mark.parametrize(
+    ("image", "psf", "kwargs", "error", "match"),
+    [
+        (np.full((16, 16), np.nan), np.ones((3, 3)), {}, ValueError, "NaN"),
+        (np.ones((16, 16)) * 1j, np.ones((3, 3)), {}, TypeError, "real"),
+        (np.ones((16, 16)), np.ones((3, 3, 3)), {}, ValueError, "psf must be 2D"),
+        (np.ones(16), np.ones(3), {}, ValueError, "2D or 3D"),
+        (np.ones((16, 16)), np.zeros((3, 3)), {}, ValueError, "positive sum"),
+        (np.ones((16, 16)), np.ones((3, 3)), {"method": "magic"}, ValueError, "method"),
+        (np.ones((16, 16)), np.ones((3, 3)), {"iterations": 0}, ValueError, "iterations"),
+        (np.ones((16, 16)), np.ones((3, 3)), {"acceleration": "warp"}, ValueError,
+         "acceleration"),
+        (np.ones((16, 16)), np.ones((3, 3)), {"method": "tikhonov", "regularization": -1.0},
+         ValueError, "regularization"),
+    ],
+)
+def test_bad_input_gives_a_clear_error(image, psf, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        deconvolve(image, psf, **kwargs)
