@@ -777,17 +777,21 @@ def average_beads(
     labels, count = ndi.label(z > SUPPORT_THRESHOLD, _full_structure(ndim))
     if count == 0:
         raise ValueError("no bead found above the noise")
-    peak_index = ndi.maximum_position(z, labels, range(1, count + 1))
-    peak_z = np.array([z[p] for p in peak_index])
+    peak_z = np.asarray(ndi.maximum(z, labels, np.arange(1, count + 1)))
     strong = np.flatnonzero(peak_z >= threshold)
     if strong.size == 0:
         raise ValueError(
             f"no bead found: the brightest spot is {peak_z.max():.1f} sigmas up, below the "
             f"threshold of {threshold:g}")
-    peaks = np.array([peak_index[i] for i in strong])
     region_of = strong + 1
     objects = ndi.find_objects(labels)
     boxes = [objects[r - 1] for r in region_of]
+    peaks = []
+    for region, box in zip(region_of, boxes, strict=True):
+        local = np.where(labels[box] == region, z[box], -np.inf)
+        index = np.unravel_index(int(np.argmax(local)), local.shape)
+        peaks.append([i + b.start for i, b in zip(index, box, strict=True)])
+    peaks = np.array(peaks)
     if shape is None:
         half = _bead_crop_shape(boxes, peaks)
     else:
