@@ -86,6 +86,14 @@ def test_led_frame_gives_the_true_kernel_within_ten_percent(led):
     np.testing.assert_array_equal(image, before)  # input untouched
 
 
+def test_hot_pixels_on_the_frame_edge_and_corner_are_found():
+    truth = soft_disk()
+    image = led_frame(truth, (14.4, 15.7), (29, 29), hot=((0, 5), (28, 28), (13, 0)), rng=4)
+    psf, info = prepare_psf(image, return_info=True)
+    assert info.hot_pixels == 3
+    assert relative_error(psf, truth) < 0.10
+
+
 def test_by_hand_preparation_is_worse_than_prepare_psf(led):
     image, truth, _ = led
     peak = np.unravel_index(np.argmax(image), image.shape)  # a hot pixel, as it happens
@@ -167,6 +175,14 @@ def test_pure_noise_and_bad_input_are_refused():
         prepare_psf(np.ones((9, 9), dtype=complex))
     with pytest.raises(ValueError, match="background"):
         prepare_psf(noise, background="sky")
+
+
+@pytest.mark.parametrize("background", ["constant", 120.0])
+def test_constant_or_known_background(led, background):
+    image, truth, _ = led
+    psf, info = prepare_psf(image, background=background, return_info=True)
+    assert info.background == pytest.approx(120.0, abs=2.0)
+    assert relative_error(psf, truth) < 0.10
 
 
 def test_3d_bead_with_a_sloped_background():
@@ -251,6 +267,16 @@ def test_3d_anisotropic_beads():
     assert np.sqrt(np.mean(matched_errors(result, centres) ** 2)) < 0.06
     np.testing.assert_allclose(result.spacing, (0.3, 0.1, 0.1))
     np.testing.assert_allclose(result.fwhm_physical, result.fwhm * (0.3, 0.1, 0.1))
+
+
+def test_max_beads_keeps_the_brightest_and_says_why_the_others_were_left(beads_2d):
+    image, _, truth = beads_2d
+    result = average_beads(image, max_beads=6)
+    assert result.beads_used == 6
+    left = result.beads["reason"] == "not needed (max_beads)"
+    assert left.sum() == 10
+    assert result.beads["flux"][left].max() <= result.beads["flux"][result.beads["accepted"]].min()
+    assert relative_error(result.psf, truth) < 0.09
 
 
 def test_callback_can_stop_early_and_still_returns_a_psf(beads_2d):

@@ -163,7 +163,9 @@ def remove_hot_pixels(image: np.ndarray, sigma: float, *, threshold: float = 6.0
     ndim = image.ndim
     footprint = np.ones((3,) * ndim, dtype=bool)
     footprint[(1,) * ndim] = False
-    brightest = ndi.maximum_filter(image, footprint=footprint, mode="nearest")
+    # outside the frame counts as "no neighbour" (an edge copy would hide a hot edge pixel)
+    brightest = ndi.maximum_filter(image, footprint=footprint, mode="constant",
+                                   cval=-np.inf)
     level = float(np.median(image))
     hot = ((image - brightest > threshold * sigma)
            & (image - level > ratio * np.maximum(brightest - level, 0.0)))
@@ -171,9 +173,10 @@ def remove_hot_pixels(image: np.ndarray, sigma: float, *, threshold: float = 6.0
     cleaned = image.copy()
     if len(index):
         around = index[:, None, :] + _neighbour_offsets(ndim)[None]
+        inside = np.all((around >= 0) & (around < np.array(image.shape)), axis=-1)
         around = np.clip(around, 0, np.array(image.shape) - 1)
-        values = image[tuple(np.moveaxis(around, -1, 0))]
-        cleaned[tuple(index.T)] = np.median(values, axis=1)
+        values = np.where(inside, image[tuple(np.moveaxis(around, -1, 0))], np.nan)
+        cleaned[tuple(index.T)] = np.nanmedian(values, axis=1)
     return cleaned, index
 
 
