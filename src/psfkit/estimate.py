@@ -190,7 +190,7 @@ def _auto_shape(pilot, fraction=0.99):
 
     The pilot is smoothed a little; its noise floor is the 99th percentile of the smoothed
     values in an outer frame of the pilot, which a kernel smaller than the pilot leaves
-    empty. The extent along each axis is measured around the core centroid.
+    empty. The extent along each axis is measured around the centre pixel.
     """
     smooth = ndi.gaussian_filter(pilot.astype(np.float32), 1.0)
     inner = tuple(slice(max(2, n // 8), n - max(2, n // 8)) for n in pilot.shape)
@@ -200,6 +200,13 @@ def _auto_shape(pilot, fraction=0.99):
     positive = np.clip(smooth - floor, 0, None).astype(np.float64)
     if positive.sum() <= 0:
         return tuple(min(k, 15) | 1 for k in pilot.shape)
+    # keep only the connected parts that hold a strong value: the kernel's core, rings or
+    # streak, not the scattered noise that would otherwise add up to a wide support
+    labels, count = ndi.label(positive > 0)
+    if count > 1:
+        peaks = ndi.maximum(positive, labels, index=np.arange(1, count + 1))
+        strong = np.flatnonzero(peaks >= 0.3 * float(positive.max())) + 1
+        positive = np.where(np.isin(labels, strong), positive, 0.0)
     centre = np.array(pilot.shape) // 2
     shape = []
     for axis, n in enumerate(pilot.shape):
@@ -213,9 +220,29 @@ def _auto_shape(pilot, fraction=0.99):
     return tuple(max(s, 3) for s in shape)
 
 
+def _rim_floor(kernel):
+    """Twice the mean of a nonnegative kernel's outer two-pixel rim: its noise level."""
+    rim = np.ones(kernel.shape, bool)
+    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
+    return 2.0 * float(np.clip(kernel[rim], 0, None).mean()) if rim.any() else 0.0
+
+
+def _kernel_centre(kernel):
+    """Centroid of a fitted kernel above its rim noise level (the noise would pull the
+    plain centroid towards the middle of the support)."""
+    kernel = np.asarray(kernel, dtype=np.float64)
+    above = np.clip(kernel - _rim_floor(kernel), 0, None)
+    return centroid(above if above.sum() > 0 else np.clip(kernel, 0, None))
+
+
 def _trimmed_shape(kernel, fraction=0.995):
-    """Smallest centred odd box holding ``fraction`` of a clean kernel's mass, plus 2 px."""
-    positive = np.clip(kernel, 0, None).astype(np.float64)
+    """Smallest centred odd box holding ``fraction`` of a fitted kernel's mass, plus 2 px.
+
+    Noise leaves small positive values all over a nonnegative kernel; twice their mean
+    level on the outer two-pixel rim is removed before the mass is counted.
+    """
+    kernel = np.clip(kernel, 0, None).astype(np.float64)
+    positive = np.clip(kernel - _rim_floor(kernel), 0, None)
     total = positive.sum()
     if total <= 0:
         return kernel.shape
@@ -255,6 +282,10 @@ class _ValidProblem:
                                                workers=WORKERS)
         lags = _centre_crop_from_origin(autocorrelation, [2 * k - 1 for k in shape])
         self.toeplitz_operator = Convolver(lags.astype(np.float32), shape)
+        # eigenvalues of the circulant that approximates T, and of the penalty, on the same
+        # grid: they give the effective number of parameters for the evidence rule
+        self.data_spectrum = np.abs(scipy.fft.rfftn(lags.astype(np.float64)))
+        self.penalty_spectrum = _gradient_spectrum(lags.shape).astype(np.float64)
         self.evaluations = 0
 
     def residual(self, kernel):
@@ -368,10 +399,15 @@ def _majorize_minimize(problem, start, regularization, nonnegative, max_iteratio
         if not report(callback, done, max_iterations, kernel.astype(np.float32)):
             stopped = True
             break
-        if auto_regularization and done <= 2:
-            regularization = _evidence_regularization(problem, kernel, nonnegative)
-            restart = True
-        elif change <= tolerance:
+        if auto_regularization and done <= 6:
+            updated_weight = _evidence_regularization(problem, kernel, nonnegative,
+                                                      regularization)
+            settled = abs(updated_weight - regularization) <= 0.1 * regularization
+            regularization = updated_weight
+            if not settled:
+                restart = True
+                change = np.inf
+        if change <= tolerance:
             break
         if restart:
             momentum = 1.0
@@ -381,19 +417,24 @@ def _majorize_minimize(problem, start, regularization, nonnegative, max_iteratio
     return kernel.astype(np.float32), done, regularization, stopped
 
 
-def _evidence_regularization(problem, kernel, nonnegative):
-    """Evidence fixed point ``λ = σ̂² γ / ‖∇k‖²`` with ``σ̂² = ‖r‖² / (m − γ)``.
+def _evidence_regularization(problem, kernel, nonnegative, regularization):
+    """One step of MacKay's evidence fixed point for the smoothness weight ``λ``.
 
-    ``γ`` (the number of well-determined parameters) is approximated by the number of free
-    kernel values: all of them, or the positive ones under the nonnegativity constraint.
+    ``λ = σ̂² γ / ‖∇k‖²`` with ``σ̂² = ‖r‖² / (m − γ)``, where ``γ`` — the number of
+    parameters the data determine — is ``Σ P / (P + λ D)`` over the eigenvalues ``P`` of the
+    circulant approximation of the data curvature and ``D`` of the penalty, scaled to the
+    number of free kernel values (the positive ones under the nonnegativity constraint).
     """
     kernel = kernel.astype(np.float32)
     residual = problem.residual(kernel)
     free = int(np.count_nonzero(kernel > 0)) if nonnegative else kernel.size
     free = max(free, 1)
-    sigma2 = float(np.sum(residual.astype(np.float64) ** 2)) / max(residual.size - free, 1)
+    spectrum, penalty = problem.data_spectrum, problem.penalty_spectrum
+    determined = float(np.mean(spectrum / (spectrum + regularization * penalty + 1e-30)))
+    gamma = max(free * determined, 1.0)
+    sigma2 = float(np.sum(residual.astype(np.float64) ** 2)) / max(residual.size - gamma, 1)
     roughness = _penalty(kernel)
-    return sigma2 * free / max(roughness, 1e-30)
+    return sigma2 * gamma / max(roughness, 1e-30)
 
 
 def _reblur(sharp_shifted, kernel_fit, offset):
@@ -674,7 +715,7 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
         # an asymmetric kernel moves the correlation peak: absorb its centroid in the shift
         # and fit once more, so the kernel ends up centred without resampling it
         for _ in range(2):
-            off_centre = centroid(fit["kernel_fit"]) - centre
+            off_centre = _kernel_centre(fit["kernel_fit"]) - centre
             if np.max(np.abs(off_centre)) <= 0.05 or fit["stopped"]:
                 break
             shift = shift + off_centre
@@ -698,7 +739,7 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
 
     kernel_out = kernel_fit
     if center and np.any(kernel_fit > 0):
-        off_centre = centroid(kernel_fit) - centre
+        off_centre = _kernel_centre(kernel_fit) - centre
         shift = shift + off_centre
         kernel_out = fourier_shift(kernel_fit, -off_centre)
         if nonnegative:
