@@ -32,7 +32,6 @@ LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
 
 #: Largest centred crop, per axis, on which starting points are compared.
 _SEARCH_CROP = 256
-_TRACE = False
 _STOPPED = "stopped by the callback"
 
 
@@ -209,8 +208,9 @@ class _Problem:
         stop = np.array(sharp.shape) - half - margin
         if np.any(stop - start < 4):
             raise ValueError(
-                f"the kernel {tuple(kernel_shape)} (plus the shift) leaves no valid region "
-                f"in images of shape {sharp.shape}; pass a smaller shape")
+                f"the kernel {tuple(kernel_shape)} plus a shift margin of "
+                f"{margin.tolist()} px leaves no valid region in images of shape "
+                f"{sharp.shape}; use larger images or a smaller kernel shape")
         if crop is not None:  # compare a centred sub-window only (cheap searches)
             centre = (start + stop) // 2
             length = np.minimum(stop - start, crop)
@@ -774,8 +774,6 @@ def _optimise(spec: _Model, problem: _Problem, v0, shift0, noise, loss, f_scale,
             # with a good start nearly every step is accepted: get its Jacobian at once
             trial_residual, trial_jacobian = assemble(trial, transforms(trial, True))
             trial_cost = cost_of(trial_residual)
-            if _TRACE:
-                print("trial", trial, trial_cost, cost, damping)
             if trial_cost <= cost:
                 accepted = True
                 break
