@@ -72,7 +72,7 @@ def test_sharp_edged_kernels(model, params, scene, shape):
     pair = blurred_pair(kernel, (128, 128), scene_kind=scene, noise=0.005,
                         shift=(-0.4, 0.9), rng=4)
     result = estimate_kernel(pair.sharp, pair.blurred, shape)
-    assert kernel_error(result.kernel, kernel) < 0.1
+    assert kernel_error(result.kernel, kernel) < 0.12
     np.testing.assert_allclose(result.shift, pair.shift, atol=0.1)
 
 
