@@ -5,8 +5,9 @@ small kernel of unit sum. It is fitted only on the *valid* region, where the con
 the sharp image with the kernel sees no pixel outside the frame, so light that entered the
 blurred image from beyond the edges does no harm. Two solvers share one set of helpers: a
 windowed Fourier (Wiener/Tikhonov) estimate, chosen by generalized cross-validation, and a
-constrained least-squares fit on the valid region solved by FISTA with adaptive restart,
-whose regularization weight follows the evidence (marginal likelihood) fixed point.
+constrained least-squares fit on the valid region solved by FISTA with adaptive restart in
+the metric of a Toeplitz majorizer, whose regularization weight follows the evidence
+(marginal likelihood) fixed point.
 """
 
 from __future__ import annotations
@@ -508,7 +509,8 @@ def estimate_kernel(
         in ``.shift``. With ``False`` the fitted kernel is returned as fitted and ``.shift``
         holds only the whole-pixel part used to align the images.
     max_iterations, tolerance : int, float
-        FISTA stopping rule (relative change of the kernel per iteration).
+        Stopping rule of the least-squares solver: at most ``max_iterations`` outer
+        iterations, or when the kernel changes by less than ``tolerance`` (relative).
     callback : callable, optional
         ``callback(step, total, current_kernel)``; return ``False`` to stop early.
 
@@ -526,9 +528,11 @@ def estimate_kernel(
 
     ``min_k ½ ‖P (sharp ∗ k − blurred)‖²_valid + ½ λ ‖∇k‖²  subject to  k ≥ 0``
 
-    is solved by FISTA with gradient restart; ``λ`` is re-estimated twice by the evidence
-    rule ``λ = σ̂² γ / ‖∇k‖²`` (MacKay 1992), where ``σ̂²`` is the residual variance and
-    ``γ`` the number of free kernel values.
+    is solved by FISTA with adaptive restart in the metric of a Toeplitz majorizer of its
+    curvature (the sharp image's autocorrelation), each step a nonnegative quadratic solved
+    by projected Newton–CG on the kernel-sized grid. ``λ`` follows the evidence fixed point
+    ``λ = σ̂² γ / ‖∇k‖²`` (MacKay 1992), with ``σ̂²`` the residual variance and ``γ`` the
+    effective number of parameters, updated between iterations until it settles.
 
     References
     ----------
@@ -536,8 +540,10 @@ def estimate_kernel(
        linear inverse problems", SIAM J. Imaging Sci. 2 (2009).
     .. [2] B. O'Donoghue and E. Candès, "Adaptive restart for accelerated gradient schemes",
        Found. Comput. Math. 15 (2015).
-    .. [3] D. J. C. MacKay, "Bayesian interpolation", Neural Computation 4 (1992).
-    .. [4] G. H. Golub, M. Heath and G. Wahba, "Generalized cross-validation as a method for
+    .. [3] D. P. Bertsekas, "Projected Newton methods for optimization problems with simple
+       constraints", SIAM J. Control Optim. 20 (1982).
+    .. [4] D. J. C. MacKay, "Bayesian interpolation", Neural Computation 4 (1992).
+    .. [5] G. H. Golub, M. Heath and G. Wahba, "Generalized cross-validation as a method for
        choosing a good ridge parameter", Technometrics 21 (1979).
 
     Examples
