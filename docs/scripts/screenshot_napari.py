@@ -8,9 +8,10 @@ kernel estimation and saves docs/figures/napari_widgets.png.
 from pathlib import Path
 
 import napari
+from qtpy.QtCore import QEventLoop, QTimer
+
 from psfkit._napari._deconvolve_widget import DeconvolveWidget
 from psfkit._napari._estimate_widget import EstimateKernelWidget
-from qtpy.QtCore import QEventLoop, QTimer
 
 OUTPUT = Path(__file__).resolve().parents[1] / "figures" / "napari_widgets.png"
 
@@ -31,13 +32,24 @@ viewer.window.add_dock_widget(estimate, name="Estimate kernel", area="right")
 viewer.window.add_dock_widget(deconvolve, name="Deconvolve", area="right")
 estimate.reset_choices()
 deconvolve.reset_choices()
+estimate.sharp.value = viewer.layers["sharp"]
+estimate.blurred.value = viewer.layers["blurred"]
+deconvolve.image.value = viewer.layers["blurred"]
 worker = estimate.run()
 if worker is not None:
     wait_for(worker)
+shown = ("blurred", "blurred kernel", "blurred residual")
 for layer in viewer.layers:
-    layer.visible = layer.name in ("blurred", "blurred kernel")
+    layer.visible = layer.name in shown
+if "blurred kernel" in viewer.layers:
+    kernel = viewer.layers["blurred kernel"]
+    kernel.scale = (12, 12)  # magnify the small kernel so it reads next to the images
+    kernel.colormap = "magma"
 viewer.layers.selection.active = viewer.layers["blurred"]
 viewer.grid.enabled = True
+viewer.grid.shape = (1, 3)
+for _ in range(20):
+    napari.qt.get_qapp().processEvents()
 viewer.reset_view()
 for _ in range(20):
     napari.qt.get_qapp().processEvents()
