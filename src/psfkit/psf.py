@@ -194,7 +194,7 @@ def significance(image: np.ndarray, sigma: float) -> np.ndarray:
     return smoothed / max(_smoothed_noise(sigma, image.ndim), 1e-30)
 
 
-def fit_background(image: np.ndarray, sigma: float, model="auto", *, iterations: int = 3,
+def fit_background(image: np.ndarray, sigma: float, model="auto", *, iterations: int = 2,
                    max_samples: int = 200_000) -> tuple[np.ndarray | float, np.ndarray]:
     """Background under the sources: a constant or a plane fitted away from them.
 
@@ -268,11 +268,23 @@ def source_support(z: np.ndarray, seed, margin: float = SUPPORT_MARGIN, *,
         labels, _ = ndi.label(opened, _full_structure(z.ndim))
         core = labels == labels[seed]
         if rings > 0:
-            near = ndi.distance_transform_edt(~core) <= rings
+            near = _grow(core, rings)
             joined = np.unique(labels[near & opened])
             core = np.isin(labels, joined[joined > 0])
-    support = ndi.distance_transform_edt(~core) <= margin
-    return core, support
+    return core, _grow(core, margin)
+
+
+def _grow(mask: np.ndarray, distance: float) -> np.ndarray:
+    """``mask`` grown by ``distance`` pixels (Euclidean), computed in its bounding box only."""
+    box = ndi.find_objects(mask.astype(np.int8))
+    if not box or box[0] is None:
+        return mask.copy()
+    reach = int(np.ceil(distance)) + 1
+    window = tuple(slice(max(b.start - reach, 0), min(b.stop + reach, n))
+                   for b, n in zip(box[0], mask.shape, strict=True))
+    grown = np.zeros_like(mask)
+    grown[window] = ndi.distance_transform_edt(~mask[window]) <= distance
+    return grown
 
 
 def _soft(support: np.ndarray) -> np.ndarray:
