@@ -303,22 +303,19 @@ def weighted_centre(image: np.ndarray, window: np.ndarray) -> np.ndarray:
     return np.array([float((g * weights).sum() / total) for g in grids])
 
 
-def _extract(image: np.ndarray, centre_pixel, half) -> tuple[np.ndarray, bool]:
-    """The box ``centre_pixel ± half`` of ``image``, zero-filled outside the frame; also
-    whether it had to be filled."""
+def _extract(image: np.ndarray, centre_pixel, half) -> np.ndarray:
+    """The box ``centre_pixel ± half`` of ``image``, zero-filled outside the frame."""
     region = np.zeros([2 * h + 1 for h in half], dtype=np.float32)
     source, target = [], []
-    filled = False
     for c, h, n in zip(centre_pixel, half, image.shape, strict=True):
         start, stop = c - h, c + h + 1
         lo, hi = max(start, 0), min(stop, n)
-        filled |= lo > start or hi < stop
         if hi <= lo:
-            return region, True
+            return region
         source.append(slice(lo, hi))
         target.append(slice(lo - start, hi - start))
     region[tuple(target)] = image[tuple(source)]
-    return region, filled
+    return region
 
 
 def _centred_crop(image: np.ndarray, centre, half) -> np.ndarray:
@@ -326,7 +323,7 @@ def _centred_crop(image: np.ndarray, centre, half) -> np.ndarray:
     centre = np.asarray(centre, dtype=float)
     whole = np.round(centre).astype(int)
     pad = 3
-    region, _ = _extract(image, whole, [h + pad for h in half])
+    region = _extract(image, whole, [h + pad for h in half])
     fraction = centre - whole
     if np.any(np.abs(fraction) > 1e-6):
         region = fourier_shift(region, -fraction)
