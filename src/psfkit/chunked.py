@@ -50,9 +50,13 @@ DEPTH_FACTOR = 2.0
 #: region of about this size.
 PLAN_SAMPLE_VOXELS = 2**22
 
-#: Default size of one block (before overlap), in voxels: 16 Mi voxels = 64 MiB float32.
-#: The in-memory core peaks at about 10x its input, so a block costs well under 1 GiB.
-DEFAULT_BLOCK_VOXELS = 2**24
+#: Memory for all blocks in flight together, used to choose the default block size.
+DEFAULT_MEMORY_LIMIT = 2 * 2**30
+
+#: Peak bytes per voxel of a block's padded grid: the core's most memory-hungry method
+#: (rl_tv) peaks at ~20 float32 arrays of the grid; dask's overlap copies and the result
+#: add a few more.
+BYTES_PER_BLOCK_VOXEL = 100
 
 
 def psf_support(psf: np.ndarray, energy: float = SUPPORT_ENERGY) -> tuple[int, ...]:
@@ -159,23 +163,32 @@ def _check_image(image, psf) -> int:
     return image.ndim - psf.ndim
 
 
-def _default_chunks(shape, leading: int, depth, psf_shape, block_voxels: int):
-    """Blocks of about ``block_voxels`` spatial voxels, cube-like, never thinner than
-    ``max(4 * depth, psf size)`` along an axis (thin blocks waste work on overlap)."""
+def _default_chunks(shape, leading: int, depth, psf_shape, padded_voxels: float):
+    """Even blocks whose padded size (block + overlap + PSF extension, the core's grid) is
+    at most ``padded_voxels``; an axis is split more often the longer its blocks are, and
+    never into blocks thinner than ``max(4 * depth, psf size)`` (thin blocks waste work
+    on overlap)."""
     spatial = shape[leading:]
     minimum = [min(n, max(4 * d, k, 1)) for n, d, k in zip(spatial, depth, psf_shape,
                                                             strict=True)]
-    edge = max(round(block_voxels ** (1.0 / len(spatial))), 1)
-    sizes = [min(n, max(edge, m)) for n, m in zip(spatial, minimum, strict=True)]
-    # spend what thin axes leave over on the others, largest-first
-    budget = block_voxels / max(np.prod(sizes), 1)
-    for axis in np.argsort(spatial)[::-1]:
-        if budget <= 1:
+    pieces = [1] * len(spatial)
+
+    def sizes():
+        return [-(-n // p) for n, p in zip(spatial, pieces, strict=True)]
+
+    def padded(current):
+        return np.prod([s + 2 * d + k - 1 for s, d, k in zip(current, depth, psf_shape,
+                                                               strict=True)], dtype=float)
+
+    while padded(sizes()) > padded_voxels:
+        current = sizes()
+        splittable = [axis for axis, (n, p) in enumerate(zip(spatial, pieces, strict=True))
+                      if -(-n // (p + 1)) >= minimum[axis] and current[axis] > 1]
+        if not splittable:
             break
-        grown = min(spatial[axis], int(sizes[axis] * budget))
-        budget *= sizes[axis] / max(grown, 1)
-        sizes[axis] = grown
-    return (1,) * leading + tuple(sizes)
+        axis = max(splittable, key=lambda a: current[a] / max(minimum[a], 1))
+        pieces[axis] += 1
+    return (1,) * leading + tuple(sizes())
 
 
 def _enforce_minimum(chunks, minimum):
@@ -272,7 +285,8 @@ def plan_chunked(
     chunks=None,
     depth=None,
     sample=None,
-    block_voxels: int = DEFAULT_BLOCK_VOXELS,
+    memory_limit: float = DEFAULT_MEMORY_LIMIT,
+    concurrency: int | None = None,
     **deconvolve_kwargs,
 ) -> ChunkPlan:
     """Decide the blocks, their overlap and the deconvolution parameters for every block.
@@ -287,14 +301,20 @@ def plan_chunked(
     method, iterations, regularization, **deconvolve_kwargs
         As for :func:`psfkit.deconvolve`; automatic choices are made here, once.
     chunks : tuple or int, optional
-        Block sizes (dask notation). Default: the dask array's own chunks, or blocks of
-        about ``block_voxels`` voxels. Blocks thinner than the overlap are merged.
+        Block sizes (dask notation). Default: the dask array's own chunks, or even
+        blocks as large as ``memory_limit`` allows. Blocks thinner than the overlap are
+        merged.
     depth : int or tuple of int, optional
         Overlap per spatial axis. Default :func:`default_depth`.
     sample : tuple of slice, optional
         Region on which to make the automatic choices. Default: the whole image when it
         has at most :data:`PLAN_SAMPLE_VOXELS` voxels per frame, else a central box of
         that size in the first frame.
+    memory_limit : float
+        Bytes that the blocks deconvolved at the same time may use together (default
+        2 GiB); sets the default block size with :data:`BYTES_PER_BLOCK_VOXEL`.
+    concurrency : int, optional
+        Blocks deconvolved at the same time (default: the number of CPUs).
 
     Returns
     -------
@@ -316,7 +336,9 @@ def plan_chunked(
         if _is_dask(image):
             chunks = tuple(image.chunks)
         else:
-            chunks = _default_chunks(array.shape, leading, depth, psf.shape, block_voxels)
+            concurrency = concurrency or os.cpu_count() or 1
+            padded_voxels = memory_limit / (concurrency * BYTES_PER_BLOCK_VOXEL)
+            chunks = _default_chunks(array.shape, leading, depth, psf.shape, padded_voxels)
     import dask.array as da
 
     normalized = da.core.normalize_chunks(chunks, array.shape, dtype=np.float32)
@@ -472,18 +494,20 @@ def deconvolve_chunked(
     >>> deconvolve_chunked(image, psf, "wiener", regularization=1e-2, chunks=64).shape
     (128, 128)
     """
-    if plan is None:
-        plan = plan_chunked(image, psf, method, iterations=iterations,
-                            regularization=regularization, chunks=chunks, depth=depth,
-                            sample=sample, **deconvolve_kwargs)
-    result = chunked_graph(image, psf, plan)
-    if not compute:
-        return result
-    if out is None:
-        out = np.empty(result.shape, dtype=np.float32)
-    elif tuple(out.shape) != tuple(result.shape):
-        raise ValueError(f"out has shape {tuple(out.shape)}, expected {result.shape}")
-    return store_blocks(result, out, image=image, scheduler=scheduler, callback=callback)
+    with _scheduler(scheduler) as (compute_kwargs, concurrency):
+        if plan is None:
+            plan = plan_chunked(image, psf, method, iterations=iterations,
+                                regularization=regularization, chunks=chunks, depth=depth,
+                                sample=sample, concurrency=concurrency, **deconvolve_kwargs)
+        result = chunked_graph(image, psf, plan)
+        if not compute:
+            return result
+        if out is None:
+            out = np.empty(result.shape, dtype=np.float32)
+        elif tuple(out.shape) != tuple(result.shape):
+            raise ValueError(f"out has shape {tuple(out.shape)}, expected {result.shape}")
+        return _store_blocks(result, out, compute_kwargs, concurrency, image=image,
+                             callback=callback)
 
 
 def _block_slices(chunks) -> list[tuple[slice, ...]]:
@@ -503,25 +527,32 @@ def store_blocks(result, out, *, image=None, scheduler=None, callback=None,
     from ``image`` (if given) and the loop stops. ``after_group()`` runs after every group
     (e.g. to flush a memory map).
     """
+    with _scheduler(scheduler) as (compute_kwargs, concurrency):
+        return _store_blocks(result, out, compute_kwargs, concurrency, image=image,
+                             callback=callback, after_group=after_group)
+
+
+def _store_blocks(result, out, compute_kwargs, concurrency, *, image=None, callback=None,
+                  after_group=None):
     import dask
 
     indices = list(np.ndindex(*result.numblocks))
     slices = _block_slices(result.chunks)
     total = len(indices)
-    with _scheduler(scheduler) as (compute_kwargs, concurrency):
-        group = max(int(concurrency), 1)
-        for start in range(0, total, group):
-            batch = indices[start:start + group]
-            values = dask.compute(*[result.blocks[i] for i in batch], **compute_kwargs)
-            for index, value in zip(range(start, start + len(batch)), values, strict=True):
-                out[slices[index]] = value
-            if after_group is not None:
-                after_group()
-            done = start + len(batch)
-            if done < total and not report(callback, done, total, None):
-                if image is not None:
-                    for index in range(done, total):
-                        out[slices[index]] = np.asarray(image[slices[index]], np.float32)
-                return out
-        report(callback, total, total, None)
+    group = max(int(concurrency), 1)
+    for start in range(0, total, group):
+        batch = indices[start:start + group]
+        values = dask.compute(*[result.blocks[i] for i in batch], **compute_kwargs)
+        for index, value in zip(range(start, start + len(batch)), values, strict=True):
+            out[slices[index]] = value
+        del values
+        if after_group is not None:
+            after_group()
+        done = start + len(batch)
+        if done < total and not report(callback, done, total, None):
+            if image is not None:
+                for index in range(done, total):
+                    out[slices[index]] = np.asarray(image[slices[index]], np.float32)
+            return out
+    report(callback, total, total, None)
     return out

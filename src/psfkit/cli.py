@@ -113,6 +113,9 @@ def _add_deconvolve(subparsers) -> None:
                              "or 'auto' (default: only for images over 1 GiB)")
     parser.add_argument("--depth", type=int, default=None,
                         help="overlap between blocks in pixels (default: from the PSF)")
+    parser.add_argument("--memory-limit", type=float, default=2.0,
+                        help="GiB the blocks in flight may use together; sets the default "
+                             "block size (default: 2)")
     parser.add_argument("--scheduler", default=None,
                         help="dask scheduler: an address such as tcp://host:8786, or "
                              "threads, processes, synchronous (implies blocks)")
@@ -251,6 +254,32 @@ def _deconvolve_arguments(args) -> dict:
     return options
 
 
+def _deconvolve_in_blocks(image, psf, options, path, args, bar) -> dict:
+    """Plan for the scheduler's concurrency, then write block by block into a TIFF memory
+    map whose pages are released after every group of blocks."""
+    import tifffile
+
+    from .chunked import _scheduler, _store_blocks, chunked_graph, plan_chunked
+
+    chunks = None if args.chunks in (None, "auto") else args.chunks
+    with _scheduler(args.scheduler) as (compute_kwargs, concurrency):
+        plan = plan_chunked(image, psf, chunks=chunks, depth=args.depth,
+                            memory_limit=args.memory_limit * 2**30, concurrency=concurrency,
+                            **options)
+        bar.label = f"deconvolving {plan.block_count} blocks"
+        out = tifffile.memmap(path, shape=image.shape, dtype=np.float32,
+                              metadata=_metadata(plan.parameters, args))
+
+        def release():
+            _release_pages(out)
+            _release_pages(image)
+
+        _store_blocks(chunked_graph(image, psf, plan), out, compute_kwargs, concurrency,
+                      callback=bar, after_group=release)
+        out.flush()
+    return plan.parameters
+
+
 def _run_deconvolve(args) -> int:
     try:
         return _deconvolve_files(args)
@@ -265,7 +294,6 @@ def _run_deconvolve(args) -> int:
 def _deconvolve_files(args) -> int:
     import tifffile
 
-    from .chunked import chunked_graph, plan_chunked, store_blocks
     from .deconvolve import deconvolve
 
     _check_paths(args)
@@ -291,21 +319,7 @@ def _deconvolve_files(args) -> int:
     try:
         try:
             if chunked:
-                chunks = None if args.chunks in (None, "auto") else args.chunks
-                plan = plan_chunked(image, psf, chunks=chunks, depth=args.depth, **options)
-                bar.label = f"deconvolving {plan.block_count} blocks"
-                out = tifffile.memmap(temporary, shape=image.shape, dtype=np.float32,
-                                      metadata=_metadata(plan.parameters, args))
-
-                def after_group():
-                    _release_pages(out)
-                    _release_pages(image)
-
-                store_blocks(chunked_graph(image, psf, plan), out, scheduler=args.scheduler,
-                             callback=bar, after_group=after_group)
-                out.flush()
-                del out
-                parameters = plan.parameters
+                parameters = _deconvolve_in_blocks(image, psf, options, temporary, args, bar)
             else:
                 result, info = deconvolve(image, psf, **options, callback=bar,
                                           return_info=True)
