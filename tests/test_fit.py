@@ -40,6 +40,13 @@ def test_gaussian_sigma_gain_offset_and_shift_are_recovered(sigma, dtype):
     np.testing.assert_array_equal(blurred, blurred_before)
 
 
+def test_a_given_kernel_shape_is_used():
+    pair = pair_for("gaussian", {"sigma": 1.0}, 9)
+    fit = fit_kernel(pair.sharp, pair.blurred, shape=(21, 15))
+    assert fit.kernel.shape == (21, 15)
+    assert fit.params["sigma"] == pytest.approx(1.0, rel=0.01)
+
+
 def test_kernel_and_residual_describe_the_fit():
     pair = pair_for("gaussian", {"sigma": 2.0}, 17)
     fit = fit_kernel(pair.sharp, pair.blurred)

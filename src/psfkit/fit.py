@@ -283,15 +283,32 @@ class _Problem:
                                                                        strict=True))]
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Dot product of two long vectors without BLAS: a threaded BLAS spins its threads
+    and, on a busy machine, is tens of times slower than this plain loop."""
+    return float(np.einsum("k,k->", a, b))
+
+
+def _gram(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """``rows @ other.T`` for a few long rows (symmetric when ``rows is other``), BLAS-free
+    for the reason given in :func:`_dot`."""
+    count = len(rows)
+    gram = np.empty((count, count))
+    for i in range(count):
+        for j in range(i, count):
+            gram[i, j] = gram[j, i] = _dot(rows[i], other[j])
+    return gram
+
+
 def _linear_fit(model: np.ndarray, data: np.ndarray) -> tuple[float, float, float]:
     """Least-squares gain and offset of ``data ≈ gain · model + offset``; and the RSS."""
     m = model.ravel().astype(np.float64, copy=False)
     d = data.ravel().astype(np.float64, copy=False)
     count = m.size
     m_sum, d_sum = float(m.sum()), float(d.sum())
-    mm = float(m @ m) - m_sum**2 / count
-    md = float(m @ d) - m_sum * d_sum / count
-    dd = float(d @ d) - d_sum**2 / count
+    mm = _dot(m, m) - m_sum**2 / count
+    md = _dot(m, d) - m_sum * d_sum / count
+    dd = _dot(d, d) - d_sum**2 / count
     gain = md / mm if mm > 0 else 0.0
     offset = (d_sum - gain * m_sum) / count
     return gain, offset, max(dd - gain * md, 0.0)
@@ -640,7 +657,7 @@ def _fit_one(spec: _Model, a, b, shape, shift0, noise, loss, f_scale, max_evalua
     candidates = [v for size in _size_scales(ndim) for v in spec.starts([size])]
     margin = np.abs(shift0) + 1.5
     factor = _pyramid_factor(a.shape)
-    if factor > 1 and shape is None:
+    if factor > 1:
         coarse = [spec.scaled(v, 1 / factor) for v in candidates]
         scores = _search_scores(spec, _bin(a, factor), _bin(b, factor), shift0 / factor,
                                 coarse, None, margin / factor + 1)
@@ -666,8 +683,8 @@ def _fit_one(spec: _Model, a, b, shape, shift0, noise, loss, f_scale, max_evalua
         outcome = _optimise(spec, problem, start, shift0, noise, loss, f_scale,
                             max_evaluations, callback)
         needed = _kernel_shape(spec, outcome["v"], ndim, a.shape, margin)
-        if shape is not None or all(n <= k for n, k in zip(needed, kernel_shape,
-                                                              strict=True)):
+        fits_inside = all(n <= k for n, k in zip(needed, kernel_shape, strict=True))
+        if shape is not None or outcome["message"] == _STOPPED or fits_inside:
             break
         start = outcome["v"]
     outcome["spec"] = spec
@@ -757,8 +774,8 @@ def _optimise(spec: _Model, problem: _Problem, v0, shift0, noise, loss, f_scale,
             weighted = jacobian
         else:
             weighted = jacobian * _robust(loss, (residual / scale) ** 2)[1]
-        normal = weighted @ jacobian.T
-        gradient = weighted @ residual
+        normal = _gram(weighted, jacobian)
+        gradient = np.einsum("ik,k->i", weighted, residual)
         diagonal = np.maximum(np.diag(normal), 1e-12 * max(np.diag(normal).max(), 1e-300))
         uncertainty = np.sqrt(np.abs(np.diag(np.linalg.pinv(normal))) * 2 * cost / dof)
         accepted = False
@@ -788,11 +805,11 @@ def _optimise(spec: _Model, problem: _Problem, v0, shift0, noise, loss, f_scale,
             success, message = False, _STOPPED
             break
 
-    rss = float(residual @ residual)
+    rss = _dot(residual, residual)
     count = residual.size
     nparams = x.size
     dof = max(count - nparams, 1)
-    covariance = np.linalg.pinv(jacobian @ jacobian.T) * rss / dof
+    covariance = np.linalg.pinv(_gram(jacobian, jacobian)) * rss / dof
     return {"x": x, "v": x[:nv], "covariance": covariance, "rss": rss, "count": count,
             "nparams": nparams,
             "criterion": count * math.log(max(rss, 1e-300) / count) + nparams * math.log(count),
