@@ -36,25 +36,30 @@ def noise_sigma(image: np.ndarray) -> float:
     float
         Estimated noise standard deviation, in the units of ``image``.
     """
-    image = as_float_array(image, "image", ndim=()).astype(np.float64)
+    image = as_float_array(image, "image", ndim=())
     filtered = image
     interior = []
     for axis in range(image.ndim):
-        n = filtered.shape[axis]
-        if n < 3:
+        if image.shape[axis] < 3:
             interior.append(slice(None))
             continue
-        filtered = (np.take(filtered, range(2, n), axis=axis)
-                    - 2.0 * np.take(filtered, range(1, n - 1), axis=axis)
-                    + np.take(filtered, range(0, n - 2), axis=axis))
+        lead = (slice(None),) * axis
+        filtered = (filtered[(*lead, slice(2, None))] - 2.0 * filtered[(*lead, slice(1, -1))]
+                    + filtered[(*lead, slice(None, -2))])
         interior.append(slice(1, -1))
     axes_used = sum(s != slice(None) for s in interior)
     if axes_used == 0:
         raise ValueError(f"image of shape {image.shape} is too small to estimate noise")
-    gradient = ndi.gaussian_gradient_magnitude(image, 2.0)[tuple(interior)]
-    flat = filtered[gradient <= np.median(gradient)]
+    smooth = ndi.gaussian_filter(image, 2.0, truncate=3.0)
+    gradients = np.gradient(smooth) if image.ndim > 1 else [np.gradient(smooth)]
+    slope = sum(g * g for g in gradients)[tuple(interior)]
+    flat = filtered[slope <= np.median(slope)].astype(np.float64)
     deviation = np.median(np.abs(flat - np.median(flat)))
     return float(MAD_TO_SIGMA * deviation / np.sqrt(6.0**axes_used))
+
+
+#: Largest number of samples :func:`noise_model` looks at (a central crop beyond that).
+MODEL_SAMPLES = 2**21
 
 
 def noise_model(image: np.ndarray, *, bins: int = 16) -> tuple[float, float]:
@@ -75,7 +80,12 @@ def noise_model(image: np.ndarray, *, bins: int = 16) -> tuple[float, float]:
         camera offset (so it may be negative). ``image + intercept / gain`` then has a
         variance equal to ``gain`` times its mean, the shifted-Poisson approximation.
     """
-    image = as_float_array(image, "image", ndim=()).astype(np.float64)
+    image = as_float_array(image, "image", ndim=())
+    if image.size > MODEL_SAMPLES:
+        # a central crop holds plenty of samples and keeps memory small
+        side = int(MODEL_SAMPLES ** (1 / image.ndim))
+        image = image[tuple(slice((n - min(n, side)) // 2, (n - min(n, side)) // 2 + min(n, side))
+                            for n in image.shape)]
     filtered = image
     level = image
     axes_used = 0
@@ -83,15 +93,18 @@ def noise_model(image: np.ndarray, *, bins: int = 16) -> tuple[float, float]:
         n = filtered.shape[axis]
         if n < 3:
             continue
-        take = lambda a_, start, stop, a=axis: np.take(a_, range(start, stop), axis=a)  # noqa: E731
-        filtered = take(filtered, 2, n) - 2.0 * take(filtered, 1, n - 1) + take(filtered, 0,
-                                                                                n - 2)
-        level = (take(level, 2, n) + take(level, 1, n - 1) + take(level, 0, n - 2)) / 3.0
+
+        def part(array, start, stop, a=axis):
+            return array[(slice(None),) * a + (slice(start, stop),)]
+
+        filtered = part(filtered, 2, None) - 2 * part(filtered, 1, -1) + part(filtered, None,
+                                                                              -2)
+        level = (part(level, 2, None) + part(level, 1, -1) + part(level, None, -2)) / 3
         axes_used += 1
     if axes_used == 0:
         raise ValueError(f"image of shape {image.shape} is too small to estimate noise")
-    filtered = filtered.ravel() / np.sqrt(6.0**axes_used)
-    level = level.ravel()
+    filtered = filtered.ravel().astype(np.float64) / np.sqrt(6.0**axes_used)
+    level = level.ravel().astype(np.float64)
     edges = np.quantile(level, np.linspace(0, 1, bins + 1))
     index = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, bins - 1)
     levels, variances, counts = [], [], []

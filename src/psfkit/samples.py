@@ -238,13 +238,15 @@ def sample_pair(rng=1) -> dict:
 
 
 def sample_point_source(rng=2) -> dict:
-    """One out-of-focus LED in a dark frame: a defocus disk of radius 4.5 px, off-centre by a
-    fraction of a pixel, on a background of 100 counts with shot and read noise and three hot
-    pixels."""
+    """One out-of-focus LED in a dark frame: a defocus disk of radius 4.5 px whose edge is
+    softened by the lens (a Gaussian of sigma 0.7 px), off-centre by a fraction of a pixel, on
+    a background of 100 counts with shot and read noise and three hot pixels."""
     from .models import make_psf
 
     rng = _rng(rng)
-    psf = make_psf("disk", (13, 13), radius=4.5)
+    psf = convolve(make_psf("disk", (13, 13), radius=4.5),
+                   make_psf("gaussian", (5, 5), sigma=0.7), mode="same")
+    psf = np.clip(psf, 0, None) / psf.sum()
     shape = (64, 64)
     centre = np.array([30.3, 33.6])
     image = np.zeros(shape, dtype=np.float32)

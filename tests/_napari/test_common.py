@@ -50,9 +50,8 @@ def test_result_is_added_as_a_layer_and_a_rerun_updates_it(qtbot, viewer_with_wi
     viewer, widget = viewer_with_widget
     for factor in (2.0, 3.0):
         widget.factor.value = factor
-        worker = widget.run()
-        with qtbot.waitSignal(worker.finished, timeout=10_000):
-            pass
+        assert widget.run() is not None
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
     names = [layer.name for layer in viewer.layers]
     assert names.count("ramp scaled") == 1
     np.testing.assert_array_equal(viewer.layers["ramp scaled"].data,
@@ -73,10 +72,9 @@ def test_cancel_discards_the_result(qtbot, make_napari_viewer):
     viewer.add_image(np.ones((4, 4), dtype=np.float32), name="ones")
     widget = ScaleWidget(viewer, delay=0.2)
     viewer.window.add_dock_widget(widget)
-    worker = widget.run()
+    assert widget.run() is not None
     widget.cancel()
-    with qtbot.waitSignal(worker.finished, timeout=10_000):
-        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
     assert "Cancelled" in widget.status.value
     assert [layer.name for layer in viewer.layers] == ["ones"]
 

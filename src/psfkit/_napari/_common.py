@@ -5,6 +5,9 @@ A widget subclasses :class:`PsfkitWidget`, lists its input widgets, and implemen
 ``prepare`` (read and check the inputs, return a job taking the core's ``callback``) and
 ``finish`` (turn the job's result into layers). Input errors raised in ``prepare`` and any
 exception in the job become napari notifications; no layer changes unless the job succeeds.
+``widget.worker`` is the running worker, and ``None`` again once it has finished and the
+widget has handled its result: wait on that (a fast worker can emit its own ``finished``
+before a caller has connected to it).
 """
 
 from __future__ import annotations
