@@ -100,16 +100,6 @@ class KernelEstimate:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _crop_overlap(sharp, blurred, whole_shift):
-    """Crops of both images covering the same scene once ``blurred`` is moved back."""
-    sharp_slices, blurred_slices = [], []
-    for d, n in zip(whole_shift, sharp.shape, strict=True):
-        d = int(d)
-        sharp_slices.append(slice(max(-d, 0), n + min(-d, 0)))
-        blurred_slices.append(slice(max(d, 0), n + min(d, 0)))
-    return tuple(sharp_slices), tuple(blurred_slices)
-
-
 def _valid_slices(image_shape, kernel_shape):
     return tuple(slice(k // 2, n - k + 1 + k // 2)
                  for n, k in zip(image_shape, kernel_shape, strict=True))

@@ -81,3 +81,20 @@ def test_bad_input_shows_an_error_and_changes_no_layer(qtbot, pair_viewer):
     assert widget.run() is None
     assert "too large" in widget.last_error
     assert [layer.name for layer in viewer.layers] == before
+
+
+def test_cancel_changes_no_layer(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    pair = blurred_pair(make_psf("disk", (15, 15), radius=4.0), (256, 256), noise=0.01, rng=4)
+    viewer.add_image(pair.sharp, name="sharp")
+    viewer.add_image(pair.blurred, name="blurred")
+    widget = EstimateKernelWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.sharp.value = viewer.layers["sharp"]
+    widget.blurred.value = viewer.layers["blurred"]
+    worker = widget.run()
+    widget.cancel()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert [layer.name for layer in viewer.layers] == ["sharp", "blurred"]
+    assert "Cancelled" in widget.status.value
