@@ -55,6 +55,9 @@ class _Model:
     fwhm: Callable
     #: which entries of ``v`` are lengths (scale with the image when it is binned)
     lengths: tuple = ()
+    #: Gaussian only: the spacing and isotropy it was built for
+    spacing: tuple = ()
+    isotropic: bool = False
 
     def scaled(self, v, factor) -> np.ndarray:
         """``v`` with its lengths multiplied by ``factor``."""
@@ -62,6 +65,20 @@ class _Model:
         mask = np.array(self.lengths or (True,) * v.size)
         v[mask] *= factor
         return v
+
+    def binned(self, factors) -> tuple[_Model, Callable, Callable]:
+        """The model on images binned by ``factors`` (per axis), with the maps of ``v`` to
+        and from the binned pixels."""
+        factors = np.asarray(factors, dtype=float)
+        if self.name != "gaussian":  # 2D models: one factor for both axes
+            f = float(factors[0])
+            return self, lambda v: self.scaled(v, 1 / f), lambda v: self.scaled(v, f)
+        spacing = np.asarray(self.spacing)
+        coarse = _gaussian_model(len(factors), self.isotropic, spacing * factors)
+        if self.isotropic:  # v is the physical sigma in units of the finest spacing
+            ratio = spacing.min() / (spacing * factors).min()
+            return coarse, lambda v: np.asarray(v) * ratio, lambda v: np.asarray(v) / ratio
+        return coarse, lambda v: np.asarray(v) / factors, lambda v: np.asarray(v) * factors
 
     def render(self, shape, v) -> np.ndarray:
         return render(self.name, shape, **self.public(v))
@@ -114,7 +131,10 @@ def _gaussian_model(ndim: int, isotropic: bool, spacing) -> _Model:
             return 4.0 * np.asarray(v) + 1.0
 
         def starts(size):
-            return [np.full(ndim, s) / relative for s in size]
+            # round in physical units, or round in pixels (a microscope's PSF is longer
+            # along z than across by about the usual z step / pixel size ratio)
+            shapes = [1 / relative, np.ones(ndim)] if anisotropic else [np.ones(ndim)]
+            return [s * shape for s in size for shape in shapes]
 
         lower, upper = (0.1,) * ndim, (np.inf,) * ndim
 
@@ -124,7 +144,8 @@ def _gaussian_model(ndim: int, isotropic: bool, spacing) -> _Model:
             return GAUSSIAN_FWHM * sigma
         return tuple(GAUSSIAN_FWHM * s for s in sigma)
 
-    return _Model("gaussian", lower, upper, public, extent, starts, fwhm)
+    return _Model("gaussian", lower, upper, public, extent, starts, fwhm,
+                  spacing=tuple(spacing), isotropic=isotropic)
 
 
 def _models_2d() -> dict[str, _Model]:
@@ -616,20 +637,23 @@ def _rank(fits, a, b, noise) -> list[tuple[str, float, float]]:
     return [(f["spec"].name, f["criterion"], f["common_chi2"]) for f in fits]
 
 
-def _pyramid_factor(shape) -> int:
-    """Binning factor (1, 2 or 4) that leaves at least 64 px along every axis."""
-    factor = 1
-    while factor < 4 and min(shape) // (2 * factor) >= 64:
-        factor *= 2
-    return factor
+def _pyramid_factors(shape, uniform: bool) -> np.ndarray:
+    """Binning factor per axis (1, 2 or 4) that leaves at least 64 px along it; the
+    smallest of them on every axis when ``uniform``."""
+    factors = np.ones(len(shape), dtype=int)
+    for axis, n in enumerate(shape):
+        while factors[axis] < 4 and n // (2 * factors[axis]) >= 64:
+            factors[axis] *= 2
+    return np.full(len(shape), factors.min()) if uniform else factors
 
 
-def _bin(image: np.ndarray, factor: int) -> np.ndarray:
-    """Mean over ``factor``-sized blocks along every axis (the remainder is dropped)."""
-    cropped = image[tuple(slice(0, n - n % factor) for n in image.shape)]
+def _bin(image: np.ndarray, factors) -> np.ndarray:
+    """Mean over blocks of ``factors`` (per axis) samples (the remainder is dropped)."""
+    cropped = image[tuple(slice(0, n - n % f) for n, f in zip(image.shape, factors,
+                                                              strict=True))]
     shape = []
-    for n in cropped.shape:
-        shape += [n // factor, factor]
+    for n, f in zip(cropped.shape, factors, strict=True):
+        shape += [n // f, f]
     return cropped.reshape(shape).mean(axis=tuple(range(1, 2 * image.ndim, 2)))
 
 
@@ -656,11 +680,12 @@ def _fit_one(spec: _Model, a, b, shape, shift0, noise, loss, f_scale, max_evalua
     # best two refined at full resolution on a central crop
     candidates = [v for size in _size_scales(ndim) for v in spec.starts([size])]
     margin = np.abs(shift0) + 1.5
-    factor = _pyramid_factor(a.shape)
-    if factor > 1:
-        coarse = [spec.scaled(v, 1 / factor) for v in candidates]
-        scores = _search_scores(spec, _bin(a, factor), _bin(b, factor), shift0 / factor,
-                                coarse, None, margin / factor + 1)
+    factors = _pyramid_factors(a.shape, uniform=spec.name != "gaussian")
+    if np.any(factors > 1):
+        coarse_spec, to_coarse, _ = spec.binned(factors)
+        scores = _search_scores(coarse_spec, _bin(a, factors), _bin(b, factors),
+                                shift0 / factors, [to_coarse(v) for v in candidates], None,
+                                margin / factors + 1)
         best = np.argsort(scores)[:2]
         candidates = [spec.scaled(candidates[i], r) for i in best
                       for r in (0.8, 1.0, 1.25)]
