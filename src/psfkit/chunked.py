@@ -221,8 +221,6 @@ def _central_region(shape, leading: int, voxels: int) -> tuple[slice, ...]:
 #: Keyword arguments of the core that never carry a data-driven choice.
 _NOT_CHOICES = frozenset({"image", "psf", "callback", "return_info", "acceleration"})
 
-#: How a field of the core's report maps onto one of its keyword arguments.
-_INFO_TO_ARGUMENT = {"noise_sigma": "read_noise"}
 
 
 def _core():
@@ -250,8 +248,9 @@ def _resolve_automatic_choices(sample: np.ndarray, psf: np.ndarray, parameters: 
 
     The core is run on ``sample`` with ``return_info=True``; every argument that was left
     to the data and that the report names (``method``, ``iterations``, ``regularization``,
-    ``background``, the noise level as ``read_noise``, ...) is replaced by the value the
-    core used, so every block repeats the same computation without choosing anything.
+    ``background``, ...) is replaced by the value the core used, so the blocks repeat the
+    same computation. Choices the core makes without reporting them under an argument's
+    name (today: the gain of its Poisson noise model) are still made per block.
     """
     core = _core()
     open_names = _open_choices(parameters)
@@ -259,10 +258,10 @@ def _resolve_automatic_choices(sample: np.ndarray, psf: np.ndarray, parameters: 
         return dict(parameters)
     signature = inspect.signature(core.deconvolve).parameters
     _, info = core.deconvolve(sample, psf, **parameters, callback=callback, return_info=True)
+    # the core's report names its choices after its keyword arguments; a field that is
+    # not an argument (a noise level, a history) is not passed on
     reported = dict(getattr(info, "parameters", None) or vars(info))
-    for field_name, argument in _INFO_TO_ARGUMENT.items():
-        if field_name in reported and argument in signature:
-            reported.setdefault(argument, reported[field_name])
+    reported = {key: value for key, value in reported.items() if key in signature}
     resolved = dict(parameters)
     method = reported.get("method", parameters.get("method"))
     direct = method in ("wiener", "tikhonov")
