@@ -130,6 +130,51 @@ class ChunkPlan:
         return int(np.prod([len(c) for c in self.chunks]))
 
 
+class FileArray:
+    """A read-only array stored raw in a file, read block by block.
+
+    Slicing opens a memory map, copies the requested block out and closes the map, so the
+    calling process keeps no file pages, and the object itself pickles as a few numbers:
+    dask workers on other machines read their own blocks from a shared file system instead
+    of receiving the whole array from the client.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    offset : int
+        Byte offset of the first element (``tifffile``: ``series.dataoffset``).
+    shape : tuple of int
+        Array shape, C order.
+    dtype : dtype
+        Element type, with its byte order.
+    """
+
+    def __init__(self, path, offset: int, shape, dtype):
+        self.path = os.fspath(path)
+        self.offset = int(offset)
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
+
+    def __getitem__(self, index):
+        mapped = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset,
+                           shape=self.shape)
+        try:
+            return np.array(mapped[index])
+        finally:
+            mapped._mmap.close()
+            del mapped
+
+    def __array__(self, dtype=None, copy=None):
+        whole = self[...]
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
 def _is_dask(image) -> bool:
     return type(image).__module__.startswith("dask.")
 
@@ -351,7 +396,8 @@ def plan_chunked(
     parameters = dict(deconvolve_kwargs, method=method, iterations=iterations,
                       regularization=regularization)
     if _open_choices(parameters):
-        region = np.asarray(array[sample])
+        # slice the source itself: no dask rechunking of a file-backed array
+        region = np.asarray((array if _is_dask(image) else image)[sample])
         region = region.reshape(region.shape[-spatial_ndim:]) if region.ndim > spatial_ndim \
             and np.prod(region.shape[:-spatial_ndim]) == 1 else region
         if region.ndim != spatial_ndim:
@@ -375,9 +421,11 @@ def chunked_graph(image, psf, plan: ChunkPlan):
     import dask.array as da
 
     psf = as_float_array(psf, "psf")
-    array = _dask_array(image)
-    if tuple(array.chunks) != tuple(plan.chunks):
-        array = array.rechunk(plan.chunks)
+    if _is_dask(image):
+        array = image if tuple(image.chunks) == tuple(plan.chunks) else \
+            image.rechunk(plan.chunks)
+    else:  # each task slices its own block straight from the source (memory map, file)
+        array = _dask_array(image, plan.chunks)
     return da.map_overlap(
         _deconvolve_block, array, depth=dict(enumerate(plan.depth)), boundary="none",
         trim=True, dtype=np.float32, meta=np.empty((0,) * array.ndim, np.float32),

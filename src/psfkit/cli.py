@@ -20,6 +20,7 @@ import contextlib
 import json
 import mmap
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -178,16 +179,21 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _read_tiff(path: str, role: str, *, memory_map: bool):
-    """The TIFF's array: memory-mapped when possible and asked for, else read."""
+def _read_tiff(path: str, role: str, *, lazy: bool = False):
+    """The TIFF's array: with ``lazy``, a :class:`psfkit.chunked.FileArray` that reads
+    blocks on demand when the pixels are stored uncompressed in one piece; else read."""
     import tifffile
 
-    if not os.path.isfile(path):
-        raise UsageError(f"{role} file not found: {path}")
+    from .chunked import FileArray
+
     try:
-        if memory_map:
-            with contextlib.suppress(ValueError):
-                return tifffile.memmap(path, mode="r")
+        if lazy:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                offset = series.dataoffset
+                if offset is not None:
+                    dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+                    return FileArray(path, offset, series.shape, dtype)
         return tifffile.imread(path)
     except Exception as error:  # tifffile raises many kinds on a bad file
         raise UsageError(f"cannot read the {role} TIFF {path}: {error}") from None
@@ -270,17 +276,20 @@ def _deconvolve_in_blocks(image, psf, options, path, args, bar) -> dict:
         out = tifffile.memmap(path, shape=image.shape, dtype=np.float32,
                               metadata=_metadata(plan.parameters, args))
 
-        def release():
-            _release_pages(out)
-            _release_pages(image)
-
         _store_blocks(chunked_graph(image, psf, plan), out, compute_kwargs, concurrency,
-                      callback=bar, after_group=release)
+                      callback=bar, after_group=lambda: _release_pages(out))
         out.flush()
     return plan.parameters
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # so a terminated run removes its temporary file
+
+
 def _run_deconvolve(args) -> int:
+    previous = None
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return _deconvolve_files(args)
     except UsageError as error:
@@ -289,6 +298,9 @@ def _run_deconvolve(args) -> int:
     except KeyboardInterrupt:
         print("\npsfkit deconvolve: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _deconvolve_files(args) -> int:
@@ -297,7 +309,7 @@ def _deconvolve_files(args) -> int:
     from .deconvolve import deconvolve
 
     _check_paths(args)
-    psf = np.asarray(_read_tiff(args.psf, "PSF", memory_map=False))
+    psf = np.asarray(_read_tiff(args.psf, "PSF"))
     psf = np.squeeze(psf) if psf.ndim > 3 else psf
     shape, _dtype = _image_shape(args.image)
     if psf.ndim not in (2, 3) or len(shape) < psf.ndim:
@@ -309,7 +321,7 @@ def _deconvolve_files(args) -> int:
     frame_bytes = 4 * int(np.prod(spatial))
     chunked = (args.chunks is not None or args.scheduler is not None
                or len(shape) > psf.ndim or frame_bytes > CHUNKED_ABOVE_BYTES)
-    image = _read_tiff(args.image, "image", memory_map=chunked)
+    image = _read_tiff(args.image, "image", lazy=chunked)
     options = _deconvolve_arguments(args)
 
     folder = os.path.dirname(os.path.abspath(args.output))
