@@ -190,3 +190,24 @@ def test_a_negative_depth_is_refused():
 def test_plan_counts_its_blocks():
     plan = ChunkPlan(parameters={}, depth=(2, 2), chunks=((10, 10), (5, 5, 5)))
     assert plan.block_count == 6
+
+
+def test_a_file_array_reads_blocks_from_disk_and_pickles_small(tmp_path):
+    import pickle
+
+    import tifffile
+
+    from psfkit.chunked import FileArray
+
+    psf, pair, chunks = _case(2)
+    path = tmp_path / "image.tif"
+    tifffile.imwrite(path, pair.blurred.astype(">f4"))
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        source = FileArray(path, series.dataoffset, series.shape,
+                           np.dtype(series.dtype).newbyteorder(tif.byteorder))
+    np.testing.assert_array_equal(source[10:20, 5:9], pair.blurred[10:20, 5:9])
+    assert len(pickle.dumps(source)) < 1000
+    options = dict(method="wiener", regularization=1e-2, chunks=chunks)
+    np.testing.assert_array_equal(deconvolve_chunked(source, psf, **options),
+                                  deconvolve_chunked(pair.blurred, psf, **options))
