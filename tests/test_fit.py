@@ -158,6 +158,14 @@ def test_callback_reports_progress_and_can_stop_the_fit():
     assert np.isfinite(stopped.params["sigma"])
 
 
+def test_no_blur_gives_the_smallest_sigma_and_says_so():
+    pair = pair_for("gaussian", {"sigma": 1.0}, 9)
+    fit = fit_kernel(pair.sharp, pair.sharp * 2 + 1)
+    assert fit.params["sigma"] == pytest.approx(0.1)
+    assert "bound" in fit.message
+    assert fit.gain == pytest.approx(2.0, rel=1e-3)
+
+
 def test_summary_lists_parameters_with_errors():
     pair = pair_for("gaussian", {"sigma": 2.0}, 17)
     text = fit_kernel(pair.sharp, pair.blurred).summary()

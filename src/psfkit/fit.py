@@ -850,6 +850,12 @@ def _result(fit, sharp, blurred, a, spacing, sharp_scale, blurred_scale, noise, 
     nv = len(fit["v"])
     v, shift = x[:nv], x[nv:nv + ndim]
     params = spec.public(v)
+    message = str(fit["message"])
+    at_lower = np.isclose(v, spec.lower, rtol=1e-6, atol=1e-9)
+    at_upper = np.isclose(v, spec.upper, rtol=1e-6, atol=1e-9)
+    if np.any(at_lower | at_upper):
+        message += ("; a parameter sits at its bound (e.g. no measurable blur), so its error "
+                    "is not meaningful")
 
     # errors of the public parameters by the delta method
     names, values = _flatten(params)
@@ -904,7 +910,7 @@ def _result(fit, sharp, blurred, a, spacing, sharp_scale, blurred_scale, noise, 
         reduced_chi2=float(fit["rss"] / dof / noise**2),
         noise_sigma=float(noise * blurred_std), criterion=float(fit["criterion"]),
         ranking=ranking, physical=physical, valid=valid, spacing=spacing, loss=loss,
-        success=fit["success"], message=str(fit["message"]), evaluations=fit["evaluations"])
+        success=fit["success"], message=message, evaluations=fit["evaluations"])
 
 
 # -- defocus diameter from the cepstrum --------------------------------------------------

@@ -109,6 +109,7 @@ class FitModelWidget(PsfkitWidget):
             "spacing": spacing,
             "loss": fit.loss,
             "converged": fit.success,
+            "message": fit.message,
         })
         translate = tuple(layer.translate[-len(spacing):])
         upsert_layer(self.viewer, fit.kernel, f"{layer.name} fitted kernel", "image",
@@ -129,6 +130,8 @@ class FitModelWidget(PsfkitWidget):
         lines.append(f"  reduced chi² = {fit.reduced_chi2:.3g}")
         if fit.ranking:
             lines.append("  ranking: " + ", ".join(name for name, *_ in fit.ranking))
+        if fit.message != "converged":
+            lines.append(f"  note: {fit.message}")
         self.results.value = "\n".join(lines)
         self.status.value = (f"{fit.model}: " + ", ".join(
             f"{k} {_format(v)}" for k, v in fit.params.items())
