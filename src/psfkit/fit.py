@@ -272,9 +272,11 @@ class _Problem:
         kernels = np.asarray(kernels, dtype=np.float32)
         ndim = len(self.grid_shape)
         padded = np.zeros((kernels.shape[0], *self.grid_shape), dtype=np.float32)
-        padded[(slice(None), *(slice(0, k) for k in self.kernel_shape))] = kernels
-        padded = np.roll(padded, [-(k // 2) for k in self.kernel_shape],
-                         axis=tuple(range(1, ndim + 1)))
+        # the centre pixel goes to index 0, the rest wraps around (no roll of the grid)
+        wrapped = np.ix_(range(kernels.shape[0]), *[
+            (np.arange(k) - k // 2) % n for k, n in zip(self.kernel_shape, self.grid_shape,
+                                                       strict=True)])
+        padded[wrapped] = kernels
         return scipy.fft.rfftn(padded, axes=tuple(range(1, ndim + 1)), workers=WORKERS)
 
     def ramp(self, shift) -> np.ndarray:
