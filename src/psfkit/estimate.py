@@ -220,10 +220,16 @@ def _rim_floor(kernel):
 
 
 def _kernel_centre(kernel):
-    """Centroid of a fitted kernel above its rim noise level (the noise would pull the
-    plain centroid towards the middle of the support)."""
+    """Centroid of a fitted kernel above three times the RMS of its outer two-pixel rim.
+
+    The rim of a well-sized support holds only noise; without this floor the noise spread
+    over the support would pull the centroid towards the middle of the support.
+    """
     kernel = np.asarray(kernel, dtype=np.float64)
-    above = np.clip(kernel - _rim_floor(kernel), 0, None)
+    rim = np.ones(kernel.shape, bool)
+    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
+    floor = 3.0 * float(np.sqrt(np.mean(kernel[rim] ** 2))) if rim.any() else 0.0
+    above = np.clip(kernel - floor, 0, None)
     return centroid(above if above.sum() > 0 else np.clip(kernel, 0, None))
 
 
@@ -454,12 +460,12 @@ def _evidence_regularization(problem, kernel, nonnegative, regularization):
     return sigma2 * gamma / max(roughness, 1e-30)
 
 
-def _reblur(sharp_shifted, kernel_fit, offset):
+def _reblur(sharp, kernel_fit, offset):
     """Model prediction on the whole frame (sharp extended by reflection outside it)."""
     half = [k // 2 for k in kernel_fit.shape]
-    mode = "reflect" if all(n > h for n, h in zip(sharp_shifted.shape, half, strict=True)) \
+    mode = "reflect" if all(n > h for n, h in zip(sharp.shape, half, strict=True)) \
         else "edge"
-    padded = np.pad(sharp_shifted, [(h, h) for h in half], mode=mode)
+    padded = np.pad(sharp, [(h, h) for h in half], mode=mode)
     blurred = Convolver(kernel_fit, padded.shape).convolve(padded, "valid")
     return blurred + np.float32(offset)
 
@@ -474,7 +480,7 @@ def _shift_image(image, shift):
 
 
 def _overlap_window(shape, shift):
-    """Region of the frame where the shifted sharp image holds real, not mirrored, data."""
+    """Region of the frame where an image moved by ``shift`` holds real, not mirrored, data."""
     return tuple(slice(int(np.ceil(max(s, 0))), n - int(np.ceil(max(-s, 0))))
                  for n, s in zip(shape, shift, strict=True))
 
@@ -626,10 +632,15 @@ def _estimate_rgb(sharp, blurred, shape, *, callback, **options):
 
 
 def _standardised_overlap(sharp, blurred, shift):
-    """Both images on the overlap after moving ``sharp`` by ``shift``, standardised."""
-    sharp_shifted = _shift_image(sharp, shift)
-    window = _overlap_window(sharp.shape, shift)
-    sharp_crop, blurred_crop = sharp_shifted[window], blurred[window]
+    """Both images on their overlap once ``blurred`` is moved back by ``shift``, standardised.
+
+    The blurred image, not the sharp one, is resampled: it is band-limited by the blur, so
+    a sinc shift is accurate and keeps white noise white, whereas resampling sharp detail
+    (stars, edges) would ring.
+    """
+    blurred_aligned = _shift_image(blurred, -np.asarray(shift, dtype=float))
+    window = _overlap_window(sharp.shape, -np.asarray(shift, dtype=float))
+    sharp_crop, blurred_crop = sharp[window], blurred_aligned[window]
     if any(n < 3 for n in sharp_crop.shape):
         raise ValueError(f"the images hardly overlap after the shift {np.round(shift, 2)}")
     sharp_mean, sharp_scale = _standardise(sharp_crop)
@@ -638,7 +649,7 @@ def _standardised_overlap(sharp, blurred, shift):
         raise ValueError("the images do not overlap in any structured region")
     sharp0 = ((sharp_crop - sharp_mean) / sharp_scale).astype(np.float32)
     blurred0 = ((blurred_crop - blurred_mean) / blurred_scale).astype(np.float32)
-    return sharp0, blurred0, sharp_scale, blurred_scale, sharp_shifted, window
+    return sharp0, blurred0, sharp_scale, blurred_scale, blurred_aligned, window
 
 
 def _pilot(sharp, blurred, shift, shape, manual):
@@ -646,6 +657,17 @@ def _pilot(sharp, blurred, shift, shape, manual):
     shape = tuple(min(k, n - 1 if n % 2 == 0 else n) for k, n in zip(shape, sharp0.shape,
                                                                        strict=True))
     return _fourier_estimate(sharp0, blurred0, shape, manual)[0]
+
+
+def _pilot_is_significant(pilot, factor=6.0):
+    """Whether a pilot's smoothed peak stands ``factor`` times above its outer frame's RMS."""
+    smooth = ndi.gaussian_filter(pilot.astype(np.float32), 1.0)
+    frame = np.ones(pilot.shape, bool)
+    frame[tuple(slice(max(2, n // 8), n - max(2, n // 8)) for n in pilot.shape)] = False
+    if not frame.any():
+        return True
+    noise = float(np.sqrt(np.mean(smooth[frame].astype(np.float64) ** 2)))
+    return float(smooth.max()) > factor * noise
 
 
 def _core_centroid(kernel):
@@ -660,7 +682,7 @@ def _core_centroid(kernel):
 def _fit_at_shift(sharp, blurred, shift, shape, *, method, manual, nonnegative,
                   max_iterations, tolerance, callback, start=None):
     """Fit the kernel between ``blurred`` and ``sharp`` moved by ``shift``, on the overlap."""
-    sharp0, blurred0, sharp_scale, blurred_scale, sharp_shifted, window = \
+    sharp0, blurred0, sharp_scale, blurred_scale, blurred_aligned, window = \
         _standardised_overlap(sharp, blurred, shift)
     if any(k > n for k, n in zip(shape, sharp0.shape, strict=True)):
         raise ValueError(f"kernel shape {shape} does not fit in the overlap {sharp0.shape}")
@@ -677,7 +699,7 @@ def _fit_at_shift(sharp, blurred, shift, shape, *, method, manual, nonnegative,
         kernel = np.clip(kernel, 0, None)
     kernel_fit = (kernel * np.float32(blurred_scale / sharp_scale)).astype(np.float32)
     return {"kernel_fit": kernel_fit, "regularization": float(used), "shape": tuple(shape),
-            "iterations": iterations, "sharp_shifted": sharp_shifted, "window": window,
+            "iterations": iterations, "blurred_aligned": blurred_aligned, "window": window,
             "stopped": stopped}
 
 
@@ -708,10 +730,17 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
     pilot_shape = tuple(
         max(min(2 * (n // 6) + 1, 63 if ndim == 2 else 31), 2 * (k // 2) + 1 if shape else 1)
         for n, k in zip(sharp.shape, shape or sharp.shape, strict=True))
+    # the correlation is off by at most a few pixels (a blunt peak); a pilot or fit that
+    # wants to move further has locked onto noise
+    correlation_shift = shift.copy()
+    reach = 4.0
     for _ in range(4):
         pilot = _pilot(sharp, blurred, shift, pilot_shape, manual)
+        if not _pilot_is_significant(pilot):
+            break  # the pilot is mostly noise: trust the correlation
         correction = _core_centroid(pilot) - np.array(pilot_shape) // 2
         shift = np.clip(shift + correction, -limit, limit)
+        shift = np.clip(shift, correlation_shift - reach, correlation_shift + reach)
         if np.max(np.abs(correction)) < 0.5:
             break
     automatic_shape = shape is None
@@ -740,7 +769,9 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
             off_centre = _kernel_centre(fit["kernel_fit"]) - centre
             if np.max(np.abs(off_centre)) <= 0.05 or fit["stopped"]:
                 break
-            shift = shift + off_centre
+            moved = np.clip(shift + off_centre, correlation_shift - reach,
+                            correlation_shift + reach)
+            off_centre, shift = moved - shift, moved
             start = fourier_shift(fit["kernel_fit"], -off_centre)
             fit = _fit_at_shift(sharp, blurred, shift, shape, method=method, manual=manual,
                                 nonnegative=nonnegative, max_iterations=max_iterations,
@@ -749,12 +780,16 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
 
 
     kernel_fit, window = fit["kernel_fit"], fit["window"]
-    reblurred_no_offset = _reblur(fit["sharp_shifted"], kernel_fit, 0.0)
-    valid = tuple(slice(w.start + k // 2, w.stop - k // 2)
-                  for w, k in zip(window, shape, strict=True))
-    offset = float(np.mean(blurred[valid] - reblurred_no_offset[valid], dtype=np.float64))
-    reblurred = reblurred_no_offset + np.float32(offset)
+    # the model lives in the sharp image's frame; it is moved back into the blurred frame
+    aligned_model = _reblur(sharp, kernel_fit, 0.0)
+    fitted = tuple(slice(w.start + k // 2, w.stop - k // 2)
+                   for w, k in zip(window, shape, strict=True))
+    offset = float(np.mean(fit["blurred_aligned"][fitted] - aligned_model[fitted],
+                           dtype=np.float64))
+    reblurred = _shift_image(aligned_model, shift) + np.float32(offset)
     residual = blurred - reblurred
+    valid = tuple(slice(max(f.start + int(np.ceil(d)), 0), min(f.stop + int(np.floor(d)), n))
+                  for f, d, n in zip(fitted, shift, blurred.shape, strict=True))
     kernel_sum = float(kernel_fit.sum(dtype=np.float64))
     sigma = noise_sigma(blurred)
     rms = float(np.sqrt(np.mean(residual[valid].astype(np.float64) ** 2)))
