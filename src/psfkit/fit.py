@@ -33,6 +33,9 @@ LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
 #: Largest centred crop, per axis, on which starting points are compared.
 _SEARCH_CROP = 256
 _STOPPED = "stopped by the callback"
+_MAX_EVALUATIONS = "maximum number of evaluations reached"
+#: Evaluations each model gets when ``model="auto"`` compares them.
+_AUTO_EVALUATIONS = 25
 
 
 # -- models: parameter vectors, bounds, extents, starting points --------------------------
@@ -598,23 +601,30 @@ def fit_kernel(
 
     # a tenth of a pixel is plenty for a start: the fit refines the shift
     shift0 = estimate_shift(a, b, upsample=10)
+    # when comparing models, the wrong ones need not converge to the last digit
+    budget = min(max_evaluations, _AUTO_EVALUATIONS) if len(names) > 1 else max_evaluations
     fits = []
     for step, name in enumerate(names, 1):
         spec = _model_for(name, ndim, isotropic, spacing)
-        inner_callback = None
+        inner_callback = callback
         if callback is not None and len(names) > 1:
             def inner_callback(_s, _t, current, step=step):
                 return report(callback, step, len(names), current)
-        elif callback is not None:
-            inner_callback = callback
-        fits.append(_fit_one(spec, a, b, shape, shift0, noise, loss, f_scale,
-                             max_evaluations, inner_callback))
+        fits.append(_fit_one(spec, a, b, shape, shift0, noise, loss, f_scale, budget,
+                             inner_callback))
         if fits[-1]["message"] == _STOPPED:
             break
     ranking = []
     if len(fits) > 1:
         ranking = _rank(fits, a, b, noise)
     best = min(fits, key=lambda f: f["criterion"])
+    if budget < max_evaluations and best["message"] == _MAX_EVALUATIONS:
+        # the winner ran out of its share: let it finish (from its own result)
+        finished = _optimise(best["spec"], best["problem"], best["v"],
+                             best["x"][len(best["v"]):len(best["v"]) + ndim], noise, loss,
+                             f_scale, max_evaluations, callback)
+        finished.update(spec=best["spec"], problem=best["problem"])
+        best = finished
     return _result(best, sharp, blurred, a, spacing, (sharp_mean, sharp_std),
                    (blurred_mean, blurred_std), noise, ranking, loss)
 
@@ -794,7 +804,7 @@ def _optimise(spec: _Model, problem: _Problem, v0, shift0, noise, loss, f_scale,
     residual, jacobian = assemble(x, rows)
     cost = cost_of(residual)
     damping = 1e-3
-    success, message = False, "maximum number of evaluations reached"
+    success, message = False, _MAX_EVALUATIONS
     dof = max(data.size - x.size, 1)
     while evaluations < max_evaluations:
         if loss == "linear":
