@@ -549,12 +549,26 @@ def fit_kernel(
     applied as a band-limited phase ramp. It is compared with ``blurred`` only where the
     kernel's support lies inside ``sharp`` ("valid" convolution), so light entering the
     frame from outside does not bias the fit. Parameters, gain, offset and shift are
-    fitted together by :func:`scipy.optimize.least_squares` (trust region reflective);
-    kernel derivatives are finite differences of the rendering, shift derivatives are
-    analytic. The starting point is found from the data: the shift by phase correlation,
-    then the size by comparing a ladder of sizes (and, for defocus models, the cepstrum
-    diameter of :func:`defocus_diameter`) on a central crop, with gain and offset solved
-    linearly. Errors are ``sqrt(diag((JᵀJ)⁻¹) · RSS / (M − P))``.
+    fitted together by Levenberg–Marquardt on the ``P × P`` normal equations (robust losses
+    by iteratively reweighted least squares, bounds by clipping); kernel derivatives are
+    central differences of the rendering, shift derivatives are analytic. The starting
+    point is found from the data: the shift by phase correlation, then the size by
+    comparing a ladder of sizes on a binned copy of the pair and refining the best two on a
+    central crop (for defocus models, the cepstrum diameter of :func:`defocus_diameter` is
+    one more candidate), with gain and offset solved linearly for each. Errors are
+    ``sqrt(diag((JᵀJ)⁻¹) · RSS / (M − P))``, propagated to ``params`` by the delta method.
+    ``model="auto"`` compares the models by the BIC on the valid region of the largest
+    kernel, so that all are judged on the same pixels.
+
+    References
+    ----------
+    .. [1] K. Levenberg, "A method for the solution of certain non-linear problems in
+       least squares", Quart. Appl. Math. 2, 164–168 (1944); D. W. Marquardt, SIAM J.
+       Appl. Math. 11, 431–441 (1963).
+    .. [2] G. Schwarz, "Estimating the dimension of a model", Ann. Statist. 6, 461–464
+       (1978).
+    .. [3] B. P. Bogert, M. J. R. Healy, J. W. Tukey, "The quefrency alanysis of time
+       series for echoes", Proc. Symp. Time Series Analysis, 209–243 (1963) (the cepstrum).
 
     Examples
     --------
