@@ -680,7 +680,7 @@ def _core_centroid(kernel):
 
 
 def _fit_at_shift(sharp, blurred, shift, shape, *, method, manual, nonnegative,
-                  max_iterations, tolerance, callback, start=None):
+                  max_iterations, tolerance, callback, start=None, start_regularization=None):
     """Fit the kernel between ``blurred`` and ``sharp`` moved by ``shift``, on the overlap."""
     sharp0, blurred0, sharp_scale, blurred_scale, blurred_aligned, window = \
         _standardised_overlap(sharp, blurred, shift)
@@ -689,6 +689,8 @@ def _fit_at_shift(sharp, blurred, shift, shape, *, method, manual, nonnegative,
     kernel, used = _fourier_estimate(sharp0, blurred0, shape, manual)
     if start is not None:
         kernel = start * np.float32(sharp_scale / blurred_scale)
+    if start_regularization is not None and manual is None:
+        used = start_regularization
     iterations, stopped = 0, False
     if method == "lsq":
         problem = _ValidProblem(sharp0, blurred0, shape)
@@ -746,20 +748,23 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
     automatic_shape = shape is None
     if automatic_shape:
         shape = _auto_shape(_pilot(sharp, blurred, shift, pilot_shape, manual))
+    survey = automatic_shape and method == "lsq"
     fit = _fit_at_shift(sharp, blurred, shift, shape, method=method, manual=manual,
-                        nonnegative=nonnegative, max_iterations=max_iterations,
-                        tolerance=tolerance, callback=callback)
-    if automatic_shape and method == "lsq" and not fit["stopped"]:
-        # the constrained fit is clean enough to show the real support: drop the empty rim,
-        # whose noise would otherwise stay in the kernel
+                        nonnegative=nonnegative,
+                        max_iterations=min(max_iterations, 8) if survey else max_iterations,
+                        tolerance=max(tolerance, 2e-2) if survey else tolerance,
+                        callback=callback)
+    if survey and not fit["stopped"]:
+        # a rough constrained fit is clean enough to show the real support: drop the empty
+        # rim, whose noise would otherwise stay in the kernel, and finish the fit there
         trimmed = _trimmed_shape(fit["kernel_fit"])
-        if trimmed != fit["shape"]:
-            crop = tuple(slice((n - t) // 2, (n - t) // 2 + t)
-                         for n, t in zip(fit["shape"], trimmed, strict=True))
-            fit = _fit_at_shift(sharp, blurred, shift, trimmed, method=method, manual=manual,
-                                nonnegative=nonnegative, max_iterations=max_iterations,
-                                tolerance=tolerance, callback=callback,
-                                start=fit["kernel_fit"][crop])
+        crop = tuple(slice((n - t) // 2, (n - t) // 2 + t)
+                     for n, t in zip(fit["shape"], trimmed, strict=True))
+        fit = _fit_at_shift(sharp, blurred, shift, trimmed, method=method, manual=manual,
+                            nonnegative=nonnegative, max_iterations=max_iterations,
+                            tolerance=tolerance, callback=callback,
+                            start=fit["kernel_fit"][crop],
+                            start_regularization=fit["regularization"])
     shape = fit["shape"]
     centre = np.array(shape) // 2
     if center and np.any(fit["kernel_fit"] > 0) and not fit["stopped"]:
