@@ -511,8 +511,9 @@ def estimate_kernel(
         Two images of the same scene, same shape, 2D or 3D, any real dtype. With ``rgb``
         (auto: 2D with a last axis of 3 or 4) one kernel is estimated per channel.
     shape : int or tuple of int, optional
-        Odd kernel shape. ``None`` chooses it from a wide Fourier pilot estimate so that it
-        holds 99 % of the kernel's mass with a margin; the choice is reported in ``.shape``.
+        Odd kernel shape. ``None`` chooses it from a wide Fourier pilot estimate (99 % of
+        its mass above the noise, with a margin), then trims the empty rim of a quick
+        least-squares fit; the choice is reported in ``.shape``.
     method : {"auto", "fourier", "lsq"}
         ``"fourier"``: windowed Wiener/Tikhonov estimate (fast, approximate at the edges).
         ``"lsq"``: least squares on the valid region, solved by FISTA with adaptive restart
@@ -528,8 +529,8 @@ def estimate_kernel(
         Return a unit-sum kernel; the sum before normalisation is ``.kernel_sum``/``.gain``.
     center : bool
         Move the kernel's centroid onto its centre pixel and report the whole translation
-        in ``.shift``. With ``False`` the fitted kernel is returned as fitted and ``.shift``
-        holds only the whole-pixel part used to align the images.
+        in ``.shift``. With ``False`` the kernel is returned as fitted after aligning the
+        images by correlation, and ``.shift`` holds that alignment only.
     max_iterations, tolerance : int, float
         Stopping rule of the least-squares solver: at most ``max_iterations`` outer
         iterations, or when the kernel changes by less than ``tolerance`` (relative).
@@ -542,11 +543,12 @@ def estimate_kernel(
 
     Notes
     -----
-    Model: ``blurred = gain · (k ∗ sharp(x − shift)) + offset + noise``. The whole-pixel part
-    of the shift is found by phase correlation and removed by cropping both images to their
-    overlap; the sub-pixel rest is absorbed by the kernel and read from its centroid. The
-    offset is eliminated by removing the mean of the residual on the valid region, so it
-    never biases the kernel. The least-squares problem
+    Model: ``blurred = gain · (k ∗ sharp(x − shift)) + offset + noise``. The shift is found
+    by cross-correlation, refined on a Fourier pilot of the kernel and finally on the
+    fitted kernel's centroid; the blurred image (band-limited by the blur) is moved back by
+    a sinc interpolator and the fit made on the overlap. The offset is eliminated by
+    removing the mean of the residual on the valid region, so it never biases the kernel.
+    The least-squares problem
 
     ``min_k ½ ‖P (sharp ∗ k − blurred)‖²_valid + ½ λ ‖∇k‖²  subject to  k ≥ 0``
 
