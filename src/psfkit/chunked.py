@@ -355,10 +355,13 @@ def plan_chunked(
         has at most :data:`PLAN_SAMPLE_VOXELS` voxels per frame, else a central box of
         that size in the first frame.
     memory_limit : float
-        Bytes that the blocks deconvolved at the same time may use together (default
-        2 GiB); sets the default block size with :data:`BYTES_PER_BLOCK_VOXEL`.
+        Bytes that the blocks deconvolved at the same time on one machine (or one dask
+        worker) may use together (default 2 GiB); sets the default block size with
+        :data:`BYTES_PER_BLOCK_VOXEL`.
     concurrency : int, optional
-        Blocks deconvolved at the same time (default: the number of CPUs).
+        Blocks deconvolved at the same time on one machine, sharing ``memory_limit``
+        (default: the number of CPUs; :func:`deconvolve_chunked` passes the threads per
+        worker of the scheduler in use).
 
     Returns
     -------
@@ -435,7 +438,8 @@ def chunked_graph(image, psf, plan: ChunkPlan):
 
 @contextlib.contextmanager
 def _scheduler(scheduler):
-    """Yield (``dask.compute`` keyword arguments, number of concurrent tasks)."""
+    """Yield ``dask.compute`` keyword arguments, the number of tasks that run at once, and
+    the number that run at once on one worker (they share that worker's memory)."""
     import dask
 
     client = None
@@ -457,13 +461,15 @@ def _scheduler(scheduler):
             client = None
     try:
         if client is not None:
-            threads = sum(client.nthreads().values()) or 1
-            yield {"scheduler": client}, threads
+            per_worker = client.nthreads()
+            yield ({"scheduler": client}, sum(per_worker.values()) or 1,
+                   max(per_worker.values(), default=1))
         else:
             name = scheduler or dask.config.get("scheduler", None) or "threads"
             threads = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
-            yield {"scheduler": name}, 1 if name in ("sync", "synchronous",
-                                                        "single-threaded") else threads
+            if name in ("sync", "synchronous", "single-threaded"):
+                threads = 1
+            yield {"scheduler": name}, threads, threads
     finally:
         if own_client:
             client.close()
@@ -541,11 +547,11 @@ def deconvolve_chunked(
     >>> deconvolve_chunked(image, psf, "wiener", regularization=1e-2, chunks=64).shape
     (128, 128)
     """
-    with _scheduler(scheduler) as (compute_kwargs, concurrency):
+    with _scheduler(scheduler) as (compute_kwargs, concurrency, per_worker):
         if plan is None:
             plan = plan_chunked(image, psf, method, iterations=iterations,
                                 regularization=regularization, chunks=chunks, depth=depth,
-                                sample=sample, concurrency=concurrency, **deconvolve_kwargs)
+                                sample=sample, concurrency=per_worker, **deconvolve_kwargs)
         result = chunked_graph(image, psf, plan)
         if not compute:
             return result
@@ -574,7 +580,7 @@ def store_blocks(result, out, *, image=None, scheduler=None, callback=None,
     from ``image`` (if given) and the loop stops. ``after_group()`` runs after every group
     (e.g. to flush a memory map).
     """
-    with _scheduler(scheduler) as (compute_kwargs, concurrency):
+    with _scheduler(scheduler) as (compute_kwargs, concurrency, _):
         return _store_blocks(result, out, compute_kwargs, concurrency, image=image,
                              callback=callback, after_group=after_group)
 

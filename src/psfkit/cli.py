@@ -268,9 +268,9 @@ def _deconvolve_in_blocks(image, psf, options, path, args, bar) -> dict:
     from .chunked import _scheduler, _store_blocks, chunked_graph, plan_chunked
 
     chunks = None if args.chunks in (None, "auto") else args.chunks
-    with _scheduler(args.scheduler) as (compute_kwargs, concurrency):
+    with _scheduler(args.scheduler) as (compute_kwargs, concurrency, per_worker):
         plan = plan_chunked(image, psf, chunks=chunks, depth=args.depth,
-                            memory_limit=args.memory_limit * 2**30, concurrency=concurrency,
+                            memory_limit=args.memory_limit * 2**30, concurrency=per_worker,
                             **options)
         bar.label = f"deconvolving {plan.block_count} blocks"
         out = tifffile.memmap(path, shape=image.shape, dtype=np.float32,
