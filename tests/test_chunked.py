@@ -211,3 +211,19 @@ def test_a_file_array_reads_blocks_from_disk_and_pickles_small(tmp_path):
     options = dict(method="wiener", regularization=1e-2, chunks=chunks)
     np.testing.assert_array_equal(deconvolve_chunked(source, psf, **options),
                                   deconvolve_chunked(pair.blurred, psf, **options))
+
+
+def test_default_blocks_keep_the_blocks_in_flight_within_the_memory_limit():
+    from psfkit.chunked import BYTES_PER_BLOCK_VOXEL
+
+    psf = make_psf("gaussian", (15, 11, 11), sigma=(2.5, 1.5, 1.5))
+    volume = da.zeros((512, 1024, 1024), dtype=np.uint16, chunks=(512, 1024, 1024))
+    limit = 2 * 2**30
+    plan = plan_chunked(volume, psf, "wiener", regularization=0.01, iterations=1,
+                        background=0.0, read_noise=1.0, chunks=None, memory_limit=limit,
+                        concurrency=2)
+    block = [max(sizes) for sizes in plan.chunks]
+    padded = np.prod([b + 2 * d + k - 1 for b, d, k in zip(block, plan.depth, psf.shape,
+                                                            strict=True)])
+    assert 2 * padded * BYTES_PER_BLOCK_VOXEL <= limit
+    assert min(min(sizes) for sizes in plan.chunks) >= 4 * max(plan.depth)

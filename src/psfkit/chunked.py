@@ -345,9 +345,9 @@ def plan_chunked(
     method, iterations, regularization, **deconvolve_kwargs
         As for :func:`psfkit.deconvolve`; automatic choices are made here, once.
     chunks : tuple or int, optional
-        Block sizes (dask notation). Default: the dask array's own chunks, or even
-        blocks as large as ``memory_limit`` allows. Blocks thinner than the overlap are
-        merged.
+        Block sizes (dask notation). Default: the dask array's own chunks if they fit
+        ``memory_limit``, else even blocks as large as it allows. Blocks thinner than the
+        overlap are merged.
     depth : int or tuple of int, optional
         Overlap per spatial axis. Default :func:`default_depth`.
     sample : tuple of slice, optional
@@ -380,11 +380,14 @@ def plan_chunked(
         raise ValueError(f"depth must be {spatial_ndim} nonnegative ints, got {depth}")
 
     if chunks is None:
-        if _is_dask(image):
-            chunks = tuple(image.chunks)
+        concurrency = concurrency or os.cpu_count() or 1
+        padded_voxels = memory_limit / (concurrency * BYTES_PER_BLOCK_VOXEL)
+        largest = [max(sizes) for sizes in array.chunks[leading:]]
+        padded = np.prod([b + 2 * d + k - 1 for b, d, k in zip(largest, depth, psf.shape,
+                                                                strict=True)], dtype=float)
+        if _is_dask(image) and padded <= padded_voxels:
+            chunks = tuple(image.chunks)  # the user's blocks fit: keep them
         else:
-            concurrency = concurrency or os.cpu_count() or 1
-            padded_voxels = memory_limit / (concurrency * BYTES_PER_BLOCK_VOXEL)
             chunks = _default_chunks(array.shape, leading, depth, psf.shape, padded_voxels)
     import dask.array as da
 
