@@ -97,9 +97,9 @@ def _add_deconvolve(subparsers) -> None:
     parser.add_argument("image", help="input TIFF")
     parser.add_argument("--psf", required=True, help="PSF TIFF, 2D or 3D, centred")
     parser.add_argument("-o", "--output", required=True, help="output TIFF (float32)")
-    parser.add_argument("--method", default="auto",
-                        choices=("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv",
-                                 "fista_tv"),
+    from .deconvolve import METHODS
+
+    parser.add_argument("--method", default="auto", choices=METHODS,
                         help="deconvolution method (default: auto)")
     parser.add_argument("--iterations", type=_positive_int, default=None,
                         help="iteration count of the iterative methods (default: automatic)")
