@@ -233,6 +233,22 @@ def _kernel_centre(kernel):
     return centroid(above if above.sum() > 0 else np.clip(kernel, 0, None))
 
 
+def _remove_noise_floor(kernel, zero_fraction=0.25):
+    """Remove the positive bias that nonnegativity leaves where a fitted kernel is zero.
+
+    Where the true kernel is zero, about half of the constrained values sit at zero and the
+    rest are positive noise, whose mean adds up over the support, inflates the kernel's sum
+    and, once normalised, shrinks its core. When at least ``zero_fraction`` of the outer
+    two-pixel rim is at zero (a rim of noise, not of faint wings), the rim's mean is taken as
+    that bias, subtracted everywhere, and the kernel clipped at zero again.
+    """
+    rim = np.ones(kernel.shape, bool)
+    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
+    if not rim.any() or float(np.mean(kernel[rim] <= 0)) < zero_fraction:
+        return kernel
+    return np.clip(kernel - np.float32(kernel[rim].mean()), 0, None).astype(np.float32)
+
+
 def _trimmed_shape(kernel, fraction=0.995):
     """Smallest centred odd box holding ``fraction`` of a fitted kernel's mass, plus 2 px.
 
@@ -787,6 +803,8 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
 
 
     kernel_fit, window = fit["kernel_fit"], fit["window"]
+    if nonnegative and method == "lsq":
+        kernel_fit = _remove_noise_floor(kernel_fit)
     # the model lives in the sharp image's frame; it is moved back into the blurred frame
     aligned_model = _reblur(sharp, kernel_fit, 0.0)
     fitted = tuple(slice(w.start + k // 2, w.stop - k // 2)
