@@ -126,7 +126,6 @@ class BlurOperator:
                                                              strict=True))
         self.grid_shape = fast_shape(self.object_shape)
         self.otf = scipy.fft.rfftn(psf, self.grid_shape, workers=self.workers)
-        self.otf_conj = np.conj(self.otf)
         self.valid = tuple(slice(k - 1, k - 1 + n) for n, k in zip(self.image_shape,
                                                                     psf.shape, strict=True))
         self.object = tuple(slice(0, n) for n in self.object_shape)
@@ -147,7 +146,11 @@ class BlurOperator:
     def adjoint(self, grid_residual: np.ndarray) -> np.ndarray:
         """Correlation with the PSF of a grid array that is zero outside ``valid``."""
         spectrum = scipy.fft.rfftn(grid_residual, workers=self.workers)
-        spectrum *= self.otf_conj
+        del grid_residual  # lets a caller that passed its last reference free the memory
+        # multiply by conj(otf) in place without keeping a conjugated copy of the OTF
+        np.conjugate(spectrum, out=spectrum)
+        spectrum *= self.otf
+        np.conjugate(spectrum, out=spectrum)
         return scipy.fft.irfftn(spectrum, self.grid_shape, workers=self.workers,
                                 overwrite_x=True)
 
@@ -278,10 +281,9 @@ def _discrepancy_lambda(spectrum, power, penalty, sigma, grid_shape, inside) -> 
 
 def _total_variation_gradient_term(estimate: np.ndarray, epsilon: float) -> np.ndarray:
     """``div(∇x / |∇x|)`` with forward differences and Neumann boundaries."""
-    ndim = estimate.ndim
     gradients = []
     norm = np.full(estimate.shape, np.float32(epsilon**2), dtype=np.float32)
-    for axis in range(ndim):
+    for axis in range(estimate.ndim):
         g = np.diff(estimate, axis=axis, append=estimate.take([-1], axis=axis))
         gradients.append(g)
         norm += g * g
@@ -289,25 +291,39 @@ def _total_variation_gradient_term(estimate: np.ndarray, epsilon: float) -> np.n
     divergence = np.zeros_like(estimate)
     for axis, g in enumerate(gradients):
         g /= norm
-        shifted = np.diff(g, axis=axis, prepend=np.zeros_like(g.take([0], axis=axis)))
-        divergence += shifted
+        divergence += np.diff(g, axis=axis, prepend=np.zeros_like(g.take([0], axis=axis)))
     return divergence
+
+
+def _divide_by_tv_term(factor, estimate, weight: float, epsilon: float, rows: int = 32):
+    """Dey et al.'s RL-TV step: ``factor /= 1 - weight div(∇x/|∇x|)`` (kept above 0.2).
+
+    Computed in slabs along the first axis with a one-sample halo, which gives the same
+    values as the whole array at once while keeping the temporaries small.
+    """
+    n = estimate.shape[0]
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        low, high = max(start - 1, 0), min(stop + 1, n)
+        term = _total_variation_gradient_term(estimate[low:high], epsilon)[start - low:
+                                                                           stop - low]
+        term *= np.float32(-weight)
+        term += 1
+        np.maximum(term, np.float32(0.2), out=term)
+        factor[start:stop] /= term
 
 
 @dataclass
 class _PoissonData:
     """Data ready for the RL family: ``data ≈ Poisson-like with mean H x + shift``.
 
-    ``variance = slope * mean + floor`` describes the noise for the discrepancy principle;
-    ``held_out`` (optional) is an independent copy of the data with the same mean, used to
-    score each iterate by its predictive loss.
+    ``variance = slope * mean + floor`` describes the noise for the discrepancy principle.
     """
 
     data: np.ndarray
     shift: float
     slope: float
     floor: float
-    held_out: np.ndarray | None = None
 
     @classmethod
     def from_image(cls, image, noise: _NoiseModel) -> _PoissonData:
@@ -317,32 +333,6 @@ class _PoissonData:
         np.maximum(data, 0, out=data)
         slope, floor = noise.variance_terms()
         return cls(data=data, shift=shift, slope=slope, floor=floor)
-
-    def split(self, rng) -> _PoissonData:
-        """Two independent halves: binomial thinning of the photon counts (Poisson noise) or
-        data fission with Gaussian noise of the same variance (Gaussian noise)."""
-        if self.slope > 0:
-            counts = np.rint(self.data / np.float32(self.slope))
-            train = rng.binomial(counts.astype(np.int64), 0.5).astype(np.float32)
-            held = counts - train
-            scale = np.float32(self.slope)
-            return _PoissonData(data=train * scale, shift=self.shift / 2, slope=self.slope,
-                                floor=0.0, held_out=held.astype(np.float32) * scale)
-        sigma = np.float32(np.sqrt(self.floor))
-        perturbation = rng.standard_normal(self.data.shape, dtype=np.float32) * sigma
-        return _PoissonData(data=np.maximum(self.data + perturbation, 0), shift=self.shift,
-                            slope=0.0, floor=2 * self.floor,
-                            held_out=self.data - perturbation)
-
-    def held_out_loss(self, model: np.ndarray) -> float:
-        """Negative log-likelihood of the held-out half under ``model`` (up to constants)."""
-        if self.slope > 0:
-            loss = np.log(model)
-            loss *= self.held_out
-            np.subtract(model, loss, out=loss)
-            return float(loss.mean(dtype=np.float64)) / self.slope
-        residual = self.held_out - model
-        return float(np.mean(residual * residual, dtype=np.float64)) / (2 * self.floor)
 
     def misfit(self, model: np.ndarray) -> float:
         """Mean squared residual over the noise variance (the discrepancy, 1 at the noise)."""
@@ -356,61 +346,52 @@ class _PoissonData:
 
 def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iterations,
                      acceleration, regularization, stop_at_noise, callback, info,
-                     tolerance=None, keep_best=False):
+                     tolerance=None):
     """Richardson–Lucy on the valid geometry with Bertero–Boccacci normalisation.
 
     The data are ``image - background + shift`` and the model ``H x + shift``, where the
     shift (read-noise variance over the photon gain) is the shifted-Poisson approximation of
-    Poisson plus Gaussian read noise. With a held-out half in ``problem`` the loss of every
-    iterate is recorded in ``info.history``; ``keep_best`` returns the iterate of least loss.
+    Poisson plus Gaussian read noise. Memory: the estimate, and with acceleration the
+    previous estimate and the last change, on the padded grid, besides the data, the
+    boundary weights, the OTF and the two transient FFT arrays.
     """
     data = problem.data
     model_offset = np.float32(problem.shift)
-    sensitivity = operator.sensitivity()
-    threshold = np.float32(1e-3 * float(sensitivity.max()))
-    weights = np.where(sensitivity > threshold, 1 / np.maximum(sensitivity, threshold),
-                       0).astype(np.float32)
-    del sensitivity
+    weights = operator.sensitivity()
+    # Bertero–Boccacci: divide by H^T 1, floored where almost no light reaches the image
+    np.maximum(weights, np.float32(1e-3 * float(weights.max())), out=weights)
+    np.reciprocal(weights, out=weights)
     start = max(float(np.mean(data)) - problem.shift, 1e-6 * max(float(data.max()), 1e-30))
     estimate = operator.zeros()
     estimate[operator.object] = np.float32(start)
-    estimate *= weights > 0
     accelerate = acceleration is not None
     geometric = acceleration == "geometric"
-    support = weights > 0 if geometric else None
-    previous = change = previous_change = None
-    best = (np.inf, None)
+    previous = change = None
+    change_norm = alpha = 0.0
     # an offset far above FFT round-off keeps the model positive by itself (one pass less)
     safe_offset = problem.shift > 1e-4 * max(float(data.mean()), 1e-30)
     floor = np.float32(max(problem.shift, 1e-7 * max(float(data.mean()), 1e-30)))
     for iteration in range(1, iterations + 1):
-        if accelerate:
-            alpha = 0.0
-            if previous_change is not None:
-                denominator = float(np.vdot(previous_change, previous_change))
-                if denominator > 0:
-                    alpha = float(np.vdot(change, previous_change)) / denominator
-                alpha = min(max(alpha, 0.0), MAX_EXTRAPOLATION)
-            if previous is None:
-                point = estimate.copy()
-            elif geometric:
-                # point = estimate * (estimate / previous) ** alpha, in previous's memory:
-                # extrapolating log x keeps the point positive without clipping
-                point = previous
-                np.maximum(point, np.float32(1e-30), out=point)
-                np.divide(estimate, point, out=point)
-                np.clip(point, np.float32(0.1), np.float32(10), out=point)
-                np.power(point, np.float32(alpha), out=point)
-                point *= estimate
-            else:
-                # point = estimate + alpha (estimate - previous), in previous's memory
-                point = previous
-                point *= np.float32(-alpha / (1 + alpha))
-                point += estimate
-                point *= np.float32(1 + alpha)
-                np.maximum(point, 0, out=point)
-        else:
+        if not accelerate:
             point = estimate
+        elif previous is None:
+            point = estimate.copy()
+        elif geometric:
+            # point = estimate * (estimate / previous) ** alpha, in previous's memory:
+            # extrapolating log x keeps the point positive without clipping
+            point = previous
+            np.maximum(point, np.float32(1e-30), out=point)
+            np.divide(estimate, point, out=point)
+            np.clip(point, np.float32(0.1), np.float32(10), out=point)
+            np.power(point, np.float32(alpha), out=point)
+            point *= estimate
+        else:
+            # point = estimate + alpha (estimate - previous), in previous's memory
+            point = previous
+            point *= np.float32(-alpha / (1 + alpha))
+            point += estimate
+            point *= np.float32(1 + alpha)
+            np.maximum(point, 0, out=point)
         blurred = operator.blur(point)
         model = blurred[operator.valid]
         if safe_offset:
@@ -418,65 +399,64 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
         else:
             # FFT round-off can leave zeros or tiny negatives where the model is dark
             np.maximum(model, floor, out=model)
-        if problem.held_out is not None:
-            # the loss of the point about to be updated
-            info.history.append(problem.held_out_loss(model))
-            if keep_best and info.history[-1] < best[0]:
-                best = (info.history[-1], point[operator.output].copy())
-        elif stop_at_noise:
+        if stop_at_noise:
             info.history.append(problem.misfit(model))
         np.divide(data, model, out=model)
         operator.zero_outside_valid(blurred)
-        factor = operator.adjoint(blurred)
+        del model
+        # hand over the last reference so the adjoint can free it after its first FFT
+        pending = [blurred]
         del blurred
+        factor = operator.adjoint(pending.pop())
         factor *= weights
         if regularization > 0:
-            tv = _total_variation_gradient_term(point[operator.object],
-                                                1e-3 * max(start, 1e-12))
-            # Dey et al.: divide by (1 - λ div(∇x/|∇x|)), kept away from zero
-            tv *= np.float32(-regularization)
-            tv += 1
-            np.maximum(tv, np.float32(0.2), out=tv)
-            factor[operator.object] /= tv
-            del tv
+            _divide_by_tv_term(factor[operator.object], point[operator.object],
+                               regularization, 1e-3 * max(start, 1e-12))
         if accelerate:
-            new_change = (previous_change if previous_change is not None
-                          else np.zeros_like(point))
+            # the change made by this step (of log x, or of x), on the object only
+            region = factor[operator.object]
             if geometric:
-                # the change of log x; pixels outside the support stay zero
-                np.maximum(factor, np.float32(1e-6), out=factor)
-                np.log(factor, out=new_change, where=support)
+                point *= factor
+                np.maximum(region, np.float32(1e-6), out=region)
+                np.log(region, out=region)
             else:
-                np.multiply(point, factor, out=new_change)
-                new_change -= point
-            point *= factor
-            previous_change, change = change, new_change
+                region -= 1
+                region *= point[operator.object]
+                point[operator.object] += region
+            if change is not None:
+                alpha = float(np.vdot(region, change)) / max(change_norm, 1e-300)
+                alpha = min(max(alpha, 0.0), MAX_EXTRAPOLATION)
+            if change is None:
+                change = region.copy()
+            else:
+                np.copyto(change, region)
+            change_norm = float(np.vdot(change, change))
+            step_norm = change_norm
             previous, estimate = estimate, point
-            step = change
         else:
             if tolerance is not None:
                 step = estimate * factor
                 step -= estimate
+                step_norm = float(np.vdot(step, step))
+                del step
             estimate *= factor
         del factor
         info.iterations = iteration
-        if tolerance is not None:
+        if tolerance is not None and iteration > 2:
             # relative change: of log x (geometric) or of x
-            size = float(np.count_nonzero(support)) if geometric else float(
-                np.vdot(estimate, estimate))
-            if float(np.vdot(step, step)) <= tolerance**2 * size and iteration > 2:
+            size = float(change.size) if geometric else float(np.vdot(estimate, estimate))
+            if step_norm <= tolerance**2 * size:
                 info.stopped_by = "converged"
                 report(callback, iteration, iteration, estimate[operator.output])
                 break
-        if stop_at_noise and problem.held_out is None and info.history[-1] <= 1.0:
+        if stop_at_noise and info.history[-1] <= 1.0:
             info.stopped_by = "discrepancy"
             break
         if not report(callback, iteration, iterations, estimate[operator.output]):
             info.stopped_by = "callback"
             break
-    if keep_best and best[1] is not None:
-        return best[1]
-    return estimate[operator.output] + np.float32(0)
+    del previous, change, weights
+    return np.array(estimate[operator.output])
 
 
 def _gradient(field: np.ndarray) -> list[np.ndarray]:
