@@ -227,3 +227,12 @@ def test_default_blocks_keep_the_blocks_in_flight_within_the_memory_limit():
                                                             strict=True)])
     assert 2 * padded * BYTES_PER_BLOCK_VOXEL <= limit
     assert min(min(sizes) for sizes in plan.chunks) >= 4 * max(plan.depth)
+
+
+def test_a_scheduler_address_connects_for_the_call(client):
+    psf, pair, chunks = _case(2)
+    options = dict(method="wiener", regularization=1e-2, chunks=chunks)
+    via_address = deconvolve_chunked(pair.blurred, psf, scheduler=client.scheduler.address,
+                                     **options)
+    np.testing.assert_allclose(via_address,
+                               deconvolve_chunked(pair.blurred, psf, **options), atol=1e-6)
