@@ -287,22 +287,17 @@ def _open_choices(parameters: dict) -> list[str]:
     return open_names
 
 
-def _resolve_automatic_choices(sample: np.ndarray, psf: np.ndarray, parameters: dict,
-                               callback=None) -> dict:
-    """Make the core's data-driven choices once, on ``sample``; return explicit parameters.
+def explicit_parameters(parameters: dict, info) -> dict:
+    """The request ``parameters`` with every choice the core made filled in from ``info``.
 
-    The core is run on ``sample`` with ``return_info=True``; every argument that was left
-    to the data and that the report names (``method``, ``iterations``, ``regularization``,
-    ``background``, ...) is replaced by the value the core used, so the blocks repeat the
-    same computation. Choices the core makes without reporting them under an argument's
-    name (today: the gain of its Poisson noise model) are still made per block.
+    ``info`` is the :class:`~psfkit.deconvolve.DeconvolutionInfo` of a run with these
+    ``parameters``. Every argument left to the data that the report names (``method``,
+    ``iterations``, ``regularization``, ``background``, ...) is replaced by the value the
+    core used, so another image (a block, the next frame) can be treated the same way.
+    Choices the core makes without reporting them under an argument's name (today: the
+    gain of its Poisson noise model) are still made per image.
     """
-    core = _core()
-    open_names = _open_choices(parameters)
-    if not open_names:
-        return dict(parameters)
-    signature = inspect.signature(core.deconvolve).parameters
-    _, info = core.deconvolve(sample, psf, **parameters, callback=callback, return_info=True)
+    signature = inspect.signature(_core().deconvolve).parameters
     # the core's report names its choices after its keyword arguments; a field that is
     # not an argument (a noise level, a history) is not passed on
     reported = dict(getattr(info, "parameters", None) or vars(info))
@@ -310,13 +305,24 @@ def _resolve_automatic_choices(sample: np.ndarray, psf: np.ndarray, parameters: 
     resolved = dict(parameters)
     method = reported.get("method", parameters.get("method"))
     direct = method in ("wiener", "tikhonov")
-    for name in open_names:
+    for name in _open_choices(parameters):
         if name not in reported or (direct and name == "iterations"):
             continue  # nothing to fix (e.g. iterations of a direct method)
         resolved[name] = reported[name]
-    if "method" in resolved and method is not None:
+    if method is not None:
         resolved["method"] = method
     return resolved
+
+
+def _resolve_automatic_choices(sample: np.ndarray, psf: np.ndarray, parameters: dict,
+                               callback=None) -> dict:
+    """Make the core's data-driven choices once, on ``sample``; return explicit parameters
+    (see :func:`explicit_parameters`)."""
+    if not _open_choices(parameters):
+        return dict(parameters)
+    _, info = _core().deconvolve(sample, psf, **parameters, callback=callback,
+                                 return_info=True)
+    return explicit_parameters(parameters, info)
 
 
 def plan_chunked(

@@ -106,6 +106,24 @@ def test_frames_of_a_lazy_dask_layer_are_deconvolved_one_by_one(qtbot, viewer_wi
     assert len(layer.metadata["frames"]) == 2
 
 
+def test_automatic_choices_of_the_first_frame_are_repeated_on_the_others(qtbot,
+                                                                         viewer_widget, case):
+    viewer, widget = viewer_widget
+    pair, psf = case
+    viewer.add_image(np.stack([pair.blurred, pair.blurred[::-1]]), name="series",
+                     scale=(1, 0.2, 0.2))
+    widget.image.value = viewer.layers["series"]
+    run_to_end(qtbot, widget)
+    frames = viewer.layers["series deconvolved"].metadata["frames"]
+    first, second = frames
+    assert first["method"] == second["method"] != "auto"
+    assert first["regularization"] == second["regularization"]
+    assert first["iterations"] == second["iterations"]
+    whole, _ = psfkit.deconvolve(pair.blurred, psf, return_info=True)
+    np.testing.assert_allclose(viewer.layers["series deconvolved"].data[0], whole,
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_progress_counts_iterations_over_all_frames(viewer_widget, case):
     viewer, widget = viewer_widget
     pair, _ = case

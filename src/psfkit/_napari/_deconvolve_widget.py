@@ -1,10 +1,11 @@
 """The "Deconvolve" widget: an image layer and a PSF (a layer, or a model PSF rendered from
 one size parameter) in, "<image> deconvolved" out, with the parameters used in its metadata.
 
-Leading axes beyond the PSF's dimensionality (time, channels) are frames, deconvolved one by
-one; the progress bar counts iterations over all frames and Cancel stops between two
-iterations without touching any layer. Dask-backed (lazy) layers are read one frame at a
-time, and a frame too large to deconvolve at once goes through
+Leading axes beyond the PSF's dimensionality (time, channels) are frames, deconvolved one
+by one; the automatic choices are made on the first frame and repeated on the others, so a
+time series does not flicker. The progress bar counts iterations over all frames and
+Cancel stops between two iterations without touching any layer. Dask-backed (lazy) layers
+are read one frame at a time, and a frame too large to deconvolve at once goes through
 :func:`psfkit.chunked.deconvolve_chunked`.
 """
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox
 
-from psfkit.chunked import deconvolve_chunked
+from psfkit.chunked import deconvolve_chunked, explicit_parameters, plan_chunked
 from psfkit.deconvolve import deconvolve
 from psfkit.models import make_psf
 
@@ -157,16 +158,23 @@ class DeconvolveWidget(PsfkitWidget):
                     return callback(index * per_frame[0] + step, len(frames) * per_frame[0])
                 return relay
 
+            # the first frame makes the automatic choices; the others repeat them, so a
+            # time series does not flicker from frame to frame
+            chosen = dict(options)
             for index, frame in enumerate(frames):
                 plane = np.asarray(data[frame])  # loads one frame of a lazy layer
                 if large:
-                    result[frame] = deconvolve_chunked(plane, psf, **options,
+                    plan = plan_chunked(plane, psf, **chosen)
+                    result[frame] = deconvolve_chunked(plane, psf, plan=plan,
                                                        callback=frame_progress(index))
-                    reports.append({"method": options["method"], "chunked": True})
+                    chosen = plan.parameters
+                    reports.append({**plan.parameters, "blocks": plan.block_count})
                 else:
-                    result[frame], info = deconvolve(plane, psf, **options,
+                    result[frame], info = deconvolve(plane, psf, **chosen,
                                                      callback=frame_progress(index),
                                                      return_info=True)
+                    if index == 0:
+                        chosen = explicit_parameters(options, info)
                     reports.append({key: value for key, value in vars(info).items()
                                     if key != "history"})
                 if callback((index + 1) * per_frame[0], len(frames) * per_frame[0]) is False:
