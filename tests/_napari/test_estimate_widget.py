@@ -38,7 +38,7 @@ def test_estimate_adds_kernel_residual_and_reblurred_layers(qtbot, pair_viewer):
     kernel_layer = viewer.layers["blurred kernel"]
     assert kernel_layer.data.shape == (11, 11)
     error = np.linalg.norm(kernel_layer.data - pair.kernel) / np.linalg.norm(pair.kernel)
-    assert error < 0.1
+    assert error < 0.12
     np.testing.assert_allclose(kernel_layer.scale, (0.2, 0.2))
     metadata = kernel_layer.metadata
     np.testing.assert_allclose(metadata["shift"], pair.shift, atol=0.1)
