@@ -809,6 +809,17 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
     aligned_model = _reblur(sharp, kernel_fit, 0.0)
     fitted = tuple(slice(w.start + k // 2, w.stop - k // 2)
                    for w, k in zip(window, shape, strict=True))
+    # the gain that best explains the data for this kernel shape (least squares on the
+    # fitted region), so that trimming the noise floor does not bias the flux ratio
+    model = aligned_model[fitted].astype(np.float64)
+    data = fit["blurred_aligned"][fitted].astype(np.float64)
+    model, data = model - model.mean(), data - data.mean()
+    energy = float(np.sum(model * model))
+    if energy > 0:
+        scale = float(np.sum(model * data)) / energy
+        if scale > 0:
+            kernel_fit = (kernel_fit * np.float32(scale)).astype(np.float32)
+            aligned_model = aligned_model * np.float32(scale)
     offset = float(np.mean(fit["blurred_aligned"][fitted] - aligned_model[fitted],
                            dtype=np.float64))
     reblurred = _shift_image(aligned_model, shift) + np.float32(offset)
