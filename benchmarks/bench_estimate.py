@@ -36,6 +36,7 @@ import scipy.sparse.linalg
 
 from psfkit import estimate_kernel, make_psf, samples
 from psfkit.align import fourier_shift
+from psfkit.metrics import centre_embed, kernel_error
 from psfkit.operators import WORKERS, Convolver, fast_shape
 
 KERNELS = {
@@ -60,32 +61,8 @@ CORRUPTIONS = {
 SCENES = ("natural", "blobs", "stars")
 
 
-def relative_error(estimate, truth) -> float:
-    """Relative L2 error of the unit-sum ``estimate`` against the unit-sum ``truth``."""
-    shape = tuple(max(a, b) for a, b in zip(estimate.shape, truth.shape, strict=True))
-    a, b = _centre_fit(estimate, shape), _centre_fit(truth, shape)
-    a = a / a.sum() if a.sum() != 0 else a
-    b = b / b.sum()
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def _centre_fit(array, shape):
-    """Crop or zero-pad ``array`` around its centre pixel to ``shape``."""
-    array = np.asarray(array, dtype=np.float64)
-    out = np.zeros(shape)
-    src, dst = [], []
-    for n, m in zip(array.shape, shape, strict=True):
-        c_in, c_out = n // 2, m // 2
-        half_low = min(c_in, c_out)
-        half_high = min(n - c_in, m - c_out)
-        src.append(slice(c_in - half_low, c_in + half_high))
-        dst.append(slice(c_out - half_low, c_out + half_high))
-    out[tuple(dst)] = array[tuple(src)]
-    return out
-
-
 def _crop_centre(array, shape):
-    return _centre_fit(array, shape)
+    return centre_embed(array, shape)
 
 
 # -- peers --------------------------------------------------------------------------------
@@ -117,7 +94,7 @@ def diplib_best(sharp, blurred, shape, truth_effective):
     best = None
     for regularization in DIPLIB_SCAN:
         kernel = diplib_wiener(sharp, blurred, shape, regularization)
-        error = relative_error(kernel, truth_effective)
+        error = kernel_error(kernel, truth_effective, normalize=True)
         if best is None or error < best[0]:
             best = (error, kernel, regularization)
     return best
@@ -176,28 +153,28 @@ def run_quality(quick: bool):
     rows = []
     for kernel_name, corruption, scene, pair in make_cases(quick, size):
         truth = pair.kernel
-        effective = fourier_shift(_centre_fit(truth, [n + 6 for n in truth.shape]),
+        effective = fourier_shift(centre_embed(truth, [n + 6 for n in truth.shape]),
                                   pair.shift)
         shape = truth.shape
         row = {"kernel": kernel_name, "corruption": corruption, "scene": scene}
         start = time.perf_counter()
         result = estimate_kernel(pair.sharp, pair.blurred)
         row["psfkit_time"] = time.perf_counter() - start
-        row["psfkit"] = relative_error(result.kernel, truth)
+        row["psfkit"] = kernel_error(result.kernel, truth, normalize=True)
         row["shift_error"] = float(np.max(np.abs(result.shift - pair.shift)))
         row["psfkit_shape"] = result.shape
         fourier = estimate_kernel(pair.sharp, pair.blurred, method="fourier")
-        row["psfkit-fourier"] = relative_error(fourier.kernel, truth)
-        row["fft-division"] = relative_error(fft_division(pair.sharp, pair.blurred, shape),
-                                             effective)
-        row["diplib-default"] = relative_error(
-            diplib_wiener(pair.sharp, pair.blurred, shape), effective)
+        row["psfkit-fourier"] = kernel_error(fourier.kernel, truth, normalize=True)
+        row["fft-division"] = kernel_error(fft_division(pair.sharp, pair.blurred, shape),
+                                             effective, normalize=True)
+        row["diplib-default"] = kernel_error(
+            diplib_wiener(pair.sharp, pair.blurred, shape), effective, normalize=True)
         best_error, _, best_regularization = diplib_best(pair.sharp, pair.blurred, shape,
                                                          effective)
         row["diplib-best"] = best_error
         row["diplib-best-reg"] = best_regularization
-        row["lsq-valid"] = relative_error(lsq_valid(pair.sharp, pair.blurred, shape),
-                                          effective)
+        row["lsq-valid"] = kernel_error(lsq_valid(pair.sharp, pair.blurred, shape),
+                                          effective, normalize=True)
         peers = [row[name] for name in ("fft-division", "diplib-default", "diplib-best",
                                         "lsq-valid")]
         row["best-peer"] = min(peers)
@@ -262,7 +239,7 @@ def run_speed(quick: bool):
             row[name] = time.perf_counter() - start
             row[name + " cpu"] = time.process_time() - cpu
             if name == "psfkit (given shape)":
-                row["error"] = relative_error(result.kernel, kernel)
+                row["error"] = kernel_error(result.kernel, kernel, normalize=True)
                 row["shift_error"] = float(np.max(np.abs(result.shift - pair.shift)))
         rows.append(row)
         print(row, flush=True)

@@ -38,20 +38,10 @@ import scipy.ndimage as ndi
 
 from psfkit import average_beads, convolve, deconvolve, make_psf, prepare_psf
 from psfkit.align import fourier_shift
+from psfkit.metrics import kernel_error
 from psfkit.samples import bead_image, blurred_pair, fourier_shift_scene, sample_point_source
 
 RESULTS = Path(__file__).parent / "results" / "psf.md"
-
-
-def relative_error(estimate, truth) -> float:
-    shape = [max(a, b) for a, b in zip(estimate.shape, truth.shape, strict=True)]
-
-    def pad(array):
-        widths = [((n - a) // 2, n - a - (n - a) // 2) for a, n in zip(array.shape, shape,
-                                                                       strict=True)]
-        return np.pad(np.asarray(array, dtype=np.float64), widths)
-
-    return float(np.linalg.norm(pad(estimate) - pad(truth)) / np.linalg.norm(truth))
 
 
 def fft_baseline(shape, repeats: int = 5) -> float:
@@ -152,10 +142,10 @@ def led_case(repeats: int) -> tuple[list, list]:
         image = led_frame(truth, centre, rng=k)
         (psf, info), seconds = timed(prepare_psf, image, return_info=True)
         frames.append((image, psf))
-        errors["psfkit"].append(relative_error(psf, truth))
-        errors["by hand"].append(relative_error(by_hand(image, half), truth))
+        errors["psfkit"].append(kernel_error(psf, truth))
+        errors["by hand"].append(kernel_error(by_hand(image, half), truth))
         errors["by hand, hot pixels filtered"].append(
-            relative_error(by_hand(ndi.median_filter(image, 3), half), truth))
+            kernel_error(by_hand(ndi.median_filter(image, 3), half), truth))
         centres.append(np.max(np.abs(info.centre - centre)))
         times.append(seconds)
     baseline = fft_baseline(frames[0][0].shape, repeats=20)
@@ -196,9 +186,9 @@ def led_case(repeats: int) -> tuple[list, list]:
     floor = fourier_shift(noise_free[whole[0] - 6:whole[0] + 7, whole[1] - 6:whole[1] + 7],
                           -(np.array(sample["truth"]["centre"]) - whole))
     sample_rows = [
-        ("psfkit `prepare_psf`", relative_error(sample_psf, sharp_truth)),
-        ("by hand", relative_error(by_hand(sample["image"], [6, 6]), sharp_truth)),
-        ("floor: noise-free frame, known centre", relative_error(floor / floor.sum(),
+        ("psfkit `prepare_psf`", kernel_error(sample_psf, sharp_truth)),
+        ("by hand", kernel_error(by_hand(sample["image"], [6, 6]), sharp_truth)),
+        ("floor: noise-free frame, known centre", kernel_error(floor / floor.sum(),
                                                                  sharp_truth)),
     ]
     return rows, sample_rows
@@ -214,11 +204,11 @@ def bead_case(name, truth, shape, spacing, repeats: int, min_distance=None) -> l
                                     min_distance=min_distance, rng=100 + k)
         result, seconds = timed(average_beads, image, spacing=spacing)
         median_result, _ = timed(average_beads, image, spacing=spacing, method="median")
-        rows["psfkit mean"].append(relative_error(result.psf, truth))
-        rows["psfkit median"].append(relative_error(median_result.psf, truth))
-        rows["by hand, one bead"].append(relative_error(by_hand(image, half), truth))
+        rows["psfkit mean"].append(kernel_error(result.psf, truth))
+        rows["psfkit median"].append(kernel_error(median_result.psf, truth))
+        rows["by hand, one bead"].append(kernel_error(by_hand(image, half), truth))
         rows["by hand, beads averaged"].append(
-            relative_error(by_hand_average(image, centres, half), truth))
+            kernel_error(by_hand_average(image, centres, half), truth))
         positions = result.beads["position"][result.beads["accepted"]]
         nearest = [np.argmin(np.linalg.norm(centres - p, axis=1)) for p in positions]
         errors = positions - centres[nearest]

@@ -4,19 +4,8 @@ import numpy as np
 import pytest
 
 from psfkit import KernelEstimate, estimate_kernel, make_psf
+from psfkit.metrics import kernel_error
 from psfkit.samples import blurred_pair
-
-
-def kernel_error(estimate, truth):
-    """Relative L2 error after centring both kernels in a common shape."""
-    shape = [max(a, b) for a, b in zip(estimate.shape, truth.shape, strict=True)]
-
-    def embed(array):
-        pad = [((n - a) // 2, n - a - (n - a) // 2) for a, n in zip(array.shape, shape,
-                                                                     strict=True)]
-        return np.pad(np.asarray(array, dtype=np.float64), pad)
-
-    return float(np.linalg.norm(embed(estimate) - embed(truth)) / np.linalg.norm(truth))
 
 
 @pytest.fixture(scope="module")

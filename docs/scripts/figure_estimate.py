@@ -22,15 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_estimate import (  # noqa: E402
-    _centre_fit,
     diplib_best,
     diplib_wiener,
     fft_division,
     lsq_valid,
-    relative_error,
 )
 from psfkit import estimate_kernel, make_psf, samples  # noqa: E402
 from psfkit.align import fourier_shift  # noqa: E402
+from psfkit.metrics import centre_embed, kernel_error  # noqa: E402
 from psfkit.operators import convolve  # noqa: E402
 
 
@@ -49,7 +48,7 @@ def main() -> None:
     pair = samples.blurred_pair(truth, (256, 256), noise=0.02, gain=0.85, offset=0.05,
                                 shift=(0.4, -0.7), rng=11)
     shape = truth.shape
-    effective = fourier_shift(_centre_fit(truth, [n + 6 for n in shape]), pair.shift)
+    effective = fourier_shift(centre_embed(truth, [n + 6 for n in shape]), pair.shift)
     result = estimate_kernel(pair.sharp, pair.blurred)
     _, best_kernel, best_regularization = diplib_best(pair.sharp, pair.blurred, shape,
                                                       effective)
@@ -64,10 +63,10 @@ def main() -> None:
     ]
     figure, axes = plt.subplots(2, len(panels), figsize=(3.0 * len(panels), 7.0))
     for column, (title, kernel, reference, shift) in enumerate(panels):
-        shown = _centre_fit(kernel, shape)
+        shown = centre_embed(kernel, shape)
         axes[0, column].imshow(shown, cmap="magma")
         label = title if reference is None else (
-            f"{title}\nerror {relative_error(kernel, reference):.3f}")
+            f"{title}\nerror {kernel_error(kernel, reference, normalize=True):.3f}")
         axes[0, column].set_title(label, fontsize=9)
         # centred kernels (the truth, psfkit) come with a shift; the peers' kernels hold it
         sharp = pair.sharp if shift is None else samples.fourier_shift_scene(pair.sharp,

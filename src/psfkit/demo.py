@@ -14,27 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import samples
-
-
-def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """``||estimate - truth|| / ||truth||`` after cropping/padding both to a common shape."""
-    shape = tuple(max(a, b) for a, b in zip(estimate.shape, truth.shape, strict=True))
-    return float(np.linalg.norm(_centre_pad(estimate, shape) - _centre_pad(truth, shape))
-                 / np.linalg.norm(truth))
-
-
-def _centre_pad(array: np.ndarray, shape) -> np.ndarray:
-    pad = [((n - a) // 2, n - a - (n - a) // 2) for a, n in zip(array.shape, shape, strict=True)]
-    return np.pad(np.asarray(array, dtype=np.float64), pad)
-
-
-def affine_matched_error(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """Relative L2 error after the best affine intensity match ``a * estimate + b``."""
-    x = estimate.astype(np.float64).ravel()
-    design = np.stack([x, np.ones_like(x)], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, truth.astype(np.float64).ravel(), rcond=None)
-    fitted = design @ coefficients
-    return float(np.linalg.norm(fitted - truth.ravel()) / np.linalg.norm(truth))
+from .metrics import image_error, kernel_error
 
 
 def _step(rows: list, name: str, run) -> dict | None:
@@ -82,7 +62,7 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> dict:
         tifffile.imwrite(output / "residual.tif", result.residual)
         panels["estimated kernel"] = result.kernel
         panels["residual"] = result.residual
-        error = relative_error(result.kernel, truth["kernel"])
+        error = kernel_error(result.kernel, truth["kernel"])
         shift_error = float(np.max(np.abs(np.asarray(result.shift) - truth["shift"])))
         metrics.update(kernel_error=error, shift_error=shift_error,
                        residual_ratio=float(result.residual_ratio))
@@ -105,7 +85,7 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> dict:
         tifffile.imwrite(output / "prepared_psf.tif", psf)
         panels["LED photo"] = led["image"]
         panels["prepared PSF"] = psf
-        error = relative_error(psf, led["truth"]["psf"])
+        error = kernel_error(psf, led["truth"]["psf"])
         metrics.update(psf_error=error)
         return {"result": f"PSF {psf.shape}, sum {psf.sum():.3f}",
                 "check": f"PSF error {error:.3f} against the true disk"}
@@ -115,8 +95,8 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> dict:
         tifffile.imwrite(output / "deconvolved.tif", restored)
         panels["blurred cells"] = cells["blurred"]
         panels["deconvolved"] = restored
-        before = affine_matched_error(cells["blurred"], cells["truth"]["image"])
-        after = affine_matched_error(restored, cells["truth"]["image"])
+        before = image_error(cells["blurred"], cells["truth"]["image"])
+        after = image_error(restored, cells["truth"]["image"])
         metrics.update(deconvolved_error=after, blurred_error=before)
         return {"result": f"{restored.shape} {restored.dtype}",
                 "check": f"image error {after:.3f} (blurred input: {before:.3f})"}
