@@ -358,12 +358,16 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     data = problem.data
     model_offset = np.float32(problem.shift)
     weights = operator.sensitivity()
-    # Bertero–Boccacci: divide by H^T 1, floored where almost no light reaches the image
-    np.maximum(weights, np.float32(1e-3 * float(weights.max())), out=weights)
-    np.reciprocal(weights, out=weights)
+    # Bertero–Boccacci: divide by H^T 1; pixels that send almost no light into the image
+    # are left at zero rather than amplified
+    seen = weights > np.float32(1e-3 * float(weights.max()))
+    np.reciprocal(weights, out=weights, where=seen)
+    weights[~seen] = 0
     start = max(float(np.mean(data)) - problem.shift, 1e-6 * max(float(data.max()), 1e-30))
     estimate = operator.zeros()
     estimate[operator.object] = np.float32(start)
+    estimate *= seen
+    del seen
     accelerate = acceleration is not None
     geometric = acceleration == "geometric"
     previous = change = None
@@ -417,8 +421,8 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
             region = factor[operator.object]
             if geometric:
                 point *= factor
-                np.maximum(region, np.float32(1e-6), out=region)
-                np.log(region, out=region)
+                # pixels held at zero (factor 0) keep a zero change
+                np.log(region, out=region, where=region > 0)
             else:
                 region -= 1
                 region *= point[operator.object]
