@@ -249,14 +249,22 @@ def _remove_noise_floor(kernel, zero_fraction=0.25):
     return np.clip(kernel - np.float32(kernel[rim].mean()), 0, None).astype(np.float32)
 
 
-def _trimmed_shape(kernel, fraction=0.995):
-    """Smallest centred odd box holding ``fraction`` of a fitted kernel's mass, plus 2 px.
+def _trimmed_shape(kernel, fraction=0.995, zero_fraction=0.25, margin=2):
+    """Smallest centred odd box holding ``fraction`` of a fitted kernel's mass, + ``margin``.
 
     Noise leaves small positive values all over a nonnegative kernel; twice their mean
-    level on the outer two-pixel rim is removed before the mass is counted.
+    level on the outer two-pixel rim is removed before the mass is counted. When at least
+    ``zero_fraction`` of that rim sits at zero (a rim of noise, not of wings), the floor is
+    raised to three times the rim's RMS: on sparse scenes (star fields) the noise leaves
+    isolated spikes all over the support, which would otherwise hold more than
+    ``1 - fraction`` of the mass and keep the support, and its noise, wide.
     """
     kernel = np.clip(kernel, 0, None).astype(np.float64)
-    positive = np.clip(kernel - _rim_floor(kernel), 0, None)
+    rim = np.ones(kernel.shape, bool)
+    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
+    noisy_rim = rim.any() and float(np.mean(kernel[rim] <= 0)) >= zero_fraction
+    spikes = 3.0 * float(np.sqrt(np.mean(kernel[rim] ** 2))) if noisy_rim else 0.0
+    positive = np.clip(kernel - max(_rim_floor(kernel), spikes), 0, None)
     total = positive.sum()
     if total <= 0:
         return kernel.shape
@@ -266,7 +274,7 @@ def _trimmed_shape(kernel, fraction=0.995):
         distance = np.abs(np.arange(n) - n // 2)
         mass = np.array([profile[distance <= r].sum() for r in range(n // 2 + 1)]) / total
         radius = int(np.searchsorted(mass, fraction))
-        shape.append(min(2 * (radius + 2) + 1, n))
+        shape.append(min(2 * (radius + margin) + 1, n))
     return tuple(shape)
 
 
