@@ -31,6 +31,7 @@ import scipy.ndimage as ndi
 
 from psfkit import deconvolve
 from psfkit.deconvolve import BlurOperator
+from psfkit.metrics import image_error as relative_error
 from psfkit.models import make_psf
 from psfkit.samples import blurred_pair, scene
 
@@ -103,15 +104,6 @@ def suite(quick: bool):
             pair = blurred_pair(psf, shape3, scene_kind=scene_kind, shift=(0, 0, 0), rng=1,
                                 **noises[noise_name])
             yield f"3D {psf_name} {scene_kind} {noise_name}", pair
-
-
-def relative_error(estimate, truth) -> float:
-    """Relative L2 error after the best affine intensity match ``a * estimate + b``."""
-    estimate = np.asarray(estimate, dtype=np.float64).ravel()
-    truth = np.asarray(truth, dtype=np.float64).ravel()
-    design = np.stack([estimate, np.ones_like(estimate)], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, truth, rcond=None)
-    return float(np.linalg.norm(design @ coefficients - truth) / np.linalg.norm(truth))
 
 
 # ----------------------------------------------------------------------------- the peers

@@ -7,19 +7,11 @@ import pytest
 
 from psfkit import deconvolve
 from psfkit.deconvolve import METHODS, BlurOperator
+from psfkit.metrics import image_error as relative_error
 from psfkit.models import make_psf
 from psfkit.operators import Convolver
 from psfkit.regularize import noise_model
 from psfkit.samples import blurred_pair
-
-
-def relative_error(estimate, truth) -> float:
-    """Relative L2 error after the best affine intensity match."""
-    estimate = np.asarray(estimate, dtype=np.float64).ravel()
-    truth = np.asarray(truth, dtype=np.float64).ravel()
-    design = np.stack([estimate, np.ones_like(estimate)], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, truth, rcond=None)
-    return float(np.linalg.norm(design @ coefficients - truth) / np.linalg.norm(truth))
 
 
 @pytest.fixture(scope="module")

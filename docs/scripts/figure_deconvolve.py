@@ -18,18 +18,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from psfkit import deconvolve
+from psfkit.metrics import image_error as relative_error
 from psfkit.models import make_psf
 from psfkit.samples import blurred_pair
 
 OUTPUT = Path(__file__).resolve().parents[1] / "figures" / "deconvolve.png"
-
-
-def relative_error(estimate, truth) -> float:
-    estimate = np.asarray(estimate, dtype=np.float64).ravel()
-    truth = np.asarray(truth, dtype=np.float64).ravel()
-    design = np.stack([estimate, np.ones_like(estimate)], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, truth, rcond=None)
-    return float(np.linalg.norm(design @ coefficients - truth) / np.linalg.norm(truth))
 
 
 def main() -> None:
