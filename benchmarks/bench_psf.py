@@ -11,7 +11,7 @@ Cases
   prepared PSF is compared with the true kernel (relative L2 error), and a blurred photo of
   the camera scene (1 % noise) is deconvolved with the prepared PSF, with the true kernel
   and with the by-hand PSF by the same call (``psfkit.deconvolve``, plain Richardson-Lucy,
-  same iteration count). Also: the lead's sample LED (a *sharp* disk of radius 4.5), for
+  same iteration count). Also: the bundled sample LED (a disk of radius 4.5 softened by σ 0.7), for
   which the sampling floor (the noise-free frame recentred with the known centre) is shown.
 * **Beads**: 20 beads at peak SNR 20 in 2D (Gaussian sigma 1.5 px, Airy first zero 2.5 px)
   and in 3D with anisotropic voxels (0.3 × 0.1 × 0.1 µm, Gaussian sigma (2, 1.4, 1.4) px).
@@ -175,7 +175,7 @@ def led_case(repeats: int) -> tuple[list, list]:
         ("true kernel", 0.0, 0.0, "0", f"{deconv['true kernel']:.4f}", "1.000", "—"),
     ]
 
-    # the lead's sample: a sharp-edged disk, whose sub-pixel shift no interpolator undoes
+    # the bundled sample LED, and the floor set by recentring its noise-free image
     sample = sample_point_source()
     sharp_truth = sample["truth"]["psf"]
     sample_psf, seconds = timed(prepare_psf, sample["image"])
@@ -247,7 +247,7 @@ def main(argv=None) -> int:
     for name, mean, worst, centre, deconv, ratio, speed in led_rows:
         lines.append(f"| {name} | {mean:.3f} | {worst:.3f} | {centre} | {deconv} | {ratio} "
                      f"| {speed} |")
-    lines += ["", "### The bundled sample LED (sharp-edged disk, radius 4.5 px)", "",
+    lines += ["", "### The bundled sample LED (disk of radius 4.5 px softened by σ 0.7 px)", "",
               "| method | PSF error |", "|---|---|"]
     lines += [f"| {name} | {error:.3f} |" for name, error in sample_rows]
 
