@@ -3,19 +3,12 @@ the input, frames and lazy layers, progress, cancel, and refusals that change no
 
 import numpy as np
 import pytest
+from _widget_helpers import run_to_end
 
 import psfkit
 from psfkit._napari._deconvolve_widget import DeconvolveWidget, model_psf
 from psfkit.models import make_psf
 from psfkit.samples import blurred_pair
-
-
-def run_to_end(qtbot, widget):
-    worker = widget.run()
-    assert worker is not None, widget.last_error
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
-    return worker
 
 
 @pytest.fixture

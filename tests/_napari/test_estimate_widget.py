@@ -2,18 +2,11 @@
 
 import numpy as np
 import pytest
+from _widget_helpers import run_to_end
 
 from psfkit import make_psf
 from psfkit._napari._estimate_widget import EstimateKernelWidget
 from psfkit.samples import blurred_pair
-
-
-def run_to_end(qtbot, widget):
-    worker = widget.run()
-    assert worker is not None, widget.last_error
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
-    return worker
 
 
 @pytest.fixture

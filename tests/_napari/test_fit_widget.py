@@ -2,19 +2,11 @@
 
 import numpy as np
 import pytest
+from _widget_helpers import run_to_end
 
 from psfkit import make_psf
 from psfkit._napari._fit_widget import FitModelWidget, ModelPsfWidget
 from psfkit.samples import blurred_pair
-
-
-def run_to_end(qtbot, widget):
-    worker = widget.run()
-    assert worker is not None, widget.last_error
-    # the widget drops its worker when the finished signal reaches the GUI thread; waiting
-    # for that (rather than for the signal) cannot miss a job that ends very quickly
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
-    assert widget.last_error is None, widget.last_error
 
 
 @pytest.fixture

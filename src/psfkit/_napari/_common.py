@@ -79,6 +79,13 @@ def upsert_layer(viewer: napari.viewer.Viewer, data, name: str, kind: str = "ima
     return getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
 
 
+class _JobFailed:
+    """What a job returns instead of raising, so its error becomes a notification."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
 class _ProgressRelay(QObject):
     """Carries progress from the worker thread to the GUI thread (a queued Qt signal)."""
 
@@ -146,9 +153,16 @@ class PsfkitWidget(Container):
             relay.step.emit(int(step), int(total or 0))
             return not worker.abort_requested
 
-        worker = create_worker(job, callback, _start_thread=False)
+        def guarded_job(callback):
+            # an exception is returned, not raised, so it reaches the user as one clear
+            # notification instead of a traceback from the worker machinery
+            try:
+                return job(callback)
+            except Exception as error:
+                return _JobFailed(error)
+
+        worker = create_worker(guarded_job, callback, _start_thread=False)
         worker.returned.connect(self._returned)
-        worker.errored.connect(lambda error: self.fail(f"{type(error).__name__}: {error}"))
 
         def done():
             if worker.abort_requested:
@@ -175,6 +189,12 @@ class PsfkitWidget(Container):
 
     def _returned(self, result) -> None:
         # napari's worker emits ``returned`` only when it was not asked to quit
+        if isinstance(result, _JobFailed):
+            error = result.error
+            message = str(error) if isinstance(error, ValueError | TypeError) else (
+                f"{type(error).__name__}: {error}")
+            self.fail(message)
+            return
         try:
             self.finish(result)
         except (ValueError, TypeError) as error:
