@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -175,6 +177,23 @@ def test_regularization_can_be_set_and_is_reported(natural_pair):
     assert 0 < info.regularization < 1
 
 
+@pytest.mark.parametrize("method", ["auto", "wiener", "richardson_lucy"])
+def test_reported_parameters_repeat_the_run_without_estimating(blobs_3d_pair, method,
+                                                               monkeypatch):
+    image, psf = blobs_3d_pair.blurred, blobs_3d_pair.kernel
+    expected, info = deconvolve(image, psf, method, return_info=True)
+    assert {"method", "regularization", "background", "read_noise", "gain"} <= set(
+        info.parameters)
+    assert info.parameters["method"] != "auto"
+
+    def no_estimate(*args, **kwargs):
+        raise AssertionError("the noise model was estimated")
+
+    monkeypatch.setattr(sys.modules["psfkit.deconvolve"], "noise_model", no_estimate)
+    repeated = deconvolve(image, psf, **info.parameters)
+    np.testing.assert_allclose(repeated, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
 def test_noise_model_recovers_gain_and_read_noise():
     rng = np.random.default_rng(10)
     level = np.linspace(50, 2000, 256, dtype=np.float64)[None, :] * np.ones((256, 1))
@@ -199,6 +218,7 @@ def test_noise_model_recovers_gain_and_read_noise():
          "acceleration"),
         (np.ones((16, 16)), np.ones((3, 3)), {"method": "tikhonov", "regularization": -1.0},
          ValueError, "regularization"),
+        (np.ones((16, 16)), np.ones((3, 3)), {"gain": -1.0}, ValueError, "gain"),
     ],
 )
 def test_bad_input_gives_a_clear_error(image, psf, kwargs, error, match):

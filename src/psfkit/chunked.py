@@ -294,8 +294,8 @@ def explicit_parameters(parameters: dict, info) -> dict:
     ``parameters``. Every argument left to the data that the report names (``method``,
     ``iterations``, ``regularization``, ``background``, ...) is replaced by the value the
     core used, so another image (a block, the next frame) can be treated the same way.
-    Choices the core makes without reporting them under an argument's name (today: the
-    gain of its Poisson noise model) are still made per image.
+    The core reports them in ``info.parameters``, the noise model included (``background``,
+    ``read_noise``, ``gain``), so no block estimates anything itself.
     """
     signature = inspect.signature(_core().deconvolve).parameters
     # the core's report names its choices after its keyword arguments; a field that is

@@ -56,6 +56,11 @@ class DeconvolutionInfo:
     background: float = 0.0
     stopped_by: str = "iterations"
     history: list = field(default_factory=list)
+    #: :func:`deconvolve` keyword arguments that repeat this run with no data-driven
+    #: choice: ``deconvolve(other, psf, **info.parameters)`` treats another image (a block,
+    #: the next frame) exactly like this one (method, iterations, regularization,
+    #: acceleration and the noise model: background, read_noise, gain).
+    parameters: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -75,8 +80,27 @@ class _NoiseModel:
     poisson: bool
 
     @classmethod
-    def estimate(cls, image, background=None, read_noise=None) -> _NoiseModel:
-        gain, intercept = noise_model(image)
+    def estimate(cls, image, background=None, read_noise=None, gain=None) -> _NoiseModel:
+        """The noise model of ``image``; the parts given are used as they are.
+
+        With ``gain``, ``read_noise`` and ``background`` all given, nothing is estimated
+        and the model does not depend on the image: shot noise when ``gain > 0``,
+        Gaussian noise of standard deviation ``read_noise`` when ``gain == 0``.
+        """
+        if gain is not None and read_noise is not None and background is not None:
+            gain, read_noise, background = float(gain), float(read_noise), float(background)
+            if gain < 0 or read_noise < 0:
+                raise ValueError(f"gain and read_noise must be >= 0, got {gain}, "
+                                 f"{read_noise}")
+            return cls(gain=gain, intercept=read_noise**2 - gain * background,
+                       background=background, rms=read_noise, poisson=gain > 0)
+        estimated_gain, intercept = noise_model(image)
+        if gain is not None:
+            if gain < 0:
+                raise ValueError(f"gain must be >= 0, got {gain}")
+            gain = float(gain)
+        else:
+            gain = estimated_gain
         level = float(np.mean(image, dtype=np.float64))
         if background is None:
             background = max(0.0, -intercept / gain) if gain > 0 else 0.0
@@ -87,6 +111,15 @@ class _NoiseModel:
         poisson = gain > 0 and gain * max(level - background, 0.0) > 0.5 * variance
         return cls(gain=gain, intercept=intercept, background=background,
                    rms=float(np.sqrt(variance)), poisson=poisson)
+
+    def parameters(self) -> dict:
+        """``background``, ``read_noise`` and ``gain`` for :func:`deconvolve` that give
+        this model back without estimating anything."""
+        if self.poisson:
+            read_noise = np.sqrt(max(self.intercept + self.gain * self.background, 0.0))
+            return {"background": self.background, "read_noise": float(read_noise),
+                    "gain": self.gain}
+        return {"background": self.background, "read_noise": self.rms, "gain": 0.0}
 
     def relative_noise(self, image) -> float:
         """Noise standard deviation over the signal, both at the image's mean level."""
@@ -594,6 +627,7 @@ def deconvolve(
     acceleration: str | None = "geometric",
     background: float | None = None,
     read_noise: float | None = None,
+    gain: float | None = None,
     callback=None,
     return_info: bool = False,
 ):
@@ -621,11 +655,19 @@ def deconvolve(
     background : float, optional
         Constant offset of the image (camera offset, sky level). Estimated when omitted.
     read_noise : float, optional
-        Standard deviation of the Gaussian read noise in image units.
+        Standard deviation of the Gaussian read noise in image units. Estimated with
+        ``gain`` from the image when omitted.
+    gain : float, optional
+        Shot-noise gain: the variance added per unit of signal above the background
+        (``var = gain * (mean - background) + read_noise²``); 0 for purely Gaussian noise.
+        Estimated from the image when omitted. With ``background``, ``read_noise`` and
+        ``gain`` all given, no noise estimate is made.
     callback : callable, optional
         ``callback(step, total, current)`` after each iteration; return ``False`` to stop.
     return_info : bool
-        Also return a :class:`DeconvolutionInfo`.
+        Also return a :class:`DeconvolutionInfo`. Its ``parameters`` are keyword arguments
+        that repeat the run without any data-driven choice, e.g. on the blocks of a larger
+        image (:func:`psfkit.chunked.deconvolve_chunked` does this).
 
     Returns
     -------
@@ -663,7 +705,7 @@ def deconvolve(
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
     if not (regularization == "auto" or np.isscalar(regularization)):
         raise ValueError(f"regularization must be a number or 'auto', got {regularization!r}")
-    noise = _NoiseModel.estimate(image, background, read_noise)
+    noise = _NoiseModel.estimate(image, background, read_noise, gain)
     info = DeconvolutionInfo(method=method, noise_sigma=noise.rms, background=noise.background)
     if method == "auto":
         # RL-TV fits both noise kinds through the shifted-Poisson model and, being
@@ -695,6 +737,11 @@ def deconvolve(
                            iterations=iterations or DEFAULT_ITERATIONS[method],
                            regularization=regularization, callback=callback, info=info)
     result = np.ascontiguousarray(result, dtype=np.float32)
+    info.parameters = dict(method=info.method, regularization=float(info.regularization),
+                           **noise.parameters())
+    if info.method not in ("wiener", "tikhonov"):
+        info.parameters.update(iterations=max(int(info.iterations), 1),
+                               acceleration=info.acceleration)
     if return_info:
         return result, info
     return result
