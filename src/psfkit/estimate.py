@@ -212,6 +212,20 @@ def _auto_shape(pilot, fraction=0.99):
     return tuple(max(s, 3) for s in shape)
 
 
+def _is_sparse(image, share=0.6):
+    """Whether 1 % of the pixels hold more than ``share`` of the image's contrast energy.
+
+    True for star fields and other point-like scenes, false for natural images and
+    fluorescence-like blobs.
+    """
+    contrast = np.ravel(image).astype(np.float64)
+    energy = (contrast - np.median(contrast)) ** 2
+    top = max(energy.size // 100, 1)
+    total = float(energy.sum())
+    return total > 0 and float(np.partition(energy, energy.size - top)[-top:].sum()) > \
+        share * total
+
+
 def _rim_floor(kernel):
     """Twice the mean of a nonnegative kernel's outer two-pixel rim: its noise level."""
     rim = np.ones(kernel.shape, bool)
@@ -249,20 +263,23 @@ def _remove_noise_floor(kernel, zero_fraction=0.25):
     return np.clip(kernel - np.float32(kernel[rim].mean()), 0, None).astype(np.float32)
 
 
-def _trimmed_shape(kernel, fraction=0.995, zero_fraction=0.25, margin=2):
+def _trimmed_shape(kernel, sparse=False, fraction=0.995, zero_fraction=0.25, margin=2):
     """Smallest centred odd box holding ``fraction`` of a fitted kernel's mass, + ``margin``.
 
     Noise leaves small positive values all over a nonnegative kernel; twice their mean
-    level on the outer two-pixel rim is removed before the mass is counted. When at least
-    ``zero_fraction`` of that rim sits at zero (a rim of noise, not of wings), the floor is
-    raised to three times the rim's RMS: on sparse scenes (star fields) the noise leaves
-    isolated spikes all over the support, which would otherwise hold more than
-    ``1 - fraction`` of the mass and keep the support, and its noise, wide.
+    level on the outer two-pixel rim is removed before the mass is counted. For a
+    ``sparse`` scene (a star field, see :func:`_is_sparse`) whose kernel has at least
+    ``zero_fraction`` of that rim at zero (a rim of noise, not of wings), the floor is raised
+    to three times the rim's RMS: there the noise leaves isolated spikes all over the
+    support, which would otherwise hold more than ``1 - fraction`` of the mass and keep the
+    support, and its noise, wide; one more pixel of margin gives back the faint outskirts
+    that floor cuts. On extended scenes the smoothness penalty already damps
+    those spikes and the higher floor would cut faint wings (Airy rings, Moffat halos).
     """
     kernel = np.clip(kernel, 0, None).astype(np.float64)
     rim = np.ones(kernel.shape, bool)
     rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
-    noisy_rim = rim.any() and float(np.mean(kernel[rim] <= 0)) >= zero_fraction
+    noisy_rim = sparse and rim.any() and float(np.mean(kernel[rim] <= 0)) >= zero_fraction
     spikes = 3.0 * float(np.sqrt(np.mean(kernel[rim] ** 2))) if noisy_rim else 0.0
     positive = np.clip(kernel - max(_rim_floor(kernel), spikes), 0, None)
     total = positive.sum()
@@ -274,7 +291,7 @@ def _trimmed_shape(kernel, fraction=0.995, zero_fraction=0.25, margin=2):
         distance = np.abs(np.arange(n) - n // 2)
         mass = np.array([profile[distance <= r].sum() for r in range(n // 2 + 1)]) / total
         radius = int(np.searchsorted(mass, fraction))
-        shape.append(min(2 * (radius + margin) + 1, n))
+        shape.append(min(2 * (radius + margin + int(noisy_rim)) + 1, n))
     return tuple(shape)
 
 
@@ -783,7 +800,7 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
     if survey and not fit["stopped"]:
         # a rough constrained fit is clean enough to show the real support: drop the empty
         # rim, whose noise would otherwise stay in the kernel, and finish the fit there
-        trimmed = _trimmed_shape(fit["kernel_fit"])
+        trimmed = _trimmed_shape(fit["kernel_fit"], sparse=_is_sparse(sharp))
         crop = tuple(slice((n - t) // 2, (n - t) // 2 + t)
                      for n, t in zip(fit["shape"], trimmed, strict=True))
         fit = _fit_at_shift(sharp, blurred, shift, trimmed, method=method, manual=manual,
