@@ -65,6 +65,27 @@ def test_sharp_edged_kernels(model, params, scene, shape):
     np.testing.assert_allclose(result.shift, pair.shift, atol=0.1)
 
 
+def test_star_field_support_is_trimmed_above_the_noise_spikes():
+    # on a star field the survey fit leaves isolated noise spikes all over its support;
+    # the trimmed support must follow the elongated core, not the spikes
+    kernel = make_psf("elliptical_gaussian", (25, 25), sigma_y=3.0, sigma_x=1.3, angle=0.5)
+    pair = blurred_pair(kernel, (128, 128), scene_kind="stars", noise=0.02,
+                        shift=(0.7, -0.4), rng=11)
+    result = estimate_kernel(pair.sharp, pair.blurred)
+    assert kernel_error(result.kernel, kernel) < 0.065
+    assert result.shape[0] <= 21 and result.shape[1] <= 17
+    np.testing.assert_allclose(result.shift, pair.shift, atol=0.1)
+
+
+@pytest.mark.parametrize("scene, sparse", [("stars", True), ("natural", False),
+                                           ("blobs", False)])
+def test_sparse_scenes_are_told_apart(scene, sparse):
+    from psfkit.estimate import _is_sparse
+    from psfkit.samples import scene as make_scene
+
+    assert _is_sparse(make_scene(scene, (128, 128))) is sparse
+
+
 def test_least_squares_beats_the_fourier_method_on_edges():
     kernel = make_psf("airy", (17, 17), radius=3.0)
     pair = blurred_pair(kernel, (128, 128), noise=0.005, rng=5)
