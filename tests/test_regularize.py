@@ -33,3 +33,10 @@ def test_noise_sigma_leaves_the_input_untouched(rng):
 def test_noise_sigma_rejects_bad_input(bad, error):
     with pytest.raises(error):
         noise_sigma(bad)
+
+
+def test_noise_sigma_of_mostly_flat_quantised_data_is_positive():
+    image = np.zeros((64, 64), dtype=np.float32)
+    image[::7, ::5] = 1.0  # a few isolated quantisation steps on a flat field
+    sigma = noise_sigma(image)
+    assert 0 < sigma < 0.5

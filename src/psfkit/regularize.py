@@ -55,6 +55,10 @@ def noise_sigma(image: np.ndarray) -> float:
     slope = sum(g * g for g in gradients)[tuple(interior)]
     flat = filtered[slope <= np.median(slope)].astype(np.float64)
     deviation = np.median(np.abs(flat - np.median(flat)))
+    if deviation == 0:
+        # quantised data (8-bit, JPEG) can leave most differences exactly zero: fall back to
+        # the plain RMS rather than report no noise at all
+        return float(np.sqrt(np.mean(flat**2)) / np.sqrt(6.0**axes_used))
     return float(MAD_TO_SIGMA * deviation / np.sqrt(6.0**axes_used))
 
 
