@@ -88,7 +88,7 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> dict:
         error = kernel_error(psf, led["truth"]["psf"])
         metrics.update(psf_error=error)
         return {"result": f"PSF {psf.shape}, sum {psf.sum():.3f}",
-                "check": f"PSF error {error:.3f} against the true disk"}
+                "check": f"PSF error {error:.3f} against the true LED PSF"}
 
     def restore():
         restored = deconvolve(cells["blurred"], cells["psf"])
