@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from psfkit import deconvolve
-from psfkit.deconvolve import METHODS, BlurOperator
+from psfkit.deconvolve import DEFAULT_ITERATIONS, DISCREPANCY_EXTENSION, METHODS, BlurOperator
 from psfkit.metrics import image_error as relative_error
 from psfkit.models import make_psf
 from psfkit.operators import Convolver
@@ -192,6 +192,19 @@ def test_reported_parameters_repeat_the_run_without_estimating(blobs_3d_pair, me
     monkeypatch.setattr(sys.modules["psfkit.deconvolve"], "noise_model", no_estimate)
     repeated = deconvolve(image, psf, **info.parameters)
     np.testing.assert_allclose(repeated, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+def test_auto_averages_rl_tv_and_extended_discrepancy_stopped_rl(natural_pair):
+    image, psf = natural_pair.blurred, natural_pair.kernel
+    result, info = deconvolve(image, psf, return_info=True)
+    assert info.method == "rl_mix" and info.stopped_by == "discrepancy"
+    _, stop = deconvolve(image, psf, "richardson_lucy", return_info=True)
+    assert info.iterations == round(DISCREPANCY_EXTENSION * stop.iterations)
+    noise = {key: info.parameters[key] for key in ("background", "read_noise", "gain")}
+    sharp = deconvolve(image, psf, "richardson_lucy", iterations=info.iterations, **noise)
+    smooth = deconvolve(image, psf, "rl_tv", iterations=DEFAULT_ITERATIONS["rl_tv"],
+                        regularization=info.regularization, **noise)
+    np.testing.assert_allclose(result, 0.5 * (sharp + smooth), rtol=0, atol=1e-5)
 
 
 def test_noise_model_recovers_gain_and_read_noise():
