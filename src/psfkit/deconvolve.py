@@ -360,12 +360,18 @@ class _PoissonData:
     """Data ready for the RL family: ``data ≈ Poisson-like with mean H x + shift``.
 
     ``variance = slope * mean + floor`` describes the noise for the discrepancy principle.
+    After :meth:`release`, the data are recomputed from ``image`` in slabs when needed,
+    which saves an image-sized array at the cost of a little time.
     """
 
-    data: np.ndarray
+    data: np.ndarray | None
     shift: float
     slope: float
     floor: float
+    image: np.ndarray
+    background: float
+    mean: float
+    max: float
 
     @classmethod
     def from_image(cls, image, noise: _NoiseModel) -> _PoissonData:
@@ -374,16 +380,53 @@ class _PoissonData:
         data += np.float32(shift)
         np.maximum(data, 0, out=data)
         slope, floor = noise.variance_terms()
-        return cls(data=data, shift=shift, slope=slope, floor=floor)
+        return cls(data=data, shift=shift, slope=slope, floor=floor, image=image,
+                   background=float(noise.background), mean=float(np.mean(data)),
+                   max=float(data.max()))
 
-    def misfit(self, model: np.ndarray) -> float:
-        """Mean squared residual over the noise variance (the discrepancy, 1 at the noise)."""
-        residual = self.data - model
-        residual *= residual
-        variance = model * np.float32(self.slope)
-        variance += np.float32(self.floor)
-        residual /= variance
-        return float(residual.mean(dtype=np.float64))
+    def release(self) -> None:
+        """Drop the stored data; :meth:`slab` recomputes them from the image."""
+        self.data = None
+
+    def slab(self, start: int, stop: int) -> np.ndarray:
+        """``data[start:stop]`` (a view, or a new array after :meth:`release`)."""
+        if self.data is not None:
+            return self.data[start:stop]
+        part = self.image[start:stop] - np.float32(self.background)
+        part += np.float32(self.shift)
+        return np.maximum(part, 0, out=part)
+
+    def divide_into(self, model: np.ndarray, rows: int = 32) -> None:
+        """``model = data / model``, in place."""
+        if self.data is not None:
+            np.divide(self.data, model, out=model)
+            return
+        for start in range(0, model.shape[0], rows):
+            part = model[start:start + rows]
+            np.divide(self.slab(start, start + rows), part, out=part)
+
+    def misfit(self, model: np.ndarray, rows: int = 32) -> float:
+        """Mean squared residual over the noise variance (the discrepancy, 1 at the noise),
+        in slabs along the first axis so the temporaries stay small."""
+        total = 0.0
+        for start in range(0, model.shape[0], rows):
+            part = model[start:start + rows]
+            residual = self.slab(start, start + rows) - part
+            residual *= residual
+            variance = part * np.float32(self.slope)
+            variance += np.float32(self.floor)
+            residual /= variance
+            total += float(residual.sum(dtype=np.float64))
+        return total / model.size
+
+
+def _dot(a: np.ndarray, b: np.ndarray, rows: int = 32) -> float:
+    """``sum(a * b)``, in slabs along the first axis: ``np.vdot`` copies a strided view,
+    and this copies only one slab at a time."""
+    total = 0.0
+    for start in range(0, a.shape[0], rows):
+        total += float(np.vdot(a[start:start + rows], b[start:start + rows]))
+    return total
 
 
 def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iterations,
@@ -401,7 +444,6 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     iteration whose misfit reaches the noise (the discrepancy principle for 1).
     ``step_offset`` and ``step_total`` place these iterations in a longer progress report.
     """
-    data = problem.data
     last = iterations
     model_offset = np.float32(problem.shift)
     weights = operator.sensitivity()
@@ -410,7 +452,7 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     seen = weights > np.float32(1e-3 * float(weights.max()))
     np.reciprocal(weights, out=weights, where=seen)
     weights[~seen] = 0
-    start = max(float(np.mean(data)) - problem.shift, 1e-6 * max(float(data.max()), 1e-30))
+    start = max(problem.mean - problem.shift, 1e-6 * max(problem.max, 1e-30))
     estimate = operator.zeros()
     estimate[operator.object] = np.float32(start)
     estimate *= seen
@@ -420,8 +462,8 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     previous = change = None
     change_norm = alpha = 0.0
     # an offset far above FFT round-off keeps the model positive by itself (one pass less)
-    safe_offset = problem.shift > 1e-4 * max(float(data.mean()), 1e-30)
-    floor = np.float32(max(problem.shift, 1e-7 * max(float(data.mean()), 1e-30)))
+    safe_offset = problem.shift > 1e-4 * max(problem.mean, 1e-30)
+    floor = np.float32(max(problem.shift, 1e-7 * max(problem.mean, 1e-30)))
     for iteration in range(1, iterations + 1):
         if iteration > last:
             break
@@ -454,7 +496,7 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
             np.maximum(model, floor, out=model)
         if stop_at_noise:
             info.history.append(problem.misfit(model))
-        np.divide(data, model, out=model)
+        problem.divide_into(model)
         operator.zero_outside_valid(blurred)
         del model
         # hand over the last reference so the adjoint can free it after its first FFT
@@ -477,7 +519,7 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
                 region *= point[operator.object]
                 point[operator.object] += region
             if change is not None:
-                alpha = float(np.vdot(region, change)) / max(change_norm, 1e-300)
+                alpha = _dot(region, change) / max(change_norm, 1e-300)
                 alpha = min(max(alpha, 0.0), MAX_EXTRAPOLATION)
             if change is None:
                 change = region.copy()
@@ -541,6 +583,7 @@ def _rl_mix(problem: _PoissonData, operator: BlurOperator, *, iterations, accele
         info.stopped_by = "callback"
         info.iterations = 0
         return smooth
+    problem.release()  # room for ``smooth`` within the memory of one run
     sharp = _richardson_lucy(problem, operator, iterations=budget, acceleration=acceleration,
                              regularization=0.0, stop_at_noise=iterations is None,
                              extension=DISCREPANCY_EXTENSION, callback=callback, info=info,
