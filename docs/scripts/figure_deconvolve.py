@@ -68,7 +68,7 @@ def main() -> None:
     for label, errors in curves.items():
         axis.plot(np.arange(1, len(errors) + 1), errors, label=label)
     axis.axhline(relative_error(auto, pair.sharp), color="k", linestyle=":",
-                 label="psfkit auto (RL-TV)")
+                 label="psfkit auto (rl_mix)")
     axis.set_xlabel("iteration")
     axis.set_ylabel("relative error")
     auto_error = relative_error(auto, pair.sharp)
