@@ -17,7 +17,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox
 
 from psfkit.chunked import deconvolve_chunked, explicit_parameters, plan_chunked
-from psfkit.deconvolve import deconvolve
+from psfkit.deconvolve import METHODS, deconvolve
 from psfkit.models import make_psf
 
 from ._common import PsfkitWidget, layer_array, layer_picker, upsert_layer
@@ -25,7 +25,7 @@ from ._common import PsfkitWidget, layer_array, layer_picker, upsert_layer
 if TYPE_CHECKING:
     import napari
 
-METHOD_CHOICES = ["auto", "richardson_lucy", "rl_tv", "fista_tv", "wiener", "tikhonov"]
+METHOD_CHOICES = list(METHODS)
 MODEL_CHOICES = ["gaussian", "airy", "disk"]
 
 #: Frames larger than this (float32 bytes) are deconvolved in overlapping blocks.
