@@ -36,10 +36,17 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
-from psfkit import average_beads, convolve, deconvolve, make_psf, prepare_psf
+from psfkit import average_beads, deconvolve, make_psf, prepare_psf
 from psfkit.align import fourier_shift
 from psfkit.metrics import kernel_error
-from psfkit.samples import bead_image, blurred_pair, fourier_shift_scene, sample_point_source
+from psfkit.samples import (
+    bead_image,
+    blurred_pair,
+    fourier_shift_scene,
+    point_source_frame,
+    sample_point_source,
+    soft_disk,
+)
 
 RESULTS = Path(__file__).parent / "results" / "psf.md"
 
@@ -95,29 +102,6 @@ def by_hand_average(image, peaks, half) -> np.ndarray:
 # -- data --------------------------------------------------------------------------------
 
 
-def soft_disk(radius=6.0, blur=0.7) -> np.ndarray:
-    size = 2 * int(radius + 4 * blur) + 3
-    return convolve(make_psf("disk", (size, size), radius=radius),
-                    make_psf("gaussian", (9, 9), sigma=blur), mode="same")
-
-
-def led_frame(psf, centre, shape=(128, 128), flux=60000.0, background=120.0, read_noise=4.0,
-              rng=0) -> np.ndarray:
-    """One out-of-focus LED: shifted PSF, background, shot and read noise, hot pixels."""
-    rng = np.random.default_rng(rng)
-    image = np.zeros(shape, dtype=np.float32)
-    whole = np.round(centre).astype(int)
-    half = np.array(psf.shape) // 2
-    stamp = fourier_shift_scene(np.pad(psf, 4) * flux, np.asarray(centre) - whole)
-    box = tuple(slice(w - h - 4, w + h + 5) for w, h in zip(whole, half, strict=True))
-    image[box] += np.clip(stamp, 0, None)
-    image = rng.poisson(image + background).astype(np.float32)
-    image += rng.normal(0, read_noise, shape).astype(np.float32)
-    for _ in range(3):
-        image[tuple(rng.integers(0, n) for n in shape)] = 4000.0
-    return image
-
-
 def deconvolution_error(pair, psf, iterations=40) -> float:
     restored = deconvolve(pair.blurred, psf, "richardson_lucy", iterations=iterations,
                           acceleration=None)
@@ -131,7 +115,7 @@ def deconvolution_error(pair, psf, iterations=40) -> float:
 
 
 def led_case(repeats: int) -> tuple[list, list]:
-    truth = soft_disk()
+    truth = soft_disk(6.0)
     half = [n // 2 for n in truth.shape]
     rng = np.random.default_rng(2)
     errors = {"psfkit": [], "by hand": [], "by hand, hot pixels filtered": []}
@@ -139,7 +123,8 @@ def led_case(repeats: int) -> tuple[list, list]:
     frames = []
     for k in range(repeats):
         centre = np.array([60.0, 66.0]) + rng.uniform(-0.5, 0.5, 2)
-        image = led_frame(truth, centre, rng=k)
+        image = point_source_frame(truth, centre, (128, 128), hot_pixels=3, hot_value=4000.0,
+                                   rng=k)
         (psf, info), seconds = timed(prepare_psf, image, return_info=True)
         frames.append((image, psf))
         errors["psfkit"].append(kernel_error(psf, truth))

@@ -17,36 +17,13 @@ from psfkit import (
 )
 from psfkit.align import centroid, recentre
 from psfkit.metrics import kernel_error
-from psfkit.samples import bead_image, fourier_shift_scene
-
-
-def soft_disk(radius=5.0, blur=0.7):
-    """A defocus disk seen through a lens whose in-focus blur is a Gaussian of ``blur`` px."""
-    size = 2 * int(radius + 4 * blur) + 3
-    return convolve(make_psf("disk", (size, size), radius=radius),
-                    make_psf("gaussian", (9, 9), sigma=blur), mode="same")
-
-
-def led_frame(psf, centre, shape=(80, 80), flux=60000.0, background=120.0, read_noise=4.0,
-              hot=((6, 60), (70, 9), (25, 20)), rng=0):
-    """A camera frame of one point source: shot + read noise, background, hot pixels."""
-    rng = np.random.default_rng(rng)
-    image = np.zeros(shape, dtype=np.float32)
-    whole = np.round(centre).astype(int)
-    half = np.array(psf.shape) // 2
-    stamp = fourier_shift_scene(np.pad(psf, 4) * flux, np.asarray(centre) - whole)
-    box = tuple(slice(w - h - 4, w + h + 5) for w, h in zip(whole, half, strict=True))
-    image[box] += np.clip(stamp, 0, None)
-    image = rng.poisson(image + background).astype(np.float32)
-    image += rng.normal(0, read_noise, shape).astype(np.float32)
-    for index in hot:
-        image[index] = 5000.0
-    return image
+from psfkit.samples import bead_image, soft_disk
+from psfkit.samples import point_source_frame as led_frame
 
 
 @pytest.fixture(scope="module")
 def led():
-    truth = soft_disk()
+    truth = soft_disk(5.0)
     centre = np.array([38.3, 41.6])
     return led_frame(truth, centre), truth, centre
 
@@ -77,8 +54,8 @@ def test_led_frame_gives_the_true_kernel_within_ten_percent(led):
 
 
 def test_hot_pixels_on_the_frame_edge_and_corner_are_found():
-    truth = soft_disk()
-    image = led_frame(truth, (14.4, 15.7), (29, 29), hot=((0, 5), (28, 28), (13, 0)), rng=4)
+    truth = soft_disk(5.0)
+    image = led_frame(truth, (14.4, 15.7), (29, 29), hot_pixels=((0, 5), (28, 28), (13, 0)), rng=4)
     psf, info = prepare_psf(image, return_info=True)
     assert info.hot_pixels == 3
     assert kernel_error(psf, truth) < 0.10
@@ -107,7 +84,7 @@ def test_noise_free_source_is_centred_exactly_symmetric_or_not():
     asymmetric = 0.7 * symmetric + 0.3 * lobe
     for truth in (symmetric, asymmetric / asymmetric.sum()):
         frame = led_frame(truth, (30.35, 29.8), (60, 60), flux=1e9, background=0,
-                          read_noise=0, hot=(), rng=9)
+                          read_noise=0, hot_pixels=(), rng=9)
         psf = prepare_psf(frame)
         assert_psf_contract(psf, centring=0.01)
         assert kernel_error(psf, recentre(truth)[0]) < 0.01
@@ -123,8 +100,8 @@ def test_requested_shape_is_returned_and_even_shapes_are_refused(led):
 
 def test_centre_hint_picks_the_fainter_of_two_sources():
     truth = make_psf("gaussian", (15, 15), sigma=1.5)
-    frame = (led_frame(truth, (20.2, 20.7), (64, 96), hot=(), rng=1)
-             + led_frame(truth * 0.5, (40.6, 70.1), (64, 96), hot=(), background=0, rng=2))
+    frame = (led_frame(truth, (20.2, 20.7), (64, 96), hot_pixels=(), rng=1)
+             + led_frame(truth * 0.5, (40.6, 70.1), (64, 96), hot_pixels=(), background=0, rng=2))
     _, info = prepare_psf(frame, centre=(41, 69), return_info=True)
     np.testing.assert_allclose(info.centre, (40.6, 70.1), atol=0.08)
     with pytest.raises(ValueError, match="outside"):

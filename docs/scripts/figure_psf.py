@@ -26,12 +26,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_psf import (  # noqa: E402
     by_hand,
     by_hand_average,
-    led_frame,
-    relative_error,
-    soft_disk,
 )
 from psfkit import average_beads, make_psf, prepare_psf  # noqa: E402
-from psfkit.samples import bead_image  # noqa: E402
+from psfkit.metrics import kernel_error as relative_error  # noqa: E402
+from psfkit.samples import (  # noqa: E402
+    bead_image,
+    point_source_frame,
+    soft_disk,
+)
 
 
 def centre_pad(array, shape):
@@ -61,10 +63,11 @@ def profiles(axis, curves, title):
 def main():
     figure, axes = plt.subplots(2, 5, figsize=(15, 6.4))
 
-    truth = soft_disk()
+    truth = soft_disk(6.0)
     half = [n // 2 for n in truth.shape]
     centre = np.array([60.37, 65.78])
-    frame = led_frame(truth, centre, rng=3)
+    frame = point_source_frame(truth, centre, (128, 128), hot_pixels=3, hot_value=4000.0,
+                               rng=3)
     hand = by_hand(frame, half)
     psf = prepare_psf(frame)
     shape = [max(a, b, c) for a, b, c in zip(truth.shape, psf.shape, hand.shape,

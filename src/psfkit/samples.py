@@ -175,6 +175,53 @@ def blurred_pair(
                        shift=shift, gain=float(gain), offset=float(offset), noise_sigma=sigma)
 
 
+def soft_disk(radius: float, blur: float = 0.7) -> np.ndarray:
+    """A defocus disk of ``radius`` px seen through a lens whose in-focus blur is a Gaussian
+    of ``blur`` px: the PSF of a real out-of-focus camera, unit sum, odd shape."""
+    from .models import make_psf
+
+    size = 2 * int(radius + 4 * blur) + 3
+    disk = convolve(make_psf("disk", (size, size), radius=radius),
+                    make_psf("gaussian", (9, 9), sigma=blur), mode="same")
+    disk = np.clip(disk, 0, None)
+    return (disk / disk.sum()).astype(np.float32)
+
+
+def point_source_frame(
+    psf: np.ndarray,
+    centre,
+    shape=(80, 80),
+    *,
+    flux: float = 60000.0,
+    background: float = 120.0,
+    read_noise: float = 4.0,
+    hot_pixels=((6, 60), (70, 9), (25, 20)),
+    hot_value: float = 5000.0,
+    rng=0,
+) -> np.ndarray:
+    """A camera frame of one point source (an LED, a star, a bead) imaged through ``psf``.
+
+    The source collects ``flux`` photons at the sub-pixel ``centre``; the frame adds a
+    ``background`` level, shot noise on everything, Gaussian read noise and hot pixels,
+    given as a sequence of indices or as a count of randomly placed ones.
+    """
+    rng = _rng(rng)
+    psf = np.asarray(psf, dtype=np.float32)
+    image = np.zeros(shape, dtype=np.float32)
+    whole = np.round(centre).astype(int)
+    half = np.array(psf.shape) // 2
+    stamp = fourier_shift_scene(np.pad(psf, 4) * flux, np.asarray(centre) - whole)
+    box = tuple(slice(w - h - 4, w + h + 5) for w, h in zip(whole, half, strict=True))
+    image[box] += np.clip(stamp, 0, None)
+    image = rng.poisson(image + background).astype(np.float32)
+    image += rng.normal(0, read_noise, shape).astype(np.float32)
+    if np.isscalar(hot_pixels):
+        hot_pixels = [tuple(rng.integers(0, n) for n in shape) for _ in range(int(hot_pixels))]
+    for index in hot_pixels:
+        image[tuple(index)] = hot_value
+    return image
+
+
 def bead_image(
     psf: np.ndarray,
     shape=(256, 256),
@@ -238,26 +285,15 @@ def sample_pair(rng=1) -> dict:
 
 
 def sample_point_source(rng=2) -> dict:
-    """One out-of-focus LED in a dark frame: a defocus disk of radius 4.5 px whose edge is
-    softened by the lens (a Gaussian of sigma 0.7 px), off-centre by a fraction of a pixel, on
-    a background of 100 counts with shot and read noise and three hot pixels."""
-    from .models import make_psf
-
-    rng = _rng(rng)
-    psf = convolve(make_psf("disk", (13, 13), radius=4.5),
-                   make_psf("gaussian", (5, 5), sigma=0.7), mode="same")
-    psf = np.clip(psf, 0, None) / psf.sum()
-    shape = (64, 64)
-    centre = np.array([30.3, 33.6])
-    image = np.zeros(shape, dtype=np.float32)
-    whole = np.round(centre).astype(int)
-    stamp = fourier_shift_scene(psf * 40000.0, centre - whole)
-    image[whole[0] - 6:whole[0] + 7, whole[1] - 6:whole[1] + 7] += np.clip(stamp, 0, None)
-    image = rng.poisson(image + 100.0).astype(np.float32) + rng.normal(0, 3.0, shape).astype(
-        np.float32)
-    for y, x in ((5, 50), (55, 12), (20, 20)):
-        image[y, x] = 4000.0
-    return {"image": image, "truth": {"psf": psf, "centre": centre.tolist(), "radius": 4.5}}
+    """One out-of-focus LED in a dark frame: a defocus disk of radius 4.5 px softened by the
+    lens (a Gaussian of sigma 0.7 px), off-centre by a fraction of a pixel, 40 000 photons on
+    a background of 100 counts, shot and read noise, and three hot pixels."""
+    psf = soft_disk(4.5, 0.7)
+    centre = (30.3, 33.6)
+    image = point_source_frame(psf, centre, (64, 64), flux=40000.0, background=100.0,
+                               read_noise=3.0, hot_pixels=((5, 50), (55, 12), (20, 20)),
+                               hot_value=4000.0, rng=rng)
+    return {"image": image, "truth": {"psf": psf, "centre": list(centre), "radius": 4.5}}
 
 
 def sample_beads(rng=3) -> dict:
