@@ -166,13 +166,14 @@ def led_case(repeats: int) -> tuple[list, list]:
     sample_psf, seconds = timed(prepare_psf, sample["image"])
     noise_free = np.zeros((64, 64), np.float32)
     whole = np.round(sample["truth"]["centre"]).astype(int)
+    half = sharp_truth.shape[0] // 2
+    box = tuple(slice(w - half, w + half + 1) for w in whole)
     stamp = fourier_shift_scene(sharp_truth, np.array(sample["truth"]["centre"]) - whole)
-    noise_free[whole[0] - 6:whole[0] + 7, whole[1] - 6:whole[1] + 7] = np.clip(stamp, 0, None)
-    floor = fourier_shift(noise_free[whole[0] - 6:whole[0] + 7, whole[1] - 6:whole[1] + 7],
-                          -(np.array(sample["truth"]["centre"]) - whole))
+    noise_free[box] = np.clip(stamp, 0, None)
+    floor = fourier_shift(noise_free[box], -(np.array(sample["truth"]["centre"]) - whole))
     sample_rows = [
         ("psfkit `prepare_psf`", kernel_error(sample_psf, sharp_truth)),
-        ("by hand", kernel_error(by_hand(sample["image"], [6, 6]), sharp_truth)),
+        ("by hand", kernel_error(by_hand(sample["image"], [half, half]), sharp_truth)),
         ("floor: noise-free frame, known centre", kernel_error(floor / floor.sum(),
                                                                  sharp_truth)),
     ]
