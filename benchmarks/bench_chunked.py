@@ -40,6 +40,7 @@ import numpy as np
 
 import psfkit
 from psfkit.chunked import ChunkPlan, deconvolve_chunked, default_depth, plan_chunked
+from psfkit.metrics import block_border_mask
 from psfkit.models import make_psf
 from psfkit.samples import blurred_pair
 
@@ -63,16 +64,6 @@ def _cases(quick: bool):
            (z3 // 2, n3 // 2, n3 // 2))
 
 
-def _cut_mask(shape, chunks, width=2):
-    mask = np.zeros(shape, dtype=bool)
-    for axis, size in enumerate(chunks):
-        for cut in range(size, shape[axis], size):
-            index = [slice(None)] * len(shape)
-            index[axis] = slice(cut - width, cut + width)
-            mask[tuple(index)] = True
-    return mask
-
-
 def _timed(function):
     start = time.perf_counter()
     value = function()
@@ -89,7 +80,7 @@ def agreement(quick: bool) -> str:
         (whole, info), whole_time = _timed(
             lambda image=image, psf=psf: psfkit.deconvolve(image, psf, return_info=True))
         noise = max(pair.noise_sigma, info.noise_sigma)
-        cuts = _cut_mask(image.shape, chunks)
+        cuts = block_border_mask(image.shape, chunks)
         plan, planning = _timed(lambda image=image, psf=psf, chunks=chunks:
                                 plan_chunked(image, psf, chunks=chunks))
         # the in-memory run with the parameters the plan passes to every block

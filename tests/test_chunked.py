@@ -12,6 +12,7 @@ from psfkit.chunked import (
     plan_chunked,
     psf_support,
 )
+from psfkit.metrics import block_border_mask
 from psfkit.models import make_psf
 from psfkit.samples import blurred_pair
 
@@ -40,23 +41,12 @@ def _case(ndim):
     return psf, pair, chunks
 
 
-def _cut_mask(shape, chunks, width=2):
-    """Pixels within ``width`` of an internal block border."""
-    mask = np.zeros(shape, dtype=bool)
-    for axis, size in enumerate(chunks):
-        for cut in range(size, shape[axis], size):
-            index = [slice(None)] * len(shape)
-            index[axis] = slice(cut - width, cut + width)
-            mask[tuple(index)] = True
-    return mask
-
-
 def _relative(result, reference):
     return float(np.linalg.norm(result - reference) / np.linalg.norm(reference))
 
 
 def _seam_rms(result, reference, chunks):
-    near_cuts = _cut_mask(reference.shape, chunks)
+    near_cuts = block_border_mask(reference.shape, chunks)
     return float(np.sqrt(np.mean((result - reference)[near_cuts] ** 2)))
 
 

@@ -2,7 +2,8 @@
 
 ``kernel_error`` compares two kernels centred on their centre pixels; ``image_error``
 compares a restored image with the true scene after the best affine intensity match, since
-a deconvolution is free to return its result in other intensity units.
+a deconvolution is free to return its result in other intensity units; ``block_border_mask``
+marks where a chunked computation could leave seams.
 """
 
 from __future__ import annotations
@@ -44,3 +45,14 @@ def image_error(estimate: np.ndarray, truth: np.ndarray) -> float:
     design = np.stack([estimate, np.ones_like(estimate)], axis=1)
     coefficients, *_ = np.linalg.lstsq(design, truth, rcond=None)
     return float(np.linalg.norm(design @ coefficients - truth) / np.linalg.norm(truth))
+
+
+def block_border_mask(shape, chunks, width: int = 2) -> np.ndarray:
+    """Pixels within ``width`` of an internal border between blocks of size ``chunks``."""
+    mask = np.zeros(tuple(shape), dtype=bool)
+    for axis, size in enumerate(chunks):
+        for cut in range(size, shape[axis], size):
+            index = [slice(None)] * len(shape)
+            index[axis] = slice(cut - width, cut + width)
+            mask[tuple(index)] = True
+    return mask
