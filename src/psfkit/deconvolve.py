@@ -431,6 +431,51 @@ class _PoissonData:
         return total / model.size
 
 
+class _BoundaryWeights:
+    """Bertero–Boccacci normalisation ``1 / H^T 1``, kept only where it differs from 1.
+
+    ``H^T 1`` is exactly 1 on the object pixels whose whole PSF footprint lands inside the
+    image (indices ``[K - 1, N)`` per axis), so only the border band of width ``K - 1`` at
+    each end of each axis is stored, as slabs that do not overlap. Object pixels that send
+    almost no light into the image get weight 0 (held at zero rather than amplified); grid
+    samples outside the object get 0 too.
+    """
+
+    def __init__(self, operator: BlurOperator, threshold: float = 1e-3):
+        sensitivity = operator.sensitivity()
+        floor = np.float32(threshold * float(sensitivity.max()))
+        self.object = operator.object
+        self.slabs = []
+        interior = [slice(0, n) for n in operator.object_shape]
+        for axis, (n, k) in enumerate(zip(operator.image_shape, operator.psf_shape,
+                                          strict=True)):
+            # a PSF longer than the image leaves no pixel with its footprint inside
+            bands = ((slice(0, k - 1), slice(n, n + k - 1)) if k - 1 < n
+                     else (slice(0, n + k - 1),))
+            for band in bands:
+                if band.stop <= band.start:
+                    continue
+                region = list(interior)
+                region[axis] = band
+                region = tuple(region)
+                weights = sensitivity[region]
+                seen = weights > floor
+                weights = np.reciprocal(weights, where=seen, out=np.zeros_like(weights))
+                self.slabs.append((region, weights))
+            # later axes' slabs exclude this axis's bands, so no pixel is weighted twice
+            interior[axis] = slice(k - 1, n) if k - 1 < n else slice(0, 0)
+        del sensitivity
+
+    def apply(self, grid: np.ndarray) -> None:
+        """Multiply a grid array by the weights, in place (zero outside the object)."""
+        for axis, region in enumerate(self.object):
+            outside = [slice(None)] * grid.ndim
+            outside[axis] = slice(region.stop, None)
+            grid[tuple(outside)] = 0
+        for region, weights in self.slabs:
+            grid[region] *= weights
+
+
 def _dot(a: np.ndarray, b: np.ndarray, rows: int = 32) -> float:
     """``sum(a * b)``, in slabs along the first axis: ``np.vdot`` copies a strided view,
     and this copies only one slab at a time."""
@@ -457,17 +502,14 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     """
     last = iterations
     model_offset = np.float32(problem.shift)
-    weights = operator.sensitivity()
-    # Bertero–Boccacci: divide by H^T 1; pixels that send almost no light into the image
-    # are left at zero rather than amplified
-    seen = weights > np.float32(1e-3 * float(weights.max()))
-    np.reciprocal(weights, out=weights, where=seen)
-    weights[~seen] = 0
+    weights = _BoundaryWeights(operator)
     start = max(problem.mean - problem.shift, 1e-6 * max(problem.max, 1e-30))
     estimate = operator.zeros()
     estimate[operator.object] = np.float32(start)
-    estimate *= seen
-    del seen
+    # pixels that send almost no light into the image start (and stay) at zero
+    weights.apply(estimate)
+    estimate[operator.object] = np.where(estimate[operator.object] > 0, np.float32(start),
+                                         np.float32(0))
     accelerate = acceleration is not None
     geometric = acceleration == "geometric"
     previous = change = None
@@ -514,7 +556,7 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
         pending = [blurred]
         del blurred
         factor = operator.adjoint(pending.pop())
-        factor *= weights
+        weights.apply(factor)
         if regularization > 0:
             _divide_by_tv_term(factor[operator.object], point[operator.object],
                                regularization, 1e-3 * max(start, 1e-12))
