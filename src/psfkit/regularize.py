@@ -51,8 +51,17 @@ def noise_sigma(image: np.ndarray) -> float:
     if axes_used == 0:
         raise ValueError(f"image of shape {image.shape} is too small to estimate noise")
     smooth = ndi.gaussian_filter(image, 2.0, truncate=3.0)
-    gradients = np.gradient(smooth) if image.ndim > 1 else [np.gradient(smooth)]
-    slope = sum(g * g for g in gradients)[tuple(interior)]
+    gradients = list(np.gradient(smooth)) if image.ndim > 1 else [np.gradient(smooth)]
+    del smooth
+    # the squared gradient summed in place, so few image-sized arrays live at once
+    slope = gradients.pop(0)
+    slope *= slope
+    while gradients:
+        part = gradients.pop(0)
+        part *= part
+        slope += part
+        del part
+    slope = slope[tuple(interior)]
     flat = filtered[slope <= np.median(slope)].astype(np.float64)
     deviation = np.median(np.abs(flat - np.median(flat)))
     if deviation == 0:
@@ -107,10 +116,14 @@ def noise_model(image: np.ndarray, *, bins: int = 16) -> tuple[float, float]:
         axes_used += 1
     if axes_used == 0:
         raise ValueError(f"image of shape {image.shape} is too small to estimate noise")
-    filtered = filtered.ravel().astype(np.float64) / np.sqrt(6.0**axes_used)
+    # in place where possible: the peak memory stays a few copies of the samples
+    filtered = filtered.ravel().astype(np.float64)
+    filtered /= np.sqrt(6.0**axes_used)
     level = level.ravel().astype(np.float64)
     edges = np.quantile(level, np.linspace(0, 1, bins + 1))
-    index = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, bins - 1)
+    index = np.searchsorted(edges, level, side="right")
+    index -= 1
+    np.clip(index, 0, bins - 1, out=index)
     levels, variances, counts = [], [], []
     for b in range(bins):
         chosen = index == b
@@ -122,6 +135,7 @@ def noise_model(image: np.ndarray, *, bins: int = 16) -> tuple[float, float]:
         variances.append(float((MAD_TO_SIGMA * deviation) ** 2))
         counts.append(values.size)
     levels, variances = np.array(levels), np.array(variances)
+    del filtered, level, index
     overall = noise_sigma(image) ** 2
     if levels.size < 3 or np.ptp(levels) <= 0:
         return 0.0, overall
