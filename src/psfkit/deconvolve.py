@@ -512,7 +512,7 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
                                          np.float32(0))
     accelerate = acceleration is not None
     geometric = acceleration == "geometric"
-    previous = change = None
+    previous = change = region = None
     change_norm = alpha = 0.0
     # an offset far above FFT round-off keeps the model positive by itself (one pass less)
     safe_offset = problem.shift > 1e-4 * max(problem.mean, 1e-30)
@@ -588,7 +588,7 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
                 step_norm = float(np.vdot(step, step))
                 del step
             estimate *= factor
-        del factor
+        del factor, region  # region is a view: it would keep the factor alive
         info.iterations = iteration
         if tolerance is not None and iteration > 2:
             # relative change: of log x (geometric) or of x
