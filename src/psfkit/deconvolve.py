@@ -588,7 +588,8 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
                 step_norm = float(np.vdot(step, step))
                 del step
             estimate *= factor
-        del factor, region  # region is a view: it would keep the factor alive
+        del factor
+        region = None  # a view of the factor: it would keep the factor alive
         info.iterations = iteration
         if tolerance is not None and iteration > 2:
             # relative change: of log x (geometric) or of x
