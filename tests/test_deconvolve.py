@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from psfkit import deconvolve
-from psfkit.deconvolve import DEFAULT_ITERATIONS, DISCREPANCY_EXTENSION, METHODS, BlurOperator
+from psfkit.deconvolve import (
+    DEFAULT_ITERATIONS,
+    DISCREPANCY_EXTENSION,
+    METHODS,
+    BlurOperator,
+    _BoundaryWeights,
+)
 from psfkit.metrics import image_error as relative_error
 from psfkit.models import make_psf
 from psfkit.operators import Convolver
@@ -129,6 +135,40 @@ def test_acceleration_reaches_plain_quality_in_fewer_iterations():
     assert relative_error(classic, pair.sharp) <= relative_error(plain, pair.sharp)
 
 
+def test_geometric_acceleration_stays_positive_and_finite_far_past_the_optimum():
+    pair = blurred_pair(make_psf("airy", (21, 21), radius=3.0), (48, 48), noise=0.0,
+                        poisson_photons=100, scene_kind="stars", rng=5)
+    result = deconvolve(pair.blurred, pair.kernel, "richardson_lucy", iterations=300)
+    plain = deconvolve(pair.blurred, pair.kernel, "richardson_lucy", iterations=300,
+                       acceleration=None)
+    assert np.all(np.isfinite(result)) and result.min() >= 0
+    # no blow-up: where plain RL has converged, the accelerated iterations are as good
+    assert relative_error(result, pair.sharp) <= 1.02 * relative_error(plain, pair.sharp)
+    assert result.max() <= pair.sharp.max()
+
+
+@pytest.mark.parametrize(("psf_shape", "image_shape"), [((5, 7), (20, 23)),
+                                                         ((9, 3, 5), (6, 12, 4)),
+                                                         ((4, 6), (3, 40))])
+def test_boundary_weights_equal_the_reciprocal_sensitivity(psf_shape, image_shape):
+    """The band-only weights are ``1 / H^T 1`` where it is not tiny, else 0, and 0 off the
+    object (a PSF longer than the image included)."""
+    rng = np.random.default_rng(2)
+    psf = rng.random(psf_shape).astype(np.float32)
+    operator = BlurOperator(psf / psf.sum(), image_shape)
+    sensitivity = operator.sensitivity()
+    seen = sensitivity > 1e-3 * sensitivity.max()
+    expected = np.zeros_like(sensitivity)
+    np.reciprocal(sensitivity, out=expected, where=seen)
+    outside = np.ones(sensitivity.shape, dtype=bool)
+    outside[operator.object] = False
+    expected[outside] = 0
+    grid = rng.random(operator.grid_shape).astype(np.float32)
+    weighted = grid.copy()
+    _BoundaryWeights(operator).apply(weighted)
+    np.testing.assert_allclose(weighted, grid * expected, rtol=1e-5, atol=1e-6)
+
+
 def test_background_and_read_noise_are_modelled():
     """A camera offset and read noise must not turn into a bright haze or noise."""
     pair = blurred_pair(make_psf("gaussian", (11, 11), sigma=1.5), (64, 64), noise=0.0,
@@ -194,8 +234,10 @@ def test_reported_parameters_repeat_the_run_without_estimating(blobs_3d_pair, me
     np.testing.assert_allclose(repeated, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
 
 
-def test_auto_averages_rl_tv_and_extended_discrepancy_stopped_rl(natural_pair):
+def test_auto_averages_rl_tv_and_extended_discrepancy_stopped_rl(natural_pair, monkeypatch):
     image, psf = natural_pair.blurred, natural_pair.kernel
+    # rl_mix's RL part extrapolates with the projection step rule
+    monkeypatch.setattr(sys.modules["psfkit.deconvolve"], "RL_STEP_RULE", "projection")
     result, info = deconvolve(image, psf, return_info=True)
     assert info.method == "rl_mix" and info.stopped_by == "discrepancy"
     _, stop = deconvolve(image, psf, "richardson_lucy", return_info=True)

@@ -29,8 +29,22 @@ from .regularize import noise_model
 METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix")
 ACCELERATIONS = ("geometric", "biggs_andrews", None)
 
-#: Largest extrapolation step of the accelerated Richardson–Lucy iterations.
+#: Largest extrapolation step of the accelerated Richardson–Lucy iterations with Biggs and
+#: Andrews' projection step rule (the classic form, RL-TV, and ``rl_mix``).
 MAX_EXTRAPOLATION = 0.95
+
+#: Largest extrapolation step of the geometric acceleration with the cosine step rule
+#: (``method="richardson_lucy"``), whose iterations are stopped early, so their path
+#: matters as well as their speed: larger steps (0.9–0.95)
+#: go faster on deep runs, but their least error on smooth scenes stays up to 0.8 % above
+#: plain RL's best; with 0.8 it is within 0.5 % (benchmark, acceleration part).
+MAX_GEOMETRIC_EXTRAPOLATION = 0.8
+
+#: Step rule of ``method="richardson_lucy"``'s acceleration (see ``_richardson_lucy``).
+#: ``rl_mix`` keeps Biggs and Andrews' projection rule, with which its
+#: ``DISCREPANCY_EXTENSION`` was chosen: with the cosine rule at that factor, its error on
+#: star fields with Gaussian noise is up to 17 % larger.
+RL_STEP_RULE = "cosine"
 
 #: Default iteration budgets when neither the user nor a stopping rule decides.
 DEFAULT_ITERATIONS = {"richardson_lucy": 100, "rl_tv": 200, "fista_tv": 200,
@@ -485,9 +499,28 @@ def _dot(a: np.ndarray, b: np.ndarray, rows: int = 32) -> float:
     return total
 
 
+def _geometric_step(overlap: float, norm: float, previous_norm: float,
+                    iteration: int) -> float:
+    """Extrapolation step of the geometric acceleration after ``iteration`` steps.
+
+    The cosine between the last two changes of ``log x`` (``overlap`` over the root of the
+    product of their squared ``norm``s), not Biggs and Andrews' projection coefficient: it
+    measures how steadily the iterations move without depending on how fast the steps
+    shrink, and reaches plain RL's best error in fewer iterations on the benchmark cases.
+    While the changes agree (positive cosine) the step is at least Nesterov's
+    ``(k - 1) / (k + 2)``, which the estimate only reaches after several iterations; a
+    negative cosine restarts (no extrapolation). At most ``MAX_GEOMETRIC_EXTRAPOLATION``.
+    """
+    cosine = overlap / max(np.sqrt(norm * previous_norm), 1e-300)
+    if not cosine > 0:
+        return 0.0
+    return min(max(cosine, (iteration - 1) / (iteration + 2)), MAX_GEOMETRIC_EXTRAPOLATION)
+
+
 def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iterations,
                      acceleration, regularization, stop_at_noise, callback, info,
-                     tolerance=None, extension=1.0, step_offset=0, step_total=None):
+                     tolerance=None, extension=1.0, step_offset=0, step_total=None,
+                     step_rule="projection"):
     """Richardson–Lucy on the valid geometry with Bertero–Boccacci normalisation.
 
     The data are ``image - background + shift`` and the model ``H x + shift``, where the
@@ -499,7 +532,15 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     With ``stop_at_noise``, the iterations stop ``extension`` times later than the first
     iteration whose misfit reaches the noise (the discrepancy principle for 1).
     ``step_offset`` and ``step_total`` place these iterations in a longer progress report.
+
+    ``step_rule`` sets the extrapolation step of the accelerated iterations: Biggs and
+    Andrews' ``"projection"`` coefficient of the last change on the one before (at most
+    ``MAX_EXTRAPOLATION``), or, for the geometric form, ``"cosine"`` (see
+    :func:`_geometric_step`), which follows plain RL's path more closely and is meant for
+    early-stopped runs without a prior.
     """
+    if step_rule not in ("projection", "cosine"):
+        raise ValueError(f"step_rule must be 'projection' or 'cosine', got {step_rule!r}")
     last = iterations
     model_offset = np.float32(problem.shift)
     weights = _BoundaryWeights(operator)
@@ -571,15 +612,19 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
                 region -= 1
                 region *= point[operator.object]
                 point[operator.object] += region
+            region_norm = _dot(region, region)
             if change is not None:
-                alpha = _dot(region, change) / max(change_norm, 1e-300)
-                alpha = min(max(alpha, 0.0), MAX_EXTRAPOLATION)
+                overlap = _dot(region, change)
+                if geometric and step_rule == "cosine":
+                    alpha = _geometric_step(overlap, region_norm, change_norm, iteration)
+                else:
+                    alpha = min(max(overlap / max(change_norm, 1e-300), 0.0),
+                                MAX_EXTRAPOLATION)
             if change is None:
                 change = region.copy()
             else:
                 np.copyto(change, region)
-            change_norm = float(np.vdot(change, change))
-            step_norm = change_norm
+            change_norm = step_norm = region_norm
             previous, estimate = estimate, point
         else:
             if tolerance is not None:
@@ -893,7 +938,8 @@ def deconvolve(
                                   stop_at_noise=automatic_stop and lam == 0,
                                   tolerance=CONVERGENCE_TOLERANCE if automatic_stop and lam > 0
                                   else None,
-                                  callback=callback, info=info)
+                                  callback=callback, info=info,
+                                  step_rule=RL_STEP_RULE if lam == 0 else "projection")
     else:
         result = _fista_tv(image, BlurOperator(psf, image.shape), noise=noise,
                            iterations=iterations or DEFAULT_ITERATIONS[method],
