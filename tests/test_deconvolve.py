@@ -234,19 +234,43 @@ def test_reported_parameters_repeat_the_run_without_estimating(blobs_3d_pair, me
     np.testing.assert_allclose(repeated, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
 
 
-def test_auto_averages_rl_tv_and_extended_discrepancy_stopped_rl(natural_pair, monkeypatch):
+def test_auto_is_rl_smoothed_to_the_noise_averaged_with_rl_tv(natural_pair, monkeypatch):
     image, psf = natural_pair.blurred, natural_pair.kernel
     # rl_mix's RL part extrapolates with the projection step rule
     monkeypatch.setattr(sys.modules["psfkit.deconvolve"], "RL_STEP_RULE", "projection")
     result, info = deconvolve(image, psf, return_info=True)
     assert info.method == "rl_mix" and info.stopped_by == "discrepancy"
-    _, stop = deconvolve(image, psf, "richardson_lucy", return_info=True)
-    assert info.iterations == round(DISCREPANCY_EXTENSION * stop.iterations)
+    assert info.regularization > 0 and info.smoothing > 0  # a photograph: extended
     noise = {key: info.parameters[key] for key in ("background", "read_noise", "gain")}
-    sharp = deconvolve(image, psf, "richardson_lucy", iterations=info.iterations, **noise)
+    _, stop = deconvolve(image, psf, "richardson_lucy", acceleration="geometric",
+                         **noise, return_info=True)
+    assert info.iterations == round(DISCREPANCY_EXTENSION["extended"] * stop.iterations)
+    # the parts, each with no data-driven choice left
+    sharp = deconvolve(image, psf, "rl_mix", iterations=info.iterations, regularization=0.0,
+                       smoothing=info.smoothing, **noise)
     smooth = deconvolve(image, psf, "rl_tv", iterations=DEFAULT_ITERATIONS["rl_tv"],
                         regularization=info.regularization, **noise)
     np.testing.assert_allclose(result, 0.5 * (sharp + smooth), rtol=0, atol=1e-5)
+    # the smoothing brings the over-fitted RL result back to the noise level
+    over = deconvolve(image, psf, "rl_mix", iterations=info.iterations, regularization=0.0,
+                      smoothing=0.0, **noise)
+    truth = natural_pair.sharp
+    assert relative_error(sharp, truth) < 0.98 * relative_error(over, truth)
+    assert relative_error(result, truth) < relative_error(sharp, truth)
+
+
+def test_auto_runs_point_sources_longer_without_rl_tv(monkeypatch):
+    monkeypatch.setattr(sys.modules["psfkit.deconvolve"], "RL_STEP_RULE", "projection")
+    psf = make_psf("moffat", (15, 15), alpha=2.0, beta=2.5)
+    pair = blurred_pair(psf, (128, 128), scene_kind="stars", noise=0.01, rng=3)
+    result, info = deconvolve(pair.blurred, pair.kernel, return_info=True)
+    assert info.regularization == 0 and info.smoothing > 0  # point sources: no RL-TV
+    _, stop = deconvolve(pair.blurred, pair.kernel, "richardson_lucy",
+                         acceleration="geometric", return_info=True,
+                         **{key: info.parameters[key]
+                            for key in ("background", "read_noise", "gain")})
+    assert info.iterations == round(DISCREPANCY_EXTENSION["points"] * stop.iterations)
+    assert relative_error(result, pair.sharp) < 0.6 * relative_error(pair.blurred, pair.sharp)
 
 
 def test_noise_model_recovers_gain_and_read_noise():

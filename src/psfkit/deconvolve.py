@@ -64,7 +64,7 @@ POINT_SOURCE_KURTOSIS = 50.0
 
 #: RL-TV's automatic weight is this times the relative noise ``sqrt(var / level) / level``
 #: at the mean level (see ``_NoiseModel.relative_noise``); chosen once on the benchmark suite.
-RL_TV_STRENGTH = 0.05
+RL_TV_STRENGTH = 0.1
 
 #: The TV smoothing of ``rl_mix``: dual gradient-projection iterations per weight tried, and
 #: bisection steps on the logarithm of the weight (each halves a range of 4.5 decades).
