@@ -710,10 +710,9 @@ def _smooth_to_noise(estimate, image, psf, noise: _NoiseModel, weight="auto",
     """
     crop = tuple(slice(k - 1 - k // 2, k - 1 - k // 2 + n - k + 1)
                  for n, k in zip(image.shape, psf.shape, strict=True))
-    data = image[crop] - np.float32(noise.background)
     slope, floor = (noise.gain, noise.intercept + noise.gain * noise.background) \
         if noise.poisson else (0.0, noise.rms**2)
-    blur = Convolver(psf, image.shape)
+    floor = max(floor, 1e-30)
     dual = [np.zeros(image.shape, dtype=np.float32) for _ in range(image.ndim)]
 
     def smooth(weight):
@@ -723,11 +722,19 @@ def _smooth_to_noise(estimate, image, psf, noise: _NoiseModel, weight="auto",
         return smooth(float(weight)), float(weight)
 
     def misfit(candidate):
-        model = blur.convolve(candidate, "valid")
-        variance = np.maximum(model, 0) * np.float32(slope)
-        variance += np.float32(max(floor, 1e-30))
-        model -= data
+        # made per call, so its cached PSF spectrum does not live through the smoothing
+        model = Convolver(psf, image.shape).convolve(candidate, "valid")
+        del candidate
+        variance = None
+        if slope > 0:
+            variance = np.maximum(model, 0)
+            variance *= np.float32(slope)
+            variance += np.float32(floor)
+        model += np.float32(noise.background)
+        model -= image[crop]
         model *= model
+        if variance is None:
+            return float(np.mean(model, dtype=np.float64)) / floor
         model /= variance
         return float(np.mean(model, dtype=np.float64))
 
@@ -789,10 +796,10 @@ def _rl_mix(problem: _PoissonData, operator: BlurOperator, image, psf, noise, *,
     if regularization < 0:
         raise ValueError(f"regularization must be >= 0, got {regularization}")
     info.regularization = regularization
+    problem.release()  # room for the smoothing, and for ``sharp`` during RL-TV
     sharp, info.smoothing = _smooth_to_noise(sharp, image, psf, noise, smoothing)
     if regularization == 0:
         return sharp
-    problem.release()  # room for ``sharp`` within the memory of one run
     tv_info = DeconvolutionInfo(method="rl_tv")
     smooth = _richardson_lucy(problem, operator, iterations=tv_iterations,
                               acceleration=acceleration, regularization=regularization,
@@ -805,18 +812,17 @@ def _rl_mix(problem: _PoissonData, operator: BlurOperator, image, psf, noise, *,
     return sharp
 
 
-def _gradient(field: np.ndarray) -> list[np.ndarray]:
-    """Forward differences along every axis, zero across the last sample (Neumann)."""
-    parts = []
-    for axis in range(field.ndim):
-        part = np.zeros_like(field)
-        inner = [slice(None)] * field.ndim
-        inner[axis] = slice(0, -1)
-        ahead = [slice(None)] * field.ndim
-        ahead[axis] = slice(1, None)
-        np.subtract(field[tuple(ahead)], field[tuple(inner)], out=part[tuple(inner)])
-        parts.append(part)
-    return parts
+def _forward_difference(field: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
+    """Forward difference along ``axis`` into ``out``, zero across the last sample (Neumann)."""
+    inner = [slice(None)] * field.ndim
+    inner[axis] = slice(0, -1)
+    ahead = [slice(None)] * field.ndim
+    ahead[axis] = slice(1, None)
+    np.subtract(field[tuple(ahead)], field[tuple(inner)], out=out[tuple(inner)])
+    last = [slice(None)] * field.ndim
+    last[axis] = slice(-1, None)
+    out[tuple(last)] = 0
+    return out
 
 
 def _divergence(parts: list[np.ndarray]) -> np.ndarray:
@@ -835,34 +841,49 @@ def _divergence(parts: list[np.ndarray]) -> np.ndarray:
 def _tv_prox(values: np.ndarray, weight: float, dual: list[np.ndarray],
              iterations: int = 10) -> np.ndarray:
     """``argmin_z ½||z - values||² + weight TV(z)`` over ``z >= 0`` by Beck–Teboulle's fast
-    gradient projection on the dual; ``dual`` is warm-started and updated in place."""
+    gradient projection on the dual; ``dual`` is warm-started and updated in place.
+
+    Memory: the dual and its momentum (one array per axis each) and three more arrays; the
+    gradient is recomputed one axis at a time rather than stored.
+    """
     if weight <= 0:
         return np.maximum(values, 0)
     step = np.float32(1.0 / (4 * values.ndim * weight))
     momentum = [d.copy() for d in dual]
+    part = np.empty_like(values)
+    norm = np.empty_like(values)
+
+    def ascent(estimate, axis):
+        # the dual's gradient-ascent point along ``axis``, in ``part``
+        _forward_difference(estimate, axis, part)
+        np.multiply(part, step, out=part)
+        np.add(part, momentum[axis], out=part)
+
     t = 1.0
     for _ in range(iterations):
         estimate = _divergence(momentum)
         estimate *= np.float32(weight)
         estimate += values
         np.maximum(estimate, 0, out=estimate)
-        parts = _gradient(estimate)
-        norm = np.zeros_like(estimate)
-        for part, m in zip(parts, momentum, strict=True):
-            part *= step
-            part += m
-            norm += part * part
+        norm.fill(0)
+        for axis in range(values.ndim):
+            ascent(estimate, axis)
+            part *= part
+            norm += part
         np.sqrt(norm, out=norm)
         np.maximum(norm, 1, out=norm)
         t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
         beta = np.float32((t - 1) / t_next)
-        for part, old, m in zip(parts, dual, momentum, strict=True):
+        for axis, (old, m) in enumerate(zip(dual, momentum, strict=True)):
+            ascent(estimate, axis)
             part /= norm
             np.subtract(part, old, out=m)
             m *= beta
             m += part
             old[...] = part
+        del estimate
         t = t_next
+    momentum.clear()  # the final estimate needs only the dual
     estimate = _divergence(dual)
     estimate *= np.float32(weight)
     estimate += values
