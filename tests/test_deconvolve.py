@@ -273,6 +273,26 @@ def test_auto_runs_point_sources_longer_without_rl_tv(monkeypatch):
     assert relative_error(result, pair.sharp) < 0.6 * relative_error(pair.blurred, pair.sharp)
 
 
+def test_replayed_acceleration_steps_make_a_crop_follow_the_whole_images_path():
+    psf = make_psf("moffat", (15, 15), alpha=2.0, beta=2.5)
+    pair = blurred_pair(psf, (160, 160), scene_kind="stars", noise=0.01, rng=5)
+    whole, info = deconvolve(pair.blurred, psf, "richardson_lucy", iterations=60,
+                             return_info=True)
+    assert len(info.steps) == 60 and info.parameters["acceleration_steps"] == info.steps
+    assert max(info.steps) > 0.3  # the run did extrapolate
+    # the central crop, with and without the whole image's steps; compare away from its edges
+    crop, inner = (slice(30, 130),) * 2, (slice(50, 110),) * 2
+    options = {key: info.parameters[key] for key in ("background", "read_noise", "gain")}
+    own = deconvolve(pair.blurred[crop], psf, "richardson_lucy", iterations=60, **options)
+    replayed = deconvolve(pair.blurred[crop], psf, "richardson_lucy", iterations=60,
+                          acceleration_steps=info.steps, **options)
+    reference = whole[inner]
+    inside = (slice(20, 80),) * 2
+    replayed_error = relative_error(replayed[inside], reference)
+    own_error = relative_error(own[inside], reference)
+    assert replayed_error < 0.01 and replayed_error < 0.5 * own_error
+
+
 def test_noise_model_recovers_gain_and_read_noise():
     rng = np.random.default_rng(10)
     level = np.linspace(50, 2000, 256, dtype=np.float64)[None, :] * np.ones((256, 1))
@@ -298,6 +318,10 @@ def test_noise_model_recovers_gain_and_read_noise():
         (np.ones((16, 16)), np.ones((3, 3)), {"method": "tikhonov", "regularization": -1.0},
          ValueError, "regularization"),
         (np.ones((16, 16)), np.ones((3, 3)), {"gain": -1.0}, ValueError, "gain"),
+        (np.ones((16, 16)), np.ones((3, 3)), {"acceleration_steps": [0.5, -1.0]},
+         ValueError, "acceleration_steps"),
+        (np.ones((16, 16)), np.ones((3, 3)), {"method": "rl_mix", "smoothing": -1.0},
+         ValueError, "smoothing"),
     ],
 )
 def test_bad_input_gives_a_clear_error(image, psf, kwargs, error, match):

@@ -85,6 +85,9 @@ class DeconvolutionInfo:
     regularization: float = 0.0
     #: weight of ``rl_mix``'s total-variation smoothing (0 for the other methods)
     smoothing: float = 0.0
+    #: extrapolation step of each accelerated Richardson–Lucy iteration (for ``rl_mix``, its
+    #: Richardson–Lucy part's steps followed by its RL-TV part's)
+    steps: list = field(default_factory=list)
     acceleration: str | None = None
     noise_sigma: float = 0.0
     background: float = 0.0
@@ -549,7 +552,7 @@ def _geometric_step(overlap: float, norm: float, previous_norm: float,
 def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iterations,
                      acceleration, regularization, stop_at_noise, callback, info,
                      tolerance=None, extension=1.0, step_offset=0, step_total=None,
-                     step_rule="projection"):
+                     step_rule="projection", steps=None):
     """Richardson–Lucy on the valid geometry with Bertero–Boccacci normalisation.
 
     The data are ``image - background + shift`` and the model ``H x + shift``, where the
@@ -567,7 +570,10 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     Andrews' ``"projection"`` coefficient of the last change on the one before (at most
     ``MAX_EXTRAPOLATION``), or, for the geometric form, ``"cosine"`` (see
     :func:`_geometric_step`), which follows plain RL's path more closely and is meant for
-    early-stopped runs without a prior.
+    early-stopped runs without a prior. ``steps``, the extrapolation steps of an earlier run
+    (its ``info.steps``), replaces the computed ones iteration by iteration, so another image
+    (a block of a larger one) follows the same path; the steps used are appended to
+    ``info.steps``.
     """
     if step_rule not in ("projection", "cosine"):
         raise ValueError(f"step_rule must be 'projection' or 'cosine', got {step_rule!r}")
@@ -652,6 +658,9 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
                 else:
                     alpha = min(max(overlap / max(change_norm, 1e-300), 0.0),
                                 MAX_EXTRAPOLATION)
+            if steps is not None and iteration <= len(steps):
+                alpha = float(steps[iteration - 1])
+            info.steps.append(alpha)
             if change is None:
                 change = region.copy()
             else:
@@ -680,8 +689,9 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
         if stop_at_noise and info.history[-1] <= 1.0:
             info.stopped_by = "discrepancy"
             stop_at_noise = False
-            factor = extension(estimate[operator.output]) if callable(extension) else extension
-            last = min(max(iteration, round(factor * iteration)), iterations)
+            stretch = (extension(estimate[operator.output]) if callable(extension)
+                       else extension)
+            last = min(max(iteration, round(stretch * iteration)), iterations)
             if last <= iteration:
                 break
         if not report(callback, step_offset + iteration,
@@ -753,7 +763,8 @@ def _smooth_to_noise(estimate, image, psf, noise: _NoiseModel, weight="auto",
 
 
 def _rl_mix(problem: _PoissonData, operator: BlurOperator, image, psf, noise, *,
-            iterations, acceleration, regularization, smoothing, callback, info):
+            iterations, acceleration, regularization, smoothing, callback, info,
+            steps=None):
     """Richardson–Lucy run past the noise, then TV-smoothed back to it; for extended
     objects averaged with RL-TV.
 
@@ -785,7 +796,7 @@ def _rl_mix(problem: _PoissonData, operator: BlurOperator, image, psf, noise, *,
     sharp = _richardson_lucy(problem, operator, iterations=budget, acceleration=acceleration,
                              regularization=0.0, stop_at_noise=iterations is None,
                              extension=extension, callback=callback, info=info,
-                             step_total=total)
+                             step_total=total, steps=steps)
     if info.stopped_by == "callback":
         return sharp
     if regularization == "auto":
@@ -804,7 +815,9 @@ def _rl_mix(problem: _PoissonData, operator: BlurOperator, image, psf, noise, *,
     smooth = _richardson_lucy(problem, operator, iterations=tv_iterations,
                               acceleration=acceleration, regularization=regularization,
                               stop_at_noise=False, callback=callback, info=tv_info,
-                              step_offset=info.iterations, step_total=total)
+                              step_offset=info.iterations, step_total=total,
+                              steps=None if steps is None else steps[info.iterations:])
+    info.steps += tv_info.steps
     if tv_info.stopped_by == "callback":
         info.stopped_by = "callback"
     sharp += smooth
@@ -956,6 +969,7 @@ def deconvolve(
     regularization="auto",
     smoothing="auto",
     acceleration: str | None = "geometric",
+    acceleration_steps=None,
     background: float | None = None,
     read_noise: float | None = None,
     gain: float | None = None,
@@ -991,6 +1005,11 @@ def deconvolve(
         (``"geometric"``, the default: stays positive without clipping, which keeps point
         sources sharp) or of ``x`` itself (``"biggs_andrews"``, the classic form, with
         clipping at zero). ``None`` gives plain Richardson–Lucy.
+    acceleration_steps : sequence of float, optional
+        The extrapolation step of each accelerated iteration, as an earlier run reports them
+        in ``info.steps``: replays that run's acceleration instead of computing the steps
+        from this image, so that blocks of a larger image (:mod:`psfkit.chunked`) or the
+        frames of a series follow the same path. ``info.parameters`` includes them.
     background : float, optional
         Constant offset of the image (camera offset, sky level). Estimated when omitted.
     read_noise : float, optional
@@ -1042,6 +1061,11 @@ def deconvolve(
         raise ValueError(f"acceleration must be one of {ACCELERATIONS}, got {acceleration!r}")
     if iterations is not None and (int(iterations) != iterations or iterations < 1):
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    if acceleration_steps is not None:
+        steps = np.asarray(acceleration_steps, dtype=np.float64)
+        if steps.ndim != 1 or not np.all(np.isfinite(steps)) or np.any(steps < 0):
+            raise ValueError("acceleration_steps must be a sequence of finite numbers >= 0")
+        acceleration_steps = steps.tolist()
     if not (regularization == "auto" or np.isscalar(regularization)):
         raise ValueError(f"regularization must be a number or 'auto', got {regularization!r}")
     noise = _NoiseModel.estimate(image, background, read_noise, gain)
@@ -1060,7 +1084,7 @@ def deconvolve(
                          BlurOperator(psf, image.shape), image, psf, noise,
                          iterations=iterations, acceleration=acceleration,
                          regularization=regularization, smoothing=smoothing,
-                         callback=callback, info=info)
+                         callback=callback, info=info, steps=acceleration_steps)
     elif method in ("richardson_lucy", "rl_tv"):
         lam = 0.0
         if method == "rl_tv":
@@ -1079,7 +1103,8 @@ def deconvolve(
                                   tolerance=CONVERGENCE_TOLERANCE if automatic_stop and lam > 0
                                   else None,
                                   callback=callback, info=info,
-                                  step_rule=RL_STEP_RULE if lam == 0 else "projection")
+                                  step_rule=RL_STEP_RULE if lam == 0 else "projection",
+                                  steps=acceleration_steps)
     else:
         result = _fista_tv(image, BlurOperator(psf, image.shape), noise=noise,
                            iterations=iterations or DEFAULT_ITERATIONS[method],
@@ -1092,6 +1117,8 @@ def deconvolve(
                                acceleration=info.acceleration)
     if info.method == "rl_mix":
         info.parameters.update(smoothing=float(info.smoothing))
+    if info.steps:
+        info.parameters.update(acceleration_steps=[float(step) for step in info.steps])
     if return_info:
         return result, info
     return result
