@@ -23,7 +23,7 @@ import scipy.fft
 
 from ._progress import report
 from ._validate import as_float_array
-from .operators import WORKERS, Convolver, fast_shape, kernel_otf
+from .operators import WORKERS, Convolver, fast_shape, inverse_rfftn, kernel_otf
 from .regularize import noise_model
 
 METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix")
@@ -223,17 +223,8 @@ class BlurOperator:
         return self._inverse(spectrum)
 
     def _inverse(self, spectrum: np.ndarray) -> np.ndarray:
-        """``irfftn`` of a half spectrum, which it overwrites.
-
-        A multi-axis ``irfftn`` allocates a hidden copy of the whole spectrum (pocketfft's
-        complex-to-real path ignores ``overwrite_x``), which does not show in tracemalloc
-        but raises the resident peak by one grid; the complex transforms over the leading
-        axes run in place here instead, then one real transform along the last axis.
-        """
-        if spectrum.ndim > 1:
-            spectrum = scipy.fft.ifftn(spectrum, axes=tuple(range(spectrum.ndim - 1)),
-                                       workers=self.workers, overwrite_x=True)
-        return scipy.fft.irfft(spectrum, self.grid_shape[-1], axis=-1, workers=self.workers)
+        """``irfftn`` of a half spectrum, which it overwrites (no hidden spectrum copy)."""
+        return inverse_rfftn(spectrum, self.grid_shape, workers=self.workers)
 
     def zero_outside_valid(self, grid: np.ndarray) -> None:
         """Set every grid sample outside the ``valid`` slice to zero, in place."""
