@@ -66,10 +66,14 @@ POINT_SOURCE_KURTOSIS = 50.0
 #: at the mean level (see ``_NoiseModel.relative_noise``); chosen once on the benchmark suite.
 RL_TV_STRENGTH = 0.1
 
-#: The TV smoothing of ``rl_mix``: dual gradient-projection iterations per weight tried, and
-#: bisection steps on the logarithm of the weight (each halves a range of 4.5 decades).
+#: The TV smoothing of ``rl_mix``: dual gradient-projection iterations of the result, and
+#: per weight tried while searching (warm-started from the previous weight's dual); bisection
+#: steps on the logarithm of the weight (each halves a range of 4.5 decades); the search
+#: looks at a central crop of at most this many samples.
 SMOOTHING_ITERATIONS = 40
+SMOOTHING_SEARCH_ITERATIONS = 15
 SMOOTHING_BISECTIONS = 9
+SMOOTHING_SEARCH_SAMPLES = 2**20
 
 #: Regularised iterations stop when an iteration changes the estimate by less than this
 #: fraction of its norm.
@@ -701,30 +705,49 @@ def _excess_kurtosis(values: np.ndarray) -> float:
     return float(np.mean(values**4)) / max(variance**2, 1e-300) - 3.0
 
 
+def _central_region(shape, limit: int, minimum) -> tuple[slice, ...]:
+    """Slices of a central region of ``shape`` with at most about ``limit`` samples and at
+    least ``minimum`` (per axis) where the shape allows."""
+    fraction = min(1.0, (limit / float(np.prod(shape))) ** (1.0 / len(shape)))
+    sizes = [min(n, max(int(n * fraction), m)) for n, m in zip(shape, minimum, strict=True)]
+    return tuple(slice((n - size) // 2, (n - size) // 2 + size)
+                 for n, size in zip(shape, sizes, strict=True))
+
+
 def _smooth_to_noise(estimate, image, psf, noise: _NoiseModel, weight="auto",
                      target: float = 1.0):
     """Total-variation smoothing of an over-fitted estimate until it explains the data
     only down to the noise: the largest TV weight whose reblurred result still has a
     misfit of at most ``target`` noise variances, where the blur is fully defined.
 
-    Returns the smoothed estimate and the weight (the given one when not ``"auto"``).
+    The weight is searched by bisection of its logarithm on a central region of at most
+    ``SMOOTHING_SEARCH_SAMPLES`` samples (the misfit is an average, and a large region
+    gives the same weight); the result is then smoothed with it from a cold start, so
+    that the weight alone (``smoothing=``) reproduces it. Returns the smoothed estimate and
+    the weight (the given one when not ``"auto"``).
     """
+    if weight == "auto":
+        weight = _smoothing_weight(estimate, image, psf, noise, target)
+    weight = float(weight)
+    dual = [np.zeros(estimate.shape, dtype=np.float32) for _ in range(estimate.ndim)]
+    return _tv_prox(estimate, weight, dual, iterations=SMOOTHING_ITERATIONS), weight
+
+
+def _smoothing_weight(estimate, image, psf, noise: _NoiseModel, target: float) -> float:
+    """The search of :func:`_smooth_to_noise`: the largest TV weight (to 1/2**9 of 4.5
+    decades) whose smoothed estimate has a misfit of at most ``target``."""
+    region = _central_region(image.shape, SMOOTHING_SEARCH_SAMPLES,
+                             [3 * k for k in psf.shape])
+    estimate, image = estimate[region], image[region]
     crop = tuple(slice(k - 1 - k // 2, k - 1 - k // 2 + n - k + 1)
                  for n, k in zip(image.shape, psf.shape, strict=True))
     slope, floor = (noise.gain, noise.intercept + noise.gain * noise.background) \
         if noise.poisson else (0.0, noise.rms**2)
     floor = max(floor, 1e-30)
-    dual = [np.zeros(image.shape, dtype=np.float32) for _ in range(image.ndim)]
-
-    def smooth(weight):
-        return _tv_prox(estimate, weight, dual, iterations=SMOOTHING_ITERATIONS)
-
-    if weight != "auto":
-        return smooth(float(weight)), float(weight)
+    blur = Convolver(psf, image.shape)
 
     def misfit(candidate):
-        # made per call, so its cached PSF spectrum does not live through the smoothing
-        model = Convolver(psf, image.shape).convolve(candidate, "valid")
+        model = blur.convolve(candidate, "valid")
         del candidate
         variance = None
         if slope > 0:
@@ -739,18 +762,18 @@ def _smooth_to_noise(estimate, image, psf, noise: _NoiseModel, weight="auto",
         model /= variance
         return float(np.mean(model, dtype=np.float64))
 
+    dual = [np.zeros(image.shape, dtype=np.float32) for _ in range(image.ndim)]
     scale = float(np.std(estimate, dtype=np.float64)) or 1.0
     low, high = -4.0, 0.5  # log10 of weight / scale
     for _ in range(SMOOTHING_BISECTIONS):
         middle = 0.5 * (low + high)
-        if misfit(smooth(scale * 10.0**middle)) <= target:
+        candidate = _tv_prox(estimate, scale * 10.0**middle, dual,
+                             iterations=SMOOTHING_SEARCH_ITERATIONS)
+        if misfit(candidate) <= target:
             low = middle
         else:
             high = middle
-    weight = scale * 10.0**low
-    for part in dual:
-        part[...] = 0
-    return smooth(weight), weight
+    return scale * 10.0**low
 
 
 def _rl_mix(problem: _PoissonData, operator: BlurOperator, image, psf, noise, *,
