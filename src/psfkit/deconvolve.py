@@ -73,7 +73,7 @@ RL_TV_STRENGTH = 0.1
 SMOOTHING_ITERATIONS = 40
 SMOOTHING_SEARCH_ITERATIONS = 15
 SMOOTHING_BISECTIONS = 9
-SMOOTHING_SEARCH_SAMPLES = 2**20
+SMOOTHING_SEARCH_SAMPLES = 2**18
 
 #: Regularised iterations stop when an iteration changes the estimate by less than this
 #: fraction of its norm.
@@ -697,12 +697,21 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     return np.array(estimate[operator.output])
 
 
-def _excess_kurtosis(values: np.ndarray) -> float:
-    """Excess kurtosis of the values: about 0 for Gaussian-like, large for sparse peaks."""
-    values = values.astype(np.float64).ravel()
-    values -= values.mean()
-    variance = float(np.mean(values * values))
-    return float(np.mean(values**4)) / max(variance**2, 1e-300) - 3.0
+def _excess_kurtosis(values: np.ndarray, rows: int = 32) -> float:
+    """Excess kurtosis of the values: about 0 for Gaussian-like, large for sparse peaks.
+
+    Two passes in slabs along the first axis, so the temporaries stay small.
+    """
+    mean = float(np.mean(values, dtype=np.float64))
+    second = fourth = 0.0
+    for start in range(0, values.shape[0], rows):
+        part = values[start:start + rows].astype(np.float64)
+        part -= mean
+        part *= part
+        second += float(part.sum())
+        fourth += float(np.vdot(part, part))
+    second, fourth = second / values.size, fourth / values.size
+    return fourth / max(second**2, 1e-300) - 3.0
 
 
 def _central_region(shape, limit: int, minimum) -> tuple[slice, ...]:
@@ -767,18 +776,17 @@ def _smoothing_weight(estimate, image, psf, noise: _NoiseModel, target: float) -
     low, high = -4.0, 0.5  # log10 of weight / scale
     for _ in range(SMOOTHING_BISECTIONS):
         middle = 0.5 * (low + high)
-        candidate = _tv_prox(estimate, scale * 10.0**middle, dual,
-                             iterations=SMOOTHING_SEARCH_ITERATIONS)
-        if misfit(candidate) <= target:
+        # no name holds the candidate, so it is freed before the next one is made
+        if misfit(_tv_prox(estimate, scale * 10.0**middle, dual,
+                           iterations=SMOOTHING_SEARCH_ITERATIONS)) <= target:
             low = middle
         else:
             high = middle
     return scale * 10.0**low
 
 
-def _rl_mix(problem: _PoissonData, operator: BlurOperator, image, psf, noise, *,
-            iterations, acceleration, regularization, smoothing, callback, info,
-            steps=None):
+def _rl_mix(problem: _PoissonData, image, psf, noise, *, iterations, acceleration,
+            regularization, smoothing, callback, info, steps=None):
     """Richardson–Lucy run past the noise, then TV-smoothed back to it; for extended
     objects averaged with RL-TV.
 
@@ -796,7 +804,10 @@ def _rl_mix(problem: _PoissonData, operator: BlurOperator, image, psf, noise, *,
 
     ``info.iterations`` reports the Richardson–Lucy part's iterations, ``info.regularization``
     the RL-TV weight (0 for point sources) and ``info.smoothing`` the TV smoothing weight.
+    The blur operator (its OTF) and the data are dropped during the smoothing, which needs
+    room for the dual variables.
     """
+    operator = BlurOperator(psf, image.shape)
     budget = iterations or DEFAULT_ITERATIONS["rl_mix"]
     tv_iterations = DEFAULT_ITERATIONS["rl_tv"]
     total = budget + tv_iterations
@@ -822,9 +833,11 @@ def _rl_mix(problem: _PoissonData, operator: BlurOperator, image, psf, noise, *,
         raise ValueError(f"regularization must be >= 0, got {regularization}")
     info.regularization = regularization
     problem.release()  # room for the smoothing, and for ``sharp`` during RL-TV
+    del operator
     sharp, info.smoothing = _smooth_to_noise(sharp, image, psf, noise, smoothing)
     if regularization == 0:
         return sharp
+    operator = BlurOperator(psf, image.shape)
     tv_info = DeconvolutionInfo(method="rl_tv")
     smooth = _richardson_lucy(problem, operator, iterations=tv_iterations,
                               acceleration=acceleration, regularization=regularization,
@@ -865,6 +878,13 @@ def _divergence(parts: list[np.ndarray]) -> np.ndarray:
     return total
 
 
+def _dual_ascent(estimate, axis: int, step, momentum_axis, out) -> None:
+    """``out = momentum_axis + step * ∂_axis estimate``: the TV dual's ascent point."""
+    _forward_difference(estimate, axis, out)
+    out *= step
+    out += momentum_axis
+
+
 def _tv_prox(values: np.ndarray, weight: float, dual: list[np.ndarray],
              iterations: int = 10) -> np.ndarray:
     """``argmin_z ½||z - values||² + weight TV(z)`` over ``z >= 0`` by Beck–Teboulle's fast
@@ -880,12 +900,6 @@ def _tv_prox(values: np.ndarray, weight: float, dual: list[np.ndarray],
     part = np.empty_like(values)
     norm = np.empty_like(values)
 
-    def ascent(estimate, axis):
-        # the dual's gradient-ascent point along ``axis``, in ``part``
-        _forward_difference(estimate, axis, part)
-        np.multiply(part, step, out=part)
-        np.add(part, momentum[axis], out=part)
-
     t = 1.0
     for _ in range(iterations):
         estimate = _divergence(momentum)
@@ -894,7 +908,7 @@ def _tv_prox(values: np.ndarray, weight: float, dual: list[np.ndarray],
         np.maximum(estimate, 0, out=estimate)
         norm.fill(0)
         for axis in range(values.ndim):
-            ascent(estimate, axis)
+            _dual_ascent(estimate, axis, step, momentum[axis], part)
             part *= part
             norm += part
         np.sqrt(norm, out=norm)
@@ -902,7 +916,7 @@ def _tv_prox(values: np.ndarray, weight: float, dual: list[np.ndarray],
         t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
         beta = np.float32((t - 1) / t_next)
         for axis, (old, m) in enumerate(zip(dual, momentum, strict=True)):
-            ascent(estimate, axis)
+            _dual_ascent(estimate, axis, step, momentum[axis], part)
             part /= norm
             np.subtract(part, old, out=m)
             m *= beta
@@ -910,6 +924,7 @@ def _tv_prox(values: np.ndarray, weight: float, dual: list[np.ndarray],
             old[...] = part
         del estimate
         t = t_next
+    del part, norm
     momentum.clear()  # the final estimate needs only the dual
     estimate = _divergence(dual)
     estimate *= np.float32(weight)
@@ -1094,8 +1109,7 @@ def deconvolve(
     elif method == "rl_mix":
         if not (smoothing == "auto" or (np.isscalar(smoothing) and float(smoothing) >= 0)):
             raise ValueError(f"smoothing must be a number >= 0 or 'auto', got {smoothing!r}")
-        result = _rl_mix(_PoissonData.from_image(image, noise),
-                         BlurOperator(psf, image.shape), image, psf, noise,
+        result = _rl_mix(_PoissonData.from_image(image, noise), image, psf, noise,
                          iterations=iterations, acceleration=acceleration,
                          regularization=regularization, smoothing=smoothing,
                          callback=callback, info=info, steps=acceleration_steps)
