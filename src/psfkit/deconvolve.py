@@ -371,12 +371,22 @@ def _total_variation_gradient_term(estimate: np.ndarray, epsilon: float) -> np.n
     return divergence
 
 
-def _divide_by_tv_term(factor, estimate, weight: float, epsilon: float, rows: int = 32):
+def _slab_rows(shape, rows: int | None = None) -> int:
+    """How many leading-axis rows a slab-wise loop takes at once: at most 32, and at most
+    about 2**18 samples, so a slab of a volume is a few planes, not half of it."""
+    if rows is not None:
+        return rows
+    row_size = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    return max(1, min(32, 2**18 // max(row_size, 1)))
+
+
+def _divide_by_tv_term(factor, estimate, weight: float, epsilon: float, rows: int | None = None):
     """Dey et al.'s RL-TV step: ``factor /= 1 - weight div(∇x/|∇x|)`` (kept above 0.2).
 
     Computed in slabs along the first axis with a one-sample halo, which gives the same
     values as the whole array at once while keeping the temporaries small.
     """
+    rows = _slab_rows(estimate.shape, rows)
     n = estimate.shape[0]
     for start in range(0, n, rows):
         stop = min(start + rows, n)
@@ -394,11 +404,11 @@ class _PoissonData:
     """Data ready for the RL family: ``data ≈ Poisson-like with mean H x + shift``.
 
     ``variance = slope * mean + floor`` describes the noise for the discrepancy principle.
-    After :meth:`release`, the data are recomputed from ``image`` in slabs when needed,
-    which saves an image-sized array at the cost of a little time.
+    The data, ``max(image - background + shift, 0)``, are not stored: they are recomputed
+    from ``image`` in slabs where needed, which saves an image-sized array for about 8 % of
+    a 2D iteration's time (nothing measurable in 3D).
     """
 
-    data: np.ndarray | None
     shift: float
     slope: float
     floor: float
@@ -410,38 +420,35 @@ class _PoissonData:
     @classmethod
     def from_image(cls, image, noise: _NoiseModel) -> _PoissonData:
         shift = float(noise.shift())
-        data = image - np.float32(noise.background)
-        data += np.float32(shift)
-        np.maximum(data, 0, out=data)
         slope, floor = noise.variance_terms()
-        return cls(data=data, shift=shift, slope=slope, floor=floor, image=image,
-                   background=float(noise.background), mean=float(np.mean(data)),
-                   max=float(data.max()))
-
-    def release(self) -> None:
-        """Drop the stored data; :meth:`slab` recomputes them from the image."""
-        self.data = None
+        problem = cls(shift=shift, slope=slope, floor=floor, image=image,
+                      background=float(noise.background), mean=0.0, max=0.0)
+        rows = _slab_rows(image.shape)
+        total, largest = 0.0, 0.0
+        for start in range(0, image.shape[0], rows):
+            part = problem.slab(start, start + rows)
+            total += float(part.sum(dtype=np.float64))
+            largest = max(largest, float(part.max()))
+        problem.mean, problem.max = total / image.size, largest
+        return problem
 
     def slab(self, start: int, stop: int) -> np.ndarray:
-        """``data[start:stop]`` (a view, or a new array after :meth:`release`)."""
-        if self.data is not None:
-            return self.data[start:stop]
+        """``data[start:stop]``, computed from the image."""
         part = self.image[start:stop] - np.float32(self.background)
         part += np.float32(self.shift)
         return np.maximum(part, 0, out=part)
 
-    def divide_into(self, model: np.ndarray, rows: int = 32) -> None:
-        """``model = data / model``, in place."""
-        if self.data is not None:
-            np.divide(self.data, model, out=model)
-            return
+    def divide_into(self, model: np.ndarray, rows: int | None = None) -> None:
+        """``model = data / model``, in place, in slabs along the first axis."""
+        rows = _slab_rows(model.shape, rows)
         for start in range(0, model.shape[0], rows):
             part = model[start:start + rows]
             np.divide(self.slab(start, start + rows), part, out=part)
 
-    def misfit(self, model: np.ndarray, rows: int = 32) -> float:
+    def misfit(self, model: np.ndarray, rows: int | None = None) -> float:
         """Mean squared residual over the noise variance (the discrepancy, 1 at the noise),
         in slabs along the first axis so the temporaries stay small."""
+        rows = _slab_rows(model.shape, rows)
         total = 0.0
         for start in range(0, model.shape[0], rows):
             part = model[start:start + rows]
@@ -499,9 +506,10 @@ class _BoundaryWeights:
             grid[region] *= weights
 
 
-def _dot(a: np.ndarray, b: np.ndarray, rows: int = 32) -> float:
+def _dot(a: np.ndarray, b: np.ndarray, rows: int | None = None) -> float:
     """``sum(a * b)``, in slabs along the first axis: ``np.vdot`` copies a strided view,
     and this copies only one slab at a time."""
+    rows = _slab_rows(a.shape, rows)
     total = 0.0
     for start in range(0, a.shape[0], rows):
         total += float(np.vdot(a[start:start + rows], b[start:start + rows]))
@@ -509,12 +517,13 @@ def _dot(a: np.ndarray, b: np.ndarray, rows: int = 32) -> float:
 
 
 def _extrapolate_log(estimate: np.ndarray, log_step: np.ndarray, alpha: float,
-                     rows: int = 32) -> None:
+                     rows: int | None = None) -> None:
     """``estimate *= exp(alpha * log_step)``, with ``log_step`` (``log(x_k / x_{k-1})``)
     clipped to a factor of 10 either way, and ``log_step`` replaced by the exponent used;
     in place, in slabs along the first axis so the temporaries stay small. Storing
     ``log_step`` instead of the previous estimate spares a division and a power per pixel.
     """
+    rows = _slab_rows(log_step.shape, rows)
     if alpha <= 0:
         log_step[...] = 0
         return
@@ -697,11 +706,12 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     return np.array(estimate[operator.output])
 
 
-def _excess_kurtosis(values: np.ndarray, rows: int = 32) -> float:
+def _excess_kurtosis(values: np.ndarray, rows: int | None = None) -> float:
     """Excess kurtosis of the values: about 0 for Gaussian-like, large for sparse peaks.
 
     Two passes in slabs along the first axis, so the temporaries stay small.
     """
+    rows = _slab_rows(values.shape, rows)
     mean = float(np.mean(values, dtype=np.float64))
     second = fourth = 0.0
     for start in range(0, values.shape[0], rows):
@@ -832,8 +842,7 @@ def _rl_mix(problem: _PoissonData, image, psf, noise, *, iterations, acceleratio
     if regularization < 0:
         raise ValueError(f"regularization must be >= 0, got {regularization}")
     info.regularization = regularization
-    problem.release()  # room for the smoothing, and for ``sharp`` during RL-TV
-    del operator
+    del operator  # room for the smoothing
     sharp, info.smoothing = _smooth_to_noise(sharp, image, psf, noise, smoothing)
     if regularization == 0:
         return sharp
