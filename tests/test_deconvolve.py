@@ -249,7 +249,7 @@ def test_auto_is_rl_smoothed_to_the_noise_averaged_with_rl_tv(natural_pair, monk
     sharp = deconvolve(image, psf, "rl_mix", iterations=info.iterations, regularization=0.0,
                        smoothing=info.smoothing, **noise)
     smooth = deconvolve(image, psf, "rl_tv", iterations=DEFAULT_ITERATIONS["rl_tv"],
-                        regularization=info.regularization, **noise)
+                        regularization=info.regularization, acceleration=None, **noise)
     np.testing.assert_allclose(result, 0.5 * (sharp + smooth), rtol=0, atol=1e-5)
     # the smoothing brings the over-fitted RL result back to the noise level
     over = deconvolve(image, psf, "rl_mix", iterations=info.iterations, regularization=0.0,
