@@ -751,7 +751,7 @@ def _smooth_to_noise(estimate, image, psf, noise: _NoiseModel, weight="auto",
     weight = float(weight)
     dual = [np.zeros(estimate.shape, dtype=np.float32) for _ in range(estimate.ndim)]
     return _tv_prox(estimate, weight, dual, iterations=SMOOTHING_ITERATIONS,
-                    momentum=False), weight
+                    accelerated=False), weight
 
 
 def _smoothing_weight(estimate, image, psf, noise: _NoiseModel, target: float) -> float:
@@ -897,9 +897,9 @@ def _dual_ascent(estimate, axis: int, step, momentum_axis, out) -> None:
 
 
 def _tv_prox(values: np.ndarray, weight: float, dual: list[np.ndarray],
-             iterations: int = 10, momentum: bool = True) -> np.ndarray:
+             iterations: int = 10, accelerated: bool = True) -> np.ndarray:
     """``argmin_z ½||z - values||² + weight TV(z)`` over ``z >= 0`` by Beck–Teboulle's fast
-    gradient projection on the dual (plain projection with ``momentum=False``); ``dual`` is
+    gradient projection on the dual (plain projection with ``accelerated=False``); ``dual`` is
     warm-started and updated in place.
 
     Memory: the dual, its momentum (one array per axis each; none without momentum) and
@@ -908,7 +908,6 @@ def _tv_prox(values: np.ndarray, weight: float, dual: list[np.ndarray],
     if weight <= 0:
         return np.maximum(values, 0)
     step = np.float32(1.0 / (4 * values.ndim * weight))
-    accelerated = momentum
     momentum = [d.copy() for d in dual] if accelerated else dual
     part = np.empty_like(values)
     norm = np.empty_like(values)
