@@ -42,8 +42,8 @@ MAX_GEOMETRIC_EXTRAPOLATION = 0.8
 
 #: Step rule of ``method="richardson_lucy"``'s acceleration (see ``_richardson_lucy``).
 #: ``rl_mix`` keeps Biggs and Andrews' projection rule, with which its
-#: ``DISCREPANCY_EXTENSION`` was chosen: with the cosine rule at that factor, its error on
-#: star fields with Gaussian noise is up to 17 % larger.
+#: ``DISCREPANCY_EXTENSION`` was chosen: with the cosine rule at those factors the benchmark
+#: suite's median ratio to the best peer is 0.86 instead of 0.84.
 RL_STEP_RULE = "cosine"
 
 #: Default iteration budgets when neither the user nor a stopping rule decides.
