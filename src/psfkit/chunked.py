@@ -39,6 +39,7 @@ import numpy as np
 from ._progress import report
 from ._validate import as_float_array
 from .deconvolve import deconvolve
+from .regularize import central_region
 
 #: Energy fraction that defines the PSF's support radius.
 SUPPORT_ENERGY = 0.999
@@ -252,15 +253,8 @@ def _enforce_minimum(chunks, minimum):
 
 def _central_region(shape, leading: int, voxels: int) -> tuple[slice, ...]:
     """The first frame of the leading axes and a centred spatial box of ~``voxels``."""
-    spatial = shape[leading:]
-    if np.prod(spatial) <= voxels:
-        sizes = list(spatial)
-    else:
-        scale = (voxels / np.prod(spatial)) ** (1.0 / len(spatial))
-        sizes = [min(n, max(int(n * scale), 1)) for n in spatial]
     lead = tuple(slice(0, 1) for _ in range(leading))
-    return lead + tuple(slice((n - s) // 2, (n - s) // 2 + s)
-                        for n, s in zip(spatial, sizes, strict=True))
+    return lead + central_region(shape[leading:], voxels)
 
 
 #: Keyword arguments of the core that never carry a data-driven choice.

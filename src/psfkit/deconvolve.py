@@ -24,7 +24,7 @@ import scipy.fft
 from ._progress import report
 from ._validate import as_float_array
 from .operators import WORKERS, Convolver, fast_shape, inverse_rfftn, kernel_otf
-from .regularize import noise_model
+from .regularize import central_region, noise_model
 
 METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix")
 ACCELERATIONS = ("geometric", "biggs_andrews", None)
@@ -725,15 +725,6 @@ def _excess_kurtosis(values: np.ndarray, rows: int | None = None) -> float:
     return fourth / max(second**2, 1e-300) - 3.0
 
 
-def _central_region(shape, limit: int, minimum) -> tuple[slice, ...]:
-    """Slices of a central region of ``shape`` with at most about ``limit`` samples and at
-    least ``minimum`` (per axis) where the shape allows."""
-    fraction = min(1.0, (limit / float(np.prod(shape))) ** (1.0 / len(shape)))
-    sizes = [min(n, max(int(n * fraction), m)) for n, m in zip(shape, minimum, strict=True)]
-    return tuple(slice((n - size) // 2, (n - size) // 2 + size)
-                 for n, size in zip(shape, sizes, strict=True))
-
-
 def _smooth_to_noise(estimate, image, psf, noise: _NoiseModel, weight="auto",
                      target: float = 1.0):
     """Total-variation smoothing of an over-fitted estimate until it explains the data
@@ -757,14 +748,14 @@ def _smooth_to_noise(estimate, image, psf, noise: _NoiseModel, weight="auto",
 def _smoothing_weight(estimate, image, psf, noise: _NoiseModel, target: float) -> float:
     """The search of :func:`_smooth_to_noise`: the largest TV weight (to 1/2**9 of 4.5
     decades) whose smoothed estimate has a misfit of at most ``target``."""
-    region = _central_region(image.shape, SMOOTHING_SEARCH_SAMPLES,
-                             [3 * k for k in psf.shape])
+    region = central_region(image.shape, SMOOTHING_SEARCH_SAMPLES,
+                            [3 * k for k in psf.shape])
     estimate, image = estimate[region], image[region]
     crop = tuple(slice(k - 1 - k // 2, k - 1 - k // 2 + n - k + 1)
                  for n, k in zip(image.shape, psf.shape, strict=True))
-    slope, floor = (noise.gain, noise.intercept + noise.gain * noise.background) \
-        if noise.poisson else (0.0, noise.rms**2)
-    floor = max(floor, 1e-30)
+    # the RL family's variance, ``slope * (H x + shift) + floor``, for the unshifted H x
+    slope, floor = noise.variance_terms()
+    floor = max(floor + slope * noise.shift(), 1e-30)
     blur = Convolver(psf, image.shape)
 
     def misfit(candidate):

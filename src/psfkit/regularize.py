@@ -16,6 +16,18 @@ from ._validate import as_float_array
 MAD_TO_SIGMA = 1.482602218505602
 
 
+def central_region(shape, samples: int, minimum=1) -> tuple[slice, ...]:
+    """Slices of a centred region of ``shape`` with about ``samples`` samples at most (each
+    axis scaled by the same factor), and at least ``minimum`` per axis where the shape
+    allows: where a data-driven choice looks when the whole array would cost too much."""
+    fraction = min(1.0, (samples / float(np.prod(shape))) ** (1.0 / len(shape)))
+    minimum = np.broadcast_to(minimum, (len(shape),))
+    sizes = [min(n, max(int(n * fraction), int(m))) for n, m in zip(shape, minimum,
+                                                                     strict=True)]
+    return tuple(slice((n - size) // 2, (n - size) // 2 + size)
+                 for n, size in zip(shape, sizes, strict=True))
+
+
 def noise_sigma(image: np.ndarray) -> float:
     """Robust estimate of the standard deviation of white noise in ``image``.
 
