@@ -9,10 +9,11 @@ import pytest
 
 from psfkit import deconvolve
 from psfkit.deconvolve import (
-    DEFAULT_ITERATIONS,
     DISCREPANCY_EXTENSION,
     METHODS,
+    RL_TV_REFINEMENT_ITERATIONS,
     BlurOperator,
+    DeconvolutionInfo,
     _BoundaryWeights,
 )
 from psfkit.metrics import image_error as relative_error
@@ -234,7 +235,7 @@ def test_reported_parameters_repeat_the_run_without_estimating(blobs_3d_pair, me
     np.testing.assert_allclose(repeated, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
 
 
-def test_auto_is_rl_smoothed_to_the_noise_averaged_with_rl_tv(natural_pair, monkeypatch):
+def test_auto_is_rl_smoothed_to_the_noise_then_refined_by_rl_tv(natural_pair, monkeypatch):
     image, psf = natural_pair.blurred, natural_pair.kernel
     # rl_mix's RL part extrapolates with the projection step rule
     monkeypatch.setattr(sys.modules["psfkit.deconvolve"], "RL_STEP_RULE", "projection")
@@ -248,9 +249,18 @@ def test_auto_is_rl_smoothed_to_the_noise_averaged_with_rl_tv(natural_pair, monk
     # the parts, each with no data-driven choice left
     sharp = deconvolve(image, psf, "rl_mix", iterations=info.iterations, regularization=0.0,
                        smoothing=info.smoothing, **noise)
-    smooth = deconvolve(image, psf, "rl_tv", iterations=DEFAULT_ITERATIONS["rl_tv"],
-                        regularization=info.regularization, acceleration=None, **noise)
-    np.testing.assert_allclose(result, 0.5 * (sharp + smooth), rtol=0, atol=1e-5)
+    # RL-TV started from the smoothed estimate, and averaged with it
+    module = sys.modules["psfkit.deconvolve"]
+    data = image.astype(np.float32)
+    kernel = module._prepare_psf(psf, image.ndim)
+    model = module._NoiseModel.estimate(data, **noise)
+    refined = module._richardson_lucy(
+        module._PoissonData.from_image(data, model), module.BlurOperator(kernel, data.shape),
+        iterations=RL_TV_REFINEMENT_ITERATIONS, acceleration=None,
+        regularization=info.regularization, stop_at_noise=False, callback=None,
+        info=DeconvolutionInfo(method="rl_tv"), initial=sharp)
+    np.testing.assert_allclose(result, 0.5 * (sharp + refined), rtol=0, atol=1e-5)
+    assert np.abs(refined - sharp).max() > 1e-2 * np.abs(sharp).max()
     # the smoothing brings the over-fitted RL result back to the noise level
     over = deconvolve(image, psf, "rl_mix", iterations=info.iterations, regularization=0.0,
                       smoothing=0.0, **noise)

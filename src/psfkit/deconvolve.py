@@ -46,6 +46,11 @@ MAX_GEOMETRIC_EXTRAPOLATION = 0.8
 #: suite's median ratio to the best peer is 0.86 instead of 0.84.
 RL_STEP_RULE = "cosine"
 
+#: RL-TV iterations of ``rl_mix``'s last step, started from the TV-smoothed estimate. Fewer
+#: favour blobs and more favour photographs (10: blobs 4 % better, photographs 2 % worse on
+#: a hold-out set); 30 matches 200 iterations from a flat start on photographs.
+RL_TV_REFINEMENT_ITERATIONS = 30
+
 #: Default iteration budgets when neither the user nor a stopping rule decides.
 DEFAULT_ITERATIONS = {"richardson_lucy": 100, "rl_tv": 200, "fista_tv": 200,
                       "rl_mix": 300}
@@ -557,7 +562,7 @@ def _geometric_step(overlap: float, norm: float, previous_norm: float,
 def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iterations,
                      acceleration, regularization, stop_at_noise, callback, info,
                      tolerance=None, extension=1.0, step_offset=0, step_total=None,
-                     step_rule="projection", steps=None):
+                     step_rule="projection", steps=None, initial=None):
     """Richardson–Lucy on the valid geometry with Bertero–Boccacci normalisation.
 
     The data are ``image - background + shift`` and the model ``H x + shift``, where the
@@ -578,7 +583,7 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     early-stopped runs without a prior. ``steps``, the extrapolation steps of an earlier run
     (its ``info.steps``), replaces the computed ones iteration by iteration, so another image
     (a block of a larger one) follows the same path; the steps used are appended to
-    ``info.steps``.
+    ``info.steps``. ``initial``, an estimate of the output's shape, replaces the flat start.
     """
     if step_rule not in ("projection", "cosine"):
         raise ValueError(f"step_rule must be 'projection' or 'cosine', got {step_rule!r}")
@@ -590,8 +595,17 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     estimate[operator.object] = np.float32(start)
     # pixels that send almost no light into the image start (and stay) at zero
     weights.apply(estimate)
-    estimate[operator.object] = np.where(estimate[operator.object] > 0, np.float32(start),
-                                         np.float32(0))
+    seen = estimate[operator.object] > 0
+    if initial is None:
+        estimate[operator.object] = np.float32(start)
+    else:
+        # the object reaches past the output by the PSF's extent: continue the edge values
+        margins = [(o.start - b.start, b.stop - o.stop)
+                   for o, b in zip(operator.output, operator.object, strict=True)]
+        estimate[operator.object] = np.pad(np.maximum(initial, np.float32(1e-3 * start)),
+                                           margins, mode="edge")
+    estimate[operator.object] *= seen
+    del seen
     accelerate = acceleration is not None
     geometric = acceleration == "geometric"
     previous = change = region = log_step = None
@@ -800,10 +814,11 @@ def _rl_mix(problem: _PoissonData, image, psf, noise, *, iterations, acceleratio
     2. The smallest total-variation smoothing that brings the misfit back to the noise
        removes most of that noise and keeps the edges and peaks (:func:`_smooth_to_noise`,
        weight ``smoothing``).
-    3. Unless the object is made of point sources (or ``regularization`` is 0), the result is
-       averaged with RL-TV at weight ``regularization`` (``DEFAULT_ITERATIONS["rl_tv"]``
-       unaccelerated iterations): the two priors err differently, and their average is
-       better than either on most of the benchmark suite.
+    3. Unless the object is made of point sources (or ``regularization`` is 0), RL-TV at
+       weight ``regularization`` runs ``RL_TV_REFINEMENT_ITERATIONS`` unaccelerated
+       iterations from the smoothed estimate, restoring the blur model that the smoothing
+       ignores, and the two are averaged. On the benchmark suite this is as good on
+       photographs as 200 iterations of RL-TV from a flat start, and better on blobs.
 
     ``info.iterations`` reports the Richardson–Lucy part's iterations, ``info.regularization``
     the RL-TV weight (0 for point sources) and ``info.smoothing`` the TV smoothing weight.
@@ -812,7 +827,7 @@ def _rl_mix(problem: _PoissonData, image, psf, noise, *, iterations, acceleratio
     """
     operator = BlurOperator(psf, image.shape)
     budget = iterations or DEFAULT_ITERATIONS["rl_mix"]
-    tv_iterations = DEFAULT_ITERATIONS["rl_tv"]
+    tv_iterations = RL_TV_REFINEMENT_ITERATIONS
     total = budget + tv_iterations
     found = {}
 
@@ -846,7 +861,7 @@ def _rl_mix(problem: _PoissonData, image, psf, noise, *, iterations, acceleratio
     smooth = _richardson_lucy(problem, operator, iterations=tv_iterations,
                               acceleration=None, regularization=regularization,
                               stop_at_noise=False, callback=callback, info=tv_info,
-                              step_offset=info.iterations, step_total=total)
+                              step_offset=info.iterations, step_total=total, initial=sharp)
     if tv_info.stopped_by == "callback":
         info.stopped_by = "callback"
     sharp += smooth
