@@ -23,7 +23,7 @@ import scipy.fft
 
 from ._progress import report
 from ._validate import as_float_array
-from .operators import WORKERS, Convolver, fast_shape, inverse_rfftn, kernel_otf
+from .operators import WORKERS, Convolver, fast_shape, inner, inverse_rfftn, kernel_otf, norm
 from .regularize import central_region, noise_model
 
 METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix")
@@ -512,16 +512,6 @@ class _BoundaryWeights:
             grid[region] *= weights
 
 
-def _dot(a: np.ndarray, b: np.ndarray, rows: int | None = None) -> float:
-    """``sum(a * b)``, in slabs along the first axis: ``np.vdot`` copies a strided view,
-    and this copies only one slab at a time."""
-    rows = _slab_rows(a.shape, rows)
-    total = 0.0
-    for start in range(0, a.shape[0], rows):
-        total += float(np.vdot(a[start:start + rows], b[start:start + rows]))
-    return total
-
-
 def _extrapolate_log(estimate: np.ndarray, log_step: np.ndarray, alpha: float,
                      rows: int | None = None) -> None:
     """``estimate *= exp(alpha * log_step)``, with ``log_step`` (``log(x_k / x_{k-1})``)
@@ -669,9 +659,9 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
                 region -= 1
                 region *= point[operator.object]
                 point[operator.object] += region
-            region_norm = _dot(region, region)
+            region_norm = inner(region, region)
             if change is not None:
-                overlap = _dot(region, change)
+                overlap = inner(region, change)
                 if geometric and step_rule == "cosine":
                     alpha = _geometric_step(overlap, region_norm, change_norm, iteration)
                 else:
@@ -691,7 +681,7 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
             if tolerance is not None:
                 step = estimate * factor
                 step -= estimate
-                step_norm = float(np.vdot(step, step))
+                step_norm = inner(step, step)
                 del step
             estimate *= factor
         del factor
@@ -699,7 +689,7 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
         info.iterations = iteration
         if tolerance is not None and iteration > 2:
             # relative change: of log x (geometric) or of x
-            size = float(change.size) if geometric else float(np.vdot(estimate, estimate))
+            size = float(change.size) if geometric else inner(estimate, estimate)
             if step_norm <= tolerance**2 * size:
                 info.stopped_by = "converged"
                 report(callback, step_offset + iteration, step_offset + iteration,
@@ -734,7 +724,8 @@ def _excess_kurtosis(values: np.ndarray, rows: int | None = None) -> float:
         part -= mean
         part *= part
         second += float(part.sum())
-        fourth += float(np.vdot(part, part))
+        part *= part
+        fourth += float(part.sum())
     second, fourth = second / values.size, fourth / values.size
     return fourth / max(second**2, 1e-300) - 3.0
 
@@ -985,15 +976,14 @@ def _fista_tv(image, operator: BlurOperator, *, noise: _NoiseModel, iterations,
         new = _tv_prox(momentum_point[operator.object], weight, dual)
         previous_region = estimate[operator.object]
         # O'Donoghue–Candès gradient restart: momentum pointing uphill is dropped
-        uphill = float(np.vdot(momentum_point[operator.object] - new, new - previous_region))
+        uphill = inner(momentum_point[operator.object] - new, new - previous_region)
         t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
         beta = (t - 1) / t_next
         if uphill > 0:
             t_next, beta = 1.0, 0.0
         momentum_point[operator.object] = new
         momentum_point[operator.object] += np.float32(beta) * (new - previous_region)
-        change = float(np.linalg.norm(new - previous_region)) / max(
-            float(np.linalg.norm(new)), 1e-30)
+        change = norm(new - previous_region) / max(norm(new), 1e-30)
         estimate[operator.object] = new
         t = t_next
         info.iterations = iteration

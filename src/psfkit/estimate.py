@@ -21,7 +21,7 @@ import scipy.ndimage as ndi
 from ._progress import report
 from ._validate import as_float_array, odd_shape
 from .align import centroid, edge_window, estimate_shift, fourier_shift
-from .operators import WORKERS, Convolver, fast_shape
+from .operators import WORKERS, Convolver, fast_shape, inner, norm
 from .regularize import noise_sigma
 
 METHODS = ("auto", "fourier", "lsq")
@@ -354,7 +354,7 @@ def _unconstrained_sum(problem, kernel, regularization, steps=3):
         gradient = problem.gradient(kernel, regularization).astype(np.float64)
         kernel = kernel + _nonnegative_quadratic(
             apply_curvature, gradient, np.zeros_like(kernel), False,
-            threshold=1e-3 * float(np.linalg.norm(gradient)),
+            threshold=1e-3 * norm(gradient),
             precondition=problem.preconditioner(regularization), rounds=1)
     return float(np.sum(kernel))
 
@@ -442,35 +442,35 @@ def _nonnegative_quadratic(apply_curvature, linear, start, nonnegative, *, thres
     """
     x = np.clip(start, 0, None) if nonnegative else start.copy()
     curved = apply_curvature(x)
-    value = 0.5 * float(np.vdot(x, curved)) + float(np.vdot(linear, x))
+    value = 0.5 * inner(x, curved) + inner(linear, x)
     for _ in range(rounds):
         gradient = curved + linear
         free = ((x > 0) | (gradient < 0)) if nonnegative else np.ones(x.shape, bool)
         residual = np.where(free, -gradient, 0.0)
-        if float(np.linalg.norm(residual)) <= threshold:
+        if norm(residual) <= threshold:
             break
         step = np.zeros_like(x)
         preconditioned = (np.where(free, precondition(residual), 0.0) if precondition
                           else residual.copy())
         direction = preconditioned.copy()
-        energy = float(np.vdot(residual, preconditioned))
-        target = float(np.vdot(residual, residual)) * 1e-6
+        energy = inner(residual, preconditioned)
+        target = inner(residual, residual) * 1e-6
         for _ in range(cg_iterations):
             product = np.where(free, apply_curvature(direction), 0.0)
-            curvature = float(np.vdot(direction, product))
+            curvature = inner(direction, product)
             if curvature <= 0 or energy <= 0:
                 break
             alpha = energy / curvature
             step += alpha * direction
             residual -= alpha * product
-            if float(np.vdot(residual, residual)) <= target:
+            if inner(residual, residual) <= target:
                 break
             preconditioned = (np.where(free, precondition(residual), 0.0) if precondition
                               else residual)
-            new_energy = float(np.vdot(residual, preconditioned))
+            new_energy = inner(residual, preconditioned)
             direction = preconditioned + (new_energy / energy) * direction
             energy = new_energy
-        if float(np.linalg.norm(step)) <= 1e-9 * max(float(np.linalg.norm(x)), 1e-30):
+        if norm(step) <= 1e-9 * max(norm(x), 1e-30):
             break
         length = 1.0
         for _ in range(12):
@@ -478,9 +478,9 @@ def _nonnegative_quadratic(apply_curvature, linear, start, nonnegative, *, thres
             if nonnegative:
                 np.maximum(candidate, 0, out=candidate)
             candidate_curved = apply_curvature(candidate)
-            candidate_value = (0.5 * float(np.vdot(candidate, candidate_curved))
-                               + float(np.vdot(linear, candidate)))
-            if candidate_value <= value + 1e-4 * float(np.vdot(gradient, candidate - x)):
+            candidate_value = (0.5 * inner(candidate, candidate_curved)
+                               + inner(linear, candidate))
+            if candidate_value <= value + 1e-4 * inner(gradient, candidate - x):
                 break
             length *= 0.5
         else:
@@ -515,14 +515,14 @@ def _majorize_minimize(problem, start, regularization, nonnegative, max_iteratio
         gradient = problem.gradient(extrapolated, weight).astype(np.float64)
         if reference is None:  # the inner solves aim at a fraction of the first gradient
             free = (extrapolated > 0) | (gradient < 0) if nonnegative else slice(None)
-            reference = max(float(np.linalg.norm(gradient[free])), 1e-30)
+            reference = max(norm(gradient[free]), 1e-30)
         linear = gradient - apply_curvature(extrapolated)
         updated = _nonnegative_quadratic(apply_curvature, linear, extrapolated, nonnegative,
                                          threshold=inner_tolerance * reference,
                                          precondition=problem.preconditioner(weight))
         step = updated - kernel
-        change = float(np.linalg.norm(step) / max(np.linalg.norm(updated), 1e-30))
-        restart = float(np.vdot(extrapolated - updated, step)) > 0
+        change = norm(step) / max(norm(updated), 1e-30)
+        restart = inner(extrapolated - updated, step) > 0
         kernel = updated
         if not report(callback, done, max_iterations, kernel.astype(np.float32)):
             stopped = True

@@ -20,7 +20,7 @@ from ._progress import report
 from ._validate import as_float_array, odd_shape
 from .align import edge_window, estimate_shift
 from .models import MODELS, render
-from .operators import WORKERS, fast_shape
+from .operators import WORKERS, fast_shape, inner
 from .regularize import noise_sigma
 
 #: FWHM of a Gaussian in units of its sigma.
@@ -309,20 +309,14 @@ class _Problem:
                                                                        strict=True))]
 
 
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    """Dot product of two long vectors without BLAS: a threaded BLAS spins its threads
-    and, on a busy machine, is tens of times slower than this plain loop."""
-    return float(np.einsum("k,k->", a, b))
-
-
 def _gram(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
     """``rows @ other.T`` for a few long rows (symmetric when ``rows is other``), BLAS-free
-    for the reason given in :func:`_dot`."""
+    for the reason given in :func:`psfkit.operators.inner`."""
     count = len(rows)
     gram = np.empty((count, count))
     for i in range(count):
         for j in range(i, count):
-            gram[i, j] = gram[j, i] = _dot(rows[i], other[j])
+            gram[i, j] = gram[j, i] = inner(rows[i], other[j])
     return gram
 
 
@@ -332,9 +326,9 @@ def _linear_fit(model: np.ndarray, data: np.ndarray) -> tuple[float, float, floa
     d = data.ravel().astype(np.float64, copy=False)
     count = m.size
     m_sum, d_sum = float(m.sum()), float(d.sum())
-    mm = _dot(m, m) - m_sum**2 / count
-    md = _dot(m, d) - m_sum * d_sum / count
-    dd = _dot(d, d) - d_sum**2 / count
+    mm = inner(m, m) - m_sum**2 / count
+    md = inner(m, d) - m_sum * d_sum / count
+    dd = inner(d, d) - d_sum**2 / count
     gain = md / mm if mm > 0 else 0.0
     offset = (d_sum - gain * m_sum) / count
     return gain, offset, max(dd - gain * md, 0.0)
@@ -856,7 +850,7 @@ def _optimise(spec: _Model, problem: _Problem, v0, shift0, noise, loss, f_scale,
             success, message = False, _STOPPED
             break
 
-    rss = _dot(residual, residual)
+    rss = inner(residual, residual)
     count = residual.size
     nparams = x.size
     dof = max(count - nparams, 1)

@@ -113,6 +113,23 @@ def inverse_rfftn(spectrum: np.ndarray, grid_shape, *, workers: int | None = Non
     return scipy.fft.irfft(spectrum, grid_shape[-1], axis=-1, workers=workers)
 
 
+def inner(a: np.ndarray, b: np.ndarray) -> float:
+    """``sum(a * b)`` over two arrays of one shape, as a float, without BLAS.
+
+    A threaded BLAS dot product wakes its threads on every call; when other processes hold
+    the cores it was measured thousands of times slower than this single-threaded sum
+    (18 ms instead of 4 µs for 32 768 doubles on 2 busy cores). ``einsum`` also reads
+    strided views where they are, while ``np.vdot`` copies them first.
+    """
+    axes = "abcdefghijklmnopqrstuvwxyz"[:np.ndim(a)]
+    return float(np.einsum(f"{axes},{axes}->", a, b))
+
+
+def norm(a: np.ndarray) -> float:
+    """Euclidean norm of all the values of ``a``, without BLAS (see :func:`inner`)."""
+    return float(np.sqrt(inner(a, a)))
+
+
 def convolve(image: np.ndarray, kernel: np.ndarray, mode: str = "same") -> np.ndarray:
     """Linearly convolve ``image`` with a centred ``kernel`` (zero outside the image).
 
