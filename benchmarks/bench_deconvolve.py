@@ -468,7 +468,7 @@ def status(key):
 side, method, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 # the RL-TV half of auto repeats the same iteration: a few show its peak
 engine = importlib.import_module('psfkit.deconvolve')
-engine.DEFAULT_ITERATIONS['rl_tv'] = 5
+engine.RL_TV_REFINEMENT_ITERATIONS = 5
 image = np.random.default_rng(0).random((side, side), dtype=np.float32) * 100
 psf = make_psf('gaussian', (31, 31), sigma=3.0)
 deconvolve(image[:64, :64], psf[:15, :15], iterations=2)  # imports, FFT plans
