@@ -209,6 +209,22 @@ def test_callback_reports_progress_and_can_stop(natural_pair):
     assert result.shape == natural_pair.blurred.shape
 
 
+@pytest.mark.parametrize("scene", ["natural", "stars"])
+@pytest.mark.parametrize("method", ["auto", "richardson_lucy"])
+def test_progress_ends_at_the_planned_total(scene, method):
+    pair = blurred_pair(make_psf("airy", (15, 15), radius=3.0), (96, 96), scene_kind=scene,
+                        noise=0.0, poisson_photons=300.0, rng=4)
+    calls = []
+    _, info = deconvolve(pair.blurred, pair.kernel, method, return_info=True,
+                         callback=lambda step, total, current: calls.append((step, total)))
+    steps = [step for step, _ in calls]
+    assert steps == sorted(steps) and all(step <= total for step, total in calls)
+    # the run stops by the discrepancy principle, long before the default budget
+    assert info.stopped_by == "discrepancy" and calls[-1][0] == calls[-1][1] < 100
+    if method == "auto":  # point sources skip the RL-TV part, which the total counted
+        assert (info.regularization == 0) == (scene == "stars")
+
+
 def test_regularization_can_be_set_and_is_reported(natural_pair):
     _, info = deconvolve(natural_pair.blurred, natural_pair.kernel, "tikhonov",
                          regularization=0.05, return_info=True)

@@ -604,8 +604,6 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     safe_offset = problem.shift > 1e-4 * max(problem.mean, 1e-30)
     floor = np.float32(max(problem.shift, 1e-7 * max(problem.mean, 1e-30)))
     for iteration in range(1, iterations + 1):
-        if iteration > last:
-            break
         if not accelerate:
             point = estimate
         elif geometric:
@@ -701,11 +699,13 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
             stretch = (extension(estimate[operator.output]) if callable(extension)
                        else extension)
             last = min(max(iteration, round(stretch * iteration)), iterations)
-            if last <= iteration:
-                break
-        if not report(callback, step_offset + iteration,
-                      step_total or (step_offset + iterations), estimate[operator.output]):
-            info.stopped_by = "callback"
+        # the planned total shrinks once the discrepancy stop has fixed the last iteration
+        planned = (step_total or (step_offset + iterations)) - (iterations - last)
+        if not report(callback, step_offset + iteration, planned, estimate[operator.output]):
+            if iteration < last:
+                info.stopped_by = "callback"
+            break
+        if iteration >= last:
             break
     del previous, change, weights, log_step
     return np.array(estimate[operator.output])
@@ -844,6 +844,8 @@ def _rl_mix(problem: _PoissonData, image, psf, noise, *, iterations, acceleratio
     del operator  # room for the smoothing
     sharp, info.smoothing = _smooth_to_noise(sharp, image, psf, noise, smoothing)
     if regularization == 0:
+        # no RL-TV part: the planned total counted it, so close the progress report here
+        report(callback, info.iterations, info.iterations, sharp)
         return sharp
     operator = BlurOperator(psf, image.shape)
     tv_info = DeconvolutionInfo(method="rl_tv")
@@ -852,7 +854,8 @@ def _rl_mix(problem: _PoissonData, image, psf, noise, *, iterations, acceleratio
     smooth = _richardson_lucy(problem, operator, iterations=tv_iterations,
                               acceleration=None, regularization=regularization,
                               stop_at_noise=False, callback=callback, info=tv_info,
-                              step_offset=info.iterations, step_total=total, initial=sharp)
+                              step_offset=info.iterations,
+                              step_total=info.iterations + tv_iterations, initial=sharp)
     if tv_info.stopped_by == "callback":
         info.stopped_by = "callback"
     sharp += smooth
