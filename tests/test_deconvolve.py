@@ -12,6 +12,8 @@ from psfkit.deconvolve import (
     DISCREPANCY_EXTENSION,
     METHODS,
     RL_TV_REFINEMENT_ITERATIONS,
+    SMOOTHING_BISECTIONS,
+    SMOOTHING_ITERATIONS,
     BlurOperator,
     DeconvolutionInfo,
     _BoundaryWeights,
@@ -218,11 +220,33 @@ def test_progress_ends_at_the_planned_total(scene, method):
     _, info = deconvolve(pair.blurred, pair.kernel, method, return_info=True,
                          callback=lambda step, total, current: calls.append((step, total)))
     steps = [step for step, _ in calls]
-    assert steps == sorted(steps) and all(step <= total for step, total in calls)
+    assert steps == list(range(1, len(steps) + 1))
+    assert all(step <= total for step, total in calls)
     # the run stops by the discrepancy principle, long before the default budget
-    assert info.stopped_by == "discrepancy" and calls[-1][0] == calls[-1][1] < 100
+    assert info.stopped_by == "discrepancy" and calls[-1][0] == calls[-1][1]
+    assert info.iterations < 100
     if method == "auto":  # point sources skip the RL-TV part, which the total counted
         assert (info.regularization == 0) == (scene == "stars")
+
+
+def test_auto_can_be_cancelled_in_every_part(natural_pair):
+    image, psf = natural_pair.blurred, natural_pair.kernel
+    _, full = deconvolve(image, psf, return_info=True)
+    rl = full.iterations
+    search, smoothing = SMOOTHING_BISECTIONS, SMOOTHING_ITERATIONS
+    # in the RL part, the smoothing weight's search, the final smoothing, the RL-TV part
+    for stop_at in (3, rl + 4, rl + search + 5, rl + search + smoothing + 5):
+        calls = []
+
+        def callback(step, total, current, calls=calls, stop_at=stop_at):
+            calls.append(step)
+            return step < stop_at
+
+        result, info = deconvolve(image, psf, callback=callback, return_info=True)
+        assert calls[-1] == stop_at and info.stopped_by == "callback"
+        assert result.shape == image.shape and result.dtype == np.float32
+        assert np.all(np.isfinite(result))
+        assert (info.smoothing == 0) == (stop_at < rl + search)
 
 
 def test_regularization_can_be_set_and_is_reported(natural_pair):
