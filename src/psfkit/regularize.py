@@ -83,7 +83,8 @@ def noise_sigma(image: np.ndarray) -> float:
     return float(MAD_TO_SIGMA * deviation / np.sqrt(6.0**axes_used))
 
 
-#: Largest number of samples :func:`noise_model` looks at (a central crop beyond that).
+#: Largest number of samples :func:`noise_model` looks at (a central region beyond that,
+#: every axis shrunk by the same factor).
 MODEL_SAMPLES = 2**21
 
 
@@ -106,11 +107,8 @@ def noise_model(image: np.ndarray, *, bins: int = 16) -> tuple[float, float]:
         variance equal to ``gain`` times its mean, the shifted-Poisson approximation.
     """
     image = as_float_array(image, "image", ndim=())
-    if image.size > MODEL_SAMPLES:
-        # a central crop holds plenty of samples and keeps memory small
-        side = int(MODEL_SAMPLES ** (1 / image.ndim))
-        image = image[tuple(slice((n - min(n, side)) // 2, (n - min(n, side)) // 2 + min(n, side))
-                            for n in image.shape)]
+    # a central region holds plenty of samples and keeps memory small
+    image = image[central_region(image.shape, MODEL_SAMPLES, minimum=3)]
     filtered = image
     level = image
     axes_used = 0
