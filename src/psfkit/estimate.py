@@ -369,22 +369,21 @@ class _ValidProblem:
     the edges. That makes ``T + λ L`` a majorizer of the objective's curvature.
     """
 
-    def __init__(self, sharp0, blurred0, shape):
+    def __init__(self, pair, shape):
+        sharp0, blurred0 = pair.sharp0, pair.blurred0
         self.shape = tuple(shape)
         self.operator = Convolver(sharp0, shape)
         data = np.ascontiguousarray(blurred0[_valid_slices(sharp0.shape, shape)])
         self.data = data - data.mean(dtype=np.float64).astype(np.float32)
-        power = self.operator.fixed_ft.real ** 2 + self.operator.fixed_ft.imag ** 2
         grid = self.operator.grid_shape
         if all(g >= n + 2 * k for g, n, k in zip(grid, sharp0.shape, shape, strict=True)):
-            autocorrelation = scipy.fft.irfftn(power, grid, workers=WORKERS)
-        else:  # the cached grid is too small to hold every lag without wrapping
+            autocorrelation = pair.autocorrelation(grid, spectrum=self.operator.fixed_ft)
+        else:  # the operator's grid is too small to hold every lag without wrapping
             wide = fast_shape([n + 2 * k for n, k in zip(sharp0.shape, shape, strict=True)])
-            spectrum = scipy.fft.rfftn(sharp0, wide, workers=WORKERS)
-            autocorrelation = scipy.fft.irfftn(spectrum.real ** 2 + spectrum.imag ** 2, wide,
-                                               workers=WORKERS)
+            autocorrelation = pair.autocorrelation(wide)
         lags = _centre_crop_from_origin(autocorrelation, [2 * k - 1 for k in shape])
-        self.toeplitz_operator = Convolver(lags.astype(np.float32), shape)
+        # a kernel-sized grid: one FFT thread is faster than waking a second for it
+        self.toeplitz_operator = Convolver(lags.astype(np.float32), shape, workers=1)
         # eigenvalues of the circulant that approximates T, and of the penalty, on the same
         # grid: they give the effective number of parameters for the evidence rule
         self.data_spectrum = np.abs(scipy.fft.rfftn(lags.astype(np.float64)))
@@ -766,8 +765,42 @@ def _standardised_overlap(sharp, blurred, shift):
     return sharp0, blurred0, sharp_scale, blurred_scale, blurred_aligned, window
 
 
-def _pilot(sharp, blurred, shift, shape, manual):
-    sharp0, blurred0, *_ = _standardised_overlap(sharp, blurred, shift)
+class _AlignedPair:
+    """The pair aligned at one shift, and the work that every fit at that shift shares.
+
+    ``_estimate_single`` fits several kernel shapes at one shift: the pilot that chooses
+    the shape, the survey, up to two enlargements and the final fit on the trimmed
+    support. All of them need the blurred image moved back by a sinc interpolation of the
+    whole frame and the overlap standardised (:func:`_standardised_overlap`), which
+    depend on the shift alone; one ``_AlignedPair`` per shift computes them once. It also
+    keeps the sharp overlap's autocorrelation per FFT grid for :class:`_ValidProblem`,
+    which supports of similar sizes share. The values are those a fresh computation gives,
+    so caching leaves every fit unchanged; the cache lives as long as the pair, within one
+    estimate.
+    """
+
+    def __init__(self, sharp, blurred, shift):
+        self.shift = np.array(shift, dtype=float)
+        (self.sharp0, self.blurred0, self.sharp_scale, self.blurred_scale,
+         self.blurred_aligned, self.window) = _standardised_overlap(sharp, blurred, self.shift)
+        self._autocorrelations = {}
+
+    def autocorrelation(self, grid, spectrum=None):
+        """Periodic autocorrelation of ``sharp0`` on ``grid`` (lag 0 at index 0).
+
+        ``spectrum`` may hold ``rfftn(sharp0, grid)`` when the caller has it already.
+        """
+        grid = tuple(grid)
+        if grid not in self._autocorrelations:
+            if spectrum is None:
+                spectrum = scipy.fft.rfftn(self.sharp0, grid, workers=WORKERS)
+            self._autocorrelations[grid] = scipy.fft.irfftn(
+                spectrum.real ** 2 + spectrum.imag ** 2, grid, workers=WORKERS)
+        return self._autocorrelations[grid]
+
+
+def _pilot(pair, shape, manual):
+    sharp0, blurred0 = pair.sharp0, pair.blurred0
     shape = tuple(min(k, n - 1 if n % 2 == 0 else n) for k, n in zip(shape, sharp0.shape,
                                                                        strict=True))
     return _fourier_estimate(sharp0, blurred0, shape, manual)[0]
@@ -793,11 +826,11 @@ def _core_centroid(kernel):
     return centroid(core)
 
 
-def _fit_at_shift(sharp, blurred, shift, shape, *, method, manual, nonnegative,
-                  max_iterations, tolerance, callback, start=None, start_regularization=None):
-    """Fit the kernel between ``blurred`` and ``sharp`` moved by ``shift``, on the overlap."""
-    sharp0, blurred0, sharp_scale, blurred_scale, blurred_aligned, window = \
-        _standardised_overlap(sharp, blurred, shift)
+def _fit_at_shift(pair, shape, *, method, manual, nonnegative, max_iterations, tolerance,
+                  callback, start=None, start_regularization=None):
+    """Fit the kernel between the images of an :class:`_AlignedPair`, on their overlap."""
+    sharp0, blurred0 = pair.sharp0, pair.blurred0
+    sharp_scale, blurred_scale = pair.sharp_scale, pair.blurred_scale
     if any(k > n for k, n in zip(shape, sharp0.shape, strict=True)):
         raise ValueError(f"kernel shape {shape} does not fit in the overlap {sharp0.shape}")
     if start is None or (start_regularization is None and manual is None):
@@ -810,7 +843,7 @@ def _fit_at_shift(sharp, blurred, shift, shape, *, method, manual, nonnegative,
         used = start_regularization
     iterations, stopped, problem = 0, False, None
     if method == "lsq":
-        problem = _ValidProblem(sharp0, blurred0, shape)
+        problem = _ValidProblem(pair, shape)
         kernel, iterations, used, stopped = _majorize_minimize(
             problem, kernel, used if manual is None else manual, nonnegative, max_iterations,
             tolerance, callback, manual is None)
@@ -818,8 +851,8 @@ def _fit_at_shift(sharp, blurred, shift, shape, *, method, manual, nonnegative,
         kernel = np.clip(kernel, 0, None)
     kernel_fit = (kernel * np.float32(blurred_scale / sharp_scale)).astype(np.float32)
     return {"kernel_fit": kernel_fit, "regularization": float(used), "shape": tuple(shape),
-            "iterations": iterations, "blurred_aligned": blurred_aligned, "window": window,
-            "stopped": stopped, "problem": problem,
+            "iterations": iterations, "blurred_aligned": pair.blurred_aligned,
+            "window": pair.window, "stopped": stopped, "problem": problem,
             "kernel_scale": float(blurred_scale / sharp_scale)}
 
 
@@ -854,21 +887,24 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
     # wants to move further has locked onto noise
     correlation_shift = shift.copy()
     reach = 4.0
+    # the pair aligned at the current shift; the shape pilot, the survey, its enlargements
+    # and the final fit all use the one built last here
+    pair = _AlignedPair(sharp, blurred, shift)
     for _ in range(4):
-        pilot = _pilot(sharp, blurred, shift, pilot_shape, manual)
+        pilot = _pilot(pair, pilot_shape, manual)
         if not _pilot_is_significant(pilot):
             break  # the pilot is mostly noise: trust the correlation
         correction = _core_centroid(pilot) - np.array(pilot_shape) // 2
         shift = np.clip(shift + correction, -limit, limit)
         shift = np.clip(shift, correlation_shift - reach, correlation_shift + reach)
+        pair = _AlignedPair(sharp, blurred, shift)
         if np.max(np.abs(correction)) < 0.5:
             break
     automatic_shape = shape is None
     if automatic_shape:
-        shape = _auto_shape(_pilot(sharp, blurred, shift, pilot_shape, manual))
+        shape = _auto_shape(_pilot(pair, pilot_shape, manual))
     survey = automatic_shape and method == "lsq"
-    fit = _fit_at_shift(sharp, blurred, shift, shape, method=method, manual=manual,
-                        nonnegative=nonnegative,
+    fit = _fit_at_shift(pair, shape, method=method, manual=manual, nonnegative=nonnegative,
                         max_iterations=min(max_iterations, 8) if survey else max_iterations,
                         tolerance=max(tolerance, 2e-2) if survey else tolerance,
                         callback=callback)
@@ -885,7 +921,7 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
             larger = _grown_shape(fit["shape"], trimmed, pilot_shape)
             if sparse or larger == fit["shape"] or fit["stopped"]:
                 break
-            fit = _fit_at_shift(sharp, blurred, shift, larger, method=method, manual=manual,
+            fit = _fit_at_shift(pair, larger, method=method, manual=manual,
                                 nonnegative=nonnegative, max_iterations=min(max_iterations, 8),
                                 tolerance=max(tolerance, 2e-2), callback=callback,
                                 start=_embed_centre(fit["kernel_fit"], larger),
@@ -893,7 +929,7 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
             trimmed = _trimmed_shape(fit["kernel_fit"], sparse=sparse)
         crop = tuple(slice((n - t) // 2, (n - t) // 2 + t)
                      for n, t in zip(fit["shape"], trimmed, strict=True))
-        fit = _fit_at_shift(sharp, blurred, shift, trimmed, method=method, manual=manual,
+        fit = _fit_at_shift(pair, trimmed, method=method, manual=manual,
                             nonnegative=nonnegative, max_iterations=max_iterations,
                             tolerance=tolerance, callback=callback,
                             start=fit["kernel_fit"][crop],
@@ -911,7 +947,8 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
                             correlation_shift + reach)
             off_centre, shift = moved - shift, moved
             start = fourier_shift(fit["kernel_fit"], -off_centre)
-            fit = _fit_at_shift(sharp, blurred, shift, shape, method=method, manual=manual,
+            pair = _AlignedPair(sharp, blurred, shift)
+            fit = _fit_at_shift(pair, shape, method=method, manual=manual,
                                 nonnegative=nonnegative, max_iterations=max_iterations,
                                 tolerance=tolerance, callback=callback,
                                 start=np.clip(start, 0, None) if nonnegative else start)
