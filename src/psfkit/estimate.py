@@ -395,10 +395,22 @@ class _ValidProblem:
         self.circulant = np.real(scipy.fft.rfftn(wrapped))
         self.circulant_penalty = _gradient_spectrum(self.shape).astype(np.float64)
         self.evaluations = 0
+        self._last_residual = None
 
     def residual(self, kernel):
-        residual = self.operator.convolve(kernel.astype(np.float32), "valid") - self.data
-        return residual - residual.mean(dtype=np.float64).astype(np.float32)
+        """``P(X k − b)`` on the valid region, as float32 (do not modify it in place).
+
+        The last one is kept: after a momentum restart the solver's next gradient is taken
+        at the very kernel whose residual the evidence update has just computed, and each
+        costs two FFTs of the image's size.
+        """
+        kernel = kernel.astype(np.float32)
+        if self._last_residual is not None and np.array_equal(self._last_residual[0], kernel):
+            return self._last_residual[1]
+        residual = self.operator.convolve(kernel, "valid") - self.data
+        residual = residual - residual.mean(dtype=np.float64).astype(np.float32)
+        self._last_residual = (kernel, residual)
+        return residual
 
     def gradient(self, kernel, regularization):
         self.evaluations += 1
