@@ -140,17 +140,27 @@ def _centre_crop_from_origin(array, shape):
     return np.ascontiguousarray(rolled[tuple(slice(0, k) for k in shape)])
 
 
-def _fourier_estimate(sharp0, blurred0, shape, regularization):
+def _fourier_estimate(pair, shape, regularization):
     """Windowed Wiener/Tikhonov estimate; ``regularization`` None means choose by GCV.
 
-    Both standardised images are faded to zero at their borders by the same Tukey window, so
-    the periodic model of the FFT sees no jump; the taper is wide compared with the kernel so
-    that ``w · (k * s) ≈ k * (w · s)``.
+    Both standardised images of the :class:`_AlignedPair` are faded to zero at their borders
+    by the same Tukey window, so the periodic model of the FFT sees no jump; the taper is
+    wide compared with the kernel so that ``w · (k * s) ≈ k * (w · s)``. The solution on the
+    whole periodic grid depends on the shape only through the taper and the grid, so shapes
+    that share both (the clipped taper of small kernels, a common fast grid) share it.
     """
-    image_shape = sharp0.shape
+    image_shape = pair.sharp0.shape
     alpha = float(np.clip(4.0 * max(shape) / min(image_shape), 0.2, 0.8))
-    window = edge_window(image_shape, alpha)
     grid = fast_shape([n + k for n, k in zip(image_shape, shape, strict=True)])
+    kernel, used = pair.cached(
+        ("fourier", alpha, grid, regularization),
+        lambda: _fourier_solution(pair.sharp0, pair.blurred0, alpha, grid, regularization))
+    return _centre_crop_from_origin(kernel, shape).astype(np.float32), used
+
+
+def _fourier_solution(sharp0, blurred0, alpha, grid, regularization):
+    """The Wiener/Tikhonov kernel on the periodic ``grid`` (origin at index 0), and its weight."""
+    window = edge_window(sharp0.shape, alpha)
     spectrum_sharp = scipy.fft.rfftn(sharp0 * window, grid, workers=WORKERS)
     spectrum_blurred = scipy.fft.rfftn(blurred0 * window, grid, workers=WORKERS)
     power = (spectrum_sharp.real**2 + spectrum_sharp.imag**2).astype(np.float32)
@@ -158,8 +168,7 @@ def _fourier_estimate(sharp0, blurred0, shape, regularization):
     if regularization is None:
         regularization = _gcv_fourier(power, penalty, spectrum_blurred)
     estimate = np.conj(spectrum_sharp) * spectrum_blurred / (power + regularization * penalty)
-    kernel = scipy.fft.irfftn(estimate, grid, workers=WORKERS)
-    return _centre_crop_from_origin(kernel, shape).astype(np.float32), float(regularization)
+    return scipy.fft.irfftn(estimate, grid, workers=WORKERS), float(regularization)
 
 
 def _gcv_fourier(power, penalty, spectrum_blurred):
@@ -784,38 +793,45 @@ class _AlignedPair:
     the shape, the survey, up to two enlargements and the final fit on the trimmed
     support. All of them need the blurred image moved back by a sinc interpolation of the
     whole frame and the overlap standardised (:func:`_standardised_overlap`), which
-    depend on the shift alone; one ``_AlignedPair`` per shift computes them once. It also
-    keeps the sharp overlap's autocorrelation per FFT grid for :class:`_ValidProblem`,
-    which supports of similar sizes share. The values are those a fresh computation gives,
-    so caching leaves every fit unchanged; the cache lives as long as the pair, within one
-    estimate.
+    depend on the shift alone; one ``_AlignedPair`` per shift computes them once.
+
+    It also keeps, through :meth:`cached`, the grid-sized results that several shapes
+    share: the Fourier solution per taper and FFT grid (:func:`_fourier_estimate`) and the
+    sharp overlap's autocorrelation per FFT grid (:class:`_ValidProblem`). A cached value is
+    the one a fresh computation gives, so caching leaves every fit unchanged; the cache
+    lives as long as the pair, within one estimate.
     """
 
     def __init__(self, sharp, blurred, shift):
         self.shift = np.array(shift, dtype=float)
         (self.sharp0, self.blurred0, self.sharp_scale, self.blurred_scale,
          self.blurred_aligned, self.window) = _standardised_overlap(sharp, blurred, self.shift)
-        self._autocorrelations = {}
+        self._cache = {}
+
+    def cached(self, key, compute):
+        """``compute()``, run only the first time ``key`` is asked for at this shift."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     def autocorrelation(self, grid, spectrum=None):
         """Periodic autocorrelation of ``sharp0`` on ``grid`` (lag 0 at index 0).
 
         ``spectrum`` may hold ``rfftn(sharp0, grid)`` when the caller has it already.
         """
-        grid = tuple(grid)
-        if grid not in self._autocorrelations:
+        def compute(spectrum=spectrum):
             if spectrum is None:
                 spectrum = scipy.fft.rfftn(self.sharp0, grid, workers=WORKERS)
-            self._autocorrelations[grid] = scipy.fft.irfftn(
-                spectrum.real ** 2 + spectrum.imag ** 2, grid, workers=WORKERS)
-        return self._autocorrelations[grid]
+            return scipy.fft.irfftn(spectrum.real ** 2 + spectrum.imag ** 2, grid,
+                                    workers=WORKERS)
+
+        return self.cached(("autocorrelation", tuple(grid)), compute)
 
 
 def _pilot(pair, shape, manual):
-    sharp0, blurred0 = pair.sharp0, pair.blurred0
-    shape = tuple(min(k, n - 1 if n % 2 == 0 else n) for k, n in zip(shape, sharp0.shape,
+    shape = tuple(min(k, n - 1 if n % 2 == 0 else n) for k, n in zip(shape, pair.sharp0.shape,
                                                                        strict=True))
-    return _fourier_estimate(sharp0, blurred0, shape, manual)[0]
+    return _fourier_estimate(pair, shape, manual)[0]
 
 
 def _pilot_is_significant(pilot, factor=6.0):
@@ -841,12 +857,11 @@ def _core_centroid(kernel):
 def _fit_at_shift(pair, shape, *, method, manual, nonnegative, max_iterations, tolerance,
                   callback, start=None, start_regularization=None):
     """Fit the kernel between the images of an :class:`_AlignedPair`, on their overlap."""
-    sharp0, blurred0 = pair.sharp0, pair.blurred0
     sharp_scale, blurred_scale = pair.sharp_scale, pair.blurred_scale
-    if any(k > n for k, n in zip(shape, sharp0.shape, strict=True)):
-        raise ValueError(f"kernel shape {shape} does not fit in the overlap {sharp0.shape}")
+    if any(k > n for k, n in zip(shape, pair.sharp0.shape, strict=True)):
+        raise ValueError(f"kernel shape {shape} does not fit in the overlap {pair.sharp0.shape}")
     if start is None or (start_regularization is None and manual is None):
-        kernel, used = _fourier_estimate(sharp0, blurred0, shape, manual)
+        kernel, used = _fourier_estimate(pair, shape, manual)
     else:  # a start from an earlier fit: no Fourier estimate needed
         kernel, used = None, manual if manual is not None else start_regularization
     if start is not None:
