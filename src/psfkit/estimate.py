@@ -140,6 +140,12 @@ def _centre_crop_from_origin(array, shape):
     return np.ascontiguousarray(rolled[tuple(slice(0, k) for k in shape)])
 
 
+def _centre_crop(array, shape):
+    """The centred ``shape`` of an odd-sized ``array`` whose origin is its centre pixel."""
+    return array[tuple(slice(m // 2 - k // 2, m // 2 - k // 2 + k)
+                       for m, k in zip(array.shape, shape, strict=True))]
+
+
 def _fourier_estimate(pair, shape, regularization):
     """Windowed Wiener/Tikhonov estimate; ``regularization`` None means choose by GCV.
 
@@ -152,10 +158,15 @@ def _fourier_estimate(pair, shape, regularization):
     image_shape = pair.sharp0.shape
     alpha = float(np.clip(4.0 * max(shape) / min(image_shape), 0.2, 0.8))
     grid = fast_shape([n + k for n, k in zip(image_shape, shape, strict=True)])
-    kernel, used = pair.cached(
-        ("fourier", alpha, grid, regularization),
-        lambda: _fourier_solution(pair.sharp0, pair.blurred0, alpha, grid, regularization))
-    return _centre_crop_from_origin(kernel, shape).astype(np.float32), used
+
+    def solve():
+        kernel, used = _fourier_solution(pair.sharp0, pair.blurred0, alpha, grid, regularization)
+        # a support on this grid has n + k <= grid: keep only the part such supports can use
+        reach = [(g - n) | 1 for g, n in zip(grid, image_shape, strict=True)]
+        return _centre_crop_from_origin(kernel, reach), used
+
+    kernel, used = pair.cached(("fourier", alpha, grid, regularization), solve)
+    return _centre_crop(kernel, shape).astype(np.float32), used
 
 
 def _fourier_solution(sharp0, blurred0, alpha, grid, regularization):
@@ -390,7 +401,7 @@ class _ValidProblem:
         else:  # the operator's grid is too small to hold every lag without wrapping
             wide = fast_shape([n + 2 * k for n, k in zip(sharp0.shape, shape, strict=True)])
             autocorrelation = pair.autocorrelation(wide)
-        lags = _centre_crop_from_origin(autocorrelation, [2 * k - 1 for k in shape])
+        lags = _centre_crop(autocorrelation, [2 * k - 1 for k in shape])
         # a kernel-sized grid: one FFT thread is faster than waking a second for it
         self.toeplitz_operator = Convolver(lags.astype(np.float32), shape, workers=1)
         # eigenvalues of the circulant that approximates T, and of the penalty, on the same
@@ -795,11 +806,12 @@ class _AlignedPair:
     whole frame and the overlap standardised (:func:`_standardised_overlap`), which
     depend on the shift alone; one ``_AlignedPair`` per shift computes them once.
 
-    It also keeps, through :meth:`cached`, the grid-sized results that several shapes
-    share: the Fourier solution per taper and FFT grid (:func:`_fourier_estimate`) and the
-    sharp overlap's autocorrelation per FFT grid (:class:`_ValidProblem`). A cached value is
-    the one a fresh computation gives, so caching leaves every fit unchanged; the cache
-    lives as long as the pair, within one estimate.
+    It also keeps, through :meth:`cached`, the results of grid-sized FFTs that several
+    shapes share: the Fourier solution per taper and FFT grid (:func:`_fourier_estimate`)
+    and the sharp overlap's autocorrelation per FFT grid (:class:`_ValidProblem`), each
+    cropped to the central part that a kernel on that grid can use, so that the cache stays
+    small. A cached value is the one a fresh computation gives, so caching leaves every fit
+    unchanged; the cache lives as long as the pair, within one estimate.
     """
 
     def __init__(self, sharp, blurred, shift):
@@ -815,15 +827,19 @@ class _AlignedPair:
         return self._cache[key]
 
     def autocorrelation(self, grid, spectrum=None):
-        """Periodic autocorrelation of ``sharp0`` on ``grid`` (lag 0 at index 0).
+        """Central lags of ``sharp0``'s periodic autocorrelation on ``grid``, lag 0 centred.
 
-        ``spectrum`` may hold ``rfftn(sharp0, grid)`` when the caller has it already.
+        All the lags that a kernel whose lags fit on ``grid`` without wrapping
+        (``n + 2 k <= grid``) can use. ``spectrum`` may hold ``rfftn(sharp0, grid)`` when
+        the caller has it already.
         """
         def compute(spectrum=spectrum):
             if spectrum is None:
                 spectrum = scipy.fft.rfftn(self.sharp0, grid, workers=WORKERS)
-            return scipy.fft.irfftn(spectrum.real ** 2 + spectrum.imag ** 2, grid,
+            full = scipy.fft.irfftn(spectrum.real ** 2 + spectrum.imag ** 2, grid,
                                     workers=WORKERS)
+            reach = [(g - n - 1) | 1 for g, n in zip(grid, self.sharp0.shape, strict=True)]
+            return _centre_crop_from_origin(full, reach)
 
         return self.cached(("autocorrelation", tuple(grid)), compute)
 
@@ -979,14 +995,19 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
                                 nonnegative=nonnegative, max_iterations=max_iterations,
                                 tolerance=tolerance, callback=callback,
                                 start=np.clip(start, 0, None) if nonnegative else start)
+    # the fits are done: free the standardised crops and the cached grids before the
+    # image-sized work below, so that they do not raise the peak memory
+    del pair
 
     unconstrained_sum = None
+    problem = fit.pop("problem")
     if method == "lsq" and nonnegative and not fit["stopped"]:
         # the flux the data hold, without the positive bias of the constraint (see
         # _match_unconstrained_mass)
         unconstrained_sum = fit["kernel_scale"] * _unconstrained_sum(
-            fit["problem"], fit["kernel_fit"] / np.float32(fit["kernel_scale"]),
+            problem, fit["kernel_fit"] / np.float32(fit["kernel_scale"]),
             fit["regularization"])
+    del problem  # its operator's spectrum and last residual are image-sized
 
     kernel_fit, window = fit["kernel_fit"], fit["window"]
     if nonnegative and method == "lsq":
