@@ -140,17 +140,38 @@ def _centre_crop_from_origin(array, shape):
     return np.ascontiguousarray(rolled[tuple(slice(0, k) for k in shape)])
 
 
-def _fourier_estimate(sharp0, blurred0, shape, regularization):
+def _centre_crop(array, shape):
+    """The centred ``shape`` of an odd-sized ``array`` whose origin is its centre pixel."""
+    return array[tuple(slice(m // 2 - k // 2, m // 2 - k // 2 + k)
+                       for m, k in zip(array.shape, shape, strict=True))]
+
+
+def _fourier_estimate(pair, shape, regularization):
     """Windowed Wiener/Tikhonov estimate; ``regularization`` None means choose by GCV.
 
-    Both standardised images are faded to zero at their borders by the same Tukey window, so
-    the periodic model of the FFT sees no jump; the taper is wide compared with the kernel so
-    that ``w · (k * s) ≈ k * (w · s)``.
+    Both standardised images of the :class:`_AlignedPair` are faded to zero at their borders
+    by the same Tukey window, so the periodic model of the FFT sees no jump; the taper is
+    wide compared with the kernel so that ``w · (k * s) ≈ k * (w · s)``. The solution on the
+    whole periodic grid depends on the shape only through the taper and the grid, so shapes
+    that share both (the clipped taper of small kernels, a common fast grid) share it.
     """
-    image_shape = sharp0.shape
+    image_shape = pair.sharp0.shape
     alpha = float(np.clip(4.0 * max(shape) / min(image_shape), 0.2, 0.8))
-    window = edge_window(image_shape, alpha)
     grid = fast_shape([n + k for n, k in zip(image_shape, shape, strict=True)])
+
+    def solve():
+        kernel, used = _fourier_solution(pair.sharp0, pair.blurred0, alpha, grid, regularization)
+        # a support on this grid has n + k <= grid: keep only the part such supports can use
+        reach = [(g - n) | 1 for g, n in zip(grid, image_shape, strict=True)]
+        return _centre_crop_from_origin(kernel, reach), used
+
+    kernel, used = pair.cached(("fourier", alpha, grid, regularization), solve)
+    return _centre_crop(kernel, shape).astype(np.float32), used
+
+
+def _fourier_solution(sharp0, blurred0, alpha, grid, regularization):
+    """The Wiener/Tikhonov kernel on the periodic ``grid`` (origin at index 0), and its weight."""
+    window = edge_window(sharp0.shape, alpha)
     spectrum_sharp = scipy.fft.rfftn(sharp0 * window, grid, workers=WORKERS)
     spectrum_blurred = scipy.fft.rfftn(blurred0 * window, grid, workers=WORKERS)
     power = (spectrum_sharp.real**2 + spectrum_sharp.imag**2).astype(np.float32)
@@ -158,8 +179,7 @@ def _fourier_estimate(sharp0, blurred0, shape, regularization):
     if regularization is None:
         regularization = _gcv_fourier(power, penalty, spectrum_blurred)
     estimate = np.conj(spectrum_sharp) * spectrum_blurred / (power + regularization * penalty)
-    kernel = scipy.fft.irfftn(estimate, grid, workers=WORKERS)
-    return _centre_crop_from_origin(kernel, shape).astype(np.float32), float(regularization)
+    return scipy.fft.irfftn(estimate, grid, workers=WORKERS), float(regularization)
 
 
 def _gcv_fourier(power, penalty, spectrum_blurred):
@@ -369,22 +389,21 @@ class _ValidProblem:
     the edges. That makes ``T + λ L`` a majorizer of the objective's curvature.
     """
 
-    def __init__(self, sharp0, blurred0, shape):
+    def __init__(self, pair, shape):
+        sharp0, blurred0 = pair.sharp0, pair.blurred0
         self.shape = tuple(shape)
         self.operator = Convolver(sharp0, shape)
         data = np.ascontiguousarray(blurred0[_valid_slices(sharp0.shape, shape)])
         self.data = data - data.mean(dtype=np.float64).astype(np.float32)
-        power = self.operator.fixed_ft.real ** 2 + self.operator.fixed_ft.imag ** 2
         grid = self.operator.grid_shape
         if all(g >= n + 2 * k for g, n, k in zip(grid, sharp0.shape, shape, strict=True)):
-            autocorrelation = scipy.fft.irfftn(power, grid, workers=WORKERS)
-        else:  # the cached grid is too small to hold every lag without wrapping
+            autocorrelation = pair.autocorrelation(grid, spectrum=self.operator.fixed_ft)
+        else:  # the operator's grid is too small to hold every lag without wrapping
             wide = fast_shape([n + 2 * k for n, k in zip(sharp0.shape, shape, strict=True)])
-            spectrum = scipy.fft.rfftn(sharp0, wide, workers=WORKERS)
-            autocorrelation = scipy.fft.irfftn(spectrum.real ** 2 + spectrum.imag ** 2, wide,
-                                               workers=WORKERS)
-        lags = _centre_crop_from_origin(autocorrelation, [2 * k - 1 for k in shape])
-        self.toeplitz_operator = Convolver(lags.astype(np.float32), shape)
+            autocorrelation = pair.autocorrelation(wide)
+        lags = _centre_crop(autocorrelation, [2 * k - 1 for k in shape])
+        # a kernel-sized grid: one FFT thread is faster than waking a second for it
+        self.toeplitz_operator = Convolver(lags.astype(np.float32), shape, workers=1)
         # eigenvalues of the circulant that approximates T, and of the penalty, on the same
         # grid: they give the effective number of parameters for the evidence rule
         self.data_spectrum = np.abs(scipy.fft.rfftn(lags.astype(np.float64)))
@@ -396,10 +415,22 @@ class _ValidProblem:
         self.circulant = np.real(scipy.fft.rfftn(wrapped))
         self.circulant_penalty = _gradient_spectrum(self.shape).astype(np.float64)
         self.evaluations = 0
+        self._last_residual = None
 
     def residual(self, kernel):
-        residual = self.operator.convolve(kernel.astype(np.float32), "valid") - self.data
-        return residual - residual.mean(dtype=np.float64).astype(np.float32)
+        """``P(X k − b)`` on the valid region, as float32 (do not modify it in place).
+
+        The last one is kept: after a momentum restart the solver's next gradient is taken
+        at the very kernel whose residual the evidence update has just computed, and each
+        costs two FFTs of the image's size.
+        """
+        kernel = kernel.astype(np.float32)
+        if self._last_residual is not None and np.array_equal(self._last_residual[0], kernel):
+            return self._last_residual[1]
+        residual = self.operator.convolve(kernel, "valid") - self.data
+        residual = residual - residual.mean(dtype=np.float64).astype(np.float32)
+        self._last_residual = (kernel, residual)
+        return residual
 
     def gradient(self, kernel, regularization):
         self.evaluations += 1
@@ -766,11 +797,57 @@ def _standardised_overlap(sharp, blurred, shift):
     return sharp0, blurred0, sharp_scale, blurred_scale, blurred_aligned, window
 
 
-def _pilot(sharp, blurred, shift, shape, manual):
-    sharp0, blurred0, *_ = _standardised_overlap(sharp, blurred, shift)
-    shape = tuple(min(k, n - 1 if n % 2 == 0 else n) for k, n in zip(shape, sharp0.shape,
+class _AlignedPair:
+    """The pair aligned at one shift, and the work that every fit at that shift shares.
+
+    ``_estimate_single`` fits several kernel shapes at one shift: the pilot that chooses
+    the shape, the survey, up to two enlargements and the final fit on the trimmed
+    support. All of them need the blurred image moved back by a sinc interpolation of the
+    whole frame and the overlap standardised (:func:`_standardised_overlap`), which
+    depend on the shift alone; one ``_AlignedPair`` per shift computes them once.
+
+    It also keeps, through :meth:`cached`, the results of grid-sized FFTs that several
+    shapes share: the Fourier solution per taper and FFT grid (:func:`_fourier_estimate`)
+    and the sharp overlap's autocorrelation per FFT grid (:class:`_ValidProblem`), each
+    cropped to the central part that a kernel on that grid can use, so that the cache stays
+    small. A cached value is the one a fresh computation gives, so caching leaves every fit
+    unchanged; the cache lives as long as the pair, within one estimate.
+    """
+
+    def __init__(self, sharp, blurred, shift):
+        self.shift = np.array(shift, dtype=float)
+        (self.sharp0, self.blurred0, self.sharp_scale, self.blurred_scale,
+         self.blurred_aligned, self.window) = _standardised_overlap(sharp, blurred, self.shift)
+        self._cache = {}
+
+    def cached(self, key, compute):
+        """``compute()``, run only the first time ``key`` is asked for at this shift."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def autocorrelation(self, grid, spectrum=None):
+        """Central lags of ``sharp0``'s periodic autocorrelation on ``grid``, lag 0 centred.
+
+        All the lags that a kernel whose lags fit on ``grid`` without wrapping
+        (``n + 2 k <= grid``) can use. ``spectrum`` may hold ``rfftn(sharp0, grid)`` when
+        the caller has it already.
+        """
+        def compute(spectrum=spectrum):
+            if spectrum is None:
+                spectrum = scipy.fft.rfftn(self.sharp0, grid, workers=WORKERS)
+            full = scipy.fft.irfftn(spectrum.real ** 2 + spectrum.imag ** 2, grid,
+                                    workers=WORKERS)
+            reach = [(g - n - 1) | 1 for g, n in zip(grid, self.sharp0.shape, strict=True)]
+            return _centre_crop_from_origin(full, reach)
+
+        return self.cached(("autocorrelation", tuple(grid)), compute)
+
+
+def _pilot(pair, shape, manual):
+    shape = tuple(min(k, n - 1 if n % 2 == 0 else n) for k, n in zip(shape, pair.sharp0.shape,
                                                                        strict=True))
-    return _fourier_estimate(sharp0, blurred0, shape, manual)[0]
+    return _fourier_estimate(pair, shape, manual)[0]
 
 
 def _pilot_is_significant(pilot, factor=6.0):
@@ -793,15 +870,14 @@ def _core_centroid(kernel):
     return centroid(core)
 
 
-def _fit_at_shift(sharp, blurred, shift, shape, *, method, manual, nonnegative,
-                  max_iterations, tolerance, callback, start=None, start_regularization=None):
-    """Fit the kernel between ``blurred`` and ``sharp`` moved by ``shift``, on the overlap."""
-    sharp0, blurred0, sharp_scale, blurred_scale, blurred_aligned, window = \
-        _standardised_overlap(sharp, blurred, shift)
-    if any(k > n for k, n in zip(shape, sharp0.shape, strict=True)):
-        raise ValueError(f"kernel shape {shape} does not fit in the overlap {sharp0.shape}")
+def _fit_at_shift(pair, shape, *, method, manual, nonnegative, max_iterations, tolerance,
+                  callback, start=None, start_regularization=None):
+    """Fit the kernel between the images of an :class:`_AlignedPair`, on their overlap."""
+    sharp_scale, blurred_scale = pair.sharp_scale, pair.blurred_scale
+    if any(k > n for k, n in zip(shape, pair.sharp0.shape, strict=True)):
+        raise ValueError(f"kernel shape {shape} does not fit in the overlap {pair.sharp0.shape}")
     if start is None or (start_regularization is None and manual is None):
-        kernel, used = _fourier_estimate(sharp0, blurred0, shape, manual)
+        kernel, used = _fourier_estimate(pair, shape, manual)
     else:  # a start from an earlier fit: no Fourier estimate needed
         kernel, used = None, manual if manual is not None else start_regularization
     if start is not None:
@@ -810,7 +886,7 @@ def _fit_at_shift(sharp, blurred, shift, shape, *, method, manual, nonnegative,
         used = start_regularization
     iterations, stopped, problem = 0, False, None
     if method == "lsq":
-        problem = _ValidProblem(sharp0, blurred0, shape)
+        problem = _ValidProblem(pair, shape)
         kernel, iterations, used, stopped = _majorize_minimize(
             problem, kernel, used if manual is None else manual, nonnegative, max_iterations,
             tolerance, callback, manual is None)
@@ -818,8 +894,8 @@ def _fit_at_shift(sharp, blurred, shift, shape, *, method, manual, nonnegative,
         kernel = np.clip(kernel, 0, None)
     kernel_fit = (kernel * np.float32(blurred_scale / sharp_scale)).astype(np.float32)
     return {"kernel_fit": kernel_fit, "regularization": float(used), "shape": tuple(shape),
-            "iterations": iterations, "blurred_aligned": blurred_aligned, "window": window,
-            "stopped": stopped, "problem": problem,
+            "iterations": iterations, "blurred_aligned": pair.blurred_aligned,
+            "window": pair.window, "stopped": stopped, "problem": problem,
             "kernel_scale": float(blurred_scale / sharp_scale)}
 
 
@@ -854,21 +930,24 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
     # wants to move further has locked onto noise
     correlation_shift = shift.copy()
     reach = 4.0
+    # the pair aligned at the current shift; the shape pilot, the survey, its enlargements
+    # and the final fit all use the one built last here
+    pair = _AlignedPair(sharp, blurred, shift)
     for _ in range(4):
-        pilot = _pilot(sharp, blurred, shift, pilot_shape, manual)
+        pilot = _pilot(pair, pilot_shape, manual)
         if not _pilot_is_significant(pilot):
             break  # the pilot is mostly noise: trust the correlation
         correction = _core_centroid(pilot) - np.array(pilot_shape) // 2
         shift = np.clip(shift + correction, -limit, limit)
         shift = np.clip(shift, correlation_shift - reach, correlation_shift + reach)
+        pair = _AlignedPair(sharp, blurred, shift)
         if np.max(np.abs(correction)) < 0.5:
             break
     automatic_shape = shape is None
     if automatic_shape:
-        shape = _auto_shape(_pilot(sharp, blurred, shift, pilot_shape, manual))
+        shape = _auto_shape(_pilot(pair, pilot_shape, manual))
     survey = automatic_shape and method == "lsq"
-    fit = _fit_at_shift(sharp, blurred, shift, shape, method=method, manual=manual,
-                        nonnegative=nonnegative,
+    fit = _fit_at_shift(pair, shape, method=method, manual=manual, nonnegative=nonnegative,
                         max_iterations=min(max_iterations, 8) if survey else max_iterations,
                         tolerance=max(tolerance, 2e-2) if survey else tolerance,
                         callback=callback)
@@ -885,7 +964,7 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
             larger = _grown_shape(fit["shape"], trimmed, pilot_shape)
             if sparse or larger == fit["shape"] or fit["stopped"]:
                 break
-            fit = _fit_at_shift(sharp, blurred, shift, larger, method=method, manual=manual,
+            fit = _fit_at_shift(pair, larger, method=method, manual=manual,
                                 nonnegative=nonnegative, max_iterations=min(max_iterations, 8),
                                 tolerance=max(tolerance, 2e-2), callback=callback,
                                 start=_embed_centre(fit["kernel_fit"], larger),
@@ -893,7 +972,7 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
             trimmed = _trimmed_shape(fit["kernel_fit"], sparse=sparse)
         crop = tuple(slice((n - t) // 2, (n - t) // 2 + t)
                      for n, t in zip(fit["shape"], trimmed, strict=True))
-        fit = _fit_at_shift(sharp, blurred, shift, trimmed, method=method, manual=manual,
+        fit = _fit_at_shift(pair, trimmed, method=method, manual=manual,
                             nonnegative=nonnegative, max_iterations=max_iterations,
                             tolerance=tolerance, callback=callback,
                             start=fit["kernel_fit"][crop],
@@ -911,18 +990,24 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
                             correlation_shift + reach)
             off_centre, shift = moved - shift, moved
             start = fourier_shift(fit["kernel_fit"], -off_centre)
-            fit = _fit_at_shift(sharp, blurred, shift, shape, method=method, manual=manual,
+            pair = _AlignedPair(sharp, blurred, shift)
+            fit = _fit_at_shift(pair, shape, method=method, manual=manual,
                                 nonnegative=nonnegative, max_iterations=max_iterations,
                                 tolerance=tolerance, callback=callback,
                                 start=np.clip(start, 0, None) if nonnegative else start)
+    # the fits are done: free the standardised crops and the cached grids before the
+    # image-sized work below, so that they do not raise the peak memory
+    del pair
 
     unconstrained_sum = None
+    problem = fit.pop("problem")
     if method == "lsq" and nonnegative and not fit["stopped"]:
         # the flux the data hold, without the positive bias of the constraint (see
         # _match_unconstrained_mass)
         unconstrained_sum = fit["kernel_scale"] * _unconstrained_sum(
-            fit["problem"], fit["kernel_fit"] / np.float32(fit["kernel_scale"]),
+            problem, fit["kernel_fit"] / np.float32(fit["kernel_scale"]),
             fit["regularization"])
+    del problem  # its operator's spectrum and last residual are image-sized
 
     kernel_fit, window = fit["kernel_fit"], fit["window"]
     if nonnegative and method == "lsq":
