@@ -23,7 +23,16 @@ import scipy.fft
 
 from ._progress import report
 from ._validate import as_float_array
-from .operators import WORKERS, Convolver, fast_shape, inner, inverse_rfftn, kernel_otf, norm
+from .operators import (
+    WORKERS,
+    Convolver,
+    fast_shape,
+    inner,
+    inverse_rfftn,
+    kernel_otf,
+    multiply_by_conjugate,
+    norm,
+)
 from .regularize import central_region, noise_model
 
 METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix")
@@ -226,10 +235,7 @@ class BlurOperator:
         """Correlation with the PSF of a grid array that is zero outside ``valid``."""
         spectrum = scipy.fft.rfftn(grid_residual, workers=self.workers)
         del grid_residual  # lets a caller that passed its last reference free the memory
-        # multiply by conj(otf) in place without keeping a conjugated copy of the OTF
-        np.conjugate(spectrum, out=spectrum)
-        spectrum *= self.otf
-        np.conjugate(spectrum, out=spectrum)
+        multiply_by_conjugate(spectrum, self.otf)
         return self._inverse(spectrum)
 
     def _inverse(self, spectrum: np.ndarray) -> np.ndarray:
@@ -322,10 +328,10 @@ def _direct(image, psf, method, regularization, noise, info):
     if regularization < 0:
         raise ValueError(f"regularization must be >= 0, got {regularization}")
     denominator = power + np.float32(max(regularization, 1e-12)) * penalty
-    spectrum *= np.conj(otf)
+    multiply_by_conjugate(spectrum, otf)
     spectrum /= denominator
     info.regularization = regularization
-    return scipy.fft.irfftn(spectrum, grid, workers=WORKERS)[inside]
+    return inverse_rfftn(spectrum, grid)[inside]
 
 
 def _discrepancy_lambda(spectrum, power, penalty, sigma, grid_shape, inside) -> float:

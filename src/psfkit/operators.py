@@ -92,9 +92,17 @@ class Convolver:
         embedded = np.zeros(self.grid_shape, dtype=np.float32)
         embedded[_output_slices(self.full_shape, out_shape)] = residual
         spectrum = scipy.fft.rfftn(embedded, workers=self.workers)
-        spectrum *= np.conj(self.fixed_ft)
+        multiply_by_conjugate(spectrum, self.fixed_ft)
         full = inverse_rfftn(spectrum, self.grid_shape, workers=self.workers)
         return full[tuple(slice(0, n) for n in self.other_shape)]
+
+
+def multiply_by_conjugate(spectrum: np.ndarray, factor: np.ndarray) -> None:
+    """``spectrum *= conj(factor)`` in place, without making a conjugated copy of
+    ``factor``: conjugate, multiply, conjugate back."""
+    np.conjugate(spectrum, out=spectrum)
+    spectrum *= factor
+    np.conjugate(spectrum, out=spectrum)
 
 
 def inverse_rfftn(spectrum: np.ndarray, grid_shape, *, workers: int | None = None
