@@ -249,6 +249,16 @@ def test_auto_can_be_cancelled_in_every_part(natural_pair):
         assert (info.smoothing == 0) == (stop_at < rl + search)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_an_image_smaller_than_the_psf_still_deconvolves(method):
+    image = np.random.default_rng(0).random((6, 7)).astype(np.float32) + 1
+    result = deconvolve(image, make_psf("gaussian", (9, 9), sigma=1.5), method)
+    assert result.shape == image.shape and result.dtype == np.float32
+    assert np.all(np.isfinite(result))
+    if method not in ("wiener", "tikhonov"):  # the linear filters may undershoot
+        assert result.min() >= 0
+
+
 def test_regularization_can_be_set_and_is_reported(natural_pair):
     _, info = deconvolve(natural_pair.blurred, natural_pair.kernel, "tikhonov",
                          regularization=0.05, return_info=True)

@@ -771,6 +771,8 @@ def _smoothing_weight(estimate, image, psf, noise: _NoiseModel, target: float,
     """The search of :func:`_smooth_to_noise`: the largest TV weight (to 1/2**9 of 4.5
     decades) whose smoothed estimate has a misfit of at most ``target``; None when
     ``on_step()`` returned False."""
+    if any(n < k for n, k in zip(image.shape, psf.shape, strict=True)):
+        return 0.0  # no pixel sees the whole PSF: no misfit to measure, so no smoothing
     region = central_region(image.shape, SMOOTHING_SEARCH_SAMPLES,
                             [3 * k for k in psf.shape])
     estimate, image = estimate[region], image[region]
