@@ -258,9 +258,12 @@ def speed(quick: bool) -> str:
         grid = BlurOperator(psf, shape).grid_shape
         baseline = _fft_baseline(grid, repeats=5)
 
-        factors = {"psfkit": _psfkit_per_iteration(image, psf) / baseline,
-                   "accelerated": _psfkit_per_iteration(
-                       image, psf, acceleration="geometric") / baseline}
+        plain = _psfkit_per_iteration(image, psf)
+        accelerated = _psfkit_per_iteration(image, psf, acceleration="geometric")
+        # the baseline again right after psfkit: on a shared machine its best time drifts
+        # between runs by more than the differences measured here, so the least is used
+        baseline = min(baseline, _fft_baseline(grid, repeats=5))
+        factors = {"psfkit": plain / baseline, "accelerated": accelerated / baseline}
         factors["skimage"] = _per_iteration(
             lambda n, image=image, psf=psf: restoration.richardson_lucy(
                 image, psf, num_iter=n, clip=False), 1, 5) / baseline
