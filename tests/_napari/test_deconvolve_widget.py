@@ -7,6 +7,11 @@ from _widget_helpers import run_to_end
 
 import psfkit
 from psfkit._napari._deconvolve_widget import DeconvolveWidget, model_psf
+from psfkit.deconvolve import (
+    RL_TV_REFINEMENT_ITERATIONS,
+    SMOOTHING_BISECTIONS,
+    SMOOTHING_ITERATIONS,
+)
 from psfkit.models import make_psf
 from psfkit.samples import blurred_pair
 
@@ -130,6 +135,27 @@ def test_progress_counts_iterations_over_all_frames(viewer_widget, case):
     assert [step for step, _ in steps if step % 4 == 0][-1] == 12
     assert {total for _, total in steps} == {12}
     assert [step for step, _ in steps] == sorted(step for step, _ in steps)
+
+
+def test_progress_of_automatic_frames_only_goes_up_and_ends_full(viewer_widget, case):
+    viewer, widget = viewer_widget
+    pair, _ = case
+    viewer.add_image(np.stack([pair.blurred] * 2), name="series", scale=(1, 0.2, 0.2))
+    widget.image.value = viewer.layers["series"]
+    widget.method.value = "auto"
+    steps = []
+    job = widget.prepare()
+    _, reports, *_ = job(lambda step, total, current=None: steps.append((step, total)))
+    assert [step for step, _ in steps] == sorted(step for step, _ in steps)
+    assert all(step <= total for step, total in steps)
+    assert steps[-1][0] == steps[-1][1]
+    # each frame's steps: its RL iterations, the smoothing's (the first frame searches the
+    # weight, the others reuse it) and the RL-TV part's
+    per_frame = [report["iterations"] + SMOOTHING_ITERATIONS
+                 + (SMOOTHING_BISECTIONS if index == 0 else 0)
+                 + (RL_TV_REFINEMENT_ITERATIONS if report["regularization"] > 0 else 0)
+                 for index, report in enumerate(reports)]
+    assert steps[-1][0] == sum(per_frame)
 
 
 def test_cancel_changes_no_layer(qtbot, viewer_widget):

@@ -149,13 +149,19 @@ class DeconvolveWidget(PsfkitWidget):
         def job(callback):
             result = np.empty(data.shape, dtype=np.float32)
             reports = []
-            per_frame = [budget]
+            # steps of the finished frames, and the current frame's planned total (the core
+            # lowers it once it knows when it stops); frames still to come are counted at
+            # that total, so the count only goes up
+            done, per_frame = [0], [budget]
+
+            def planned(remaining):
+                return done[0] + per_frame[0] * remaining
 
             def frame_progress(index):
                 def relay(step, total=None, current=None):
                     if total:
                         per_frame[0] = int(total)
-                    return callback(index * per_frame[0] + step, len(frames) * per_frame[0])
+                    return callback(done[0] + step, planned(len(frames) - index))
                 return relay
 
             # the first frame makes the automatic choices; the others repeat them, so a
@@ -177,7 +183,8 @@ class DeconvolveWidget(PsfkitWidget):
                         chosen = explicit_parameters(options, info)
                     reports.append({key: value for key, value in vars(info).items()
                                     if key != "history"})
-                if callback((index + 1) * per_frame[0], len(frames) * per_frame[0]) is False:
+                done[0] += per_frame[0]
+                if callback(done[0], planned(len(frames) - index - 1)) is False:
                     break
             return result, reports, layer, psf_description, options
 
