@@ -122,30 +122,29 @@ def test_automatic_choices_of_the_first_frame_are_repeated_on_the_others(qtbot,
                                rtol=1e-5, atol=1e-5)
 
 
-def test_progress_counts_iterations_over_all_frames(viewer_widget, case):
+def _progress_over_frames(viewer_widget, pair, frames, method, iterations=0):
+    """The (step, total) reports of a run over a stack of ``frames`` copies, and its
+    per-frame reports."""
     viewer, widget = viewer_widget
-    pair, _ = case
-    viewer.add_image(np.stack([pair.blurred] * 3), name="series", scale=(1, 0.2, 0.2))
+    viewer.add_image(np.stack([pair.blurred] * frames), name="series", scale=(1, 0.2, 0.2))
     widget.image.value = viewer.layers["series"]
-    widget.method.value = "richardson_lucy"
-    widget.iterations.value = 4
+    widget.method.value = method
+    widget.iterations.value = iterations
     steps = []
-    job = widget.prepare()
-    job(lambda step, total, current=None: steps.append((step, total)))
+    _, reports, *_ = widget.prepare()(
+        lambda step, total, current=None: steps.append((step, total)))
+    return steps, reports
+
+
+def test_progress_counts_iterations_over_all_frames(viewer_widget, case):
+    steps, _ = _progress_over_frames(viewer_widget, case[0], 3, "richardson_lucy", 4)
     assert [step for step, _ in steps if step % 4 == 0][-1] == 12
     assert {total for _, total in steps} == {12}
     assert [step for step, _ in steps] == sorted(step for step, _ in steps)
 
 
 def test_progress_of_automatic_frames_only_goes_up_and_ends_full(viewer_widget, case):
-    viewer, widget = viewer_widget
-    pair, _ = case
-    viewer.add_image(np.stack([pair.blurred] * 2), name="series", scale=(1, 0.2, 0.2))
-    widget.image.value = viewer.layers["series"]
-    widget.method.value = "auto"
-    steps = []
-    job = widget.prepare()
-    _, reports, *_ = job(lambda step, total, current=None: steps.append((step, total)))
+    steps, reports = _progress_over_frames(viewer_widget, case[0], 2, "auto")
     assert [step for step, _ in steps] == sorted(step for step, _ in steps)
     assert all(step <= total for step, total in steps)
     assert steps[-1][0] == steps[-1][1]
