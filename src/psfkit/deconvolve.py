@@ -747,7 +747,7 @@ def _smooth_to_noise(estimate, image, psf, noise: _NoiseModel, weight="auto",
     gives the same weight); the result is then smoothed with it from a cold start, so
     that the weight alone (``smoothing=``) reproduces it. Returns the smoothed estimate and
     the weight (the given one when not ``"auto"``). ``on_step()`` is called after each
-    bisection step and each smoothing iteration (``smoothing_steps`` in all); when it returns
+    bisection step and each smoothing iteration (:func:`_smoothing_steps` in all); when it returns
     False the work stops, and the estimate is returned as it is then, with weight 0 if the
     search had not finished.
     """
