@@ -1,9 +1,9 @@
 """Deconvolution benchmark: quality and speed of psfkit.deconvolve against its peers.
 
 Run ``python benchmarks/bench_deconvolve.py`` (``--quick`` for a small run, ``--only
-quality|speed|acceleration|time_to_quality|memory`` for one part). Everything runs side by
-side in one process and the Markdown tables go to stdout and to
-``benchmarks/results/deconvolve.md``.
+quality|speed|acceleration|time_to_quality|memory|auto_run`` for one part, written to
+``benchmarks/results/deconvolve_<part>.md``). Everything runs side by side in one process
+and the Markdown tables go to stdout and to ``benchmarks/results/deconvolve.md``.
 
 Quality: a suite of PSFs (defocus, Airy, Moffat, Gaussian; 2D and 3D), scenes (natural,
 fluorescence-like blobs, astronomical stars) and noise (Poisson, Gaussian), made like a
@@ -20,6 +20,7 @@ Acceleration: iterations the accelerated RL needs to reach plain RL's best error
 and within ``TOLERANCE``. Time to quality: wall time of one run of each tool at the
 iteration count that reaches plain RL's best error, on the same image and truth.
 Memory: peak traced and resident memory over the float32 input, a fresh process per case.
+Whole run of ``auto``: wall time of one untuned run and of its parts.
 """
 
 from __future__ import annotations

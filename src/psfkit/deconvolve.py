@@ -564,7 +564,7 @@ def _richardson_lucy(problem: _PoissonData, operator: BlurOperator, *, iteration
     The data are ``image - background + shift`` and the model ``H x + shift``, where the
     shift (read-noise variance over the photon gain) is the shifted-Poisson approximation of
     Poisson plus Gaussian read noise. Memory: the estimate, and with acceleration the
-    previous estimate and the last change, on the padded grid, besides the data, the
+    previous estimate and the last change, on the padded grid, besides the
     boundary weights, the OTF and the two transient FFT arrays.
 
     With ``stop_at_noise``, the iterations stop ``extension`` times later than the first
