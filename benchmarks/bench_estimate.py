@@ -35,9 +35,8 @@ import scipy.fft
 import scipy.sparse.linalg
 
 from psfkit import estimate_kernel, make_psf, samples
-from psfkit.align import fourier_shift
-from psfkit.metrics import centre_embed, kernel_error
-from psfkit.operators import WORKERS, Convolver, fast_shape
+from psfkit.metrics import kernel_error
+from psfkit.operators import WORKERS, Convolver, centre_embed, fast_shape, fourier_shift
 
 KERNELS = {
     "gaussian": ("gaussian", (21, 21), {"sigma": 2.0}),

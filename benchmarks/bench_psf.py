@@ -37,12 +37,11 @@ import scipy.fft
 import scipy.ndimage as ndi
 
 from psfkit import average_beads, deconvolve, make_psf, prepare_psf
-from psfkit.align import fourier_shift
 from psfkit.metrics import kernel_error
+from psfkit.operators import fourier_shift
 from psfkit.samples import (
     bead_image,
     blurred_pair,
-    fourier_shift_scene,
     point_source_frame,
     sample_point_source,
     soft_disk,
@@ -168,7 +167,8 @@ def led_case(repeats: int) -> tuple[list, list]:
     whole = np.round(sample["truth"]["centre"]).astype(int)
     half = sharp_truth.shape[0] // 2
     box = tuple(slice(w - half, w + half + 1) for w in whole)
-    stamp = fourier_shift_scene(sharp_truth, np.array(sample["truth"]["centre"]) - whole)
+    stamp = fourier_shift(sharp_truth, np.array(sample["truth"]["centre"]) - whole,
+                          edges="mirror")
     noise_free[box] = np.clip(stamp, 0, None)
     floor = fourier_shift(noise_free[box], -(np.array(sample["truth"]["centre"]) - whole))
     sample_rows = [

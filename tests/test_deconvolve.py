@@ -20,8 +20,8 @@ from psfkit.deconvolve import (
 )
 from psfkit.metrics import image_error as relative_error
 from psfkit.models import make_psf
+from psfkit.noise import noise_model
 from psfkit.operators import Convolver
-from psfkit.regularize import noise_model
 from psfkit.samples import blurred_pair
 
 

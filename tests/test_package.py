@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CORE_MODULES = ["psfkit", "psfkit.operators", "psfkit.models", "psfkit.align",
-                "psfkit.regularize", "psfkit.estimate", "psfkit.fit", "psfkit.psf",
+                "psfkit.noise", "psfkit.estimate", "psfkit.fit", "psfkit.psf",
                 "psfkit.deconvolve", "psfkit.chunked", "psfkit.cli", "psfkit.samples",
                 "psfkit.demo"]
 

@@ -28,9 +28,12 @@ from bench_estimate import (  # noqa: E402
     lsq_valid,
 )
 from psfkit import estimate_kernel, make_psf, samples  # noqa: E402
-from psfkit.align import fourier_shift  # noqa: E402
-from psfkit.metrics import centre_embed, kernel_error  # noqa: E402
-from psfkit.operators import convolve  # noqa: E402
+from psfkit.metrics import kernel_error  # noqa: E402
+from psfkit.operators import (  # noqa: E402
+    centre_embed,
+    convolve,
+    fourier_shift,
+)
 
 
 def residual_of(sharp, blurred, kernel):
@@ -69,8 +72,8 @@ def main() -> None:
             f"{title}\nerror {kernel_error(kernel, reference, normalize=True):.3f}")
         axes[0, column].set_title(label, fontsize=9)
         # centred kernels (the truth, psfkit) come with a shift; the peers' kernels hold it
-        sharp = pair.sharp if shift is None else samples.fourier_shift_scene(pair.sharp,
-                                                                              shift)
+        sharp = pair.sharp if shift is None else fourier_shift(pair.sharp, shift,
+                                                                  edges="mirror")
         residual = residual_of(sharp, pair.blurred, shown)
         rms = float(np.sqrt(np.mean(residual**2)))
         limit = 4 * pair.noise_sigma

@@ -15,6 +15,7 @@ from .deconvolve import deconvolve
 from .estimate import KernelEstimate, estimate_kernel
 from .fit import KernelFit, defocus_diameter, fit_kernel
 from .models import MODELS, make_psf
+from .noise import noise_sigma
 from .operators import Convolver, convolve
 from .psf import (
     BeadAverage,
@@ -25,7 +26,6 @@ from .psf import (
     average_beads,
     prepare_psf,
 )
-from .regularize import noise_sigma
 
 __all__ = [
     "MODELS",

@@ -1,4 +1,4 @@
-"""Sub-pixel shifts: estimating the translation between two images, and centring kernels.
+"""Sub-pixel shifts: the translation between two images, and the centroid of a kernel.
 
 Convention everywhere in psfkit: ``moving`` is ``reference`` translated by ``shift``, i.e.
 ``moving(x) = reference(x - shift)``; a positive shift moves content towards higher indices.
@@ -7,11 +7,8 @@ Convention everywhere in psfkit: ``moving`` is ``reference`` translated by ``shi
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
-import scipy.ndimage as ndi
 
 from ._validate import as_float_array
-from .operators import WORKERS, fast_shape
 
 
 def _tukey(n: int, alpha: float = 0.25) -> np.ndarray:
@@ -64,30 +61,6 @@ def estimate_shift(
     return -np.asarray(shift, dtype=float)
 
 
-def fourier_shift(array: np.ndarray, shift) -> np.ndarray:
-    """Translate ``array`` by a sub-pixel ``shift`` with a band-limited (sinc) interpolator.
-
-    The array is zero-padded before the transform so that content leaving one side does not
-    re-enter at the other. Suited to kernels and PSFs, which are zero at their borders.
-    """
-    array = np.asarray(array, dtype=np.float32)
-    shift = np.broadcast_to(np.asarray(shift, dtype=float), (array.ndim,))
-    pad = [int(np.ceil(abs(s))) + 2 for s in shift]
-    grid = fast_shape([n + 2 * p for n, p in zip(array.shape, pad, strict=True)])
-    padded = np.zeros(grid, dtype=np.float32)
-    padded[tuple(slice(p, p + n) for p, n in zip(pad, array.shape, strict=True))] = array
-    spectrum = scipy.fft.rfftn(padded, workers=WORKERS)
-    spectrum = ndi.fourier_shift(spectrum, shift, n=grid[-1], axis=array.ndim - 1)
-    moved = scipy.fft.irfftn(spectrum, grid, workers=WORKERS)
-    return moved[tuple(slice(p, p + n) for p, n in zip(pad, array.shape, strict=True))]
-
-
-def spline_shift(image: np.ndarray, shift) -> np.ndarray:
-    """Translate an image by a sub-pixel ``shift`` with cubic splines, extending its edges."""
-    image = np.asarray(image, dtype=np.float32)
-    return ndi.shift(image, shift, order=3, mode="nearest", prefilter=True)
-
-
 def centroid(array: np.ndarray) -> np.ndarray:
     """Intensity-weighted centre of the positive part of ``array``, in pixel indices."""
     weights = np.clip(np.asarray(array, dtype=np.float64), 0, None)
@@ -96,12 +69,3 @@ def centroid(array: np.ndarray) -> np.ndarray:
         raise ValueError("cannot locate the centre of an array with no positive values")
     grids = np.indices(weights.shape, sparse=True)
     return np.array([float((g * weights).sum() / total) for g in grids])
-
-
-def recentre(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Move a kernel's centroid onto its centre pixel ``shape // 2``.
-
-    Returns the recentred kernel and the offset that was removed (centroid minus centre).
-    """
-    offset = centroid(kernel) - np.array(kernel.shape) // 2
-    return fourier_shift(kernel, -offset), offset

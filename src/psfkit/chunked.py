@@ -39,7 +39,7 @@ import numpy as np
 from ._progress import report
 from ._validate import as_float_array
 from .deconvolve import deconvolve
-from .regularize import central_region
+from .noise import central_region
 
 #: Energy fraction that defines the PSF's support radius.
 SUPPORT_ENERGY = 0.999

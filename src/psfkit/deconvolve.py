@@ -23,6 +23,7 @@ import scipy.fft
 
 from ._progress import report
 from ._validate import as_float_array
+from .noise import central_region, noise_model
 from .operators import (
     WORKERS,
     Convolver,
@@ -33,7 +34,6 @@ from .operators import (
     multiply_by_conjugate,
     norm,
 )
-from .regularize import central_region, noise_model
 
 METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix")
 ACCELERATIONS = ("geometric", "biggs_andrews", None)

@@ -20,9 +20,9 @@ import scipy.ndimage as ndi
 
 from ._progress import report
 from ._validate import as_float_array, odd_shape
-from .align import centroid, edge_window, estimate_shift, fourier_shift
-from .operators import WORKERS, Convolver, fast_shape, inner, norm
-from .regularize import noise_sigma
+from .align import centroid, edge_window, estimate_shift
+from .noise import noise_sigma
+from .operators import WORKERS, Convolver, fast_shape, fourier_shift, inner, norm
 
 METHODS = ("auto", "fourier", "lsq")
 
@@ -55,7 +55,7 @@ class KernelEstimate:
         Weight of the smoothness penalty ``||∇k||²`` used (for normalised images).
     noise_sigma : float
         Robust white-noise estimate of ``blurred``
-        (:func:`psfkit.regularize.noise_sigma`).
+        (:func:`psfkit.noise.noise_sigma`).
     residual_ratio : float
         RMS of the residual on the valid region divided by ``noise_sigma``; about 1 when
         the kernel explains the data down to the noise.
@@ -608,11 +608,9 @@ def _reblur(sharp, kernel_fit, offset):
 
 def _shift_image(image, shift):
     """``image`` translated by a sub-pixel ``shift`` (band-limited, mirrored at the edges)."""
-    from .samples import fourier_shift_scene
-
     if not np.any(np.abs(shift) > 1e-6):
         return image
-    return fourier_shift_scene(image, np.asarray(shift, dtype=float))
+    return fourier_shift(image, np.asarray(shift, dtype=float), edges="mirror")
 
 
 def _overlap_window(shape, shift):

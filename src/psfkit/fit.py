@@ -20,8 +20,8 @@ from ._progress import report
 from ._validate import as_float_array, odd_shape
 from .align import edge_window, estimate_shift
 from .models import MODELS, render
+from .noise import noise_sigma
 from .operators import WORKERS, fast_shape, inner
-from .regularize import noise_sigma
 
 #: FWHM of a Gaussian in units of its sigma.
 GAUSSIAN_FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))

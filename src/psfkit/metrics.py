@@ -10,19 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def centre_embed(array: np.ndarray, shape) -> np.ndarray:
-    """Crop or zero-pad ``array`` around its centre pixel ``shape // 2`` to ``shape``."""
-    array = np.asarray(array, dtype=np.float64)
-    out = np.zeros(tuple(shape))
-    source, target = [], []
-    for n, m in zip(array.shape, shape, strict=True):
-        low = min(n // 2, m // 2)
-        high = min(n - n // 2, m - m // 2)
-        source.append(slice(n // 2 - low, n // 2 + high))
-        target.append(slice(m // 2 - low, m // 2 + high))
-    out[tuple(target)] = array[tuple(source)]
-    return out
+from .operators import centre_embed
 
 
 def kernel_error(estimate: np.ndarray, truth: np.ndarray, *, normalize: bool = False) -> float:
@@ -31,7 +19,8 @@ def kernel_error(estimate: np.ndarray, truth: np.ndarray, *, normalize: bool = F
     With ``normalize=True`` both are scaled to unit sum first, so only their shapes count.
     """
     shape = tuple(max(a, b) for a, b in zip(np.shape(estimate), np.shape(truth), strict=True))
-    a, b = centre_embed(estimate, shape), centre_embed(truth, shape)
+    a = centre_embed(np.asarray(estimate, dtype=np.float64), shape)
+    b = centre_embed(np.asarray(truth, dtype=np.float64), shape)
     if normalize:
         a = a / a.sum() if a.sum() != 0 else a
         b = b / b.sum()

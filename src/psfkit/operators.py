@@ -1,4 +1,5 @@
-"""FFT convolution, the one place where psfkit convolves, correlates and pads.
+"""FFT convolution and the grid helpers around it: the one place where psfkit convolves,
+correlates, pads, crops and shifts arrays.
 
 Linear (never circular) convolution of a fixed array ``f`` of shape ``A`` with a variable
 array ``g`` of shape ``B`` is computed on a zero-padded grid of at least ``A + B - 1``
@@ -7,6 +8,12 @@ transform (its OTF when it is a PSF) is computed once and kept. Output regions f
 ``scipy.signal.fftconvolve``: ``"full"`` (``A + B - 1``), ``"same"`` (shape of ``g``,
 centred) and ``"valid"`` (``|A - B| + 1``, where every output sample sees only real data).
 A kernel's origin is its centre pixel ``shape // 2``.
+
+Around the convolution live the helpers every solver shares: a kernel embedded in (and cut
+back from) a periodic grid with its centre on index 0 (:func:`periodic_embed`,
+:func:`periodic_crop`, :func:`kernel_otf`), the frequencies of a real-FFT grid
+(:func:`frequencies`), a box cut around any pixel with zeros outside the array
+(:func:`centre_embed`) and a band-limited sub-pixel translation (:func:`fourier_shift`).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import os
 
 import numpy as np
 import scipy.fft
+import scipy.ndimage as ndi
 
 #: Threads used by every FFT in psfkit.
 WORKERS = os.cpu_count() or 1
@@ -148,23 +156,96 @@ def convolve(image: np.ndarray, kernel: np.ndarray, mode: str = "same") -> np.nd
     return Convolver(kernel, image.shape).convolve(image, mode)
 
 
-def kernel_otf(kernel: np.ndarray, grid_shape, *, workers: int | None = None) -> np.ndarray:
-    """Transfer function of a centred kernel on a periodic grid of ``grid_shape``.
+def frequencies(grid_shape) -> list[np.ndarray]:
+    """Per axis, the frequencies (cycles per sample, float64) of a real-FFT spectrum of a
+    grid of ``grid_shape``, each shaped to broadcast against that spectrum: full
+    ``fftfreq`` axes first, the last axis halved (``rfftfreq``)."""
+    ndim = len(grid_shape)
+    axes = []
+    for axis, n in enumerate(grid_shape):
+        freq = scipy.fft.rfftfreq(n) if axis == ndim - 1 else scipy.fft.fftfreq(n)
+        axes.append(freq.reshape([-1 if a == axis else 1 for a in range(ndim)]))
+    return axes
 
-    The kernel is zero-padded and rolled so that its centre pixel lands on index 0, so that
-    multiplying a spectrum by the result blurs without shifting.
+
+def periodic_embed(kernel: np.ndarray, grid_shape) -> np.ndarray:
+    """A centred kernel zero-padded into a periodic grid with its centre pixel on index 0.
+
+    The last ``len(grid_shape)`` axes of ``kernel`` are the kernel's; any leading axes stack
+    several kernels. :func:`periodic_crop` is the inverse.
     """
     kernel = np.asarray(kernel, dtype=np.float32)
-    if any(k > g for k, g in zip(kernel.shape, grid_shape, strict=True)):
-        raise ValueError(f"kernel {kernel.shape} is larger than the grid {tuple(grid_shape)}")
-    padded = np.zeros(grid_shape, dtype=np.float32)
-    padded[tuple(slice(0, k) for k in kernel.shape)] = kernel
-    padded = np.roll(padded, [-(k // 2) for k in kernel.shape], axis=range(kernel.ndim))
-    return scipy.fft.rfftn(padded, workers=WORKERS if workers is None else workers)
+    ndim = len(grid_shape)
+    shape = kernel.shape[kernel.ndim - ndim:]
+    if any(k > g for k, g in zip(shape, grid_shape, strict=True)):
+        raise ValueError(f"kernel {shape} is larger than the grid {tuple(grid_shape)}")
+    padded = np.zeros((*kernel.shape[:kernel.ndim - ndim], *grid_shape), dtype=np.float32)
+    wrapped = np.ix_(*[(np.arange(k) - k // 2) % g for k, g in zip(shape, grid_shape,
+                                                                   strict=True)])
+    padded[(Ellipsis, *wrapped)] = kernel
+    return padded
 
 
-def pad_edges(image: np.ndarray, widths, mode: str = "reflect") -> np.ndarray:
-    """Pad every axis by ``widths`` (an int or one per axis) on both sides."""
-    if np.isscalar(widths):
-        widths = (int(widths),) * image.ndim
-    return np.pad(image, [(int(w), int(w)) for w in widths], mode=mode)
+def periodic_crop(array: np.ndarray, shape) -> np.ndarray:
+    """The centred kernel of odd ``shape`` around index 0 of a periodic ``array``."""
+    rolled = np.roll(array, [k // 2 for k in shape], axis=tuple(range(array.ndim)))
+    return np.ascontiguousarray(rolled[tuple(slice(0, k) for k in shape)])
+
+
+def kernel_otf(kernel: np.ndarray, grid_shape, *, workers: int | None = None) -> np.ndarray:
+    """Transfer function of a centred kernel on a periodic grid of ``grid_shape``: the
+    spectrum of :func:`periodic_embed`, so multiplying by it blurs without shifting."""
+    return scipy.fft.rfftn(periodic_embed(kernel, grid_shape),
+                           workers=WORKERS if workers is None else workers)
+
+
+def centre_embed(array: np.ndarray, shape, centre=None) -> np.ndarray:
+    """The box of ``shape`` whose centre pixel ``shape // 2`` lies on index ``centre`` of
+    ``array`` (default: ``array``'s own centre pixel), zero where it leaves ``array``.
+
+    With the default centre this crops or zero-pads a centred kernel to another shape; with
+    a ``centre`` it cuts a stamp around a source. A new array of ``array``'s dtype.
+    """
+    array = np.asarray(array)
+    shape = tuple(int(n) for n in shape)
+    centre = [n // 2 for n in array.shape] if centre is None else [int(c) for c in centre]
+    out = np.zeros(shape, dtype=array.dtype)
+    source, target = [], []
+    for c, m, n in zip(centre, shape, array.shape, strict=True):
+        start = c - m // 2
+        low, high = max(start, 0), min(start + m, n)
+        if high <= low:
+            return out
+        source.append(slice(low, high))
+        target.append(slice(low - start, high - start))
+    out[tuple(target)] = array[tuple(source)]
+    return out
+
+
+def fourier_shift(array: np.ndarray, shift, *, edges: str = "zero") -> np.ndarray:
+    """Translate ``array`` by a sub-pixel ``shift`` with a band-limited (sinc) interpolator.
+
+    The array is padded before the transform so that content leaving one side does not
+    re-enter at the other: with zeros (``edges="zero"``, for kernels and PSFs, which are zero
+    at their borders) or by mirroring (``edges="mirror"``, for scenes that run off the frame).
+    ``moved(x) = array(x - shift)``; the result is float32 (computed in float32 for
+    ``"zero"``, in the input's precision for ``"mirror"``).
+    """
+    array = np.asarray(array)
+    shift = np.broadcast_to(np.asarray(shift, dtype=float), (array.ndim,))
+    if edges == "zero":
+        array = array.astype(np.float32, copy=False)
+        pad = [int(np.ceil(abs(s))) + 2 for s in shift]
+        grid = fast_shape([n + 2 * p for n, p in zip(array.shape, pad, strict=True)])
+        padded = np.zeros(grid, dtype=np.float32)
+        padded[tuple(slice(p, p + n) for p, n in zip(pad, array.shape, strict=True))] = array
+    elif edges == "mirror":
+        pad = [int(np.ceil(abs(s))) + 16 for s in shift]
+        padded = np.pad(array, [(p, p) for p in pad], mode="symmetric")
+    else:
+        raise ValueError(f"edges must be 'zero' or 'mirror', got {edges!r}")
+    spectrum = scipy.fft.rfftn(padded, workers=WORKERS)
+    spectrum = ndi.fourier_shift(spectrum, shift, n=padded.shape[-1], axis=array.ndim - 1)
+    moved = scipy.fft.irfftn(spectrum, padded.shape, workers=WORKERS)
+    inside = tuple(slice(p, p + n) for p, n in zip(pad, array.shape, strict=True))
+    return moved[inside].astype(np.float32, copy=False)

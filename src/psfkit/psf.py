@@ -22,9 +22,9 @@ import scipy.ndimage as ndi
 
 from ._progress import report
 from ._validate import as_float_array, odd_shape
-from .align import centroid, fourier_shift
-from .operators import WORKERS, fast_shape
-from .regularize import noise_sigma
+from .align import centroid
+from .noise import noise_sigma
+from .operators import WORKERS, fast_shape, fourier_shift
 
 __all__ = [
     "BeadAverage",

@@ -13,10 +13,9 @@ import io
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.fft
 import scipy.ndimage as ndi
 
-from .operators import WORKERS, convolve
+from .operators import convolve, fourier_shift
 
 SCENES = ("natural", "blobs", "stars")
 
@@ -67,17 +66,6 @@ def scene(kind: str = "natural", shape=(256, 256), *, rng=0) -> np.ndarray:
         np.add.at(image, index, np.minimum(flux, 5.0))
         return image
     raise ValueError(f"unknown scene {kind!r}; choose from {SCENES}")
-
-
-def fourier_shift_scene(image: np.ndarray, shift) -> np.ndarray:
-    """Shift a scene by a sub-pixel amount without wrapping artefacts (mirror, shift, crop)."""
-    pad = [int(np.ceil(abs(s))) + 16 for s in np.broadcast_to(shift, (image.ndim,))]
-    padded = np.pad(image, [(p, p) for p in pad], mode="symmetric")
-    spectrum = scipy.fft.rfftn(padded, workers=WORKERS)
-    spectrum = ndi.fourier_shift(spectrum, shift, n=padded.shape[-1], axis=image.ndim - 1)
-    moved = scipy.fft.irfftn(spectrum, padded.shape, workers=WORKERS)
-    return moved[tuple(slice(p, p + n) for p, n in zip(pad, image.shape, strict=True))].astype(
-        np.float32)
 
 
 def jpeg_roundtrip(image: np.ndarray, quality: int = 85) -> np.ndarray:
@@ -160,7 +148,7 @@ def blurred_pair(
         big = big[tuple(slice(0, n) for n in big_shape)]
     window = tuple(slice(m, m + n) for m, n in zip(margin, shape, strict=True))
     sharp = big[window].copy()
-    moved = fourier_shift_scene(big, shift) if np.any(shift) else big
+    moved = fourier_shift(big, shift, edges="mirror") if np.any(shift) else big
     blurred = convolve(moved, kernel, mode="same")[window]
     blurred = gain * blurred + offset
     if poisson_photons is not None:
@@ -210,7 +198,7 @@ def point_source_frame(
     image = np.zeros(shape, dtype=np.float32)
     whole = np.round(centre).astype(int)
     half = np.array(psf.shape) // 2
-    stamp = fourier_shift_scene(np.pad(psf, 4) * flux, np.asarray(centre) - whole)
+    stamp = fourier_shift(np.pad(psf, 4) * flux, np.asarray(centre) - whole, edges="mirror")
     box = tuple(slice(w - h - 4, w + h + 5) for w, h in zip(whole, half, strict=True))
     image[box] += np.clip(stamp, 0, None)
     image = rng.poisson(image + background).astype(np.float32)
@@ -256,7 +244,7 @@ def bead_image(
     half = np.array(psf.shape) // 2
     for centre in centres:
         whole = np.round(centre).astype(int)
-        moved = fourier_shift_scene(stamp, centre - whole)
+        moved = fourier_shift(stamp, centre - whole, edges="mirror")
         region = tuple(slice(w - h, w + h + 1) for w, h in zip(whole, half, strict=True))
         image[region] += moved
     noise = peak / peak_snr

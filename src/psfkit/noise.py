@@ -1,4 +1,4 @@
-"""Noise estimation, the basis of every automatic regularization choice in psfkit.
+"""Noise estimation, the basis of every automatic choice in psfkit.
 
 Images are modelled as ``signal + noise`` with white noise of standard deviation
 ``sigma``. Selection rules that turn ``sigma`` into a regularization weight live next to the
@@ -28,6 +28,33 @@ def central_region(shape, samples: int, minimum=1) -> tuple[slice, ...]:
                  for n, size in zip(shape, sizes, strict=True))
 
 
+def second_difference(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """``[1, -2, 1]`` applied along every axis of at least 3 samples, on the interior.
+
+    It removes constants, ramps and slowly varying structure and multiplies white noise by
+    ``sqrt(6 ** axes)``. Returns the filtered interior (each filtered axis 2 samples
+    shorter) and ``axes``, the number of axes filtered (0: the image is too small).
+    """
+    filtered = image
+    axes = 0
+    for axis in range(image.ndim):
+        if image.shape[axis] < 3:
+            continue
+        lead = (slice(None),) * axis
+        filtered = (filtered[(*lead, slice(2, None))] - 2.0 * filtered[(*lead, slice(1, -1))]
+                    + filtered[(*lead, slice(None, -2))])
+        axes += 1
+    return filtered, axes
+
+
+def rim(array: np.ndarray, width: int = 2) -> np.ndarray:
+    """The values of ``array`` within ``width`` samples of its border, flattened: where a
+    well-sized kernel holds only noise. Empty when the array is no wider than the rim."""
+    mask = np.ones(array.shape, bool)
+    mask[tuple(slice(width, n - width) for n in array.shape)] = False
+    return array[mask]
+
+
 def noise_sigma(image: np.ndarray) -> float:
     """Robust estimate of the standard deviation of white noise in ``image``.
 
@@ -49,17 +76,8 @@ def noise_sigma(image: np.ndarray) -> float:
         Estimated noise standard deviation, in the units of ``image``.
     """
     image = as_float_array(image, "image", ndim=())
-    filtered = image
-    interior = []
-    for axis in range(image.ndim):
-        if image.shape[axis] < 3:
-            interior.append(slice(None))
-            continue
-        lead = (slice(None),) * axis
-        filtered = (filtered[(*lead, slice(2, None))] - 2.0 * filtered[(*lead, slice(1, -1))]
-                    + filtered[(*lead, slice(None, -2))])
-        interior.append(slice(1, -1))
-    axes_used = sum(s != slice(None) for s in interior)
+    filtered, axes_used = second_difference(image)
+    interior = tuple(slice(1, -1) if n >= 3 else slice(None) for n in image.shape)
     if axes_used == 0:
         raise ValueError(f"image of shape {image.shape} is too small to estimate noise")
     smooth = ndi.gaussian_filter(image, 2.0, truncate=3.0)
@@ -73,7 +91,7 @@ def noise_sigma(image: np.ndarray) -> float:
         part *= part
         slope += part
         del part
-    slope = slope[tuple(interior)]
+    slope = slope[interior]
     flat = filtered[slope <= np.median(slope)].astype(np.float64)
     deviation = np.median(np.abs(flat - np.median(flat)))
     if deviation == 0:
@@ -109,21 +127,13 @@ def noise_model(image: np.ndarray, *, bins: int = 16) -> tuple[float, float]:
     image = as_float_array(image, "image", ndim=())
     # a central region holds plenty of samples and keeps memory small
     image = image[central_region(image.shape, MODEL_SAMPLES, minimum=3)]
-    filtered = image
+    filtered, axes_used = second_difference(image)
     level = image
-    axes_used = 0
     for axis in range(image.ndim):
-        n = filtered.shape[axis]
-        if n < 3:
-            continue
-
-        def part(array, start, stop, a=axis):
-            return array[(slice(None),) * a + (slice(start, stop),)]
-
-        filtered = part(filtered, 2, None) - 2 * part(filtered, 1, -1) + part(filtered, None,
-                                                                              -2)
-        level = (part(level, 2, None) + part(level, 1, -1) + part(level, None, -2)) / 3
-        axes_used += 1
+        if image.shape[axis] >= 3:  # the local level on the same interior: a 3-sample mean
+            lead = (slice(None),) * axis
+            level = (level[(*lead, slice(2, None))] + level[(*lead, slice(1, -1))]
+                     + level[(*lead, slice(None, -2))]) / 3
     if axes_used == 0:
         raise ValueError(f"image of shape {image.shape} is too small to estimate noise")
     # in place where possible: the peak memory stays a few copies of the samples
