@@ -111,7 +111,7 @@ def lsq_valid(sharp, blurred, shape, iterations=600):
 
     def matvec(v):
         kernel = v[:size].reshape(shape).astype(np.float32)
-        return operator.convolve(kernel, "valid").astype(np.float64).ravel() + v[size] * scale
+        return operator.apply(kernel, "valid").astype(np.float64).ravel() + v[size] * scale
 
     def rmatvec(r):
         gradient = operator.adjoint(r.reshape(operator_shape).astype(np.float32), "valid")

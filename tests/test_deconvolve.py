@@ -46,7 +46,7 @@ def test_blur_operator_matches_linear_convolution_and_its_adjoint():
     grid = operator.zeros()
     grid[operator.object] = obj
     valid = operator.blur(grid)[operator.valid]
-    reference = Convolver(psf, obj.shape).convolve(obj, "valid")
+    reference = Convolver(psf, obj.shape).apply(obj, "valid")
     np.testing.assert_allclose(valid, reference, rtol=1e-4, atol=1e-5)
     residual = operator.zeros()
     residual[operator.valid] = rng.random((20, 23), dtype=np.float32)
@@ -100,7 +100,7 @@ def test_plain_rl_is_richardson_lucy_with_boundary_weights():
     sensitivity = operator.adjoint(np.ones_like(image), "valid")
     estimate = np.full(operator.other_shape, image.mean(), dtype=np.float64)
     for _ in range(5):
-        ratio = image / operator.convolve(estimate.astype(np.float32), "valid")
+        ratio = image / operator.apply(estimate.astype(np.float32), "valid")
         estimate = estimate * operator.adjoint(ratio.astype(np.float32), "valid") / sensitivity
     reference = estimate[3:-3, 3:-3]
     np.testing.assert_allclose(ours, reference, rtol=2e-3)

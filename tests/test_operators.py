@@ -14,7 +14,7 @@ def test_convolve_matches_direct_convolution(rng, shape, kernel_shape, mode):
     image = rng.random(shape)
     kernel = rng.random(kernel_shape)
     expected = scipy.signal.convolve(image, kernel, mode=mode, method="direct")
-    result = Convolver(kernel, shape).convolve(image.astype(np.float32), mode)
+    result = Convolver(kernel, shape).apply(image.astype(np.float32), mode)
     assert result.dtype == np.float32
     assert result.shape == expected.shape
     np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
@@ -27,7 +27,7 @@ def test_adjoint_satisfies_the_inner_product_identity(rng, mode, kernel_is_fixed
     kernel = rng.random((5, 7)).astype(np.float32)
     fixed, other = (kernel, image) if kernel_is_fixed else (image, kernel)
     operator = Convolver(fixed, other.shape)
-    forward = operator.convolve(other, mode)
+    forward = operator.apply(other, mode)
     residual = rng.random(forward.shape).astype(np.float32)
     lhs = np.vdot(forward.astype(np.float64), residual)
     rhs = np.vdot(other.astype(np.float64), operator.adjoint(residual, mode))

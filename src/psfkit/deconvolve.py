@@ -784,7 +784,7 @@ def _smoothing_weight(estimate, image, psf, noise: _NoiseModel, target: float,
     blur = Convolver(psf, image.shape)
 
     def misfit(candidate):
-        model = blur.convolve(candidate, "valid")
+        model = blur.apply(candidate, "valid")
         del candidate
         variance = None
         if slope > 0:

@@ -427,7 +427,7 @@ class _ValidProblem:
         kernel = kernel.astype(np.float32)
         if self._last_residual is not None and np.array_equal(self._last_residual[0], kernel):
             return self._last_residual[1]
-        residual = self.operator.convolve(kernel, "valid") - self.data
+        residual = self.operator.apply(kernel, "valid") - self.data
         residual = residual - residual.mean(dtype=np.float64).astype(np.float32)
         self._last_residual = (kernel, residual)
         return residual
@@ -454,7 +454,7 @@ class _ValidProblem:
 
     def curvature(self, direction, regularization):
         """``(T + λ L) d``: the majorizing curvature applied to ``direction``."""
-        product = self.toeplitz_operator.convolve(direction.astype(np.float32), "valid")
+        product = self.toeplitz_operator.apply(direction.astype(np.float32), "valid")
         if regularization > 0:
             product = product + np.float32(regularization) * _penalty_gradient(
                 direction.astype(np.float32))
@@ -602,7 +602,7 @@ def _reblur(sharp, kernel_fit, offset):
     mode = "reflect" if all(n > h for n, h in zip(sharp.shape, half, strict=True)) \
         else "edge"
     padded = np.pad(sharp, [(h, h) for h in half], mode=mode)
-    blurred = Convolver(kernel_fit, padded.shape).convolve(padded, "valid")
+    blurred = Convolver(kernel_fit, padded.shape).apply(padded, "valid")
     return blurred + np.float32(offset)
 
 

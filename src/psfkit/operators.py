@@ -14,6 +14,11 @@ back from) a periodic grid with its centre on index 0 (:func:`periodic_embed`,
 :func:`periodic_crop`, :func:`kernel_otf`), the frequencies of a real-FFT grid
 (:func:`frequencies`), a box cut around any pixel with zeros outside the array
 (:func:`centre_embed`) and a band-limited sub-pixel translation (:func:`fourier_shift`).
+
+Every linear operator in psfkit speaks one vocabulary, that of pylops' ``matvec`` /
+``rmatvec``: ``apply(x)`` maps the unknown to the data and ``adjoint(y)`` applies the
+transpose, with ``<apply(x), y> == <x, adjoint(y)>``; a solver that needs more (a
+curvature, a sensitivity ``adjoint(1)``) builds it from these two.
 """
 
 from __future__ import annotations
@@ -54,10 +59,10 @@ def output_shape(fixed_shape, other_shape, mode: str) -> tuple[int, ...]:
 class Convolver:
     """Linear convolution with a fixed array, and its adjoint, through cached FFTs.
 
-    ``Convolver(f, g_shape).convolve(g, mode)`` equals
+    ``Convolver(f, g_shape).apply(g, mode)`` equals
     ``scipy.signal.fftconvolve(g, f, mode)`` in float32, and ``adjoint(r, mode)`` applies
     the transpose of that linear map in ``g`` (a correlation with ``f``), so that
-    ``<convolve(g), r> == <g, adjoint(r)>``. Either operand may be the larger: use the PSF as
+    ``<apply(g), r> == <g, adjoint(r)>``. Either operand may be the larger: use the PSF as
     ``fixed`` to blur images, or the sharp image as ``fixed`` to fit a kernel.
     """
 
@@ -81,7 +86,7 @@ class Convolver:
             np.asarray(other, dtype=np.float32), self.grid_shape, workers=self.workers
         )
 
-    def convolve(self, other: np.ndarray, mode: str = "full", *, spectrum=None) -> np.ndarray:
+    def apply(self, other: np.ndarray, mode: str = "full", *, spectrum=None) -> np.ndarray:
         """``fixed * other`` cropped to ``mode``; ``spectrum`` may hold ``other``'s FFT."""
         if spectrum is None:
             if tuple(other.shape) != self.other_shape:
@@ -93,7 +98,7 @@ class Convolver:
         return full[_output_slices(self.full_shape, out_shape)]
 
     def adjoint(self, residual: np.ndarray, mode: str = "full") -> np.ndarray:
-        """Transpose of ``convolve(·, mode)``: correlate ``residual`` with ``fixed``."""
+        """Transpose of ``apply(·, mode)``: correlate ``residual`` with ``fixed``."""
         out_shape = output_shape(self.fixed_shape, self.other_shape, mode)
         if tuple(residual.shape) != out_shape:
             raise ValueError(f"expected residual of shape {out_shape}, got {residual.shape}")
@@ -153,7 +158,7 @@ def convolve(image: np.ndarray, kernel: np.ndarray, mode: str = "same") -> np.nd
     camera crop of a blurred scene is simulated.
     """
     image = np.asarray(image, dtype=np.float32)
-    return Convolver(kernel, image.shape).convolve(image, mode)
+    return Convolver(kernel, image.shape).apply(image, mode)
 
 
 def frequencies(grid_shape) -> list[np.ndarray]:
