@@ -138,3 +138,16 @@ def test_motion_is_a_segment_of_the_given_length():
 def test_bad_parameters_raise_clear_errors(model, shape, params, error, match):
     with pytest.raises(error, match=match):
         make_psf(model, shape, **params)
+
+
+@pytest.mark.parametrize(("model", "name", "value", "error", "message"), [
+    ("airy", "radius", float("nan"), ValueError, "radius of the 'airy' model must be finite"),
+    ("motion", "angle", float("inf"), ValueError, "angle of the 'motion' model must be finite"),
+    ("gaussian", "sigma", (1.0, float("nan")), ValueError, "sigma of the 'gaussian' model"),
+    ("disk", "radius", "wide", TypeError, "radius of the 'disk' model must be a number"),
+])
+def test_a_non_finite_or_non_numeric_parameter_is_refused_by_name(model, name, value, error,
+                                                                  message):
+    params = {**PARAMS[model], name: value}
+    with pytest.raises(error, match=message):
+        make_psf(model, (15, 15), **params)

@@ -64,3 +64,4 @@ def test_command_line_entry_point_answers(command):
     result = subprocess.run([sys.executable, "-m", "psfkit.cli", *command],
                             capture_output=True, text=True, check=True)
     assert "psfkit" in result.stdout
+

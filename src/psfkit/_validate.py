@@ -20,6 +20,9 @@ def as_float_array(
     """
     if hasattr(array, "compute") and not isinstance(array, np.ndarray):
         array = array.compute()  # dask and other lazy arrays
+    if isinstance(array, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array, whose mask psfkit would ignore; pass "
+                        f"array.filled(value) with a value that suits the image")
     array = np.asarray(array)
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.number) or array.dtype == bool
@@ -32,10 +35,32 @@ def as_float_array(
     if ndim and array.ndim not in ndim:
         allowed = " or ".join(f"{n}D" for n in ndim)
         raise ValueError(f"{name} must be {allowed}, got {array.ndim}D with shape {array.shape}")
-    result = array.astype(dtype, copy=False)
-    if not np.all(np.isfinite(result)):
+    if not all_finite(array):
         raise ValueError(f"{name} contains NaN or infinite values")
+    with np.errstate(over="ignore"):  # an overflow is reported below, by name
+        result = array.astype(dtype, copy=False)
+    if result is not array and not all_finite(result):
+        kind, limit = np.dtype(dtype).name, np.finfo(dtype).max
+        raise ValueError(f"{name} has values beyond {kind}'s range (±{limit:.3g}); rescale "
+                         f"it, e.g. divide by its largest absolute value")
     return result
+
+
+#: Samples checked at a time by :func:`all_finite`, so the check never needs a mask the size
+#: of the whole array.
+FINITE_CHECK_SAMPLES = 2**22
+
+
+def all_finite(array: np.ndarray, slab_samples: int = FINITE_CHECK_SAMPLES) -> bool:
+    """Whether every value of ``array`` is finite, checked in slabs of about
+    ``slab_samples`` along the first axis."""
+    if not np.issubdtype(array.dtype, np.inexact):
+        return True
+    if array.ndim == 0 or array.size <= slab_samples:
+        return bool(np.isfinite(array).all())
+    rows = max(1, slab_samples // max(1, array.size // array.shape[0]))
+    return all(bool(np.isfinite(array[start:start + rows]).all())
+               for start in range(0, array.shape[0], rows))
 
 
 def odd_shape(shape, ndim: int, name: str = "shape") -> tuple[int, ...]:

@@ -260,6 +260,18 @@ def motion(shape, length: float, angle: float = 0.0) -> np.ndarray:
     return make_psf("motion", shape, length=length, angle=angle)
 
 
+def _check_parameters(model: str, params: dict) -> None:
+    """Every parameter must be a finite real number (or, for ``sigma``, one per axis)."""
+    for name, value in params.items():
+        try:
+            values = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} of the {model!r} model must be a number, got "
+                            f"{value!r}") from None
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{name} of the {model!r} model must be finite, got {value!r}")
+
+
 def make_psf(model: str, shape, **params) -> np.ndarray:
     """Render ``model`` on an odd ``shape``, integrated over each pixel, with unit sum.
 
@@ -287,6 +299,7 @@ def make_psf(model: str, shape, **params) -> np.ndarray:
     if model not in _RENDERERS:
         raise ValueError(f"unknown model {model!r}; choose from {sorted(_RENDERERS)}")
     shape = _shape_for(model, shape)
+    _check_parameters(model, params)
     try:
         kernel = _RENDERERS[model](shape, **params)
     except TypeError as error:
