@@ -31,3 +31,15 @@ def test_mirrored_fourier_shift_of_a_ramp_moves_it_without_wrapping():
 def test_centroid_of_an_empty_array_is_an_error():
     with pytest.raises(ValueError, match="no positive"):
         centroid(np.zeros((5, 5)))
+
+
+@pytest.mark.parametrize("upsample", [0, 10**6, 2.5, True])
+def test_estimate_shift_refuses_an_upsample_factor_out_of_range(upsample):
+    image = np.zeros((16, 16), dtype=np.float32)
+    with pytest.raises(ValueError, match="upsample must be a whole number from 1 to 1000"):
+        estimate_shift(image, image, upsample=upsample)
+
+
+def test_estimate_shift_takes_2d_and_3d_only():
+    with pytest.raises(ValueError, match="reference must be 2D or 3D"):
+        estimate_shift(np.zeros((2, 2, 16, 16)), np.zeros((2, 2, 16, 16)))

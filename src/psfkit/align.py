@@ -33,6 +33,11 @@ def edge_window(shape, alpha: float = 0.25) -> np.ndarray:
     return window
 
 
+#: Largest sub-pixel refinement factor of :func:`estimate_shift`: 1/1000 px is far below
+#: any real image's registration error, and the refinement's cost grows with the factor.
+MAX_UPSAMPLE = 1000
+
+
 def estimate_shift(
     reference: np.ndarray, moving: np.ndarray, *, upsample: int = 100
 ) -> np.ndarray:
@@ -50,8 +55,12 @@ def estimate_shift(
     """
     from skimage.registration import phase_cross_correlation
 
-    reference = as_float_array(reference, "reference", ndim=())
-    moving = as_float_array(moving, "moving", ndim=())
+    reference = as_float_array(reference, "reference")
+    moving = as_float_array(moving, "moving")
+    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or not (
+            1 <= upsample <= MAX_UPSAMPLE):
+        raise ValueError(f"upsample must be a whole number from 1 to {MAX_UPSAMPLE}, got "
+                         f"{upsample!r}")
     if reference.shape != moving.shape:
         raise ValueError(f"shapes differ: {reference.shape} and {moving.shape}")
     window = edge_window(reference.shape)
