@@ -21,8 +21,18 @@ import scipy.ndimage as ndi
 from ._progress import report
 from ._validate import as_float_array, odd_shape
 from .align import centroid, edge_window, estimate_shift
-from .noise import noise_sigma
-from .operators import WORKERS, Convolver, fast_shape, fourier_shift, inner, norm
+from .noise import noise_sigma, rim
+from .operators import (
+    WORKERS,
+    Convolver,
+    centre_embed,
+    fast_shape,
+    fourier_shift,
+    frequencies,
+    inner,
+    norm,
+    periodic_crop,
+)
 
 METHODS = ("auto", "fourier", "lsq")
 
@@ -101,11 +111,13 @@ class KernelEstimate:
 
 
 def _valid_slices(image_shape, kernel_shape):
+    """Region of an image where its convolution with a centred kernel sees no padding."""
     return tuple(slice(k // 2, n - k + 1 + k // 2)
                  for n, k in zip(image_shape, kernel_shape, strict=True))
 
 
 def _standardise(image):
+    """Mean and standard deviation of ``image``, accumulated in float64."""
     mean = float(image.mean(dtype=np.float64))
     scale = float(image.std(dtype=np.float64))
     return mean, scale
@@ -114,10 +126,9 @@ def _standardise(image):
 def _gradient_spectrum(grid_shape):
     """``Σ |D_i(f)|²`` of forward differences on an rfft grid (the penalty's transfer)."""
     total = np.zeros([*grid_shape[:-1], grid_shape[-1] // 2 + 1], dtype=np.float32)
-    for axis, n in enumerate(grid_shape):
-        freq = np.fft.rfftfreq(n) if axis == len(grid_shape) - 1 else np.fft.fftfreq(n)
-        profile = (4 * np.sin(np.pi * freq) ** 2).astype(np.float32)
-        total = total + profile.reshape([-1 if a == axis else 1 for a in range(len(grid_shape))])
+    for freq in frequencies(grid_shape):
+        # |1 - exp(-2πif)|² = 4 sin²(πf), in float64 and then cast as the solvers use it
+        total = total + (4 * np.sin(np.pi * freq) ** 2).astype(np.float32)
     return total
 
 
@@ -127,23 +138,12 @@ def _penalty_gradient(kernel):
 
 
 def _penalty(kernel):
+    """``‖∇k‖²``: the squared forward differences of ``kernel``, zero outside its support."""
     total = 0.0
     for axis in range(kernel.ndim):
         padded = np.pad(kernel, [(1, 1) if a == axis else (0, 0) for a in range(kernel.ndim)])
         total += float(np.sum(np.diff(padded, axis=axis).astype(np.float64) ** 2))
     return total
-
-
-def _centre_crop_from_origin(array, shape):
-    """Crop ``shape`` around index 0 of a periodic array, returning a centred kernel."""
-    rolled = np.roll(array, [k // 2 for k in shape], axis=tuple(range(array.ndim)))
-    return np.ascontiguousarray(rolled[tuple(slice(0, k) for k in shape)])
-
-
-def _centre_crop(array, shape):
-    """The centred ``shape`` of an odd-sized ``array`` whose origin is its centre pixel."""
-    return array[tuple(slice(m // 2 - k // 2, m // 2 - k // 2 + k)
-                       for m, k in zip(array.shape, shape, strict=True))]
 
 
 def _fourier_estimate(pair, shape, regularization):
@@ -160,13 +160,14 @@ def _fourier_estimate(pair, shape, regularization):
     grid = fast_shape([n + k for n, k in zip(image_shape, shape, strict=True)])
 
     def solve():
+        """The solution on the whole grid, cut to the lags that fit on it."""
         kernel, used = _fourier_solution(pair.sharp0, pair.blurred0, alpha, grid, regularization)
         # a support on this grid has n + k <= grid: keep only the part such supports can use
         reach = [(g - n) | 1 for g, n in zip(grid, image_shape, strict=True)]
-        return _centre_crop_from_origin(kernel, reach), used
+        return periodic_crop(kernel, reach), used
 
     kernel, used = pair.cached(("fourier", alpha, grid, regularization), solve)
-    return _centre_crop(kernel, shape).astype(np.float32), used
+    return centre_embed(kernel, shape).astype(np.float32), used
 
 
 def _fourier_solution(sharp0, blurred0, alpha, grid, regularization):
@@ -197,6 +198,18 @@ def _gcv_fourier(power, penalty, spectrum_blurred):
     return float(best)
 
 
+def _smoothed_frame(pilot):
+    """A pilot kernel smoothed a little, and the smoothed values on its outer frame.
+
+    The frame is an eighth of each axis wide (at least two pixels): a kernel smaller than
+    the pilot leaves it empty, so it holds the pilot's noise.
+    """
+    smooth = ndi.gaussian_filter(pilot.astype(np.float32), 1.0)
+    frame = np.ones(pilot.shape, bool)
+    frame[tuple(slice(max(2, n // 8), n - max(2, n // 8)) for n in pilot.shape)] = False
+    return smooth, smooth[frame]
+
+
 def _auto_shape(pilot, fraction=0.99):
     """Odd support that holds ``fraction`` of a pilot kernel's mass above its noise, + margin.
 
@@ -204,11 +217,8 @@ def _auto_shape(pilot, fraction=0.99):
     values in an outer frame of the pilot, which a kernel smaller than the pilot leaves
     empty. The extent along each axis is measured around the centre pixel.
     """
-    smooth = ndi.gaussian_filter(pilot.astype(np.float32), 1.0)
-    inner = tuple(slice(max(2, n // 8), n - max(2, n // 8)) for n in pilot.shape)
-    frame = np.ones(pilot.shape, bool)
-    frame[inner] = False
-    floor = float(np.percentile(np.abs(smooth[frame]), 99)) if frame.any() else 0.0
+    smooth, frame = _smoothed_frame(pilot)
+    floor = float(np.percentile(np.abs(frame), 99)) if frame.size else 0.0
     positive = np.clip(smooth - floor, 0, None).astype(np.float64)
     if positive.sum() <= 0:
         return tuple(min(k, 15) | 1 for k in pilot.shape)
@@ -246,11 +256,31 @@ def _is_sparse(image, share=0.6):
         share * total
 
 
-def _rim_floor(kernel):
-    """Twice the mean of a nonnegative kernel's outer two-pixel rim: its noise level."""
-    rim = np.ones(kernel.shape, bool)
-    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
-    return 2.0 * float(np.clip(kernel[rim], 0, None).mean()) if rim.any() else 0.0
+# -- the noise on a kernel's rim -----------------------------------------------------------
+# The outer two pixels of a well-sized support (noise.rim) hold only noise. Two rules read a
+# level from them, the mean and the RMS; a third tells a rim of clipped noise from faint wings.
+
+
+def _rim_mean(kernel):
+    """Mean of the values on ``kernel``'s rim, in the kernel's own precision (0 if none)."""
+    values = rim(kernel)
+    return float(values.mean()) if values.size else 0.0
+
+
+def _rim_rms(kernel):
+    """Root mean square of the values on ``kernel``'s rim, in float64 (0 if none)."""
+    values = rim(kernel)
+    return float(np.sqrt(np.mean(values.astype(np.float64) ** 2))) if values.size else 0.0
+
+
+def _rim_zero_fraction(kernel):
+    """Share of ``kernel``'s rim at or below zero (0 if none).
+
+    A nonnegative fit clips about half of the noise where the true kernel is zero, so a rim
+    of noise has a large share at zero, while faint wings keep the rim positive.
+    """
+    values = rim(kernel)
+    return float(np.mean(values <= 0)) if values.size else 0.0
 
 
 def _kernel_centre(kernel):
@@ -260,9 +290,7 @@ def _kernel_centre(kernel):
     over the support would pull the centroid towards the middle of the support.
     """
     kernel = np.asarray(kernel, dtype=np.float64)
-    rim = np.ones(kernel.shape, bool)
-    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
-    floor = 3.0 * float(np.sqrt(np.mean(kernel[rim] ** 2))) if rim.any() else 0.0
+    floor = 3.0 * _rim_rms(kernel)
     above = np.clip(kernel - floor, 0, None)
     return centroid(above if above.sum() > 0 else np.clip(kernel, 0, None))
 
@@ -276,11 +304,9 @@ def _remove_noise_floor(kernel, zero_fraction=0.25):
     two-pixel rim is at zero (a rim of noise, not of faint wings), the rim's mean is taken as
     that bias, subtracted everywhere, and the kernel clipped at zero again.
     """
-    rim = np.ones(kernel.shape, bool)
-    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
-    if not rim.any() or float(np.mean(kernel[rim] <= 0)) < zero_fraction:
+    if _rim_zero_fraction(kernel) < zero_fraction:
         return kernel
-    return np.clip(kernel - np.float32(kernel[rim].mean()), 0, None).astype(np.float32)
+    return np.clip(kernel - np.float32(_rim_mean(kernel)), 0, None).astype(np.float32)
 
 
 def _trimmed_shape(kernel, sparse=False, fraction=0.995, zero_fraction=0.25, margin=2):
@@ -297,11 +323,9 @@ def _trimmed_shape(kernel, sparse=False, fraction=0.995, zero_fraction=0.25, mar
     those spikes and the higher floor would cut faint wings (Airy rings, Moffat halos).
     """
     kernel = np.clip(kernel, 0, None).astype(np.float64)
-    rim = np.ones(kernel.shape, bool)
-    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
-    noisy_rim = sparse and rim.any() and float(np.mean(kernel[rim] <= 0)) >= zero_fraction
-    spikes = 3.0 * float(np.sqrt(np.mean(kernel[rim] ** 2))) if noisy_rim else 0.0
-    positive = np.clip(kernel - max(_rim_floor(kernel), spikes), 0, None)
+    noisy_rim = sparse and _rim_zero_fraction(kernel) >= zero_fraction
+    spikes = 3.0 * _rim_rms(kernel) if noisy_rim else 0.0
+    positive = np.clip(kernel - max(2.0 * _rim_mean(kernel), spikes), 0, None)
     total = positive.sum()
     if total <= 0:
         return kernel.shape
@@ -330,9 +354,7 @@ def _match_unconstrained_mass(kernel, unconstrained_sum, significance=2.0, cap=0
     """
     kernel = np.asarray(kernel, dtype=np.float32)
     total = float(kernel.sum(dtype=np.float64))
-    rim = np.ones(kernel.shape, bool)
-    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
-    sigma = float(np.sqrt(np.mean(kernel[rim].astype(np.float64) ** 2))) if rim.any() else 0.0
+    sigma = _rim_rms(kernel)
     surplus = total - unconstrained_sum
     if unconstrained_sum <= 0 or surplus <= significance * sigma * np.sqrt(kernel.size):
         return kernel
@@ -347,13 +369,6 @@ def _grown_shape(shape, trimmed, limit):
     """``shape`` enlarged by about a third along every axis where ``trimmed`` kept all of it."""
     return tuple(min(n + 2 * max(2, n // 6), m if m % 2 else m - 1) if t >= n else n
                  for n, t, m in zip(shape, trimmed, limit, strict=True))
-
-
-def _embed_centre(kernel, shape):
-    """``kernel`` zero-padded (centred) to the larger odd ``shape``."""
-    pad = [((s - n) // 2, (s - n) - (s - n) // 2) for n, s in zip(kernel.shape, shape,
-                                                                    strict=True)]
-    return np.pad(kernel, pad)
 
 
 def _unconstrained_sum(problem, kernel, regularization, steps=3):
@@ -401,7 +416,7 @@ class _ValidProblem:
         else:  # the operator's grid is too small to hold every lag without wrapping
             wide = fast_shape([n + 2 * k for n, k in zip(sharp0.shape, shape, strict=True)])
             autocorrelation = pair.autocorrelation(wide)
-        lags = _centre_crop(autocorrelation, [2 * k - 1 for k in shape])
+        lags = centre_embed(autocorrelation, [2 * k - 1 for k in shape])
         # a kernel-sized grid: one FFT thread is faster than waking a second for it
         self.toeplitz_operator = Convolver(lags.astype(np.float32), shape, workers=1)
         # eigenvalues of the circulant that approximates T, and of the penalty, on the same
@@ -832,12 +847,13 @@ class _AlignedPair:
         the caller has it already.
         """
         def compute(spectrum=spectrum):
+            """The autocorrelation by the Wiener–Khinchin theorem, cut to its usable lags."""
             if spectrum is None:
                 spectrum = scipy.fft.rfftn(self.sharp0, grid, workers=WORKERS)
             full = scipy.fft.irfftn(spectrum.real ** 2 + spectrum.imag ** 2, grid,
                                     workers=WORKERS)
             reach = [(g - n - 1) | 1 for g, n in zip(grid, self.sharp0.shape, strict=True)]
-            return _centre_crop_from_origin(full, reach)
+            return periodic_crop(full, reach)
 
         return self.cached(("autocorrelation", tuple(grid)), compute)
 
@@ -850,12 +866,10 @@ def _pilot(pair, shape, manual):
 
 def _pilot_is_significant(pilot, factor=6.0):
     """Whether a pilot's smoothed peak stands ``factor`` times above its outer frame's RMS."""
-    smooth = ndi.gaussian_filter(pilot.astype(np.float32), 1.0)
-    frame = np.ones(pilot.shape, bool)
-    frame[tuple(slice(max(2, n // 8), n - max(2, n // 8)) for n in pilot.shape)] = False
-    if not frame.any():
+    smooth, frame = _smoothed_frame(pilot)
+    if not frame.size:
         return True
-    noise = float(np.sqrt(np.mean(smooth[frame].astype(np.float64) ** 2)))
+    noise = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)))
     return float(smooth.max()) > factor * noise
 
 
@@ -965,7 +979,7 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
             fit = _fit_at_shift(pair, larger, method=method, manual=manual,
                                 nonnegative=nonnegative, max_iterations=min(max_iterations, 8),
                                 tolerance=max(tolerance, 2e-2), callback=callback,
-                                start=_embed_centre(fit["kernel_fit"], larger),
+                                start=centre_embed(fit["kernel_fit"], larger),
                                 start_regularization=fit["regularization"])
             trimmed = _trimmed_shape(fit["kernel_fit"], sparse=sparse)
         crop = tuple(slice((n - t) // 2, (n - t) // 2 + t)
