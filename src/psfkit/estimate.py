@@ -381,10 +381,7 @@ def _unconstrained_sum(problem, kernel, regularization, steps=3):
     kernel itself would.
     """
     kernel = kernel.astype(np.float64)
-
-    def apply_curvature(values):
-        return problem.curvature(values, regularization).astype(np.float64)
-
+    apply_curvature = problem.hessian(regularization)
     for _ in range(steps):
         gradient = problem.gradient(kernel, regularization).astype(np.float64)
         kernel = kernel + _nonnegative_quadratic(
@@ -394,31 +391,59 @@ def _unconstrained_sum(problem, kernel, regularization, steps=3):
     return float(np.sum(kernel))
 
 
-class _ValidProblem:
-    """``½‖P(X k − b)‖² + ½ λ ‖∇k‖²`` on the valid region; P removes the mean (offset).
+def _plus_penalty(product, kernel, regularization):
+    """``product + λ L k``, ``L k`` the smoothness penalty's gradient at ``kernel`` (float32)."""
+    if regularization > 0:
+        product = product + np.float32(regularization) * _penalty_gradient(
+            kernel.astype(np.float32))
+    return product
 
-    ``X`` convolves the (standardised, shifted) sharp image with the kernel and keeps the
-    valid region. ``toeplitz`` applies ``T = Zᵀ Z`` of the same convolution with the image
-    zero-extended: a Toeplitz matrix given by the image's autocorrelation, cheap to apply
-    on a kernel-sized grid, and ``T ⪰ Xᵀ P X`` because it only adds the partial windows at
-    the edges. That makes ``T + λ L`` a majorizer of the objective's curvature.
+
+def _autocorrelation_lags(pair, blur, shape):
+    """Lags ``-(k - 1) … k - 1`` of the sharp overlap's autocorrelation, lag 0 centred.
+
+    They are the entries of the Toeplitz matrix ``T`` of :class:`_ValidProblem` for a kernel
+    of ``shape``; ``blur`` is that problem's convolution, whose grid and spectrum of the
+    sharp image are reused when the grid holds every lag without wrapping.
+    """
+    sharp_shape = pair.sharp0.shape
+    grid = blur.grid_shape
+    if all(g >= n + 2 * k for g, n, k in zip(grid, sharp_shape, shape, strict=True)):
+        autocorrelation = pair.autocorrelation(grid, spectrum=blur.fixed_ft)
+    else:  # the operator's grid is too small to hold every lag without wrapping
+        wide = fast_shape([n + 2 * k for n, k in zip(sharp_shape, shape, strict=True)])
+        autocorrelation = pair.autocorrelation(wide)
+    return centre_embed(autocorrelation, [2 * k - 1 for k in shape])
+
+
+class _ValidProblem:
+    """Least squares for the kernel ``k`` in the forward model ``blurred0 ≈ sharp0 ∗ k``.
+
+    The model ``X k`` (:meth:`predict`) convolves the standardised, shifted sharp image with
+    the kernel and keeps the valid region, where it sees no pixel outside the overlap. With
+    ``b`` the standardised blurred image there, ``P`` the removal of the mean (the offset)
+    and ``L = Dᵀ D`` the smoothness penalty, the objective is
+
+    ``½ ‖P (X k − b)‖² + ½ λ ‖∇k‖²``,
+
+    its gradient ``Xᵀ P (X k − b) + λ L k`` (:meth:`gradient`, through the convolution's
+    ``apply`` and ``adjoint``) and its curvature ``Xᵀ P X + λ L``. :meth:`curvature` applies
+    the majorizer ``T + λ L`` instead: ``T = Zᵀ Z`` for the same convolution with the image
+    zero-extended, a Toeplitz matrix given by the image's autocorrelation, cheap to apply on
+    a kernel-sized grid, and ``T ⪰ Xᵀ P X`` because it only adds the partial windows at the
+    edges. :meth:`preconditioner` inverts a circulant approximation of ``T + λ L``.
     """
 
     def __init__(self, pair, shape):
+        """The operators of an :class:`_AlignedPair` for a kernel of ``shape``."""
         sharp0, blurred0 = pair.sharp0, pair.blurred0
         self.shape = tuple(shape)
-        self.operator = Convolver(sharp0, shape)
+        self.blur = Convolver(sharp0, shape)  # X, with the sharp image as the fixed operand
         data = np.ascontiguousarray(blurred0[_valid_slices(sharp0.shape, shape)])
         self.data = data - data.mean(dtype=np.float64).astype(np.float32)
-        grid = self.operator.grid_shape
-        if all(g >= n + 2 * k for g, n, k in zip(grid, sharp0.shape, shape, strict=True)):
-            autocorrelation = pair.autocorrelation(grid, spectrum=self.operator.fixed_ft)
-        else:  # the operator's grid is too small to hold every lag without wrapping
-            wide = fast_shape([n + 2 * k for n, k in zip(sharp0.shape, shape, strict=True)])
-            autocorrelation = pair.autocorrelation(wide)
-        lags = centre_embed(autocorrelation, [2 * k - 1 for k in shape])
+        lags = _autocorrelation_lags(pair, self.blur, shape)
         # a kernel-sized grid: one FFT thread is faster than waking a second for it
-        self.toeplitz_operator = Convolver(lags.astype(np.float32), shape, workers=1)
+        self.toeplitz = Convolver(lags.astype(np.float32), shape, workers=1)
         # eigenvalues of the circulant that approximates T, and of the penalty, on the same
         # grid: they give the effective number of parameters for the evidence rule
         self.data_spectrum = np.abs(scipy.fft.rfftn(lags.astype(np.float64)))
@@ -429,8 +454,11 @@ class _ValidProblem:
         wrapped = np.fft.ifftshift(central)
         self.circulant = np.real(scipy.fft.rfftn(wrapped))
         self.circulant_penalty = _gradient_spectrum(self.shape).astype(np.float64)
-        self.evaluations = 0
         self._last_residual = None
+
+    def predict(self, kernel):
+        """The forward model ``X k``: ``sharp0 ∗ kernel`` on the valid region, float32."""
+        return self.blur.apply(kernel, "valid")
 
     def residual(self, kernel):
         """``P(X k − b)`` on the valid region, as float32 (do not modify it in place).
@@ -442,18 +470,28 @@ class _ValidProblem:
         kernel = kernel.astype(np.float32)
         if self._last_residual is not None and np.array_equal(self._last_residual[0], kernel):
             return self._last_residual[1]
-        residual = self.operator.apply(kernel, "valid") - self.data
+        residual = self.predict(kernel) - self.data
         residual = residual - residual.mean(dtype=np.float64).astype(np.float32)
         self._last_residual = (kernel, residual)
         return residual
 
     def gradient(self, kernel, regularization):
-        self.evaluations += 1
-        gradient = self.operator.adjoint(self.residual(kernel), "valid")
-        if regularization > 0:
-            gradient = gradient + np.float32(regularization) * _penalty_gradient(
-                kernel.astype(np.float32))
-        return gradient
+        """``Xᵀ P (X k − b) + λ L k``: the objective's gradient at ``kernel``, float32."""
+        return _plus_penalty(self.blur.adjoint(self.residual(kernel), "valid"), kernel,
+                             regularization)
+
+    def curvature(self, direction, regularization):
+        """``(T + λ L) d``: the majorizing curvature applied to ``direction``."""
+        product = self.toeplitz.apply(direction.astype(np.float32), "valid")
+        return _plus_penalty(product, direction, regularization)
+
+    def hessian(self, regularization):
+        """``d ↦ (T + λ L) d`` in float64: the Hessian of the Newton–CG quadratic models."""
+        def apply(direction):
+            """:meth:`curvature` at this weight, as float64."""
+            return self.curvature(direction, regularization).astype(np.float64)
+
+        return apply
 
     def preconditioner(self, regularization):
         """``r ↦ C⁻¹ r`` for the circulant ``C ≈ T + λL`` on the kernel grid."""
@@ -462,29 +500,23 @@ class _ValidProblem:
         shape = self.shape
 
         def apply(residual):
+            """``C⁻¹ residual`` by two kernel-sized FFTs."""
             spectrum = scipy.fft.rfftn(residual, workers=1)
             return scipy.fft.irfftn(spectrum / eigenvalues, shape, workers=1)
 
         return apply
 
-    def curvature(self, direction, regularization):
-        """``(T + λ L) d``: the majorizing curvature applied to ``direction``."""
-        product = self.toeplitz_operator.apply(direction.astype(np.float32), "valid")
-        if regularization > 0:
-            product = product + np.float32(regularization) * _penalty_gradient(
-                direction.astype(np.float32))
-        return product
-
 
 def _nonnegative_quadratic(apply_curvature, linear, start, nonnegative, *, threshold,
-                           precondition=None, rounds=20, cg_iterations=50):
+                           precondition, rounds=20, cg_iterations=50):
     """Minimise ``½ xᵀHx + cᵀx`` (subject to ``x ≥ 0``) by projected Newton–CG.
 
     Bertsekas' projected Newton method: the variables at zero whose gradient pushes them
     further down are held fixed, a truncated conjugate-gradient solve gives the Newton step
-    on the others, and a backtracking search along the projected path keeps the objective
-    decreasing. Every Hessian product is one small FFT convolution. Stops when the
-    projected gradient's norm is below ``threshold``.
+    on the others (:func:`_newton_step`), and a backtracking search along the projected
+    path keeps the objective decreasing (:func:`_projected_search`). Every Hessian product
+    is one small FFT convolution. Stops when the projected gradient's norm is below
+    ``threshold``.
     """
     x = np.clip(start, 0, None) if nonnegative else start.copy()
     curved = apply_curvature(x)
@@ -495,44 +527,65 @@ def _nonnegative_quadratic(apply_curvature, linear, start, nonnegative, *, thres
         residual = np.where(free, -gradient, 0.0)
         if norm(residual) <= threshold:
             break
-        step = np.zeros_like(x)
-        preconditioned = (np.where(free, precondition(residual), 0.0) if precondition
-                          else residual.copy())
-        direction = preconditioned.copy()
-        energy = inner(residual, preconditioned)
-        target = inner(residual, residual) * 1e-6
-        for _ in range(cg_iterations):
-            product = np.where(free, apply_curvature(direction), 0.0)
-            curvature = inner(direction, product)
-            if curvature <= 0 or energy <= 0:
-                break
-            alpha = energy / curvature
-            step += alpha * direction
-            residual -= alpha * product
-            if inner(residual, residual) <= target:
-                break
-            preconditioned = (np.where(free, precondition(residual), 0.0) if precondition
-                              else residual)
-            new_energy = inner(residual, preconditioned)
-            direction = preconditioned + (new_energy / energy) * direction
-            energy = new_energy
+        step = _newton_step(apply_curvature, residual, free, precondition, cg_iterations)
         if norm(step) <= 1e-9 * max(norm(x), 1e-30):
             break
-        length = 1.0
-        for _ in range(12):
-            candidate = x + length * step
-            if nonnegative:
-                np.maximum(candidate, 0, out=candidate)
-            candidate_curved = apply_curvature(candidate)
-            candidate_value = (0.5 * inner(candidate, candidate_curved)
-                               + inner(linear, candidate))
-            if candidate_value <= value + 1e-4 * inner(gradient, candidate - x):
-                break
-            length *= 0.5
-        else:
+        accepted = _projected_search(apply_curvature, linear, x, value, gradient, step,
+                                     nonnegative)
+        if accepted is None:
             break
-        x, curved, value = candidate, candidate_curved, candidate_value
+        x, curved, value = accepted
     return x
+
+
+def _newton_step(apply_curvature, residual, free, precondition, iterations):
+    """Truncated preconditioned conjugate gradients for ``H s = residual`` on ``free``.
+
+    The variables outside ``free`` stay at zero; the solve stops after ``iterations``, at a
+    direction of nonpositive curvature, or once the residual's energy fell by ``10⁶``.
+    ``residual`` is used up (changed in place).
+    """
+    step = np.zeros_like(residual)
+    preconditioned = np.where(free, precondition(residual), 0.0)
+    direction = preconditioned.copy()
+    energy = inner(residual, preconditioned)
+    target = inner(residual, residual) * 1e-6
+    for _ in range(iterations):
+        product = np.where(free, apply_curvature(direction), 0.0)
+        curvature = inner(direction, product)
+        if curvature <= 0 or energy <= 0:
+            break
+        alpha = energy / curvature
+        step += alpha * direction
+        residual -= alpha * product
+        if inner(residual, residual) <= target:
+            break
+        preconditioned = np.where(free, precondition(residual), 0.0)
+        new_energy = inner(residual, preconditioned)
+        direction = preconditioned + (new_energy / energy) * direction
+        energy = new_energy
+    return step
+
+
+def _projected_search(apply_curvature, linear, x, value, gradient, step, nonnegative,
+                      halvings=12):
+    """Backtracking (Armijo) along the projected path ``max(x + t step, 0)``.
+
+    Returns the accepted point with its curvature product and objective value, or None when
+    ``halvings`` halvings of ``t`` found no sufficient decrease.
+    """
+    length = 1.0
+    for _ in range(halvings):
+        candidate = x + length * step
+        if nonnegative:
+            np.maximum(candidate, 0, out=candidate)
+        candidate_curved = apply_curvature(candidate)
+        candidate_value = (0.5 * inner(candidate, candidate_curved)
+                           + inner(linear, candidate))
+        if candidate_value <= value + 1e-4 * inner(gradient, candidate - x):
+            return candidate, candidate_curved, candidate_value
+        length *= 0.5
+    return None
 
 
 def _majorize_minimize(problem, start, regularization, nonnegative, max_iterations, tolerance,
@@ -553,19 +606,15 @@ def _majorize_minimize(problem, start, regularization, nonnegative, max_iteratio
     reference = None
     done, stopped = 0, False
     for done in range(1, max_iterations + 1):
-        weight = regularization
-
-        def apply_curvature(values, weight=weight):
-            return problem.curvature(values, weight).astype(np.float64)
-
-        gradient = problem.gradient(extrapolated, weight).astype(np.float64)
+        apply_curvature = problem.hessian(regularization)
+        gradient = problem.gradient(extrapolated, regularization).astype(np.float64)
         if reference is None:  # the inner solves aim at a fraction of the first gradient
             free = (extrapolated > 0) | (gradient < 0) if nonnegative else slice(None)
             reference = max(norm(gradient[free]), 1e-30)
         linear = gradient - apply_curvature(extrapolated)
         updated = _nonnegative_quadratic(apply_curvature, linear, extrapolated, nonnegative,
                                          threshold=inner_tolerance * reference,
-                                         precondition=problem.preconditioner(weight))
+                                         precondition=problem.preconditioner(regularization))
         step = updated - kernel
         change = norm(step) / max(norm(updated), 1e-30)
         restart = inner(extrapolated - updated, step) > 0
