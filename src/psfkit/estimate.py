@@ -12,7 +12,7 @@ the metric of a Toeplitz majorizer, whose regularization weight follows the evid
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.fft
@@ -783,16 +783,7 @@ def estimate_kernel(
     >>> result.kernel.shape[0] % 2 == 1
     True
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not (isinstance(regularization, str) and regularization == "auto"):
-        if isinstance(regularization, str) or not np.isscalar(regularization):
-            raise ValueError(f"regularization must be 'auto' or a number, got {regularization!r}")
-        regularization = float(regularization)
-        if not (np.isfinite(regularization) and regularization >= 0):
-            raise ValueError(f"regularization must be >= 0, got {regularization}")
-    if int(max_iterations) < 0:
-        raise ValueError(f"max_iterations must be >= 0, got {max_iterations}")
+    regularization = _checked_options(method, regularization, max_iterations)
     sharp = as_float_array(sharp, "sharp", ndim=(2, 3))
     blurred = as_float_array(blurred, "blurred", ndim=(2, 3))
     if sharp.shape != blurred.shape:
@@ -810,7 +801,27 @@ def estimate_kernel(
                             callback=callback)
 
 
+def _checked_options(method, regularization, max_iterations):
+    """The regularization as ``"auto"`` or a float, once the options are checked."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not (isinstance(regularization, str) and regularization == "auto"):
+        if isinstance(regularization, str) or not np.isscalar(regularization):
+            raise ValueError(f"regularization must be 'auto' or a number, got {regularization!r}")
+        regularization = float(regularization)
+        if not (np.isfinite(regularization) and regularization >= 0):
+            raise ValueError(f"regularization must be >= 0, got {regularization}")
+    if int(max_iterations) < 0:
+        raise ValueError(f"max_iterations must be >= 0, got {max_iterations}")
+    return regularization
+
+
 def _estimate_rgb(sharp, blurred, shape, *, callback, **options):
+    """One kernel per channel of an RGB(A) pair, stacked along a trailing channel axis.
+
+    Without a ``shape`` the support is chosen once, on the channels' mean, so that every
+    channel's kernel has the same shape; the progress of the channels adds up.
+    """
     if sharp.ndim != 3:
         raise ValueError(f"an RGB pair must be (rows, columns, channels), got {sharp.shape}")
     if shape is None:
@@ -820,6 +831,7 @@ def _estimate_rgb(sharp, blurred, shape, *, callback, **options):
     count = sharp.shape[-1]
     for channel in range(count):
         def channel_callback(step, total, current, channel=channel):
+            """The channel's progress as a step of the whole run."""
             return report(callback, channel * (total or 0) + step,
                           (total or 0) * count or None, current)
 
@@ -838,25 +850,47 @@ def _estimate_rgb(sharp, blurred, shape, *, callback, **options):
         channels=channels)
 
 
-def _standardised_overlap(sharp, blurred, shift):
-    """Both images on their overlap once ``blurred`` is moved back by ``shift``, standardised.
+# -- the pair aligned at one shift ----------------------------------------------------------
 
-    The blurred image, not the sharp one, is resampled: it is band-limited by the blur, so
-    a sinc shift is accurate and keeps white noise white, whereas resampling sharp detail
-    (stars, edges) would ring.
+
+@dataclass(frozen=True)
+class _AlignedFrame:
+    """The blurred image moved back by ``shift`` onto the sharp image's frame.
+
+    ``blurred_aligned`` is ``blurred(x + shift)``, mirrored where it leaves the frame;
+    ``window`` is the region of the frame where it holds real, not mirrored, data, the
+    overlap of the two images. The blurred image, not the sharp one, is resampled: it is
+    band-limited by the blur, so a sinc shift is accurate and keeps white noise white,
+    whereas resampling sharp detail (stars, edges) would ring.
     """
-    blurred_aligned = _shift_image(blurred, -np.asarray(shift, dtype=float))
-    window = _overlap_window(sharp.shape, -np.asarray(shift, dtype=float))
-    sharp_crop, blurred_crop = sharp[window], blurred_aligned[window]
+
+    shift: np.ndarray
+    blurred_aligned: np.ndarray
+    window: tuple
+
+    @classmethod
+    def at(cls, blurred, shift):
+        """``blurred`` moved back by ``shift`` (a float64 copy of it is kept)."""
+        shift = np.array(shift, dtype=float)
+        return cls(shift, _shift_image(blurred, -shift), _overlap_window(blurred.shape, -shift))
+
+
+def _standardised_overlap(sharp, frame):
+    """Both images on the overlap of an :class:`_AlignedFrame`, standardised.
+
+    Returns ``sharp0, blurred0, sharp_scale, blurred_scale``: the crops with their mean
+    removed and divided by their standard deviation, and those deviations.
+    """
+    sharp_crop, blurred_crop = sharp[frame.window], frame.blurred_aligned[frame.window]
     if any(n < 3 for n in sharp_crop.shape):
-        raise ValueError(f"the images hardly overlap after the shift {np.round(shift, 2)}")
+        raise ValueError(f"the images hardly overlap after the shift {np.round(frame.shift, 2)}")
     sharp_mean, sharp_scale = _standardise(sharp_crop)
     blurred_mean, blurred_scale = _standardise(blurred_crop)
     if sharp_scale == 0 or blurred_scale == 0:
         raise ValueError("the images do not overlap in any structured region")
     sharp0 = ((sharp_crop - sharp_mean) / sharp_scale).astype(np.float32)
     blurred0 = ((blurred_crop - blurred_mean) / blurred_scale).astype(np.float32)
-    return sharp0, blurred0, sharp_scale, blurred_scale, blurred_aligned, window
+    return sharp0, blurred0, sharp_scale, blurred_scale
 
 
 class _AlignedPair:
@@ -865,8 +899,9 @@ class _AlignedPair:
     ``_estimate_single`` fits several kernel shapes at one shift: the pilot that chooses
     the shape, the survey, up to two enlargements and the final fit on the trimmed
     support. All of them need the blurred image moved back by a sinc interpolation of the
-    whole frame and the overlap standardised (:func:`_standardised_overlap`), which
-    depend on the shift alone; one ``_AlignedPair`` per shift computes them once.
+    whole frame (:class:`_AlignedFrame`, kept as ``frame``) and the overlap standardised
+    (:func:`_standardised_overlap`), which depend on the shift alone; one ``_AlignedPair``
+    per shift computes them once.
 
     It also keeps, through :meth:`cached`, the results of grid-sized FFTs that several
     shapes share: the Fourier solution per taper and FFT grid (:func:`_fourier_estimate`)
@@ -877,9 +912,10 @@ class _AlignedPair:
     """
 
     def __init__(self, sharp, blurred, shift):
-        self.shift = np.array(shift, dtype=float)
-        (self.sharp0, self.blurred0, self.sharp_scale, self.blurred_scale,
-         self.blurred_aligned, self.window) = _standardised_overlap(sharp, blurred, self.shift)
+        """Align ``blurred`` on ``sharp`` at ``shift`` and standardise their overlap."""
+        self.frame = _AlignedFrame.at(blurred, shift)
+        (self.sharp0, self.blurred0, self.sharp_scale,
+         self.blurred_scale) = _standardised_overlap(sharp, self.frame)
         self._cache = {}
 
     def cached(self, key, compute):
@@ -907,7 +943,142 @@ class _AlignedPair:
         return self.cached(("autocorrelation", tuple(grid)), compute)
 
 
+# -- one fit at one shift -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _FitOptions:
+    """How every fit of one estimate runs: solver, weight, constraint and stopping rule.
+
+    ``manual`` is the user's regularization weight, or None when the data choose it.
+    """
+
+    method: str
+    manual: float | None
+    nonnegative: bool
+    max_iterations: int
+    tolerance: float
+    callback: object = None
+
+    def rough(self):
+        """The options of a survey fit: at most 8 iterations, a tolerance of at least 2 %."""
+        return replace(self, max_iterations=min(self.max_iterations, 8),
+                       tolerance=max(self.tolerance, 2e-2))
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """One kernel fitted at one shift (:func:`_fit_at_shift`).
+
+    ``kernel`` is in the units of the original images: ``kernel_scale`` (``blurred_scale /
+    sharp_scale``) times the kernel of the standardised pair. ``stopped`` tells that the
+    callback asked to stop; ``problem`` is the least-squares problem solved (None for the
+    Fourier solver), kept for the flux correction of the last fit.
+    """
+
+    kernel: np.ndarray
+    shape: tuple
+    regularization: float
+    iterations: int
+    stopped: bool
+    kernel_scale: float
+    problem: _ValidProblem | None = None
+
+
+def _fit_at_shift(pair, shape, options, *, start=None, start_regularization=None):
+    """Fit the kernel of ``shape`` between the images of an :class:`_AlignedPair`.
+
+    The fit starts from the Fourier estimate and its weight, or from an earlier fit's
+    ``start`` kernel (original units) and ``start_regularization``; the user's weight, when
+    given, always wins. The least-squares solver then runs on the valid region.
+    """
+    manual = options.manual
+    sharp_scale, blurred_scale = pair.sharp_scale, pair.blurred_scale
+    if any(k > n for k, n in zip(shape, pair.sharp0.shape, strict=True)):
+        raise ValueError(f"kernel shape {shape} does not fit in the overlap {pair.sharp0.shape}")
+    if start is None or (start_regularization is None and manual is None):
+        kernel, used = _fourier_estimate(pair, shape, manual)
+    else:  # a start from an earlier fit: no Fourier estimate needed
+        kernel, used = None, manual if manual is not None else start_regularization
+    if start is not None:
+        kernel = start * np.float32(sharp_scale / blurred_scale)
+    if start_regularization is not None and manual is None:
+        used = start_regularization
+    iterations, stopped, problem = 0, False, None
+    if options.method == "lsq":
+        problem = _ValidProblem(pair, shape)
+        kernel, iterations, used, stopped = _majorize_minimize(
+            problem, kernel, used if manual is None else manual, options.nonnegative,
+            options.max_iterations, options.tolerance, options.callback, manual is None)
+    elif options.nonnegative:
+        kernel = np.clip(kernel, 0, None)
+    kernel_fit = (kernel * np.float32(blurred_scale / sharp_scale)).astype(np.float32)
+    return _Fit(kernel=kernel_fit, shape=tuple(shape), regularization=float(used),
+                iterations=iterations, stopped=stopped,
+                kernel_scale=float(blurred_scale / sharp_scale), problem=problem)
+
+
+# -- the phases of one estimate -------------------------------------------------------------
+
+
+def _checked_shape(sharp, blurred, shape):
+    """The requested kernel ``shape`` made odd (None stays None), once it and the images fit."""
+    if shape is not None:
+        shape = odd_shape(shape, sharp.ndim)
+        if any(k > (n + 1) // 2 for k, n in zip(shape, sharp.shape, strict=True)):
+            raise ValueError(f"kernel shape {shape} is too large for images of shape "
+                             f"{sharp.shape}: at most half of each axis")
+    if any(n < 8 for n in sharp.shape):
+        raise ValueError(f"images of shape {sharp.shape} are too small: at least 8 pixels "
+                         "per axis")
+    if float(sharp.std()) == 0.0:
+        raise ValueError("the sharp image is constant: it carries no information on the kernel")
+    if float(blurred.std()) == 0.0:
+        raise ValueError("the blurred image is constant: it carries no information on the kernel")
+    return shape
+
+
+#: Largest move, in pixels, of a refined shift away from the cross-correlation's: a blunt
+#: correlation peak is off by a few pixels at most, so a pilot or a fit that wants to move
+#: further has locked onto noise.
+_SHIFT_REACH = 4.0
+
+
+@dataclass(frozen=True)
+class _ShiftBounds:
+    """Where the refinements may move the shift found by cross-correlation.
+
+    ``correlation`` is that shift clipped to ``limit``, a quarter of each axis.
+    """
+
+    correlation: np.ndarray
+    limit: np.ndarray
+
+    @classmethod
+    def around(cls, shift, image_shape):
+        """The bounds around a cross-correlation ``shift`` in a frame of ``image_shape``."""
+        limit = np.array(image_shape) / 4
+        return cls(np.clip(shift, -limit, limit), limit)
+
+    def near_correlation(self, shift):
+        """``shift`` clipped to within ``_SHIFT_REACH`` pixels of the correlation's."""
+        return np.clip(shift, self.correlation - _SHIFT_REACH, self.correlation + _SHIFT_REACH)
+
+    def inside(self, shift):
+        """``shift`` clipped to a quarter of the frame, then near the correlation's."""
+        return self.near_correlation(np.clip(shift, -self.limit, self.limit))
+
+
+def _pilot_shape(image_shape, shape):
+    """Support of the wide Fourier pilot: about a third of each axis, at most 63 pixels (31
+    in 3D), and at least the requested ``shape`` when one is given."""
+    cap = 63 if len(image_shape) == 2 else 31
+    return tuple(max(min(2 * (n // 6) + 1, cap), 2 * (k // 2) + 1 if shape else 1)
+                 for n, k in zip(image_shape, shape or image_shape, strict=True))
+
+
 def _pilot(pair, shape, manual):
+    """The Fourier estimate on a pilot support of ``shape``, cut to fit in ``pair``'s overlap."""
     shape = tuple(min(k, n - 1 if n % 2 == 0 else n) for k, n in zip(shape, pair.sharp0.shape,
                                                                        strict=True))
     return _fourier_estimate(pair, shape, manual)[0]
@@ -931,182 +1102,173 @@ def _core_centroid(kernel):
     return centroid(core)
 
 
-def _fit_at_shift(pair, shape, *, method, manual, nonnegative, max_iterations, tolerance,
-                  callback, start=None, start_regularization=None):
-    """Fit the kernel between the images of an :class:`_AlignedPair`, on their overlap."""
-    sharp_scale, blurred_scale = pair.sharp_scale, pair.blurred_scale
-    if any(k > n for k, n in zip(shape, pair.sharp0.shape, strict=True)):
-        raise ValueError(f"kernel shape {shape} does not fit in the overlap {pair.sharp0.shape}")
-    if start is None or (start_regularization is None and manual is None):
-        kernel, used = _fourier_estimate(pair, shape, manual)
-    else:  # a start from an earlier fit: no Fourier estimate needed
-        kernel, used = None, manual if manual is not None else start_regularization
-    if start is not None:
-        kernel = start * np.float32(sharp_scale / blurred_scale)
-    if start_regularization is not None and manual is None:
-        used = start_regularization
-    iterations, stopped, problem = 0, False, None
-    if method == "lsq":
-        problem = _ValidProblem(pair, shape)
-        kernel, iterations, used, stopped = _majorize_minimize(
-            problem, kernel, used if manual is None else manual, nonnegative, max_iterations,
-            tolerance, callback, manual is None)
-    elif nonnegative:
-        kernel = np.clip(kernel, 0, None)
-    kernel_fit = (kernel * np.float32(blurred_scale / sharp_scale)).astype(np.float32)
-    return {"kernel_fit": kernel_fit, "regularization": float(used), "shape": tuple(shape),
-            "iterations": iterations, "blurred_aligned": pair.blurred_aligned,
-            "window": pair.window, "stopped": stopped, "problem": problem,
-            "kernel_scale": float(blurred_scale / sharp_scale)}
+def _aligned_on_pilot(sharp, blurred, bounds, pilot_shape, manual):
+    """The pair aligned at the correlation's shift refined on a wide Fourier pilot.
 
-
-def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegative, normalize,
-                     center, max_iterations, tolerance, callback) -> KernelEstimate:
-    ndim = sharp.ndim
-    if shape is not None:
-        shape = odd_shape(shape, ndim)
-        if any(k > (n + 1) // 2 for k, n in zip(shape, sharp.shape, strict=True)):
-            raise ValueError(f"kernel shape {shape} is too large for images of shape "
-                             f"{sharp.shape}: at most half of each axis")
-    if any(n < 8 for n in sharp.shape):
-        raise ValueError(f"images of shape {sharp.shape} are too small: at least 8 pixels "
-                         "per axis")
-    if float(sharp.std()) == 0.0:
-        raise ValueError("the sharp image is constant: it carries no information on the kernel")
-    if float(blurred.std()) == 0.0:
-        raise ValueError("the blurred image is constant: it carries no information on the kernel")
-    if method == "auto":
-        method = "lsq" if sharp.size <= AUTO_LSQ_MAX_PIXELS else "fourier"
-    manual = None if regularization == "auto" else regularization
-
-    shift = estimate_shift(sharp, blurred, upsample=10)
-    limit = np.array(sharp.shape) / 4
-    shift = np.clip(shift, -limit, limit)
-    # Correlation peaks are blunt for flat-topped kernels (a defocus disk), so the shift is
-    # refined on a wide Fourier pilot: move by the pilot's core centroid until it is centred.
-    pilot_shape = tuple(
-        max(min(2 * (n // 6) + 1, 63 if ndim == 2 else 31), 2 * (k // 2) + 1 if shape else 1)
-        for n, k in zip(sharp.shape, shape or sharp.shape, strict=True))
-    # the correlation is off by at most a few pixels (a blunt peak); a pilot or fit that
-    # wants to move further has locked onto noise
-    correlation_shift = shift.copy()
-    reach = 4.0
-    # the pair aligned at the current shift; the shape pilot, the survey, its enlargements
-    # and the final fit all use the one built last here
-    pair = _AlignedPair(sharp, blurred, shift)
+    Correlation peaks are blunt for flat-topped kernels (a defocus disk), so the shift is
+    moved by the pilot's core centroid until the pilot is centred, at most four times. A
+    pilot that is mostly noise stops the refinement: the correlation is trusted.
+    """
+    pair = _AlignedPair(sharp, blurred, bounds.correlation)
     for _ in range(4):
         pilot = _pilot(pair, pilot_shape, manual)
         if not _pilot_is_significant(pilot):
-            break  # the pilot is mostly noise: trust the correlation
+            break
         correction = _core_centroid(pilot) - np.array(pilot_shape) // 2
-        shift = np.clip(shift + correction, -limit, limit)
-        shift = np.clip(shift, correlation_shift - reach, correlation_shift + reach)
-        pair = _AlignedPair(sharp, blurred, shift)
+        pair = _AlignedPair(sharp, blurred, bounds.inside(pair.frame.shift + correction))
         if np.max(np.abs(correction)) < 0.5:
             break
-    automatic_shape = shape is None
-    if automatic_shape:
-        shape = _auto_shape(_pilot(pair, pilot_shape, manual))
-    survey = automatic_shape and method == "lsq"
-    fit = _fit_at_shift(pair, shape, method=method, manual=manual, nonnegative=nonnegative,
-                        max_iterations=min(max_iterations, 8) if survey else max_iterations,
-                        tolerance=max(tolerance, 2e-2) if survey else tolerance,
-                        callback=callback)
-    if survey and not fit["stopped"]:
-        # a rough constrained fit is clean enough to show the real support: drop the empty
-        # rim, whose noise would otherwise stay in the kernel, and finish the fit there
-        sparse = _is_sparse(sharp)
-        trimmed = _trimmed_shape(fit["kernel_fit"], sparse=sparse)
-        for _ in range(2):  # at most two enlargements
-            # on an extended scene a kernel whose mass runs up to the edge of the survey's
-            # support was cut by the pilot's noise floor (faint rings, halos): survey again
-            # on a larger support. On a sparse scene the rim's noise spikes make every
-            # support look full, so it is not grown.
-            larger = _grown_shape(fit["shape"], trimmed, pilot_shape)
-            if sparse or larger == fit["shape"] or fit["stopped"]:
-                break
-            fit = _fit_at_shift(pair, larger, method=method, manual=manual,
-                                nonnegative=nonnegative, max_iterations=min(max_iterations, 8),
-                                tolerance=max(tolerance, 2e-2), callback=callback,
-                                start=centre_embed(fit["kernel_fit"], larger),
-                                start_regularization=fit["regularization"])
-            trimmed = _trimmed_shape(fit["kernel_fit"], sparse=sparse)
-        crop = tuple(slice((n - t) // 2, (n - t) // 2 + t)
-                     for n, t in zip(fit["shape"], trimmed, strict=True))
-        fit = _fit_at_shift(pair, trimmed, method=method, manual=manual,
-                            nonnegative=nonnegative, max_iterations=max_iterations,
-                            tolerance=tolerance, callback=callback,
-                            start=fit["kernel_fit"][crop],
-                            start_regularization=fit["regularization"])
-    shape = fit["shape"]
-    centre = np.array(shape) // 2
-    if center and np.any(fit["kernel_fit"] > 0) and not fit["stopped"]:
-        # an asymmetric kernel moves the correlation peak: absorb its centroid in the shift
-        # and fit once more, so the kernel ends up centred without resampling it
-        for _ in range(2):
-            off_centre = _kernel_centre(fit["kernel_fit"]) - centre
-            if np.max(np.abs(off_centre)) <= 0.05 or fit["stopped"]:
-                break
-            moved = np.clip(shift + off_centre, correlation_shift - reach,
-                            correlation_shift + reach)
-            off_centre, shift = moved - shift, moved
-            start = fourier_shift(fit["kernel_fit"], -off_centre)
-            pair = _AlignedPair(sharp, blurred, shift)
-            fit = _fit_at_shift(pair, shape, method=method, manual=manual,
-                                nonnegative=nonnegative, max_iterations=max_iterations,
-                                tolerance=tolerance, callback=callback,
-                                start=np.clip(start, 0, None) if nonnegative else start)
-    # the fits are done: free the standardised crops and the cached grids before the
-    # image-sized work below, so that they do not raise the peak memory
-    del pair
+    return pair
 
-    unconstrained_sum = None
-    problem = fit.pop("problem")
-    if method == "lsq" and nonnegative and not fit["stopped"]:
-        # the flux the data hold, without the positive bias of the constraint (see
-        # _match_unconstrained_mass)
-        unconstrained_sum = fit["kernel_scale"] * _unconstrained_sum(
-            problem, fit["kernel_fit"] / np.float32(fit["kernel_scale"]),
-            fit["regularization"])
-    del problem  # its operator's spectrum and last residual are image-sized
 
-    kernel_fit, window = fit["kernel_fit"], fit["window"]
-    if nonnegative and method == "lsq":
-        kernel_fit = _remove_noise_floor(kernel_fit)
-        if unconstrained_sum is not None:
-            kernel_fit = _match_unconstrained_mass(kernel_fit, unconstrained_sum)
-    # the model lives in the sharp image's frame; it is moved back into the blurred frame
-    aligned_model = _reblur(sharp, kernel_fit, 0.0)
-    fitted = tuple(slice(w.start + k // 2, w.stop - k // 2)
-                   for w, k in zip(window, shape, strict=True))
-    # the gain that best explains the data for this kernel shape (least squares on the
-    # fitted region), so that trimming the noise floor does not bias the flux ratio
-    model = aligned_model[fitted].astype(np.float64)
-    data = fit["blurred_aligned"][fitted].astype(np.float64)
+def _fit_support(pair, sharp, shape, pilot_shape, options):
+    """The fit on the requested ``shape``, or on a support chosen from the data (None).
+
+    The automatic support holds the pilot's mass (:func:`_auto_shape`); the least-squares
+    solver then surveys it with a rough fit and finishes on the support that fit shows
+    (:func:`_surveyed_fit`).
+    """
+    automatic = shape is None
+    if automatic:
+        shape = _auto_shape(_pilot(pair, pilot_shape, options.manual))
+    survey = automatic and options.method == "lsq"
+    fit = _fit_at_shift(pair, shape, options.rough() if survey else options)
+    if survey and not fit.stopped:
+        fit = _surveyed_fit(pair, fit, pilot_shape, options, sparse=_is_sparse(sharp))
+    return fit
+
+
+def _surveyed_fit(pair, survey, pilot_shape, options, *, sparse):
+    """The final fit on the support that a rough ``survey`` fit shows.
+
+    A rough constrained fit is clean enough to show the real support: its empty rim, whose
+    noise would otherwise stay in the kernel, is dropped (:func:`_trimmed_shape`) and the
+    fit finished there. On an extended scene a kernel whose mass runs up to the edge of the
+    survey's support was cut by the pilot's noise floor (faint rings, halos): it is surveyed
+    again on a larger support (:func:`_grown_shape`), at most twice. On a ``sparse`` scene
+    the rim's noise spikes make every support look full, so it is not grown.
+    """
+    fit, trimmed = survey, _trimmed_shape(survey.kernel, sparse=sparse)
+    for _ in range(2):
+        larger = _grown_shape(fit.shape, trimmed, pilot_shape)
+        if sparse or larger == fit.shape or fit.stopped:
+            break
+        fit = _fit_at_shift(pair, larger, options.rough(), start=centre_embed(fit.kernel, larger),
+                            start_regularization=fit.regularization)
+        trimmed = _trimmed_shape(fit.kernel, sparse=sparse)
+    return _fit_at_shift(pair, trimmed, options, start=centre_embed(fit.kernel, trimmed),
+                         start_regularization=fit.regularization)
+
+
+def _recentred_fit(sharp, blurred, pair, fit, bounds, options):
+    """The pair and fit once the kernel's centroid is absorbed in the shift.
+
+    An asymmetric kernel moves the correlation peak: its centroid above the rim's noise
+    (:func:`_kernel_centre`) is moved into the shift and the kernel fitted once more at the
+    new shift, at most twice, so that it ends up centred without resampling it.
+    """
+    if not np.any(fit.kernel > 0) or fit.stopped:
+        return pair, fit
+    centre = np.array(fit.shape) // 2
+    for _ in range(2):
+        off_centre = _kernel_centre(fit.kernel) - centre
+        if np.max(np.abs(off_centre)) <= 0.05 or fit.stopped:
+            break
+        moved = bounds.near_correlation(pair.frame.shift + off_centre)
+        start = fourier_shift(fit.kernel, -(moved - pair.frame.shift))
+        pair = _AlignedPair(sharp, blurred, moved)
+        fit = _fit_at_shift(pair, fit.shape, options,
+                            start=np.clip(start, 0, None) if options.nonnegative else start)
+    return pair, fit
+
+
+def _debiased_kernel(fit, options):
+    """The fitted kernel without the positive bias that nonnegativity leaves where it is zero.
+
+    For a nonnegative least-squares fit only: the rim's noise floor is removed
+    (:func:`_remove_noise_floor`) and, unless the run was stopped, the sum brought down to
+    that of the unconstrained fit (:func:`_match_unconstrained_mass`), the flux the data hold.
+    """
+    if not (options.nonnegative and options.method == "lsq"):
+        return fit.kernel
+    kernel = _remove_noise_floor(fit.kernel)
+    if fit.stopped:
+        return kernel
+    unconstrained_sum = fit.kernel_scale * _unconstrained_sum(
+        fit.problem, fit.kernel / np.float32(fit.kernel_scale), fit.regularization)
+    return _match_unconstrained_mass(kernel, unconstrained_sum)
+
+
+def _least_squares_gain(model, data):
+    """The factor ``g`` that best fits ``g · model`` to ``data`` once both lose their mean
+    (least squares, in float64); 1 when there is no positive one."""
+    model, data = model.astype(np.float64), data.astype(np.float64)
     model, data = model - model.mean(), data - data.mean()
     energy = float(np.sum(model * model))
-    if energy > 0:
-        scale = float(np.sum(model * data)) / energy
-        if scale > 0:
-            kernel_fit = (kernel_fit * np.float32(scale)).astype(np.float32)
-            aligned_model = aligned_model * np.float32(scale)
-    offset = float(np.mean(fit["blurred_aligned"][fitted] - aligned_model[fitted],
-                           dtype=np.float64))
-    reblurred = _shift_image(aligned_model, shift) + np.float32(offset)
-    residual = blurred - reblurred
+    if energy <= 0:
+        return 1.0
+    scale = float(np.sum(model * data)) / energy
+    return scale if scale > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class _Model:
+    """The fitted model of the blurred image (:func:`_calibrated_model`).
+
+    ``kernel`` carries the least-squares gain; ``reblurred`` is its prediction in the
+    blurred image's frame with the ``offset`` added; ``fitted`` is the region of the aligned
+    frame where the model was fitted.
+    """
+
+    kernel: np.ndarray
+    reblurred: np.ndarray
+    offset: float
+    fitted: tuple
+
+
+def _calibrated_model(sharp, kernel, frame):
+    """The model ``gain · (kernel ∗ sharp) + offset`` moved back into the blurred frame.
+
+    The model lives in the sharp image's frame, where the gain that best explains the data
+    for this kernel (least squares on the fitted region) and the offset are fitted, so that
+    trimming the noise floor does not bias the flux ratio.
+    """
+    aligned_model = _reblur(sharp, kernel, 0.0)
+    fitted = tuple(slice(w.start + k // 2, w.stop - k // 2)
+                   for w, k in zip(frame.window, kernel.shape, strict=True))
+    data = frame.blurred_aligned[fitted]
+    scale = _least_squares_gain(aligned_model[fitted], data)
+    if scale != 1.0:
+        kernel = (kernel * np.float32(scale)).astype(np.float32)
+        aligned_model = aligned_model * np.float32(scale)
+    offset = float(np.mean(data - aligned_model[fitted], dtype=np.float64))
+    reblurred = _shift_image(aligned_model, frame.shift) + np.float32(offset)
+    return _Model(kernel=kernel, reblurred=reblurred, offset=offset, fitted=fitted)
+
+
+def _centred_kernel(kernel, shift, nonnegative):
+    """``kernel`` moved so that its centroid lies on its centre pixel, and ``shift`` grown
+    by the same move (a zero kernel stays as it is)."""
+    if not np.any(kernel > 0):
+        return kernel, shift
+    off_centre = _kernel_centre(kernel) - np.array(kernel.shape) // 2
+    moved = fourier_shift(kernel, -off_centre)
+    return (np.clip(moved, 0, None) if nonnegative else moved), shift + off_centre
+
+
+def _assembled_estimate(sharp, blurred, kernel, fit, frame, *, method, normalize, center,
+                        nonnegative):
+    """The :class:`KernelEstimate` of a final ``kernel`` fitted on the aligned ``frame``."""
+    model = _calibrated_model(sharp, kernel, frame)
+    residual = blurred - model.reblurred
     valid = tuple(slice(max(f.start + int(np.ceil(d)), 0), min(f.stop + int(np.floor(d)), n))
-                  for f, d, n in zip(fitted, shift, blurred.shape, strict=True))
-    kernel_sum = float(kernel_fit.sum(dtype=np.float64))
+                  for f, d, n in zip(model.fitted, frame.shift, blurred.shape, strict=True))
+    kernel_sum = float(model.kernel.sum(dtype=np.float64))
     sigma = noise_sigma(blurred)
     rms = float(np.sqrt(np.mean(residual[valid].astype(np.float64) ** 2)))
-
-    kernel_out = kernel_fit
-    if center and np.any(kernel_fit > 0):
-        off_centre = _kernel_centre(kernel_fit) - centre
-        shift = shift + off_centre
-        kernel_out = fourier_shift(kernel_fit, -off_centre)
-        if nonnegative:
-            kernel_out = np.clip(kernel_out, 0, None)
+    kernel_out, shift = model.kernel, frame.shift
+    if center:
+        kernel_out, shift = _centred_kernel(kernel_out, shift, nonnegative)
     gain = 1.0
     if normalize:
         total = float(kernel_out.sum(dtype=np.float64))
@@ -1116,8 +1278,41 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
         gain = kernel_sum
     return KernelEstimate(
         kernel=kernel_out.astype(np.float32), shift=np.asarray(shift, dtype=float), gain=gain,
-        offset=offset, residual=residual.astype(np.float32),
-        reblurred=reblurred.astype(np.float32), regularization=fit["regularization"],
+        offset=model.offset, residual=residual.astype(np.float32),
+        reblurred=model.reblurred.astype(np.float32), regularization=fit.regularization,
         noise_sigma=sigma, residual_ratio=rms / sigma if sigma > 0 else float("inf"),
-        kernel_sum=kernel_sum, shape=tuple(shape), method=method,
-        iterations=fit["iterations"], valid=valid)
+        kernel_sum=kernel_sum, shape=tuple(fit.shape), method=method,
+        iterations=fit.iterations, valid=valid)
+
+
+def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegative, normalize,
+                     center, max_iterations, tolerance, callback) -> KernelEstimate:
+    """The kernel estimate of one 2D or 3D pair, phase by phase.
+
+    The cross-correlation's shift is refined on a Fourier pilot (:func:`_aligned_on_pilot`),
+    the support chosen and fitted (:func:`_fit_support`), the kernel's centroid moved into
+    the shift (:func:`_recentred_fit`), the constraint's flux bias removed
+    (:func:`_debiased_kernel`), and gain, offset and residuals computed on the whole frame
+    (:func:`_assembled_estimate`).
+    """
+    shape = _checked_shape(sharp, blurred, shape)
+    if method == "auto":
+        method = "lsq" if sharp.size <= AUTO_LSQ_MAX_PIXELS else "fourier"
+    options = _FitOptions(method=method,
+                          manual=None if regularization == "auto" else regularization,
+                          nonnegative=nonnegative, max_iterations=max_iterations,
+                          tolerance=tolerance, callback=callback)
+    bounds = _ShiftBounds.around(estimate_shift(sharp, blurred, upsample=10), sharp.shape)
+    pilot_shape = _pilot_shape(sharp.shape, shape)
+    pair = _aligned_on_pilot(sharp, blurred, bounds, pilot_shape, options.manual)
+    fit = _fit_support(pair, sharp, shape, pilot_shape, options)
+    if center:
+        pair, fit = _recentred_fit(sharp, blurred, pair, fit, bounds, options)
+    # the fits are done: free the standardised crops and the cached grids before the
+    # image-sized work below, so that they do not raise the peak memory
+    frame = pair.frame
+    del pair
+    kernel = _debiased_kernel(fit, options)
+    fit = replace(fit, problem=None)  # its operator's spectrum and last residual are image-sized
+    return _assembled_estimate(sharp, blurred, kernel, fit, frame, method=method,
+                               normalize=normalize, center=center, nonnegative=nonnegative)
