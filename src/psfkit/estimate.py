@@ -8,6 +8,11 @@ windowed Fourier (Wiener/Tikhonov) estimate, chosen by generalized cross-validat
 constrained least-squares fit on the valid region solved by FISTA with adaptive restart in
 the metric of a Toeplitz majorizer, whose regularization weight follows the evidence
 (marginal likelihood) fixed point.
+
+One estimate runs in phases, each a function of its own and called in order by
+``_estimate_single``: the shift found by cross-correlation is refined on a wide Fourier
+pilot, the support chosen and surveyed, the kernel's centroid moved into the shift, the
+nonnegativity's flux bias removed, and gain, offset and residuals computed on the frame.
 """
 
 from __future__ import annotations
@@ -146,6 +151,9 @@ def _penalty(kernel):
     return total
 
 
+# -- the Fourier (Wiener/Tikhonov) solver -------------------------------------------------
+
+
 def _fourier_estimate(pair, shape, regularization):
     """Windowed Wiener/Tikhonov estimate; ``regularization`` None means choose by GCV.
 
@@ -196,6 +204,9 @@ def _gcv_fourier(power, penalty, spectrum_blurred):
         if score < best_score:
             best, best_score = regularization, score
     return float(best)
+
+
+# -- choosing the support -----------------------------------------------------------------
 
 
 def _smoothed_frame(pilot):
@@ -256,7 +267,7 @@ def _is_sparse(image, share=0.6):
         share * total
 
 
-# -- the noise on a kernel's rim -----------------------------------------------------------
+# -- the noise on a kernel's rim, and the supports and floors it sets ---------------------
 # The outer two pixels of a well-sized support (noise.rim) hold only noise. Two rules read a
 # level from them, the mean and the RMS; a third tells a rim of clipped noise from faint wings.
 
@@ -369,6 +380,9 @@ def _grown_shape(shape, trimmed, limit):
     """``shape`` enlarged by about a third along every axis where ``trimmed`` kept all of it."""
     return tuple(min(n + 2 * max(2, n // 6), m if m % 2 else m - 1) if t >= n else n
                  for n, t, m in zip(shape, trimmed, limit, strict=True))
+
+
+# -- the least-squares problem on the valid region and its solvers ------------------------
 
 
 def _unconstrained_sum(problem, kernel, regularization, steps=3):
@@ -660,6 +674,9 @@ def _evidence_regularization(problem, kernel, nonnegative, regularization):
     return sigma2 * gamma / max(roughness, 1e-30)
 
 
+# -- the model on the whole frame ---------------------------------------------------------
+
+
 def _reblur(sharp, kernel_fit, offset):
     """Model prediction on the whole frame (sharp extended by reflection outside it)."""
     half = [k // 2 for k in kernel_fit.shape]
@@ -850,7 +867,7 @@ def _estimate_rgb(sharp, blurred, shape, *, callback, **options):
         channels=channels)
 
 
-# -- the pair aligned at one shift ----------------------------------------------------------
+# -- the pair aligned at one shift --------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -943,7 +960,7 @@ class _AlignedPair:
         return self.cached(("autocorrelation", tuple(grid)), compute)
 
 
-# -- one fit at one shift -------------------------------------------------------------------
+# -- one fit at one shift -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -1018,7 +1035,7 @@ def _fit_at_shift(pair, shape, options, *, start=None, start_regularization=None
                 kernel_scale=float(blurred_scale / sharp_scale), problem=problem)
 
 
-# -- the phases of one estimate -------------------------------------------------------------
+# -- the phases of one estimate -----------------------------------------------------------
 
 
 def _checked_shape(sharp, blurred, shape):
