@@ -203,19 +203,19 @@ def test_bad_input_gets_a_clear_error(sharp, blurred, kwargs, error, match):
 def test_refits_at_one_shift_share_their_setup_and_match_a_fresh_fit():
     # _estimate_single fits several supports at one shift on one _AlignedPair; what it caches
     # (the Fourier solution, the autocorrelation) must leave every fit exactly as it would be
-    from psfkit.estimate import _AlignedPair, _fit_at_shift
+    from psfkit.estimate import _AlignedPair, _fit_at_shift, _FitOptions
 
     pair = blurred_pair(make_psf("gaussian", (15, 15), sigma=2.0), (400, 400),
                         shift=(0.3, -0.4), rng=3)
-    options = dict(method="lsq", manual=None, nonnegative=True, max_iterations=10,
-                   tolerance=1e-3, callback=None)
+    options = _FitOptions(method="lsq", manual=None, nonnegative=True, max_iterations=10,
+                          tolerance=1e-3)
     shared = _AlignedPair(pair.sharp, pair.blurred, pair.shift)
-    _fit_at_shift(shared, (13, 13), **options)
-    reused = _fit_at_shift(shared, (15, 15), **options)
+    _fit_at_shift(shared, (13, 13), options)
+    reused = _fit_at_shift(shared, (15, 15), options)
     # both supports share the taper and FFT grids: one Fourier solution, one autocorrelation
     assert len(shared._cache) == 2
-    fresh = _fit_at_shift(_AlignedPair(pair.sharp, pair.blurred, pair.shift), (15, 15), **options)
-    np.testing.assert_array_equal(reused["kernel_fit"], fresh["kernel_fit"])
-    assert reused["regularization"] == fresh["regularization"]
-    assert reused["iterations"] == fresh["iterations"]
-    assert kernel_error(reused["kernel_fit"] / reused["kernel_fit"].sum(), pair.kernel) < 0.1
+    fresh = _fit_at_shift(_AlignedPair(pair.sharp, pair.blurred, pair.shift), (15, 15), options)
+    np.testing.assert_array_equal(reused.kernel, fresh.kernel)
+    assert reused.regularization == fresh.regularization
+    assert reused.iterations == fresh.iterations
+    assert kernel_error(reused.kernel / reused.kernel.sum(), pair.kernel) < 0.1

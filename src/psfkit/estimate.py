@@ -8,11 +8,16 @@ windowed Fourier (Wiener/Tikhonov) estimate, chosen by generalized cross-validat
 constrained least-squares fit on the valid region solved by FISTA with adaptive restart in
 the metric of a Toeplitz majorizer, whose regularization weight follows the evidence
 (marginal likelihood) fixed point.
+
+One estimate runs in phases, each a function of its own and called in order by
+``_estimate_single``: the shift found by cross-correlation is refined on a wide Fourier
+pilot, the support chosen and surveyed, the kernel's centroid moved into the shift, the
+nonnegativity's flux bias removed, and gain, offset and residuals computed on the frame.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.fft
@@ -21,8 +26,18 @@ import scipy.ndimage as ndi
 from ._progress import report
 from ._validate import as_float_array, odd_shape
 from .align import centroid, edge_window, estimate_shift
-from .noise import noise_sigma
-from .operators import WORKERS, Convolver, fast_shape, fourier_shift, inner, norm
+from .noise import noise_sigma, rim
+from .operators import (
+    WORKERS,
+    Convolver,
+    centre_embed,
+    fast_shape,
+    fourier_shift,
+    frequencies,
+    inner,
+    norm,
+    periodic_crop,
+)
 
 METHODS = ("auto", "fourier", "lsq")
 
@@ -101,11 +116,13 @@ class KernelEstimate:
 
 
 def _valid_slices(image_shape, kernel_shape):
+    """Region of an image where its convolution with a centred kernel sees no padding."""
     return tuple(slice(k // 2, n - k + 1 + k // 2)
                  for n, k in zip(image_shape, kernel_shape, strict=True))
 
 
 def _standardise(image):
+    """Mean and standard deviation of ``image``, accumulated in float64."""
     mean = float(image.mean(dtype=np.float64))
     scale = float(image.std(dtype=np.float64))
     return mean, scale
@@ -114,10 +131,9 @@ def _standardise(image):
 def _gradient_spectrum(grid_shape):
     """``Σ |D_i(f)|²`` of forward differences on an rfft grid (the penalty's transfer)."""
     total = np.zeros([*grid_shape[:-1], grid_shape[-1] // 2 + 1], dtype=np.float32)
-    for axis, n in enumerate(grid_shape):
-        freq = np.fft.rfftfreq(n) if axis == len(grid_shape) - 1 else np.fft.fftfreq(n)
-        profile = (4 * np.sin(np.pi * freq) ** 2).astype(np.float32)
-        total = total + profile.reshape([-1 if a == axis else 1 for a in range(len(grid_shape))])
+    for freq in frequencies(grid_shape):
+        # |1 - exp(-2πif)|² = 4 sin²(πf), in float64 and then cast as the solvers use it
+        total = total + (4 * np.sin(np.pi * freq) ** 2).astype(np.float32)
     return total
 
 
@@ -127,6 +143,7 @@ def _penalty_gradient(kernel):
 
 
 def _penalty(kernel):
+    """``‖∇k‖²``: the squared forward differences of ``kernel``, zero outside its support."""
     total = 0.0
     for axis in range(kernel.ndim):
         padded = np.pad(kernel, [(1, 1) if a == axis else (0, 0) for a in range(kernel.ndim)])
@@ -134,16 +151,7 @@ def _penalty(kernel):
     return total
 
 
-def _centre_crop_from_origin(array, shape):
-    """Crop ``shape`` around index 0 of a periodic array, returning a centred kernel."""
-    rolled = np.roll(array, [k // 2 for k in shape], axis=tuple(range(array.ndim)))
-    return np.ascontiguousarray(rolled[tuple(slice(0, k) for k in shape)])
-
-
-def _centre_crop(array, shape):
-    """The centred ``shape`` of an odd-sized ``array`` whose origin is its centre pixel."""
-    return array[tuple(slice(m // 2 - k // 2, m // 2 - k // 2 + k)
-                       for m, k in zip(array.shape, shape, strict=True))]
+# -- the Fourier (Wiener/Tikhonov) solver -------------------------------------------------
 
 
 def _fourier_estimate(pair, shape, regularization):
@@ -160,13 +168,14 @@ def _fourier_estimate(pair, shape, regularization):
     grid = fast_shape([n + k for n, k in zip(image_shape, shape, strict=True)])
 
     def solve():
+        """The solution on the whole grid, cut to the lags that fit on it."""
         kernel, used = _fourier_solution(pair.sharp0, pair.blurred0, alpha, grid, regularization)
         # a support on this grid has n + k <= grid: keep only the part such supports can use
         reach = [(g - n) | 1 for g, n in zip(grid, image_shape, strict=True)]
-        return _centre_crop_from_origin(kernel, reach), used
+        return periodic_crop(kernel, reach), used
 
     kernel, used = pair.cached(("fourier", alpha, grid, regularization), solve)
-    return _centre_crop(kernel, shape).astype(np.float32), used
+    return centre_embed(kernel, shape).astype(np.float32), used
 
 
 def _fourier_solution(sharp0, blurred0, alpha, grid, regularization):
@@ -197,6 +206,21 @@ def _gcv_fourier(power, penalty, spectrum_blurred):
     return float(best)
 
 
+# -- choosing the support -----------------------------------------------------------------
+
+
+def _smoothed_frame(pilot):
+    """A pilot kernel smoothed a little, and the smoothed values on its outer frame.
+
+    The frame is an eighth of each axis wide (at least two pixels): a kernel smaller than
+    the pilot leaves it empty, so it holds the pilot's noise.
+    """
+    smooth = ndi.gaussian_filter(pilot.astype(np.float32), 1.0)
+    frame = np.ones(pilot.shape, bool)
+    frame[tuple(slice(max(2, n // 8), n - max(2, n // 8)) for n in pilot.shape)] = False
+    return smooth, smooth[frame]
+
+
 def _auto_shape(pilot, fraction=0.99):
     """Odd support that holds ``fraction`` of a pilot kernel's mass above its noise, + margin.
 
@@ -204,11 +228,8 @@ def _auto_shape(pilot, fraction=0.99):
     values in an outer frame of the pilot, which a kernel smaller than the pilot leaves
     empty. The extent along each axis is measured around the centre pixel.
     """
-    smooth = ndi.gaussian_filter(pilot.astype(np.float32), 1.0)
-    inner = tuple(slice(max(2, n // 8), n - max(2, n // 8)) for n in pilot.shape)
-    frame = np.ones(pilot.shape, bool)
-    frame[inner] = False
-    floor = float(np.percentile(np.abs(smooth[frame]), 99)) if frame.any() else 0.0
+    smooth, frame = _smoothed_frame(pilot)
+    floor = float(np.percentile(np.abs(frame), 99)) if frame.size else 0.0
     positive = np.clip(smooth - floor, 0, None).astype(np.float64)
     if positive.sum() <= 0:
         return tuple(min(k, 15) | 1 for k in pilot.shape)
@@ -246,11 +267,31 @@ def _is_sparse(image, share=0.6):
         share * total
 
 
-def _rim_floor(kernel):
-    """Twice the mean of a nonnegative kernel's outer two-pixel rim: its noise level."""
-    rim = np.ones(kernel.shape, bool)
-    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
-    return 2.0 * float(np.clip(kernel[rim], 0, None).mean()) if rim.any() else 0.0
+# -- the noise on a kernel's rim, and the supports and floors it sets ---------------------
+# The outer two pixels of a well-sized support (noise.rim) hold only noise. Two rules read a
+# level from them, the mean and the RMS; a third tells a rim of clipped noise from faint wings.
+
+
+def _rim_mean(kernel):
+    """Mean of the values on ``kernel``'s rim, in the kernel's own precision (0 if none)."""
+    values = rim(kernel)
+    return float(values.mean()) if values.size else 0.0
+
+
+def _rim_rms(kernel):
+    """Root mean square of the values on ``kernel``'s rim, in float64 (0 if none)."""
+    values = rim(kernel)
+    return float(np.sqrt(np.mean(values.astype(np.float64) ** 2))) if values.size else 0.0
+
+
+def _rim_zero_fraction(kernel):
+    """Share of ``kernel``'s rim at or below zero (0 if none).
+
+    A nonnegative fit clips about half of the noise where the true kernel is zero, so a rim
+    of noise has a large share at zero, while faint wings keep the rim positive.
+    """
+    values = rim(kernel)
+    return float(np.mean(values <= 0)) if values.size else 0.0
 
 
 def _kernel_centre(kernel):
@@ -260,9 +301,7 @@ def _kernel_centre(kernel):
     over the support would pull the centroid towards the middle of the support.
     """
     kernel = np.asarray(kernel, dtype=np.float64)
-    rim = np.ones(kernel.shape, bool)
-    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
-    floor = 3.0 * float(np.sqrt(np.mean(kernel[rim] ** 2))) if rim.any() else 0.0
+    floor = 3.0 * _rim_rms(kernel)
     above = np.clip(kernel - floor, 0, None)
     return centroid(above if above.sum() > 0 else np.clip(kernel, 0, None))
 
@@ -276,11 +315,9 @@ def _remove_noise_floor(kernel, zero_fraction=0.25):
     two-pixel rim is at zero (a rim of noise, not of faint wings), the rim's mean is taken as
     that bias, subtracted everywhere, and the kernel clipped at zero again.
     """
-    rim = np.ones(kernel.shape, bool)
-    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
-    if not rim.any() or float(np.mean(kernel[rim] <= 0)) < zero_fraction:
+    if _rim_zero_fraction(kernel) < zero_fraction:
         return kernel
-    return np.clip(kernel - np.float32(kernel[rim].mean()), 0, None).astype(np.float32)
+    return np.clip(kernel - np.float32(_rim_mean(kernel)), 0, None).astype(np.float32)
 
 
 def _trimmed_shape(kernel, sparse=False, fraction=0.995, zero_fraction=0.25, margin=2):
@@ -297,11 +334,9 @@ def _trimmed_shape(kernel, sparse=False, fraction=0.995, zero_fraction=0.25, mar
     those spikes and the higher floor would cut faint wings (Airy rings, Moffat halos).
     """
     kernel = np.clip(kernel, 0, None).astype(np.float64)
-    rim = np.ones(kernel.shape, bool)
-    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
-    noisy_rim = sparse and rim.any() and float(np.mean(kernel[rim] <= 0)) >= zero_fraction
-    spikes = 3.0 * float(np.sqrt(np.mean(kernel[rim] ** 2))) if noisy_rim else 0.0
-    positive = np.clip(kernel - max(_rim_floor(kernel), spikes), 0, None)
+    noisy_rim = sparse and _rim_zero_fraction(kernel) >= zero_fraction
+    spikes = 3.0 * _rim_rms(kernel) if noisy_rim else 0.0
+    positive = np.clip(kernel - max(2.0 * _rim_mean(kernel), spikes), 0, None)
     total = positive.sum()
     if total <= 0:
         return kernel.shape
@@ -330,9 +365,7 @@ def _match_unconstrained_mass(kernel, unconstrained_sum, significance=2.0, cap=0
     """
     kernel = np.asarray(kernel, dtype=np.float32)
     total = float(kernel.sum(dtype=np.float64))
-    rim = np.ones(kernel.shape, bool)
-    rim[tuple(slice(2, n - 2) for n in kernel.shape)] = False
-    sigma = float(np.sqrt(np.mean(kernel[rim].astype(np.float64) ** 2))) if rim.any() else 0.0
+    sigma = _rim_rms(kernel)
     surplus = total - unconstrained_sum
     if unconstrained_sum <= 0 or surplus <= significance * sigma * np.sqrt(kernel.size):
         return kernel
@@ -349,11 +382,7 @@ def _grown_shape(shape, trimmed, limit):
                  for n, t, m in zip(shape, trimmed, limit, strict=True))
 
 
-def _embed_centre(kernel, shape):
-    """``kernel`` zero-padded (centred) to the larger odd ``shape``."""
-    pad = [((s - n) // 2, (s - n) - (s - n) // 2) for n, s in zip(kernel.shape, shape,
-                                                                    strict=True)]
-    return np.pad(kernel, pad)
+# -- the least-squares problem on the valid region and its solvers ------------------------
 
 
 def _unconstrained_sum(problem, kernel, regularization, steps=3):
@@ -366,10 +395,7 @@ def _unconstrained_sum(problem, kernel, regularization, steps=3):
     kernel itself would.
     """
     kernel = kernel.astype(np.float64)
-
-    def apply_curvature(values):
-        return problem.curvature(values, regularization).astype(np.float64)
-
+    apply_curvature = problem.hessian(regularization)
     for _ in range(steps):
         gradient = problem.gradient(kernel, regularization).astype(np.float64)
         kernel = kernel + _nonnegative_quadratic(
@@ -379,31 +405,59 @@ def _unconstrained_sum(problem, kernel, regularization, steps=3):
     return float(np.sum(kernel))
 
 
-class _ValidProblem:
-    """``½‖P(X k − b)‖² + ½ λ ‖∇k‖²`` on the valid region; P removes the mean (offset).
+def _plus_penalty(product, kernel, regularization):
+    """``product + λ L k``, ``L k`` the smoothness penalty's gradient at ``kernel`` (float32)."""
+    if regularization > 0:
+        product = product + np.float32(regularization) * _penalty_gradient(
+            kernel.astype(np.float32))
+    return product
 
-    ``X`` convolves the (standardised, shifted) sharp image with the kernel and keeps the
-    valid region. ``toeplitz`` applies ``T = Zᵀ Z`` of the same convolution with the image
-    zero-extended: a Toeplitz matrix given by the image's autocorrelation, cheap to apply
-    on a kernel-sized grid, and ``T ⪰ Xᵀ P X`` because it only adds the partial windows at
-    the edges. That makes ``T + λ L`` a majorizer of the objective's curvature.
+
+def _autocorrelation_lags(pair, blur, shape):
+    """Lags ``-(k - 1) … k - 1`` of the sharp overlap's autocorrelation, lag 0 centred.
+
+    They are the entries of the Toeplitz matrix ``T`` of :class:`_ValidProblem` for a kernel
+    of ``shape``; ``blur`` is that problem's convolution, whose grid and spectrum of the
+    sharp image are reused when the grid holds every lag without wrapping.
+    """
+    sharp_shape = pair.sharp0.shape
+    grid = blur.grid_shape
+    if all(g >= n + 2 * k for g, n, k in zip(grid, sharp_shape, shape, strict=True)):
+        autocorrelation = pair.autocorrelation(grid, spectrum=blur.fixed_ft)
+    else:  # the operator's grid is too small to hold every lag without wrapping
+        wide = fast_shape([n + 2 * k for n, k in zip(sharp_shape, shape, strict=True)])
+        autocorrelation = pair.autocorrelation(wide)
+    return centre_embed(autocorrelation, [2 * k - 1 for k in shape])
+
+
+class _ValidProblem:
+    """Least squares for the kernel ``k`` in the forward model ``blurred0 ≈ sharp0 ∗ k``.
+
+    The model ``X k`` (:meth:`predict`) convolves the standardised, shifted sharp image with
+    the kernel and keeps the valid region, where it sees no pixel outside the overlap. With
+    ``b`` the standardised blurred image there, ``P`` the removal of the mean (the offset)
+    and ``L = Dᵀ D`` the smoothness penalty, the objective is
+
+    ``½ ‖P (X k − b)‖² + ½ λ ‖∇k‖²``,
+
+    its gradient ``Xᵀ P (X k − b) + λ L k`` (:meth:`gradient`, through the convolution's
+    ``apply`` and ``adjoint``) and its curvature ``Xᵀ P X + λ L``. :meth:`curvature` applies
+    the majorizer ``T + λ L`` instead: ``T = Zᵀ Z`` for the same convolution with the image
+    zero-extended, a Toeplitz matrix given by the image's autocorrelation, cheap to apply on
+    a kernel-sized grid, and ``T ⪰ Xᵀ P X`` because it only adds the partial windows at the
+    edges. :meth:`preconditioner` inverts a circulant approximation of ``T + λ L``.
     """
 
     def __init__(self, pair, shape):
+        """The operators of an :class:`_AlignedPair` for a kernel of ``shape``."""
         sharp0, blurred0 = pair.sharp0, pair.blurred0
         self.shape = tuple(shape)
-        self.operator = Convolver(sharp0, shape)
+        self.blur = Convolver(sharp0, shape)  # X, with the sharp image as the fixed operand
         data = np.ascontiguousarray(blurred0[_valid_slices(sharp0.shape, shape)])
         self.data = data - data.mean(dtype=np.float64).astype(np.float32)
-        grid = self.operator.grid_shape
-        if all(g >= n + 2 * k for g, n, k in zip(grid, sharp0.shape, shape, strict=True)):
-            autocorrelation = pair.autocorrelation(grid, spectrum=self.operator.fixed_ft)
-        else:  # the operator's grid is too small to hold every lag without wrapping
-            wide = fast_shape([n + 2 * k for n, k in zip(sharp0.shape, shape, strict=True)])
-            autocorrelation = pair.autocorrelation(wide)
-        lags = _centre_crop(autocorrelation, [2 * k - 1 for k in shape])
+        lags = _autocorrelation_lags(pair, self.blur, shape)
         # a kernel-sized grid: one FFT thread is faster than waking a second for it
-        self.toeplitz_operator = Convolver(lags.astype(np.float32), shape, workers=1)
+        self.toeplitz = Convolver(lags.astype(np.float32), shape, workers=1)
         # eigenvalues of the circulant that approximates T, and of the penalty, on the same
         # grid: they give the effective number of parameters for the evidence rule
         self.data_spectrum = np.abs(scipy.fft.rfftn(lags.astype(np.float64)))
@@ -414,8 +468,11 @@ class _ValidProblem:
         wrapped = np.fft.ifftshift(central)
         self.circulant = np.real(scipy.fft.rfftn(wrapped))
         self.circulant_penalty = _gradient_spectrum(self.shape).astype(np.float64)
-        self.evaluations = 0
         self._last_residual = None
+
+    def predict(self, kernel):
+        """The forward model ``X k``: ``sharp0 ∗ kernel`` on the valid region, float32."""
+        return self.blur.apply(kernel, "valid")
 
     def residual(self, kernel):
         """``P(X k − b)`` on the valid region, as float32 (do not modify it in place).
@@ -427,18 +484,28 @@ class _ValidProblem:
         kernel = kernel.astype(np.float32)
         if self._last_residual is not None and np.array_equal(self._last_residual[0], kernel):
             return self._last_residual[1]
-        residual = self.operator.apply(kernel, "valid") - self.data
+        residual = self.predict(kernel) - self.data
         residual = residual - residual.mean(dtype=np.float64).astype(np.float32)
         self._last_residual = (kernel, residual)
         return residual
 
     def gradient(self, kernel, regularization):
-        self.evaluations += 1
-        gradient = self.operator.adjoint(self.residual(kernel), "valid")
-        if regularization > 0:
-            gradient = gradient + np.float32(regularization) * _penalty_gradient(
-                kernel.astype(np.float32))
-        return gradient
+        """``Xᵀ P (X k − b) + λ L k``: the objective's gradient at ``kernel``, float32."""
+        return _plus_penalty(self.blur.adjoint(self.residual(kernel), "valid"), kernel,
+                             regularization)
+
+    def curvature(self, direction, regularization):
+        """``(T + λ L) d``: the majorizing curvature applied to ``direction``."""
+        product = self.toeplitz.apply(direction.astype(np.float32), "valid")
+        return _plus_penalty(product, direction, regularization)
+
+    def hessian(self, regularization):
+        """``d ↦ (T + λ L) d`` in float64: the Hessian of the Newton–CG quadratic models."""
+        def apply(direction):
+            """:meth:`curvature` at this weight, as float64."""
+            return self.curvature(direction, regularization).astype(np.float64)
+
+        return apply
 
     def preconditioner(self, regularization):
         """``r ↦ C⁻¹ r`` for the circulant ``C ≈ T + λL`` on the kernel grid."""
@@ -447,29 +514,23 @@ class _ValidProblem:
         shape = self.shape
 
         def apply(residual):
+            """``C⁻¹ residual`` by two kernel-sized FFTs."""
             spectrum = scipy.fft.rfftn(residual, workers=1)
             return scipy.fft.irfftn(spectrum / eigenvalues, shape, workers=1)
 
         return apply
 
-    def curvature(self, direction, regularization):
-        """``(T + λ L) d``: the majorizing curvature applied to ``direction``."""
-        product = self.toeplitz_operator.apply(direction.astype(np.float32), "valid")
-        if regularization > 0:
-            product = product + np.float32(regularization) * _penalty_gradient(
-                direction.astype(np.float32))
-        return product
-
 
 def _nonnegative_quadratic(apply_curvature, linear, start, nonnegative, *, threshold,
-                           precondition=None, rounds=20, cg_iterations=50):
+                           precondition, rounds=20, cg_iterations=50):
     """Minimise ``½ xᵀHx + cᵀx`` (subject to ``x ≥ 0``) by projected Newton–CG.
 
     Bertsekas' projected Newton method: the variables at zero whose gradient pushes them
     further down are held fixed, a truncated conjugate-gradient solve gives the Newton step
-    on the others, and a backtracking search along the projected path keeps the objective
-    decreasing. Every Hessian product is one small FFT convolution. Stops when the
-    projected gradient's norm is below ``threshold``.
+    on the others (:func:`_newton_step`), and a backtracking search along the projected
+    path keeps the objective decreasing (:func:`_projected_search`). Every Hessian product
+    is one small FFT convolution. Stops when the projected gradient's norm is below
+    ``threshold``.
     """
     x = np.clip(start, 0, None) if nonnegative else start.copy()
     curved = apply_curvature(x)
@@ -480,44 +541,65 @@ def _nonnegative_quadratic(apply_curvature, linear, start, nonnegative, *, thres
         residual = np.where(free, -gradient, 0.0)
         if norm(residual) <= threshold:
             break
-        step = np.zeros_like(x)
-        preconditioned = (np.where(free, precondition(residual), 0.0) if precondition
-                          else residual.copy())
-        direction = preconditioned.copy()
-        energy = inner(residual, preconditioned)
-        target = inner(residual, residual) * 1e-6
-        for _ in range(cg_iterations):
-            product = np.where(free, apply_curvature(direction), 0.0)
-            curvature = inner(direction, product)
-            if curvature <= 0 or energy <= 0:
-                break
-            alpha = energy / curvature
-            step += alpha * direction
-            residual -= alpha * product
-            if inner(residual, residual) <= target:
-                break
-            preconditioned = (np.where(free, precondition(residual), 0.0) if precondition
-                              else residual)
-            new_energy = inner(residual, preconditioned)
-            direction = preconditioned + (new_energy / energy) * direction
-            energy = new_energy
+        step = _newton_step(apply_curvature, residual, free, precondition, cg_iterations)
         if norm(step) <= 1e-9 * max(norm(x), 1e-30):
             break
-        length = 1.0
-        for _ in range(12):
-            candidate = x + length * step
-            if nonnegative:
-                np.maximum(candidate, 0, out=candidate)
-            candidate_curved = apply_curvature(candidate)
-            candidate_value = (0.5 * inner(candidate, candidate_curved)
-                               + inner(linear, candidate))
-            if candidate_value <= value + 1e-4 * inner(gradient, candidate - x):
-                break
-            length *= 0.5
-        else:
+        accepted = _projected_search(apply_curvature, linear, x, value, gradient, step,
+                                     nonnegative)
+        if accepted is None:
             break
-        x, curved, value = candidate, candidate_curved, candidate_value
+        x, curved, value = accepted
     return x
+
+
+def _newton_step(apply_curvature, residual, free, precondition, iterations):
+    """Truncated preconditioned conjugate gradients for ``H s = residual`` on ``free``.
+
+    The variables outside ``free`` stay at zero; the solve stops after ``iterations``, at a
+    direction of nonpositive curvature, or once the residual's energy fell by ``10⁶``.
+    ``residual`` is used up (changed in place).
+    """
+    step = np.zeros_like(residual)
+    preconditioned = np.where(free, precondition(residual), 0.0)
+    direction = preconditioned.copy()
+    energy = inner(residual, preconditioned)
+    target = inner(residual, residual) * 1e-6
+    for _ in range(iterations):
+        product = np.where(free, apply_curvature(direction), 0.0)
+        curvature = inner(direction, product)
+        if curvature <= 0 or energy <= 0:
+            break
+        alpha = energy / curvature
+        step += alpha * direction
+        residual -= alpha * product
+        if inner(residual, residual) <= target:
+            break
+        preconditioned = np.where(free, precondition(residual), 0.0)
+        new_energy = inner(residual, preconditioned)
+        direction = preconditioned + (new_energy / energy) * direction
+        energy = new_energy
+    return step
+
+
+def _projected_search(apply_curvature, linear, x, value, gradient, step, nonnegative,
+                      halvings=12):
+    """Backtracking (Armijo) along the projected path ``max(x + t step, 0)``.
+
+    Returns the accepted point with its curvature product and objective value, or None when
+    ``halvings`` halvings of ``t`` found no sufficient decrease.
+    """
+    length = 1.0
+    for _ in range(halvings):
+        candidate = x + length * step
+        if nonnegative:
+            np.maximum(candidate, 0, out=candidate)
+        candidate_curved = apply_curvature(candidate)
+        candidate_value = (0.5 * inner(candidate, candidate_curved)
+                           + inner(linear, candidate))
+        if candidate_value <= value + 1e-4 * inner(gradient, candidate - x):
+            return candidate, candidate_curved, candidate_value
+        length *= 0.5
+    return None
 
 
 def _majorize_minimize(problem, start, regularization, nonnegative, max_iterations, tolerance,
@@ -538,19 +620,15 @@ def _majorize_minimize(problem, start, regularization, nonnegative, max_iteratio
     reference = None
     done, stopped = 0, False
     for done in range(1, max_iterations + 1):
-        weight = regularization
-
-        def apply_curvature(values, weight=weight):
-            return problem.curvature(values, weight).astype(np.float64)
-
-        gradient = problem.gradient(extrapolated, weight).astype(np.float64)
+        apply_curvature = problem.hessian(regularization)
+        gradient = problem.gradient(extrapolated, regularization).astype(np.float64)
         if reference is None:  # the inner solves aim at a fraction of the first gradient
             free = (extrapolated > 0) | (gradient < 0) if nonnegative else slice(None)
             reference = max(norm(gradient[free]), 1e-30)
         linear = gradient - apply_curvature(extrapolated)
         updated = _nonnegative_quadratic(apply_curvature, linear, extrapolated, nonnegative,
                                          threshold=inner_tolerance * reference,
-                                         precondition=problem.preconditioner(weight))
+                                         precondition=problem.preconditioner(regularization))
         step = updated - kernel
         change = norm(step) / max(norm(updated), 1e-30)
         restart = inner(extrapolated - updated, step) > 0
@@ -594,6 +672,9 @@ def _evidence_regularization(problem, kernel, nonnegative, regularization):
     sigma2 = float(np.sum(residual.astype(np.float64) ** 2)) / max(residual.size - gamma, 1)
     roughness = _penalty(kernel)
     return sigma2 * gamma / max(roughness, 1e-30)
+
+
+# -- the model on the whole frame ---------------------------------------------------------
 
 
 def _reblur(sharp, kernel_fit, offset):
@@ -719,16 +800,7 @@ def estimate_kernel(
     >>> result.kernel.shape[0] % 2 == 1
     True
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not (isinstance(regularization, str) and regularization == "auto"):
-        if isinstance(regularization, str) or not np.isscalar(regularization):
-            raise ValueError(f"regularization must be 'auto' or a number, got {regularization!r}")
-        regularization = float(regularization)
-        if not (np.isfinite(regularization) and regularization >= 0):
-            raise ValueError(f"regularization must be >= 0, got {regularization}")
-    if int(max_iterations) < 0:
-        raise ValueError(f"max_iterations must be >= 0, got {max_iterations}")
+    regularization = _checked_options(method, regularization, max_iterations)
     sharp = as_float_array(sharp, "sharp", ndim=(2, 3))
     blurred = as_float_array(blurred, "blurred", ndim=(2, 3))
     if sharp.shape != blurred.shape:
@@ -746,7 +818,27 @@ def estimate_kernel(
                             callback=callback)
 
 
+def _checked_options(method, regularization, max_iterations):
+    """The regularization as ``"auto"`` or a float, once the options are checked."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not (isinstance(regularization, str) and regularization == "auto"):
+        if isinstance(regularization, str) or not np.isscalar(regularization):
+            raise ValueError(f"regularization must be 'auto' or a number, got {regularization!r}")
+        regularization = float(regularization)
+        if not (np.isfinite(regularization) and regularization >= 0):
+            raise ValueError(f"regularization must be >= 0, got {regularization}")
+    if int(max_iterations) < 0:
+        raise ValueError(f"max_iterations must be >= 0, got {max_iterations}")
+    return regularization
+
+
 def _estimate_rgb(sharp, blurred, shape, *, callback, **options):
+    """One kernel per channel of an RGB(A) pair, stacked along a trailing channel axis.
+
+    Without a ``shape`` the support is chosen once, on the channels' mean, so that every
+    channel's kernel has the same shape; the progress of the channels adds up.
+    """
     if sharp.ndim != 3:
         raise ValueError(f"an RGB pair must be (rows, columns, channels), got {sharp.shape}")
     if shape is None:
@@ -756,6 +848,7 @@ def _estimate_rgb(sharp, blurred, shape, *, callback, **options):
     count = sharp.shape[-1]
     for channel in range(count):
         def channel_callback(step, total, current, channel=channel):
+            """The channel's progress as a step of the whole run."""
             return report(callback, channel * (total or 0) + step,
                           (total or 0) * count or None, current)
 
@@ -774,25 +867,47 @@ def _estimate_rgb(sharp, blurred, shape, *, callback, **options):
         channels=channels)
 
 
-def _standardised_overlap(sharp, blurred, shift):
-    """Both images on their overlap once ``blurred`` is moved back by ``shift``, standardised.
+# -- the pair aligned at one shift --------------------------------------------------------
 
-    The blurred image, not the sharp one, is resampled: it is band-limited by the blur, so
-    a sinc shift is accurate and keeps white noise white, whereas resampling sharp detail
-    (stars, edges) would ring.
+
+@dataclass(frozen=True)
+class _AlignedFrame:
+    """The blurred image moved back by ``shift`` onto the sharp image's frame.
+
+    ``blurred_aligned`` is ``blurred(x + shift)``, mirrored where it leaves the frame;
+    ``window`` is the region of the frame where it holds real, not mirrored, data, the
+    overlap of the two images. The blurred image, not the sharp one, is resampled: it is
+    band-limited by the blur, so a sinc shift is accurate and keeps white noise white,
+    whereas resampling sharp detail (stars, edges) would ring.
     """
-    blurred_aligned = _shift_image(blurred, -np.asarray(shift, dtype=float))
-    window = _overlap_window(sharp.shape, -np.asarray(shift, dtype=float))
-    sharp_crop, blurred_crop = sharp[window], blurred_aligned[window]
+
+    shift: np.ndarray
+    blurred_aligned: np.ndarray
+    window: tuple
+
+    @classmethod
+    def at(cls, blurred, shift):
+        """``blurred`` moved back by ``shift`` (a float64 copy of it is kept)."""
+        shift = np.array(shift, dtype=float)
+        return cls(shift, _shift_image(blurred, -shift), _overlap_window(blurred.shape, -shift))
+
+
+def _standardised_overlap(sharp, frame):
+    """Both images on the overlap of an :class:`_AlignedFrame`, standardised.
+
+    Returns ``sharp0, blurred0, sharp_scale, blurred_scale``: the crops with their mean
+    removed and divided by their standard deviation, and those deviations.
+    """
+    sharp_crop, blurred_crop = sharp[frame.window], frame.blurred_aligned[frame.window]
     if any(n < 3 for n in sharp_crop.shape):
-        raise ValueError(f"the images hardly overlap after the shift {np.round(shift, 2)}")
+        raise ValueError(f"the images hardly overlap after the shift {np.round(frame.shift, 2)}")
     sharp_mean, sharp_scale = _standardise(sharp_crop)
     blurred_mean, blurred_scale = _standardise(blurred_crop)
     if sharp_scale == 0 or blurred_scale == 0:
         raise ValueError("the images do not overlap in any structured region")
     sharp0 = ((sharp_crop - sharp_mean) / sharp_scale).astype(np.float32)
     blurred0 = ((blurred_crop - blurred_mean) / blurred_scale).astype(np.float32)
-    return sharp0, blurred0, sharp_scale, blurred_scale, blurred_aligned, window
+    return sharp0, blurred0, sharp_scale, blurred_scale
 
 
 class _AlignedPair:
@@ -801,8 +916,9 @@ class _AlignedPair:
     ``_estimate_single`` fits several kernel shapes at one shift: the pilot that chooses
     the shape, the survey, up to two enlargements and the final fit on the trimmed
     support. All of them need the blurred image moved back by a sinc interpolation of the
-    whole frame and the overlap standardised (:func:`_standardised_overlap`), which
-    depend on the shift alone; one ``_AlignedPair`` per shift computes them once.
+    whole frame (:class:`_AlignedFrame`, kept as ``frame``) and the overlap standardised
+    (:func:`_standardised_overlap`), which depend on the shift alone; one ``_AlignedPair``
+    per shift computes them once.
 
     It also keeps, through :meth:`cached`, the results of grid-sized FFTs that several
     shapes share: the Fourier solution per taper and FFT grid (:func:`_fourier_estimate`)
@@ -813,9 +929,10 @@ class _AlignedPair:
     """
 
     def __init__(self, sharp, blurred, shift):
-        self.shift = np.array(shift, dtype=float)
-        (self.sharp0, self.blurred0, self.sharp_scale, self.blurred_scale,
-         self.blurred_aligned, self.window) = _standardised_overlap(sharp, blurred, self.shift)
+        """Align ``blurred`` on ``sharp`` at ``shift`` and standardise their overlap."""
+        self.frame = _AlignedFrame.at(blurred, shift)
+        (self.sharp0, self.blurred0, self.sharp_scale,
+         self.blurred_scale) = _standardised_overlap(sharp, self.frame)
         self._cache = {}
 
     def cached(self, key, compute):
@@ -832,45 +949,67 @@ class _AlignedPair:
         the caller has it already.
         """
         def compute(spectrum=spectrum):
+            """The autocorrelation by the Wiener–Khinchin theorem, cut to its usable lags."""
             if spectrum is None:
                 spectrum = scipy.fft.rfftn(self.sharp0, grid, workers=WORKERS)
             full = scipy.fft.irfftn(spectrum.real ** 2 + spectrum.imag ** 2, grid,
                                     workers=WORKERS)
             reach = [(g - n - 1) | 1 for g, n in zip(grid, self.sharp0.shape, strict=True)]
-            return _centre_crop_from_origin(full, reach)
+            return periodic_crop(full, reach)
 
         return self.cached(("autocorrelation", tuple(grid)), compute)
 
 
-def _pilot(pair, shape, manual):
-    shape = tuple(min(k, n - 1 if n % 2 == 0 else n) for k, n in zip(shape, pair.sharp0.shape,
-                                                                       strict=True))
-    return _fourier_estimate(pair, shape, manual)[0]
+# -- one fit at one shift -----------------------------------------------------------------
 
 
-def _pilot_is_significant(pilot, factor=6.0):
-    """Whether a pilot's smoothed peak stands ``factor`` times above its outer frame's RMS."""
-    smooth = ndi.gaussian_filter(pilot.astype(np.float32), 1.0)
-    frame = np.ones(pilot.shape, bool)
-    frame[tuple(slice(max(2, n // 8), n - max(2, n // 8)) for n in pilot.shape)] = False
-    if not frame.any():
-        return True
-    noise = float(np.sqrt(np.mean(smooth[frame].astype(np.float64) ** 2)))
-    return float(smooth.max()) > factor * noise
+@dataclass(frozen=True)
+class _FitOptions:
+    """How every fit of one estimate runs: solver, weight, constraint and stopping rule.
+
+    ``manual`` is the user's regularization weight, or None when the data choose it.
+    """
+
+    method: str
+    manual: float | None
+    nonnegative: bool
+    max_iterations: int
+    tolerance: float
+    callback: object = None
+
+    def rough(self):
+        """The options of a survey fit: at most 8 iterations, a tolerance of at least 2 %."""
+        return replace(self, max_iterations=min(self.max_iterations, 8),
+                       tolerance=max(self.tolerance, 2e-2))
 
 
-def _core_centroid(kernel):
-    """Centroid of the part of a (noisy) kernel above a fifth of its smoothed maximum."""
-    smooth = ndi.gaussian_filter(kernel.astype(np.float32), 1.0)
-    core = np.clip(smooth - 0.2 * float(smooth.max()), 0, None)
-    if not np.any(core > 0):
-        return np.array(kernel.shape, dtype=float) // 2
-    return centroid(core)
+@dataclass(frozen=True)
+class _Fit:
+    """One kernel fitted at one shift (:func:`_fit_at_shift`).
+
+    ``kernel`` is in the units of the original images: ``kernel_scale`` (``blurred_scale /
+    sharp_scale``) times the kernel of the standardised pair. ``stopped`` tells that the
+    callback asked to stop; ``problem`` is the least-squares problem solved (None for the
+    Fourier solver), kept for the flux correction of the last fit.
+    """
+
+    kernel: np.ndarray
+    shape: tuple
+    regularization: float
+    iterations: int
+    stopped: bool
+    kernel_scale: float
+    problem: _ValidProblem | None = None
 
 
-def _fit_at_shift(pair, shape, *, method, manual, nonnegative, max_iterations, tolerance,
-                  callback, start=None, start_regularization=None):
-    """Fit the kernel between the images of an :class:`_AlignedPair`, on their overlap."""
+def _fit_at_shift(pair, shape, options, *, start=None, start_regularization=None):
+    """Fit the kernel of ``shape`` between the images of an :class:`_AlignedPair`.
+
+    The fit starts from the Fourier estimate and its weight, or from an earlier fit's
+    ``start`` kernel (original units) and ``start_regularization``; the user's weight, when
+    given, always wins. The least-squares solver then runs on the valid region.
+    """
+    manual = options.manual
     sharp_scale, blurred_scale = pair.sharp_scale, pair.blurred_scale
     if any(k > n for k, n in zip(shape, pair.sharp0.shape, strict=True)):
         raise ValueError(f"kernel shape {shape} does not fit in the overlap {pair.sharp0.shape}")
@@ -883,25 +1022,26 @@ def _fit_at_shift(pair, shape, *, method, manual, nonnegative, max_iterations, t
     if start_regularization is not None and manual is None:
         used = start_regularization
     iterations, stopped, problem = 0, False, None
-    if method == "lsq":
+    if options.method == "lsq":
         problem = _ValidProblem(pair, shape)
         kernel, iterations, used, stopped = _majorize_minimize(
-            problem, kernel, used if manual is None else manual, nonnegative, max_iterations,
-            tolerance, callback, manual is None)
-    elif nonnegative:
+            problem, kernel, used if manual is None else manual, options.nonnegative,
+            options.max_iterations, options.tolerance, options.callback, manual is None)
+    elif options.nonnegative:
         kernel = np.clip(kernel, 0, None)
     kernel_fit = (kernel * np.float32(blurred_scale / sharp_scale)).astype(np.float32)
-    return {"kernel_fit": kernel_fit, "regularization": float(used), "shape": tuple(shape),
-            "iterations": iterations, "blurred_aligned": pair.blurred_aligned,
-            "window": pair.window, "stopped": stopped, "problem": problem,
-            "kernel_scale": float(blurred_scale / sharp_scale)}
+    return _Fit(kernel=kernel_fit, shape=tuple(shape), regularization=float(used),
+                iterations=iterations, stopped=stopped,
+                kernel_scale=float(blurred_scale / sharp_scale), problem=problem)
 
 
-def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegative, normalize,
-                     center, max_iterations, tolerance, callback) -> KernelEstimate:
-    ndim = sharp.ndim
+# -- the phases of one estimate -----------------------------------------------------------
+
+
+def _checked_shape(sharp, blurred, shape):
+    """The requested kernel ``shape`` made odd (None stays None), once it and the images fit."""
     if shape is not None:
-        shape = odd_shape(shape, ndim)
+        shape = odd_shape(shape, sharp.ndim)
         if any(k > (n + 1) // 2 for k, n in zip(shape, sharp.shape, strict=True)):
             raise ValueError(f"kernel shape {shape} is too large for images of shape "
                              f"{sharp.shape}: at most half of each axis")
@@ -912,138 +1052,240 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
         raise ValueError("the sharp image is constant: it carries no information on the kernel")
     if float(blurred.std()) == 0.0:
         raise ValueError("the blurred image is constant: it carries no information on the kernel")
-    if method == "auto":
-        method = "lsq" if sharp.size <= AUTO_LSQ_MAX_PIXELS else "fourier"
-    manual = None if regularization == "auto" else regularization
+    return shape
 
-    shift = estimate_shift(sharp, blurred, upsample=10)
-    limit = np.array(sharp.shape) / 4
-    shift = np.clip(shift, -limit, limit)
-    # Correlation peaks are blunt for flat-topped kernels (a defocus disk), so the shift is
-    # refined on a wide Fourier pilot: move by the pilot's core centroid until it is centred.
-    pilot_shape = tuple(
-        max(min(2 * (n // 6) + 1, 63 if ndim == 2 else 31), 2 * (k // 2) + 1 if shape else 1)
-        for n, k in zip(sharp.shape, shape or sharp.shape, strict=True))
-    # the correlation is off by at most a few pixels (a blunt peak); a pilot or fit that
-    # wants to move further has locked onto noise
-    correlation_shift = shift.copy()
-    reach = 4.0
-    # the pair aligned at the current shift; the shape pilot, the survey, its enlargements
-    # and the final fit all use the one built last here
-    pair = _AlignedPair(sharp, blurred, shift)
+
+#: Largest move, in pixels, of a refined shift away from the cross-correlation's: a blunt
+#: correlation peak is off by a few pixels at most, so a pilot or a fit that wants to move
+#: further has locked onto noise.
+_SHIFT_REACH = 4.0
+
+
+@dataclass(frozen=True)
+class _ShiftBounds:
+    """Where the refinements may move the shift found by cross-correlation.
+
+    ``correlation`` is that shift clipped to ``limit``, a quarter of each axis.
+    """
+
+    correlation: np.ndarray
+    limit: np.ndarray
+
+    @classmethod
+    def around(cls, shift, image_shape):
+        """The bounds around a cross-correlation ``shift`` in a frame of ``image_shape``."""
+        limit = np.array(image_shape) / 4
+        return cls(np.clip(shift, -limit, limit), limit)
+
+    def near_correlation(self, shift):
+        """``shift`` clipped to within ``_SHIFT_REACH`` pixels of the correlation's."""
+        return np.clip(shift, self.correlation - _SHIFT_REACH, self.correlation + _SHIFT_REACH)
+
+    def inside(self, shift):
+        """``shift`` clipped to a quarter of the frame, then near the correlation's."""
+        return self.near_correlation(np.clip(shift, -self.limit, self.limit))
+
+
+def _pilot_shape(image_shape, shape):
+    """Support of the wide Fourier pilot: about a third of each axis, at most 63 pixels (31
+    in 3D), and at least the requested ``shape`` when one is given."""
+    cap = 63 if len(image_shape) == 2 else 31
+    return tuple(max(min(2 * (n // 6) + 1, cap), 2 * (k // 2) + 1 if shape else 1)
+                 for n, k in zip(image_shape, shape or image_shape, strict=True))
+
+
+def _pilot(pair, shape, manual):
+    """The Fourier estimate on a pilot support of ``shape``, cut to fit in ``pair``'s overlap."""
+    shape = tuple(min(k, n - 1 if n % 2 == 0 else n) for k, n in zip(shape, pair.sharp0.shape,
+                                                                       strict=True))
+    return _fourier_estimate(pair, shape, manual)[0]
+
+
+def _pilot_is_significant(pilot, factor=6.0):
+    """Whether a pilot's smoothed peak stands ``factor`` times above its outer frame's RMS."""
+    smooth, frame = _smoothed_frame(pilot)
+    if not frame.size:
+        return True
+    noise = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)))
+    return float(smooth.max()) > factor * noise
+
+
+def _core_centroid(kernel):
+    """Centroid of the part of a (noisy) kernel above a fifth of its smoothed maximum."""
+    smooth = ndi.gaussian_filter(kernel.astype(np.float32), 1.0)
+    core = np.clip(smooth - 0.2 * float(smooth.max()), 0, None)
+    if not np.any(core > 0):
+        return np.array(kernel.shape, dtype=float) // 2
+    return centroid(core)
+
+
+def _aligned_on_pilot(sharp, blurred, bounds, pilot_shape, manual):
+    """The pair aligned at the correlation's shift refined on a wide Fourier pilot.
+
+    Correlation peaks are blunt for flat-topped kernels (a defocus disk), so the shift is
+    moved by the pilot's core centroid until the pilot is centred, at most four times. A
+    pilot that is mostly noise stops the refinement: the correlation is trusted.
+    """
+    pair = _AlignedPair(sharp, blurred, bounds.correlation)
     for _ in range(4):
         pilot = _pilot(pair, pilot_shape, manual)
         if not _pilot_is_significant(pilot):
-            break  # the pilot is mostly noise: trust the correlation
+            break
         correction = _core_centroid(pilot) - np.array(pilot_shape) // 2
-        shift = np.clip(shift + correction, -limit, limit)
-        shift = np.clip(shift, correlation_shift - reach, correlation_shift + reach)
-        pair = _AlignedPair(sharp, blurred, shift)
+        pair = _AlignedPair(sharp, blurred, bounds.inside(pair.frame.shift + correction))
         if np.max(np.abs(correction)) < 0.5:
             break
-    automatic_shape = shape is None
-    if automatic_shape:
-        shape = _auto_shape(_pilot(pair, pilot_shape, manual))
-    survey = automatic_shape and method == "lsq"
-    fit = _fit_at_shift(pair, shape, method=method, manual=manual, nonnegative=nonnegative,
-                        max_iterations=min(max_iterations, 8) if survey else max_iterations,
-                        tolerance=max(tolerance, 2e-2) if survey else tolerance,
-                        callback=callback)
-    if survey and not fit["stopped"]:
-        # a rough constrained fit is clean enough to show the real support: drop the empty
-        # rim, whose noise would otherwise stay in the kernel, and finish the fit there
-        sparse = _is_sparse(sharp)
-        trimmed = _trimmed_shape(fit["kernel_fit"], sparse=sparse)
-        for _ in range(2):  # at most two enlargements
-            # on an extended scene a kernel whose mass runs up to the edge of the survey's
-            # support was cut by the pilot's noise floor (faint rings, halos): survey again
-            # on a larger support. On a sparse scene the rim's noise spikes make every
-            # support look full, so it is not grown.
-            larger = _grown_shape(fit["shape"], trimmed, pilot_shape)
-            if sparse or larger == fit["shape"] or fit["stopped"]:
-                break
-            fit = _fit_at_shift(pair, larger, method=method, manual=manual,
-                                nonnegative=nonnegative, max_iterations=min(max_iterations, 8),
-                                tolerance=max(tolerance, 2e-2), callback=callback,
-                                start=_embed_centre(fit["kernel_fit"], larger),
-                                start_regularization=fit["regularization"])
-            trimmed = _trimmed_shape(fit["kernel_fit"], sparse=sparse)
-        crop = tuple(slice((n - t) // 2, (n - t) // 2 + t)
-                     for n, t in zip(fit["shape"], trimmed, strict=True))
-        fit = _fit_at_shift(pair, trimmed, method=method, manual=manual,
-                            nonnegative=nonnegative, max_iterations=max_iterations,
-                            tolerance=tolerance, callback=callback,
-                            start=fit["kernel_fit"][crop],
-                            start_regularization=fit["regularization"])
-    shape = fit["shape"]
-    centre = np.array(shape) // 2
-    if center and np.any(fit["kernel_fit"] > 0) and not fit["stopped"]:
-        # an asymmetric kernel moves the correlation peak: absorb its centroid in the shift
-        # and fit once more, so the kernel ends up centred without resampling it
-        for _ in range(2):
-            off_centre = _kernel_centre(fit["kernel_fit"]) - centre
-            if np.max(np.abs(off_centre)) <= 0.05 or fit["stopped"]:
-                break
-            moved = np.clip(shift + off_centre, correlation_shift - reach,
-                            correlation_shift + reach)
-            off_centre, shift = moved - shift, moved
-            start = fourier_shift(fit["kernel_fit"], -off_centre)
-            pair = _AlignedPair(sharp, blurred, shift)
-            fit = _fit_at_shift(pair, shape, method=method, manual=manual,
-                                nonnegative=nonnegative, max_iterations=max_iterations,
-                                tolerance=tolerance, callback=callback,
-                                start=np.clip(start, 0, None) if nonnegative else start)
-    # the fits are done: free the standardised crops and the cached grids before the
-    # image-sized work below, so that they do not raise the peak memory
-    del pair
+    return pair
 
-    unconstrained_sum = None
-    problem = fit.pop("problem")
-    if method == "lsq" and nonnegative and not fit["stopped"]:
-        # the flux the data hold, without the positive bias of the constraint (see
-        # _match_unconstrained_mass)
-        unconstrained_sum = fit["kernel_scale"] * _unconstrained_sum(
-            problem, fit["kernel_fit"] / np.float32(fit["kernel_scale"]),
-            fit["regularization"])
-    del problem  # its operator's spectrum and last residual are image-sized
 
-    kernel_fit, window = fit["kernel_fit"], fit["window"]
-    if nonnegative and method == "lsq":
-        kernel_fit = _remove_noise_floor(kernel_fit)
-        if unconstrained_sum is not None:
-            kernel_fit = _match_unconstrained_mass(kernel_fit, unconstrained_sum)
-    # the model lives in the sharp image's frame; it is moved back into the blurred frame
-    aligned_model = _reblur(sharp, kernel_fit, 0.0)
-    fitted = tuple(slice(w.start + k // 2, w.stop - k // 2)
-                   for w, k in zip(window, shape, strict=True))
-    # the gain that best explains the data for this kernel shape (least squares on the
-    # fitted region), so that trimming the noise floor does not bias the flux ratio
-    model = aligned_model[fitted].astype(np.float64)
-    data = fit["blurred_aligned"][fitted].astype(np.float64)
+def _fit_support(pair, sharp, shape, pilot_shape, options):
+    """The fit on the requested ``shape``, or on a support chosen from the data (None).
+
+    The automatic support holds the pilot's mass (:func:`_auto_shape`); the least-squares
+    solver then surveys it with a rough fit and finishes on the support that fit shows
+    (:func:`_surveyed_fit`).
+    """
+    automatic = shape is None
+    if automatic:
+        shape = _auto_shape(_pilot(pair, pilot_shape, options.manual))
+    survey = automatic and options.method == "lsq"
+    fit = _fit_at_shift(pair, shape, options.rough() if survey else options)
+    if survey and not fit.stopped:
+        fit = _surveyed_fit(pair, fit, pilot_shape, options, sparse=_is_sparse(sharp))
+    return fit
+
+
+def _surveyed_fit(pair, survey, pilot_shape, options, *, sparse):
+    """The final fit on the support that a rough ``survey`` fit shows.
+
+    A rough constrained fit is clean enough to show the real support: its empty rim, whose
+    noise would otherwise stay in the kernel, is dropped (:func:`_trimmed_shape`) and the
+    fit finished there. On an extended scene a kernel whose mass runs up to the edge of the
+    survey's support was cut by the pilot's noise floor (faint rings, halos): it is surveyed
+    again on a larger support (:func:`_grown_shape`), at most twice. On a ``sparse`` scene
+    the rim's noise spikes make every support look full, so it is not grown.
+    """
+    fit, trimmed = survey, _trimmed_shape(survey.kernel, sparse=sparse)
+    for _ in range(2):
+        larger = _grown_shape(fit.shape, trimmed, pilot_shape)
+        if sparse or larger == fit.shape or fit.stopped:
+            break
+        fit = _fit_at_shift(pair, larger, options.rough(), start=centre_embed(fit.kernel, larger),
+                            start_regularization=fit.regularization)
+        trimmed = _trimmed_shape(fit.kernel, sparse=sparse)
+    return _fit_at_shift(pair, trimmed, options, start=centre_embed(fit.kernel, trimmed),
+                         start_regularization=fit.regularization)
+
+
+def _recentred_fit(sharp, blurred, pair, fit, bounds, options):
+    """The pair and fit once the kernel's centroid is absorbed in the shift.
+
+    An asymmetric kernel moves the correlation peak: its centroid above the rim's noise
+    (:func:`_kernel_centre`) is moved into the shift and the kernel fitted once more at the
+    new shift, at most twice, so that it ends up centred without resampling it.
+    """
+    if not np.any(fit.kernel > 0) or fit.stopped:
+        return pair, fit
+    centre = np.array(fit.shape) // 2
+    for _ in range(2):
+        off_centre = _kernel_centre(fit.kernel) - centre
+        if np.max(np.abs(off_centre)) <= 0.05 or fit.stopped:
+            break
+        moved = bounds.near_correlation(pair.frame.shift + off_centre)
+        start = fourier_shift(fit.kernel, -(moved - pair.frame.shift))
+        pair = _AlignedPair(sharp, blurred, moved)
+        fit = _fit_at_shift(pair, fit.shape, options,
+                            start=np.clip(start, 0, None) if options.nonnegative else start)
+    return pair, fit
+
+
+def _debiased_kernel(fit, options):
+    """The fitted kernel without the positive bias that nonnegativity leaves where it is zero.
+
+    For a nonnegative least-squares fit only: the rim's noise floor is removed
+    (:func:`_remove_noise_floor`) and, unless the run was stopped, the sum brought down to
+    that of the unconstrained fit (:func:`_match_unconstrained_mass`), the flux the data hold.
+    """
+    if not (options.nonnegative and options.method == "lsq"):
+        return fit.kernel
+    kernel = _remove_noise_floor(fit.kernel)
+    if fit.stopped:
+        return kernel
+    unconstrained_sum = fit.kernel_scale * _unconstrained_sum(
+        fit.problem, fit.kernel / np.float32(fit.kernel_scale), fit.regularization)
+    return _match_unconstrained_mass(kernel, unconstrained_sum)
+
+
+def _least_squares_gain(model, data):
+    """The factor ``g`` that best fits ``g · model`` to ``data`` once both lose their mean
+    (least squares, in float64); 1 when there is no positive one."""
+    model, data = model.astype(np.float64), data.astype(np.float64)
     model, data = model - model.mean(), data - data.mean()
     energy = float(np.sum(model * model))
-    if energy > 0:
-        scale = float(np.sum(model * data)) / energy
-        if scale > 0:
-            kernel_fit = (kernel_fit * np.float32(scale)).astype(np.float32)
-            aligned_model = aligned_model * np.float32(scale)
-    offset = float(np.mean(fit["blurred_aligned"][fitted] - aligned_model[fitted],
-                           dtype=np.float64))
-    reblurred = _shift_image(aligned_model, shift) + np.float32(offset)
-    residual = blurred - reblurred
+    if energy <= 0:
+        return 1.0
+    scale = float(np.sum(model * data)) / energy
+    return scale if scale > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class _Model:
+    """The fitted model of the blurred image (:func:`_calibrated_model`).
+
+    ``kernel`` carries the least-squares gain; ``reblurred`` is its prediction in the
+    blurred image's frame with the ``offset`` added; ``fitted`` is the region of the aligned
+    frame where the model was fitted.
+    """
+
+    kernel: np.ndarray
+    reblurred: np.ndarray
+    offset: float
+    fitted: tuple
+
+
+def _calibrated_model(sharp, kernel, frame):
+    """The model ``gain · (kernel ∗ sharp) + offset`` moved back into the blurred frame.
+
+    The model lives in the sharp image's frame, where the gain that best explains the data
+    for this kernel (least squares on the fitted region) and the offset are fitted, so that
+    trimming the noise floor does not bias the flux ratio.
+    """
+    aligned_model = _reblur(sharp, kernel, 0.0)
+    fitted = tuple(slice(w.start + k // 2, w.stop - k // 2)
+                   for w, k in zip(frame.window, kernel.shape, strict=True))
+    data = frame.blurred_aligned[fitted]
+    scale = _least_squares_gain(aligned_model[fitted], data)
+    if scale != 1.0:
+        kernel = (kernel * np.float32(scale)).astype(np.float32)
+        aligned_model = aligned_model * np.float32(scale)
+    offset = float(np.mean(data - aligned_model[fitted], dtype=np.float64))
+    reblurred = _shift_image(aligned_model, frame.shift) + np.float32(offset)
+    return _Model(kernel=kernel, reblurred=reblurred, offset=offset, fitted=fitted)
+
+
+def _centred_kernel(kernel, shift, nonnegative):
+    """``kernel`` moved so that its centroid lies on its centre pixel, and ``shift`` grown
+    by the same move (a zero kernel stays as it is)."""
+    if not np.any(kernel > 0):
+        return kernel, shift
+    off_centre = _kernel_centre(kernel) - np.array(kernel.shape) // 2
+    moved = fourier_shift(kernel, -off_centre)
+    return (np.clip(moved, 0, None) if nonnegative else moved), shift + off_centre
+
+
+def _assembled_estimate(sharp, blurred, kernel, fit, frame, *, method, normalize, center,
+                        nonnegative):
+    """The :class:`KernelEstimate` of a final ``kernel`` fitted on the aligned ``frame``."""
+    model = _calibrated_model(sharp, kernel, frame)
+    residual = blurred - model.reblurred
     valid = tuple(slice(max(f.start + int(np.ceil(d)), 0), min(f.stop + int(np.floor(d)), n))
-                  for f, d, n in zip(fitted, shift, blurred.shape, strict=True))
-    kernel_sum = float(kernel_fit.sum(dtype=np.float64))
+                  for f, d, n in zip(model.fitted, frame.shift, blurred.shape, strict=True))
+    kernel_sum = float(model.kernel.sum(dtype=np.float64))
     sigma = noise_sigma(blurred)
     rms = float(np.sqrt(np.mean(residual[valid].astype(np.float64) ** 2)))
-
-    kernel_out = kernel_fit
-    if center and np.any(kernel_fit > 0):
-        off_centre = _kernel_centre(kernel_fit) - centre
-        shift = shift + off_centre
-        kernel_out = fourier_shift(kernel_fit, -off_centre)
-        if nonnegative:
-            kernel_out = np.clip(kernel_out, 0, None)
+    kernel_out, shift = model.kernel, frame.shift
+    if center:
+        kernel_out, shift = _centred_kernel(kernel_out, shift, nonnegative)
     gain = 1.0
     if normalize:
         total = float(kernel_out.sum(dtype=np.float64))
@@ -1053,8 +1295,41 @@ def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegati
         gain = kernel_sum
     return KernelEstimate(
         kernel=kernel_out.astype(np.float32), shift=np.asarray(shift, dtype=float), gain=gain,
-        offset=offset, residual=residual.astype(np.float32),
-        reblurred=reblurred.astype(np.float32), regularization=fit["regularization"],
+        offset=model.offset, residual=residual.astype(np.float32),
+        reblurred=model.reblurred.astype(np.float32), regularization=fit.regularization,
         noise_sigma=sigma, residual_ratio=rms / sigma if sigma > 0 else float("inf"),
-        kernel_sum=kernel_sum, shape=tuple(shape), method=method,
-        iterations=fit["iterations"], valid=valid)
+        kernel_sum=kernel_sum, shape=tuple(fit.shape), method=method,
+        iterations=fit.iterations, valid=valid)
+
+
+def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegative, normalize,
+                     center, max_iterations, tolerance, callback) -> KernelEstimate:
+    """The kernel estimate of one 2D or 3D pair, phase by phase.
+
+    The cross-correlation's shift is refined on a Fourier pilot (:func:`_aligned_on_pilot`),
+    the support chosen and fitted (:func:`_fit_support`), the kernel's centroid moved into
+    the shift (:func:`_recentred_fit`), the constraint's flux bias removed
+    (:func:`_debiased_kernel`), and gain, offset and residuals computed on the whole frame
+    (:func:`_assembled_estimate`).
+    """
+    shape = _checked_shape(sharp, blurred, shape)
+    if method == "auto":
+        method = "lsq" if sharp.size <= AUTO_LSQ_MAX_PIXELS else "fourier"
+    options = _FitOptions(method=method,
+                          manual=None if regularization == "auto" else regularization,
+                          nonnegative=nonnegative, max_iterations=max_iterations,
+                          tolerance=tolerance, callback=callback)
+    bounds = _ShiftBounds.around(estimate_shift(sharp, blurred, upsample=10), sharp.shape)
+    pilot_shape = _pilot_shape(sharp.shape, shape)
+    pair = _aligned_on_pilot(sharp, blurred, bounds, pilot_shape, options.manual)
+    fit = _fit_support(pair, sharp, shape, pilot_shape, options)
+    if center:
+        pair, fit = _recentred_fit(sharp, blurred, pair, fit, bounds, options)
+    # the fits are done: free the standardised crops and the cached grids before the
+    # image-sized work below, so that they do not raise the peak memory
+    frame = pair.frame
+    del pair
+    kernel = _debiased_kernel(fit, options)
+    fit = replace(fit, problem=None)  # its operator's spectrum and last residual are image-sized
+    return _assembled_estimate(sharp, blurred, kernel, fit, frame, method=method,
+                               normalize=normalize, center=center, nonnegative=nonnegative)
