@@ -23,7 +23,7 @@ import scipy.ndimage as ndi
 from ._progress import report
 from ._validate import as_float_array, odd_shape
 from .align import centroid
-from .noise import noise_sigma
+from .noise import MAD_TO_SIGMA, noise_sigma
 from .operators import WORKERS, fast_shape, fourier_shift
 
 __all__ = [
@@ -872,7 +872,7 @@ def average_beads(
     if len(use) >= 4:
         log_flux = np.log(fluxes[use])
         centre_flux = np.median(log_flux)
-        spread_flux = 1.4826 * np.median(np.abs(log_flux - centre_flux))
+        spread_flux = MAD_TO_SIGMA * np.median(np.abs(log_flux - centre_flux))
         limit = max(5 * spread_flux, np.log(1.6))
         for i, value in zip(use, log_flux, strict=True):
             if abs(value - centre_flux) > limit:
@@ -903,7 +903,7 @@ def average_beads(
                             for i in use])
     if len(use) >= 4:
         middle = np.median(differences)
-        mad = 1.4826 * np.median(np.abs(differences - middle))
+        mad = MAD_TO_SIGMA * np.median(np.abs(differences - middle))
         limit = middle + max(5 * mad, 0.25 * middle)
         for i, d in zip(use, differences, strict=True):
             if d > limit:
