@@ -24,7 +24,14 @@ from ._progress import report
 from ._validate import as_float_array, odd_shape
 from .align import centroid
 from .noise import MAD_TO_SIGMA, noise_sigma
-from .operators import WORKERS, fast_shape, fourier_shift
+from .operators import (
+    WORKERS,
+    centre_embed,
+    fast_shape,
+    fourier_shift,
+    periodic_crop,
+    periodic_embed,
+)
 
 __all__ = [
     "BeadAverage",
@@ -303,27 +310,13 @@ def weighted_centre(image: np.ndarray, window: np.ndarray) -> np.ndarray:
     return np.array([float((g * weights).sum() / total) for g in grids])
 
 
-def _extract(image: np.ndarray, centre_pixel, half) -> np.ndarray:
-    """The box ``centre_pixel ± half`` of ``image``, zero-filled outside the frame."""
-    region = np.zeros([2 * h + 1 for h in half], dtype=np.float32)
-    source, target = [], []
-    for c, h, n in zip(centre_pixel, half, image.shape, strict=True):
-        start, stop = c - h, c + h + 1
-        lo, hi = max(start, 0), min(stop, n)
-        if hi <= lo:
-            return region
-        source.append(slice(lo, hi))
-        target.append(slice(lo - start, hi - start))
-    region[tuple(target)] = image[tuple(source)]
-    return region
-
-
 def _centred_crop(image: np.ndarray, centre, half) -> np.ndarray:
     """``image`` shifted so ``centre`` falls on the middle pixel of a ``2 * half + 1`` box."""
     centre = np.asarray(centre, dtype=float)
     whole = np.round(centre).astype(int)
     pad = 3
-    region = _extract(image, whole, [h + pad for h in half])
+    region = centre_embed(image, [2 * (h + pad) + 1 for h in half], centre=whole).astype(
+        np.float32, copy=False)
     fraction = centre - whole
     if np.any(np.abs(fraction) > 1e-6):
         region = fourier_shift(region, -fraction)
@@ -972,15 +965,12 @@ def _remove_bead_size(psf: np.ndarray, diameter: float, spacing: np.ndarray,
     if ball.sum() == 0:
         return psf
     ball = np.fft.ifftshift(ball / ball.sum())
-    psf_padded = np.zeros(grid)
-    psf_padded[tuple(slice(0, n) for n in psf.shape)] = psf
-    psf_padded = np.roll(psf_padded, [-(n // 2) for n in psf.shape], axis=range(psf.ndim))
     ball_otf = scipy.fft.rfftn(ball, workers=WORKERS)
-    psf_otf = scipy.fft.rfftn(psf_padded, workers=WORKERS)
+    # in float64, as the division below needs (kernel_otf would transform in float32)
+    psf_otf = scipy.fft.rfftn(periodic_embed(psf, grid).astype(np.float64), workers=WORKERS)
     snr2 = (psf.max() / max(noise, 1e-12)) ** 2
     restored_otf = psf_otf * np.conj(ball_otf) / (np.abs(ball_otf) ** 2 + 1.0 / snr2)
     restored = scipy.fft.irfftn(restored_otf, grid, workers=WORKERS)
-    restored = np.roll(restored, [n // 2 for n in psf.shape], axis=range(psf.ndim))
-    restored = restored[tuple(slice(0, n) for n in psf.shape)] * (psf > 0)
+    restored = periodic_crop(restored, psf.shape) * (psf > 0)
     restored = np.clip(restored, 0, None)
     return (restored / restored.sum()).astype(np.float32)
