@@ -458,6 +458,18 @@ def centre_offset(psf: np.ndarray, sigma: float, support: np.ndarray) -> np.ndar
     return offset
 
 
+def _half_maximum_crossing(profile: np.ndarray, peak: int, half: float, step: int) -> float:
+    """Where ``profile`` first falls to ``half`` walking from ``peak`` in direction ``step``
+    (+1 or -1), by linear interpolation; half a pixel past the end when it never does."""
+    edge = peak
+    while 0 <= edge + step < profile.size and profile[edge + step] > half:
+        edge += step
+    if not 0 <= edge + step < profile.size:
+        return edge + step * 0.5
+    a, b = profile[edge], profile[edge + step]
+    return edge + step * ((a - half) / (a - b))
+
+
 def fwhm(psf: np.ndarray) -> np.ndarray:
     """Full width at half maximum along each axis through the centre pixel, in pixels
     (half-maximum crossings found by linear interpolation)."""
@@ -472,23 +484,8 @@ def fwhm(psf: np.ndarray) -> np.ndarray:
         if not half > 0:
             widths.append(np.nan)
             continue
-        right = peak
-        while right + 1 < profile.size and profile[right + 1] > half:
-            right += 1
-        left = peak
-        while left - 1 >= 0 and profile[left - 1] > half:
-            left -= 1
-        if right + 1 < profile.size:
-            a, b = profile[right], profile[right + 1]
-            right_edge = right + (a - half) / (a - b)
-        else:
-            right_edge = right + 0.5
-        if left - 1 >= 0:
-            a, b = profile[left], profile[left - 1]
-            left_edge = left - (a - half) / (a - b)
-        else:
-            left_edge = left - 0.5
-        widths.append(right_edge - left_edge)
+        widths.append(_half_maximum_crossing(profile, peak, half, +1)
+                      - _half_maximum_crossing(profile, peak, half, -1))
     return np.array(widths)
 
 
