@@ -24,7 +24,7 @@ import scipy.ndimage as ndi
 from ._progress import report
 from ._validate import as_float_array, odd_shape
 from .align import centroid
-from .noise import MAD_TO_SIGMA, noise_sigma
+from .noise import MAD_TO_SIGMA, noise_sigma, rim
 from .operators import (
     WORKERS,
     centre_embed,
@@ -224,9 +224,6 @@ def fit_background(image: np.ndarray, sigma: float, model="auto", *, iterations:
         raise ValueError(
             f"background must be 'auto', 'plane', 'constant', a number or None, got {model!r}")
     plane = model in ("auto", "plane")
-    scale = max(max(image.shape) - 1, 1)
-    ramps = [(np.arange(n, dtype=np.float64) / scale).reshape(
-        [-1 if a == axis else 1 for a in range(image.ndim)]) for axis, n in enumerate(image.shape)]
     values = image.ravel()
     background: np.ndarray | float = float(np.median(image))
     stride = max(1, image.size // max_samples)
@@ -235,25 +232,32 @@ def fit_background(image: np.ndarray, sigma: float, model="auto", *, iterations:
         keep = ~mask.ravel() & (np.abs(residual.ravel()) < 3 * sigma + 1e-30)
         if keep.sum() < max(20, image.ndim + 2):
             # almost everything is source: fall back to the outermost pixels
-            shell = np.ones(image.shape, dtype=bool)
-            shell[tuple(slice(1, -1) for _ in image.shape)] = False
-            return float(np.median(image[shell])), mask
+            return float(np.median(rim(image, width=1))), mask
         chosen = np.flatnonzero(keep)[::stride]
         if plane:
-            coordinates = np.unravel_index(chosen, image.shape)
-            design = np.stack([np.ones(chosen.size)]
-                              + [c / scale for c in coordinates], axis=1)
-            coefficients, *_ = np.linalg.lstsq(design, values[chosen].astype(np.float64),
-                                               rcond=None)
-            background = np.float32(coefficients[0])
-            for c, ramp in zip(coefficients[1:], ramps, strict=True):
-                background = background + (c * ramp).astype(np.float32)
-            background = np.broadcast_to(background, image.shape).astype(np.float32)
+            background = _plane(image, chosen)
         else:
             background = float(values[chosen].mean())
         source = significance(image - background, sigma) > SUPPORT_THRESHOLD
         mask = ndi.binary_dilation(source, _full_structure(image.ndim), iterations=3)
     return background, mask
+
+
+def _plane(image: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """The least-squares plane through the pixels of ``image`` at the flat indices
+    ``chosen``, as a float32 array of ``image.shape``. Coordinates are divided by the
+    longest axis so the design matrix is well conditioned."""
+    scale = max(max(image.shape) - 1, 1)
+    coordinates = np.unravel_index(chosen, image.shape)
+    design = np.stack([np.ones(chosen.size)] + [c / scale for c in coordinates], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, image.ravel()[chosen].astype(np.float64),
+                                       rcond=None)
+    plane = np.float32(coefficients[0])
+    for axis, (c, n) in enumerate(zip(coefficients[1:], image.shape, strict=True)):
+        ramp = (np.arange(n, dtype=np.float64) / scale).reshape(
+            [-1 if a == axis else 1 for a in range(image.ndim)])
+        plane = plane + (c * ramp).astype(np.float32)
+    return np.broadcast_to(plane, image.shape).astype(np.float32)
 
 
 def source_support(z: np.ndarray, seed, margin: float = SUPPORT_MARGIN, *,
@@ -1118,6 +1122,23 @@ def average_beads(
     )
 
 
+def _pixel_ball(grid, diameter: float, spacing: np.ndarray) -> np.ndarray | None:
+    """A uniform ball of ``diameter`` (units of ``spacing``) integrated over each pixel of a
+    periodic ``grid``, centred on index 0 and of unit sum; ``None`` when it covers no
+    sub-pixel sample. Each pixel is sampled 5 times per axis, a fair pixel integral."""
+    offsets = np.meshgrid(*[(np.arange(g) - g // 2) * s for g, s in zip(grid, spacing,
+                                                                        strict=True)],
+                          indexing="ij", sparse=True)
+    radius = diameter / 2
+    ball = np.zeros(grid, dtype=np.float64)
+    for sub in np.ndindex(*(5,) * len(grid)):
+        shifts = [(s - 2) / 5 * sp for s, sp in zip(sub, spacing, strict=True)]
+        ball += sum((o + d) ** 2 for o, d in zip(offsets, shifts, strict=True)) <= radius**2
+    if ball.sum() == 0:
+        return None
+    return np.fft.ifftshift(ball / ball.sum())
+
+
 def _remove_bead_size(psf: np.ndarray, diameter: float, spacing: np.ndarray,
                       noise: float) -> np.ndarray:
     """Divide out a uniform ball of ``diameter`` (units of ``spacing``), Wiener-regularised
@@ -1125,18 +1146,9 @@ def _remove_bead_size(psf: np.ndarray, diameter: float, spacing: np.ndarray,
     if not diameter > 0:
         raise ValueError(f"bead_diameter must be positive, got {diameter}")
     grid = fast_shape([2 * n for n in psf.shape])
-    offsets = np.meshgrid(*[(np.arange(g) - g // 2) * s for g, s in zip(grid, spacing,
-                                                                        strict=True)],
-                          indexing="ij", sparse=True)
-    radius = diameter / 2
-    # a ball sampled 5x finer per axis, binned: a fair pixel-integrated ball
-    ball = np.zeros(grid, dtype=np.float64)
-    for sub in np.ndindex(*(5,) * psf.ndim):
-        shifts = [(s - 2) / 5 * sp for s, sp in zip(sub, spacing, strict=True)]
-        ball += sum((o + d) ** 2 for o, d in zip(offsets, shifts, strict=True)) <= radius**2
-    if ball.sum() == 0:
+    ball = _pixel_ball(grid, diameter, spacing)
+    if ball is None:
         return psf
-    ball = np.fft.ifftshift(ball / ball.sum())
     ball_otf = scipy.fft.rfftn(ball, workers=WORKERS)
     # in float64, as the division below needs (kernel_otf would transform in float32)
     psf_otf = scipy.fft.rfftn(periodic_embed(psf, grid).astype(np.float64), workers=WORKERS)
