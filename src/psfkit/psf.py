@@ -759,13 +759,12 @@ _MEDIAN_NOISE_RATIO = 1.2533
 class _Candidates:
     """The candidate beads of one frame, one per connected region above the noise.
 
-    ``z`` is the frame's significance map and ``labels`` numbers its regions above
+    ``labels`` numbers the regions of the frame's significance map above
     :data:`SUPPORT_THRESHOLD`; candidate ``i`` is region ``regions[i]`` with bounding box
     ``boxes[i]``, brightest (smoothed) pixel ``peaks[i]`` and ``maxima[i]`` local maxima
     (more than one: beads that touch).
     """
 
-    z: np.ndarray
     labels: np.ndarray
     regions: np.ndarray
     boxes: list[tuple[slice, ...]]
@@ -801,6 +800,11 @@ def _failure(error: Exception) -> str:
     return f"failed: {type(error).__name__}: {error}"
 
 
+def _used(beads: tuple[_Bead, ...]) -> list[int]:
+    """The numbers of the beads that go into the average."""
+    return [i for i, b in enumerate(beads) if b.used]
+
+
 def _with_reasons(beads: tuple[_Bead, ...], reasons: dict[int, str]) -> tuple[_Bead, ...]:
     """``beads`` with the beads numbered in ``reasons`` given those reasons."""
     return tuple(replace(b, reason=reasons[i]) if i in reasons else b
@@ -829,7 +833,7 @@ def _detect_candidates(data: np.ndarray, sigma: float, threshold: float) -> _Can
         index = np.unravel_index(int(np.argmax(local)), local.shape)
         peaks.append([i + b.start for i, b in zip(index, box, strict=True)])
     local_max = (ndi.maximum_filter(z, size=5, mode="nearest") == z) & (z >= threshold)
-    return _Candidates(z=z, labels=labels, regions=regions, boxes=boxes, peaks=np.array(peaks),
+    return _Candidates(labels=labels, regions=regions, boxes=boxes, peaks=np.array(peaks),
                        maxima=ndi.sum_labels(local_max, labels, regions))
 
 
@@ -838,7 +842,7 @@ def _bead_half(candidates: _Candidates, shape) -> list[int]:
     reach of the candidates' regions (from their peaks to their bounding boxes' far sides)
     plus a margin."""
     if shape is not None:
-        return [s // 2 for s in odd_shape(shape, candidates.z.ndim)]
+        return [s // 2 for s in odd_shape(shape, candidates.labels.ndim)]
     reaches = [[max(p - b.start, b.stop - 1 - p) for p, b in zip(peak, box, strict=True)]
                for peak, box in zip(candidates.peaks, candidates.boxes, strict=True)]
     median_reach = np.median(np.array(reaches, dtype=float), axis=0)
@@ -896,7 +900,7 @@ def _examine_beads(frame: _Frame, candidates: _Candidates, half: list[int],
 def _reject_brightness_outliers(beads: tuple[_Bead, ...]) -> tuple[_Bead, ...]:
     """Reject the used beads whose log flux lies more than 5 robust sigmas (and a factor
     1.6) from the median, e.g. two beads on top of each other; refuse when none is left."""
-    use = [i for i, b in enumerate(beads) if b.used]
+    use = _used(beads)
     reasons = {}
     if len(use) >= _OUTLIER_MINIMUM:
         log_flux = np.log(np.array([beads[i].flux for i in use]))
@@ -959,7 +963,7 @@ def _register_beads(data: np.ndarray, beads: tuple[_Bead, ...], half: list[int],
 def _reject_shape_outliers(beads: tuple[_Bead, ...], method: str) -> tuple[_Bead, ...]:
     """Reject the used beads that differ from the average (:func:`_differences`) by more
     than 5 robust sigmas (and a quarter) above the median difference."""
-    use = [i for i, b in enumerate(beads) if b.used]
+    use = _used(beads)
     if len(use) < _OUTLIER_MINIMUM:
         return beads
     differences = _differences(beads, _combine(beads, method))
@@ -972,7 +976,7 @@ def _reject_shape_outliers(beads: tuple[_Bead, ...], method: str) -> tuple[_Bead
 
 def _keep_brightest(beads: tuple[_Bead, ...], max_beads: int | None) -> tuple[_Bead, ...]:
     """Leave out all but the ``max_beads`` brightest used beads (all kept for ``None``)."""
-    use = [i for i, b in enumerate(beads) if b.used]
+    use = _used(beads)
     if max_beads is None or len(use) <= max_beads:
         return beads
     brightest = sorted(use, key=lambda i: -beads[i].flux)[:max_beads]
