@@ -225,6 +225,25 @@ def test_bad_beads_are_rejected_with_a_reason_and_the_batch_goes_on(beads_2d):
     assert kernel_error(result.psf, truth) < 0.07
 
 
+def test_too_bright_too_faint_and_crowded_beads_are_rejected_with_their_reason(beads_2d):
+    image, _, truth = beads_2d
+    image = image.copy()
+    stamp = truth / truth.max() * 1000.0  # one bead's peak above the background
+    image[146:163, 147:164] += stamp * 2.5  # the bead at (154, 155), now 3.5 times brighter
+    image[94:111, 53:70] -= stamp * 0.6  # the bead at (102, 61), now 0.4 times as bright
+    image[12:29, 82:99] += stamp * 0.5  # a fainter source 11 px from the bead at (20, 79)
+    for method in ("mean", "median"):
+        result = average_beads(image, method=method)
+        rejected = {tuple(p): r for p, r in zip(
+            np.round(result.beads["position"]).astype(int).tolist(), result.beads["reason"],
+            strict=True) if r != "accepted"}
+        assert rejected == {(154, 155): "outlier: brighter than the others",
+                            (102, 61): "outlier: fainter than the others",
+                            (20, 90): "overlap: a neighbour enters the crop"}
+        assert result.beads_used == 14
+        assert kernel_error(result.psf, truth) < 0.05
+
+
 def test_3d_anisotropic_beads():
     truth = make_psf("gaussian", (19, 13, 13), sigma=(2.0, 1.4, 1.4))
     image, centres = bead_image(truth, (40, 120, 120), count=10, peak_snr=20,

@@ -14,7 +14,8 @@ passed, cut the tails outside the support, clip to nonnegative and divide by the
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.fft
@@ -23,8 +24,15 @@ import scipy.ndimage as ndi
 from ._progress import report
 from ._validate import as_float_array, odd_shape
 from .align import centroid
-from .noise import noise_sigma
-from .operators import WORKERS, fast_shape, fourier_shift
+from .noise import MAD_TO_SIGMA, noise_sigma, rim
+from .operators import (
+    WORKERS,
+    centre_embed,
+    fast_shape,
+    fourier_shift,
+    periodic_crop,
+    periodic_embed,
+)
 
 __all__ = [
     "BeadAverage",
@@ -141,10 +149,12 @@ class BeadAverage:
 
 
 def _full_structure(ndim: int) -> np.ndarray:
+    """The full-connectivity structuring element (every pixel of the ``3**ndim`` block)."""
     return ndi.generate_binary_structure(ndim, ndim)
 
 
 def _neighbour_offsets(ndim: int) -> np.ndarray:
+    """The ``3**ndim - 1`` index offsets from a pixel to its neighbours, as (K, ndim)."""
     offsets = np.indices((3,) * ndim).reshape(ndim, -1).T - 1
     return offsets[np.any(offsets != 0, axis=1)]
 
@@ -214,9 +224,6 @@ def fit_background(image: np.ndarray, sigma: float, model="auto", *, iterations:
         raise ValueError(
             f"background must be 'auto', 'plane', 'constant', a number or None, got {model!r}")
     plane = model in ("auto", "plane")
-    scale = max(max(image.shape) - 1, 1)
-    ramps = [(np.arange(n, dtype=np.float64) / scale).reshape(
-        [-1 if a == axis else 1 for a in range(image.ndim)]) for axis, n in enumerate(image.shape)]
     values = image.ravel()
     background: np.ndarray | float = float(np.median(image))
     stride = max(1, image.size // max_samples)
@@ -225,25 +232,32 @@ def fit_background(image: np.ndarray, sigma: float, model="auto", *, iterations:
         keep = ~mask.ravel() & (np.abs(residual.ravel()) < 3 * sigma + 1e-30)
         if keep.sum() < max(20, image.ndim + 2):
             # almost everything is source: fall back to the outermost pixels
-            shell = np.ones(image.shape, dtype=bool)
-            shell[tuple(slice(1, -1) for _ in image.shape)] = False
-            return float(np.median(image[shell])), mask
+            return float(np.median(rim(image, width=1))), mask
         chosen = np.flatnonzero(keep)[::stride]
         if plane:
-            coordinates = np.unravel_index(chosen, image.shape)
-            design = np.stack([np.ones(chosen.size)]
-                              + [c / scale for c in coordinates], axis=1)
-            coefficients, *_ = np.linalg.lstsq(design, values[chosen].astype(np.float64),
-                                               rcond=None)
-            background = np.float32(coefficients[0])
-            for c, ramp in zip(coefficients[1:], ramps, strict=True):
-                background = background + (c * ramp).astype(np.float32)
-            background = np.broadcast_to(background, image.shape).astype(np.float32)
+            background = _plane(image, chosen)
         else:
             background = float(values[chosen].mean())
         source = significance(image - background, sigma) > SUPPORT_THRESHOLD
         mask = ndi.binary_dilation(source, _full_structure(image.ndim), iterations=3)
     return background, mask
+
+
+def _plane(image: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """The least-squares plane through the pixels of ``image`` at the flat indices
+    ``chosen``, as a float32 array of ``image.shape``. Coordinates are divided by the
+    longest axis so the design matrix is well conditioned."""
+    scale = max(max(image.shape) - 1, 1)
+    coordinates = np.unravel_index(chosen, image.shape)
+    design = np.stack([np.ones(chosen.size)] + [c / scale for c in coordinates], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, image.ravel()[chosen].astype(np.float64),
+                                       rcond=None)
+    plane = np.float32(coefficients[0])
+    for axis, (c, n) in enumerate(zip(coefficients[1:], image.shape, strict=True)):
+        ramp = (np.arange(n, dtype=np.float64) / scale).reshape(
+            [-1 if a == axis else 1 for a in range(image.ndim)])
+        plane = plane + (c * ramp).astype(np.float32)
+    return np.broadcast_to(plane, image.shape).astype(np.float32)
 
 
 def source_support(z: np.ndarray, seed, margin: float = SUPPORT_MARGIN, *,
@@ -303,27 +317,13 @@ def weighted_centre(image: np.ndarray, window: np.ndarray) -> np.ndarray:
     return np.array([float((g * weights).sum() / total) for g in grids])
 
 
-def _extract(image: np.ndarray, centre_pixel, half) -> np.ndarray:
-    """The box ``centre_pixel ± half`` of ``image``, zero-filled outside the frame."""
-    region = np.zeros([2 * h + 1 for h in half], dtype=np.float32)
-    source, target = [], []
-    for c, h, n in zip(centre_pixel, half, image.shape, strict=True):
-        start, stop = c - h, c + h + 1
-        lo, hi = max(start, 0), min(stop, n)
-        if hi <= lo:
-            return region
-        source.append(slice(lo, hi))
-        target.append(slice(lo - start, hi - start))
-    region[tuple(target)] = image[tuple(source)]
-    return region
-
-
 def _centred_crop(image: np.ndarray, centre, half) -> np.ndarray:
     """``image`` shifted so ``centre`` falls on the middle pixel of a ``2 * half + 1`` box."""
     centre = np.asarray(centre, dtype=float)
     whole = np.round(centre).astype(int)
     pad = 3
-    region = _extract(image, whole, [h + pad for h in half])
+    region = centre_embed(image, [2 * (h + pad) + 1 for h in half], centre=whole).astype(
+        np.float32, copy=False)
     fraction = centre - whole
     if np.any(np.abs(fraction) > 1e-6):
         region = fourier_shift(region, -fraction)
@@ -462,6 +462,18 @@ def centre_offset(psf: np.ndarray, sigma: float, support: np.ndarray) -> np.ndar
     return offset
 
 
+def _half_maximum_crossing(profile: np.ndarray, peak: int, half: float, step: int) -> float:
+    """Where ``profile`` first falls to ``half`` walking from ``peak`` in direction ``step``
+    (+1 or -1), by linear interpolation; half a pixel past the end when it never does."""
+    edge = peak
+    while 0 <= edge + step < profile.size and profile[edge + step] > half:
+        edge += step
+    if not 0 <= edge + step < profile.size:
+        return edge + step * 0.5
+    a, b = profile[edge], profile[edge + step]
+    return edge + step * ((a - half) / (a - b))
+
+
 def fwhm(psf: np.ndarray) -> np.ndarray:
     """Full width at half maximum along each axis through the centre pixel, in pixels
     (half-maximum crossings found by linear interpolation)."""
@@ -476,23 +488,8 @@ def fwhm(psf: np.ndarray) -> np.ndarray:
         if not half > 0:
             widths.append(np.nan)
             continue
-        right = peak
-        while right + 1 < profile.size and profile[right + 1] > half:
-            right += 1
-        left = peak
-        while left - 1 >= 0 and profile[left - 1] > half:
-            left -= 1
-        if right + 1 < profile.size:
-            a, b = profile[right], profile[right + 1]
-            right_edge = right + (a - half) / (a - b)
-        else:
-            right_edge = right + 0.5
-        if left - 1 >= 0:
-            a, b = profile[left], profile[left - 1]
-            left_edge = left - (a - half) / (a - b)
-        else:
-            left_edge = left - 0.5
-        widths.append(right_edge - left_edge)
+        widths.append(_half_maximum_crossing(profile, peak, half, +1)
+                      - _half_maximum_crossing(profile, peak, half, -1))
     return np.array(widths)
 
 
@@ -513,6 +510,7 @@ def _saturation_level(raw: np.ndarray, saturation) -> float | None:
 
 
 def _spacing(spacing, ndim: int) -> np.ndarray:
+    """Pixel spacing per axis as a float array (ones when not given); refuses non-positive."""
     if spacing is None:
         return np.ones(ndim)
     spacing = np.broadcast_to(np.asarray(spacing, dtype=float), (ndim,)).copy()
@@ -522,11 +520,33 @@ def _spacing(spacing, ndim: int) -> np.ndarray:
 
 
 def _warn(messages: list[str], category, message: str) -> None:
+    """Record ``message`` and issue it as a ``category`` warning.
+
+    Called from the helpers of :func:`prepare_psf`, so ``stacklevel=4`` points the warning
+    at the line that called :func:`prepare_psf`.
+    """
     messages.append(message)
-    warnings.warn(message, category, stacklevel=3)
+    warnings.warn(message, category, stacklevel=4)
 
 
-def _clean_frame(image, name, background, hot_pixels):
+@dataclass(frozen=True)
+class _Frame:
+    """A point-source frame after the shared first steps (:func:`_clean_frame`).
+
+    ``raw`` is the input as given (the saturation test needs its values), ``data`` the float
+    frame with hot pixels replaced and ``background`` (a float or an array of its shape)
+    subtracted, ``sigma`` its white-noise standard deviation and ``hot_pixels`` the (K, D)
+    indices of the replaced pixels.
+    """
+
+    raw: np.ndarray
+    data: np.ndarray
+    background: np.ndarray | float
+    sigma: float
+    hot_pixels: np.ndarray
+
+
+def _clean_frame(image, name, background, hot_pixels) -> _Frame:
     """Shared first steps: validate, estimate noise, remove hot pixels, subtract background."""
     raw = np.asarray(image.compute() if hasattr(image, "compute")
                      and not isinstance(image, np.ndarray) else image)
@@ -540,7 +560,74 @@ def _clean_frame(image, name, background, hot_pixels):
     if sigma <= 0:
         sigma = max(float(np.std(data)) * 1e-3, 1e-12)
     level, _ = fit_background(data, sigma, background)
-    return raw, data - level, level, sigma, hot
+    return _Frame(raw=raw, data=data - level, background=level, sigma=sigma, hot_pixels=hot)
+
+
+# -- prepare_psf, step by step ------------------------------------------------------------
+
+
+def _source_seed(z: np.ndarray, centre) -> tuple[int, ...]:
+    """The pixel a source's support grows from: the brightest pixel of the significance map
+    ``z``, or the brightest within 5 pixels of a ``centre`` hint. Refuses a seed less than
+    ``2 * SUPPORT_THRESHOLD`` sigmas up (no point source)."""
+    if centre is None:
+        seed = np.unravel_index(int(np.argmax(z)), z.shape)
+    else:
+        centre = np.asarray(centre, dtype=float)
+        if centre.shape != (z.ndim,):
+            raise ValueError(f"centre must have {z.ndim} coordinates, got {centre.shape}")
+        if np.any(centre < -0.5) or np.any(centre > np.array(z.shape) - 0.5):
+            raise ValueError(f"centre {centre.tolist()} lies outside the image {z.shape}")
+        whole = np.round(centre).astype(int)
+        box = tuple(slice(max(c - 5, 0), c + 6) for c in whole)
+        local = np.unravel_index(int(np.argmax(z[box])), z[box].shape)
+        seed = tuple(int(i + b.start) for i, b in zip(local, box, strict=True))
+    peak_z = float(z[seed])
+    if peak_z < 2 * SUPPORT_THRESHOLD:
+        raise ValueError(
+            f"no point source found: the brightest spot is only {peak_z:.1f} noise sigmas "
+            "above the background")
+    return seed
+
+
+def _check_saturation(raw: np.ndarray, core: np.ndarray, saturation,
+                      messages: list[str]) -> bool:
+    """Whether the source's ``core`` reaches the saturation level; warns when it does."""
+    level = _saturation_level(raw, saturation)
+    saturated = bool(level is not None and np.any(raw.astype(np.float64)[core] >= level))
+    if saturated:
+        _warn(messages, SaturationWarning,
+              f"the point source is saturated (pixels at {level:g}): its core is "
+              "flattened and the PSF will be too wide; take a shorter exposure")
+    return saturated
+
+
+def _check_truncation(core: np.ndarray, reach: np.ndarray, half, shape,
+                      messages: list[str]) -> bool:
+    """Whether the source's ``core`` touches the frame edge or ``reach``es (per axis, from
+    its centre) beyond the crop's ``half`` size; warns when it does."""
+    touches = any(np.any(np.take(core, [0, -1], axis=a)) for a in range(core.ndim))
+    truncated = touches or bool(np.any(reach > np.array(half)))
+    if truncated:
+        where = "the frame edge" if touches else f"the requested shape {tuple(shape)}"
+        _warn(messages, TruncationWarning,
+              f"the point source runs beyond {where}: part of the PSF is missing")
+    return truncated
+
+
+def _psf_half(reach: np.ndarray, shape, ndim: int) -> list[int]:
+    """Half-size of the PSF crop: ``shape // 2``, or where the source sinks into the noise
+    (its ``reach`` from the centre) plus a margin when no ``shape`` is given."""
+    if shape is None:
+        return [int(np.ceil(r + SUPPORT_MARGIN + 1)) for r in reach]
+    return [s // 2 for s in odd_shape(shape, ndim)]
+
+
+def _source_flux(region: np.ndarray, sigma: float) -> float:
+    """Sum of the background-free ``region`` inside its centred source's (softened) support."""
+    z = significance(region, sigma)
+    _, support = source_support(z, tuple(n // 2 for n in region.shape))
+    return float(np.sum(region * _soft(support)))
 
 
 # -- public functions ---------------------------------------------------------------------
@@ -626,85 +713,314 @@ def prepare_psf(
     >>> psf.shape[0] % 2, round(float(psf.sum()), 4), bool(psf.min() >= 0)
     (1, 1.0, True)
     """
-    raw, data, level, sigma, hot = _clean_frame(image, "image", background, hot_pixels)
-    ndim = data.ndim
-    spacing = _spacing(spacing, ndim)
+    frame = _clean_frame(image, "image", background, hot_pixels)
+    spacing = _spacing(spacing, frame.data.ndim)
     messages: list[str] = []
-
-    z = significance(data, sigma)
-    if centre is None:
-        seed = np.unravel_index(int(np.argmax(z)), z.shape)
-    else:
-        centre = np.asarray(centre, dtype=float)
-        if centre.shape != (ndim,):
-            raise ValueError(f"centre must have {ndim} coordinates, got {centre.shape}")
-        if np.any(centre < -0.5) or np.any(centre > np.array(data.shape) - 0.5):
-            raise ValueError(f"centre {centre.tolist()} lies outside the image {data.shape}")
-        # the brightest smoothed pixel within a few pixels of the hint
-        whole = np.round(centre).astype(int)
-        box = tuple(slice(max(c - 5, 0), c + 6) for c in whole)
-        local = np.unravel_index(int(np.argmax(z[box])), z[box].shape)
-        seed = tuple(int(i + b.start) for i, b in zip(local, box, strict=True))
-    peak_z = float(z[seed])
-    if peak_z < 2 * SUPPORT_THRESHOLD:
-        raise ValueError(
-            f"no point source found: the brightest spot is only {peak_z:.1f} noise sigmas "
-            "above the background")
-    core, support = source_support(z, seed)
-    found = weighted_centre(data, support)
-
-    touches = any(np.any(np.take(core, [0, -1], axis=a)) for a in range(ndim))
-    level_saturated = _saturation_level(raw, saturation)
-    saturated = bool(level_saturated is not None
-                     and np.any(raw.astype(np.float64)[core] >= level_saturated))
-    if saturated:
-        _warn(messages, SaturationWarning,
-              f"the point source is saturated (pixels at {level_saturated:g}): its core is "
-              "flattened and the PSF will be too wide; take a shorter exposure")
-
-    extent = np.argwhere(core)
-    reach = np.max(np.abs(extent - found), axis=0)
-    if shape is None:
-        half = [int(np.ceil(r + SUPPORT_MARGIN + 1)) for r in reach]
-    else:
-        half = [s // 2 for s in odd_shape(shape, ndim)]
-    region = _centred_crop(data, found, half)
-    truncated = touches or bool(np.any(reach > np.array(half)))
-    if truncated:
-        where = "the frame edge" if touches else f"the requested shape {tuple(shape)}"
-        _warn(messages, TruncationWarning,
-              f"the point source runs beyond {where}: part of the PSF is missing")
-    psf, offset = finish_psf(region, sigma)
-    found = found + offset
+    z = significance(frame.data, frame.sigma)
+    core, support = source_support(z, _source_seed(z, centre))
+    found = weighted_centre(frame.data, support)
+    saturated = _check_saturation(frame.raw, core, saturation, messages)
+    reach = np.max(np.abs(np.argwhere(core) - found), axis=0)
+    half = _psf_half(reach, shape, frame.data.ndim)
+    region = _centred_crop(frame.data, found, half)
+    truncated = _check_truncation(core, reach, half, shape, messages)
+    psf, offset = finish_psf(region, frame.sigma)
     if not return_info:
         return psf
-
-    flux = float(np.sum(region * _soft(source_support(
-        significance(region, sigma), tuple(n // 2 for n in region.shape))[1])))
     widths = fwhm(psf)
-    info = PsfReport(
-        centre=found,
-        snr=float(psf.max() * flux / sigma),
+    flux = _source_flux(region, frame.sigma)
+    level = frame.background
+    return psf, PsfReport(
+        centre=found + offset,
+        snr=float(psf.max() * flux / frame.sigma),
         fwhm=widths,
         fwhm_physical=widths * spacing,
         background=float(np.mean(level[support]) if np.ndim(level) else level),
-        noise_sigma=float(sigma),
+        noise_sigma=float(frame.sigma),
         flux=flux,
-        hot_pixels=len(hot),
+        hot_pixels=len(frame.hot_pixels),
         saturated=saturated,
         truncated=truncated,
         warnings=messages,
     )
-    return psf, info
 
 
-def _bead_crop_shape(boxes: list[tuple[slice, ...]], peaks: np.ndarray) -> list[int]:
-    """Half-size of the bead crops: the median reach of the beads' regions above the noise
-    (from their peaks to their bounding boxes' far sides) plus a margin."""
+# -- average_beads, phase by phase -------------------------------------------------------
+
+#: The verdict of a bead that goes into the average.
+ACCEPTED = "accepted"
+#: Fewest usable beads for which a robust (median and MAD) outlier test is meaningful.
+_OUTLIER_MINIMUM = 4
+#: Noise of a median over the noise of a mean of many white-noise samples, about sqrt(pi / 2).
+_MEDIAN_NOISE_RATIO = 1.2533
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """The candidate beads of one frame, one per connected region above the noise.
+
+    ``labels`` numbers the regions of the frame's significance map above
+    :data:`SUPPORT_THRESHOLD`; candidate ``i`` is region ``regions[i]`` with bounding box
+    ``boxes[i]``, brightest (smoothed) pixel ``peaks[i]`` and ``maxima[i]`` local maxima
+    (more than one: beads that touch).
+    """
+
+    labels: np.ndarray
+    regions: np.ndarray
+    boxes: list[tuple[slice, ...]]
+    peaks: np.ndarray
+    maxima: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Bead:
+    """One candidate bead as far as it has been examined.
+
+    ``reason`` is :data:`ACCEPTED` or why the bead is left out; ``position`` its sub-pixel
+    centre in the frame's pixel indices; ``crop`` the background-free box centred on it,
+    ``flux`` that box's sum and ``snr`` its peak over the noise when it was first cut.
+    A measured ``flux`` is a ``np.float64`` (a subclass of float), so that a float32 crop
+    divided by it is computed in float64.
+    """
+
+    position: np.ndarray
+    reason: str = "not examined (stopped)"
+    flux: float = np.nan
+    snr: float = np.nan
+    crop: np.ndarray | None = None
+
+    @property
+    def used(self) -> bool:
+        """Whether the bead goes into the average."""
+        return self.reason == ACCEPTED and self.crop is not None
+
+
+def _failure(error: Exception) -> str:
+    """The reason recorded for a bead whose processing raised ``error``."""
+    return f"failed: {type(error).__name__}: {error}"
+
+
+def _used(beads: tuple[_Bead, ...]) -> list[int]:
+    """The numbers of the beads that go into the average."""
+    return [i for i, b in enumerate(beads) if b.used]
+
+
+def _with_reasons(beads: tuple[_Bead, ...], reasons: dict[int, str]) -> tuple[_Bead, ...]:
+    """``beads`` with the beads numbered in ``reasons`` given those reasons."""
+    return tuple(replace(b, reason=reasons[i]) if i in reasons else b
+                 for i, b in enumerate(beads))
+
+
+def _detect_candidates(data: np.ndarray, sigma: float, threshold: float) -> _Candidates:
+    """One candidate per connected region of the significance map above the noise whose
+    peak is at least ``threshold`` sigmas up; refuses a frame with none."""
+    z = significance(data, sigma)
+    labels, count = ndi.label(z > SUPPORT_THRESHOLD, _full_structure(data.ndim))
+    if count == 0:
+        raise ValueError("no bead found above the noise")
+    peak_z = np.asarray(ndi.maximum(z, labels, np.arange(1, count + 1)))
+    strong = np.flatnonzero(peak_z >= threshold)
+    if strong.size == 0:
+        raise ValueError(
+            f"no bead found: the brightest spot is {peak_z.max():.1f} sigmas up, below the "
+            f"threshold of {threshold:g}")
+    regions = strong + 1
+    objects = ndi.find_objects(labels)
+    boxes = [objects[r - 1] for r in regions]
+    peaks = []
+    for region, box in zip(regions, boxes, strict=True):
+        local = np.where(labels[box] == region, z[box], -np.inf)
+        index = np.unravel_index(int(np.argmax(local)), local.shape)
+        peaks.append([i + b.start for i, b in zip(index, box, strict=True)])
+    local_max = (ndi.maximum_filter(z, size=5, mode="nearest") == z) & (z >= threshold)
+    return _Candidates(labels=labels, regions=regions, boxes=boxes, peaks=np.array(peaks),
+                       maxima=ndi.sum_labels(local_max, labels, regions))
+
+
+def _bead_half(candidates: _Candidates, shape) -> list[int]:
+    """Half-size of the bead crops: ``shape // 2``, or when no ``shape`` is given the median
+    reach of the candidates' regions (from their peaks to their bounding boxes' far sides)
+    plus a margin."""
+    if shape is not None:
+        return [s // 2 for s in odd_shape(shape, candidates.labels.ndim)]
     reaches = [[max(p - b.start, b.stop - 1 - p) for p, b in zip(peak, box, strict=True)]
-               for peak, box in zip(peaks, boxes, strict=True)]
+               for peak, box in zip(candidates.peaks, candidates.boxes, strict=True)]
     median_reach = np.median(np.array(reaches, dtype=float), axis=0)
     return [int(np.ceil(r + SUPPORT_MARGIN + 1)) for r in median_reach]
+
+
+def _examine_bead(frame: _Frame, candidates: _Candidates, i: int, half: list[int],
+                  saturation_level: float | None) -> _Bead:
+    """Check candidate ``i`` (its crop inside the frame, one peak and no neighbour in it,
+    not saturated), measure its centroid and cut its crop centred there."""
+    peak = candidates.peaks[i]
+    unexamined = _Bead(position=peak.astype(float))
+    lo, hi = peak - np.array(half), peak + np.array(half) + 1
+    if np.any(lo < 0) or np.any(hi > np.array(frame.data.shape)):
+        return replace(unexamined, reason="edge")
+    if candidates.maxima[i] > 1:
+        return replace(unexamined, reason="overlap: two peaks in one spot")
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    region = candidates.regions[i]
+    others = np.unique(candidates.labels[box])
+    if np.any(np.isin(others, candidates.regions) & (others != region)):
+        return replace(unexamined, reason="overlap: a neighbour enters the crop")
+    core = candidates.labels[box] == region
+    if saturation_level is not None and np.any(
+            frame.raw[box][core].astype(np.float64) >= saturation_level):
+        return replace(unexamined, reason="saturated")
+    window = ndi.distance_transform_edt(~core) <= SUPPORT_MARGIN
+    position = weighted_centre(frame.data[box], window) + lo
+    crop = _centred_crop(frame.data, position, half)
+    flux, snr = np.float64(crop.sum()), float(crop.max() / frame.sigma)
+    if not flux > 0:
+        return _Bead(position, "no flux above the background", flux, snr)
+    return _Bead(position, ACCEPTED, flux, snr, crop)
+
+
+def _examine_beads(frame: _Frame, candidates: _Candidates, half: list[int],
+                   saturation_level: float | None, callback, total_steps: int
+                   ) -> tuple[tuple[_Bead, ...], bool]:
+    """Examine every candidate in turn (:func:`_examine_bead`), reporting after each.
+
+    A bead that raises is rejected with the error as its reason; the batch goes on. Returns
+    the beads and whether the callback asked to stop (the rest stay unexamined).
+    """
+    beads = [_Bead(position=peak.astype(float)) for peak in candidates.peaks]
+    for i in range(len(beads)):
+        try:
+            beads[i] = _examine_bead(frame, candidates, i, half, saturation_level)
+        except Exception as error:  # one bad bead never aborts the batch
+            beads[i] = replace(beads[i], reason=_failure(error))
+        if not report(callback, i + 1, total_steps):
+            return tuple(beads), True
+    return tuple(beads), False
+
+
+def _reject_brightness_outliers(beads: tuple[_Bead, ...]) -> tuple[_Bead, ...]:
+    """Reject the used beads whose log flux lies more than 5 robust sigmas (and a factor
+    1.6) from the median, e.g. two beads on top of each other; refuse when none is left."""
+    use = _used(beads)
+    reasons = {}
+    if len(use) >= _OUTLIER_MINIMUM:
+        log_flux = np.log(np.array([beads[i].flux for i in use]))
+        centre_flux = np.median(log_flux)
+        spread_flux = MAD_TO_SIGMA * np.median(np.abs(log_flux - centre_flux))
+        limit = max(5 * spread_flux, np.log(1.6))
+        for i, value in zip(use, log_flux, strict=True):
+            if abs(value - centre_flux) > limit:
+                reasons[i] = ("outlier: brighter than the others" if value > centre_flux
+                              else "outlier: fainter than the others")
+    beads = _with_reasons(beads, reasons)
+    if not any(b.used for b in beads):
+        summary = dict(Counter(b.reason for b in beads))
+        raise ValueError(f"no usable bead among {len(beads)} detected: {summary}")
+    return beads
+
+
+def _combine(beads: tuple[_Bead, ...], method: str) -> np.ndarray:
+    """The average of the used beads' crops: their sum over their total flux (``"mean"``)
+    or the per-pixel median of the flux-normalised crops (``"median"``)."""
+    used = [b for b in beads if b.used]
+    stack = np.stack([b.crop for b in used])
+    fluxes = np.array([b.flux for b in used])
+    if method == "median":
+        return np.median(stack / fluxes.reshape((-1,) + (1,) * (stack.ndim - 1)), axis=0)
+    return stack.sum(axis=0) / fluxes.sum()
+
+
+def _differences(beads: tuple[_Bead, ...], template: np.ndarray) -> np.ndarray:
+    """Relative L2 difference between each used bead's flux-normalised crop and ``template``."""
+    scale = np.linalg.norm(template)
+    return np.array([np.linalg.norm(b.crop / b.flux - template) / scale
+                     for b in beads if b.used])
+
+
+def _registered(data: np.ndarray, bead: _Bead, half: list[int],
+                template: np.ndarray) -> _Bead:
+    """``bead`` re-centred by least-squares matching to ``template``
+    (:func:`register_to_template`), or rejected with the reason when that fails."""
+    try:
+        position, crop = register_to_template(data, bead.position, half, template)
+    except Exception as error:  # one bad bead never aborts the batch
+        return replace(bead, reason=_failure(error))
+    return replace(bead, position=position, crop=crop, flux=np.float64(crop.sum()))
+
+
+def _register_beads(data: np.ndarray, beads: tuple[_Bead, ...], half: list[int],
+                    method: str, callback, step: int, total_steps: int
+                    ) -> tuple[tuple[_Bead, ...], bool]:
+    """Two rounds of registering every used bead to the average of the previous round,
+    reporting ``step`` after each; returns the beads and whether the callback said stop."""
+    for _ in range(2):
+        template = _combine(beads, method)
+        beads = tuple(_registered(data, b, half, template) if b.used else b for b in beads)
+        if not report(callback, step, total_steps):
+            return beads, True
+    return beads, False
+
+
+def _reject_shape_outliers(beads: tuple[_Bead, ...], method: str) -> tuple[_Bead, ...]:
+    """Reject the used beads that differ from the average (:func:`_differences`) by more
+    than 5 robust sigmas (and a quarter) above the median difference."""
+    use = _used(beads)
+    if len(use) < _OUTLIER_MINIMUM:
+        return beads
+    differences = _differences(beads, _combine(beads, method))
+    middle = np.median(differences)
+    mad = MAD_TO_SIGMA * np.median(np.abs(differences - middle))
+    limit = middle + max(5 * mad, 0.25 * middle)
+    return _with_reasons(beads, {i: "outlier: shape differs from the others"
+                                 for i, d in zip(use, differences, strict=True) if d > limit})
+
+
+def _keep_brightest(beads: tuple[_Bead, ...], max_beads: int | None) -> tuple[_Bead, ...]:
+    """Leave out all but the ``max_beads`` brightest used beads (all kept for ``None``)."""
+    use = _used(beads)
+    if max_beads is None or len(use) <= max_beads:
+        return beads
+    brightest = sorted(use, key=lambda i: -beads[i].flux)[:max_beads]
+    return _with_reasons(beads, dict.fromkeys(set(use) - set(brightest),
+                                              "not needed (max_beads)"))
+
+
+@dataclass(frozen=True)
+class _Average:
+    """The used beads combined (``combined``), finished into ``psf`` (:func:`finish_psf`),
+    with the centroid ``offset`` that finishing removed and the per-pixel noise ``sigma``
+    of ``combined``."""
+
+    combined: np.ndarray
+    psf: np.ndarray
+    offset: np.ndarray
+    sigma: float
+
+
+def _average(beads: tuple[_Bead, ...], method: str, sigma: float,
+             bead_diameter: float | None, spacing: np.ndarray) -> _Average:
+    """Combine the used beads, finish the PSF and divide out the bead size if it is known."""
+    combined = _combine(beads, method)
+    fluxes = np.array([b.flux for b in beads if b.used])
+    if method == "mean":
+        average_sigma = sigma * np.sqrt(fluxes.size) / np.sum(fluxes)
+    else:
+        average_sigma = _MEDIAN_NOISE_RATIO * sigma / np.sqrt(fluxes.size) / np.median(fluxes)
+    psf, offset = finish_psf(combined, average_sigma)
+    if bead_diameter is not None:
+        psf = _remove_bead_size(psf, bead_diameter, spacing, average_sigma)
+    return _Average(combined=combined, psf=psf, offset=offset, sigma=average_sigma)
+
+
+def _bead_table(beads: tuple[_Bead, ...], offset: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-bead table of :class:`BeadAverage`; the used beads' positions are moved by
+    the ``offset`` removed from the average, so they refer to the final PSF's centre."""
+    return {
+        "position": np.array([b.position + offset if b.used else b.position for b in beads]),
+        "accepted": np.array([b.reason == ACCEPTED for b in beads]),
+        "reason": np.array([b.reason for b in beads], dtype=str),
+        "flux": np.array([b.flux for b in beads]),
+        "snr": np.array([b.snr for b in beads]),
+    }
 
 
 def average_beads(
@@ -779,178 +1095,52 @@ def average_beads(
     """
     if method not in ("mean", "median"):
         raise ValueError(f"method must be 'mean' or 'median', got {method!r}")
-    raw, data, level, sigma, _ = _clean_frame(image, "image", background, hot_pixels)
-    ndim = data.ndim
-    spacing = _spacing(spacing, ndim)
-    messages: list[str] = []
-
-    # -- detection: one candidate per connected region above the threshold --------------
-    z = significance(data, sigma)
-    labels, count = ndi.label(z > SUPPORT_THRESHOLD, _full_structure(ndim))
-    if count == 0:
-        raise ValueError("no bead found above the noise")
-    peak_z = np.asarray(ndi.maximum(z, labels, np.arange(1, count + 1)))
-    strong = np.flatnonzero(peak_z >= threshold)
-    if strong.size == 0:
-        raise ValueError(
-            f"no bead found: the brightest spot is {peak_z.max():.1f} sigmas up, below the "
-            f"threshold of {threshold:g}")
-    region_of = strong + 1
-    objects = ndi.find_objects(labels)
-    boxes = [objects[r - 1] for r in region_of]
-    peaks = []
-    for region, box in zip(region_of, boxes, strict=True):
-        local = np.where(labels[box] == region, z[box], -np.inf)
-        index = np.unravel_index(int(np.argmax(local)), local.shape)
-        peaks.append([i + b.start for i, b in zip(index, box, strict=True)])
-    peaks = np.array(peaks)
-    if shape is None:
-        half = _bead_crop_shape(boxes, peaks)
-    else:
-        half = [s // 2 for s in odd_shape(shape, ndim)]
-    half_array = np.array(half)
-
-    # several maxima in one region = beads that touch
-    local_max = (ndi.maximum_filter(z, size=5, mode="nearest") == z) & (z >= threshold)
-    maxima_per_region = ndi.sum_labels(local_max, labels, region_of)
-    level_saturated = _saturation_level(raw, saturation)
-
-    n = len(peaks)
-    reason = np.array(["not examined (stopped)"] * n, dtype=object)
-    positions = peaks.astype(float)
-    fluxes = np.full(n, np.nan)
-    snrs = np.full(n, np.nan)
-    crops: dict[int, np.ndarray] = {}
-
-    def examine(i: int) -> str:
-        """Check bead ``i``, measure its centroid and crop it; return the verdict."""
-        lo, hi = peaks[i] - half_array, peaks[i] + half_array + 1
-        if np.any(lo < 0) or np.any(hi > np.array(data.shape)):
-            return "edge"
-        if maxima_per_region[i] > 1:
-            return "overlap: two peaks in one spot"
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        others = np.unique(labels[box])
-        if np.any(np.isin(others, region_of) & (others != region_of[i])):
-            return "overlap: a neighbour enters the crop"
-        core = labels[box] == region_of[i]
-        if level_saturated is not None and np.any(
-                raw[box][core].astype(np.float64) >= level_saturated):
-            return "saturated"
-        window = ndi.distance_transform_edt(~core) <= SUPPORT_MARGIN
-        positions[i] = weighted_centre(data[box], window) + lo
-        crop = _centred_crop(data, positions[i], half)
-        fluxes[i] = float(crop.sum())
-        snrs[i] = float(crop.max() / sigma)
-        if not fluxes[i] > 0:
-            return "no flux above the background"
-        crops[i] = crop
-        return "accepted"
-
-    total_steps = n + 2
-    stopped = False
-    for i in range(n):
-        try:
-            reason[i] = examine(i)
-        except Exception as error:  # one bad bead never aborts the batch
-            reason[i] = f"failed: {type(error).__name__}: {error}"
-        if not report(callback, i + 1, total_steps):
-            stopped = True
-            break
-
-    def accepted() -> list[int]:
-        return [i for i in range(n) if reason[i] == "accepted" and i in crops]
-
-    def combine(indices) -> np.ndarray:
-        stack = np.stack([crops[i] for i in indices])
-        if method == "median":
-            return np.median(stack / fluxes[indices].reshape((-1,) + (1,) * ndim), axis=0)
-        return stack.sum(axis=0) / fluxes[indices].sum()
-
-    # -- brightness outliers (e.g. two beads on top of each other) ----------------------
-    use = accepted()
-    if len(use) >= 4:
-        log_flux = np.log(fluxes[use])
-        centre_flux = np.median(log_flux)
-        spread_flux = 1.4826 * np.median(np.abs(log_flux - centre_flux))
-        limit = max(5 * spread_flux, np.log(1.6))
-        for i, value in zip(use, log_flux, strict=True):
-            if abs(value - centre_flux) > limit:
-                reason[i] = ("outlier: brighter than the others" if value > centre_flux
-                             else "outlier: fainter than the others")
-    use = accepted()
-    if not use:
-        summary = {r: int(np.sum(reason == r)) for r in set(reason)}
-        raise ValueError(f"no usable bead among {n} detected: {summary}")
-
-    # -- registration against the running average, then shape outliers -----------------
-    for _ in range(0 if stopped else 2):
-        template = combine(use)
-        for i in use:
-            try:
-                positions[i], crops[i] = register_to_template(data, positions[i], half,
-                                                              template)
-                fluxes[i] = float(crops[i].sum())
-            except Exception as error:
-                reason[i] = f"failed: {type(error).__name__}: {error}"
-        use = accepted()
-        if not report(callback, n + 1, total_steps):
-            stopped = True
-            break
-    template = combine(use)
-    norm = np.linalg.norm(template)
-    differences = np.array([np.linalg.norm(crops[i] / fluxes[i] - template) / norm
-                            for i in use])
-    if len(use) >= 4:
-        middle = np.median(differences)
-        mad = 1.4826 * np.median(np.abs(differences - middle))
-        limit = middle + max(5 * mad, 0.25 * middle)
-        for i, d in zip(use, differences, strict=True):
-            if d > limit:
-                reason[i] = "outlier: shape differs from the others"
-        use = accepted()
-    if max_beads is not None and len(use) > max_beads:
-        brightest = sorted(use, key=lambda i: -fluxes[i])[:max_beads]
-        for i in set(use) - set(brightest):
-            reason[i] = "not needed (max_beads)"
-        use = accepted()
-
-    average = combine(use)
-    if method == "mean":
-        average_sigma = sigma * np.sqrt(len(use)) / np.sum(fluxes[use])
-    else:
-        average_sigma = 1.2533 * sigma / np.sqrt(len(use)) / np.median(fluxes[use])
-    psf, offset = finish_psf(average, average_sigma)
-    if bead_diameter is not None:
-        psf = _remove_bead_size(psf, bead_diameter, spacing, average_sigma)
-    # positions refer to the centroid of the final PSF
-    positions[use] = positions[use] + offset
+    frame = _clean_frame(image, "image", background, hot_pixels)
+    spacing = _spacing(spacing, frame.data.ndim)
+    candidates = _detect_candidates(frame.data, frame.sigma, threshold)
+    half = _bead_half(candidates, shape)
+    total_steps = len(candidates.peaks) + 2
+    beads, stopped = _examine_beads(frame, candidates, half,
+                                    _saturation_level(frame.raw, saturation), callback,
+                                    total_steps)
+    beads = _reject_brightness_outliers(beads)
     if not stopped:
-        report(callback, total_steps, total_steps, psf)
-
-    differences = np.array([np.linalg.norm(crops[i] / fluxes[i] - average)
-                            / np.linalg.norm(average) for i in use])
-    widths = fwhm(psf)
-    beads = {
-        "position": positions,
-        "accepted": np.array([r == "accepted" for r in reason]),
-        "reason": reason.astype(str),
-        "flux": fluxes,
-        "snr": snrs,
-    }
+        beads, stopped = _register_beads(frame.data, beads, half, method, callback,
+                                         total_steps - 1, total_steps)
+    beads = _keep_brightest(_reject_shape_outliers(beads, method), max_beads)
+    average = _average(beads, method, frame.sigma, bead_diameter, spacing)
+    if not stopped:
+        report(callback, total_steps, total_steps, average.psf)
+    widths = fwhm(average.psf)
     return BeadAverage(
-        psf=psf,
-        beads=beads,
-        beads_used=len(use),
-        spread=float(np.median(differences)),
+        psf=average.psf,
+        beads=_bead_table(beads, average.offset),
+        beads_used=sum(b.used for b in beads),
+        spread=float(np.median(_differences(beads, average.combined))),
         fwhm=widths,
         fwhm_physical=widths * spacing,
-        snr=float(psf.max() / average_sigma),
+        snr=float(average.psf.max() / average.sigma),
         spacing=spacing,
-        noise_sigma=float(sigma),
-        background=float(np.mean(level)),
-        warnings=messages,
+        noise_sigma=float(frame.sigma),
+        background=float(np.mean(frame.background)),
     )
+
+
+def _pixel_ball(grid, diameter: float, spacing: np.ndarray) -> np.ndarray | None:
+    """A uniform ball of ``diameter`` (units of ``spacing``) integrated over each pixel of a
+    periodic ``grid``, centred on index 0 and of unit sum; ``None`` when it covers no
+    sub-pixel sample. Each pixel is sampled 5 times per axis, a fair pixel integral."""
+    offsets = np.meshgrid(*[(np.arange(g) - g // 2) * s for g, s in zip(grid, spacing,
+                                                                        strict=True)],
+                          indexing="ij", sparse=True)
+    radius = diameter / 2
+    ball = np.zeros(grid, dtype=np.float64)
+    for sub in np.ndindex(*(5,) * len(grid)):
+        shifts = [(s - 2) / 5 * sp for s, sp in zip(sub, spacing, strict=True)]
+        ball += sum((o + d) ** 2 for o, d in zip(offsets, shifts, strict=True)) <= radius**2
+    if ball.sum() == 0:
+        return None
+    return np.fft.ifftshift(ball / ball.sum())
 
 
 def _remove_bead_size(psf: np.ndarray, diameter: float, spacing: np.ndarray,
@@ -960,27 +1150,15 @@ def _remove_bead_size(psf: np.ndarray, diameter: float, spacing: np.ndarray,
     if not diameter > 0:
         raise ValueError(f"bead_diameter must be positive, got {diameter}")
     grid = fast_shape([2 * n for n in psf.shape])
-    offsets = np.meshgrid(*[(np.arange(g) - g // 2) * s for g, s in zip(grid, spacing,
-                                                                        strict=True)],
-                          indexing="ij", sparse=True)
-    radius = diameter / 2
-    # a ball sampled 5x finer per axis, binned: a fair pixel-integrated ball
-    ball = np.zeros(grid, dtype=np.float64)
-    for sub in np.ndindex(*(5,) * psf.ndim):
-        shifts = [(s - 2) / 5 * sp for s, sp in zip(sub, spacing, strict=True)]
-        ball += sum((o + d) ** 2 for o, d in zip(offsets, shifts, strict=True)) <= radius**2
-    if ball.sum() == 0:
+    ball = _pixel_ball(grid, diameter, spacing)
+    if ball is None:
         return psf
-    ball = np.fft.ifftshift(ball / ball.sum())
-    psf_padded = np.zeros(grid)
-    psf_padded[tuple(slice(0, n) for n in psf.shape)] = psf
-    psf_padded = np.roll(psf_padded, [-(n // 2) for n in psf.shape], axis=range(psf.ndim))
     ball_otf = scipy.fft.rfftn(ball, workers=WORKERS)
-    psf_otf = scipy.fft.rfftn(psf_padded, workers=WORKERS)
+    # in float64, as the division below needs (kernel_otf would transform in float32)
+    psf_otf = scipy.fft.rfftn(periodic_embed(psf, grid).astype(np.float64), workers=WORKERS)
     snr2 = (psf.max() / max(noise, 1e-12)) ** 2
     restored_otf = psf_otf * np.conj(ball_otf) / (np.abs(ball_otf) ** 2 + 1.0 / snr2)
     restored = scipy.fft.irfftn(restored_otf, grid, workers=WORKERS)
-    restored = np.roll(restored, [n // 2 for n in psf.shape], axis=range(psf.ndim))
-    restored = restored[tuple(slice(0, n) for n in psf.shape)] * (psf > 0)
+    restored = periodic_crop(restored, psf.shape) * (psf > 0)
     restored = np.clip(restored, 0, None)
     return (restored / restored.sum()).astype(np.float32)
