@@ -248,13 +248,18 @@ class _Packing:
         """Gain and offset together."""
         return slice(self.gain, self.offset + 1)
 
+    @property
+    def size(self) -> int:
+        """The length of ``x``."""
+        return self.offset + 1
+
     def pack(self, v, shift, gain: float, offset: float) -> np.ndarray:
         """The vector ``x`` of these parts, float64."""
         return np.concatenate([v, shift, [gain, offset]]).astype(float)
 
     def bounds(self, model: _Model) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper bounds of ``x``: the model's own, the rest unbounded."""
-        free = np.full(self.offset + 1 - self.model.stop, np.inf)
+        free = np.full(self.size - self.model.stop, np.inf)
         return (np.concatenate([model.lower, -free]), np.concatenate([model.upper, free]))
 
 
@@ -279,7 +284,8 @@ def _valid_bounds(image_shape, kernel_shape, margin) -> tuple[np.ndarray, np.nda
 
 def _central_crop(start, stop, crop, reach, image_shape):
     """A centred sub-window of ``[start, stop)`` at most ``crop`` long per axis, and the
-    box of the image it reads (``reach`` px more on each side, plus 8 for the shift)."""
+    box of the image it reads: ``reach`` px more on each side and 8 spare, within the
+    image."""
     centre = (start + stop) // 2
     length = np.minimum(stop - start, crop)
     start, stop = centre - length // 2, centre - length // 2 + length
@@ -346,10 +352,13 @@ class _Problem:
                                 axes=tuple(range(spectra.ndim - ndim, spectra.ndim)),
                                 workers=WORKERS)
 
+    def _model_on_grid(self, kernel, shift) -> np.ndarray:
+        """``kernel ∗ shift(sharp)`` over the whole padded grid."""
+        return self._on_grid(self.otfs(kernel[None])[0] * self.phase_ramp(shift))
+
     def apply(self, kernel, shift) -> np.ndarray:
         """``kernel ∗ shift(sharp)`` on the window, float64."""
-        spectrum = self.otfs(kernel[None])[0] * self.phase_ramp(shift)
-        return self._on_grid(spectrum)[self.grid_window].astype(np.float64)
+        return self._model_on_grid(kernel, shift)[self.grid_window].astype(np.float64)
 
     def apply_with_derivatives(self, kernels, shift) -> np.ndarray:
         """One row per output, each the window flattened (float64): ``kernel ∗ shift(sharp)``
@@ -364,8 +373,8 @@ class _Problem:
     def apply_to_image(self, kernel, shift) -> np.ndarray:
         """``kernel ∗ shift(sharp)`` over the whole frame of ``sharp`` (outside the window it
         relies on the mirrored padding)."""
-        spectrum = self.otfs(kernel[None])[0] * self.phase_ramp(shift)
-        return self._on_grid(spectrum)[_slices(self.pad, self.pad + self.image_shape)]
+        frame = _slices(self.pad, self.pad + self.image_shape)
+        return self._model_on_grid(kernel, shift)[frame]
 
 
 def _gram(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
@@ -401,6 +410,7 @@ def _bic(rss: float, count: int, nparams: int) -> float:
 def _reduced_chi2(rss: float, count: int, nparams: int, noise: float) -> float:
     """Residual variance (``count - nparams`` degrees of freedom) over ``noise²``."""
     return rss / max(count - nparams, 1) / noise**2
+
 
 # -- result ---------------------------------------------------------------------------------
 
@@ -738,7 +748,8 @@ def fit_kernel(
     request = _request(sharp.ndim, model, shape, spacing, loss, f_scale, isotropic,
                        max_evaluations)
     pair = _Normalised.of(sharp, blurred)
-    robust = _Loss(loss, 2.0 * pair.noise if f_scale is None else float(f_scale))
+    scale = 2.0 * pair.noise if request.f_scale is None else float(request.f_scale)
+    robust = _Loss(request.loss, scale)
     # a tenth of a pixel is plenty for a start: the fit refines the shift
     shift0 = estimate_shift(pair.sharp, pair.blurred, upsample=10)
     fits = _fit_models(request, pair, shift0, robust, callback)
