@@ -300,11 +300,12 @@ class _Problem:
 
     :meth:`apply` evaluates ``kernel ∗ shift(sharp)`` (gain 1, offset 0) on the window, the
     part of ``blurred`` kept in :attr:`data`; :meth:`apply_to_image` evaluates it over the
-    whole frame. ``sharp`` sits in a grid padded by mirroring, so the band-limited sub-pixel
-    shift (a phase ramp) sees no artificial edge; only output samples whose kernel support,
-    moved by up to ``margin`` px, lies inside ``sharp`` are compared with ``blurred``. With
-    ``crop``, only a centred sub-window of at most that many samples per axis is compared
-    (cheap searches).
+    whole frame; :meth:`apply_with_derivatives` gives the optimiser several kernels' models
+    at once and the derivatives along the shift. ``sharp`` sits in a grid padded by
+    mirroring, so the band-limited sub-pixel shift (a phase ramp) sees no artificial edge;
+    only output samples whose kernel support, moved by up to ``margin`` px, lies inside
+    ``sharp`` are compared with ``blurred``. With ``crop``, only a centred sub-window of at
+    most that many samples per axis is compared (cheap searches).
     """
 
     def __init__(self, sharp, blurred, kernel_shape, margin, crop=None):
@@ -761,7 +762,7 @@ def fit_kernel(
         # the winner ran out of its share: let it finish (from its own result)
         optimum = _optimise(_Objective(best.spec, best.problem, robust), best.optimum.v,
                             best.optimum.shift, request.max_evaluations, callback)
-        best = _ModelFit(best.spec, best.problem, optimum, optimum.criterion)
+        best = _ModelFit.of(best.spec, best.problem, optimum)
     return _result(best, blurred, pair, request, ranking)
 
 
@@ -774,6 +775,11 @@ class _ModelFit:
     problem: _Problem
     optimum: _Optimum
     criterion: float
+
+    @classmethod
+    def of(cls, spec: _Model, problem: _Problem, optimum: _Optimum) -> _ModelFit:
+        """The fit judged by its own BIC."""
+        return cls(spec, problem, optimum, optimum.criterion)
 
     def rendered(self) -> np.ndarray:
         """The fitted kernel on the problem's kernel shape (float64)."""
@@ -918,7 +924,7 @@ def _fit_one(spec: _Model, pair: _Normalised, shape, shift0, loss: _Loss, max_ev
         if shape is not None or optimum.message == _STOPPED or fits_inside:
             break
         start = optimum.v
-    return _ModelFit(spec, problem, optimum, optimum.criterion)
+    return _ModelFit.of(spec, problem, optimum)
 
 
 # -- the optimiser --------------------------------------------------------------------------
@@ -1096,7 +1102,7 @@ class _Optimum:
 
     @property
     def nparams(self) -> int:
-        return len(self.covariance)
+        return self.packing.size
 
     @property
     def criterion(self) -> float:
