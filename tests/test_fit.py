@@ -2,8 +2,11 @@
 
 import numpy as np
 import pytest
+import scipy.optimize
+import scipy.signal
 
 from psfkit import KernelFit, defocus_diameter, fit_kernel, make_psf
+from psfkit.fit import LOSSES, _gaussian_model, _Loss, _Objective, _optimise, _Packing, _Problem
 from psfkit.samples import blurred_pair
 
 SHIFT = (0.6, -0.35)
@@ -201,3 +204,81 @@ def test_bad_input_gives_clear_errors(kwargs, error, match):
     arguments = {"sharp": rng.random((64, 64)), "blurred": rng.random((64, 64)), **kwargs}
     with pytest.raises(error, match=match):
         fit_kernel(**arguments)
+
+
+# -- the pieces inside fit_kernel, against independent references ---------------------------
+
+
+def small_problem(kernel_shape=(7, 5), margin=(2.0, 3.0)):
+    rng = np.random.default_rng(1)
+    sharp = rng.random((48, 56)).astype(np.float32)
+    return sharp, _Problem(sharp, np.zeros_like(sharp), kernel_shape, margin)
+
+
+def test_forward_model_is_the_valid_convolution_of_the_shifted_sharp_image():
+    sharp, problem = small_problem()
+    kernel = make_psf("gaussian", (7, 5), sigma=1.2)
+    shift = (2, -3)  # whole pixels: the phase ramp is then an exact translation
+    moved = np.roll(sharp, shift, axis=(0, 1))  # wraps only outside what the window reads
+    expected = scipy.signal.fftconvolve(moved, kernel, "same")[problem.data_window]
+    np.testing.assert_allclose(problem.apply(kernel, shift), expected, atol=1e-5)
+    whole = problem.apply_to_image(kernel, shift)
+    assert whole.shape == sharp.shape
+    np.testing.assert_allclose(whole[problem.data_window], expected, atol=1e-5)
+
+
+def test_shift_derivative_rows_match_central_differences():
+    _, problem = small_problem()
+    kernel = make_psf("gaussian", (7, 5), sigma=1.2)
+    shift, h = np.array([0.3, -0.2]), 1e-2
+    rows = problem.apply_with_derivatives(kernel[None], shift)
+    assert rows.shape == (3, problem.data.size)
+    np.testing.assert_allclose(rows[0], problem.apply(kernel, shift).ravel(), atol=1e-6)
+    for axis in range(2):
+        step = np.eye(2)[axis] * h
+        numeric = (problem.apply(kernel, shift + step) - problem.apply(kernel, shift - step))
+        np.testing.assert_allclose(rows[1 + axis], numeric.ravel() / (2 * h),
+                                   atol=2e-3 * np.abs(rows[1 + axis]).max())
+
+
+def test_packing_reads_back_every_part_of_the_vector():
+    packing = _Packing.of(3, 2)
+    x = packing.pack([1.0, 2.0, 3.0], [0.5, -0.5], 1.3, 0.2)
+    assert x.size == packing.size == 7
+    np.testing.assert_array_equal(x[packing.model], [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(x[packing.shift], [0.5, -0.5])
+    assert (x[packing.gain], x[packing.offset]) == (1.3, 0.2)
+    np.testing.assert_array_equal(x[packing.intensity], [1.3, 0.2])
+    np.testing.assert_array_equal(x[packing.kernel_and_shift], [1.0, 2.0, 3.0, 0.5, -0.5])
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_loss_costs_what_scipy_least_squares_reports(name):
+    residual = np.array([-3.0, -0.4, 0.0, 0.2, 1.5, 7.0])
+    reference = scipy.optimize.least_squares(lambda x: residual + 0 * x[0], x0=[0.0],
+                                             loss=name, f_scale=0.7, max_nfev=1)
+    assert _Loss(name, 0.7).cost(residual) == pytest.approx(reference.cost, rel=1e-12)
+
+
+def test_levenberg_marquardt_reaches_the_least_squares_minimum_of_scipy():
+    pair = pair_for("gaussian", {"sigma": 1.6}, 13, shape=(64, 64))
+    sharp = ((pair.sharp - pair.sharp.mean()) / pair.sharp.std()).astype(np.float32)
+    problem = _Problem(sharp, pair.blurred.astype(np.float32), (13, 13), margin=(2.0, 2.0))
+    objective = _Objective(_gaussian_model(2, True, (1.0, 1.0)), problem, _Loss("linear", 1.0))
+    optimum = _optimise(objective, np.array([1.0]), np.zeros(2), 100, None)
+    assert optimum.success
+
+    def residual(x):
+        return objective.evaluate(x).residual
+
+    def jacobian(x):
+        return objective.evaluate(x).jacobian.T
+
+    start = objective.start(np.array([1.0]), np.zeros(2)).x
+    reference = scipy.optimize.least_squares(residual, start, jac=jacobian,
+                                             bounds=(objective.lower, objective.upper))
+    packing = optimum.packing
+    found = packing.pack(optimum.v, optimum.shift, optimum.gain, optimum.offset)
+    errors = np.sqrt(np.diag(optimum.covariance))
+    assert np.all(np.abs(found - reference.x) < 0.05 * errors)
+    assert optimum.rss == pytest.approx(2 * reference.cost, rel=1e-6)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.fft
@@ -21,7 +21,7 @@ from ._validate import as_float_array, odd_shape
 from .align import edge_window, estimate_shift
 from .models import MODELS, render
 from .noise import noise_sigma
-from .operators import WORKERS, fast_shape, inner
+from .operators import WORKERS, fast_shape, frequencies, inner, periodic_embed
 
 #: FWHM of a Gaussian in units of its sigma.
 GAUSSIAN_FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
@@ -69,21 +69,22 @@ class _Model:
         v[mask] *= factor
         return v
 
-    def binned(self, factors) -> tuple[_Model, Callable, Callable]:
-        """The model on images binned by ``factors`` (per axis), with the maps of ``v`` to
-        and from the binned pixels."""
+    def binned(self, factors) -> tuple[_Model, Callable]:
+        """The model on images binned by ``factors`` (per axis), with the map of ``v`` to
+        the binned pixels."""
         factors = np.asarray(factors, dtype=float)
         if self.name != "gaussian":  # 2D models: one factor for both axes
             f = float(factors[0])
-            return self, lambda v: self.scaled(v, 1 / f), lambda v: self.scaled(v, f)
+            return self, lambda v: self.scaled(v, 1 / f)
         spacing = np.asarray(self.spacing)
         coarse = _gaussian_model(len(factors), self.isotropic, spacing * factors)
         if self.isotropic:  # v is the physical sigma in units of the finest spacing
             ratio = spacing.min() / (spacing * factors).min()
-            return coarse, lambda v: np.asarray(v) * ratio, lambda v: np.asarray(v) / ratio
-        return coarse, lambda v: np.asarray(v) / factors, lambda v: np.asarray(v) * factors
+            return coarse, lambda v: np.asarray(v) * ratio
+        return coarse, lambda v: np.asarray(v) / factors
 
     def render(self, shape, v) -> np.ndarray:
+        """The kernel of parameters ``v`` rendered on ``shape`` (float64, unit sum)."""
         return render(self.name, shape, **self.public(v))
 
 
@@ -109,6 +110,8 @@ def _ellipse_from_cholesky(v) -> dict:
 
 
 def _gaussian_model(ndim: int, isotropic: bool, spacing) -> _Model:
+    """The Gaussian in ``ndim`` dimensions: one sigma isotropic in ``spacing`` units, or one
+    sigma per axis in pixels."""
     spacing = np.asarray(spacing, dtype=float)
     relative = spacing / spacing.min()  # isotropic in physical units: σ_px = σ / relative
     anisotropic = bool(np.any(relative != 1.0))
@@ -152,6 +155,7 @@ def _gaussian_model(ndim: int, isotropic: bool, spacing) -> _Model:
 
 
 def _models_2d() -> dict[str, _Model]:
+    """The 2D-only models by name."""
     def ellipse_extent(v):
         p = _ellipse_from_cholesky(v)
         return 4.0 * max(p["sigma_x"], p["sigma_y"]) + 1.0
@@ -205,108 +209,173 @@ def _models_2d() -> dict[str, _Model]:
 
 
 def _model_for(name: str, ndim: int, isotropic: bool, spacing) -> _Model:
+    """The model called ``name`` (the caller has checked that it applies in ``ndim``)."""
     if name == "gaussian":
         return _gaussian_model(ndim, isotropic, spacing)
-    if ndim != 2:
-        raise ValueError(f"the {name!r} model is 2D only; in 3D fit 'gaussian'")
     return _models_2d()[name]
 
 
-# -- the forward model on a padded periodic grid -------------------------------------------
+# -- the parameter vector and the forward model on a padded periodic grid ------------------
+
+
+@dataclass(frozen=True)
+class _Packing:
+    """The order of the optimiser's vector ``x = [v, shift, gain, offset]``.
+
+    ``v`` holds the model's own parameters, ``shift`` one entry per image axis, then come
+    the gain and the offset. This is the one place that knows the order; everything else
+    reads ``x`` (and its covariance) through these slices and indices.
+    """
+
+    model: slice
+    shift: slice
+    gain: int
+    offset: int
+
+    @classmethod
+    def of(cls, model_size: int, ndim: int) -> _Packing:
+        """The packing of ``model_size`` model parameters in ``ndim`` dimensions."""
+        gain = model_size + ndim
+        return cls(slice(0, model_size), slice(model_size, gain), gain, gain + 1)
+
+    @property
+    def kernel_and_shift(self) -> slice:
+        """The entries whose derivatives come from the kernel's rows (``v`` and shift)."""
+        return slice(0, self.gain)
+
+    @property
+    def intensity(self) -> slice:
+        """Gain and offset together."""
+        return slice(self.gain, self.offset + 1)
+
+    @property
+    def size(self) -> int:
+        """The length of ``x``."""
+        return self.offset + 1
+
+    def pack(self, v, shift, gain: float, offset: float) -> np.ndarray:
+        """The vector ``x`` of these parts, float64."""
+        return np.concatenate([v, shift, [gain, offset]]).astype(float)
+
+    def bounds(self, model: _Model) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of ``x``: the model's own, the rest unbounded."""
+        free = np.full(self.size - self.model.stop, np.inf)
+        return (np.concatenate([model.lower, -free]), np.concatenate([model.upper, free]))
+
+
+def _slices(starts, stops) -> tuple[slice, ...]:
+    """``slice(start, stop)`` per axis, as Python ints."""
+    return tuple(slice(int(a), int(b)) for a, b in zip(starts, stops, strict=True))
+
+
+def _valid_bounds(image_shape, kernel_shape, margin) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop per axis of the output samples whose kernel support, moved by up to
+    ``margin`` px, lies inside an image of ``image_shape``."""
+    half = np.array(kernel_shape) // 2
+    start = half + margin
+    stop = np.array(image_shape) - half - margin
+    if np.any(stop - start < 4):
+        raise ValueError(
+            f"the kernel {tuple(kernel_shape)} plus a shift margin of "
+            f"{margin.tolist()} px leaves no valid region in images of shape "
+            f"{tuple(image_shape)}; use larger images or a smaller kernel shape")
+    return start, stop
+
+
+def _central_crop(start, stop, crop, reach, image_shape):
+    """A centred sub-window of ``[start, stop)`` at most ``crop`` long per axis, and the
+    box of the image it reads: ``reach`` px more on each side and 8 spare, within the
+    image."""
+    centre = (start + stop) // 2
+    length = np.minimum(stop - start, crop)
+    start, stop = centre - length // 2, centre - length // 2 + length
+    low = np.maximum(start - reach - 8, 0)
+    high = np.minimum(stop + reach + 8, image_shape)
+    return start, stop, low, high
 
 
 class _Problem:
-    """``blurred ≈ gain · (kernel ∗ shift(sharp)) + offset`` over a fixed window.
+    """The forward model ``blurred ≈ gain · (kernel ∗ shift(sharp)) + offset`` over a fixed
+    window, with ``shift(sharp)(x) = sharp(x - shift)``.
 
-    ``sharp`` sits in a grid padded by mirroring, so the band-limited sub-pixel shift (a
-    phase ramp) sees no artificial edge; only output samples whose kernel support, moved
-    by up to ``margin`` px, lies inside ``sharp`` are compared with ``blurred``.
+    :meth:`apply` evaluates ``kernel ∗ shift(sharp)`` (gain 1, offset 0) on the window, the
+    part of ``blurred`` kept in :attr:`data`; :meth:`apply_to_image` evaluates it over the
+    whole frame; :meth:`apply_with_derivatives` gives the optimiser several kernels' models
+    at once and the derivatives along the shift. ``sharp`` sits in a grid padded by
+    mirroring, so the band-limited sub-pixel shift (a phase ramp) sees no artificial edge;
+    only output samples whose kernel support, moved by up to ``margin`` px, lies inside
+    ``sharp`` are compared with ``blurred``. With ``crop``, only a centred sub-window of at
+    most that many samples per axis is compared (cheap searches).
     """
 
     def __init__(self, sharp, blurred, kernel_shape, margin, crop=None):
-        ndim = sharp.ndim
         self.kernel_shape = tuple(kernel_shape)
-        half = np.array(kernel_shape) // 2
         margin = np.ceil(np.asarray(margin, dtype=float)).astype(int)
-        start = half + margin
-        stop = np.array(sharp.shape) - half - margin
-        if np.any(stop - start < 4):
-            raise ValueError(
-                f"the kernel {tuple(kernel_shape)} plus a shift margin of "
-                f"{margin.tolist()} px leaves no valid region in images of shape "
-                f"{sharp.shape}; use larger images or a smaller kernel shape")
-        if crop is not None:  # compare a centred sub-window only (cheap searches)
-            centre = (start + stop) // 2
-            length = np.minimum(stop - start, crop)
-            start, stop = centre - length // 2, centre - length // 2 + length
-            lo = np.maximum(start - half - margin - 8, 0)
-            hi = np.minimum(stop + half + margin + 8, sharp.shape)
-            sharp = sharp[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
-            self.origin = lo
-            start, stop = start - lo, stop - lo
-        else:
-            self.origin = np.zeros(ndim, dtype=int)
-        self.window = tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
+        start, stop = _valid_bounds(sharp.shape, kernel_shape, margin)
+        origin = np.zeros(sharp.ndim, dtype=int)
+        if crop is not None:
+            reach = np.array(kernel_shape) // 2 + margin
+            start, stop, origin, high = _central_crop(start, stop, crop, reach, sharp.shape)
+            sharp = sharp[_slices(origin, high)]
+            start, stop = start - origin, stop - origin
         # the window never reads beyond the image by more than the margin; a few more
         # mirrored samples keep the band-limited shift free of edge ringing
-        pad = margin + 4
-        self.grid_shape = fast_shape(np.array(sharp.shape) + 2 * pad)
-        after = np.array(self.grid_shape) - np.array(sharp.shape) - pad
-        padded = np.pad(sharp, [(int(p), int(a)) for p, a in zip(pad, after, strict=True)],
+        self.pad = margin + 4
+        self.image_shape = sharp.shape
+        self.grid_shape = fast_shape(np.array(sharp.shape) + 2 * self.pad)
+        after = np.array(self.grid_shape) - np.array(sharp.shape) - self.pad
+        padded = np.pad(sharp, [(int(p), int(a)) for p, a in zip(self.pad, after, strict=True)],
                         mode="symmetric")
-        self.pad = pad
-        self.grid_window = tuple(slice(int(a + p), int(b + p))
-                                 for a, b, p in zip(start, stop, pad, strict=True))
         self.sharp_ft = scipy.fft.rfftn(padded.astype(np.float32), workers=WORKERS)
-        window_full = tuple(slice(int(a + o), int(b + o))
-                            for a, b, o in zip(start, stop, self.origin, strict=True))
-        self.data = blurred[window_full].astype(np.float64)
-        self.data_window = window_full
+        self.grid_window = _slices(start + self.pad, stop + self.pad)
+        self.data_window = _slices(start + origin, stop + origin)
+        self.data = blurred[self.data_window].astype(np.float64)
         # angular frequencies per axis, broadcastable against the rfft grid
-        self.omegas = []
-        for axis, n in enumerate(self.grid_shape):
-            f = (scipy.fft.rfftfreq(n) if axis == ndim - 1 else scipy.fft.fftfreq(n))
-            shape = [1] * ndim
-            shape[axis] = -1
-            self.omegas.append((2 * np.pi * f).reshape(shape).astype(np.float32))
+        self.omegas = [(2 * np.pi * f).astype(np.float32) for f in frequencies(self.grid_shape)]
 
-    def kernel_spectra(self, kernels: np.ndarray) -> np.ndarray:
-        """rfftn of centred kernels (stacked on axis 0) on the grid, origin at index 0."""
-        kernels = np.asarray(kernels, dtype=np.float32)
+    def otfs(self, kernels: np.ndarray) -> np.ndarray:
+        """Transfer functions on the grid of centred kernels stacked on axis 0."""
         ndim = len(self.grid_shape)
-        padded = np.zeros((kernels.shape[0], *self.grid_shape), dtype=np.float32)
-        # the centre pixel goes to index 0, the rest wraps around (no roll of the grid)
-        wrapped = np.ix_(range(kernels.shape[0]), *[
-            (np.arange(k) - k // 2) % n for k, n in zip(self.kernel_shape, self.grid_shape,
-                                                       strict=True)])
-        padded[wrapped] = kernels
-        return scipy.fft.rfftn(padded, axes=tuple(range(1, ndim + 1)), workers=WORKERS)
+        return scipy.fft.rfftn(periodic_embed(kernels, self.grid_shape),
+                               axes=tuple(range(1, ndim + 1)), workers=WORKERS)
 
-    def ramp(self, shift) -> np.ndarray:
+    def phase_ramp(self, shift) -> np.ndarray:
+        """The spectrum's factor that translates by ``shift`` (band-limited)."""
         ramp = np.ones((1,) * len(self.grid_shape), dtype=np.complex64)
         for omega, s in zip(self.omegas, shift, strict=True):
             ramp = ramp * np.exp(-1j * omega * np.float32(s)).astype(np.complex64)
         return ramp
 
-    def blur(self, spectra: np.ndarray) -> np.ndarray:
-        """Inverse transforms of ``sharp_ft · spectra`` (stacked), cropped to the window."""
+    def _on_grid(self, spectra: np.ndarray) -> np.ndarray:
+        """Inverse transforms of ``sharp_ft · spectra`` (stacked on leading axes)."""
         ndim = len(self.grid_shape)
-        out = scipy.fft.irfftn(self.sharp_ft * spectra, self.grid_shape,
-                               axes=tuple(range(spectra.ndim - ndim, spectra.ndim)),
-                               workers=WORKERS)
-        return out[(..., *self.grid_window)]
+        return scipy.fft.irfftn(self.sharp_ft * spectra, self.grid_shape,
+                                axes=tuple(range(spectra.ndim - ndim, spectra.ndim)),
+                                workers=WORKERS)
 
-    def convolved(self, kernel, shift) -> np.ndarray:
-        spectrum = self.kernel_spectra(kernel[None])[0] * self.ramp(shift)
-        return self.blur(spectrum).astype(np.float64)
+    def _model_on_grid(self, kernel, shift) -> np.ndarray:
+        """``kernel ∗ shift(sharp)`` over the whole padded grid."""
+        return self._on_grid(self.otfs(kernel[None])[0] * self.phase_ramp(shift))
 
-    def full_convolved(self, kernel, shift, shape) -> np.ndarray:
-        """The model over the whole grid, cropped to the images' ``shape`` (uncropped
-        problems only)."""
-        spectrum = self.kernel_spectra(kernel[None])[0] * self.ramp(shift)
-        full = scipy.fft.irfftn(self.sharp_ft * spectrum, self.grid_shape, workers=WORKERS)
-        return full[tuple(slice(int(p), int(p) + n) for p, n in zip(self.pad, shape,
-                                                                       strict=True))]
+    def apply(self, kernel, shift) -> np.ndarray:
+        """``kernel ∗ shift(sharp)`` on the window, float64."""
+        return self._model_on_grid(kernel, shift)[self.grid_window].astype(np.float64)
+
+    def apply_with_derivatives(self, kernels, shift) -> np.ndarray:
+        """One row per output, each the window flattened (float64): ``kernel ∗ shift(sharp)``
+        for every stacked kernel, then the derivative of the first one's along each shift
+        axis (analytic: ``-iω`` times its spectrum)."""
+        spectra = self.otfs(kernels) * self.phase_ramp(shift)
+        spectra = np.concatenate(
+            [spectra, np.stack([-1j * omega * spectra[0] for omega in self.omegas])])
+        windowed = self._on_grid(spectra)[(..., *self.grid_window)]
+        return windowed.reshape(len(spectra), -1).astype(np.float64)
+
+    def apply_to_image(self, kernel, shift) -> np.ndarray:
+        """``kernel ∗ shift(sharp)`` over the whole frame of ``sharp`` (outside the window it
+        relies on the mirrored padding)."""
+        frame = _slices(self.pad, self.pad + self.image_shape)
+        return self._model_on_grid(kernel, shift)[frame]
 
 
 def _gram(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
@@ -332,6 +401,16 @@ def _linear_fit(model: np.ndarray, data: np.ndarray) -> tuple[float, float, floa
     gain = md / mm if mm > 0 else 0.0
     offset = (d_sum - gain * m_sum) / count
     return gain, offset, max(dd - gain * md, 0.0)
+
+
+def _bic(rss: float, count: int, nparams: int) -> float:
+    """Bayesian information criterion ``M ln(RSS / M) + P ln(M)`` of ``count`` residuals."""
+    return count * math.log(max(rss, 1e-300) / count) + nparams * math.log(count)
+
+
+def _reduced_chi2(rss: float, count: int, nparams: int, noise: float) -> float:
+    """Residual variance (``count - nparams`` degrees of freedom) over ``noise²``."""
+    return rss / max(count - nparams, 1) / noise**2
 
 
 # -- result ---------------------------------------------------------------------------------
@@ -434,6 +513,8 @@ def _format(value) -> str:
 
 
 def _ellipticity(kernel: np.ndarray, spacing) -> float:
+    """``1 - minor / major`` axis of the second moments of ``kernel`` (negative values
+    clipped), in the units of ``spacing``."""
     weights = np.clip(kernel.astype(np.float64), 0, None)
     weights /= weights.sum()
     coords = [((np.arange(n) - n // 2) * s) for n, s in zip(kernel.shape, spacing, strict=True)]
@@ -448,7 +529,9 @@ def _ellipticity(kernel: np.ndarray, spacing) -> float:
     return float(1.0 - math.sqrt(max(values[0], 0.0) / values[-1]))
 
 
-def _flatten(params: dict) -> tuple[list[str], np.ndarray]:
+def _flatten(params: dict) -> tuple[list[tuple[str, int | None]], np.ndarray]:
+    """The values of ``params`` in one vector, with ``(name, index)`` per entry (index
+    ``None`` for a scalar parameter)."""
     names, values = [], []
     for name, value in params.items():
         if np.ndim(value):
@@ -461,6 +544,7 @@ def _flatten(params: dict) -> tuple[list[str], np.ndarray]:
 
 
 def _errors_dict(names, errors) -> dict:
+    """The inverse of :func:`_flatten`: ``errors`` back into a dict of floats and tuples."""
     out: dict = {}
     for (name, index), error in zip(names, errors, strict=True):
         if index is None:
@@ -481,6 +565,91 @@ def _kernel_shape(model: _Model, v, ndim, image_shape, shift) -> tuple[int, ...]
 def _size_scales(ndim) -> np.ndarray:
     """Sizes (px) tried as starting points: geometric steps of about 22 %."""
     return np.geomspace(0.4, 24.0, 22 if ndim == 2 else 14)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What the caller of :func:`fit_kernel` asked for, checked and completed."""
+
+    names: tuple[str, ...]
+    spacing: tuple[float, ...]
+    isotropic: bool
+    shape: tuple[int, ...] | None
+    loss: str
+    f_scale: float | None
+    max_evaluations: int
+
+    @property
+    def budget(self) -> int:
+        """Evaluations of each model's fit: when comparing models, the wrong ones need not
+        converge to the last digit."""
+        if len(self.names) > 1:
+            return min(self.max_evaluations, _AUTO_EVALUATIONS)
+        return self.max_evaluations
+
+
+def _request(ndim, model, shape, spacing, loss, f_scale, isotropic,
+             max_evaluations) -> _Request:
+    """The arguments of :func:`fit_kernel` checked, with their defaults filled in."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if spacing is None:
+        spacing = (1.0,) * ndim
+    spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, float), (ndim,)))
+    if any(not (s > 0 and math.isfinite(s)) for s in spacing):
+        raise ValueError(f"spacing must be positive, got {spacing}")
+    if isotropic is None:
+        isotropic = ndim == 2
+    if shape is not None:
+        shape = odd_shape(shape, ndim)
+    if model == "auto":
+        names = MODELS if ndim == 2 else ("gaussian",)
+    elif model in MODELS:
+        names = (model,)
+    else:
+        raise ValueError(f"unknown model {model!r}; choose from {('auto', *MODELS)}")
+    if ndim != 2 and names != ("gaussian",):
+        raise ValueError(f"the {model!r} model is 2D only; in 3D fit 'gaussian'")
+    return _Request(tuple(names), spacing, isotropic, shape, loss, f_scale, max_evaluations)
+
+
+@dataclass(frozen=True)
+class _Normalised:
+    """The pair in normalised units (zero mean, unit standard deviation, float32), the
+    scales that undo it, and the noise of the normalised ``blurred``."""
+
+    sharp: np.ndarray
+    blurred: np.ndarray
+    sharp_mean: float
+    sharp_std: float
+    blurred_mean: float
+    blurred_std: float
+    noise: float
+
+    @classmethod
+    def of(cls, sharp, blurred) -> _Normalised:
+        """Normalise ``sharp`` and ``blurred``; both must vary."""
+        sharp_mean, sharp_std = float(sharp.mean()), float(sharp.std())
+        blurred_mean, blurred_std = float(blurred.mean()), float(blurred.std())
+        if sharp_std == 0 or blurred_std == 0:
+            raise ValueError("sharp and blurred must not be constant")
+        a = ((sharp - sharp_mean) / sharp_std).astype(np.float32)
+        b = ((blurred - blurred_mean) / blurred_std).astype(np.float32)
+        return cls(a, b, sharp_mean, sharp_std, blurred_mean, blurred_std, noise_sigma(b))
+
+    def caller_intensity(self, gain, offset, covariance) -> tuple[float, float, dict]:
+        """Normalised ``gain``, ``offset`` (and their 2 × 2 covariance) in the caller's
+        intensity units: the two values and their errors by name."""
+        caller_gain = float(self.blurred_std * gain / self.sharp_std)
+        caller_offset = float(self.blurred_mean + self.blurred_std * offset
+                              - caller_gain * self.sharp_mean)
+        linear = np.array([[self.blurred_std / self.sharp_std, 0.0],
+                           [-self.blurred_std * self.sharp_mean / self.sharp_std,
+                            self.blurred_std]])
+        linear_cov = linear @ covariance @ linear.T
+        errors = {"gain": float(np.sqrt(max(linear_cov[0, 0], 0))),
+                  "offset": float(np.sqrt(max(linear_cov[1, 1], 0)))}
+        return caller_gain, caller_offset, errors
 
 
 def fit_kernel(
@@ -577,84 +746,94 @@ def fit_kernel(
     blurred = as_float_array(blurred, "blurred")
     if sharp.shape != blurred.shape:
         raise ValueError(f"sharp and blurred differ in shape: {sharp.shape} and {blurred.shape}")
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    ndim = sharp.ndim
-    if spacing is None:
-        spacing = (1.0,) * ndim
-    spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, float), (ndim,)))
-    if any(not (s > 0 and math.isfinite(s)) for s in spacing):
-        raise ValueError(f"spacing must be positive, got {spacing}")
-    if isotropic is None:
-        isotropic = ndim == 2
-    if shape is not None:
-        shape = odd_shape(shape, ndim)
-    if model == "auto":
-        names = MODELS if ndim == 2 else ("gaussian",)
-    elif model in MODELS:
-        names = (model,)
-    else:
-        raise ValueError(f"unknown model {model!r}; choose from {('auto', *MODELS)}")
-    if ndim != 2 and names != ("gaussian",):
-        raise ValueError(f"the {model!r} model is 2D only; in 3D fit 'gaussian'")
-
-    # work in normalised units: zero mean, unit standard deviation
-    sharp_mean, sharp_std = float(sharp.mean()), float(sharp.std())
-    blurred_mean, blurred_std = float(blurred.mean()), float(blurred.std())
-    if sharp_std == 0 or blurred_std == 0:
-        raise ValueError("sharp and blurred must not be constant")
-    a = ((sharp - sharp_mean) / sharp_std).astype(np.float32)
-    b = ((blurred - blurred_mean) / blurred_std).astype(np.float32)
-    noise = noise_sigma(b)
-
+    request = _request(sharp.ndim, model, shape, spacing, loss, f_scale, isotropic,
+                       max_evaluations)
+    pair = _Normalised.of(sharp, blurred)
+    scale = 2.0 * pair.noise if request.f_scale is None else float(request.f_scale)
+    robust = _Loss(request.loss, scale)
     # a tenth of a pixel is plenty for a start: the fit refines the shift
-    shift0 = estimate_shift(a, b, upsample=10)
-    # when comparing models, the wrong ones need not converge to the last digit
-    budget = min(max_evaluations, _AUTO_EVALUATIONS) if len(names) > 1 else max_evaluations
-    fits = []
-    for step, name in enumerate(names, 1):
-        spec = _model_for(name, ndim, isotropic, spacing)
-        inner_callback = callback
-        if callback is not None and len(names) > 1:
-            def inner_callback(_s, _t, current, step=step):
-                return report(callback, step, len(names), current)
-        fits.append(_fit_one(spec, a, b, shape, shift0, noise, loss, f_scale, budget,
-                             inner_callback))
-        if fits[-1]["message"] == _STOPPED:
-            break
+    shift0 = estimate_shift(pair.sharp, pair.blurred, upsample=10)
+    fits = _fit_models(request, pair, shift0, robust, callback)
     ranking = []
     if len(fits) > 1:
-        ranking = _rank(fits, a, b, noise)
-    best = min(fits, key=lambda f: f["criterion"])
-    if budget < max_evaluations and best["message"] == _MAX_EVALUATIONS:
+        fits, ranking = _rank(fits, pair.blurred, pair.noise)
+    best = min(fits, key=lambda f: f.criterion)
+    if request.budget < request.max_evaluations and best.optimum.message == _MAX_EVALUATIONS:
         # the winner ran out of its share: let it finish (from its own result)
-        finished = _optimise(best["spec"], best["problem"], best["v"],
-                             best["x"][len(best["v"]):len(best["v"]) + ndim], noise, loss,
-                             f_scale, max_evaluations, callback)
-        finished.update(spec=best["spec"], problem=best["problem"])
-        best = finished
-    return _result(best, sharp, blurred, a, spacing, (sharp_mean, sharp_std),
-                   (blurred_mean, blurred_std), noise, ranking, loss)
+        optimum = _optimise(_Objective(best.spec, best.problem, robust), best.optimum.v,
+                            best.optimum.shift, request.max_evaluations, callback)
+        best = _ModelFit.of(best.spec, best.problem, optimum)
+    return _result(best, blurred, pair, request, ranking)
 
 
-def _rank(fits, a, b, noise) -> list[tuple[str, float, float]]:
+@dataclass(frozen=True)
+class _ModelFit:
+    """One model fitted: its problem, the optimiser's outcome, and the criterion it is
+    judged by (its own BIC, or the BIC on the region common to all models)."""
+
+    spec: _Model
+    problem: _Problem
+    optimum: _Optimum
+    criterion: float
+
+    @classmethod
+    def of(cls, spec: _Model, problem: _Problem, optimum: _Optimum) -> _ModelFit:
+        """The fit judged by its own BIC."""
+        return cls(spec, problem, optimum, optimum.criterion)
+
+    def rendered(self) -> np.ndarray:
+        """The fitted kernel on the problem's kernel shape (float64)."""
+        return self.spec.render(self.problem.kernel_shape, self.optimum.v)
+
+    def prediction(self) -> np.ndarray:
+        """``gain · (kernel ∗ shift(sharp)) + offset`` over the whole frame, in normalised
+        units."""
+        optimum = self.optimum
+        kernel = self.rendered()
+        return optimum.gain * self.problem.apply_to_image(kernel, optimum.shift) + optimum.offset
+
+
+def _fit_models(request: _Request, pair: _Normalised, shift0, loss: _Loss,
+                callback) -> list[_ModelFit]:
+    """Fit each requested model in turn (until the callback asks to stop); with several,
+    the callback sees one step per model."""
+    names = request.names
+    fits = []
+    for step, name in enumerate(names, 1):
+        spec = _model_for(name, pair.sharp.ndim, request.isotropic, request.spacing)
+        model_callback = callback
+        if callback is not None and len(names) > 1:
+            def model_callback(_s, _t, current, step=step):
+                return report(callback, step, len(names), current)
+        fits.append(_fit_one(spec, pair, request.shape, shift0, loss, request.budget,
+                             model_callback))
+        if fits[-1].optimum.message == _STOPPED:
+            break
+    return fits
+
+
+def _rank(fits: list[_ModelFit], blurred, noise) -> tuple[list[_ModelFit], list[tuple]]:
     """Compare fits of different models on the same pixels: the valid region of the
-    largest kernel. Each fit's criterion becomes the BIC on that common region."""
-    windows = [f["problem"].data_window for f in fits]
+    largest kernel. Returns the fits, best first, each judged by its BIC on that common
+    region, and ``(name, criterion, reduced chi²)`` for each."""
+    windows = [f.problem.data_window for f in fits]
     common = tuple(slice(max(w[i].start for w in windows), min(w[i].stop for w in windows))
-                   for i in range(a.ndim))
+                   for i in range(blurred.ndim))
     count = int(np.prod([s.stop - s.start for s in common]))
-    data = b[common].astype(np.float64)
+    data = blurred[common].astype(np.float64)
+    scored = []
     for f in fits:
-        problem, x, nv = f["problem"], f["x"], len(f["v"])
-        kernel = f["spec"].render(problem.kernel_shape, f["v"]).astype(np.float32)
-        prediction = problem.full_convolved(kernel, x[nv:nv + a.ndim], a.shape)[common]
-        rss = float(((x[-2] * prediction + x[-1] - data) ** 2).sum())
-        f["criterion"] = count * math.log(max(rss, 1e-300) / count) + f["nparams"] * math.log(
-            count)
-        f["common_chi2"] = rss / max(count - f["nparams"], 1) / noise**2
-    fits.sort(key=lambda f: f["criterion"])
-    return [(f["spec"].name, f["criterion"], f["common_chi2"]) for f in fits]
+        prediction = f.prediction()[common]
+        rss = float(((prediction - data) ** 2).sum())
+        nparams = f.optimum.nparams
+        scored.append((replace(f, criterion=_bic(rss, count, nparams)),
+                       _reduced_chi2(rss, count, nparams, noise)))
+    scored.sort(key=lambda pair: pair[0].criterion)
+    return ([f for f, _ in scored],
+            [(f.spec.name, f.criterion, chi2) for f, chi2 in scored])
+
+
+# -- starting points ------------------------------------------------------------------------
 
 
 def _pyramid_factors(shape, uniform: bool) -> np.ndarray:
@@ -688,249 +867,352 @@ def _search_scores(spec: _Model, a, b, shift, candidates, shape, margin) -> list
     scores = []
     for v in candidates:
         kernel = spec.render(shape, v)
-        scores.append(_linear_fit(search.convolved(kernel, shift), search.data)[2])
+        scores.append(_linear_fit(search.apply(kernel, shift), search.data)[2])
     return scores
 
 
-def _fit_one(spec: _Model, a, b, shape, shift0, noise, loss, f_scale, max_evaluations,
-             callback):
-    """Search a starting point, then optimise; a dict of everything ``_result`` needs."""
-    ndim = a.ndim
-    # starting point: a ladder of sizes compared on a binned copy of the images, then the
-    # best two refined at full resolution on a central crop
-    candidates = [v for size in _size_scales(ndim) for v in spec.starts([size])]
+def _coarse_candidates(spec: _Model, pair: _Normalised, shift0, margin) -> list[np.ndarray]:
+    """Starting vectors: a ladder of sizes compared on a binned copy of the pair, the best
+    two then bracketed (0.8, 1 and 1.25 times); the whole ladder when the images are too
+    small to bin."""
+    candidates = [v for size in _size_scales(pair.sharp.ndim) for v in spec.starts([size])]
+    factors = _pyramid_factors(pair.sharp.shape, uniform=spec.name != "gaussian")
+    if not np.any(factors > 1):
+        return candidates
+    coarse_spec, to_coarse = spec.binned(factors)
+    scores = _search_scores(coarse_spec, _bin(pair.sharp, factors), _bin(pair.blurred, factors),
+                            shift0 / factors, [to_coarse(v) for v in candidates], None,
+                            margin / factors + 1)
+    best = np.argsort(scores)[:2]
+    return [spec.scaled(candidates[i], r) for i in best for r in (0.8, 1.0, 1.25)]
+
+
+def _defocus_candidates(spec: _Model, pair: _Normalised) -> list[np.ndarray]:
+    """For the defocus models (disk, ring), the start read from the cepstrum, if any."""
+    if spec.name not in ("disk", "ring"):
+        return []
+    try:
+        diameter = defocus_diameter(pair.blurred, sharp=pair.sharp)
+    except ValueError:
+        return []
+    if spec.name == "disk":
+        return [np.array([diameter / 2])]
+    return [np.array([diameter, max(0.5, 0.05 * diameter)])]
+
+
+def _fit_one(spec: _Model, pair: _Normalised, shape, shift0, loss: _Loss, max_evaluations,
+             callback) -> _ModelFit:
+    """Search a starting point at full resolution on a central crop among the candidates,
+    then optimise on the whole valid region (a second time on a larger kernel shape if the
+    fit outgrew the first)."""
+    a, b = pair.sharp, pair.blurred
     margin = np.abs(shift0) + 1.5
-    factors = _pyramid_factors(a.shape, uniform=spec.name != "gaussian")
-    if np.any(factors > 1):
-        coarse_spec, to_coarse, _ = spec.binned(factors)
-        scores = _search_scores(coarse_spec, _bin(a, factors), _bin(b, factors),
-                                shift0 / factors, [to_coarse(v) for v in candidates], None,
-                                margin / factors + 1)
-        best = np.argsort(scores)[:2]
-        candidates = [spec.scaled(candidates[i], r) for i in best
-                      for r in (0.8, 1.0, 1.25)]
-    if spec.name in ("disk", "ring") and ndim == 2:
-        try:
-            diameter = defocus_diameter(b, sharp=a)
-        except ValueError:
-            diameter = None
-        if diameter is not None:
-            candidates.append(np.array([diameter / 2]) if spec.name == "disk"
-                              else np.array([diameter, max(0.5, 0.05 * diameter)]))
+    candidates = (_coarse_candidates(spec, pair, shift0, margin)
+                  + _defocus_candidates(spec, pair))
     scores = _search_scores(spec, a, b, shift0, candidates, shape, margin)
     start = candidates[int(np.argmin(scores))]
 
     for _attempt in range(2):
         # a generous shape, so that the fit rarely outgrows it and has to be repeated
-        kernel_shape = shape or _kernel_shape(spec, spec.scaled(start, 1.25), ndim, a.shape,
+        kernel_shape = shape or _kernel_shape(spec, spec.scaled(start, 1.25), a.ndim, a.shape,
                                               margin)
         problem = _Problem(a, b, kernel_shape, margin)
-        outcome = _optimise(spec, problem, start, shift0, noise, loss, f_scale,
-                            max_evaluations, callback)
-        needed = _kernel_shape(spec, outcome["v"], ndim, a.shape, margin)
+        optimum = _optimise(_Objective(spec, problem, loss), start, shift0, max_evaluations,
+                            callback)
+        needed = _kernel_shape(spec, optimum.v, a.ndim, a.shape, margin)
         fits_inside = all(n <= k for n, k in zip(needed, kernel_shape, strict=True))
-        if shape is not None or outcome["message"] == _STOPPED or fits_inside:
+        if shape is not None or optimum.message == _STOPPED or fits_inside:
             break
-        start = outcome["v"]
-    outcome["spec"] = spec
-    outcome["problem"] = problem
-    return outcome
+        start = optimum.v
+    return _ModelFit.of(spec, problem, optimum)
 
 
-def _robust(loss: str, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``rho(z)`` and ``rho'(z)`` of the losses of :func:`scipy.optimize.least_squares`,
-    ``z`` being the squared scaled residual."""
-    if loss == "linear":
-        return z, np.ones_like(z)
-    if loss == "soft_l1":
-        root = np.sqrt(1 + z)
-        return 2 * (root - 1), 1 / root
-    if loss == "huber":
-        outer = z > 1
-        root = np.sqrt(np.where(outer, z, 1.0))
-        return np.where(outer, 2 * root - 1, z), np.where(outer, 1 / root, 1.0)
-    if loss == "cauchy":
-        return np.log1p(z), 1 / (1 + z)
-    return np.arctan(z), 1 / (1 + z**2)  # arctan
+# -- the optimiser --------------------------------------------------------------------------
 
 
-def _optimise(spec: _Model, problem: _Problem, v0, shift0, noise, loss, f_scale,
-              max_evaluations, callback):
+@dataclass(frozen=True)
+class _Loss:
+    """A loss of :func:`scipy.optimize.least_squares` (``name``), on residuals divided by
+    ``scale``."""
+
+    name: str
+    scale: float
+
+    def rho(self, residual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``rho(z)`` and ``rho'(z)`` of the squared scaled residual ``z``."""
+        z = (residual / self.scale) ** 2
+        if self.name == "linear":
+            return z, np.ones_like(z)
+        if self.name == "soft_l1":
+            root = np.sqrt(1 + z)
+            return 2 * (root - 1), 1 / root
+        if self.name == "huber":
+            outer = z > 1
+            root = np.sqrt(np.where(outer, z, 1.0))
+            return np.where(outer, 2 * root - 1, z), np.where(outer, 1 / root, 1.0)
+        if self.name == "cauchy":
+            return np.log1p(z), 1 / (1 + z)
+        return np.arctan(z), 1 / (1 + z**2)  # arctan
+
+    def cost(self, residual: np.ndarray) -> float:
+        """``½ scale² Σ rho``, which is ``½ Σ r²`` for the linear loss."""
+        return 0.5 * self.scale**2 * float(self.rho(residual)[0].sum())
+
+    def weighted(self, jacobian: np.ndarray, residual: np.ndarray) -> np.ndarray:
+        """The (transposed) Jacobian's rows weighted by ``rho'`` (reweighted least squares)."""
+        if self.name == "linear":
+            return jacobian
+        return jacobian * self.rho(residual)[1]
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """The objective at ``x``: residual, transposed Jacobian (one row per entry of ``x``)
+    and cost."""
+
+    x: np.ndarray
+    residual: np.ndarray
+    jacobian: np.ndarray
+    cost: float
+
+
+class _Objective:
+    """The robust least-squares objective of one model on one problem, as a function of the
+    packed vector ``x`` (see :class:`_Packing`); each call of :meth:`evaluate` or
+    :meth:`start` renders and transforms the model once (one evaluation)."""
+
+    def __init__(self, spec: _Model, problem: _Problem, loss: _Loss):
+        self.spec, self.problem, self.loss = spec, problem, loss
+        self.packing = _Packing.of(len(spec.lower), len(problem.kernel_shape))
+        self.lower, self.upper = self.packing.bounds(spec)
+        self.data = problem.data.ravel()
+
+    def _rows(self, x) -> np.ndarray:
+        """The model and its kernel- and shift-derivatives at ``x`` (gain 1, offset 0), one
+        row each; kernel derivatives are central differences within the bounds."""
+        v, shift = x[self.packing.model], x[self.packing.shift]
+        shape = self.problem.kernel_shape
+        kernels = [self.spec.render(shape, v)]
+        steps = 1e-4 * np.maximum(np.abs(v), 1.0)
+        for i in range(v.size):
+            up, down = v.copy(), v.copy()
+            up[i] = min(v[i] + steps[i], self.spec.upper[i])
+            down[i] = max(v[i] - steps[i], self.spec.lower[i])
+            kernels.append((self.spec.render(shape, up) - self.spec.render(shape, down))
+                           / (up[i] - down[i]))
+        return self.problem.apply_with_derivatives(np.array(kernels), shift)
+
+    def _assemble(self, x, rows) -> _Evaluation:
+        """Residual, Jacobian and cost at ``x`` from the rows of :meth:`_rows`."""
+        packing = self.packing
+        residual = x[packing.gain] * rows[0] + x[packing.offset] - self.data
+        jacobian = np.empty((x.size, self.data.size))
+        jacobian[packing.kernel_and_shift] = rows[1:] * x[packing.gain]
+        jacobian[packing.gain] = rows[0]
+        jacobian[packing.offset] = 1.0
+        return _Evaluation(x, residual, jacobian, self.loss.cost(residual))
+
+    def evaluate(self, x) -> _Evaluation:
+        """The objective at ``x``."""
+        return self._assemble(x, self._rows(x))
+
+    def start(self, v0, shift0) -> _Evaluation:
+        """The objective at ``v0``, ``shift0`` (within the bounds), with the gain and offset
+        that fit best there solved linearly."""
+        packing = self.packing
+        x = np.clip(packing.pack(v0, shift0, 1.0, 0.0), self.lower, self.upper)
+        rows = self._rows(x)
+        x[packing.gain], x[packing.offset], _ = _linear_fit(rows[0], self.data)
+        return self._assemble(x, rows)
+
+
+@dataclass(frozen=True)
+class _NormalEquations:
+    """``JᵀWJ δ = -JᵀWr`` at one point, with the damping diagonal of Levenberg–Marquardt and
+    each parameter's standard error (steps far below it are not worth taking)."""
+
+    matrix: np.ndarray
+    gradient: np.ndarray
+    diagonal: np.ndarray
+    uncertainty: np.ndarray
+
+    @classmethod
+    def at(cls, point: _Evaluation, loss: _Loss) -> _NormalEquations:
+        """The normal equations of the objective at ``point``."""
+        weighted = loss.weighted(point.jacobian, point.residual)
+        normal = _gram(weighted, point.jacobian)
+        gradient = np.einsum("ik,k->i", weighted, point.residual)
+        diagonal = np.maximum(np.diag(normal), 1e-12 * max(np.diag(normal).max(), 1e-300))
+        dof = max(point.residual.size - point.x.size, 1)
+        uncertainty = np.sqrt(np.abs(np.diag(np.linalg.pinv(normal))) * 2 * point.cost / dof)
+        return cls(normal, gradient, diagonal, uncertainty)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """The outcome of one damped step: the accepted point (``None`` when no step lowered
+    the cost), the damping it was taken with and the evaluations used so far."""
+
+    accepted: _Evaluation | None
+    damping: float
+    evaluations: int
+
+
+def _damped_step(objective: _Objective, point: _Evaluation, damping: float, evaluations: int,
+                 max_evaluations: int) -> _Step:
+    """Raise the damping until a step lowers the cost, the step falls far below the
+    parameters' uncertainty, or the evaluations run out."""
+    normal = _NormalEquations.at(point, objective.loss)
+    while evaluations < max_evaluations and damping < 1e10:
+        try:
+            step = np.linalg.solve(normal.matrix + damping * np.diag(normal.diagonal),
+                                   -normal.gradient)
+        except np.linalg.LinAlgError:
+            damping *= 10
+            continue
+        trial = np.clip(point.x + step, objective.lower, objective.upper)
+        if np.all(np.abs(trial - point.x) <= 1e-2 * normal.uncertainty):
+            break  # the step is far below the parameters' own uncertainty
+        # with a good start nearly every step is accepted: get its Jacobian at once
+        evaluation = objective.evaluate(trial)
+        evaluations += 1
+        if evaluation.cost <= point.cost:
+            return _Step(evaluation, damping, evaluations)
+        damping *= 10
+    return _Step(None, damping, evaluations)
+
+
+@dataclass(frozen=True)
+class _Optimum:
+    """Where :func:`_optimise` stopped: the parameters (read from ``x`` by ``packing``),
+    their covariance ``(JᵀJ)⁻¹ · RSS / (M − P)`` in the order of ``x``, the residual sum of
+    squares over ``count`` samples, and how the optimisation ended."""
+
+    v: np.ndarray
+    shift: np.ndarray
+    gain: np.float64
+    offset: np.float64
+    packing: _Packing
+    covariance: np.ndarray
+    rss: float
+    count: int
+    success: bool
+    message: str
+    evaluations: int
+
+    @property
+    def nparams(self) -> int:
+        return self.packing.size
+
+    @property
+    def criterion(self) -> float:
+        """The BIC of the fit on its own window."""
+        return _bic(self.rss, self.count, self.nparams)
+
+
+def _optimise(objective: _Objective, v0, shift0, max_evaluations, callback) -> _Optimum:
     """Levenberg–Marquardt on the normal equations (robust losses by reweighting).
 
     The residual has hundreds of thousands of samples but only a handful of parameters, so
     the ``P × P`` normal equations ``JᵀWJ δ = -JᵀWr`` are solved instead of factorising
     ``J``; this keeps a fit of a 512² pair well under a second. Bounds are kept by clipping.
     """
-    ndim = len(problem.kernel_shape)
-    nv = len(v0)
-    data = problem.data.ravel()
-    lower = np.concatenate([spec.lower, np.full(ndim, -np.inf), [-np.inf, -np.inf]])
-    upper = np.concatenate([spec.upper, np.full(ndim, np.inf), [np.inf, np.inf]])
-    scale = 2.0 * noise if f_scale is None else float(f_scale)
-    evaluations = 0
-
-    def render(v):
-        return spec.render(problem.kernel_shape, v)
-
-    def transforms(x, with_jacobian):
-        """Model, kernel- and shift-derivatives at ``x`` (gain 1, offset 0), one row each."""
-        nonlocal evaluations
-        v, shift = x[:nv], x[nv:nv + ndim]
-        kernels = [render(v)]
-        if with_jacobian:
-            steps = 1e-4 * np.maximum(np.abs(v), 1.0)
-            for i in range(nv):
-                up, down = v.copy(), v.copy()
-                up[i] = min(v[i] + steps[i], spec.upper[i])
-                down[i] = max(v[i] - steps[i], spec.lower[i])
-                kernels.append((render(up) - render(down)) / (up[i] - down[i]))
-        spectra = problem.kernel_spectra(np.array(kernels)) * problem.ramp(shift)
-        if with_jacobian:
-            spectra = np.concatenate(
-                [spectra, np.stack([-1j * omega * spectra[0] for omega in problem.omegas])])
-        evaluations += 1
-        return problem.blur(spectra).reshape(len(spectra), -1).astype(np.float64)
-
-    def assemble(x, rows):
-        """Residual and (transposed) Jacobian from the rows of ``transforms``."""
-        residual = x[-2] * rows[0] + x[-1] - data
-        jacobian = np.empty((x.size, data.size))
-        jacobian[:nv + ndim] = rows[1:] * x[-2]
-        jacobian[-2] = rows[0]
-        jacobian[-1] = 1.0
-        return residual, jacobian
-
-    def cost_of(residual):
-        rho, _ = _robust(loss, (residual / scale) ** 2)
-        return 0.5 * scale**2 * float(rho.sum())
-
-    x = np.concatenate([v0, shift0, [1.0, 0.0]]).astype(float)
-    x = np.clip(x, lower, upper)
-    rows = transforms(x, True)
-    x[-2], x[-1], _ = _linear_fit(rows[0], data)
-    residual, jacobian = assemble(x, rows)
-    cost = cost_of(residual)
-    damping = 1e-3
+    point = objective.start(v0, shift0)
+    evaluations, damping = 1, 1e-3
     success, message = False, _MAX_EVALUATIONS
-    dof = max(data.size - x.size, 1)
     while evaluations < max_evaluations:
-        if loss == "linear":
-            weighted = jacobian
-        else:
-            weighted = jacobian * _robust(loss, (residual / scale) ** 2)[1]
-        normal = _gram(weighted, jacobian)
-        gradient = np.einsum("ik,k->i", weighted, residual)
-        diagonal = np.maximum(np.diag(normal), 1e-12 * max(np.diag(normal).max(), 1e-300))
-        uncertainty = np.sqrt(np.abs(np.diag(np.linalg.pinv(normal))) * 2 * cost / dof)
-        accepted = False
-        while evaluations < max_evaluations and damping < 1e10:
-            try:
-                step = np.linalg.solve(normal + damping * np.diag(diagonal), -gradient)
-            except np.linalg.LinAlgError:
-                damping *= 10
-                continue
-            trial = np.clip(x + step, lower, upper)
-            if np.all(np.abs(trial - x) <= 1e-2 * uncertainty):
-                break  # the step is far below the parameters' own uncertainty
-            # with a good start nearly every step is accepted: get its Jacobian at once
-            trial_residual, trial_jacobian = assemble(trial, transforms(trial, True))
-            trial_cost = cost_of(trial_residual)
-            if trial_cost <= cost:
-                accepted = True
-                break
-            damping *= 10
-        if not accepted:
+        step = _damped_step(objective, point, damping, evaluations, max_evaluations)
+        evaluations = step.evaluations
+        if step.accepted is None:
             success, message = True, "converged"
             break
-        x, cost = trial, trial_cost
-        residual, jacobian = trial_residual, trial_jacobian
-        damping = max(damping / 5, 1e-9)
+        point, damping = step.accepted, max(step.damping / 5, 1e-9)
         if not report(callback, evaluations, max_evaluations, None):
             success, message = False, _STOPPED
             break
-
-    rss = inner(residual, residual)
-    count = residual.size
-    nparams = x.size
-    dof = max(count - nparams, 1)
-    covariance = np.linalg.pinv(_gram(jacobian, jacobian)) * rss / dof
-    return {"x": x, "v": x[:nv], "covariance": covariance, "rss": rss, "count": count,
-            "nparams": nparams,
-            "criterion": count * math.log(max(rss, 1e-300) / count) + nparams * math.log(count),
-            "success": success, "message": message, "evaluations": evaluations}
+    rss = inner(point.residual, point.residual)
+    count = point.residual.size
+    dof = max(count - point.x.size, 1)
+    covariance = np.linalg.pinv(_gram(point.jacobian, point.jacobian)) * rss / dof
+    x, packing = point.x, objective.packing
+    return _Optimum(x[packing.model], x[packing.shift], x[packing.gain], x[packing.offset],
+                    packing, covariance, rss, count, success, message, evaluations)
 
 
-def _result(fit, sharp, blurred, a, spacing, sharp_scale, blurred_scale, noise, ranking,
-            loss) -> KernelFit:
-    spec: _Model = fit["spec"]
-    problem: _Problem = fit["problem"]
-    x, covariance = fit["x"], fit["covariance"]
-    ndim = sharp.ndim
-    nv = len(fit["v"])
-    v, shift = x[:nv], x[nv:nv + ndim]
-    params = spec.public(v)
-    message = str(fit["message"])
+# -- the result -----------------------------------------------------------------------------
+
+
+def _bound_message(spec: _Model, v, message: str) -> str:
+    """``message``, with a warning when a parameter sits at its bound."""
     at_lower = np.isclose(v, spec.lower, rtol=1e-6, atol=1e-9)
     at_upper = np.isclose(v, spec.upper, rtol=1e-6, atol=1e-9)
     if np.any(at_lower | at_upper):
         message += ("; a parameter sits at its bound (e.g. no measurable blur), so its error "
                     "is not meaningful")
+    return message
 
-    # errors of the public parameters by the delta method
-    names, values = _flatten(params)
-    transform = np.zeros((len(values), nv))
-    for i in range(nv):
+
+def _parameter_errors(spec: _Model, v, covariance) -> dict:
+    """Standard errors of the public parameters, from the ``covariance`` of ``v`` by the
+    delta method (central differences of ``spec.public``; angles wrap at ±π/2)."""
+    names, values = _flatten(spec.public(v))
+    angles = [k for k, n in enumerate(names) if n[0] == "angle"]
+    transform = np.zeros((len(values), v.size))
+    for i in range(v.size):
         step = 1e-6 * max(abs(v[i]), 1.0)
         up, down = v.copy(), v.copy()
         up[i] += step
         down[i] -= step
         difference = _flatten(spec.public(up))[1] - _flatten(spec.public(down))[1]
-        if any(n[0] == "angle" for n in names):  # angles wrap at ±π/2
-            at = [k for k, n in enumerate(names) if n[0] == "angle"]
-            difference[at] = np.remainder(difference[at] + np.pi / 2, np.pi) - np.pi / 2
+        if angles:
+            difference[angles] = np.remainder(difference[angles] + np.pi / 2, np.pi) - np.pi / 2
         transform[:, i] = difference / (2 * step)
-    parameter_cov = transform @ covariance[:nv, :nv] @ transform.T
-    errors = _errors_dict(names, np.sqrt(np.clip(np.diag(parameter_cov), 0, None)))
+    parameter_cov = transform @ covariance @ transform.T
+    return _errors_dict(names, np.sqrt(np.clip(np.diag(parameter_cov), 0, None)))
 
-    # back to the caller's intensity units
-    sharp_mean, sharp_std = sharp_scale
-    blurred_mean, blurred_std = blurred_scale
-    g, o = x[-2], x[-1]
-    gain = float(blurred_std * g / sharp_std)
-    offset = float(blurred_mean + blurred_std * o - gain * sharp_mean)
-    linear = np.array([[blurred_std / sharp_std, 0.0],
-                       [-blurred_std * sharp_mean / sharp_std, blurred_std]])
-    linear_cov = linear @ covariance[-2:, -2:] @ linear.T
-    errors["gain"] = float(np.sqrt(max(linear_cov[0, 0], 0)))
-    errors["offset"] = float(np.sqrt(max(linear_cov[1, 1], 0)))
-    shift_errors = np.sqrt(np.clip(np.diag(covariance)[nv:nv + ndim], 0, None))
+
+def _physical(spec: _Model, params: dict, spacing) -> dict:
+    """Sigma and FWHM per axis in ``spacing`` units (Gaussian only; empty otherwise)."""
+    if spec.name != "gaussian":
+        return {}
+    sigma = np.broadcast_to(np.asarray(params["sigma"], float), (len(spacing),))
+    return {"sigma": tuple(float(s * d) for s, d in zip(sigma, spacing, strict=True)),
+            "fwhm": tuple(float(GAUSSIAN_FWHM * s * d)
+                          for s, d in zip(sigma, spacing, strict=True))}
+
+
+def _result(best: _ModelFit, blurred, pair: _Normalised, request: _Request,
+            ranking) -> KernelFit:
+    """The public result of the chosen fit, in the caller's units."""
+    spec, problem, optimum = best.spec, best.problem, best.optimum
+    packing, covariance = optimum.packing, optimum.covariance
+    params = spec.public(optimum.v)
+    errors = _parameter_errors(spec, optimum.v, covariance[packing.model, packing.model])
+    intensity = packing.intensity
+    gain, offset, intensity_errors = pair.caller_intensity(
+        optimum.gain, optimum.offset, covariance[intensity, intensity])
+    errors.update(intensity_errors)
+    shift_errors = np.sqrt(np.clip(np.diag(covariance)[packing.shift], 0, None))
     errors["shift"] = tuple(float(e) for e in shift_errors)
 
-    kernel64 = spec.render(problem.kernel_shape, v)
-    kernel = kernel64.astype(np.float32)
-    prediction = problem.full_convolved(kernel, shift, sharp.shape) * g + o
-    reblurred = (prediction * blurred_std + blurred_mean).astype(np.float32)
+    kernel64 = best.rendered()
+    prediction = best.prediction()
+    reblurred = (prediction * pair.blurred_std + pair.blurred_mean).astype(np.float32)
     residual = np.zeros(blurred.shape, dtype=np.float32)
     valid = problem.data_window
     residual[valid] = blurred[valid] - reblurred[valid]
-
-    fwhm = spec.fwhm(params)
-    physical = {}
-    if spec.name == "gaussian":
-        sigma = np.broadcast_to(np.asarray(params["sigma"], float), (ndim,))
-        physical = {"sigma": tuple(float(s * d) for s, d in zip(sigma, spacing, strict=True)),
-                    "fwhm": tuple(float(GAUSSIAN_FWHM * s * d)
-                                  for s, d in zip(sigma, spacing, strict=True))}
-    dof = max(fit["count"] - fit["nparams"], 1)
     return KernelFit(
-        model=spec.name, params=params, errors=errors, kernel=kernel, residual=residual,
-        reblurred=reblurred, shift=np.asarray(shift, dtype=float), gain=gain, offset=offset,
-        fwhm=fwhm, ellipticity=_ellipticity(kernel64, spacing),
-        reduced_chi2=float(fit["rss"] / dof / noise**2),
-        noise_sigma=float(noise * blurred_std), criterion=float(fit["criterion"]),
-        ranking=ranking, physical=physical, valid=valid, spacing=spacing, loss=loss,
-        success=fit["success"], message=message, evaluations=fit["evaluations"])
+        model=spec.name, params=params, errors=errors, kernel=kernel64.astype(np.float32),
+        residual=residual, reblurred=reblurred, shift=np.asarray(optimum.shift, dtype=float),
+        gain=gain, offset=offset, fwhm=spec.fwhm(params),
+        ellipticity=_ellipticity(kernel64, request.spacing),
+        reduced_chi2=float(_reduced_chi2(optimum.rss, optimum.count, optimum.nparams,
+                                         pair.noise)),
+        noise_sigma=float(pair.noise * pair.blurred_std), criterion=float(best.criterion),
+        ranking=ranking, physical=_physical(spec, params, request.spacing),
+        valid=valid, spacing=request.spacing, loss=request.loss, success=optimum.success,
+        message=_bound_message(spec, optimum.v, str(optimum.message)),
+        evaluations=optimum.evaluations)
 
 
 # -- defocus diameter from the cepstrum --------------------------------------------------
@@ -977,13 +1259,7 @@ def defocus_diameter(blurred, *, sharp=None, min_diameter: float = 3.0,
             raise ValueError("sharp and blurred differ in shape")
         log_spectrum = log_spectrum - log_power(sharp)
     cepstrum = scipy.fft.irfftn(log_spectrum, grid, workers=WORKERS)
-    cepstrum = scipy.fft.fftshift(cepstrum)
-    centre = np.array(grid) // 2
-    y, x = np.indices(grid, sparse=True)
-    radius = np.hypot(y - centre[0], x - centre[1])
-    bins = np.round(radius).astype(int)
-    counts = np.bincount(bins.ravel())
-    profile = np.bincount(bins.ravel(), cepstrum.ravel()) / np.maximum(counts, 1)
+    profile = _radial_mean(scipy.fft.fftshift(cepstrum))
     high = int(max_diameter or min(blurred.shape) / 4)
     low = max(math.ceil(min_diameter), 2)
     if high <= low + 2:
@@ -997,3 +1273,13 @@ def defocus_diameter(blurred, *, sharp=None, min_diameter: float = 3.0,
     curvature = left - 2 * middle + right
     offset = 0.5 * (left - right) / curvature if curvature > 0 else 0.0
     return float(index + np.clip(offset, -0.5, 0.5))
+
+
+def _radial_mean(image: np.ndarray) -> np.ndarray:
+    """Mean of a 2D ``image`` over rings of integer radius (rounded) around its centre
+    pixel ``shape // 2``, by radius."""
+    centre = np.array(image.shape) // 2
+    y, x = np.indices(image.shape, sparse=True)
+    bins = np.round(np.hypot(y - centre[0], x - centre[1])).astype(int)
+    counts = np.bincount(bins.ravel())
+    return np.bincount(bins.ravel(), image.ravel()) / np.maximum(counts, 1)
