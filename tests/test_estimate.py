@@ -80,7 +80,7 @@ def test_star_field_support_is_trimmed_above_the_noise_spikes():
 @pytest.mark.parametrize("scene, sparse", [("stars", True), ("natural", False),
                                            ("blobs", False)])
 def test_sparse_scenes_are_told_apart(scene, sparse):
-    from psfkit.estimate import _is_sparse
+    from psfkit._kernel_support import _is_sparse
     from psfkit.samples import scene as make_scene
 
     assert _is_sparse(make_scene(scene, (128, 128))) is sparse
@@ -203,7 +203,7 @@ def test_bad_input_gets_a_clear_error(sharp, blurred, kwargs, error, match):
 def test_refits_at_one_shift_share_their_setup_and_match_a_fresh_fit():
     # _estimate_single fits several supports at one shift on one _AlignedPair; what it caches
     # (the Fourier solution, the autocorrelation) must leave every fit exactly as it would be
-    from psfkit.estimate import _AlignedPair, _fit_at_shift, _FitOptions
+    from psfkit._kernel_fit import _AlignedPair, _fit_at_shift, _FitOptions
 
     pair = blurred_pair(make_psf("gaussian", (15, 15), sigma=2.0), (400, 400),
                         shift=(0.3, -0.4), rng=3)

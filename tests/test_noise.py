@@ -40,3 +40,16 @@ def test_noise_sigma_of_mostly_flat_quantised_data_is_positive():
     image[::7, ::5] = 1.0  # a few isolated quantisation steps on a flat field
     sigma = noise_sigma(image)
     assert 0 < sigma < 0.5
+
+
+def test_rim_noise_rules_read_the_mean_rms_and_zero_share_of_the_outer_two_pixels():
+    from psfkit.noise import rim_noise_mean, rim_noise_rms, rim_zero_fraction
+
+    # the 32 values of a 6×6 rim: 16 at 3 and 16 at -1; the 2×2 centre is no rim
+    kernel = np.where(np.arange(6)[:, None] < 3, 3.0, -1.0) * np.ones((6, 6))
+    kernel[2:4, 2:4] = 100.0
+    assert rim_noise_mean(kernel) == pytest.approx(1.0)
+    assert rim_noise_rms(kernel) == pytest.approx(np.sqrt(5.0))
+    assert rim_zero_fraction(kernel) == pytest.approx(0.5)
+    empty = np.zeros((0, 0))
+    assert (rim_noise_mean(empty), rim_noise_rms(empty), rim_zero_fraction(empty)) == (0, 0, 0)

@@ -10,9 +10,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CORE_MODULES = ["psfkit", "psfkit.operators", "psfkit.models", "psfkit.align",
-                "psfkit.noise", "psfkit.estimate", "psfkit.fit", "psfkit.psf",
-                "psfkit.deconvolve", "psfkit.chunked", "psfkit.cli", "psfkit.samples",
-                "psfkit.demo"]
+                "psfkit.noise", "psfkit.estimate", "psfkit._kernel_fourier",
+                "psfkit._kernel_lsq", "psfkit._kernel_fit", "psfkit._kernel_support",
+                "psfkit.fit", "psfkit.psf", "psfkit.deconvolve", "psfkit.chunked",
+                "psfkit.cli", "psfkit.samples", "psfkit.demo"]
 
 
 def test_importing_the_core_loads_no_gui_toolkit():

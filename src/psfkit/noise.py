@@ -55,6 +55,39 @@ def rim(array: np.ndarray, width: int = 2) -> np.ndarray:
     return array[mask]
 
 
+def rim_noise_mean(array: np.ndarray) -> float:
+    """The mean rule: the mean of :func:`rim`'s values, in ``array``'s own precision (0 when
+    the rim is empty).
+
+    On a nonnegative fitted kernel it is the positive bias that the clipped noise leaves
+    where the true kernel is zero: the floor that is subtracted before its mass is counted.
+    """
+    values = rim(array)
+    return float(values.mean()) if values.size else 0.0
+
+
+def rim_noise_rms(array: np.ndarray) -> float:
+    """The RMS rule: the root mean square of :func:`rim`'s values, in float64 (0 when the rim
+    is empty).
+
+    On a fitted kernel it bounds the noise of one value from above (it includes the bias
+    the mean rule reads): the scale of the noise spikes a floor must clear.
+    """
+    values = rim(array)
+    return float(np.sqrt(np.mean(values.astype(np.float64) ** 2))) if values.size else 0.0
+
+
+def rim_zero_fraction(array: np.ndarray) -> float:
+    """The clipping rule: the share of :func:`rim`'s values at or below zero (0 when the rim
+    is empty).
+
+    A nonnegative fit clips about half of the noise where the true kernel is zero, so a rim
+    of noise has a large share at zero, while faint wings keep the rim positive.
+    """
+    values = rim(array)
+    return float(np.mean(values <= 0)) if values.size else 0.0
+
+
 def noise_sigma(image: np.ndarray) -> float:
     """Robust estimate of the standard deviation of white noise in ``image``.
 
