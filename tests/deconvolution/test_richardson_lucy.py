@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from psfkit import deconvolve
-from psfkit.deconvolution._richardson_lucy import (
+from psfkit.deconvolution._extrapolation import (
     MAX_EXTRAPOLATION,
-    BoundaryWeights,
     CosineRule,
     ProjectionRule,
     ReplayedSteps,
 )
+from psfkit.deconvolution._richardson_lucy import BoundaryWeights
 from psfkit.metrics import image_error as relative_error
 from psfkit.models import make_psf
 from psfkit.operators import BlurOperator, Convolver

@@ -15,12 +15,12 @@ from psfkit.noise import central_region
 from psfkit.operators import BlurOperator, Convolver
 
 from ._common import DEFAULT_ITERATIONS, MethodResult, Request, slab_rows
+from ._extrapolation import make_extrapolation
 from ._noise import NoiseModel
 from ._richardson_lucy import (
     DiscrepancyStop,
     PoissonData,
     ProgressSpan,
-    make_extrapolation,
     richardson_lucy,
     tv_regulariser,
 )
@@ -38,12 +38,12 @@ SMOOTHING_BISECTIONS = 9
 SMOOTHING_SEARCH_SAMPLES = 2**18
 
 
-def excess_kurtosis(values: np.ndarray, rows: int | None = None) -> float:
+def excess_kurtosis(values: np.ndarray) -> float:
     """Excess kurtosis of the values: about 0 for Gaussian-like, large for sparse peaks.
 
     Two passes in slabs along the first axis, so the temporaries stay small.
     """
-    rows = slab_rows(values.shape, rows)
+    rows = slab_rows(values.shape)
     mean = float(np.mean(values, dtype=np.float64))
     second = fourth = 0.0
     for start in range(0, values.shape[0], rows):

@@ -49,10 +49,8 @@ class MethodResult:
     history: tuple = ()
 
 
-def slab_rows(shape, rows: int | None = None) -> int:
+def slab_rows(shape) -> int:
     """How many leading-axis rows a slab-wise loop takes at once: at most 32, and at most
     about 2**18 samples, so a slab of a volume is a few planes, not half of it."""
-    if rows is not None:
-        return rows
     row_size = int(np.prod(shape[1:])) if len(shape) > 1 else 1
     return max(1, min(32, 2**18 // max(row_size, 1)))

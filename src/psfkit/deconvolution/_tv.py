@@ -39,13 +39,13 @@ class TotalVariationFactor:
     weight: float
     epsilon: float
 
-    def divide(self, factor: np.ndarray, point: np.ndarray, rows: int | None = None) -> None:
+    def divide(self, factor: np.ndarray, point: np.ndarray) -> None:
         """``factor /= 1 - weight div(∇x/|∇x|)`` at ``x = point``, in place.
 
         Computed in slabs along the first axis with a one-sample halo, which gives the
         same values as the whole array at once while keeping the temporaries small.
         """
-        rows = slab_rows(point.shape, rows)
+        rows = slab_rows(point.shape)
         n = point.shape[0]
         for start in range(0, n, rows):
             stop = min(start + rows, n)
