@@ -14,6 +14,16 @@ from psfkit.models import make_psf
 from psfkit.samples import blurred_pair
 
 
+def test_every_module_is_a_plain_import_and_the_public_function_is_the_packages():
+    import psfkit
+    import psfkit.deconvolution._auto as auto
+    import psfkit.deconvolution._richardson_lucy as rl
+
+    assert psfkit.deconvolve is psfkit.deconvolution.deconvolve
+    assert rl.richardson_lucy.__module__ == "psfkit.deconvolution._richardson_lucy"
+    assert METHOD_RUNNERS["rl_mix"] is auto.rl_mix
+
+
 def test_every_method_but_auto_has_a_runner_and_auto_is_rl_mix(natural_pair):
     assert set(METHOD_RUNNERS) == set(METHODS) - {"auto"}
     _, info = deconvolve(natural_pair.blurred, natural_pair.kernel, iterations=2,

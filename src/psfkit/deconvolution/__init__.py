@@ -88,21 +88,21 @@ class DeconvolutionInfo:
     def of(cls, result: MethodResult, noise: NoiseModel) -> DeconvolutionInfo:
         """The report of a method's ``result`` under ``noise``, with the parameters that
         repeat it."""
-        info = cls(method=result.method, iterations=result.iterations,
+        parameters = dict(method=result.method, regularization=float(result.regularization),
+                          **noise.parameters())
+        if result.method not in ("wiener", "tikhonov"):
+            parameters.update(iterations=max(int(result.iterations), 1),
+                              acceleration=result.acceleration)
+        if result.method == "rl_mix":
+            parameters.update(smoothing=float(result.smoothing))
+        if result.steps:
+            parameters.update(acceleration_steps=[float(step) for step in result.steps])
+        return cls(method=result.method, iterations=result.iterations,
                    regularization=result.regularization, smoothing=result.smoothing,
                    steps=list(result.steps), acceleration=result.acceleration,
                    noise_sigma=noise.rms, background=noise.background,
-                   stopped_by=result.stopped_by, history=list(result.history))
-        info.parameters = dict(method=info.method, regularization=float(info.regularization),
-                               **noise.parameters())
-        if info.method not in ("wiener", "tikhonov"):
-            info.parameters.update(iterations=max(int(info.iterations), 1),
-                                   acceleration=info.acceleration)
-        if info.method == "rl_mix":
-            info.parameters.update(smoothing=float(info.smoothing))
-        if info.steps:
-            info.parameters.update(acceleration_steps=[float(step) for step in info.steps])
-        return info
+                   stopped_by=result.stopped_by, history=list(result.history),
+                   parameters=parameters)
 
 
 def normalise_psf(psf, ndim: int) -> np.ndarray:

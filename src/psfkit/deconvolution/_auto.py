@@ -8,6 +8,8 @@ passed as ``request.tuning``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from psfkit._progress import report
@@ -206,48 +208,50 @@ def rl_mix(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     problem = PoissonData.from_image(image, noise)
     steps_of_smoothing = smoothing_steps(request.smoothing)
     budget = request.iterations or DEFAULT_ITERATIONS["rl_mix"]
-    sharp, extension = _overfitted_rl(problem, psf, request,
-                                      budget + steps_of_smoothing
-                                      + tuning.rl_tv_refinement_iterations)
-    shared = dict(method="rl_mix", iterations=sharp.iterations, steps=sharp.steps,
-                acceleration=request.acceleration, history=sharp.history)
+    sharp, extension = _overfitted_rl(problem, psf, request, budget, budget
+                                      + steps_of_smoothing + tuning.rl_tv_refinement_iterations)
     if sharp.stopped_by == "callback":
-        return MethodResult(image=sharp.image, stopped_by="callback", **shared)
+        return sharp
     weight = _rl_tv_weight(request.regularization, extension, sharp.image, image, noise)
     total = sharp.iterations + steps_of_smoothing + (
         tuning.rl_tv_refinement_iterations if weight > 0 else 0)
     counter = _StepCounter(request.callback, sharp.iterations, total)
     smooth, smoothing = smooth_to_noise(sharp.image, image, psf, noise, request.smoothing,
                                         on_step=counter)
-    stopped_by = "callback" if counter.cancelled else sharp.stopped_by
-    if weight > 0 and not counter.cancelled:
-        refined = richardson_lucy(
-            problem, BlurOperator(psf, image.shape),
-            iterations=tuning.rl_tv_refinement_iterations,
-            regulariser=tv_regulariser(problem, weight), initial=smooth,
-            progress=ProgressSpan(request.callback, sharp.iterations + steps_of_smoothing,
-                                  total))
-        if refined.stopped_by == "callback":
-            stopped_by = "callback"
-        smooth += refined.image
-        smooth *= np.float32(0.5)
-    return MethodResult(image=smooth, regularization=weight, smoothing=smoothing,
-                        stopped_by=stopped_by, **shared)
+    # the smoothed estimate replaces the over-fitted one, whose memory is freed
+    result = replace(sharp, image=smooth, regularization=weight, smoothing=smoothing,
+                     stopped_by="callback" if counter.cancelled else sharp.stopped_by)
+    del sharp
+    if weight == 0 or counter.cancelled:
+        return result
+    refined = richardson_lucy(
+        problem, BlurOperator(psf, image.shape), iterations=tuning.rl_tv_refinement_iterations,
+        regulariser=tv_regulariser(problem, weight), initial=smooth,
+        progress=ProgressSpan(request.callback, result.iterations + steps_of_smoothing, total))
+    smooth += refined.image
+    smooth *= np.float32(0.5)
+    return result if refined.stopped_by != "callback" else replace(result, stopped_by="callback")
 
 
-def _overfitted_rl(problem: PoissonData, psf, request: Request, total: int):
+def _overfitted_rl(problem: PoissonData, psf, request: Request, budget: int, total: int):
     """Step 1 of :func:`rl_mix`: RL past the discrepancy stop (extended by the point-source
-    test) or for ``request.iterations``, reported as the first steps of ``total``.
-    Returns the run and the extension (which knows whether it saw point sources)."""
+    test) or for ``request.iterations``, at most ``budget`` iterations reported as the
+    first steps of ``total``. Returns its result, and the extension, which knows whether
+    it saw point sources."""
     operator = BlurOperator(psf, problem.image.shape)
     extension = PointSourceExtension(request.tuning)
-    stops = ([DiscrepancyStop(problem, extension)] if request.iterations is None else [])
+    discrepancy = DiscrepancyStop(problem, extension) if request.iterations is None else None
     run = richardson_lucy(
-        problem, operator, iterations=request.iterations or DEFAULT_ITERATIONS["rl_mix"],
+        problem, operator, iterations=budget,
         extrapolation=make_extrapolation(request.acceleration, operator,
                                          replay=request.acceleration_steps),
-        stops=stops, progress=ProgressSpan(request.callback, total=total))
-    return run, extension
+        stops=[discrepancy] if discrepancy else [],
+        progress=ProgressSpan(request.callback, total=total))
+    result = MethodResult(image=run.image, method="rl_mix", iterations=run.iterations,
+                          steps=run.steps, acceleration=request.acceleration,
+                          stopped_by=run.stopped_by,
+                          history=tuple(discrepancy.history) if discrepancy else ())
+    return result, extension
 
 
 def _rl_tv_weight(regularization, extension: PointSourceExtension, sharp, image,

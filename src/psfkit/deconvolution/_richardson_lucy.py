@@ -18,7 +18,8 @@ can only end the run sooner.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -42,7 +43,7 @@ RL_STEP_RULE = "cosine"
 CONVERGENCE_TOLERANCE = 2e-4
 
 
-@dataclass
+@dataclass(frozen=True)
 class PoissonData:
     """Data ready for the RL family: ``data ≈ Poisson-like with mean H x + shift``.
 
@@ -65,6 +66,7 @@ class PoissonData:
         """The data of ``image`` under ``noise``, with their mean and maximum."""
         shift = float(noise.shift())
         slope, floor = noise.variance_terms()
+        # the mean and maximum are measured on the data this instance computes
         problem = cls(shift=shift, slope=slope, floor=floor, image=image,
                       background=float(noise.background), mean=0.0, max=0.0)
         rows = slab_rows(image.shape)
@@ -73,8 +75,7 @@ class PoissonData:
             part = problem.slab(start, start + rows)
             total += float(part.sum(dtype=np.float64))
             largest = max(largest, float(part.max()))
-        problem.mean, problem.max = total / image.size, largest
-        return problem
+        return replace(problem, mean=total / image.size, max=largest)
 
     def slab(self, start: int, stop: int) -> np.ndarray:
         """``data[start:stop]``, computed from the image."""
@@ -186,7 +187,7 @@ class DiscrepancyStop:
     each iteration up to that one."""
 
     problem: PoissonData
-    extension: float | object = 1.0
+    extension: float | Callable[[np.ndarray], float] = 1.0
     history: list = field(default_factory=list)
     reached: bool = False
     reason = "discrepancy"
@@ -253,7 +254,6 @@ class RichardsonLucyRun:
     iterations: int
     stopped_by: str
     steps: tuple
-    history: tuple
 
 
 def richardson_lucy(problem: PoissonData, operator: BlurOperator, *, iterations: int,
@@ -294,10 +294,8 @@ def richardson_lucy(problem: PoissonData, operator: BlurOperator, *, iterations:
         if iteration >= last:
             break
     del weights, state
-    history = next((rule.history for rule in stops if isinstance(rule, DiscrepancyStop)), ())
     return RichardsonLucyRun(image=np.array(estimate[operator.output]), iterations=iteration,
-                             stopped_by=stopped_by, steps=tuple(extrapolation.steps),
-                             history=tuple(history))
+                             stopped_by=stopped_by, steps=tuple(extrapolation.steps))
 
 
 def _starting_estimate(problem: PoissonData, operator: BlurOperator,
@@ -382,9 +380,8 @@ def _rl_family(image, psf, noise: NoiseModel, request: Request, method: str, wei
     problem = PoissonData.from_image(image, noise)
     operator = BlurOperator(psf, image.shape)
     automatic_stop = request.iterations is None
-    stops = []
-    if automatic_stop:
-        stops.append(DiscrepancyStop(problem) if weight == 0 else ToleranceStop())
+    discrepancy = DiscrepancyStop(problem) if automatic_stop and weight == 0 else None
+    stops = [discrepancy or ToleranceStop()] if automatic_stop else []
     extrapolation = make_extrapolation(
         request.acceleration, operator, step_rule=step_rule if weight == 0 else "projection",
         replay=request.acceleration_steps, tuning=request.tuning,
@@ -397,4 +394,4 @@ def _rl_family(image, psf, noise: NoiseModel, request: Request, method: str, wei
     return MethodResult(image=run.image, method=method, iterations=run.iterations,
                         regularization=weight, steps=run.steps,
                         acceleration=request.acceleration, stopped_by=run.stopped_by,
-                        history=run.history)
+                        history=tuple(discrepancy.history) if discrepancy else ())
