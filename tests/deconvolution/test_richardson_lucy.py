@@ -10,10 +10,16 @@ from psfkit import deconvolve
 from psfkit.deconvolution._extrapolation import (
     MAX_EXTRAPOLATION,
     CosineRule,
+    NoExtrapolation,
     ProjectionRule,
     ReplayedSteps,
 )
-from psfkit.deconvolution._richardson_lucy import BoundaryWeights
+from psfkit.deconvolution._richardson_lucy import (
+    BoundaryWeights,
+    DiscrepancyStop,
+    IterationState,
+    ToleranceStop,
+)
 from psfkit.metrics import image_error as relative_error
 from psfkit.models import make_psf
 from psfkit.operators import BlurOperator, Convolver
@@ -146,3 +152,27 @@ def test_cosine_rule_is_the_cosine_at_least_nesterovs_step_and_restarts_when_neg
 def test_replayed_steps_come_first_then_the_rule_decides():
     rule = ReplayedSteps((0.3, 0.6), ProjectionRule())
     assert [rule(k, None if k == 1 else 1.0, 1.0, 2.0) for k in (1, 2, 3)] == [0.3, 0.6, 0.5]
+
+
+def test_discrepancy_stop_extends_the_first_iteration_at_the_noise_once():
+    output = np.ones((4, 4), dtype=np.float32)
+    rule = DiscrepancyStop(problem=None, extension=lambda estimate: 2.5, history=[1.3])
+    assert rule.last_iteration(IterationState(6, output, output, None)) is None
+    rule.history.append(0.97)  # the misfit reaches the noise at iteration 7
+    assert rule.last_iteration(IterationState(7, output, output, None)) == round(2.5 * 7)
+    rule.history.append(0.5)
+    assert rule.last_iteration(IterationState(8, output, output, None)) is None
+    # an extension below 1 never ends the run before the iteration that met the rule
+    early = DiscrepancyStop(problem=None, extension=0.5, history=[0.9])
+    assert early.last_iteration(IterationState(4, output, output, None)) == 4
+
+
+def test_tolerance_stop_compares_the_change_with_the_estimates_norm():
+    estimate = np.full((10, 10), 2.0, dtype=np.float32)  # squared norm 400
+    extrapolation = NoExtrapolation(measure_change=True)
+    rule = ToleranceStop(tolerance=0.01)  # stops at a squared change of 400e-4 = 0.04
+    extrapolation.change_norm = 0.039
+    assert rule.last_iteration(IterationState(2, estimate, estimate, extrapolation)) is None
+    assert rule.last_iteration(IterationState(3, estimate, estimate, extrapolation)) == 3
+    extrapolation.change_norm = 0.041
+    assert rule.last_iteration(IterationState(3, estimate, estimate, extrapolation)) is None

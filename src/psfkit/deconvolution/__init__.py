@@ -15,9 +15,11 @@ like the interior and do not ring. The returned image is the part of the object 
 image's own pixels.
 
 The package holds one module per family: ``_direct`` (Wiener, Tikhonov),
-``_richardson_lucy`` (RL and RL-TV, and the parts of their loop), ``_tv`` (the TV prox,
-FISTA-TV, RL-TV's factor), ``_auto`` (``rl_mix``), ``_noise`` (the noise model) and
-``_tuning`` (the constants tuned on the benchmark suite). Here live :func:`deconvolve`,
+``_richardson_lucy`` (RL and RL-TV: the loop, its data and stopping rules),
+``_extrapolation`` (RL's acceleration strategies and step rules), ``_tv`` (the TV prox,
+FISTA-TV, RL-TV's factor), ``_auto`` (``rl_mix``), ``_noise`` (the noise model),
+``_tuning`` (the constants tuned on the benchmark suite) and ``_common`` (what every
+method receives and returns). Here live :func:`deconvolve`,
 :class:`DeconvolutionInfo` and :data:`METHOD_RUNNERS`, the table from method name to the
 function that runs it.
 """

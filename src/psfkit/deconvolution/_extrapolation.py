@@ -27,7 +27,6 @@ from ._tuning import DEFAULT_TUNING, AutoTuning
 MAX_EXTRAPOLATION = 0.95
 
 
-
 @dataclass(frozen=True)
 class ProjectionRule:
     """Biggs and Andrews' step: the projection coefficient of the last change on the one
