@@ -36,9 +36,9 @@ import scipy.fft
 import scipy.ndimage as ndi
 
 from psfkit import deconvolve
-from psfkit.deconvolve import BlurOperator
 from psfkit.metrics import image_error as relative_error
 from psfkit.models import make_psf
+from psfkit.operators import BlurOperator
 from psfkit.samples import blurred_pair, scene
 
 RESULTS = Path(__file__).parent / "results" / "deconvolve.md"
@@ -461,24 +461,23 @@ def time_to_quality(quick: bool) -> str:
 # ---------------------------------------------------------------------------------- memory
 
 _MEMORY_CHILD = """
-import importlib, sys, tracemalloc
+import sys, tracemalloc
 import numpy as np
 from psfkit import deconvolve
+from psfkit.deconvolution import AutoTuning
 from psfkit.models import make_psf
 def status(key):
     for line in open('/proc/self/status'):
         if line.startswith(key):
             return int(line.split()[1]) * 1024
 side, method, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-# the RL-TV half of auto repeats the same iteration: a few show its peak
-engine = importlib.import_module('psfkit.deconvolve')
-engine.RL_TV_REFINEMENT_ITERATIONS = 5
 image = np.random.default_rng(0).random((side, side), dtype=np.float32) * 100
 psf = make_psf('gaussian', (31, 31), sigma=3.0)
 deconvolve(image[:64, :64], psf[:15, :15], iterations=2)  # imports, FFT plans
 kwargs = {'plain': dict(method='richardson_lucy', acceleration=None, iterations=5),
           'accelerated': dict(method='richardson_lucy', iterations=5),
-          'auto': {}}[method]
+          # the RL-TV half of auto repeats the same iteration: a few show its peak
+          'auto': dict(tuning=AutoTuning(rl_tv_refinement_iterations=5))}[method]
 open('/proc/self/clear_refs', 'w').write('5')  # VmHWM := VmRSS
 before = status('VmRSS')
 if mode == 'traced':
@@ -522,9 +521,8 @@ def auto_run(quick: bool) -> str:
     """Wall time of one untuned ``auto`` run, from the call to the result, and how it splits
     into the parts of ``rl_mix`` (timed by wrapping them), in seconds and in units of the
     4-FFT baseline on psfkit's padded grid."""
-    import importlib
+    import psfkit.deconvolution._auto as engine
 
-    engine = importlib.import_module("psfkit.deconvolve")
     cases = [("2048² photograph, 31² Gaussian PSF, 1 % noise", "natural", (2048, 2048),
               make_psf("gaussian", (31, 31), sigma=3.0), dict(noise=0.01)),
              ("64×256×256 blobs, 15×21×21 Gaussian PSF, Poisson", "blobs", (64, 256, 256),
@@ -543,7 +541,7 @@ def auto_run(quick: bool) -> str:
         deconvolve(pair.blurred[tuple(slice(0, 64) for _ in shape)], psf)  # FFT plans
         spent = []
         originals = {name: getattr(engine, name)
-                     for name in ("_richardson_lucy", "_smooth_to_noise")}
+                     for name in ("richardson_lucy", "smooth_to_noise")}
 
         def timed(name, originals=originals, spent=spent):
             def run(*args, **kwargs):

@@ -94,7 +94,7 @@ def test_a_failed_run_leaves_no_output_and_no_temporary_file(files, monkeypatch,
     def broken(*args, **kwargs):
         raise MemoryError("out of memory")
 
-    monkeypatch.setattr(sys.modules["psfkit.deconvolve"], "deconvolve", broken)
+    monkeypatch.setattr(sys.modules["psfkit.deconvolution"], "deconvolve", broken)
     code = main(["deconvolve", image_path, "--psf", psf_path, "-o", str(folder / "out.tif")])
     assert code == EXIT_FAILED
     assert "MemoryError" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 import importlib
 import importlib.metadata
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,11 +10,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CORE_MODULES = ["psfkit", "psfkit.operators", "psfkit.models", "psfkit.align",
-                "psfkit.noise", "psfkit.estimate", "psfkit._kernel_fourier",
-                "psfkit._kernel_lsq", "psfkit._kernel_fit", "psfkit._kernel_support",
-                "psfkit.fit", "psfkit.psf", "psfkit.deconvolve", "psfkit.chunked",
-                "psfkit.cli", "psfkit.samples", "psfkit.demo"]
+#: Every module of the core: all of psfkit but the napari face.
+CORE_MODULES = ["psfkit"] + sorted(
+    module.name for module in pkgutil.walk_packages(
+        [str(REPO / "src" / "psfkit")], prefix="psfkit.")
+    if not module.name.startswith("psfkit._napari"))
 
 
 def test_importing_the_core_loads_no_gui_toolkit():

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 from .align import estimate_shift
 from .chunked import deconvolve_chunked
-from .deconvolve import deconvolve
+from .deconvolution import deconvolve
 from .estimate import KernelEstimate, estimate_kernel
 from .fit import KernelFit, defocus_diameter, fit_kernel
 from .models import MODELS, make_psf

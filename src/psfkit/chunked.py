@@ -27,7 +27,6 @@ so a cluster needs no shared file system and memory stays bounded by the blocks 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import math
 import os
@@ -36,9 +35,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import deconvolution
 from ._progress import report
 from ._validate import as_float_array
-from .deconvolve import deconvolve
+from .deconvolution import deconvolve
 from .noise import central_region
 
 #: Energy fraction that defines the PSF's support radius.
@@ -262,14 +262,10 @@ _NOT_CHOICES = frozenset({"image", "psf", "callback", "return_info", "accelerati
 
 
 
-def _core():
-    return importlib.import_module("psfkit.deconvolve")  # the module, not the function
-
-
 def _open_choices(parameters: dict) -> list[str]:
     """Keyword arguments of the core left to the data ("auto" or None where the core
     would estimate them: method, regularization, iterations, background, noise...)."""
-    signature = inspect.signature(_core().deconvolve).parameters
+    signature = inspect.signature(deconvolution.deconvolve).parameters
     open_names = []
     for name, spec in signature.items():
         if name in _NOT_CHOICES or spec.kind not in (spec.KEYWORD_ONLY,
@@ -284,14 +280,14 @@ def _open_choices(parameters: dict) -> list[str]:
 def explicit_parameters(parameters: dict, info) -> dict:
     """The request ``parameters`` with every choice the core made filled in from ``info``.
 
-    ``info`` is the :class:`~psfkit.deconvolve.DeconvolutionInfo` of a run with these
+    ``info`` is the :class:`~psfkit.deconvolution.DeconvolutionInfo` of a run with these
     ``parameters``. Every argument left to the data that the report names (``method``,
     ``iterations``, ``regularization``, ``background``, ...) is replaced by the value the
     core used, so another image (a block, the next frame) can be treated the same way.
     The core reports them in ``info.parameters``, the noise model included (``background``,
     ``read_noise``, ``gain``), so no block estimates anything itself.
     """
-    signature = inspect.signature(_core().deconvolve).parameters
+    signature = inspect.signature(deconvolution.deconvolve).parameters
     # the core's report names its choices after its keyword arguments; a field that is
     # not an argument (a noise level, a history) is not passed on
     reported = dict(getattr(info, "parameters", None) or vars(info))
@@ -314,7 +310,7 @@ def _resolve_automatic_choices(sample: np.ndarray, psf: np.ndarray, parameters: 
     (see :func:`explicit_parameters`)."""
     if not _open_choices(parameters):
         return dict(parameters)
-    _, info = _core().deconvolve(sample, psf, **parameters, callback=callback,
+    _, info = deconvolution.deconvolve(sample, psf, **parameters, callback=callback,
                                  return_info=True)
     return explicit_parameters(parameters, info)
 

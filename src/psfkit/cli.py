@@ -97,7 +97,7 @@ def _add_deconvolve(subparsers) -> None:
     parser.add_argument("image", help="input TIFF")
     parser.add_argument("--psf", required=True, help="PSF TIFF, 2D or 3D, centred")
     parser.add_argument("-o", "--output", required=True, help="output TIFF (float32)")
-    from .deconvolve import METHODS
+    from .deconvolution import METHODS
 
     parser.add_argument("--method", default="auto", choices=METHODS,
                         help="deconvolution method (default: auto)")
@@ -306,7 +306,7 @@ def _run_deconvolve(args) -> int:
 def _deconvolve_files(args) -> int:
     import tifffile
 
-    from .deconvolve import deconvolve
+    from .deconvolution import deconvolve
 
     _check_paths(args)
     psf = np.asarray(_read_tiff(args.psf, "PSF"))

@@ -40,7 +40,7 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> dict:
     """
     import tifffile
 
-    from .deconvolve import deconvolve
+    from .deconvolution import deconvolve
     from .estimate import estimate_kernel
     from .fit import fit_kernel
     from .psf import prepare_psf

@@ -254,3 +254,71 @@ def fourier_shift(array: np.ndarray, shift, *, edges: str = "zero") -> np.ndarra
     moved = scipy.fft.irfftn(spectrum, padded.shape, workers=WORKERS)
     inside = tuple(slice(p, p + n) for p, n in zip(pad, array.shape, strict=True))
     return moved[inside].astype(np.float32, copy=False)
+
+
+class BlurOperator:
+    """``valid(psf * object)`` and its adjoint on a compact periodic grid, in float32: the
+    operator of the iterative deconvolution methods.
+
+    The object occupies grid indices ``[0, N + K - 1)`` per axis and the image the
+    ``valid`` slice ``[K - 1, K - 1 + N)``. Because the grid is at least as long as the
+    object, the circular convolution equals the linear one on the valid slice, and the
+    adjoint (a circular correlation) of anything supported there lands inside the object.
+    Arrays passed around are full grid arrays so no re-embedding happens per iteration:
+    ``apply(x)[valid]`` is ``valid(psf * x[object])``, and ``adjoint(y)`` of a grid array
+    that is zero outside ``valid`` is its correlation with the PSF, so that
+    ``<apply(x)[valid], y[valid]> == <x[object], adjoint(y)[object]>``.
+    """
+
+    def __init__(self, psf: np.ndarray, image_shape, *, workers: int | None = None):
+        psf = np.asarray(psf, dtype=np.float32)
+        self.workers = WORKERS if workers is None else workers
+        self.image_shape = tuple(int(n) for n in image_shape)
+        self.psf_shape = psf.shape
+        self.object_shape = tuple(n + k - 1 for n, k in zip(self.image_shape, psf.shape,
+                                                             strict=True))
+        self.grid_shape = fast_shape(self.object_shape)
+        # the PSF's corner on index 0 (not its centre): the valid slice starts at K - 1
+        self.otf = scipy.fft.rfftn(psf, self.grid_shape, workers=self.workers)
+        self.valid = tuple(slice(k - 1, k - 1 + n) for n, k in zip(self.image_shape,
+                                                                    psf.shape, strict=True))
+        self.object = tuple(slice(0, n) for n in self.object_shape)
+        # the object pixel seen straight through a centred kernel's origin (shape // 2)
+        self.output = tuple(slice(k - 1 - k // 2, k - 1 - k // 2 + n)
+                            for n, k in zip(self.image_shape, psf.shape, strict=True))
+
+    def zeros(self) -> np.ndarray:
+        """A float32 grid array of zeros."""
+        return np.zeros(self.grid_shape, dtype=np.float32)
+
+    def apply(self, grid_object: np.ndarray) -> np.ndarray:
+        """Circular blur of a grid array; its ``valid`` slice is ``valid(psf * object)``."""
+        spectrum = scipy.fft.rfftn(grid_object, workers=self.workers)
+        spectrum *= self.otf
+        return self._inverse(spectrum)
+
+    def adjoint(self, grid_residual: np.ndarray) -> np.ndarray:
+        """Correlation with the PSF of a grid array that is zero outside ``valid``."""
+        spectrum = scipy.fft.rfftn(grid_residual, workers=self.workers)
+        del grid_residual  # lets a caller that passed its last reference free the memory
+        multiply_by_conjugate(spectrum, self.otf)
+        return self._inverse(spectrum)
+
+    def _inverse(self, spectrum: np.ndarray) -> np.ndarray:
+        """``irfftn`` of a half spectrum, which it overwrites (no hidden spectrum copy)."""
+        return inverse_rfftn(spectrum, self.grid_shape, workers=self.workers)
+
+    def zero_outside_valid(self, grid: np.ndarray) -> None:
+        """Set every grid sample outside the ``valid`` slice to zero, in place."""
+        for axis, region in enumerate(self.valid):
+            before = [slice(None)] * grid.ndim
+            before[axis] = slice(0, region.start)
+            grid[tuple(before)] = 0
+            before[axis] = slice(region.stop, None)
+            grid[tuple(before)] = 0
+
+    def sensitivity(self) -> np.ndarray:
+        """``H^T 1``: how much of each object pixel's light reaches the image."""
+        ones = self.zeros()
+        ones[self.valid] = 1
+        return self.adjoint(ones)

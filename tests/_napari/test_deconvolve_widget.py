@@ -7,11 +7,8 @@ from _widget_helpers import run_to_end
 
 import psfkit
 from psfkit._napari._deconvolve_widget import DeconvolveWidget, model_psf
-from psfkit.deconvolve import (
-    RL_TV_REFINEMENT_ITERATIONS,
-    SMOOTHING_BISECTIONS,
-    SMOOTHING_ITERATIONS,
-)
+from psfkit.deconvolution import DEFAULT_TUNING
+from psfkit.deconvolution._auto import SMOOTHING_BISECTIONS, SMOOTHING_ITERATIONS
 from psfkit.models import make_psf
 from psfkit.samples import blurred_pair
 
@@ -152,7 +149,8 @@ def test_progress_of_automatic_frames_only_goes_up_and_ends_full(viewer_widget, 
     # weight, the others reuse it) and the RL-TV part's
     per_frame = [report["iterations"] + SMOOTHING_ITERATIONS
                  + (SMOOTHING_BISECTIONS if index == 0 else 0)
-                 + (RL_TV_REFINEMENT_ITERATIONS if report["regularization"] > 0 else 0)
+                 + (DEFAULT_TUNING.rl_tv_refinement_iterations
+                    if report["regularization"] > 0 else 0)
                  for index, report in enumerate(reports)]
     assert steps[-1][0] == sum(per_frame)
 

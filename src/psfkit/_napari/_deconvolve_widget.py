@@ -17,7 +17,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox
 
 from psfkit.chunked import deconvolve_chunked, explicit_parameters, plan_chunked
-from psfkit.deconvolve import METHODS, deconvolve
+from psfkit.deconvolution import METHODS, deconvolve
 from psfkit.models import make_psf
 
 from ._common import PsfkitWidget, layer_array, layer_picker, upsert_layer

@@ -1,0 +1,257 @@
+"""Deconvolution with a known PSF: Wiener, Tikhonov, Richardson–Lucy (plain, accelerated,
+total-variation regularised) and FISTA with total variation, plus an automatic choice.
+
+Every method solves the same forward model, the one a camera obeys::
+
+    image = valid(psf * object) + background + noise
+
+The object is larger than the image by ``psf.shape - 1`` per axis, so the light that enters
+the frame from outside it is modelled instead of wrapped around. The blur is evaluated on a
+compact periodic grid just large enough for the object (:class:`psfkit.operators.BlurOperator`):
+on such a grid the valid part of a circular convolution equals the linear one, so no padding
+work is repeated inside the iterations. The iterative methods use boundary-aware
+normalisation in the manner of Bertero and Boccacci, so pixels near the border converge
+like the interior and do not ring. The returned image is the part of the object seen by the
+image's own pixels.
+
+The package holds one module per family: ``_direct`` (Wiener, Tikhonov),
+``_richardson_lucy`` (RL and RL-TV: the loop, its data and stopping rules),
+``_extrapolation`` (RL's acceleration strategies and step rules), ``_tv`` (the TV prox,
+FISTA-TV, RL-TV's factor), ``_auto`` (``rl_mix``), ``_noise`` (the noise model),
+``_tuning`` (the constants tuned on the benchmark suite) and ``_common`` (what every
+method receives and returns). Here live :func:`deconvolve`,
+:class:`DeconvolutionInfo` and :data:`METHOD_RUNNERS`, the table from method name to the
+function that runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from psfkit._validate import as_float_array
+
+from ._auto import rl_mix
+from ._common import DEFAULT_ITERATIONS, MethodResult, Request
+from ._direct import tikhonov, wiener
+from ._noise import NoiseModel
+from ._richardson_lucy import run_richardson_lucy, run_rl_tv
+from ._tuning import DEFAULT_TUNING, AutoTuning
+from ._tv import fista_tv
+
+__all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "METHODS",
+           "METHOD_RUNNERS", "AutoTuning", "DeconvolutionInfo", "deconvolve"]
+
+#: Each method's function: ``run(image, psf, noise, request) -> MethodResult``, with the
+#: image and PSF validated (float32, the PSF nonnegative with unit sum).
+METHOD_RUNNERS = {
+    "wiener": wiener,
+    "tikhonov": tikhonov,
+    "richardson_lucy": run_richardson_lucy,
+    "rl_tv": run_rl_tv,
+    "fista_tv": fista_tv,
+    "rl_mix": rl_mix,
+}
+
+#: ``"auto"`` runs this method: both RL priors fit both noise kinds through the
+#: shifted-Poisson model, and their average is never far from the better of the two,
+#: whichever suits the scene.
+AUTO_METHOD = "rl_mix"
+
+METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix")
+ACCELERATIONS = ("geometric", "biggs_andrews", None)
+
+
+@dataclass
+class DeconvolutionInfo:
+    """What :func:`deconvolve` did: the method, its settings and how it stopped."""
+
+    method: str
+    iterations: int = 0
+    regularization: float = 0.0
+    #: weight of ``rl_mix``'s total-variation smoothing (0 for the other methods)
+    smoothing: float = 0.0
+    #: extrapolation step of each accelerated Richardson–Lucy iteration (for ``rl_mix``, of
+    #: its Richardson–Lucy part; its RL-TV part is not accelerated)
+    steps: list = field(default_factory=list)
+    acceleration: str | None = None
+    noise_sigma: float = 0.0
+    background: float = 0.0
+    stopped_by: str = "iterations"
+    history: list = field(default_factory=list)
+    #: :func:`deconvolve` keyword arguments that repeat this run with no data-driven
+    #: choice: ``deconvolve(other, psf, **info.parameters)`` treats another image (a block,
+    #: the next frame) exactly like this one (method, iterations, regularization,
+    #: acceleration and the noise model: background, read_noise, gain).
+    parameters: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, result: MethodResult, noise: NoiseModel) -> DeconvolutionInfo:
+        """The report of a method's ``result`` under ``noise``, with the parameters that
+        repeat it."""
+        parameters = dict(method=result.method, regularization=float(result.regularization),
+                          **noise.parameters())
+        if result.method not in ("wiener", "tikhonov"):
+            parameters.update(iterations=max(int(result.iterations), 1),
+                              acceleration=result.acceleration)
+        if result.method == "rl_mix":
+            parameters.update(smoothing=float(result.smoothing))
+        if result.steps:
+            parameters.update(acceleration_steps=[float(step) for step in result.steps])
+        return cls(method=result.method, iterations=result.iterations,
+                   regularization=result.regularization, smoothing=result.smoothing,
+                   steps=list(result.steps), acceleration=result.acceleration,
+                   noise_sigma=noise.rms, background=noise.background,
+                   stopped_by=result.stopped_by, history=list(result.history),
+                   parameters=parameters)
+
+
+def normalise_psf(psf, ndim: int) -> np.ndarray:
+    """The PSF as float32 of ``ndim`` dimensions, clipped at zero and of unit sum."""
+    psf = as_float_array(psf, "psf", ndim=(ndim,))
+    if psf.ndim != ndim:
+        raise ValueError(f"psf must be {ndim}D like the image, got shape {psf.shape}")
+    if np.any(psf < 0):
+        psf = np.clip(psf, 0, None)
+    total = float(psf.sum(dtype=np.float64))
+    if not total > 0:
+        raise ValueError("psf must have a positive sum")
+    return psf / np.float32(total)
+
+
+def _checked_request(method, iterations, regularization, smoothing, acceleration,
+                     acceleration_steps, callback, tuning) -> Request:
+    """The settings of :func:`deconvolve`, validated, with ``acceleration_steps`` as a
+    list of floats."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if acceleration not in ACCELERATIONS:
+        raise ValueError(f"acceleration must be one of {ACCELERATIONS}, got {acceleration!r}")
+    if iterations is not None and (int(iterations) != iterations or iterations < 1):
+        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    if acceleration_steps is not None:
+        steps = np.asarray(acceleration_steps, dtype=np.float64)
+        if steps.ndim != 1 or not np.all(np.isfinite(steps)) or np.any(steps < 0):
+            raise ValueError("acceleration_steps must be a sequence of finite numbers >= 0")
+        acceleration_steps = steps.tolist()
+    if not (regularization == "auto" or np.isscalar(regularization)):
+        raise ValueError(f"regularization must be a number or 'auto', got {regularization!r}")
+    if method in ("auto", "rl_mix") and not (
+            smoothing == "auto" or (np.isscalar(smoothing) and float(smoothing) >= 0)):
+        raise ValueError(f"smoothing must be a number >= 0 or 'auto', got {smoothing!r}")
+    return Request(iterations=iterations, regularization=regularization, smoothing=smoothing,
+                   acceleration=acceleration, acceleration_steps=acceleration_steps,
+                   callback=callback, tuning=tuning)
+
+
+def deconvolve(
+    image,
+    psf,
+    method: str = "auto",
+    *,
+    iterations: int | None = None,
+    regularization="auto",
+    smoothing="auto",
+    acceleration: str | None = "geometric",
+    acceleration_steps=None,
+    background: float | None = None,
+    read_noise: float | None = None,
+    gain: float | None = None,
+    callback=None,
+    tuning: AutoTuning = DEFAULT_TUNING,
+    return_info: bool = False,
+):
+    """Deconvolve ``image`` by a known ``psf``, without edge ringing or noise blow-up.
+
+    Parameters
+    ----------
+    image : (M, N) or (P, M, N) ndarray
+        Blurred image, any real dtype. Not modified.
+    psf : ndarray
+        Point spread function with the image's dimensionality, origin at its centre pixel
+        ``shape // 2``. It is clipped to be nonnegative and normalised to unit sum.
+    method : {"auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix"}
+        ``"auto"`` chooses the method, its regularization and when to stop from the data;
+        today it is ``"rl_mix"``: Richardson–Lucy run past the discrepancy principle's stop,
+        total-variation smoothed back to the noise level and, unless the object is made of
+        point sources, averaged with RL-TV (see :func:`psfkit.deconvolution._auto.rl_mix`).
+    iterations : int, optional
+        Iteration budget of the iterative methods. When omitted, the discrepancy principle
+        stops them (at most ``DEFAULT_ITERATIONS`` for the method).
+    regularization : float or "auto"
+        Weight of the regulariser; ``"auto"`` chooses it from the noise level. For
+        ``"rl_mix"``, the weight of its RL-TV member (0 leaves that member out).
+    smoothing : float or "auto"
+        ``"rl_mix"`` only: the weight of the total-variation smoothing of its
+        Richardson–Lucy member; ``"auto"`` makes the smoothed result fit the data down to the
+        noise (the discrepancy principle).
+    acceleration : {"geometric", "biggs_andrews", None}
+        Richardson–Lucy acceleration by Biggs–Andrews vector extrapolation, of ``log x``
+        (``"geometric"``, the default: stays positive without clipping, which keeps point
+        sources sharp) or of ``x`` itself (``"biggs_andrews"``, the classic form, with
+        clipping at zero). ``None`` gives plain Richardson–Lucy.
+    acceleration_steps : sequence of float, optional
+        The extrapolation step of each accelerated iteration, as an earlier run reports them
+        in ``info.steps``: replays that run's acceleration instead of computing the steps
+        from this image, so that blocks of a larger image (:mod:`psfkit.chunked`) or the
+        frames of a series follow the same path. ``info.parameters`` includes them.
+    background : float, optional
+        Constant offset of the image (camera offset, sky level). Estimated when omitted.
+    read_noise : float, optional
+        Standard deviation of the Gaussian read noise in image units. Estimated with
+        ``gain`` from the image when omitted.
+    gain : float, optional
+        Shot-noise gain: the variance added per unit of signal above the background
+        (``var = gain * (mean - background) + read_noise²``); 0 for purely Gaussian noise.
+        Estimated from the image when omitted. With ``background``, ``read_noise`` and
+        ``gain`` all given, no noise estimate is made.
+    callback : callable, optional
+        ``callback(step, total, current)`` after each iteration; return ``False`` to stop.
+    tuning : AutoTuning, optional
+        The constants of the automatic choices that were tuned on the benchmark suite
+        (:class:`psfkit.deconvolution._tuning.AutoTuning`); for scripts that re-derive
+        them. The default is the tuned values.
+    return_info : bool
+        Also return a :class:`DeconvolutionInfo`. Its ``parameters`` are keyword arguments
+        that repeat the run without any data-driven choice, e.g. on the blocks of a larger
+        image (:func:`psfkit.chunked.deconvolve_chunked` does this).
+
+    Returns
+    -------
+    (M, N) or (P, M, N) ndarray of float32
+        The deconvolved image, on the input's grid. With ``return_info``, a tuple
+        ``(image, info)``.
+
+    Notes
+    -----
+    The model is ``y = valid(h * x) + b + n``, with ``x`` larger than ``y`` by the PSF
+    support minus one, so the result has no wrap-around artefacts.
+
+    References
+    ----------
+    .. [1] W. H. Richardson, "Bayesian-based iterative method of image restoration",
+       JOSA 62 (1972); L. B. Lucy, AJ 79 (1974).
+    .. [2] M. Bertero and P. Boccacci, "A simple method for the reduction of boundary
+       effects in the Richardson-Lucy approach to image deconvolution", A&A 437 (2005).
+    .. [3] D. S. C. Biggs and M. Andrews, "Acceleration of iterative image restoration
+       algorithms", Applied Optics 36 (1997).
+    .. [4] N. Dey et al., "Richardson–Lucy algorithm with total variation regularization
+       for 3D confocal microscope deconvolution", Microsc. Res. Tech. 69 (2006).
+    .. [5] A. Beck and M. Teboulle, "Fast gradient-based algorithms for constrained total
+       variation image denoising and deblurring problems", IEEE TIP 18 (2009);
+       B. O'Donoghue and E. Candès, "Adaptive restart for accelerated gradient schemes",
+       FoCM 15 (2015).
+    """
+    image = as_float_array(image, "image")
+    psf = normalise_psf(psf, image.ndim)
+    request = _checked_request(method, iterations, regularization, smoothing, acceleration,
+                               acceleration_steps, callback, tuning)
+    noise = NoiseModel.estimate(image, background, read_noise, gain)
+    run = METHOD_RUNNERS[AUTO_METHOD if method == "auto" else method]
+    result = run(image, psf, noise, request)
+    info = DeconvolutionInfo.of(result, noise)
+    image = np.ascontiguousarray(result.image, dtype=np.float32)
+    if return_info:
+        return image, info
+    return image
