@@ -10,6 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CORE_MODULES = ["psfkit", "psfkit.operators", "psfkit.models", "psfkit.align",
+                "psfkit.point_source", "psfkit.beads",
                 "psfkit.noise", "psfkit.estimate", "psfkit.fit", "psfkit.psf",
                 "psfkit.deconvolve", "psfkit.chunked", "psfkit.cli", "psfkit.samples",
                 "psfkit.demo"]
