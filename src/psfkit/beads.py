@@ -42,8 +42,9 @@ from .point_source import (
 __all__ = ["BeadAverage", "average_beads"]
 
 
-#: The verdict of a bead that goes into the average.
-ACCEPTED = "accepted"
+#: The verdict of a bead that goes into the average. Private: the public contract is the
+#: string itself and the ``accepted`` column of :attr:`BeadAverage.beads`.
+_ACCEPTED = "accepted"
 #: Fewest usable beads for which a robust (median and MAD) outlier test is meaningful.
 _OUTLIER_MINIMUM = 4
 #: Noise of a median over the noise of a mean of many white-noise samples, about sqrt(pi / 2).
@@ -109,7 +110,7 @@ class _Candidates:
 class _Bead:
     """One candidate bead as far as it has been examined.
 
-    ``reason`` is :data:`ACCEPTED` or why the bead is left out; ``position`` its sub-pixel
+    ``reason`` is :data:`_ACCEPTED` or why the bead is left out; ``position`` its sub-pixel
     centre in the frame's pixel indices; ``crop`` the background-free box centred on it,
     ``flux`` that box's sum and ``snr`` its peak over the noise when it was first cut.
     A measured ``flux`` is a ``np.float64`` (a subclass of float), so that a float32 crop
@@ -125,7 +126,7 @@ class _Bead:
     @property
     def used(self) -> bool:
         """Whether the bead goes into the average."""
-        return self.reason == ACCEPTED and self.crop is not None
+        return self.reason == _ACCEPTED and self.crop is not None
 
 
 def _failure(error: Exception) -> str:
@@ -208,7 +209,7 @@ def _examine_bead(frame: _Frame, candidates: _Candidates, i: int, half: list[int
     flux, snr = np.float64(crop.sum()), float(crop.max() / frame.sigma)
     if not flux > 0:
         return _Bead(position, "no flux above the background", flux, snr)
-    return _Bead(position, ACCEPTED, flux, snr, crop)
+    return _Bead(position, _ACCEPTED, flux, snr, crop)
 
 
 def _examine_beads(frame: _Frame, candidates: _Candidates, half: list[int],
@@ -379,7 +380,7 @@ def _bead_table(beads: tuple[_Bead, ...], offset: np.ndarray) -> dict[str, np.nd
     the ``offset`` removed from the average, so they refer to the final PSF's centre."""
     return {
         "position": np.array([b.position + offset if b.used else b.position for b in beads]),
-        "accepted": np.array([b.reason == ACCEPTED for b in beads]),
+        "accepted": np.array([b.reason == _ACCEPTED for b in beads]),
         "reason": np.array([b.reason for b in beads], dtype=str),
         "flux": np.array([b.flux for b in beads]),
         "snr": np.array([b.snr for b in beads]),
