@@ -112,6 +112,16 @@ def test_source_at_the_frame_edge_warns_truncated(led):
     assert_psf_contract(psf)
 
 
+@pytest.mark.parametrize("shape", [9, (9, 9)])
+def test_shape_smaller_than_the_source_warns_truncated_and_is_returned(led, shape):
+    image, _, _ = led  # a disk of radius 5: wider than 9 pixels
+    with pytest.warns(TruncationWarning, match=r"the requested shape \(9, 9\)"):
+        psf, info = prepare_psf(image, shape, return_info=True)
+    assert psf.shape == (9, 9)
+    assert info.truncated and not info.saturated
+    assert_psf_contract(psf)
+
+
 def test_clean_frame_issues_no_warning(led):
     image, _, _ = led
     with warnings.catch_warnings():

@@ -149,7 +149,8 @@ def _check_truncation(core: np.ndarray, reach: np.ndarray, half, shape,
     touches = any(np.any(np.take(core, [0, -1], axis=a)) for a in range(core.ndim))
     truncated = touches or bool(np.any(reach > np.array(half)))
     if truncated:
-        where = "the frame edge" if touches else f"the requested shape {tuple(shape)}"
+        where = ("the frame edge" if touches
+                 else f"the requested shape {odd_shape(shape, core.ndim)}")
         _warn(messages, TruncationWarning,
               f"the point source runs beyond {where}: part of the PSF is missing")
     return truncated
