@@ -1,17 +1,15 @@
-"""prepare_psf and average_beads against frames made from a known PSF."""
+"""prepare_psf against frames made from a known PSF."""
 
 import warnings
 
 import numpy as np
 import pytest
 
+from _psf_contract import assert_psf_contract
 from psfkit import (
-    BeadAverage,
     PsfWarning,
     SaturationWarning,
     TruncationWarning,
-    average_beads,
-    convolve,
     make_psf,
     prepare_psf,
 )
@@ -27,17 +25,6 @@ def led():
     truth = soft_disk(5.0)
     centre = np.array([38.3, 41.6])
     return led_frame(truth, centre), truth, centre
-
-
-def assert_psf_contract(psf, centring=0.1):
-    """Odd float32, nonnegative, unit sum; centroid on the middle pixel within the noise
-    (a symmetric PSF is centred on its centre of symmetry, measured more precisely)."""
-    assert psf.dtype == np.float32
-    assert all(n % 2 == 1 for n in psf.shape)
-    assert psf.min() >= 0
-    assert psf.sum() == pytest.approx(1.0, abs=1e-5)
-    offset = centroid(psf) - np.array(psf.shape) // 2
-    assert np.max(np.abs(offset)) < centring
 
 
 def test_led_frame_gives_the_true_kernel_within_ten_percent(led):
@@ -125,6 +112,16 @@ def test_source_at_the_frame_edge_warns_truncated(led):
     assert_psf_contract(psf)
 
 
+@pytest.mark.parametrize("shape", [9, (9, 9)])
+def test_shape_smaller_than_the_source_warns_truncated_and_is_returned(led, shape):
+    image, _, _ = led  # a disk of radius 5: wider than 9 pixels
+    with pytest.warns(TruncationWarning, match=r"the requested shape \(9, 9\)"):
+        psf, info = prepare_psf(image, shape, return_info=True)
+    assert psf.shape == (9, 9)
+    assert info.truncated and not info.saturated
+    assert_psf_contract(psf)
+
+
 def test_clean_frame_issues_no_warning(led):
     image, _, _ = led
     with warnings.catch_warnings():
@@ -164,138 +161,3 @@ def test_3d_bead_with_a_sloped_background():
     assert kernel_error(psf, truth) < 0.08
     np.testing.assert_allclose(info.centre, centres[0], atol=0.1)
     np.testing.assert_allclose(info.fwhm_physical / info.fwhm, (0.3, 0.1, 0.1))
-
-
-# -- average_beads -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def beads_2d():
-    truth = make_psf("gaussian", (17, 17), sigma=1.6)
-    image, centres = bead_image(truth, (200, 200), count=16, peak_snr=20, rng=5)
-    return image, centres, truth
-
-
-def matched_errors(result, centres):
-    positions = result.beads["position"][result.beads["accepted"]]
-    nearest = [np.argmin(np.linalg.norm(centres - p, axis=1)) for p in positions]
-    return positions - centres[nearest]
-
-
-@pytest.mark.parametrize("method, bound, precision", [("mean", 0.06, 0.06),
-                                                      ("median", 0.08, 0.08)])
-def test_averaged_beads_match_the_true_psf(beads_2d, method, bound, precision):
-    image, centres, truth = beads_2d
-    result = average_beads(image, method=method)
-    assert isinstance(result, BeadAverage)
-    assert_psf_contract(result.psf)
-    assert kernel_error(result.psf, truth) < bound
-    assert result.beads_used == len(centres) == 16
-    assert np.sqrt(np.mean(matched_errors(result, centres) ** 2)) < precision
-    np.testing.assert_allclose(result.fwhm, 2.3548 * 1.6, rtol=0.05)
-    assert 0 < result.spread < 1
-
-
-def test_bad_beads_are_rejected_with_a_reason_and_the_batch_goes_on(beads_2d):
-    image, centres, truth = beads_2d
-    image = image.copy()
-    stamp = truth / truth.max() * 1000.0
-    # a doublet (two beads 4 px apart), a bead cut by the frame edge, a saturated bead
-    for centre in ((100, 4), (96, 150), (102, 150)):
-        whole = np.array(centre)
-        box = tuple(slice(max(c - 8, 0), c + 9) for c in whole)
-        part = stamp[tuple(slice(8 - (c - b.start), 17) for c, b in zip(whole, box,
-                                                                         strict=True))]
-        image[box] += part[: image[box].shape[0], : image[box].shape[1]]
-    free = [c for c in centres if np.max(np.abs(c - (99, 150))) > 25
-            and np.max(np.abs(c - (100, 4))) > 20]
-    bright = np.round(free[0]).astype(int)
-    image[tuple(slice(c - 8, c + 9) for c in bright)] += stamp * 3
-    image = np.minimum(image, 2500.0)
-    result = average_beads(image, saturation=2500.0)
-    reasons = dict(zip(map(tuple, np.round(result.beads["position"]).astype(int)),
-                       result.beads["reason"], strict=True))
-    by_place = {place: [r for p, r in reasons.items()
-                        if np.max(np.abs(np.array(p) - place)) <= 3]
-                for place in ((99, 150), (100, 4), tuple(bright))}
-    assert by_place[(99, 150)] == ["overlap: two peaks in one spot"]
-    assert by_place[(100, 4)] == ["edge"]
-    assert by_place[tuple(bright)] == ["saturated"]
-    assert result.beads_used >= len(centres) - 3
-    assert kernel_error(result.psf, truth) < 0.07
-
-
-def test_too_bright_too_faint_and_crowded_beads_are_rejected_with_their_reason(beads_2d):
-    image, _, truth = beads_2d
-    image = image.copy()
-    stamp = truth / truth.max() * 1000.0  # one bead's peak above the background
-    image[146:163, 147:164] += stamp * 2.5  # the bead at (154, 155), now 3.5 times brighter
-    image[94:111, 53:70] -= stamp * 0.6  # the bead at (102, 61), now 0.4 times as bright
-    image[12:29, 82:99] += stamp * 0.5  # a fainter source 11 px from the bead at (20, 79)
-    for method in ("mean", "median"):
-        result = average_beads(image, method=method)
-        rejected = {tuple(p): r for p, r in zip(
-            np.round(result.beads["position"]).astype(int).tolist(), result.beads["reason"],
-            strict=True) if r != "accepted"}
-        assert rejected == {(154, 155): "outlier: brighter than the others",
-                            (102, 61): "outlier: fainter than the others",
-                            (20, 90): "overlap: a neighbour enters the crop"}
-        assert result.beads_used == 14
-        assert kernel_error(result.psf, truth) < 0.05
-
-
-def test_3d_anisotropic_beads():
-    truth = make_psf("gaussian", (19, 13, 13), sigma=(2.0, 1.4, 1.4))
-    image, centres = bead_image(truth, (40, 120, 120), count=10, peak_snr=20,
-                                min_distance=26, rng=6)
-    result = average_beads(image, spacing=(0.3, 0.1, 0.1))
-    assert_psf_contract(result.psf)
-    assert result.beads_used == len(centres)
-    assert kernel_error(result.psf, truth) < 0.08
-    assert np.sqrt(np.mean(matched_errors(result, centres) ** 2)) < 0.06
-    np.testing.assert_allclose(result.spacing, (0.3, 0.1, 0.1))
-    np.testing.assert_allclose(result.fwhm_physical, result.fwhm * (0.3, 0.1, 0.1))
-
-
-def test_max_beads_keeps_the_brightest_and_says_why_the_others_were_left(beads_2d):
-    image, _, truth = beads_2d
-    result = average_beads(image, max_beads=6)
-    assert result.beads_used == 6
-    left = result.beads["reason"] == "not needed (max_beads)"
-    assert left.sum() == 10
-    assert result.beads["flux"][left].max() <= result.beads["flux"][result.beads["accepted"]].min()
-    assert kernel_error(result.psf, truth) < 0.09
-
-
-def test_callback_can_stop_early_and_still_returns_a_psf(beads_2d):
-    image, _, _ = beads_2d
-    calls = []
-
-    def stop_after_five(step, total, current):
-        calls.append((step, total))
-        return step < 5
-
-    result = average_beads(image, callback=stop_after_five)
-    assert calls[-1][0] == 5 and calls[0][1] > 5
-    assert 1 <= result.beads_used <= 5
-    assert_psf_contract(result.psf)
-
-
-def test_no_bead_and_bad_options_are_refused(beads_2d):
-    noise = np.random.default_rng(7).normal(100, 5, (64, 64))
-    with pytest.raises(ValueError, match="no bead"):
-        average_beads(noise)
-    with pytest.raises(ValueError, match="method"):
-        average_beads(beads_2d[0], method="mode")
-    with pytest.raises(ValueError, match="spacing"):
-        average_beads(beads_2d[0], spacing=(0, 1))
-
-
-def test_bead_size_correction_narrows_the_psf():
-    truth = make_psf("gaussian", (17, 17), sigma=1.6)
-    bead = make_psf("disk", (9, 9), radius=2.0)
-    seen = convolve(truth, bead, mode="same")
-    image, _ = bead_image(seen / seen.sum(), (160, 160), count=12, peak_snr=200, rng=8)
-    plain = average_beads(image)
-    corrected = average_beads(image, bead_diameter=4.0)
-    assert kernel_error(corrected.psf, truth) < 0.5 * kernel_error(plain.psf, truth)

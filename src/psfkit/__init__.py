@@ -10,6 +10,7 @@ napari plugin lives in ``psfkit._napari``.
 __version__ = "0.1.0"
 
 from .align import estimate_shift
+from .beads import BeadAverage, average_beads
 from .chunked import deconvolve_chunked
 from .deconvolution import deconvolve
 from .estimate import KernelEstimate, estimate_kernel
@@ -17,15 +18,7 @@ from .fit import KernelFit, defocus_diameter, fit_kernel
 from .models import MODELS, make_psf
 from .noise import noise_sigma
 from .operators import Convolver, convolve
-from .psf import (
-    BeadAverage,
-    PsfReport,
-    PsfWarning,
-    SaturationWarning,
-    TruncationWarning,
-    average_beads,
-    prepare_psf,
-)
+from .psf import PsfReport, PsfWarning, SaturationWarning, TruncationWarning, prepare_psf
 
 __all__ = [
     "MODELS",

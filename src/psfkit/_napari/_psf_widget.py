@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
-from psfkit.psf import PsfWarning, average_beads, prepare_psf
+from psfkit.beads import average_beads
+from psfkit.psf import PsfWarning, prepare_psf
 
 from ._common import PsfkitWidget, layer_array, layer_picker, upsert_layer
 
