@@ -6,7 +6,9 @@ import scipy.optimize
 import scipy.signal
 
 from psfkit import KernelFit, defocus_diameter, fit_kernel, make_psf
-from psfkit.fit import LOSSES, _gaussian_model, _Loss, _Objective, _optimise, _Packing, _Problem
+from psfkit._fit_models import _gaussian_model
+from psfkit._fit_problem import _Packing, _Problem
+from psfkit._least_squares import LOSSES, _Loss, _Objective, _optimise
 from psfkit.samples import blurred_pair
 
 SHIFT = (0.6, -0.35)

@@ -13,8 +13,9 @@ from .align import estimate_shift
 from .beads import BeadAverage, average_beads
 from .chunked import deconvolve_chunked
 from .deconvolution import deconvolve
+from .defocus import defocus_diameter
 from .estimate import KernelEstimate, estimate_kernel
-from .fit import KernelFit, defocus_diameter, fit_kernel
+from .fit import KernelFit, fit_kernel
 from .models import MODELS, make_psf
 from .noise import noise_sigma
 from .operators import Convolver, convolve
