@@ -11,10 +11,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 #: Every module of the core: all of psfkit but the napari face.
-CORE_MODULES = ["psfkit"] + sorted(
+CORE_MODULES = ["psfkit", *sorted(
     module.name for module in pkgutil.walk_packages(
         [str(REPO / "src" / "psfkit")], prefix="psfkit.")
-    if not module.name.startswith("psfkit._napari"))
+    if not module.name.startswith("psfkit._napari"))]
 
 
 def test_importing_the_core_loads_no_gui_toolkit():
