@@ -181,7 +181,8 @@ class _FrameDeconvolver:
         return result, run_metadata(info)
 
 
-def deconvolve_frames(stack, psf, *, out=None, callback=None, **parameters) -> FramesRun:
+def deconvolve_frames(stack, psf, *, out=None, callback=None, in_blocks: bool | None = None,
+                      **parameters) -> FramesRun:
     """Deconvolve every frame of ``stack`` alike, one frame in memory at a time.
 
     Parameters
@@ -196,6 +197,9 @@ def deconvolve_frames(stack, psf, *, out=None, callback=None, **parameters) -> F
     callback : callable, optional
         ``callback(step, total, None)`` over the steps of all frames (iterations, or blocks
         of a frame deconvolved in blocks); return ``False`` to stop.
+    in_blocks : bool, optional
+        Deconvolve each frame in overlapping blocks (:mod:`psfkit.chunked`) or at once;
+        default :func:`frame_in_blocks` of the frame's shape.
     **parameters
         Keyword arguments of :func:`psfkit.deconvolve`. The choices they leave to the data
         are made on the first frame and repeated on the others.
@@ -208,6 +212,8 @@ def deconvolve_frames(stack, psf, *, out=None, callback=None, **parameters) -> F
     """
     psf = np.asarray(psf)
     spatial = tuple(stack.shape[len(stack.shape) - psf.ndim:])
-    deconvolver = _FrameDeconvolver(psf, parameters, frame_in_blocks(spatial))
+    if in_blocks is None:
+        in_blocks = frame_in_blocks(spatial)
+    deconvolver = _FrameDeconvolver(psf, parameters, in_blocks)
     return map_frames(deconvolver, stack, psf.ndim, out=out, callback=callback,
                       steps_per_frame=parameters.get("iterations") or PLANNED_STEPS_PER_FRAME)
