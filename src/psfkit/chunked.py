@@ -316,25 +316,11 @@ def plan_chunked(
     psf = as_float_array(psf, "psf")
     array = _dask_array(image)
     leading = _check_image(array, psf)
-    spatial_ndim = psf.ndim
-    if depth is None:
-        depth = default_depth(psf)
-    elif np.isscalar(depth):
-        depth = (int(depth),) * spatial_ndim
-    depth = tuple(int(d) for d in depth)
-    if len(depth) != spatial_ndim or any(d < 0 for d in depth):
-        raise ValueError(f"depth must be {spatial_ndim} nonnegative ints, got {depth}")
-
+    depth = _depth_per_axis(depth, psf)
     if chunks is None:
         concurrency = concurrency or os.cpu_count() or 1
-        padded_voxels = memory_limit / (concurrency * BYTES_PER_BLOCK_VOXEL)
-        largest = [max(sizes) for sizes in array.chunks[leading:]]
-        padded = np.prod([b + 2 * d + k - 1 for b, d, k in zip(largest, depth, psf.shape,
-                                                                strict=True)], dtype=float)
-        if _is_dask(image) and padded <= padded_voxels:
-            chunks = tuple(image.chunks)  # the user's blocks fit: keep them
-        else:
-            chunks = _default_chunks(array.shape, leading, depth, psf.shape, padded_voxels)
+        chunks = _fitting_chunks(image, array, leading, depth, psf.shape,
+                                 memory_limit / (concurrency * BYTES_PER_BLOCK_VOXEL))
     import dask.array as da
 
     normalized = da.core.normalize_chunks(chunks, array.shape, dtype=np.float32)
@@ -345,17 +331,47 @@ def plan_chunked(
     if sample is None:
         sample = _central_region(array.shape, leading, PLAN_SAMPLE_VOXELS)
     sample = tuple(sample)
-    parameters = dict(deconvolve_kwargs, method=method, iterations=iterations,
-                      regularization=regularization)
     # slice the source itself: no dask rechunking of a file-backed array
-    region = np.asarray((array if _is_dask(image) else image)[sample])
-    region = region.reshape(region.shape[-spatial_ndim:]) if region.ndim > spatial_ndim \
-        and np.prod(region.shape[:-spatial_ndim]) == 1 else region
-    if region.ndim != spatial_ndim:
-        raise ValueError("sample must select one frame of the leading axes")
-    parameters = _resolve_automatic_choices(region, psf, parameters)
+    region = _one_frame(np.asarray((array if _is_dask(image) else image)[sample]), psf.ndim)
+    parameters = _resolve_automatic_choices(
+        region, psf, dict(deconvolve_kwargs, method=method, iterations=iterations,
+                          regularization=regularization))
     return ChunkPlan(parameters=parameters, depth=(0,) * leading + depth, chunks=normalized,
                      sample=sample)
+
+
+def _depth_per_axis(depth, psf: np.ndarray) -> tuple[int, ...]:
+    """The overlap per spatial axis: :func:`default_depth` for ``None``, an int for every
+    axis, or one per axis; ``ValueError`` unless nonnegative."""
+    if depth is None:
+        depth = default_depth(psf)
+    elif np.isscalar(depth):
+        depth = (int(depth),) * psf.ndim
+    depth = tuple(int(d) for d in depth)
+    if len(depth) != psf.ndim or any(d < 0 for d in depth):
+        raise ValueError(f"depth must be {psf.ndim} nonnegative ints, got {depth}")
+    return depth
+
+
+def _fitting_chunks(image, array, leading: int, depth, psf_shape, padded_voxels: float):
+    """The blocks of a dask ``image`` if their padded grids fit ``padded_voxels``, else
+    :func:`_default_chunks`."""
+    largest = [max(sizes) for sizes in array.chunks[leading:]]
+    padded = np.prod([b + 2 * d + k - 1 for b, d, k in zip(largest, depth, psf_shape,
+                                                            strict=True)], dtype=float)
+    if _is_dask(image) and padded <= padded_voxels:
+        return tuple(image.chunks)  # the user's blocks fit: keep them
+    return _default_chunks(array.shape, leading, depth, psf_shape, padded_voxels)
+
+
+def _one_frame(region: np.ndarray, spatial_ndim: int) -> np.ndarray:
+    """The sample ``region`` without its leading axes of length 1; ``ValueError`` when it
+    spans more than one frame."""
+    if region.ndim > spatial_ndim and np.prod(region.shape[:-spatial_ndim]) == 1:
+        region = region.reshape(region.shape[-spatial_ndim:])
+    if region.ndim != spatial_ndim:
+        raise ValueError("sample must select one frame of the leading axes")
+    return region
 
 
 def _deconvolve_block(block: np.ndarray, psf: np.ndarray, parameters: dict) -> np.ndarray:

@@ -135,6 +135,30 @@ class _ProgressRelay(QObject):
 
     step = Signal(int, int)
 
+    @classmethod
+    def advancing(cls, bar) -> _ProgressRelay:
+        """A relay whose ``(step, total)`` signals move ``bar`` in the GUI thread."""
+        relay = cls()
+
+        def advance(step: int, total: int) -> None:
+            if total and bar.total != total:
+                bar.total = total
+            bar.update(step - bar.n)
+
+        relay.step.connect(advance)
+        return relay
+
+
+def _guarded(job: Callable[[Callable], Any]) -> Callable[[Callable], Any]:
+    """``job`` returning its exception as a :class:`_JobFailed` instead of raising it, so it
+    reaches the user as one clear notification, not a traceback from the worker machinery."""
+    def guarded_job(callback):
+        try:
+            return job(callback)
+        except Exception as error:
+            return _JobFailed(error)
+    return guarded_job
+
 
 class PsfkitWidget(Container):
     """Base of the psfkit widgets: inputs, Run and Cancel buttons, a status line."""
@@ -184,41 +208,15 @@ class PsfkitWidget(Container):
             return None
 
         bar = cancelable_progress(total=0, desc=self.description, cancel_callback=self.cancel)
-        relay = _ProgressRelay()
-
-        def advance(step: int, total: int) -> None:
-            if total and bar.total != total:
-                bar.total = total
-            bar.update(step - bar.n)
-
-        relay.step.connect(advance)
+        relay = _ProgressRelay.advancing(bar)
 
         def callback(step, total, current=None):
             relay.step.emit(int(step), int(total or 0))
             return not worker.abort_requested
 
-        def guarded_job(callback):
-            # an exception is returned, not raised, so it reaches the user as one clear
-            # notification instead of a traceback from the worker machinery
-            try:
-                return job(callback)
-            except Exception as error:
-                return _JobFailed(error)
-
-        worker = create_worker(guarded_job, callback, _start_thread=False)
+        worker = create_worker(_guarded(job), callback, _start_thread=False)
         worker.returned.connect(self._returned)
-
-        def done():
-            if worker.abort_requested:
-                self.status.value = "Cancelled: no layer was changed."
-                show_info("psfkit: cancelled, no layer was changed.")
-            bar.close()
-            relay.deleteLater()
-            self.worker = None
-            self.run_button.enabled = True
-            self.cancel_button.enabled = False
-
-        worker.finished.connect(done)
+        worker.finished.connect(lambda: self._finished(worker, bar, relay))
         self.worker = worker
         self._relay = relay
         self.run_button.enabled = False
@@ -226,6 +224,17 @@ class PsfkitWidget(Container):
         self.status.value = "Running…"
         worker.start()
         return worker
+
+    def _finished(self, worker, bar, relay) -> None:
+        """Close the progress bar and make the widget ready for the next run."""
+        if worker.abort_requested:
+            self.status.value = "Cancelled: no layer was changed."
+            show_info("psfkit: cancelled, no layer was changed.")
+        bar.close()
+        relay.deleteLater()
+        self.worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
 
     def cancel(self, *_args) -> None:
         if self.worker is not None:
