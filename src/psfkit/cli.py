@@ -198,17 +198,6 @@ def _read_tiff(path: str, role: str, *, lazy: bool = False):
         raise UsageError(f"cannot read the {role} TIFF {path}: {error}") from None
 
 
-def _image_shape(path: str):
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            return tuple(series.shape), np.dtype(series.dtype)
-    except Exception as error:
-        raise UsageError(f"cannot read the image TIFF {path}: {error}") from None
-
-
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -316,28 +305,48 @@ def _run_deconvolve(args) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _deconvolve_files(args) -> int:
-    import tifffile
-
-    _check_paths(args)
+def _read_inputs(args):
+    """The PSF (2D or 3D) and the image (read lazily where the file allows), checked to fit
+    together."""
     psf = np.asarray(_read_tiff(args.psf, "PSF"))
     psf = np.squeeze(psf) if psf.ndim > 3 else psf
-    shape, _dtype = _image_shape(args.image)
+    image = _read_tiff(args.image, "image", lazy=True)
+    shape = tuple(image.shape)
     if psf.ndim not in (2, 3) or len(shape) < psf.ndim:
         raise UsageError(f"the PSF must be 2D or 3D and have at most the image's dimensions; "
                          f"got PSF {psf.shape} and image {shape}")
     spatial = shape[len(shape) - psf.ndim:]
     if any(k > n for k, n in zip(psf.shape, spatial, strict=True)):
         raise UsageError(f"the PSF {psf.shape} is larger than the image {spatial}")
-    image = _read_tiff(args.image, "image", lazy=True)
+    return psf, image
 
+
+def _publish(temporary: str, output: str) -> None:
+    """Give the finished temporary file the usual permissions and rename it into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private
+    os.replace(temporary, output)
+
+
+def _summary(parameters: dict) -> str:
+    return ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                     for key, value in parameters.items()
+                     if key in ("method", "iterations", "regularization", "stopped_by"))
+
+
+def _deconvolve_files(args) -> int:
+    import tifffile
+
+    _check_paths(args)
+    psf, image = _read_inputs(args)
     folder = os.path.dirname(os.path.abspath(args.output))
     descriptor, temporary = tempfile.mkstemp(suffix=".tif", prefix=".psfkit-", dir=folder)
     os.close(descriptor)
     bar = ProgressBar("deconvolving", enabled=not args.quiet)
     try:
         try:
-            out = tifffile.memmap(temporary, shape=shape, dtype=np.float32)
+            out = tifffile.memmap(temporary, shape=tuple(image.shape), dtype=np.float32)
             parameters = _deconvolve_into(out, image, psf, args, bar)
             out.flush()
             del out  # closes the map before the description is rewritten
@@ -349,18 +358,12 @@ def _deconvolve_files(args) -> int:
             print(f"psfkit deconvolve: failed: {type(error).__name__}: {error}",
                   file=sys.stderr)
             return EXIT_FAILED
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private
-        os.replace(temporary, args.output)
+        _publish(temporary, args.output)
         temporary = None
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.remove(temporary)
-    summary = ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-                        for key, value in parameters.items()
-                        if key in ("method", "iterations", "regularization", "stopped_by"))
-    bar.close(f"wrote {args.output} ({summary})")
+    bar.close(f"wrote {args.output} ({_summary(parameters)})")
     return EXIT_OK
 
 
