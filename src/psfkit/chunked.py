@@ -27,18 +27,17 @@ so a cluster needs no shared file system and memory stays bounded by the blocks 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import deconvolution
 from ._progress import report
 from ._validate import as_float_array
 from .deconvolution import deconvolve
+from .frames import explicit_parameters, map_frames
 from .noise import central_region
 
 #: Energy fraction that defines the PSF's support radius.
@@ -257,61 +256,12 @@ def _central_region(shape, leading: int, voxels: int) -> tuple[slice, ...]:
     return lead + central_region(shape[leading:], voxels)
 
 
-#: Keyword arguments of the core that never carry a data-driven choice.
-_NOT_CHOICES = frozenset({"image", "psf", "callback", "return_info", "acceleration"})
-
-
-
-def _open_choices(parameters: dict) -> list[str]:
-    """Keyword arguments of the core left to the data ("auto" or None where the core
-    would estimate them: method, regularization, iterations, background, noise...)."""
-    signature = inspect.signature(deconvolution.deconvolve).parameters
-    open_names = []
-    for name, spec in signature.items():
-        if name in _NOT_CHOICES or spec.kind not in (spec.KEYWORD_ONLY,
-                                                     spec.POSITIONAL_OR_KEYWORD):
-            continue
-        value = parameters.get(name, spec.default)
-        if value is None or (isinstance(value, str) and value == "auto"):
-            open_names.append(name)
-    return open_names
-
-
-def explicit_parameters(parameters: dict, info) -> dict:
-    """The request ``parameters`` with every choice the core made filled in from ``info``.
-
-    ``info`` is the :class:`~psfkit.deconvolution.DeconvolutionInfo` of a run with these
-    ``parameters``. Every argument left to the data that the report names (``method``,
-    ``iterations``, ``regularization``, ``background``, ...) is replaced by the value the
-    core used, so another image (a block, the next frame) can be treated the same way.
-    The core reports them in ``info.parameters``, the noise model included (``background``,
-    ``read_noise``, ``gain``), so no block estimates anything itself.
-    """
-    signature = inspect.signature(deconvolution.deconvolve).parameters
-    # the core's report names its choices after its keyword arguments; a field that is
-    # not an argument (a noise level, a history) is not passed on
-    reported = dict(getattr(info, "parameters", None) or vars(info))
-    reported = {key: value for key, value in reported.items() if key in signature}
-    resolved = dict(parameters)
-    method = reported.get("method", parameters.get("method"))
-    direct = method in ("wiener", "tikhonov")
-    for name in _open_choices(parameters):
-        if name not in reported or (direct and name == "iterations"):
-            continue  # nothing to fix (e.g. iterations of a direct method)
-        resolved[name] = reported[name]
-    if method is not None:
-        resolved["method"] = method
-    return resolved
-
-
 def _resolve_automatic_choices(sample: np.ndarray, psf: np.ndarray, parameters: dict,
                                callback=None) -> dict:
     """Make the core's data-driven choices once, on ``sample``; return explicit parameters
-    (see :func:`explicit_parameters`)."""
-    if not _open_choices(parameters):
-        return dict(parameters)
-    _, info = deconvolution.deconvolve(sample, psf, **parameters, callback=callback,
-                                 return_info=True)
+    (see :func:`psfkit.frames.explicit_parameters`). The run's ``info.parameters`` name
+    every choice the core made, so no list of choices is kept here."""
+    _, info = deconvolve(sample, psf, **parameters, callback=callback, return_info=True)
     return explicit_parameters(parameters, info)
 
 
@@ -366,25 +316,11 @@ def plan_chunked(
     psf = as_float_array(psf, "psf")
     array = _dask_array(image)
     leading = _check_image(array, psf)
-    spatial_ndim = psf.ndim
-    if depth is None:
-        depth = default_depth(psf)
-    elif np.isscalar(depth):
-        depth = (int(depth),) * spatial_ndim
-    depth = tuple(int(d) for d in depth)
-    if len(depth) != spatial_ndim or any(d < 0 for d in depth):
-        raise ValueError(f"depth must be {spatial_ndim} nonnegative ints, got {depth}")
-
+    depth = _depth_per_axis(depth, psf)
     if chunks is None:
         concurrency = concurrency or os.cpu_count() or 1
-        padded_voxels = memory_limit / (concurrency * BYTES_PER_BLOCK_VOXEL)
-        largest = [max(sizes) for sizes in array.chunks[leading:]]
-        padded = np.prod([b + 2 * d + k - 1 for b, d, k in zip(largest, depth, psf.shape,
-                                                                strict=True)], dtype=float)
-        if _is_dask(image) and padded <= padded_voxels:
-            chunks = tuple(image.chunks)  # the user's blocks fit: keep them
-        else:
-            chunks = _default_chunks(array.shape, leading, depth, psf.shape, padded_voxels)
+        chunks = _fitting_chunks(image, array, leading, depth, psf.shape,
+                                 memory_limit / (concurrency * BYTES_PER_BLOCK_VOXEL))
     import dask.array as da
 
     normalized = da.core.normalize_chunks(chunks, array.shape, dtype=np.float32)
@@ -395,27 +331,55 @@ def plan_chunked(
     if sample is None:
         sample = _central_region(array.shape, leading, PLAN_SAMPLE_VOXELS)
     sample = tuple(sample)
-    parameters = dict(deconvolve_kwargs, method=method, iterations=iterations,
-                      regularization=regularization)
-    if _open_choices(parameters):
-        # slice the source itself: no dask rechunking of a file-backed array
-        region = np.asarray((array if _is_dask(image) else image)[sample])
-        region = region.reshape(region.shape[-spatial_ndim:]) if region.ndim > spatial_ndim \
-            and np.prod(region.shape[:-spatial_ndim]) == 1 else region
-        if region.ndim != spatial_ndim:
-            raise ValueError("sample must select one frame of the leading axes")
-        parameters = _resolve_automatic_choices(region, psf, parameters)
+    # slice the source itself: no dask rechunking of a file-backed array
+    region = _one_frame(np.asarray((array if _is_dask(image) else image)[sample]), psf.ndim)
+    parameters = _resolve_automatic_choices(
+        region, psf, dict(deconvolve_kwargs, method=method, iterations=iterations,
+                          regularization=regularization))
     return ChunkPlan(parameters=parameters, depth=(0,) * leading + depth, chunks=normalized,
                      sample=sample)
 
 
+def _depth_per_axis(depth, psf: np.ndarray) -> tuple[int, ...]:
+    """The overlap per spatial axis: :func:`default_depth` for ``None``, an int for every
+    axis, or one per axis; ``ValueError`` unless nonnegative."""
+    if depth is None:
+        depth = default_depth(psf)
+    elif np.isscalar(depth):
+        depth = (int(depth),) * psf.ndim
+    depth = tuple(int(d) for d in depth)
+    if len(depth) != psf.ndim or any(d < 0 for d in depth):
+        raise ValueError(f"depth must be {psf.ndim} nonnegative ints, got {depth}")
+    return depth
+
+
+def _fitting_chunks(image, array, leading: int, depth, psf_shape, padded_voxels: float):
+    """The blocks of a dask ``image`` if their padded grids fit ``padded_voxels``, else
+    :func:`_default_chunks`."""
+    largest = [max(sizes) for sizes in array.chunks[leading:]]
+    padded = np.prod([b + 2 * d + k - 1 for b, d, k in zip(largest, depth, psf_shape,
+                                                            strict=True)], dtype=float)
+    if _is_dask(image) and padded <= padded_voxels:
+        return tuple(image.chunks)  # the user's blocks fit: keep them
+    return _default_chunks(array.shape, leading, depth, psf_shape, padded_voxels)
+
+
+def _one_frame(region: np.ndarray, spatial_ndim: int) -> np.ndarray:
+    """The sample ``region`` without its leading axes of length 1; ``ValueError`` when it
+    spans more than one frame."""
+    if region.ndim > spatial_ndim and np.prod(region.shape[:-spatial_ndim]) == 1:
+        region = region.reshape(region.shape[-spatial_ndim:])
+    if region.ndim != spatial_ndim:
+        raise ValueError("sample must select one frame of the leading axes")
+    return region
+
+
 def _deconvolve_block(block: np.ndarray, psf: np.ndarray, parameters: dict) -> np.ndarray:
     """Deconvolve every frame of one (overlapping) block with fixed parameters."""
-    leading = block.ndim - psf.ndim
-    out = np.empty(block.shape, dtype=np.float32)
-    for index in np.ndindex(block.shape[:leading]):
-        out[index] = deconvolve(block[index], psf, **parameters)
-    return out
+    def frame(plane, _callback):
+        return deconvolve(plane, psf, **parameters), None
+
+    return map_frames(frame, block, psf.ndim).result
 
 
 def chunked_graph(image, psf, plan: ChunkPlan):
@@ -435,40 +399,55 @@ def chunked_graph(image, psf, plan: ChunkPlan):
     )
 
 
-@contextlib.contextmanager
-def _scheduler(scheduler):
-    """Yield ``dask.compute`` keyword arguments, the number of tasks that run at once, and
-    the number that run at once on one worker (they share that worker's memory)."""
-    import dask
+@dataclass(frozen=True)
+class Scheduler:
+    """Where blocks are computed: ``dask.compute`` keyword arguments, the number of tasks
+    that run at once, and the number that run at once on one worker (they share that
+    worker's memory, see :func:`plan_chunked`'s ``concurrency``)."""
 
-    client = None
-    own_client = False
+    compute_kwargs: dict
+    concurrency: int
+    per_worker: int
+
+
+def _distributed_client(scheduler):
+    """The ``distributed.Client`` that ``scheduler`` names (an address opens one), the
+    active one for ``None``, else ``None``; and whether this call opened it."""
     if isinstance(scheduler, str) and "://" in scheduler:
         from distributed import Client
 
-        client = Client(scheduler, set_as_default=False)
-        own_client = True
-    elif scheduler is not None and hasattr(scheduler, "nthreads") and hasattr(scheduler,
-                                                                               "submit"):
-        client = scheduler
-    elif scheduler is None:
+        return Client(scheduler, set_as_default=False), True
+    if scheduler is not None and hasattr(scheduler, "nthreads") and hasattr(scheduler,
+                                                                            "submit"):
+        return scheduler, False
+    if scheduler is None:
         try:
             from distributed import get_client
 
-            client = get_client()
+            return get_client(), False
         except (ImportError, ValueError):
-            client = None
+            pass
+    return None, False
+
+
+@contextlib.contextmanager
+def open_scheduler(scheduler=None) -> Iterator[Scheduler]:
+    """The :class:`Scheduler` for ``scheduler`` (see :func:`deconvolve_chunked`); a client
+    opened for a scheduler address is closed again on exit."""
+    import dask
+
+    client, own_client = _distributed_client(scheduler)
     try:
         if client is not None:
             per_worker = client.nthreads()
-            yield ({"scheduler": client}, sum(per_worker.values()) or 1,
-                   max(per_worker.values(), default=1))
+            yield Scheduler({"scheduler": client}, sum(per_worker.values()) or 1,
+                            max(per_worker.values(), default=1))
         else:
             name = scheduler or dask.config.get("scheduler", None) or "threads"
             threads = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
             if name in ("sync", "synchronous", "single-threaded"):
                 threads = 1
-            yield {"scheduler": name}, threads, threads
+            yield Scheduler({"scheduler": name}, threads, threads)
     finally:
         if own_client:
             client.close()
@@ -546,11 +525,12 @@ def deconvolve_chunked(
     >>> deconvolve_chunked(image, psf, "wiener", regularization=1e-2, chunks=64).shape
     (128, 128)
     """
-    with _scheduler(scheduler) as (compute_kwargs, concurrency, per_worker):
+    with open_scheduler(scheduler) as where:
         if plan is None:
             plan = plan_chunked(image, psf, method, iterations=iterations,
                                 regularization=regularization, chunks=chunks, depth=depth,
-                                sample=sample, concurrency=per_worker, **deconvolve_kwargs)
+                                sample=sample, concurrency=where.per_worker,
+                                **deconvolve_kwargs)
         result = chunked_graph(image, psf, plan)
         if not compute:
             return result
@@ -558,8 +538,7 @@ def deconvolve_chunked(
             out = np.empty(result.shape, dtype=np.float32)
         elif tuple(out.shape) != tuple(result.shape):
             raise ValueError(f"out has shape {tuple(out.shape)}, expected {result.shape}")
-        return _store_blocks(result, out, compute_kwargs, concurrency, image=image,
-                             callback=callback)
+        return store_blocks(result, out, where, image=image, callback=callback)
 
 
 def _block_slices(chunks) -> list[tuple[slice, ...]]:
@@ -569,32 +548,25 @@ def _block_slices(chunks) -> list[tuple[slice, ...]]:
             for index in np.ndindex(*[len(c) for c in chunks])]
 
 
-def store_blocks(result, out, *, image=None, scheduler=None, callback=None,
+def store_blocks(result, out, scheduler: Scheduler, *, image=None, callback=None,
                  after_group: Callable | None = None):
     """Compute the blocks of the dask array ``result`` in groups and write them to ``out``.
 
-    Each group holds as many blocks as the scheduler runs at once, so memory stays bounded
-    by the blocks in flight; the writing happens in this process. ``callback(done, total,
-    None)`` follows the blocks; when it returns ``False`` the remaining blocks are copied
-    from ``image`` (if given) and the loop stops. ``after_group()`` runs after every group
-    (e.g. to flush a memory map).
+    Each group holds as many blocks as ``scheduler`` (from :func:`open_scheduler`) runs at
+    once, so memory stays bounded by the blocks in flight; the writing happens in this
+    process. ``callback(done, total, None)`` follows the blocks; when it returns ``False``
+    the remaining blocks are copied from ``image`` (if given) and the loop stops.
+    ``after_group()`` runs after every group (e.g. to release a memory map's pages).
     """
-    with _scheduler(scheduler) as (compute_kwargs, concurrency, _):
-        return _store_blocks(result, out, compute_kwargs, concurrency, image=image,
-                             callback=callback, after_group=after_group)
-
-
-def _store_blocks(result, out, compute_kwargs, concurrency, *, image=None, callback=None,
-                  after_group=None):
     import dask
 
     indices = list(np.ndindex(*result.numblocks))
     slices = _block_slices(result.chunks)
     total = len(indices)
-    group = max(int(concurrency), 1)
+    group = max(int(scheduler.concurrency), 1)
     for start in range(0, total, group):
         batch = indices[start:start + group]
-        values = dask.compute(*[result.blocks[i] for i in batch], **compute_kwargs)
+        values = dask.compute(*[result.blocks[i] for i in batch], **scheduler.compute_kwargs)
         for index, value in zip(range(start, start + len(batch)), values, strict=True):
             out[slices[index]] = value
         del values

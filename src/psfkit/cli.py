@@ -1,13 +1,15 @@
 """The batch face of psfkit: ``psfkit demo`` and ``psfkit deconvolve`` on TIFF files.
 
 ``psfkit deconvolve in.tif --psf psf.tif -o out.tif`` deconvolves an image (2D, 3D, or a
-stack of frames along leading axes) with a PSF. Small images are deconvolved in memory;
-large ones (or any image when ``--chunks`` or ``--scheduler`` is given) go through
-:func:`psfkit.chunked.deconvolve_chunked`, reading the input through a memory map and
-writing the output block by block, on the local threads or a ``dask.distributed``
-cluster. A progress bar goes to stderr. The output is written to a temporary file next to
-its destination and renamed into place only when complete, so a crash or Ctrl-C never
-leaves a half-written file; the input is never overwritten.
+stack of frames along leading axes) with a PSF. The input is read through a memory map and
+the output written into one. Frames are deconvolved one by one in memory
+(:func:`psfkit.frames.deconvolve_frames`); when a frame is too large for that
+(:func:`psfkit.frames.frame_in_blocks`), or ``--chunks`` or ``--scheduler`` is given, the
+image goes through :mod:`psfkit.chunked` and is written block by block, on the local
+threads or a ``dask.distributed`` cluster. A progress bar goes to stderr. The output is
+written to a temporary file next to its destination and renamed into place only when
+complete, so a crash or Ctrl-C never leaves a half-written file; the input is never
+overwritten.
 
 Exit codes: 0 success, 1 the computation failed, 2 bad arguments or unreadable input,
 130 interrupted.
@@ -26,9 +28,6 @@ import tempfile
 import time
 
 import numpy as np
-
-#: Images above this many bytes (as float32 per frame) take the chunked path by default.
-CHUNKED_ABOVE_BYTES = 1 << 30
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -111,7 +110,7 @@ def _add_deconvolve(subparsers) -> None:
                         help="constant camera offset / sky level (default: estimated)")
     parser.add_argument("--chunks", type=_chunks, default=None,
                         help="deconvolve in overlapping blocks of this size, e.g. 64,512,512 "
-                             "or 'auto' (default: only for images over 1 GiB)")
+                             "or 'auto' (default: only for frames over 256 MiB as float32)")
     parser.add_argument("--depth", type=int, default=None,
                         help="overlap between blocks in pixels (default: from the PSF)")
     parser.add_argument("--memory-limit", type=float, default=2.0,
@@ -199,17 +198,6 @@ def _read_tiff(path: str, role: str, *, lazy: bool = False):
         raise UsageError(f"cannot read the {role} TIFF {path}: {error}") from None
 
 
-def _image_shape(path: str):
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            return tuple(series.shape), np.dtype(series.dtype)
-    except Exception as error:
-        raise UsageError(f"cannot read the image TIFF {path}: {error}") from None
-
-
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -230,11 +218,19 @@ def _release_pages(array) -> None:
         handle.madvise(mmap.MADV_DONTNEED)
 
 
-def _metadata(parameters: dict, args) -> dict:
-    entries = {key: value for key, value in parameters.items()
-               if isinstance(value, (str, int, float, bool, type(None)))}
-    entries.update(psf=os.path.basename(args.psf), source=os.path.basename(args.image))
-    return {"psfkit_deconvolve": json.dumps(entries)}
+def _record_metadata(path: str, parameters: dict, args) -> None:
+    """Put the run's parameters and file names into the finished TIFF's description, under
+    ``psfkit_deconvolve`` beside tifffile's own entries (the output is created before the
+    run has made its choices)."""
+    import tifffile
+
+    from .metadata import plain
+
+    entries = dict(plain(parameters), psf=os.path.basename(args.psf),
+                   source=os.path.basename(args.image))
+    description = json.loads(tifffile.tiffcomment(path))
+    description["psfkit_deconvolve"] = json.dumps(entries)
+    tifffile.tiffcomment(path, json.dumps(description))
 
 
 def _check_paths(args) -> None:
@@ -260,26 +256,32 @@ def _deconvolve_arguments(args) -> dict:
     return options
 
 
-def _deconvolve_in_blocks(image, psf, options, path, args, bar) -> dict:
-    """Plan for the scheduler's concurrency, then write block by block into a TIFF memory
-    map whose pages are released after every group of blocks."""
-    import tifffile
-
-    from .chunked import _scheduler, _store_blocks, chunked_graph, plan_chunked
+def _deconvolve_in_blocks(image, psf, options, out, args, bar) -> dict:
+    """Plan for the scheduler's concurrency, then write block by block into the memory map
+    ``out``, releasing its pages after every group of blocks; return the parameters used."""
+    from .chunked import chunked_graph, open_scheduler, plan_chunked, store_blocks
 
     chunks = None if args.chunks in (None, "auto") else args.chunks
-    with _scheduler(args.scheduler) as (compute_kwargs, concurrency, per_worker):
+    with open_scheduler(args.scheduler) as scheduler:
         plan = plan_chunked(image, psf, chunks=chunks, depth=args.depth,
-                            memory_limit=args.memory_limit * 2**30, concurrency=per_worker,
-                            **options)
+                            memory_limit=args.memory_limit * 2**30,
+                            concurrency=scheduler.per_worker, **options)
         bar.label = f"deconvolving {plan.block_count} blocks"
-        out = tifffile.memmap(path, shape=image.shape, dtype=np.float32,
-                              metadata=_metadata(plan.parameters, args))
-
-        _store_blocks(chunked_graph(image, psf, plan), out, compute_kwargs, concurrency,
-                      callback=bar, after_group=lambda: _release_pages(out))
-        out.flush()
+        store_blocks(chunked_graph(image, psf, plan), out, scheduler, callback=bar,
+                     after_group=lambda: _release_pages(out))
     return plan.parameters
+
+
+def _deconvolve_into(out, image, psf, args, bar) -> dict:
+    """Deconvolve ``image`` into the memory map ``out``, frame by frame or in blocks;
+    return the parameters used (of the first frame)."""
+    from .frames import deconvolve_frames, frame_in_blocks
+
+    options = _deconvolve_arguments(args)
+    spatial = image.shape[len(image.shape) - psf.ndim:]
+    if args.chunks is not None or args.scheduler is not None or frame_in_blocks(spatial):
+        return _deconvolve_in_blocks(image, psf, options, out, args, bar)
+    return deconvolve_frames(image, psf, out=out, callback=bar, **options).reports[0]
 
 
 def _interrupt(signum, frame):
@@ -303,41 +305,52 @@ def _run_deconvolve(args) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _deconvolve_files(args) -> int:
-    import tifffile
-
-    from .deconvolution import deconvolve
-
-    _check_paths(args)
+def _read_inputs(args):
+    """The PSF (2D or 3D) and the image (read lazily where the file allows), checked to fit
+    together."""
     psf = np.asarray(_read_tiff(args.psf, "PSF"))
     psf = np.squeeze(psf) if psf.ndim > 3 else psf
-    shape, _dtype = _image_shape(args.image)
+    image = _read_tiff(args.image, "image", lazy=True)
+    shape = tuple(image.shape)
     if psf.ndim not in (2, 3) or len(shape) < psf.ndim:
         raise UsageError(f"the PSF must be 2D or 3D and have at most the image's dimensions; "
                          f"got PSF {psf.shape} and image {shape}")
     spatial = shape[len(shape) - psf.ndim:]
     if any(k > n for k, n in zip(psf.shape, spatial, strict=True)):
         raise UsageError(f"the PSF {psf.shape} is larger than the image {spatial}")
-    frame_bytes = 4 * int(np.prod(spatial))
-    chunked = (args.chunks is not None or args.scheduler is not None
-               or len(shape) > psf.ndim or frame_bytes > CHUNKED_ABOVE_BYTES)
-    image = _read_tiff(args.image, "image", lazy=chunked)
-    options = _deconvolve_arguments(args)
+    return psf, image
 
+
+def _publish(temporary: str, output: str) -> None:
+    """Give the finished temporary file the usual permissions and rename it into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private
+    os.replace(temporary, output)
+
+
+def _summary(parameters: dict) -> str:
+    return ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                     for key, value in parameters.items()
+                     if key in ("method", "iterations", "regularization", "stopped_by"))
+
+
+def _deconvolve_files(args) -> int:
+    import tifffile
+
+    _check_paths(args)
+    psf, image = _read_inputs(args)
     folder = os.path.dirname(os.path.abspath(args.output))
     descriptor, temporary = tempfile.mkstemp(suffix=".tif", prefix=".psfkit-", dir=folder)
     os.close(descriptor)
     bar = ProgressBar("deconvolving", enabled=not args.quiet)
     try:
         try:
-            if chunked:
-                parameters = _deconvolve_in_blocks(image, psf, options, temporary, args, bar)
-            else:
-                result, info = deconvolve(image, psf, **options, callback=bar,
-                                          return_info=True)
-                parameters = {key: value for key, value in vars(info).items()
-                              if key != "history"}
-                tifffile.imwrite(temporary, result, metadata=_metadata(parameters, args))
+            out = tifffile.memmap(temporary, shape=tuple(image.shape), dtype=np.float32)
+            parameters = _deconvolve_into(out, image, psf, args, bar)
+            out.flush()
+            del out  # closes the map before the description is rewritten
+            _record_metadata(temporary, parameters, args)
         except (ValueError, TypeError) as error:
             raise UsageError(str(error)) from None
         except (MemoryError, OSError, RuntimeError) as error:
@@ -345,18 +358,12 @@ def _deconvolve_files(args) -> int:
             print(f"psfkit deconvolve: failed: {type(error).__name__}: {error}",
                   file=sys.stderr)
             return EXIT_FAILED
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private
-        os.replace(temporary, args.output)
+        _publish(temporary, args.output)
         temporary = None
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.remove(temporary)
-    summary = ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-                        for key, value in parameters.items()
-                        if key in ("method", "iterations", "regularization", "stopped_by"))
-    bar.close(f"wrote {args.output} ({summary})")
+    bar.close(f"wrote {args.output} ({_summary(parameters)})")
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ with the known truth. A step whose capability is still being built says so in it
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +18,105 @@ from . import samples
 from .metrics import image_error, kernel_error
 
 
-def _step(rows: list, name: str, run) -> dict | None:
+@dataclass
+class _Demo:
+    """What the steps of a demo share: the output folder, the summary figure's panels (in
+    the order they are shown) and the numbers measured."""
+
+    output: Path
+    panels: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    def save(self, name: str, image: np.ndarray, panel: str | None = None) -> None:
+        """Write ``image`` to ``<name>.tif`` and, given a ``panel`` title, show it."""
+        import tifffile
+
+        tifffile.imwrite(self.output / f"{name}.tif", image)
+        if panel is not None:
+            self.panels[panel] = image
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One row of the table: what a step produced and how it compares with the truth."""
+
+    result: str
+    check: str
+
+
+def _step(rows: list, name: str, run) -> bool:
+    """Run one step and add its row to ``rows``; ``True`` when it failed."""
     start = time.perf_counter()
     try:
         outcome = run()
     except NotImplementedError as error:
         rows.append((name, "not built yet", str(error), ""))
-        return None
+        return False
     except Exception as error:  # the demo reports and continues with the next step
         rows.append((name, "FAILED", f"{type(error).__name__}: {error}", ""))
-        return {"failed": True}
+        return True
     seconds = time.perf_counter() - start
-    rows.append((name, outcome["result"], outcome["check"], f"{seconds:.2f} s"))
-    return outcome
+    rows.append((name, outcome.result, outcome.check, f"{seconds:.2f} s"))
+    return False
+
+
+def _estimate(demo: _Demo, pair: dict) -> _Outcome:
+    """Estimate the kernel of the sample pair; compare kernel and shift with the truth."""
+    from .estimate import estimate_kernel
+
+    truth = pair["truth"]
+    result = estimate_kernel(pair["sharp"], pair["blurred"])
+    demo.save("estimated_kernel", result.kernel, "estimated kernel")
+    demo.save("residual", result.residual, "residual")
+    error = kernel_error(result.kernel, truth["kernel"])
+    shift_error = float(np.max(np.abs(np.asarray(result.shift) - truth["shift"])))
+    demo.metrics.update(kernel_error=error, shift_error=shift_error,
+                        residual_ratio=float(result.residual_ratio))
+    return _Outcome(f"kernel {result.kernel.shape}, residual/noise "
+                    f"{result.residual_ratio:.2f}",
+                    f"kernel error {error:.3f}, shift error {shift_error:.3f} px")
+
+
+def _fit(demo: _Demo, pair: dict) -> _Outcome:
+    """Fit a Gaussian to the sample pair; compare its sigma with the truth."""
+    from .fit import fit_kernel
+
+    truth = pair["truth"]
+    result = fit_kernel(pair["sharp"], pair["blurred"], "gaussian")
+    sigma = float(np.ravel(result.params["sigma"])[0])
+    error = float(np.ravel(result.errors["sigma"])[0])
+    demo.metrics.update(sigma=sigma, sigma_error=error)
+    demo.save("fitted_kernel", result.kernel)
+    return _Outcome(f"sigma {sigma:.3f} ± {error:.3f} px",
+                    f"true sigma {truth['sigma']:.3f} px "
+                    f"({abs(sigma / truth['sigma'] - 1) * 100:.2f} % off)")
+
+
+def _prepare(demo: _Demo, led: dict) -> _Outcome:
+    """Prepare a PSF from the LED photo; compare it with the true LED PSF."""
+    from .psf import prepare_psf
+
+    psf = prepare_psf(led["image"])
+    demo.panels["LED photo"] = led["image"]
+    demo.save("prepared_psf", psf, "prepared PSF")
+    error = kernel_error(psf, led["truth"]["psf"])
+    demo.metrics.update(psf_error=error)
+    return _Outcome(f"PSF {psf.shape}, sum {psf.sum():.3f}",
+                    f"PSF error {error:.3f} against the true LED PSF")
+
+
+def _restore(demo: _Demo, cells: dict) -> _Outcome:
+    """Deconvolve the blurred cells; compare the error before and after with the truth."""
+    from .deconvolution import deconvolve
+
+    restored = deconvolve(cells["blurred"], cells["psf"])
+    demo.panels["blurred cells"] = cells["blurred"]
+    demo.save("deconvolved", restored, "deconvolved")
+    before = image_error(cells["blurred"], cells["truth"]["image"])
+    after = image_error(restored, cells["truth"]["image"])
+    demo.metrics.update(deconvolved_error=after, blurred_error=before)
+    return _Outcome(f"{restored.shape} {restored.dtype}",
+                    f"image error {after:.3f} (blurred input: {before:.3f})")
 
 
 def run_demo(output="psfkit-demo", *, show_table: bool = True) -> dict:
@@ -38,81 +125,29 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> dict:
     Returns the measured numbers (``metrics``), the table ``rows`` and the ``exit_code``
     (1 if a step failed, 0 otherwise; a step still being built is not a failure).
     """
-    import tifffile
-
-    from .deconvolution import deconvolve
-    from .estimate import estimate_kernel
-    from .fit import fit_kernel
-    from .psf import prepare_psf
-
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     pair = samples.sample_pair()
     led = samples.sample_point_source()
     cells = samples.sample_blurred_image()
     truth = pair["truth"]
+    demo = _Demo(output, panels={"sharp": pair["sharp"], "blurred": pair["blurred"],
+                                 "true kernel": truth["kernel"]})
+    demo.save("sharp", pair["sharp"])
+    demo.save("blurred", pair["blurred"])
     rows: list[tuple[str, str, str, str]] = []
-    metrics: dict[str, float] = {}
-    panels: dict[str, np.ndarray] = {"sharp": pair["sharp"], "blurred": pair["blurred"],
-                                     "true kernel": truth["kernel"]}
-
-    def estimate():
-        result = estimate_kernel(pair["sharp"], pair["blurred"])
-        tifffile.imwrite(output / "estimated_kernel.tif", result.kernel)
-        tifffile.imwrite(output / "residual.tif", result.residual)
-        panels["estimated kernel"] = result.kernel
-        panels["residual"] = result.residual
-        error = kernel_error(result.kernel, truth["kernel"])
-        shift_error = float(np.max(np.abs(np.asarray(result.shift) - truth["shift"])))
-        metrics.update(kernel_error=error, shift_error=shift_error,
-                       residual_ratio=float(result.residual_ratio))
-        return {"result": f"kernel {result.kernel.shape}, residual/noise "
-                          f"{result.residual_ratio:.2f}",
-                "check": f"kernel error {error:.3f}, shift error {shift_error:.3f} px"}
-
-    def fit():
-        result = fit_kernel(pair["sharp"], pair["blurred"], "gaussian")
-        sigma = float(np.ravel(result.params["sigma"])[0])
-        error = float(np.ravel(result.errors["sigma"])[0])
-        metrics.update(sigma=sigma, sigma_error=error)
-        tifffile.imwrite(output / "fitted_kernel.tif", result.kernel)
-        return {"result": f"sigma {sigma:.3f} ± {error:.3f} px",
-                "check": f"true sigma {truth['sigma']:.3f} px "
-                         f"({abs(sigma / truth['sigma'] - 1) * 100:.2f} % off)"}
-
-    def prepare():
-        psf = prepare_psf(led["image"])
-        tifffile.imwrite(output / "prepared_psf.tif", psf)
-        panels["LED photo"] = led["image"]
-        panels["prepared PSF"] = psf
-        error = kernel_error(psf, led["truth"]["psf"])
-        metrics.update(psf_error=error)
-        return {"result": f"PSF {psf.shape}, sum {psf.sum():.3f}",
-                "check": f"PSF error {error:.3f} against the true LED PSF"}
-
-    def restore():
-        restored = deconvolve(cells["blurred"], cells["psf"])
-        tifffile.imwrite(output / "deconvolved.tif", restored)
-        panels["blurred cells"] = cells["blurred"]
-        panels["deconvolved"] = restored
-        before = image_error(cells["blurred"], cells["truth"]["image"])
-        after = image_error(restored, cells["truth"]["image"])
-        metrics.update(deconvolved_error=after, blurred_error=before)
-        return {"result": f"{restored.shape} {restored.dtype}",
-                "check": f"image error {after:.3f} (blurred input: {before:.3f})"}
-
-    tifffile.imwrite(output / "sharp.tif", pair["sharp"])
-    tifffile.imwrite(output / "blurred.tif", pair["blurred"])
-    outcomes = [_step(rows, "estimate kernel", estimate), _step(rows, "fit Gaussian", fit),
-                _step(rows, "prepare PSF (LED)", prepare), _step(rows, "deconvolve", restore)]
-    noise = f"noise sigma {truth['noise_sigma']:.4f} (1 % of range), shift {truth['shift']}"
-    _summary_figure(panels, output / "summary.png")
+    steps = [("estimate kernel", lambda: _estimate(demo, pair)),
+             ("fit Gaussian", lambda: _fit(demo, pair)),
+             ("prepare PSF (LED)", lambda: _prepare(demo, led)),
+             ("deconvolve", lambda: _restore(demo, cells))]
+    failed = [_step(rows, name, run) for name, run in steps]
+    _summary_figure(demo.panels, output / "summary.png")
     if show_table:
+        noise = f"noise sigma {truth['noise_sigma']:.4f} (1 % of range), shift {truth['shift']}"
         print(f"psfkit demo — sample pair: Gaussian blur sigma {truth['sigma']} px, {noise}")
         _print_table(rows)
         print(f"results written to {output.resolve()}")
-    exit_code = 1 if any(o and o.get("failed") for o in outcomes) else 0
-    return {"metrics": metrics, "rows": rows, "exit_code": exit_code}
+    return {"metrics": demo.metrics, "rows": rows, "exit_code": 1 if any(failed) else 0}
 
 
 def _print_table(rows) -> None:

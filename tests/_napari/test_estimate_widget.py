@@ -71,7 +71,7 @@ def test_bad_input_shows_an_error_and_changes_no_layer(qtbot, pair_viewer):
     assert "same shape" in widget.last_error
     widget.blurred.value = viewer.layers["blurred"]
     widget.size.value = 61
-    assert widget.run() is None
+    run_to_end(qtbot, widget, expect_error=True)  # the core refuses it, in the worker
     assert "too large" in widget.last_error
     assert [layer.name for layer in viewer.layers] == before
 

@@ -27,14 +27,17 @@ if TYPE_CHECKING:
 
 
 def layer_picker(
-    viewer: napari.viewer.Viewer, kind: str, label: str, *, optional: bool = False
+    viewer: napari.viewer.Viewer, kind: str | tuple[str, ...], label: str, *,
+    optional: bool = False, none_label: str = "(none)",
 ) -> ComboBox:
-    """A drop-down of the viewer's layers of ``kind`` ("Image", "Shapes", "Points", ...)."""
+    """A drop-down of the viewer's layers of ``kind`` ("Image", "Shapes", "Points", ...,
+    or a tuple of them); an ``optional`` one starts with ``none_label`` for no layer."""
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
 
     def choices(_widget=None):
         layers = [(layer.name, layer) for layer in viewer.layers
-                  if type(layer).__name__ == kind]
-        return ([("(none)", None)] if optional else []) + layers
+                  if type(layer).__name__ in kinds]
+        return ([(none_label, None)] if optional else []) + layers
 
     picker = ComboBox(label=label, choices=choices, nullable=optional)
     for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
@@ -64,6 +67,47 @@ def layer_array(layer, role: str, *, ndim=(2, 3), allow_rgb: bool = False) -> np
     return data
 
 
+def layer_pair(sharp_layer, blurred_layer, *, allow_rgb: bool = False):
+    """The data of a sharp and a blurred Image layer, which must be two layers of one shape
+    (the region drawn on one is cut out of both)."""
+    sharp = layer_array(sharp_layer, "sharp", allow_rgb=allow_rgb)
+    blurred = layer_array(blurred_layer, "blurred", allow_rgb=allow_rgb)
+    if sharp_layer is blurred_layer:
+        raise ValueError("Choose two different layers: a sharp and a blurred one.")
+    if sharp.shape != blurred.shape:
+        raise ValueError(f"The sharp layer '{sharp_layer.name}' {sharp.shape} and the "
+                         f"blurred layer '{blurred_layer.name}' {blurred.shape} differ in "
+                         "shape: they must have the same shape.")
+    return sharp, blurred
+
+
+def to_image_pixels(layer, image_layer, points) -> np.ndarray:
+    """Positions given in ``layer``'s data coordinates, in ``image_layer``'s pixel indices
+    (through world coordinates, so scale and translate of both layers apply)."""
+    return np.array([image_layer.world_to_data(layer.data_to_world(p)) for p in points])
+
+
+def shape_box(shapes_layer, image_layer, spatial_shape, *, minimum: int) -> tuple[slice, ...]:
+    """The bounding box of the first shape of ``shapes_layer`` in ``image_layer``'s pixel
+    indices, clipped to ``spatial_shape``; ``ValueError`` when there is no shape or the box
+    spans fewer than ``minimum`` pixels along some axis. A 2D shape drawn on one plane of a
+    volume spans all its planes."""
+    if len(shapes_layer.data) == 0:
+        raise ValueError(f"The shapes layer '{shapes_layer.name}' has no shape.")
+    corners = to_image_pixels(shapes_layer, image_layer, shapes_layer.data[0])
+    ndim = len(spatial_shape)
+    # an RGB layer's pixel indices end with the channel axis
+    corners = corners[:, :ndim] if getattr(image_layer, "rgb", False) else corners[:, -ndim:]
+    low = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, None)
+    high = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 1, spatial_shape)
+    if ndim == 3 and high[0] - low[0] <= 1:
+        low[0], high[0] = 0, spatial_shape[0]
+    if np.any(high - low < minimum):
+        raise ValueError(f"The shape in '{shapes_layer.name}' is too small: the region must "
+                         f"span at least {minimum} pixels along every axis.")
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+
+
 def upsert_layer(viewer: napari.viewer.Viewer, data, name: str, kind: str = "image",
                  **kwargs) -> Any:
     """Add a layer called ``name``, or update it in place if it already exists."""
@@ -90,6 +134,30 @@ class _ProgressRelay(QObject):
     """Carries progress from the worker thread to the GUI thread (a queued Qt signal)."""
 
     step = Signal(int, int)
+
+    @classmethod
+    def advancing(cls, bar) -> _ProgressRelay:
+        """A relay whose ``(step, total)`` signals move ``bar`` in the GUI thread."""
+        relay = cls()
+
+        def advance(step: int, total: int) -> None:
+            if total and bar.total != total:
+                bar.total = total
+            bar.update(step - bar.n)
+
+        relay.step.connect(advance)
+        return relay
+
+
+def _guarded(job: Callable[[Callable], Any]) -> Callable[[Callable], Any]:
+    """``job`` returning its exception as a :class:`_JobFailed` instead of raising it, so it
+    reaches the user as one clear notification, not a traceback from the worker machinery."""
+    def guarded_job(callback):
+        try:
+            return job(callback)
+        except Exception as error:
+            return _JobFailed(error)
+    return guarded_job
 
 
 class PsfkitWidget(Container):
@@ -140,41 +208,15 @@ class PsfkitWidget(Container):
             return None
 
         bar = cancelable_progress(total=0, desc=self.description, cancel_callback=self.cancel)
-        relay = _ProgressRelay()
-
-        def advance(step: int, total: int) -> None:
-            if total and bar.total != total:
-                bar.total = total
-            bar.update(step - bar.n)
-
-        relay.step.connect(advance)
+        relay = _ProgressRelay.advancing(bar)
 
         def callback(step, total, current=None):
             relay.step.emit(int(step), int(total or 0))
             return not worker.abort_requested
 
-        def guarded_job(callback):
-            # an exception is returned, not raised, so it reaches the user as one clear
-            # notification instead of a traceback from the worker machinery
-            try:
-                return job(callback)
-            except Exception as error:
-                return _JobFailed(error)
-
-        worker = create_worker(guarded_job, callback, _start_thread=False)
+        worker = create_worker(_guarded(job), callback, _start_thread=False)
         worker.returned.connect(self._returned)
-
-        def done():
-            if worker.abort_requested:
-                self.status.value = "Cancelled: no layer was changed."
-                show_info("psfkit: cancelled, no layer was changed.")
-            bar.close()
-            relay.deleteLater()
-            self.worker = None
-            self.run_button.enabled = True
-            self.cancel_button.enabled = False
-
-        worker.finished.connect(done)
+        worker.finished.connect(lambda: self._finished(worker, bar, relay))
         self.worker = worker
         self._relay = relay
         self.run_button.enabled = False
@@ -182,6 +224,17 @@ class PsfkitWidget(Container):
         self.status.value = "Running…"
         worker.start()
         return worker
+
+    def _finished(self, worker, bar, relay) -> None:
+        """Close the progress bar and make the widget ready for the next run."""
+        if worker.abort_requested:
+            self.status.value = "Cancelled: no layer was changed."
+            show_info("psfkit: cancelled, no layer was changed.")
+        bar.close()
+        relay.deleteLater()
+        self.worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
 
     def cancel(self, *_args) -> None:
         if self.worker is not None:

@@ -5,8 +5,8 @@ Leading axes beyond the PSF's dimensionality (time, channels) are frames, deconv
 by one; the automatic choices are made on the first frame and repeated on the others, so a
 time series does not flicker. The progress bar counts iterations over all frames and
 Cancel stops between two iterations without touching any layer. Dask-backed (lazy) layers
-are read one frame at a time, and a frame too large to deconvolve at once goes through
-:func:`psfkit.chunked.deconvolve_chunked`.
+are read one frame at a time, and a frame too large to deconvolve at once is deconvolved in
+blocks: all of this is :func:`psfkit.frames.deconvolve_frames`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox
 
-from psfkit.chunked import deconvolve_chunked, explicit_parameters, plan_chunked
-from psfkit.deconvolution import METHODS, deconvolve
+from psfkit.deconvolution import METHODS
+from psfkit.frames import deconvolve_frames
 from psfkit.models import make_psf
 
 from ._common import PsfkitWidget, layer_array, layer_picker, upsert_layer
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 
 METHOD_CHOICES = list(METHODS)
 MODEL_CHOICES = ["gaussian", "airy", "disk"]
-
-#: Frames larger than this (float32 bytes) are deconvolved in overlapping blocks.
-CHUNKED_FRAME_BYTES = 256 << 20
 
 #: Scale mismatch between the PSF and image layers tolerated before refusing.
 SCALE_TOLERANCE = 0.01
@@ -141,52 +138,10 @@ class DeconvolveWidget(PsfkitWidget):
                        regularization=_regularization_value(self.regularization.value))
         if not self.accelerate.value:
             options["acceleration"] = None
-        leading = data.shape[:data.ndim - psf.ndim]
-        frames = list(np.ndindex(*leading))
-        budget = options["iterations"] or 100  # refined by the core's first report
-        large = 4 * int(np.prod(spatial)) > CHUNKED_FRAME_BYTES
 
         def job(callback):
-            result = np.empty(data.shape, dtype=np.float32)
-            reports = []
-            # steps of the finished frames, and the current frame's planned total (the core
-            # lowers it once it knows when it stops); frames still to come are counted at
-            # that total, so the count only goes up
-            done, per_frame = [0], [budget]
-
-            def planned(remaining):
-                return done[0] + per_frame[0] * remaining
-
-            def frame_progress(index):
-                def relay(step, total=None, current=None):
-                    if total:
-                        per_frame[0] = int(total)
-                    return callback(done[0] + step, planned(len(frames) - index))
-                return relay
-
-            # the first frame makes the automatic choices; the others repeat them, so a
-            # time series does not flicker from frame to frame
-            chosen = dict(options)
-            for index, frame in enumerate(frames):
-                plane = np.asarray(data[frame])  # loads one frame of a lazy layer
-                if large:
-                    plan = plan_chunked(plane, psf, **chosen)
-                    result[frame] = deconvolve_chunked(plane, psf, plan=plan,
-                                                       callback=frame_progress(index))
-                    chosen = plan.parameters
-                    reports.append({**plan.parameters, "blocks": plan.block_count})
-                else:
-                    result[frame], info = deconvolve(plane, psf, **chosen,
-                                                     callback=frame_progress(index),
-                                                     return_info=True)
-                    if index == 0:
-                        chosen = explicit_parameters(options, info)
-                    reports.append({key: value for key, value in vars(info).items()
-                                    if key != "history"})
-                done[0] += per_frame[0]
-                if callback(done[0], planned(len(frames) - index - 1)) is False:
-                    break
-            return result, reports, layer, psf_description, options
+            run = deconvolve_frames(data, psf, callback=callback, **options)
+            return run.result, run.reports, layer, psf_description, options
 
         return job
 
@@ -195,7 +150,7 @@ class DeconvolveWidget(PsfkitWidget):
         used = dict(reports[0])
         metadata = {"source": layer.name, **psf_description, "requested": options, **used}
         if len(reports) > 1:
-            metadata["frames"] = reports
+            metadata["frames"] = list(reports)
         upsert_layer(self.viewer, image, f"{layer.name} deconvolved", "image",
                      scale=tuple(layer.scale), translate=tuple(layer.translate),
                      metadata=metadata)

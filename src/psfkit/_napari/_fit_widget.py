@@ -12,25 +12,13 @@ import numpy as np
 from magicgui.widgets import ComboBox, FloatSpinBox, Label, SpinBox
 
 from psfkit.fit import LOSSES, fit_kernel
+from psfkit.metadata import plain, run_metadata
 from psfkit.models import MODELS, make_psf
 
-from ._common import PsfkitWidget, layer_array, layer_picker, upsert_layer
+from ._common import PsfkitWidget, layer_pair, layer_picker, upsert_layer
 
 if TYPE_CHECKING:
     import napari
-
-
-def _plain(value):
-    """Metadata napari can copy and save: floats, lists and dicts of them."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value)
-    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
-        return int(value)
-    return value
 
 
 def _format(value, error=None) -> str:
@@ -60,23 +48,10 @@ class FitModelWidget(PsfkitWidget):
 
     def prepare(self):
         sharp_layer, blurred_layer = self.sharp.value, self.blurred.value
-        sharp = layer_array(sharp_layer, "sharp")
-        blurred = layer_array(blurred_layer, "blurred")
-        if sharp_layer is blurred_layer:
-            raise ValueError("Choose two different layers: a sharp and a blurred one.")
-        if sharp.shape != blurred.shape:
-            raise ValueError(f"The sharp layer '{sharp_layer.name}' {sharp.shape} and the "
-                             f"blurred layer '{blurred_layer.name}' {blurred.shape} differ "
-                             "in shape.")
+        sharp, blurred = layer_pair(sharp_layer, blurred_layer)
         model = self.model.value
-        if blurred.ndim == 3 and model not in ("gaussian", "auto"):
-            raise ValueError(f"The {model} model is 2D only; fit 'gaussian' to a 3D stack.")
         size = self.size.value
-        if size and size % 2 == 0:
-            raise ValueError(f"The kernel size must be odd, got {size}.")
-        if size and size >= min(blurred.shape):
-            raise ValueError(f"The kernel size {size} must be smaller than the images "
-                             f"{blurred.shape}.")
+        # the core refuses an even size, a 2D-only model on a volume, a kernel too large
         shape = (size,) * blurred.ndim if size else None
         spacing = tuple(float(s) for s in blurred_layer.scale[-blurred.ndim:])
         loss = self.loss.value
@@ -91,26 +66,7 @@ class FitModelWidget(PsfkitWidget):
     def finish(self, result) -> None:
         fit, layer, spacing = result
         self.fit = fit
-        metadata = _plain({
-            "source": layer.name,
-            "model": fit.model,
-            "params": fit.params,
-            "errors": {k: v for k, v in fit.errors.items() if k in fit.params},
-            "shift": fit.shift,
-            "shift_error": fit.errors["shift"],
-            "gain": fit.gain,
-            "offset": fit.offset,
-            "fwhm": fit.fwhm,
-            "ellipticity": fit.ellipticity,
-            "reduced_chi2": fit.reduced_chi2,
-            "noise_sigma": fit.noise_sigma,
-            "ranking": [list(entry) for entry in fit.ranking],
-            "physical": fit.physical,
-            "spacing": spacing,
-            "loss": fit.loss,
-            "converged": fit.success,
-            "message": fit.message,
-        })
+        metadata = {"source": layer.name, **run_metadata(fit), "spacing": plain(spacing)}
         translate = tuple(layer.translate[-len(spacing):])
         upsert_layer(self.viewer, fit.kernel, f"{layer.name} fitted kernel", "image",
                      scale=spacing, metadata=metadata, colormap="magma")
@@ -215,7 +171,7 @@ class ModelPsfWidget(PsfkitWidget):
 
     def finish(self, result) -> None:
         psf, model, values, scale = result
-        metadata = _plain({"model": model, "params": values, "spacing": scale})
+        metadata = plain({"model": model, "params": values, "spacing": scale})
         upsert_layer(self.viewer, psf, f"{model} PSF", "image", scale=scale,
                      metadata=metadata, colormap="magma")
         self.status.value = f"{model} PSF {' × '.join(map(str, psf.shape))}"

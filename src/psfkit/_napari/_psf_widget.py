@@ -11,9 +11,17 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
 from psfkit.beads import average_beads
+from psfkit.metadata import run_metadata
 from psfkit.psf import PsfWarning, prepare_psf
 
-from ._common import PsfkitWidget, layer_array, layer_picker, upsert_layer
+from ._common import (
+    PsfkitWidget,
+    layer_array,
+    layer_picker,
+    shape_box,
+    to_image_pixels,
+    upsert_layer,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -24,20 +32,8 @@ REJECTED_COLOUR = (1.0, 0.25, 0.2, 1.0)
 
 BACKGROUND_CHOICES = [("auto (plane)", "auto"), ("constant", "constant"), ("none", None)]
 
-
-def _region_picker(viewer: napari.viewer.Viewer) -> ComboBox:
-    """An optional drop-down of the viewer's Points and Shapes layers."""
-
-    def choices(_widget=None):
-        return [("(whole image)", None)] + [
-            (layer.name, layer) for layer in viewer.layers
-            if type(layer).__name__ in ("Points", "Shapes")]
-
-    picker = ComboBox(label="region (points/shapes)", choices=choices, nullable=True)
-    for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
-                  viewer.layers.events.reordered):
-        event.connect(lambda _e: picker.reset_choices())
-    return picker
+#: Smallest region, in pixels per axis, that a PSF is prepared from.
+MINIMUM_REGION = 3
 
 
 def _shape_value(size: int, ndim: int):
@@ -49,15 +45,6 @@ def _shape_value(size: int, ndim: int):
     return (size,) * ndim
 
 
-def _to_image_pixels(point_layer, image_layer, points) -> np.ndarray:
-    """Positions given in ``point_layer``'s data coordinates, in ``image_layer``'s pixels."""
-    return np.array([image_layer.world_to_data(point_layer.data_to_world(p)) for p in points])
-
-
-def _warnings_text(caught) -> list[str]:
-    return [str(w.message) for w in caught if issubclass(w.category, PsfWarning)]
-
-
 class PreparePsfWidget(PsfkitWidget):
     """Turn a bead, LED or star layer into a clean PSF layer."""
 
@@ -65,7 +52,8 @@ class PreparePsfWidget(PsfkitWidget):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.image = layer_picker(viewer, "Image", "bead / LED / star")
-        self.region = _region_picker(viewer)
+        self.region = layer_picker(viewer, ("Points", "Shapes"), "region (points/shapes)",
+                                   optional=True, none_label="(whole image)")
         self.size = SpinBox(value=0, min=0, max=1001, step=2, label="PSF size (0 = auto)")
         self.background = ComboBox(value="auto", choices=BACKGROUND_CHOICES,
                                    label="background")
@@ -85,51 +73,33 @@ class PreparePsfWidget(PsfkitWidget):
             if kind == "Points":
                 if len(region.data) == 0:
                     raise ValueError(f"The points layer '{region.name}' has no point.")
-                centre = _to_image_pixels(region, layer, region.data[:1])[0][-data.ndim:]
+                centre = to_image_pixels(region, layer, region.data[:1])[0][-data.ndim:]
             else:
-                if len(region.data) == 0:
-                    raise ValueError(f"The shapes layer '{region.name}' has no shape.")
-                corners = _to_image_pixels(region, layer, region.data[0])[:, -data.ndim:]
-                low = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, None)
-                high = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 1, data.shape)
-                if data.ndim == 3 and corners.shape[1] == 3 and high[0] - low[0] <= 1:
-                    low[0], high[0] = 0, data.shape[0]  # a 2D shape drawn on one plane
-                if np.any(high - low < 3):
-                    raise ValueError(f"The shape in '{region.name}' covers less than 3 "
-                                     "pixels of the image along some axis.")
-                data = data[tuple(slice(a, b) for a, b in zip(low, high, strict=True))]
-                offset = low
+                box = shape_box(region, layer, data.shape, minimum=MINIMUM_REGION)
+                data = data[box]
+                offset = np.array([b.start for b in box])
         background = self.background.value
         hot_pixels = self.hot_pixels.value
         spacing = np.asarray(layer.scale[-data.ndim:], dtype=float)
 
         def job(callback):
             callback(1, 2)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", PsfWarning)
+            with warnings.catch_warnings():
+                # the report lists them and the status line shows them
+                warnings.simplefilter("ignore", PsfWarning)
                 psf, info = prepare_psf(data, shape, background=background,
                                         hot_pixels=hot_pixels, centre=centre,
                                         spacing=spacing, return_info=True)
             callback(2, 2)
             info.centre = info.centre + offset
-            return psf, info, _warnings_text(caught), layer, spacing
+            return psf, info, layer, spacing
 
         return job
 
     def finish(self, result) -> None:
-        psf, info, messages, layer, spacing = result
-        metadata = {
-            "source": layer.name,
-            "fwhm": info.fwhm.tolist(),
-            "fwhm_physical": info.fwhm_physical.tolist(),
-            "snr": info.snr,
-            "beads_used": 1,
-            "centre": info.centre.tolist(),
-            "background": info.background,
-            "noise_sigma": info.noise_sigma,
-            "hot_pixels": info.hot_pixels,
-            "warnings": messages,
-        }
+        psf, info, layer, spacing = result
+        messages = info.warnings
+        metadata = {"source": layer.name, **run_metadata(info)}
         upsert_layer(self.viewer, psf, f"{layer.name} PSF", "image", scale=tuple(spacing),
                      metadata=metadata, colormap="magma")
         widths = " × ".join(f"{w:.2f}" for w in info.fwhm)
@@ -170,22 +140,13 @@ class AverageBeadsWidget(PsfkitWidget):
             result = average_beads(data, spacing=spacing, shape=shape, method=method,
                                    threshold=threshold, bead_diameter=diameter,
                                    callback=callback)
-            return result, layer, spacing
+            return result, layer, spacing, method
 
         return job
 
     def finish(self, result) -> None:
-        average, layer, spacing = result
-        metadata = {
-            "source": layer.name,
-            "fwhm": average.fwhm.tolist(),
-            "fwhm_physical": average.fwhm_physical.tolist(),
-            "snr": average.snr,
-            "beads_used": average.beads_used,
-            "beads_detected": len(average.beads["accepted"]),
-            "spread": average.spread,
-            "method": self.method.value,
-        }
+        average, layer, spacing, method = result
+        metadata = {"source": layer.name, **run_metadata(average), "method": method}
         upsert_layer(self.viewer, average.psf, f"{layer.name} averaged PSF", "image",
                      scale=tuple(spacing), metadata=metadata, colormap="magma")
         beads = average.beads

@@ -1,0 +1,219 @@
+"""Frames along leading axes: one computation repeated over the frames of a stack.
+
+A stack ``(..., N1, ..., ND)`` holds frames (time points, channels) of ``D`` spatial axes
+along its leading axes. :func:`map_frames` runs a per-frame function over them with one
+progress count over all frames (the :mod:`psfkit._progress` callback convention) and one
+cancel; :func:`deconvolve_frames` uses it to deconvolve a stack. There the first frame makes
+the automatic choices and the others repeat them, so a time series does not flicker, and a
+frame larger than :data:`CHUNKED_FRAME_BYTES` is deconvolved in overlapping blocks
+(:mod:`psfkit.chunked`) instead of at once. The napari widget, the command line and the
+blocks of :mod:`psfkit.chunked` all go through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._progress import report
+from .deconvolution import deconvolve
+from .metadata import plain, run_metadata
+
+#: A frame whose float32 copy is larger than this (256 MiB, 64 M voxels) is deconvolved in
+#: overlapping blocks. In memory the core peaks at about 25 times the frame's float32 size
+#: (:data:`psfkit.chunked.BYTES_PER_BLOCK_VOXEL` per voxel of its padded grid), so a frame
+#: above this limit would need more than 6 GiB at once.
+CHUNKED_FRAME_BYTES = 256 << 20
+
+#: Steps counted for a frame before the core reports its own total (an iteration count).
+PLANNED_STEPS_PER_FRAME = 100
+
+
+def frame_in_blocks(spatial_shape) -> bool:
+    """Whether a frame of ``spatial_shape`` is deconvolved in overlapping blocks: when its
+    float32 copy is larger than :data:`CHUNKED_FRAME_BYTES`."""
+    return 4 * int(np.prod(spatial_shape)) > CHUNKED_FRAME_BYTES
+
+
+@dataclass(frozen=True)
+class FramesRun:
+    """What :func:`map_frames` returns.
+
+    Attributes
+    ----------
+    result : array
+        The output stack (``out`` when one was given).
+    reports : tuple
+        What the per-frame function reported, one entry per frame that ran.
+    complete : bool
+        ``False`` when the callback stopped the run before the last frame.
+    """
+
+    result: Any
+    reports: tuple
+    complete: bool
+
+
+class _StackProgress:
+    """Progress over all frames, built from each frame's own ``(step, total)`` reports.
+
+    The steps of finished frames add up; the current frame and those still to come are
+    counted at the current frame's planned total, which the core may lower once it knows
+    when it stops, so the count only goes up and ends at the total.
+    """
+
+    def __init__(self, callback, frame_count: int, steps_per_frame: int):
+        self.callback = callback
+        self.frame_count = frame_count
+        self.done = 0
+        self.per_frame = steps_per_frame
+
+    def _planned(self, frames_left: int) -> int:
+        return self.done + self.per_frame * frames_left
+
+    def frame_callback(self, index: int) -> Callable:
+        """The callback for frame ``index``: relays its steps as steps of the stack."""
+        def relay(step, total=None, current=None):
+            if total:
+                self.per_frame = int(total)
+            return report(self.callback, self.done + step,
+                          self._planned(self.frame_count - index))
+        return relay
+
+    def frame_done(self, index: int) -> bool:
+        """Count frame ``index`` as finished; ``False`` when the caller asked to stop."""
+        self.done += self.per_frame
+        return report(self.callback, self.done, self._planned(self.frame_count - index - 1))
+
+
+def map_frames(function: Callable, stack, spatial_ndim: int, *, out=None, callback=None,
+               steps_per_frame: int = 1) -> FramesRun:
+    """Run ``function`` on every frame of ``stack`` and collect the results in ``out``.
+
+    Parameters
+    ----------
+    function : callable
+        ``function(frame, callback) -> (result, report)`` for one frame, a plain ndarray
+        of the last ``spatial_ndim`` axes; ``result`` has the frame's shape, ``callback``
+        follows the convention of :mod:`psfkit._progress`.
+    stack : (..., N1, ..., ND) array-like
+        Anything with ``shape`` and NumPy indexing (a dask array, a memory map...); one
+        frame at a time is read.
+    spatial_ndim : int
+        ``D``, the number of trailing axes that make one frame.
+    out : array-like, optional
+        Where to write the results (anything with slice assignment). Default: a new
+        float32 array.
+    callback : callable, optional
+        ``callback(step, total, None)`` with the steps of all frames; returning ``False``
+        stops the current frame and the run.
+    steps_per_frame : int
+        Steps counted for each frame until ``function`` reports its own total.
+
+    Returns
+    -------
+    FramesRun
+    """
+    shape = tuple(stack.shape)
+    frames = list(np.ndindex(*shape[:len(shape) - spatial_ndim]))
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    progress = _StackProgress(callback, len(frames), steps_per_frame)
+    reports = []
+    for index, frame in enumerate(frames):
+        out[frame], frame_report = function(np.asarray(stack[frame]),
+                                            progress.frame_callback(index))
+        reports.append(frame_report)
+        if not progress.frame_done(index):
+            return FramesRun(out, tuple(reports), complete=index + 1 == len(frames))
+    return FramesRun(out, tuple(reports), complete=True)
+
+
+def _left_to_the_data(value) -> bool:
+    """Whether a keyword argument of :func:`psfkit.deconvolve` asks the core to choose."""
+    return value is None or (isinstance(value, str) and value == "auto")
+
+
+def explicit_parameters(parameters: dict, info) -> dict:
+    """The request ``parameters`` with every choice the core made filled in from ``info``.
+
+    ``info`` is the :class:`~psfkit.deconvolve.DeconvolutionInfo` of a run with these
+    ``parameters``; its ``parameters`` are the keyword arguments that repeat that run with
+    no data-driven choice (method, iterations, regularization, the noise model...). They
+    replace every argument the request left to the data ("auto", ``None`` or absent); a
+    value the request gave explicitly is kept as given. Another image (a block, the next
+    frame) deconvolved with the result is treated exactly like the first.
+    """
+    given = {name: value for name, value in parameters.items()
+             if not _left_to_the_data(value)}
+    return {**parameters, **info.parameters, **given, "method": info.parameters["method"]}
+
+
+class _FrameDeconvolver:
+    """Deconvolves one frame after the other: the first with the request, the others with
+    the choices the first one made, each at once or in blocks (:func:`frame_in_blocks`)."""
+
+    def __init__(self, psf, parameters: dict, in_blocks: bool):
+        self.psf = psf
+        self.parameters = dict(parameters)
+        self.in_blocks = in_blocks
+        self.plan = None  # the block plan of the first frame, reused for the others
+        self.chosen = False
+
+    def __call__(self, frame: np.ndarray, callback) -> tuple[np.ndarray, dict]:
+        """The deconvolved frame and the metadata of its run."""
+        if self.in_blocks:
+            # chunked builds its blocks on map_frames, so it is imported where it is used
+            from .chunked import deconvolve_chunked, plan_chunked
+
+            if self.plan is None:
+                self.plan = plan_chunked(frame, self.psf, **self.parameters)
+            result = deconvolve_chunked(frame, self.psf, plan=self.plan, callback=callback)
+            return result, plain({**self.plan.parameters, "blocks": self.plan.block_count})
+        result, info = deconvolve(frame, self.psf, **self.parameters, callback=callback,
+                                  return_info=True)
+        if not self.chosen:
+            self.parameters = explicit_parameters(self.parameters, info)
+            self.chosen = True
+        return result, run_metadata(info)
+
+
+def deconvolve_frames(stack, psf, *, out=None, callback=None, in_blocks: bool | None = None,
+                      **parameters) -> FramesRun:
+    """Deconvolve every frame of ``stack`` alike, one frame in memory at a time.
+
+    Parameters
+    ----------
+    stack : (..., N1, ..., ND) array-like
+        Frames along the leading axes (none for a single image); lazy arrays are read one
+        frame at a time.
+    psf : (M1, ..., MD) ndarray
+        The PSF, 2D or 3D.
+    out : array-like, optional
+        Where to write the float32 result; default a new array.
+    callback : callable, optional
+        ``callback(step, total, None)`` over the steps of all frames (iterations, or blocks
+        of a frame deconvolved in blocks); return ``False`` to stop.
+    in_blocks : bool, optional
+        Deconvolve each frame in overlapping blocks (:mod:`psfkit.chunked`) or at once;
+        default :func:`frame_in_blocks` of the frame's shape.
+    **parameters
+        Keyword arguments of :func:`psfkit.deconvolve`. The choices they leave to the data
+        are made on the first frame and repeated on the others.
+
+    Returns
+    -------
+    FramesRun
+        ``reports`` holds the :func:`~psfkit.metadata.run_metadata` of each frame's run
+        (for a frame in blocks, the block parameters and the block count).
+    """
+    psf = np.asarray(psf)
+    spatial = tuple(stack.shape[len(stack.shape) - psf.ndim:])
+    if in_blocks is None:
+        in_blocks = frame_in_blocks(spatial)
+    deconvolver = _FrameDeconvolver(psf, parameters, in_blocks)
+    return map_frames(deconvolver, stack, psf.ndim, out=out, callback=callback,
+                      steps_per_frame=parameters.get("iterations") or PLANNED_STEPS_PER_FRAME)

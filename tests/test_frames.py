@@ -1,0 +1,104 @@
+"""Frames along leading axes: one function over every frame with one progress count and one
+cancel, the first frame's choices repeated on the others, and one size rule for blocks."""
+
+import numpy as np
+import pytest
+
+import psfkit
+from psfkit.deconvolution import DeconvolutionInfo
+from psfkit.frames import (
+    CHUNKED_FRAME_BYTES,
+    deconvolve_frames,
+    explicit_parameters,
+    frame_in_blocks,
+    map_frames,
+)
+from psfkit.models import make_psf
+from psfkit.samples import blurred_pair
+
+
+def _doubled_in_three_steps(frame, callback):
+    for step in (1, 2, 3):
+        if callback(step, 3) is False:
+            break
+    return 2 * frame, float(frame.sum())
+
+
+def test_map_frames_applies_the_function_to_every_frame_and_counts_over_all_frames():
+    stack = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    steps = []
+    run = map_frames(_doubled_in_three_steps, stack, 2,
+                     callback=lambda step, total, current=None: steps.append((step, total)))
+    np.testing.assert_array_equal(run.result, 2 * stack)
+    assert run.result.dtype == np.float32 and run.complete
+    assert run.reports == tuple(float(stack[index].sum()) for index in np.ndindex(2, 3))
+    assert [step for step, _ in steps] == sorted(step for step, _ in steps)
+    assert {total for _, total in steps} == {18}
+    assert steps[-1] == (18, 18)
+
+
+def test_map_frames_stops_where_the_callback_says_and_leaves_the_rest_alone():
+    stack = np.ones((4, 6, 6), np.float32)
+    out = np.zeros_like(stack)
+    run = map_frames(_doubled_in_three_steps, stack, 2, out=out,
+                     callback=lambda step, total, current=None: step < 5)
+    assert run.result is out and not run.complete
+    assert len(run.reports) == 2
+    np.testing.assert_array_equal(out[:2], 2.0)
+    np.testing.assert_array_equal(out[2:], 0.0)
+
+
+def test_a_single_image_is_one_frame():
+    image = np.full((5, 7), 3.0, np.float32)
+    run = map_frames(_doubled_in_three_steps, image, 2)
+    np.testing.assert_array_equal(run.result, 6.0)
+    assert run.reports == (105.0,)
+
+
+@pytest.fixture(scope="module")
+def case():
+    psf = make_psf("gaussian", (11, 11), sigma=1.5)
+    pair = blurred_pair(psf, (80, 72), noise=0.01)
+    return pair, psf
+
+
+def test_the_first_frames_automatic_choices_are_repeated_on_the_others(case):
+    pair, psf = case
+    stack = np.stack([pair.blurred, 3 * pair.blurred[::-1]])
+    run = deconvolve_frames(stack, psf, method="wiener")
+    first, second = run.reports
+    assert first["regularization"] == second["regularization"]
+    assert first["background"] == second["background"]
+    expected, info = psfkit.deconvolve(pair.blurred, psf, "wiener", return_info=True)
+    np.testing.assert_allclose(run.result[0], expected, rtol=1e-6, atol=1e-7)
+    repeated = psfkit.deconvolve(stack[1], psf, **info.parameters)
+    np.testing.assert_allclose(run.result[1], repeated, rtol=1e-6, atol=1e-7)
+
+
+def test_frames_in_blocks_match_frames_at_once_within_one_percent(case):
+    pair, psf = case
+    stack = np.stack([pair.blurred, pair.blurred])
+    options = dict(method="richardson_lucy", iterations=10)
+    at_once = deconvolve_frames(stack, psf, in_blocks=False, **options)
+    in_blocks = deconvolve_frames(stack, psf, in_blocks=True, **options)
+    error = np.linalg.norm(in_blocks.result - at_once.result) / np.linalg.norm(at_once.result)
+    assert error < 0.01
+    assert in_blocks.reports[0]["blocks"] >= 1 and in_blocks.reports[0]["iterations"] == 10
+
+
+def test_frames_go_in_blocks_above_the_one_size_limit():
+    side = int(np.sqrt(CHUNKED_FRAME_BYTES // 4))
+    assert not frame_in_blocks((side, side))
+    assert frame_in_blocks((side, side + 1))
+    assert not frame_in_blocks((64, 64, 64))
+
+
+def test_explicit_parameters_keep_what_was_given_and_take_the_rest_from_the_run():
+    info = DeconvolutionInfo(method="rl_mix", parameters={
+        "method": "rl_mix", "regularization": 0.02, "iterations": 17, "background": 1.5,
+        "read_noise": 0.1, "gain": 0.0, "smoothing": 0.3})
+    request = {"method": "auto", "iterations": 30, "regularization": "auto",
+               "background": None}
+    assert explicit_parameters(request, info) == {
+        "method": "rl_mix", "regularization": 0.02, "iterations": 30, "background": 1.5,
+        "read_noise": 0.1, "gain": 0.0, "smoothing": 0.3}

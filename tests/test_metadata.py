@@ -1,0 +1,57 @@
+"""The metadata of a run: JSON-safe values that repeat what the core result says."""
+
+import json
+
+import numpy as np
+import pytest
+
+import psfkit
+from psfkit.metadata import plain, run_metadata
+from psfkit.models import make_psf
+from psfkit.samples import blurred_pair
+
+
+def test_plain_turns_numpy_values_into_python_ones():
+    value = plain({"a": np.float32(1.5), "b": np.arange(3), 1: (np.int64(2), np.bool_(True)),
+                   "c": np.float64(0.25) * np.ones((2, 1))})
+    assert value == {"a": 1.5, "b": [0, 1, 2], "1": [2, True], "c": [[0.25], [0.25]]}
+    assert type(value["a"]) is float and type(value["1"][0]) is int
+    assert type(value["1"][1]) is bool
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return blurred_pair(make_psf("gaussian", (9, 9), sigma=1.2), (96, 96), noise=0.01, rng=3)
+
+
+def test_a_deconvolution_records_its_parameters_and_not_its_history(pair):
+    _, info = psfkit.deconvolve(pair.blurred, make_psf("gaussian", (9, 9), sigma=1.2),
+                                "richardson_lucy", iterations=7, return_info=True)
+    metadata = json.loads(json.dumps(run_metadata(info)))
+    assert metadata["method"] == "richardson_lucy" and metadata["iterations"] == 7
+    assert metadata["parameters"]["iterations"] == 7
+    assert metadata["noise_sigma"] == pytest.approx(info.noise_sigma)
+    assert "history" not in metadata
+
+
+def test_a_kernel_estimate_records_shift_gain_and_quality(pair):
+    estimate = psfkit.estimate_kernel(pair.sharp, pair.blurred, 9)
+    metadata = json.loads(json.dumps(run_metadata(estimate)))
+    assert metadata["shift"] == pytest.approx(np.asarray(estimate.shift).tolist())
+    assert metadata["gain"] == pytest.approx(float(estimate.gain))
+    assert metadata["shape"] == [9, 9] and metadata["method"] == estimate.method
+    assert metadata["residual_ratio"] == pytest.approx(float(estimate.residual_ratio))
+
+
+def test_a_kernel_fit_records_its_model_and_errors(pair):
+    fit = psfkit.fit_kernel(pair.sharp, pair.blurred, "gaussian")
+    metadata = json.loads(json.dumps(run_metadata(fit)))
+    assert metadata["model"] == "gaussian"
+    assert metadata["params"]["sigma"] == pytest.approx(1.2, rel=0.1)
+    assert set(metadata["errors"]) == set(fit.params)
+    assert metadata["converged"] == bool(fit.success)
+
+
+def test_an_unknown_result_is_refused():
+    with pytest.raises(TypeError, match="no metadata for a dict"):
+        run_metadata({})
