@@ -17,6 +17,7 @@ from .fit import KernelFit, defocus_diameter, fit_kernel
 from .models import MODELS, make_psf
 from .noise import noise_sigma
 from .operators import Convolver, convolve
+from .optics import confocal_psf, widefield_psf
 from .psf import (
     BeadAverage,
     PsfReport,
@@ -26,6 +27,7 @@ from .psf import (
     average_beads,
     prepare_psf,
 )
+from .units import UndersamplingWarning, resample_psf
 
 __all__ = [
     "MODELS",
@@ -37,8 +39,10 @@ __all__ = [
     "PsfWarning",
     "SaturationWarning",
     "TruncationWarning",
+    "UndersamplingWarning",
     "__version__",
     "average_beads",
+    "confocal_psf",
     "convolve",
     "deconvolve",
     "deconvolve_chunked",
@@ -49,4 +53,6 @@ __all__ = [
     "make_psf",
     "noise_sigma",
     "prepare_psf",
+    "resample_psf",
+    "widefield_psf",
 ]
