@@ -1,6 +1,9 @@
 """Microscope PSFs from the optics: textbook widths, the Bessel series against direct
 quadrature, psfmodels' Gibson–Lanni where it installs, and the PSF contract."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.special
@@ -16,6 +19,9 @@ from psfkit.optics import (
     widefield_psf,
 )
 from psfkit.psf import fwhm
+
+# the psfmodels reference lives with the benchmark that compares the two
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
 OIL = 1.515
 GREEN = 0.52  # µm
@@ -120,20 +126,6 @@ def test_confocal_is_the_product_of_excitation_and_emission():
     assert 0.65 < ratio < 0.78
 
 
-def psfmodels_reference(psfmodels, shape, spacing, numerical_aperture, immersion, sample,
-                        depth, axial_subsamples=3):
-    """psfmodels' scalar Gibson–Lanni, integrated over each voxel like psfkit's: laterally
-    by its own 3× oversampling, axially by averaging planes inside each voxel."""
-    nz, _, nx = shape
-    dz, _, dx = spacing
-    sub = (np.arange(nz * axial_subsamples) + 0.5) / axial_subsamples - 0.5
-    focus = (sub - nz // 2) * dz + depth
-    params = {"NA": numerical_aperture, "ni": immersion, "ni0": immersion, "ns": sample}
-    planes = psfmodels.scalar_psf(focus, nx, dx, depth, GREEN, params, normalize=False)
-    psf = planes.reshape(nz, axial_subsamples, nx, nx).mean(axis=1)
-    return psf / psf.sum()
-
-
 @pytest.mark.parametrize(("numerical_aperture", "immersion", "sample", "depth"), [
     (1.4, OIL, OIL, 0.0),
     (1.4, OIL, 1.33, 5.0),
@@ -143,13 +135,15 @@ def psfmodels_reference(psfmodels, shape, spacing, numerical_aperture, immersion
 ])
 def test_widefield_matches_psfmodels_gibson_lanni_within_2_percent(
         numerical_aperture, immersion, sample, depth):
-    psfmodels = pytest.importorskip("psfmodels")
+    pytest.importorskip("psfmodels")
+    from bench_optics import psfmodels_scalar
+
     shape, spacing = (33, 65, 65), (0.1, 0.05, 0.05)
     ours = widefield_psf(shape, spacing, numerical_aperture=numerical_aperture,
                          wavelength=GREEN, immersion_index=immersion, sample_index=sample,
                          depth=depth)
-    theirs = psfmodels_reference(psfmodels, shape, spacing, numerical_aperture, immersion,
-                                 sample, depth)
+    theirs = psfmodels_scalar(shape, spacing, numerical_aperture, immersion, sample, depth,
+                              wavelength=GREEN)
     assert relative_l2(ours, theirs) < 0.02
 
 

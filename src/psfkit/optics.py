@@ -366,8 +366,9 @@ def confocal_psf(shape, spacing, *, numerical_aperture: float, wavelength: float
     ``wavelength``), multiplied before the integration over each voxel.
 
     The parameters and the result are those of :func:`widefield_psf`. A pinhole of finite
-    size would blur the emission PSF laterally by its back-projected disk; with a pinhole
-    of one Airy unit or less the point model is within a few percent in width.
+    size would blur the emission PSF laterally by its back-projected disk: the point model
+    describes pinholes of about a quarter of an Airy unit or smaller; at one Airy unit the
+    lateral width approaches the widefield one (the optical sectioning remains).
 
     Examples
     --------

@@ -7,9 +7,10 @@ PSF, known exactly at the old voxel edges, is interpolated at the new voxel edge
 cubic spline and differenced. Each new voxel then receives exactly the light of the
 continuous interpolant inside it — an area-weighted rebinning when the new voxels are
 larger, a smooth subdivision when they are smaller — so the flux is preserved and a PSF
-that is already on the target grid comes back unchanged. The spline is clamped (zero light
-density at the PSF's border). The axes are resampled one after the other (the voxels are
-boxes, so the integral separates).
+that is already on the target grid comes back unchanged. The spline has not-a-knot ends,
+which assume nothing about the light at the PSF's border (a crop of a widefield PSF has
+much). The axes are resampled one after the other (the voxels are boxes, so the integral
+separates).
 """
 
 from __future__ import annotations
@@ -69,16 +70,15 @@ def resample_axis(array: np.ndarray, axis: int, old_step: float, new_step: float
     """Resample the voxel integrals of ``array`` along ``axis`` from voxels of
     ``old_step`` to ``new_count`` voxels of ``new_step``, centre voxel on centre voxel.
 
-    The cumulative sum at the old edges is interpolated at the new edges (a clamped cubic
-    spline, flat outside the old extent) and differenced, so the light inside the old
+    The cumulative sum at the old edges is interpolated at the new edges (a not-a-knot
+    cubic spline, flat outside the old extent) and differenced, so the light inside the old
     extent is kept exactly. Where the PSF falls to zero (an Airy ring) the spline may dip
-    below it by about 1e-4 of the peak.
+    below it by up to about 1e-3 of the peak.
     """
     old_edges = _voxel_edges(array.shape[axis], old_step)
     zero = np.zeros_like(np.take(array, [0], axis=axis))
     cumulative = np.concatenate([zero, np.cumsum(array, axis=axis)], axis=axis)
-    interpolant = scipy.interpolate.CubicSpline(old_edges, cumulative, axis=axis,
-                                                bc_type="clamped")
+    interpolant = scipy.interpolate.CubicSpline(old_edges, cumulative, axis=axis)
     new_edges = np.clip(_voxel_edges(new_count, new_step), old_edges[0], old_edges[-1])
     return np.diff(interpolant(new_edges), axis=axis)
 
@@ -126,11 +126,11 @@ def resample_psf(psf, psf_spacing, image_spacing) -> np.ndarray:
     Notes
     -----
     Along each axis the cumulative sum of the PSF is interpolated at the image's voxel
-    edges with a clamped cubic spline and differenced, which integrates the continuous
+    edges with a cubic spline and differenced, which integrates the continuous
     interpolant over every target voxel: downsampling rebins by area (no aliasing from
     point sampling), upsampling subdivides smoothly, and equal spacings return the PSF
     unchanged (up to the normalisation). The spline's small dips below zero where the
-    PSF vanishes (about 1e-4 of the peak) are clipped before the normalisation.
+    PSF vanishes (up to about 1e-3 of the peak) are clipped before the normalisation.
 
     Examples
     --------
@@ -151,6 +151,6 @@ def resample_psf(psf, psf_spacing, image_spacing) -> np.ndarray:
         count = _nearest_odd(psf.shape[axis] * psf_spacing[axis] / image_spacing[axis])
         resampled = resample_axis(resampled, axis, psf_spacing[axis], image_spacing[axis],
                                   count)
-    # the spline's dips below zero at the PSF's zeros are ~1e-4 of the peak: clip them
+    # the spline dips below zero by up to ~1e-3 of the peak at the PSF's zeros: clip them
     resampled = np.clip(resampled, 0.0, None)
     return (resampled / resampled.sum()).astype(np.float32)
