@@ -166,8 +166,9 @@ def test_make_psf_renders_the_same_models():
     ({"wavelength": -0.5}, "wavelength must be a positive number"),
     ({"sample_index": np.nan}, "sample_index must be a positive number"),
     ({"depth": -1.0}, "depth .* must be zero or positive"),
-    ({"spacing": (0.1, 0.05)}, r"spacing must be three positive voxel sizes \(z, y, x\)"),
-    ({"spacing": (0.1, 0.0, 0.05)}, "spacing must be three positive voxel sizes"),
+    ({"spacing": (0.1, 0.05)}, r"spacing must have one voxel size per axis of the PSF "
+                               r"\(3\), got 2"),
+    ({"spacing": (0.1, 0.0, 0.05)}, "spacing must be positive and finite on every axis"),
     ({"shape": (15, 16, 15)}, "shape must be odd"),
 ])
 def test_bad_optics_raise_errors_that_name_the_argument(changes, match):
@@ -175,3 +176,9 @@ def test_bad_optics_raise_errors_that_name_the_argument(changes, match):
                  "numerical_aperture": 1.2, "wavelength": GREEN} | changes
     with pytest.raises(ValueError, match=match):
         widefield_psf(**arguments)
+
+
+def test_a_non_numeric_optical_parameter_is_a_type_error_naming_it():
+    with pytest.raises(TypeError, match="excitation_wavelength must be a number"):
+        confocal_psf((15, 15, 15), (0.1, 0.05, 0.05), numerical_aperture=1.2,
+                     wavelength=GREEN, excitation_wavelength="blue")

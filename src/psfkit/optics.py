@@ -58,6 +58,7 @@ import scipy.sparse
 import scipy.special
 
 from ._validate import odd_shape
+from .units import voxel_spacing
 
 __all__ = ["confocal_psf", "widefield_psf"]
 
@@ -115,19 +116,14 @@ def _objective(numerical_aperture, immersion_index, sample_index, depth) -> Obje
 
 
 def _positive(value, name: str) -> float:
-    value = float(value)
+    """``value`` as a positive finite float; a ``TypeError``/``ValueError`` naming it."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number, got {value}")
     return value
-
-
-def _spacing(spacing) -> np.ndarray:
-    """The voxel size ``(z, y, x)`` as three positive floats."""
-    values = np.asarray(spacing, dtype=float)
-    if values.shape != (3,) or not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise ValueError(f"spacing must be three positive voxel sizes (z, y, x), got "
-                         f"{spacing!r}")
-    return values
 
 
 # -- the pupil and its Bessel series -----------------------------------------------------
@@ -253,6 +249,7 @@ class LateralIntegration:
 
     @property
     def radii(self) -> np.ndarray:
+        """The radii at which the operator takes the profile."""
         return np.arange(self.operator.shape[1]) * self.radial_step
 
 
@@ -290,7 +287,7 @@ def _render(shape, spacing, objective: Objective, wavelengths: tuple[float, ...]
     """The product of the Gibson–Lanni intensities at ``wavelengths``, integrated over
     each voxel of ``shape`` (z, y, x), with unit sum (float64)."""
     shape = odd_shape(shape, 3)
-    spacing = _spacing(spacing)
+    spacing = voxel_spacing(spacing, 3, "spacing")
     # the product of several PSFs passes the sum of their bandwidths
     effective = 1 / sum(1 / w for w in wavelengths)
     na, n_i = objective.numerical_aperture, objective.immersion_index
