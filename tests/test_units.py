@@ -137,6 +137,15 @@ def test_well_sampled_target_grid_does_not_warn():
         resample_psf(psf, (0.1, 0.1, 0.1), (0.15, 0.3, 0.3))
 
 
+def test_a_single_plane_psf_resamples_laterally_without_an_undersampling_warning():
+    plane = make_psf("gaussian", (31, 31), sigma=4.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resampled = resample_psf(plane[None], (0.3, 0.05, 0.05), (0.3, 0.1, 0.1))
+    assert resampled.shape == (1, 15, 15)
+    np.testing.assert_allclose(resampled[0], resample_psf(plane, 0.05, 0.1), atol=1e-7)
+
+
 # -- argument errors -----------------------------------------------------------------------
 
 

@@ -84,9 +84,11 @@ def resample_axis(array: np.ndarray, axis: int, old_step: float, new_step: float
 
 
 def _warn_if_undersampled(psf: np.ndarray, psf_spacing, image_spacing) -> None:
-    """Warn when the PSF's FWHM spans fewer than :data:`UNDERSAMPLED_FWHM` image voxels."""
+    """Warn when the PSF's FWHM spans fewer than :data:`UNDERSAMPLED_FWHM` image voxels
+    (on the axes long enough to measure it: a single plane has no width to lose)."""
     widths = fwhm(psf) * psf_spacing / image_spacing
-    narrow = [axis for axis, width in enumerate(widths) if width < UNDERSAMPLED_FWHM]
+    narrow = [axis for axis, width in enumerate(widths)
+              if psf.shape[axis] >= 3 and width < UNDERSAMPLED_FWHM]
     if narrow:
         described = ", ".join(f"{widths[axis]:.2g} image voxels on axis {axis}"
                               for axis in narrow)
@@ -103,9 +105,9 @@ def resample_psf(psf, psf_spacing, image_spacing) -> np.ndarray:
     Parameters
     ----------
     psf : (N1, ..., ND) array_like
-        The PSF, 2D or 3D, centred on its centre voxel ``shape // 2``. Its values are
-        taken as the light collected by each voxel; negative values (noise) are set to
-        zero first.
+        The PSF, 2D or 3D, centred on its centre voxel ``shape // 2`` (an even shape
+        comes back odd, with that voxel in the middle). Its values are taken as the light
+        collected by each voxel; negative values (noise) are set to zero first.
     psf_spacing, image_spacing : float or (D,) sequence of float
         Voxel size of the PSF and of the image per axis, in one unit (e.g. µm); a scalar
         means isotropic voxels. Anisotropic voxels (a coarser z step) are allowed.
