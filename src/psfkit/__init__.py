@@ -19,7 +19,9 @@ from .fit import KernelFit, fit_kernel
 from .models import MODELS, make_psf
 from .noise import noise_sigma
 from .operators import Convolver, convolve
+from .optics import confocal_psf, widefield_psf
 from .psf import PsfReport, PsfWarning, SaturationWarning, TruncationWarning, prepare_psf
+from .units import UndersamplingWarning, resample_psf
 
 __all__ = [
     "MODELS",
@@ -31,8 +33,10 @@ __all__ = [
     "PsfWarning",
     "SaturationWarning",
     "TruncationWarning",
+    "UndersamplingWarning",
     "__version__",
     "average_beads",
+    "confocal_psf",
     "convolve",
     "deconvolve",
     "deconvolve_chunked",
@@ -43,4 +47,6 @@ __all__ = [
     "make_psf",
     "noise_sigma",
     "prepare_psf",
+    "resample_psf",
+    "widefield_psf",
 ]

@@ -20,9 +20,20 @@ model                     parameters (pixels, radians)    profile
 ``disk``                  ``radius``                      ``1`` for ``r <= radius``
 ``ring``                  ``diameter, width``             ``exp(-(r - diameter/2)² / 2 width²)``
 ``motion``                ``length, angle``               a line segment through the centre
+``widefield`` (3D)        ``numerical_aperture,           scalar Gibson–Lanni PSF
+                          wavelength, spacing``, and      (:func:`psfkit.widefield_psf`)
+                          optionally ``immersion_index,
+                          sample_index, depth``
+``confocal`` (3D)         as ``widefield`` plus           excitation PSF × emission PSF
+                          ``excitation_wavelength``       (:func:`psfkit.confocal_psf`)
 ========================  ==============================  ===============================
 
-Angles are measured from the x axis (last axis) towards the y axis, in radians.
+Angles are measured from the x axis (last axis) towards the y axis, in radians. The
+microscope models ``widefield_airy``, ``widefield`` and ``confocal`` take physical lengths
+instead of pixels: ``wavelength`` (emission, in vacuum), ``excitation_wavelength``,
+``depth`` (of the source below the coverslip) and ``pixel_size`` or the voxel size
+``spacing`` ``(z, y, x)`` in one unit, e.g. µm; ``immersion_index`` defaults to oil (1.515)
+and ``sample_index`` to the immersion's.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import numpy as np
 import scipy.special
 
 from ._validate import odd_shape
+from .optics import confocal_psf, widefield_psf
 
 #: First zero of the Bessel function J1: the Airy pattern's first dark ring is at v = J1_ZERO.
 J1_ZERO = 3.831705970207512
@@ -189,7 +201,12 @@ _RENDERERS = {
     "ring": _ring,
     "motion": _motion,
     "widefield_airy": _widefield_airy,
+    "widefield": widefield_psf,
+    "confocal": confocal_psf,
 }
+
+#: Models rendered in 3D only, from a microscope's optics (:mod:`psfkit.optics`).
+OPTICAL_MODELS = ("widefield", "confocal")
 
 
 def render(model: str, shape, **params) -> np.ndarray:
@@ -205,6 +222,8 @@ def _shape_for(model: str, shape) -> tuple[int, ...]:
     if model == "gaussian":
         ndim = 2 if np.isscalar(shape) else len(shape)
         return odd_shape(shape, ndim)
+    if model in OPTICAL_MODELS:
+        return odd_shape(shape, 3)
     return odd_shape(shape, 2)
 
 
@@ -279,11 +298,14 @@ def make_psf(model: str, shape, **params) -> np.ndarray:
     ----------
     model : str
         One of ``gaussian`` (2D or 3D), ``elliptical_gaussian``, ``moffat``, ``airy``,
-        ``widefield_airy``, ``disk``, ``ring``, ``motion`` (2D); see the module docstring.
+        ``widefield_airy``, ``disk``, ``ring``, ``motion`` (2D), ``widefield``,
+        ``confocal`` (3D); see the module docstring.
     shape : int or tuple of int
-        Odd kernel shape; an int means a square 2D kernel.
+        Odd kernel shape; an int means a square 2D kernel (a cube for the 3D-only
+        models).
     **params
-        The model's parameters, in pixels and radians.
+        The model's parameters, in pixels and radians (the microscope models take
+        physical lengths, see the module docstring).
 
     Returns
     -------

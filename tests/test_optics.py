@@ -1,0 +1,184 @@
+"""Microscope PSFs from the optics: textbook widths, the Bessel series against direct
+quadrature, psfmodels' Gibson–Lanni where it installs, and the PSF contract."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.special
+
+import psfkit
+from psfkit.optics import (
+    _objective,
+    bessel_series,
+    confocal_psf,
+    lommel_integrals,
+    pupil_phase,
+    radial_intensity,
+    widefield_psf,
+)
+from psfkit.psf import fwhm
+
+# the psfmodels reference lives with the benchmark that compares the two
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+
+OIL = 1.515
+GREEN = 0.52  # µm
+
+
+def relative_l2(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def textbook_widths(numerical_aperture, wavelength=GREEN, index=OIL):
+    """Lateral ``0.51 λ / NA`` and axial ``0.88 λ / (n − √(n² − NA²))`` widefield FWHM."""
+    lateral = 0.51 * wavelength / numerical_aperture
+    axial = 0.88 * wavelength / (index - np.sqrt(index**2 - numerical_aperture**2))
+    return lateral, axial
+
+
+def quadrature_intensity(radii, defocus, objective, wavelength, samples=20_000):
+    """``|∫₀¹ exp(iW) J0(k NA r ρ) ρ dρ|²`` by a fine midpoint rule (the known truth)."""
+    rho = (np.arange(samples) + 0.5) / samples
+    pupil = np.exp(pupil_phase(rho, defocus, objective, wavelength)) * rho / samples
+    beta = 2 * np.pi / wavelength * objective.numerical_aperture * radii
+    amplitude = pupil @ scipy.special.j0(np.outer(rho, beta))
+    return np.abs(amplitude) ** 2
+
+
+@pytest.mark.parametrize("numerical_aperture", [0.5, 0.75, 1.0, 1.2, 1.4])
+def test_widefield_fwhm_is_within_10_percent_of_the_textbook_widths(numerical_aperture):
+    lateral, axial = textbook_widths(numerical_aperture)
+    spacing = (axial / 8, lateral / 8, lateral / 8)
+    psf = widefield_psf((41, 33, 33), spacing, numerical_aperture=numerical_aperture,
+                        wavelength=GREEN, immersion_index=OIL)
+    widths = fwhm(psf) * np.array(spacing)
+    assert abs(widths[1] / lateral - 1) < 0.10
+    assert abs(widths[2] / lateral - 1) < 0.10
+    assert abs(widths[0] / axial - 1) < 0.10
+
+
+@pytest.mark.parametrize(("numerical_aperture", "immersion", "sample", "depth"), [
+    (1.4, OIL, OIL, 0.0),
+    (1.4, OIL, 1.33, 5.0),   # oil objective, watery sample: spherical aberration
+    (1.2, 1.33, 1.33, 0.0),
+    (0.8, 1.0, 1.0, 0.0),
+])
+def test_bessel_series_matches_direct_quadrature(numerical_aperture, immersion, sample,
+                                                 depth):
+    objective = _objective(numerical_aperture, immersion, sample, depth)
+    radii = np.linspace(0, 3, 121)
+    defocus = np.linspace(-3, 3, 13)
+    series = radial_intensity(radii, defocus, objective, GREEN)
+    truth = quadrature_intensity(radii, defocus, objective, GREEN)
+    # the critical angle of the mismatched case puts a kink in the pupil
+    tolerance = 3e-3 if sample < numerical_aperture else 1e-6
+    assert relative_l2(series, truth) < tolerance
+
+
+def test_bessel_series_reproduces_the_pupil_function():
+    objective = _objective(1.2, 1.33, None, 0.0)
+    defocus = np.array([-2.0, 0.0, 1.5])
+    series = bessel_series(defocus, objective, GREEN)
+    rho = np.linspace(0, 1, 401)
+    expanded = series.coefficients @ scipy.special.j0(np.outer(series.orders, rho))
+    truth = np.exp(pupil_phase(rho, defocus, objective, GREEN))
+    assert np.abs(expanded - truth).max() < 1e-3
+
+
+def test_lommel_integrals_match_quadrature_including_the_diagonal():
+    orders = np.arange(8) * 0.75 * np.pi
+    beta = np.concatenate([np.linspace(0, 20, 41), orders, orders + 1e-9])  # β = σ
+    rho = (np.arange(100_000) + 0.5) / 100_000
+    truth = (scipy.special.j0(np.outer(orders, rho)) * rho) @ scipy.special.j0(
+        np.outer(rho, beta)) / rho.size
+    np.testing.assert_allclose(lommel_integrals(orders, beta), truth, atol=1e-8)
+
+
+@pytest.mark.parametrize("render", [widefield_psf, confocal_psf])
+def test_the_psf_contract_odd_centred_unit_sum_float32(render):
+    extra = {"excitation_wavelength": 0.488} if render is confocal_psf else {}
+    psf = render((21, 31, 31), (0.15, 0.06, 0.06), numerical_aperture=1.3,
+                 wavelength=GREEN, **extra)
+    assert psf.dtype == np.float32
+    assert psf.shape == (21, 31, 31)
+    assert psf.min() >= 0
+    assert abs(float(psf.sum()) - 1) < 1e-5
+    assert np.unravel_index(np.argmax(psf), psf.shape) == (10, 15, 15)
+    # rotational symmetry on the grid, and focus symmetry with matched indices
+    np.testing.assert_allclose(psf, psf[:, ::-1, :], rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(psf, np.swapaxes(psf, 1, 2), rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(psf, psf[::-1], rtol=1e-4, atol=1e-9)
+
+
+def test_confocal_is_the_product_of_excitation_and_emission():
+    spacing = (0.05, 0.02, 0.02)  # fine, so the product of voxel averages is close
+    common = {"numerical_aperture": 1.2, "immersion_index": 1.33}
+    excitation = widefield_psf((41, 41, 41), spacing, wavelength=0.488, **common)
+    emission = widefield_psf((41, 41, 41), spacing, wavelength=GREEN, **common)
+    product = excitation.astype(float) * emission
+    confocal = confocal_psf((41, 41, 41), spacing, wavelength=GREEN,
+                            excitation_wavelength=0.488, **common)
+    assert relative_l2(confocal, product / product.sum()) < 0.01
+    # and it is narrower: 1/√2 of the widefield width for nearly equal wavelengths
+    ratio = fwhm(confocal)[2] / fwhm(emission)[2]
+    assert 0.65 < ratio < 0.78
+
+
+@pytest.mark.parametrize(("numerical_aperture", "immersion", "sample", "depth"), [
+    (1.4, OIL, OIL, 0.0),
+    (1.4, OIL, 1.33, 5.0),
+    (1.2, OIL, 1.33, 3.0),
+    (1.0, 1.33, 1.33, 10.0),
+    (0.5, 1.0, 1.0, 0.0),
+])
+def test_widefield_matches_psfmodels_gibson_lanni_within_2_percent(
+        numerical_aperture, immersion, sample, depth):
+    pytest.importorskip("psfmodels")
+    from bench_optics import psfmodels_scalar
+
+    shape, spacing = (33, 65, 65), (0.1, 0.05, 0.05)
+    ours = widefield_psf(shape, spacing, numerical_aperture=numerical_aperture,
+                         wavelength=GREEN, immersion_index=immersion, sample_index=sample,
+                         depth=depth)
+    theirs = psfmodels_scalar(shape, spacing, numerical_aperture, immersion, sample, depth,
+                              wavelength=GREEN)
+    assert relative_l2(ours, theirs) < 0.02
+
+
+def test_make_psf_renders_the_same_models():
+    params = {"spacing": (0.2, 0.08, 0.08), "numerical_aperture": 1.1, "wavelength": 0.6,
+              "immersion_index": 1.33, "sample_index": 1.38, "depth": 4.0}
+    np.testing.assert_array_equal(psfkit.make_psf("widefield", (15, 21, 21), **params),
+                                  widefield_psf((15, 21, 21), **params))
+    np.testing.assert_array_equal(
+        psfkit.make_psf("confocal", 15, excitation_wavelength=0.5, **params),
+        confocal_psf((15, 15, 15), excitation_wavelength=0.5, **params))
+    with pytest.raises(ValueError, match="shape must have 3 entries"):
+        psfkit.make_psf("widefield", (15, 15), **params)
+
+
+@pytest.mark.parametrize(("changes", "match"), [
+    ({"numerical_aperture": 1.6}, r"numerical_aperture \(1.6\) must be below "
+                                  r"immersion_index \(1.515\)"),
+    ({"numerical_aperture": 0.0}, "numerical_aperture must be a positive number"),
+    ({"wavelength": -0.5}, "wavelength must be a positive number"),
+    ({"sample_index": np.nan}, "sample_index must be a positive number"),
+    ({"depth": -1.0}, "depth .* must be zero or positive"),
+    ({"spacing": (0.1, 0.05)}, r"spacing must have one voxel size per axis of the PSF "
+                               r"\(3\), got 2"),
+    ({"spacing": (0.1, 0.0, 0.05)}, "spacing must be positive and finite on every axis"),
+    ({"shape": (15, 16, 15)}, "shape must be odd"),
+])
+def test_bad_optics_raise_errors_that_name_the_argument(changes, match):
+    arguments = {"shape": (15, 15, 15), "spacing": (0.1, 0.05, 0.05),
+                 "numerical_aperture": 1.2, "wavelength": GREEN} | changes
+    with pytest.raises(ValueError, match=match):
+        widefield_psf(**arguments)
+
+
+def test_a_non_numeric_optical_parameter_is_a_type_error_naming_it():
+    with pytest.raises(TypeError, match="excitation_wavelength must be a number"):
+        confocal_psf((15, 15, 15), (0.1, 0.05, 0.05), numerical_aperture=1.2,
+                     wavelength=GREEN, excitation_wavelength="blue")
