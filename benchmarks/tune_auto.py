@@ -16,7 +16,7 @@ to the default's error on each set, and which value the tuning set picks (the lo
 geometric mean). A constant whose
 hold-out column agrees with the tuning column generalises; one where the two disagree was
 fitted to the suite. ``--quick`` uses the quick suite and a small hold-out set, in a few
-minutes; the whole run takes about an hour on 2 cores. Results go to stdout and to
+minutes; the whole run takes about 40 minutes on 2 cores. Results go to stdout and to
 ``benchmarks/results/tuning.md``.
 """
 
