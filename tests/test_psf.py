@@ -161,3 +161,39 @@ def test_3d_bead_with_a_sloped_background():
     assert kernel_error(psf, truth) < 0.08
     np.testing.assert_allclose(info.centre, centres[0], atol=0.1)
     np.testing.assert_allclose(info.fwhm_physical / info.fwhm, (0.3, 0.1, 0.1))
+
+
+# -- hardening (issue 17) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bead_frame():
+    frame, _ = bead_image(make_psf("gaussian", (15, 15), sigma=2.0), (48, 48), count=1)
+    return frame
+
+
+@pytest.mark.parametrize("factor", [1e-30, 1e30, 2.0**100])
+def test_prepare_psf_is_scale_invariant_at_extreme_magnitudes(bead_frame, factor):
+    psf, report = prepare_psf(bead_frame, return_info=True)
+    scaled, scaled_report = prepare_psf(bead_frame * np.float32(factor), return_info=True)
+    assert scaled.shape == psf.shape
+    assert np.max(np.abs(scaled - psf)) < 1e-5 * psf.max()
+    assert scaled_report.noise_sigma == pytest.approx(report.noise_sigma * factor, rel=1e-5)
+    assert scaled_report.flux == pytest.approx(report.flux * factor, rel=1e-5)
+    assert scaled_report.snr == pytest.approx(report.snr, rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"centre": (np.nan, 20.0)}, "centre must be finite"),
+    ({"background": np.nan}, "background must be a finite number"),
+    ({"background": np.inf}, "background must be a finite number"),
+    ({"saturation": np.nan}, "saturation must be a finite number"),
+])
+def test_non_finite_options_are_refused_by_name(bead_frame, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        prepare_psf(bead_frame, **kwargs)
+
+
+def test_a_frame_without_a_source_names_the_image():
+    with pytest.raises(ValueError, match="no point source found in image"):
+        prepare_psf(np.zeros((32, 32)))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ._arguments import finite_result, matching_pair, real_number, whole_number
 from ._fit_models import GAUSSIAN_FWHM, _kernel_shape, _Model, _model_for, _parameter_errors
 from ._fit_problem import _Normalised, _Problem
 from ._least_squares import (
@@ -195,6 +196,9 @@ def _request(ndim, model, shape, spacing, loss, f_scale, isotropic,
         isotropic = ndim == 2
     if shape is not None:
         shape = odd_shape(shape, ndim)
+    if f_scale is not None:
+        f_scale = real_number(f_scale, "f_scale", positive=True)
+    max_evaluations = whole_number(max_evaluations, "max_evaluations", minimum=1)
     if model == "auto":
         names = MODELS if ndim == 2 else ("gaussian",)
     elif model in MODELS:
@@ -298,8 +302,7 @@ def fit_kernel(
     """
     sharp = as_float_array(sharp, "sharp")
     blurred = as_float_array(blurred, "blurred")
-    if sharp.shape != blurred.shape:
-        raise ValueError(f"sharp and blurred differ in shape: {sharp.shape} and {blurred.shape}")
+    matching_pair(sharp, blurred)
     request = _request(sharp.ndim, model, shape, spacing, loss, f_scale, isotropic,
                        max_evaluations)
     pair = _Normalised.of(sharp, blurred)
@@ -317,7 +320,7 @@ def fit_kernel(
         optimum = _optimise(_Objective(best.spec, best.problem, robust), best.optimum.v,
                             best.optimum.shift, request.max_evaluations, callback)
         best = _ModelFit.of(best.spec, best.problem, optimum)
-    return _result(best, blurred, pair, request, ranking)
+    return finite_result(_result(best, blurred, pair, request, ranking), "fit_kernel")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
+from ._arguments import real_number, rescaled
 from ._validate import as_float_array
 from .align import centroid
 from .noise import noise_sigma, rim
@@ -377,7 +378,7 @@ def _saturation_level(raw: np.ndarray, saturation) -> float | None:
     image maximum when at least four pixels share it exactly (a flat, clipped top).
     """
     if saturation is not None:
-        return float(saturation)
+        return real_number(saturation, "saturation")
     top = raw.max()
     if np.issubdtype(raw.dtype, np.integer) and top >= np.iinfo(raw.dtype).max:
         return float(top)
@@ -403,7 +404,9 @@ class _Frame:
     ``raw`` is the input as given (the saturation test needs its values), ``data`` the float
     frame with hot pixels replaced and ``background`` (a float or an array of its shape)
     subtracted, ``sigma`` its white-noise standard deviation and ``hot_pixels`` the (K, D)
-    indices of the replaced pixels.
+    indices of the replaced pixels. ``data``, ``background`` and ``sigma`` are in the input's
+    units divided by ``scale``, the exact power of two that brings an image of extreme
+    magnitude near 1 (:func:`psfkit._arguments.rescaled`; 1 for ordinary images).
     """
 
     raw: np.ndarray
@@ -411,6 +414,7 @@ class _Frame:
     background: np.ndarray | float
     sigma: float
     hot_pixels: np.ndarray
+    scale: float = 1.0
 
 
 def _clean_frame(image, name, background, hot_pixels) -> _Frame:
@@ -420,6 +424,10 @@ def _clean_frame(image, name, background, hot_pixels) -> _Frame:
     data = as_float_array(raw, name)
     if min(data.shape) < 3:
         raise ValueError(f"{name} of shape {data.shape} is too small: need 3 pixels per axis")
+    # the floors below are absolute: they hold for ordinary magnitudes, which this brings
+    data, scale = rescaled(data)
+    if background is not None and not isinstance(background, str):
+        background = real_number(background, "background") / scale
     sigma = noise_sigma(data)
     hot = np.empty((0, data.ndim), dtype=int)
     if hot_pixels:
@@ -427,4 +435,5 @@ def _clean_frame(image, name, background, hot_pixels) -> _Frame:
     if sigma <= 0:
         sigma = max(float(np.std(data)) * 1e-3, 1e-12)
     level, _ = fit_background(data, sigma, background)
-    return _Frame(raw=raw, data=data - level, background=level, sigma=sigma, hot_pixels=hot)
+    return _Frame(raw=raw, data=data - level, background=level, sigma=sigma, hot_pixels=hot,
+                  scale=scale)
