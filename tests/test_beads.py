@@ -176,3 +176,12 @@ def test_a_lone_bead_at_the_edge_is_refused_with_the_reason():
     frame, _ = bead_image(make_psf("gaussian", (15, 15), sigma=2.0), (48, 48), count=1)
     with pytest.raises(ValueError, match=r"no usable bead among 1 detected: \{'edge': 1\}"):
         average_beads(frame[:, 20:])
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"shape": np.inf}, TypeError, "shape must be an int, got inf"),
+    ({"callback": 5}, TypeError, "callback must be callable or None, got 5"),
+])
+def test_bead_shape_and_callback_are_checked_by_name(beads_2d, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        average_beads(beads_2d[0], **kwargs)

@@ -281,3 +281,16 @@ def test_a_single_column_is_refused_by_name():
     column = np.random.default_rng(0).random((64, 1))
     with pytest.raises(ValueError, match=r"sharp and blurred of shape \(64, 1\) are too small"):
         estimate_kernel(column, column)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"shape": np.nan}, TypeError, "shape must be an int, got nan"),
+    ({"shape": (15, np.inf)}, TypeError, "shape must be an int, got inf"),
+    ({"callback": 5}, TypeError, "callback must be callable or None, got 5"),
+])
+def test_shape_entries_and_callback_are_checked_before_any_work(gaussian_pair, kwargs, error,
+                                                                  match):
+    # shape=nan used to fail with "cannot convert float NaN to integer", inf with an
+    # OverflowError, and callback=5 with "'int' object is not callable" deep in the solver
+    with pytest.raises(error, match=match):
+        estimate_kernel(gaussian_pair.sharp, gaussian_pair.blurred, **kwargs)

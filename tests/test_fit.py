@@ -355,3 +355,12 @@ def test_defocus_is_scale_invariant_at_extreme_magnitudes():
     plain = defocus_diameter(blurred)
     assert defocus_diameter(blurred * np.float32(1e-30)) == pytest.approx(plain, rel=1e-6)
     assert defocus_diameter(blurred * np.float32(1e30)) == pytest.approx(plain, rel=1e-6)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"shape": np.nan}, TypeError, "shape must be an int, got nan"),
+    ({"callback": "print"}, TypeError, "callback must be callable or None"),
+])
+def test_fit_shape_and_callback_are_checked_by_name(small_pair, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fit_kernel(small_pair.sharp, small_pair.blurred, **kwargs)

@@ -197,3 +197,8 @@ def test_non_finite_options_are_refused_by_name(bead_frame, kwargs, match):
 def test_a_frame_without_a_source_names_the_image():
     with pytest.raises(ValueError, match="no point source found in image"):
         prepare_psf(np.zeros((32, 32)))
+
+
+def test_a_shape_that_is_not_an_int_is_refused_by_name(bead_frame):
+    with pytest.raises(TypeError, match="shape must be an int, got nan"):
+        prepare_psf(bead_frame, np.nan)

@@ -2,8 +2,10 @@
 shared by the kernel estimators and the point-source functions.
 
 Beside :mod:`psfkit._validate` (which turns arrays into float arrays) this module holds:
-:func:`whole_number` and :func:`real_number`, which turn a count or a size into an
-``int``/``float`` or raise a ``TypeError``/``ValueError`` naming the argument;
+:func:`whole_number`, :func:`real_number`, :func:`kernel_shape` and
+:func:`progress_callback`, which turn a count, a size, a kernel shape or a callback into
+what the core uses or raise a ``TypeError``/``ValueError`` naming the argument;
+:func:`matching_pair`, the shape check of a sharp/blurred pair;
 :func:`power_of_two_scale`, the factor that brings an image of extreme magnitude back to
 ordinary numbers without a rounding error; and :func:`finite_result`, the check every
 public function passes its result through, so that a non-finite value is an error and
@@ -15,8 +17,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Callable, Iterable
 
 import numpy as np
+
+from ._validate import odd_shape
 
 #: Largest absolute values for which :func:`power_of_two_scale` leaves an image alone:
 #: from 2**-20 (about 1e-6) to 2**20 (about 1e6), where no step of psfkit under- or
@@ -24,8 +29,8 @@ import numpy as np
 ORDINARY_MAGNITUDES = (2.0**-20, 2.0**20)
 
 
-def whole_number(value, name: str, *, minimum: int = 0) -> int:
-    """``value`` as an ``int`` of at least ``minimum``.
+def whole_number(value, name: str, *, minimum: int | None = 0) -> int:
+    """``value`` as an ``int`` of at least ``minimum`` (any int when it is ``None``).
 
     Python and NumPy integers are accepted; a ``bool``, a float (even ``5.0`` or ``inf``)
     or anything else raises a ``TypeError``, a smaller number a ``ValueError``.
@@ -33,9 +38,29 @@ def whole_number(value, name: str, *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
     value = int(value)
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
     return value
+
+
+def kernel_shape(shape, ndim: int, name: str = "shape") -> tuple[int, ...]:
+    """An odd kernel ``shape`` (an int, or one int per axis) as a tuple of ``ndim`` ints:
+    every entry must be an int (:func:`whole_number`; ``nan`` or ``9.0`` raise a
+    ``TypeError``), then :func:`psfkit._validate.odd_shape` checks that they are odd and
+    positive."""
+    if isinstance(shape, str) or not isinstance(shape, Iterable):
+        entries = (shape,) * ndim
+    else:
+        entries = tuple(shape)
+    return odd_shape(tuple(whole_number(n, name, minimum=None) for n in entries), ndim, name)
+
+
+def progress_callback(callback, name: str = "callback") -> Callable | None:
+    """``callback`` when it is ``None`` or callable; otherwise a ``TypeError`` naming it
+    (before any work, rather than at the first progress report)."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"{name} must be callable or None, got {callback!r}")
+    return callback
 
 
 def real_number(value, name: str, *, minimum: float | None = None,

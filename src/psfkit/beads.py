@@ -20,7 +20,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
-from ._arguments import finite_result, real_number, whole_number
+from ._arguments import finite_result, kernel_shape, progress_callback, real_number, whole_number
 from ._progress import report
 from ._validate import odd_shape
 from .noise import MAD_TO_SIGMA
@@ -475,8 +475,11 @@ def average_beads(
         max_beads = whole_number(max_beads, "max_beads", minimum=1)
     if bead_diameter is not None:
         bead_diameter = real_number(bead_diameter, "bead_diameter", positive=True)
+    callback = progress_callback(callback)
     frame = _clean_frame(image, "image", background, hot_pixels)
     spacing = _spacing(spacing, frame.data.ndim)
+    if shape is not None:
+        shape = kernel_shape(shape, frame.data.ndim)
     candidates = _detect_candidates(frame.data, frame.sigma, threshold)
     half = _bead_half(candidates, shape)
     total_steps = len(candidates.peaks) + 2

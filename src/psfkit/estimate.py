@@ -26,7 +26,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.ndimage as ndi
 
-from ._arguments import finite_result, matching_pair, real_number, rescaled, whole_number
+from ._arguments import (
+    finite_result,
+    kernel_shape,
+    matching_pair,
+    progress_callback,
+    real_number,
+    rescaled,
+    whole_number,
+)
 from ._kernel_fit import _AlignedPair, _fit_at_shift, _FitOptions, _shift_image, _ShiftBounds
 from ._kernel_lsq import _unconstrained_sum
 from ._kernel_support import (
@@ -39,7 +47,7 @@ from ._kernel_support import (
     _remove_noise_floor,
 )
 from ._progress import report
-from ._validate import as_float_array, odd_shape
+from ._validate import as_float_array
 from .align import centroid, estimate_shift
 from .noise import floored_noise_sigma
 from .operators import Convolver, fourier_shift
@@ -222,6 +230,7 @@ def estimate_kernel(
     regularization = _checked_options(method, regularization)
     max_iterations = whole_number(max_iterations, "max_iterations")
     tolerance = real_number(tolerance, "tolerance", minimum=0.0)
+    callback = progress_callback(callback)
     sharp = as_float_array(sharp, "sharp", ndim=(2, 3))
     blurred = as_float_array(blurred, "blurred", ndim=(2, 3))
     if rgb is None:
@@ -308,7 +317,7 @@ def _reblur(sharp, kernel_fit, offset):
 def _checked_shape(sharp, blurred, shape):
     """The requested kernel ``shape`` made odd (None stays None), once it and the images fit."""
     if shape is not None:
-        shape = odd_shape(shape, sharp.ndim)
+        shape = kernel_shape(shape, sharp.ndim)
         if any(k > (n + 1) // 2 for k, n in zip(shape, sharp.shape, strict=True)):
             raise ValueError(f"kernel shape {shape} is too large for images of shape "
                              f"{sharp.shape}: at most half of each axis")

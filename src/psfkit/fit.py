@@ -21,7 +21,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ._arguments import finite_result, matching_pair, real_number, whole_number
+from ._arguments import (
+    finite_result,
+    kernel_shape,
+    matching_pair,
+    progress_callback,
+    real_number,
+    whole_number,
+)
 from ._fit_models import GAUSSIAN_FWHM, _kernel_shape, _Model, _model_for, _parameter_errors
 from ._fit_problem import _Normalised, _Problem
 from ._least_squares import (
@@ -37,7 +44,7 @@ from ._least_squares import (
 )
 from ._progress import report
 from ._starting_points import _coarse_candidates, _defocus_candidates, _search_scores
-from ._validate import as_float_array, odd_shape
+from ._validate import as_float_array
 from .align import estimate_shift
 from .models import MODELS
 
@@ -195,7 +202,7 @@ def _request(ndim, model, shape, spacing, loss, f_scale, isotropic,
     if isotropic is None:
         isotropic = ndim == 2
     if shape is not None:
-        shape = odd_shape(shape, ndim)
+        shape = kernel_shape(shape, ndim)
     if f_scale is not None:
         f_scale = real_number(f_scale, "f_scale", positive=True)
     max_evaluations = whole_number(max_evaluations, "max_evaluations", minimum=1)
@@ -305,6 +312,7 @@ def fit_kernel(
     matching_pair(sharp, blurred)
     request = _request(sharp.ndim, model, shape, spacing, loss, f_scale, isotropic,
                        max_evaluations)
+    callback = progress_callback(callback)
     pair = _Normalised.of(sharp, blurred)
     scale = 2.0 * pair.noise if request.f_scale is None else float(request.f_scale)
     robust = _Loss(request.loss, scale)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage as ndi
 
-from ._arguments import rescaled
+from ._arguments import finite_result, rescaled
 from ._validate import as_float_array
 
 #: 1 / Phi^-1(3/4): turns a median absolute deviation into a Gaussian sigma.
@@ -138,8 +138,10 @@ def noise_sigma(image: np.ndarray) -> float:
     if deviation == 0:
         # quantised data (8-bit, JPEG) can leave most differences exactly zero: fall back to
         # the plain RMS rather than report no noise at all
-        return float(scale * (np.sqrt(np.mean(flat**2)) / np.sqrt(6.0**axes_used)))
-    return float(scale * (MAD_TO_SIGMA * deviation / np.sqrt(6.0**axes_used)))
+        sigma = np.sqrt(np.mean(flat**2)) / np.sqrt(6.0**axes_used)
+    else:
+        sigma = MAD_TO_SIGMA * deviation / np.sqrt(6.0**axes_used)
+    return finite_result(float(scale * sigma), "noise_sigma")
 
 
 def quantisation_sigma(image: np.ndarray) -> float:

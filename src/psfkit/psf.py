@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._arguments import finite_result
+from ._arguments import finite_result, kernel_shape
 from ._validate import odd_shape
 from .point_source import (
     SUPPORT_MARGIN,
@@ -260,6 +260,8 @@ def prepare_psf(
     """
     frame = _clean_frame(image, "image", background, hot_pixels)
     spacing = _spacing(spacing, frame.data.ndim)
+    if shape is not None:
+        shape = kernel_shape(shape, frame.data.ndim)
     messages: list[str] = []
     z = significance(frame.data, frame.sigma)
     core, support = source_support(z, _source_seed(z, centre))
