@@ -185,3 +185,9 @@ def test_a_lone_bead_at_the_edge_is_refused_with_the_reason():
 def test_bead_shape_and_callback_are_checked_by_name(beads_2d, kwargs, error, match):
     with pytest.raises(error, match=match):
         average_beads(beads_2d[0], **kwargs)
+
+
+def test_a_bead_diameter_larger_than_the_psf_is_refused_by_name(beads_2d):
+    # 1e300 used to overflow (OverflowError) while drawing the ball
+    with pytest.raises(ValueError, match="bead_diameter 1e\\+300 is larger than the averaged"):
+        average_beads(beads_2d[0], bead_diameter=1e300)

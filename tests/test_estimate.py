@@ -294,3 +294,14 @@ def test_shape_entries_and_callback_are_checked_before_any_work(gaussian_pair, k
     # OverflowError, and callback=5 with "'int' object is not callable" deep in the solver
     with pytest.raises(error, match=match):
         estimate_kernel(gaussian_pair.sharp, gaussian_pair.blurred, **kwargs)
+
+
+def test_an_overflowing_regularization_is_refused_by_name(gaussian_pair):
+    # 1e300 used to make the solver's steps NaN (or the Fourier kernel zero)
+    with pytest.raises(ValueError, match="regularization must be at most 1e"):
+        estimate_kernel(gaussian_pair.sharp, gaussian_pair.blurred, 9, regularization=1e300)
+
+
+def test_an_inverted_blurred_image_is_named_as_unrelated(gaussian_pair):
+    with pytest.raises(ValueError, match="sharp and blurred look unrelated"):
+        estimate_kernel(gaussian_pair.sharp, -gaussian_pair.blurred, 9)

@@ -364,3 +364,30 @@ def test_defocus_is_scale_invariant_at_extreme_magnitudes():
 def test_fit_shape_and_callback_are_checked_by_name(small_pair, kwargs, error, match):
     with pytest.raises(error, match=match):
         fit_kernel(small_pair.sharp, small_pair.blurred, **kwargs)
+
+
+def test_f_scale_is_in_the_units_of_blurred(small_pair):
+    # the same robust fit whatever the units of blurred, once f_scale is given in them
+    sharp, blurred = small_pair.sharp, small_pair.blurred
+    plain = fit_kernel(sharp, blurred, loss="cauchy", f_scale=0.01)
+    scaled = fit_kernel(sharp, blurred * 1000, loss="cauchy", f_scale=10.0)
+    assert scaled.params["sigma"] == pytest.approx(plain.params["sigma"], rel=1e-5)
+    # a huge scale is the linear loss, not an OverflowError when squared
+    linear = fit_kernel(sharp, blurred)
+    huge = fit_kernel(sharp, blurred, loss="huber", f_scale=1e300)
+    assert huge.params["sigma"] == pytest.approx(linear.params["sigma"], rel=1e-6)
+
+
+def test_ellipticity_of_an_extreme_spacing_is_finite(small_pair):
+    plain = fit_kernel(small_pair.sharp, small_pair.blurred)
+    extreme = fit_kernel(small_pair.sharp, small_pair.blurred, spacing=1e300)
+    assert extreme.ellipticity == pytest.approx(plain.ellipticity, abs=1e-9)
+    assert extreme.physical["sigma"][0] == pytest.approx(plain.params["sigma"] * 1e300,
+                                                         rel=1e-6)
+
+
+def test_defocus_search_range_is_kept_inside_the_cepstrum(small_pair):
+    # max_diameter beyond the image used to fail with "not enough values to unpack"
+    assert np.isfinite(defocus_diameter(small_pair.blurred, max_diameter=1e300))
+    with pytest.raises(ValueError, match="no diameter to search between min_diameter 1e"):
+        defocus_diameter(small_pair.blurred, min_diameter=1e300)

@@ -202,3 +202,8 @@ def test_a_frame_without_a_source_names_the_image():
 def test_a_shape_that_is_not_an_int_is_refused_by_name(bead_frame):
     with pytest.raises(TypeError, match="shape must be an int, got nan"):
         prepare_psf(bead_frame, np.nan)
+
+
+def test_a_background_that_overflows_when_subtracted_is_refused_by_name(bead_frame):
+    with pytest.raises(ValueError, match="background 1e\\+300 lies so far"):
+        prepare_psf(bead_frame, background=1e300)

@@ -532,6 +532,11 @@ def _remove_bead_size(psf: np.ndarray, diameter: float, spacing: np.ndarray,
                       noise: float) -> np.ndarray:
     """Divide out a uniform ball of ``diameter`` (units of ``spacing``), Wiener-regularised
     by the PSF's noise level so frequencies the ball suppresses are not amplified."""
+    extent = float(np.max(np.array(psf.shape) * spacing))
+    if diameter > extent:
+        raise ValueError(f"bead_diameter {diameter:g} is larger than the averaged PSF "
+                         f"({extent:g} in the units of spacing): give the diameter in the "
+                         "units of spacing, or leave it out")
     grid = fast_shape([2 * n for n in psf.shape])
     ball = _pixel_ball(grid, diameter, spacing)
     if ball is None:

@@ -71,10 +71,13 @@ def defocus_diameter(blurred, *, sharp=None, min_diameter: float = 3.0,
         log_spectrum = log_spectrum - log_power(sharp, "sharp")
     cepstrum = scipy.fft.irfftn(log_spectrum, grid, workers=WORKERS)
     profile = _radial_mean(scipy.fft.fftshift(cepstrum))
-    high = int(max_diameter or min(blurred.shape) / 4)
+    # the profile reaches the grid's corner; the parabola below needs one radius beyond high
+    high = min(int(max_diameter or min(blurred.shape) / 4), profile.size - 2)
     low = max(math.ceil(min_diameter), 2)
     if high <= low + 2:
-        raise ValueError(f"image of shape {blurred.shape} is too small to measure defocus")
+        raise ValueError(f"no diameter to search between min_diameter {min_diameter:g} and "
+                         f"{high} px in an image of shape {blurred.shape}: lower "
+                         "min_diameter, raise max_diameter or pass a larger image")
     # zeros of the transfer function make the cepstrum dip at quefrency D
     segment = profile[low:high + 1]
     index = int(np.argmin(segment)) + low

@@ -57,6 +57,10 @@ METHODS = ("auto", "fourier", "lsq")
 #: Above this many pixels ``method="auto"`` uses the Fourier solver alone.
 AUTO_LSQ_MAX_PIXELS = 2**24
 
+#: Largest manual ``regularization``: against standardised images the automatic choices lie
+#: many decades below, and far larger weights overflow the solvers' steps.
+MAX_REGULARIZATION = 1e12
+
 
 @dataclass
 class KernelEstimate:
@@ -261,6 +265,11 @@ def _checked_options(method, regularization):
         regularization = float(regularization)
         if not (np.isfinite(regularization) and regularization >= 0):
             raise ValueError(f"regularization must be >= 0, got {regularization}")
+        if regularization > MAX_REGULARIZATION:
+            raise ValueError(
+                f"regularization must be at most {MAX_REGULARIZATION:g}, got "
+                f"{regularization:g}: it weighs the kernel's roughness against images "
+                "standardised to unit variance, and a larger weight flattens any kernel")
     return regularization
 
 
@@ -469,7 +478,8 @@ def _assembled_estimate(sharp, blurred, kernel, fit, frame, *, method, normalize
     if normalize:
         total = float(kernel_out.sum(dtype=np.float64))
         if total == 0:
-            raise ValueError("the estimated kernel is zero: the images look unrelated")
+            raise ValueError("the estimated kernel is zero: sharp and blurred look unrelated "
+                             "(is one of them inverted, or of another scene?)")
         kernel_out = kernel_out / np.float32(total)
         gain = kernel_sum
     return KernelEstimate(

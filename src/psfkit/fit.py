@@ -25,6 +25,7 @@ from ._arguments import (
     finite_result,
     kernel_shape,
     matching_pair,
+    power_of_two_scale,
     progress_callback,
     real_number,
     whole_number,
@@ -50,6 +51,11 @@ from .models import MODELS
 
 #: Evaluations each model gets when ``model="auto"`` compares them.
 _AUTO_EVALUATIONS = 25
+
+#: Largest robust-loss scale, in units of the standardised ``blurred``: its residuals are of
+#: order 1, so beyond this every robust loss is the linear one to 12 digits, and a larger
+#: scale would only overflow when squared.
+_QUADRATIC_LOSS_SCALE = 1e6
 
 
 # -- the public result -------------------------------------------------------------------
@@ -154,6 +160,9 @@ def _format(value) -> str:
 def _ellipticity(kernel: np.ndarray, spacing) -> float:
     """``1 - minor / major`` axis of the second moments of ``kernel`` (negative values
     clipped), in the units of ``spacing``."""
+    # a ratio of axes: spacing is divided by an exact power of two near its largest entry,
+    # so that the moments of an extreme spacing (1e300) do not overflow
+    spacing = np.asarray(spacing, dtype=float) / power_of_two_scale(np.asarray(spacing))
     weights = np.clip(kernel.astype(np.float64), 0, None)
     weights /= weights.sum()
     coords = [((np.arange(n) - n // 2) * s) for n, s in zip(kernel.shape, spacing, strict=True)]
@@ -314,7 +323,9 @@ def fit_kernel(
                        max_evaluations)
     callback = progress_callback(callback)
     pair = _Normalised.of(sharp, blurred)
-    scale = 2.0 * pair.noise if request.f_scale is None else float(request.f_scale)
+    # f_scale is given in the units of blurred; the loss sees standardised residuals
+    scale = (2.0 * pair.noise if request.f_scale is None
+             else min(request.f_scale / pair.blurred_std, _QUADRATIC_LOSS_SCALE))
     robust = _Loss(request.loss, scale)
     # a tenth of a pixel is plenty for a start: the fit refines the shift
     shift0 = estimate_shift(pair.sharp, pair.blurred, upsample=10)

@@ -23,7 +23,7 @@ import scipy.fft
 import scipy.ndimage as ndi
 
 from ._arguments import real_number, rescaled
-from ._validate import as_float_array
+from ._validate import all_finite, as_float_array
 from .align import centroid
 from .noise import noise_sigma, rim
 from .operators import WORKERS, centre_embed, fourier_shift
@@ -435,5 +435,11 @@ def _clean_frame(image, name, background, hot_pixels) -> _Frame:
     if sigma <= 0:
         sigma = max(float(np.std(data)) * 1e-3, 1e-12)
     level, _ = fit_background(data, sigma, background)
-    return _Frame(raw=raw, data=data - level, background=level, sigma=sigma, hot_pixels=hot,
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, by name
+        cleaned = data - level
+    if not all_finite(np.asarray(cleaned)):
+        raise ValueError(f"background {background * scale:g} lies so far from the image's "
+                         "values that subtracting it overflows; give the level in the "
+                         "image's units, or 'auto'")
+    return _Frame(raw=raw, data=cleaned, background=level, sigma=sigma, hot_pixels=hot,
                   scale=scale)
