@@ -305,3 +305,8 @@ def test_an_overflowing_regularization_is_refused_by_name(gaussian_pair):
 def test_an_inverted_blurred_image_is_named_as_unrelated(gaussian_pair):
     with pytest.raises(ValueError, match="sharp and blurred look unrelated"):
         estimate_kernel(gaussian_pair.sharp, -gaussian_pair.blurred, 9)
+
+
+def test_a_bool_regularization_is_refused(gaussian_pair):
+    with pytest.raises(TypeError, match="regularization must be a number, got True"):
+        estimate_kernel(gaussian_pair.sharp, gaussian_pair.blurred, 9, regularization=True)

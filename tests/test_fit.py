@@ -391,3 +391,8 @@ def test_defocus_search_range_is_kept_inside_the_cepstrum(small_pair):
     assert np.isfinite(defocus_diameter(small_pair.blurred, max_diameter=1e300))
     with pytest.raises(ValueError, match="no diameter to search between min_diameter 1e"):
         defocus_diameter(small_pair.blurred, min_diameter=1e300)
+
+
+def test_fit_spacing_of_the_wrong_length_is_refused_by_name(small_pair):
+    with pytest.raises(ValueError, match=r"spacing must be one number or 2 \(one per axis\)"):
+        fit_kernel(small_pair.sharp, small_pair.blurred, spacing=(1.0, 2.0, 3.0))

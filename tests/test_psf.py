@@ -207,3 +207,15 @@ def test_a_shape_that_is_not_an_int_is_refused_by_name(bead_frame):
 def test_a_background_that_overflows_when_subtracted_is_refused_by_name(bead_frame):
     with pytest.raises(ValueError, match="background 1e\\+300 lies so far"):
         prepare_psf(bead_frame, background=1e300)
+
+
+@pytest.mark.parametrize("spacing, error, match", [
+    ((1.0, 2.0, 3.0), ValueError, r"spacing must be one number or 2 \(one per axis\)"),
+    ((1.0, np.nan), ValueError, "spacing must be a finite number"),
+    (("a", 1.0), TypeError, "spacing must be a number"),
+])
+def test_a_spacing_of_the_wrong_length_or_kind_is_refused_by_name(bead_frame, spacing, error,
+                                                                   match):
+    # a wrong length used to fail in np.broadcast_to with no argument named
+    with pytest.raises(error, match=match):
+        prepare_psf(bead_frame, spacing=spacing)

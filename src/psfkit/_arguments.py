@@ -43,6 +43,20 @@ def whole_number(value, name: str, *, minimum: int | None = 0) -> int:
     return value
 
 
+def per_axis_spacing(spacing, ndim: int, name: str = "spacing") -> tuple[float, ...]:
+    """A pixel ``spacing`` (one number, or one per axis) as ``ndim`` positive finite floats;
+    ``None`` gives ones. Raises a ``ValueError`` naming ``name`` for another number of
+    entries, a ``TypeError`` for entries that are not numbers."""
+    if spacing is None:
+        return (1.0,) * ndim
+    entries = np.atleast_1d(np.asarray(spacing, dtype=object)).ravel().tolist()
+    if len(entries) == 1:
+        entries = entries * ndim
+    if len(entries) != ndim:
+        raise ValueError(f"{name} must be one number or {ndim} (one per axis), got {spacing!r}")
+    return tuple(real_number(s, name, positive=True) for s in entries)
+
+
 def kernel_shape(shape, ndim: int, name: str = "shape") -> tuple[int, ...]:
     """An odd kernel ``shape`` (an int, or one int per axis) as a tuple of ``ndim`` ints:
     every entry must be an int (:func:`whole_number`; ``nan`` or ``9.0`` raise a

@@ -260,11 +260,9 @@ def _checked_options(method, regularization):
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not (isinstance(regularization, str) and regularization == "auto"):
-        if isinstance(regularization, str) or not np.isscalar(regularization):
+        if isinstance(regularization, str):
             raise ValueError(f"regularization must be 'auto' or a number, got {regularization!r}")
-        regularization = float(regularization)
-        if not (np.isfinite(regularization) and regularization >= 0):
-            raise ValueError(f"regularization must be >= 0, got {regularization}")
+        regularization = real_number(regularization, "regularization", minimum=0.0)
         if regularization > MAX_REGULARIZATION:
             raise ValueError(
                 f"regularization must be at most {MAX_REGULARIZATION:g}, got "

@@ -25,6 +25,7 @@ from ._arguments import (
     finite_result,
     kernel_shape,
     matching_pair,
+    per_axis_spacing,
     power_of_two_scale,
     progress_callback,
     real_number,
@@ -203,11 +204,7 @@ def _request(ndim, model, shape, spacing, loss, f_scale, isotropic,
     """The arguments of :func:`fit_kernel` checked, with their defaults filled in."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if spacing is None:
-        spacing = (1.0,) * ndim
-    spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, float), (ndim,)))
-    if any(not (s > 0 and math.isfinite(s)) for s in spacing):
-        raise ValueError(f"spacing must be positive, got {spacing}")
+    spacing = per_axis_spacing(spacing, ndim)
     if isotropic is None:
         isotropic = ndim == 2
     if shape is not None:

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
-from ._arguments import real_number, rescaled
+from ._arguments import per_axis_spacing, real_number, rescaled
 from ._validate import all_finite, as_float_array
 from .align import centroid
 from .noise import noise_sigma, rim
@@ -388,13 +388,9 @@ def _saturation_level(raw: np.ndarray, saturation) -> float | None:
 
 
 def _spacing(spacing, ndim: int) -> np.ndarray:
-    """Pixel spacing per axis as a float array (ones when not given); refuses non-positive."""
-    if spacing is None:
-        return np.ones(ndim)
-    spacing = np.broadcast_to(np.asarray(spacing, dtype=float), (ndim,)).copy()
-    if np.any(~np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise ValueError(f"spacing must be positive, got {spacing}")
-    return spacing
+    """Pixel spacing per axis as a float array (ones when not given); refuses non-positive
+    (:func:`psfkit._arguments.per_axis_spacing`)."""
+    return np.array(per_axis_spacing(spacing, ndim))
 
 
 @dataclass(frozen=True)
