@@ -98,3 +98,9 @@ def test_convolver_refuses_non_finite_operands(rng):
         operator.apply(np.full((8, 8), np.nan))
     with pytest.raises(ValueError, match="residual contains NaN"):
         operator.adjoint(np.full((10, 10), np.inf))
+
+
+def test_convolve_refuses_a_result_beyond_float32(rng):
+    image = np.full((8, 8), 3e38, dtype=np.float32)
+    with pytest.raises(ValueError, match="convolve computed a non-finite result"):
+        convolve(image, np.ones((3, 3)))

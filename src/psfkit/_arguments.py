@@ -141,9 +141,15 @@ def _non_finite_fields(value, path: str):
             yield path
 
 
-def finite_result(result, function: str, *, skip: tuple[str, ...] = ()):
+#: What :func:`finite_result` advises by default.
+_USABLE_SIGNAL = ("check that they hold a usable signal (not constant, not pure noise) and "
+                  "report the case if they do")
+
+
+def finite_result(result, function: str, *, skip: tuple[str, ...] = (),
+                  fix: str = _USABLE_SIGNAL):
     """``result`` itself once every number it holds is finite; otherwise a ``ValueError``
-    naming ``function`` and the first non-finite field.
+    naming ``function``, the first non-finite field and the ``fix``.
 
     ``skip`` names top-level fields (of a dataclass result) that may hold NaN by design,
     e.g. a per-bead table whose unmeasured beads have no flux.
@@ -155,10 +161,8 @@ def finite_result(result, function: str, *, skip: tuple[str, ...] = ()):
         parts = [("", result)]
     for name, value in parts:
         for path in _non_finite_fields(value, name):
-            raise ValueError(
-                f"{function} computed a non-finite {path or 'result'} (NaN or infinite) "
-                "from these inputs; check that they hold a usable signal (not constant, "
-                "not pure noise) and report the case if they do")
+            raise ValueError(f"{function} computed a non-finite {path or 'result'} (NaN or "
+                             f"infinite) from these inputs; {fix}")
     return result
 
 

@@ -220,7 +220,7 @@ def noise_model(image: np.ndarray, *, bins: int = 16) -> tuple[float, float]:
     del filtered, level, index
     overall = noise_sigma(image) ** 2
     if levels.size < 3 or np.ptp(levels) <= 0:
-        return 0.0, overall * scale**2
+        return 0.0, finite_result(overall * scale**2, "noise_model")
     # robust line: least squares, then refit without the worst quarter of the bins
     keep = np.ones(levels.size, dtype=bool)
     for _ in range(2):
@@ -229,5 +229,5 @@ def noise_model(image: np.ndarray, *, bins: int = 16) -> tuple[float, float]:
         misfit = np.abs(variances - (gain * levels + intercept))
         keep = misfit <= np.quantile(misfit, 0.75)
     if gain <= 0:
-        return 0.0, overall * scale**2
-    return float(gain * scale), float(intercept * scale**2)
+        return 0.0, finite_result(overall * scale**2, "noise_model")
+    return finite_result((float(gain * scale), float(intercept * scale**2)), "noise_model")

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
-from ._arguments import whole_number
+from ._arguments import finite_result, whole_number
 from ._validate import all_finite, as_float_array
 
 #: Threads used by every FFT in psfkit.
@@ -171,13 +171,17 @@ def convolve(image: np.ndarray, kernel: np.ndarray, mode: str = "same") -> np.nd
     """Linearly convolve ``image`` with a centred ``kernel`` (zero outside the image).
 
     ``mode="valid"`` keeps only the samples that see no zero padding, which is how a
-    camera crop of a blurred scene is simulated.
+    camera crop of a blurred scene is simulated. Both operands must be finite, and so is the
+    result (an overflow of float32 is refused by name).
     """
     image = as_float_array(image, "image", ndim=())
     kernel = as_float_array(kernel, "kernel", ndim=())
     if mode not in MODES:  # refused before any work
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return Convolver(kernel, image.shape).apply(image, mode)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, by name
+        result = Convolver(kernel, image.shape).apply(image, mode)
+    return finite_result(result, "convolve", fix="rescale image or kernel so that the blur "
+                         "stays within float32's range (±3.4e38)")
 
 
 def frequencies(grid_shape) -> list[np.ndarray]:
