@@ -310,3 +310,11 @@ def test_an_inverted_blurred_image_is_named_as_unrelated(gaussian_pair):
 def test_a_bool_regularization_is_refused(gaussian_pair):
     with pytest.raises(TypeError, match="regularization must be a number, got True"):
         estimate_kernel(gaussian_pair.sharp, gaussian_pair.blurred, 9, regularization=True)
+
+
+def test_a_constant_channel_of_an_rgb_pair_is_named(gaussian_pair):
+    sharp = np.stack([gaussian_pair.sharp] * 3, axis=-1)
+    blurred = np.stack([gaussian_pair.blurred, 0 * gaussian_pair.blurred,
+                        gaussian_pair.blurred], axis=-1)
+    with pytest.raises(ValueError, match="channel 1 of the RGB pair: the blurred image is const"):
+        estimate_kernel(sharp, blurred, 9)

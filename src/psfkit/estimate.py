@@ -290,9 +290,12 @@ def _estimate_rgb(sharp, blurred, shape, *, callback, **options):
             return report(callback, channel * (total or 0) + step,
                           (total or 0) * count or None, current)
 
-        channels.append(_estimate_single(
-            np.ascontiguousarray(sharp[..., channel]), np.ascontiguousarray(
-                blurred[..., channel]), shape, callback=channel_callback, **options))
+        try:
+            channels.append(_estimate_single(
+                np.ascontiguousarray(sharp[..., channel]), np.ascontiguousarray(
+                    blurred[..., channel]), shape, callback=channel_callback, **options))
+        except ValueError as error:  # say which channel could not be estimated
+            raise ValueError(f"channel {channel} of the RGB pair: {error}") from error
     stack = lambda name: np.stack([getattr(c, name) for c in channels], axis=-1)  # noqa: E731
     array = lambda name: np.array([getattr(c, name) for c in channels])  # noqa: E731
     return KernelEstimate(
