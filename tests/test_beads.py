@@ -139,3 +139,55 @@ def test_bead_size_correction_narrows_the_psf():
     plain = average_beads(image)
     corrected = average_beads(image, bead_diameter=4.0)
     assert kernel_error(corrected.psf, truth) < 0.5 * kernel_error(plain.psf, truth)
+
+
+# -- hardening (issue 17) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"max_beads": -1}, ValueError, "max_beads must be an int >= 1, got -1"),
+    ({"max_beads": 0}, ValueError, "max_beads must be an int >= 1, got 0"),
+    ({"max_beads": 2.5}, TypeError, "max_beads must be an int"),
+    ({"threshold": np.nan}, ValueError, "threshold must be a finite number"),
+    ({"bead_diameter": np.inf}, ValueError, "bead_diameter must be a finite number"),
+    ({"background": np.inf}, ValueError, "background must be a finite number"),
+])
+def test_bad_counts_and_sizes_are_refused_by_name(beads_2d, kwargs, error, match):
+    # max_beads=-1 used to average all beads but one; 0 failed in np.stack with no name
+    with pytest.raises(error, match=match):
+        average_beads(beads_2d[0], **kwargs)
+
+
+@pytest.mark.parametrize("factor", [1e-30, 1e30])
+def test_average_beads_is_scale_invariant_at_extreme_magnitudes(beads_2d, factor):
+    image = beads_2d[0].astype(np.float32)
+    plain = average_beads(image)
+    scaled = average_beads(image * np.float32(factor))
+    assert scaled.beads_used == plain.beads_used
+    assert np.max(np.abs(scaled.psf - plain.psf)) < 1e-4 * plain.psf.max()
+    assert scaled.noise_sigma == pytest.approx(plain.noise_sigma * factor, rel=1e-5)
+    assert scaled.background == pytest.approx(plain.background * factor, rel=1e-5)
+    used = plain.beads["accepted"]
+    assert np.allclose(scaled.beads["flux"][used], plain.beads["flux"][used] * factor,
+                       rtol=1e-4)
+
+
+def test_a_lone_bead_at_the_edge_is_refused_with_the_reason():
+    frame, _ = bead_image(make_psf("gaussian", (15, 15), sigma=2.0), (48, 48), count=1)
+    with pytest.raises(ValueError, match=r"no usable bead among 1 detected: \{'edge': 1\}"):
+        average_beads(frame[:, 20:])
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"shape": np.inf}, TypeError, "shape must be an int, got inf"),
+    ({"callback": 5}, TypeError, "callback must be callable or None, got 5"),
+])
+def test_bead_shape_and_callback_are_checked_by_name(beads_2d, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        average_beads(beads_2d[0], **kwargs)
+
+
+def test_a_bead_diameter_larger_than_the_psf_is_refused_by_name(beads_2d):
+    # 1e300 used to overflow (OverflowError) while drawing the ball
+    with pytest.raises(ValueError, match="bead_diameter 1e\\+300 is larger than the averaged"):
+        average_beads(beads_2d[0], bead_diameter=1e300)

@@ -219,3 +219,102 @@ def test_refits_at_one_shift_share_their_setup_and_match_a_fresh_fit():
     assert reused.regularization == fresh.regularization
     assert reused.iterations == fresh.iterations
     assert kernel_error(reused.kernel / reused.kernel.sum(), pair.kernel) < 0.1
+
+
+# -- hardening (issue 17): extremes, quantised input, counts ------------------------------
+
+
+@pytest.fixture(scope="module")
+def plain_estimate(gaussian_pair):
+    return estimate_kernel(gaussian_pair.sharp, gaussian_pair.blurred, 15)
+
+
+@pytest.mark.parametrize("factor", [2.0**-100, 2.0**100])
+def test_estimate_at_a_power_of_two_scale_is_the_same_estimate_scaled(
+        gaussian_pair, plain_estimate, factor):
+    # the pair is brought back near 1 by an exact power of two, so nothing is rounded
+    sharp, blurred = gaussian_pair.sharp, gaussian_pair.blurred
+    scaled = estimate_kernel(sharp * np.float32(factor), blurred * np.float32(2 * factor), 15)
+    assert np.array_equal(scaled.kernel, plain_estimate.kernel)
+    assert scaled.gain == 2 * plain_estimate.gain
+    assert scaled.offset == plain_estimate.offset * 2 * factor
+    assert scaled.noise_sigma == plain_estimate.noise_sigma * 2 * factor
+    assert scaled.residual_ratio == plain_estimate.residual_ratio
+    assert np.array_equal(scaled.residual, plain_estimate.residual * np.float32(2 * factor))
+
+
+@pytest.mark.parametrize("factor", [1e-30, 1e30])
+def test_estimate_is_scale_invariant_at_extreme_magnitudes(gaussian_pair, plain_estimate,
+                                                           factor):
+    # 1e±30 rounds each pixel once (float32), which the nonnegative fit may carry a little
+    sharp, blurred = gaussian_pair.sharp, gaussian_pair.blurred
+    plain = plain_estimate
+    scaled = estimate_kernel(sharp * np.float32(factor), blurred * np.float32(factor), 15)
+    assert np.max(np.abs(scaled.kernel - plain.kernel)) < 1e-3 * plain.kernel.max()
+    assert scaled.gain == pytest.approx(plain.gain, rel=1e-4)
+    assert scaled.offset == pytest.approx(plain.offset * factor, rel=1e-3)
+    assert scaled.noise_sigma == pytest.approx(plain.noise_sigma * factor, rel=1e-4)
+    assert scaled.residual_ratio == pytest.approx(plain.residual_ratio, rel=1e-3)
+    assert np.allclose(scaled.reblurred / np.float32(factor), plain.reblurred, atol=1e-3)
+
+
+def test_estimate_on_bool_images_reports_a_finite_residual_ratio(gaussian_pair):
+    # no noise is measurable in a bool image: its floor is the rounding noise of one step
+    sharp, blurred = gaussian_pair.sharp, gaussian_pair.blurred
+    result = estimate_kernel(sharp > sharp.mean(), blurred > blurred.mean(), 9)
+    assert result.noise_sigma == pytest.approx(1 / np.sqrt(12), rel=1e-6)
+    assert np.isfinite(result.residual_ratio) and 0 < result.residual_ratio < 10
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"max_iterations": np.inf}, TypeError, "max_iterations must be an int, got inf"),
+    ({"max_iterations": 5.5}, TypeError, "max_iterations must be an int"),
+    ({"max_iterations": -1}, ValueError, "max_iterations must be an int >= 0"),
+    ({"tolerance": np.nan}, ValueError, "tolerance must be a finite number"),
+])
+def test_counts_and_tolerances_are_checked_by_name(gaussian_pair, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        estimate_kernel(gaussian_pair.sharp, gaussian_pair.blurred, **kwargs)
+
+
+def test_a_single_column_is_refused_by_name():
+    column = np.random.default_rng(0).random((64, 1))
+    with pytest.raises(ValueError, match=r"sharp and blurred of shape \(64, 1\) are too small"):
+        estimate_kernel(column, column)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"shape": np.nan}, TypeError, "shape must be an int, got nan"),
+    ({"shape": (15, np.inf)}, TypeError, "shape must be an int, got inf"),
+    ({"callback": 5}, TypeError, "callback must be callable or None, got 5"),
+])
+def test_shape_entries_and_callback_are_checked_before_any_work(gaussian_pair, kwargs, error,
+                                                                  match):
+    # shape=nan used to fail with "cannot convert float NaN to integer", inf with an
+    # OverflowError, and callback=5 with "'int' object is not callable" deep in the solver
+    with pytest.raises(error, match=match):
+        estimate_kernel(gaussian_pair.sharp, gaussian_pair.blurred, **kwargs)
+
+
+def test_an_overflowing_regularization_is_refused_by_name(gaussian_pair):
+    # 1e300 used to make the solver's steps NaN (or the Fourier kernel zero)
+    with pytest.raises(ValueError, match="regularization must be at most 1e"):
+        estimate_kernel(gaussian_pair.sharp, gaussian_pair.blurred, 9, regularization=1e300)
+
+
+def test_an_inverted_blurred_image_is_named_as_unrelated(gaussian_pair):
+    with pytest.raises(ValueError, match="sharp and blurred look unrelated"):
+        estimate_kernel(gaussian_pair.sharp, -gaussian_pair.blurred, 9)
+
+
+def test_a_bool_regularization_is_refused(gaussian_pair):
+    with pytest.raises(TypeError, match="regularization must be a number, got True"):
+        estimate_kernel(gaussian_pair.sharp, gaussian_pair.blurred, 9, regularization=True)
+
+
+def test_a_constant_channel_of_an_rgb_pair_is_named(gaussian_pair):
+    sharp = np.stack([gaussian_pair.sharp] * 3, axis=-1)
+    blurred = np.stack([gaussian_pair.blurred, 0 * gaussian_pair.blurred,
+                        gaussian_pair.blurred], axis=-1)
+    with pytest.raises(ValueError, match="channel 1 of the RGB pair: the blurred image is const"):
+        estimate_kernel(sharp, blurred, 9)

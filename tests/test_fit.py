@@ -284,3 +284,115 @@ def test_levenberg_marquardt_reaches_the_least_squares_minimum_of_scipy():
     errors = np.sqrt(np.diag(optimum.covariance))
     assert np.all(np.abs(found - reference.x) < 0.05 * errors)
     assert optimum.rss == pytest.approx(2 * reference.cost, rel=1e-6)
+
+
+# -- hardening (issue 17): extremes, quantised input, counts ------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_pair():
+    return blurred_pair(make_psf("gaussian", (9, 9), sigma=1.5), (64, 64), rng=0)
+
+
+def test_fit_of_bool_images_falls_back_to_the_quantisation_noise(small_pair):
+    # the noise estimate of a bool image is 0; the fit divides by its floor instead
+    sharp, blurred = small_pair.sharp, small_pair.blurred
+    fit = fit_kernel(sharp > sharp.mean(), blurred > blurred.mean())
+    assert fit.noise_sigma == pytest.approx(1 / np.sqrt(12), rel=1e-5)
+    assert np.isfinite(fit.reduced_chi2) and fit.reduced_chi2 > 0
+    assert 0.5 < fit.params["sigma"] < 3.0
+
+
+@pytest.mark.parametrize("factor", [1e-30, 1e30])
+def test_fit_is_scale_invariant_at_extreme_magnitudes(small_pair, factor):
+    sharp, blurred = small_pair.sharp, small_pair.blurred
+    plain = fit_kernel(sharp, blurred)
+    only_blurred = fit_kernel(sharp, blurred * factor)
+    both = fit_kernel(sharp * factor, blurred * factor)
+    assert only_blurred.params["sigma"] == pytest.approx(plain.params["sigma"], rel=1e-5)
+    assert both.params["sigma"] == pytest.approx(plain.params["sigma"], rel=1e-5)
+    assert only_blurred.gain == pytest.approx(plain.gain * factor, rel=1e-5)
+    assert both.gain == pytest.approx(plain.gain, rel=1e-5)
+    assert both.offset == pytest.approx(plain.offset * factor, rel=1e-3, abs=1e-6 * factor)
+    assert both.noise_sigma == pytest.approx(plain.noise_sigma * factor, rel=1e-5)
+    assert both.reduced_chi2 == pytest.approx(plain.reduced_chi2, rel=1e-4)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"max_evaluations": np.inf}, TypeError, "max_evaluations must be an int"),
+    ({"max_evaluations": 0}, ValueError, "max_evaluations must be an int >= 1"),
+    ({"f_scale": np.nan}, ValueError, "f_scale must be a finite number"),
+    ({"f_scale": -1.0}, ValueError, "f_scale must be positive"),
+])
+def test_fit_counts_and_scales_are_checked_by_name(small_pair, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fit_kernel(small_pair.sharp, small_pair.blurred, **kwargs)
+
+
+def test_fit_refuses_a_single_column_by_name(small_pair):
+    # np.gradient used to fail deep inside the noise estimate with no argument named
+    with pytest.raises(ValueError, match=r"sharp and blurred of shape \(64, 1\) are too small"):
+        fit_kernel(small_pair.sharp[:, :1], small_pair.blurred[:, :1])
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"min_diameter": np.inf}, "min_diameter must be a finite number"),
+    ({"max_diameter": np.nan}, "max_diameter must be a finite number"),
+    ({"min_diameter": -2.0}, "min_diameter must be >= 0"),
+])
+def test_defocus_range_is_checked_by_name(small_pair, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        defocus_diameter(small_pair.blurred, **kwargs)
+
+
+def test_defocus_of_a_constant_image_is_refused_without_a_warning():
+    with pytest.raises(ValueError, match="blurred is constant"):
+        defocus_diameter(np.ones((64, 64)))
+
+
+def test_defocus_is_scale_invariant_at_extreme_magnitudes():
+    blurred = pair_for("disk", {"radius": 5.0}, 13, shape=(128, 128), noise=0.002).blurred
+    plain = defocus_diameter(blurred)
+    assert defocus_diameter(blurred * np.float32(1e-30)) == pytest.approx(plain, rel=1e-6)
+    assert defocus_diameter(blurred * np.float32(1e30)) == pytest.approx(plain, rel=1e-6)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"shape": np.nan}, TypeError, "shape must be an int, got nan"),
+    ({"callback": "print"}, TypeError, "callback must be callable or None"),
+])
+def test_fit_shape_and_callback_are_checked_by_name(small_pair, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fit_kernel(small_pair.sharp, small_pair.blurred, **kwargs)
+
+
+def test_f_scale_is_in_the_units_of_blurred(small_pair):
+    # the same robust fit whatever the units of blurred, once f_scale is given in them
+    sharp, blurred = small_pair.sharp, small_pair.blurred
+    plain = fit_kernel(sharp, blurred, loss="cauchy", f_scale=0.01)
+    scaled = fit_kernel(sharp, blurred * 1000, loss="cauchy", f_scale=10.0)
+    assert scaled.params["sigma"] == pytest.approx(plain.params["sigma"], rel=1e-5)
+    # a huge scale is the linear loss, not an OverflowError when squared
+    linear = fit_kernel(sharp, blurred)
+    huge = fit_kernel(sharp, blurred, loss="huber", f_scale=1e300)
+    assert huge.params["sigma"] == pytest.approx(linear.params["sigma"], rel=1e-6)
+
+
+def test_ellipticity_of_an_extreme_spacing_is_finite(small_pair):
+    plain = fit_kernel(small_pair.sharp, small_pair.blurred)
+    extreme = fit_kernel(small_pair.sharp, small_pair.blurred, spacing=1e300)
+    assert extreme.ellipticity == pytest.approx(plain.ellipticity, abs=1e-9)
+    assert extreme.physical["sigma"][0] == pytest.approx(plain.params["sigma"] * 1e300,
+                                                         rel=1e-6)
+
+
+def test_defocus_search_range_is_kept_inside_the_cepstrum(small_pair):
+    # max_diameter beyond the image used to fail with "not enough values to unpack"
+    assert np.isfinite(defocus_diameter(small_pair.blurred, max_diameter=1e300))
+    with pytest.raises(ValueError, match="no diameter to search between min_diameter 1e"):
+        defocus_diameter(small_pair.blurred, min_diameter=1e300)
+
+
+def test_fit_spacing_of_the_wrong_length_is_refused_by_name(small_pair):
+    with pytest.raises(ValueError, match=r"spacing must be one number or 2 \(one per axis\)"):
+        fit_kernel(small_pair.sharp, small_pair.blurred, spacing=(1.0, 2.0, 3.0))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from psfkit import noise_sigma, samples
+from psfkit.noise import floored_noise_sigma, noise_model, quantisation_sigma
 
 
 @pytest.mark.parametrize("shape", [(256, 256), (24, 96, 96)])
@@ -53,3 +54,44 @@ def test_rim_noise_rules_read_the_mean_rms_and_zero_share_of_the_outer_two_pixel
     assert rim_zero_fraction(kernel) == pytest.approx(0.5)
     empty = np.zeros((0, 0))
     assert (rim_noise_mean(empty), rim_noise_rms(empty), rim_zero_fraction(empty)) == (0, 0, 0)
+
+
+# -- hardening (issue 17) -------------------------------------------------------------------
+
+
+def test_noise_sigma_at_extreme_magnitudes_scales_with_the_image(rng):
+    image = rng.normal(size=(64, 64)).astype(np.float32)
+    plain = noise_sigma(image)
+    # exact powers of two give exactly the scaled estimate; the squares no longer overflow
+    assert noise_sigma(image * np.float32(2.0**100)) == plain * 2.0**100
+    assert noise_sigma(image * np.float32(2.0**-100)) == plain * 2.0**-100
+    assert noise_sigma(image * np.float32(1e30)) == pytest.approx(plain * 1e30, rel=1e-5)
+
+
+def test_noise_model_at_extreme_magnitudes_scales_gain_and_intercept(rng):
+    image = (rng.poisson(200.0, (128, 128)) + rng.normal(0, 3, (128, 128))).astype(np.float32)
+    gain, intercept = noise_model(image)
+    scaled_gain, scaled_intercept = noise_model(image * np.float32(2.0**100))
+    assert gain > 0
+    assert scaled_gain == pytest.approx(gain * 2.0**100, rel=1e-9)
+    assert scaled_intercept == pytest.approx(intercept * 2.0**200, rel=1e-9)
+
+
+def test_noise_sigma_of_a_single_column_matches_the_one_dimensional_estimate(rng):
+    column = rng.normal(size=64).astype(np.float32)
+    assert noise_sigma(column[:, None]) == pytest.approx(noise_sigma(column), rel=1e-6)
+    assert noise_sigma(column[None, :]) == pytest.approx(noise_sigma(column), rel=1e-6)
+
+
+def test_noise_sigma_of_too_small_an_image_says_what_it_needs():
+    with pytest.raises(ValueError, match="needs at least 3 samples along one axis"):
+        noise_sigma(np.ones((2, 2)))
+
+
+def test_quantisation_floor_is_the_rounding_noise_of_the_smallest_step():
+    assert quantisation_sigma(np.array([0.0, 0.5, 2.0, 2.0])) == pytest.approx(0.5 / np.sqrt(12))
+    assert quantisation_sigma(np.ones((4, 4))) == 0.0
+    binary = np.zeros((32, 32), bool)
+    binary[8:24, 8:24] = True  # a bool mask: no noise to see, one step of 1
+    assert noise_sigma(binary) == 0.0
+    assert floored_noise_sigma(binary) == pytest.approx(1 / np.sqrt(12))

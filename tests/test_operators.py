@@ -65,3 +65,42 @@ def test_fast_shape_is_at_least_the_request_and_fast():
 def test_mismatched_dimensionality_is_rejected():
     with pytest.raises(ValueError, match="dimensionality"):
         Convolver(np.ones((3, 3)), (10, 10, 10))
+
+
+# -- hardening (issue 17) -------------------------------------------------------------------
+
+
+def test_convolve_refuses_non_finite_operands_by_name(rng):
+    image, kernel = rng.random((16, 16)), rng.random((3, 3))
+    with pytest.raises(ValueError, match="image contains NaN or infinite values"):
+        convolve(np.where(image > 0.5, np.nan, image), kernel)
+    with pytest.raises(ValueError, match="kernel contains NaN or infinite values"):
+        convolve(image, np.full((3, 3), np.inf))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        convolve(image, kernel, mode="circular")
+
+
+@pytest.mark.parametrize("other_shape, error, match", [
+    ((-1, 5), ValueError, "other_shape must be an int >= 1, got -1"),
+    ((0, 5), ValueError, "other_shape must be an int >= 1, got 0"),
+    ((4.5, 5), TypeError, "other_shape must be an int"),
+])
+def test_convolver_refuses_a_shape_that_is_not_positive_ints(rng, other_shape, error, match):
+    with pytest.raises(error, match=match):
+        Convolver(rng.random((3, 3)), other_shape)
+
+
+def test_convolver_refuses_non_finite_operands(rng):
+    with pytest.raises(ValueError, match="fixed contains NaN"):
+        Convolver(np.full((3, 3), np.nan), (8, 8))
+    operator = Convolver(rng.random((3, 3)), (8, 8))
+    with pytest.raises(ValueError, match="other contains NaN"):
+        operator.apply(np.full((8, 8), np.nan))
+    with pytest.raises(ValueError, match="residual contains NaN"):
+        operator.adjoint(np.full((10, 10), np.inf))
+
+
+def test_convolve_refuses_a_result_beyond_float32(rng):
+    image = np.full((8, 8), 3e38, dtype=np.float32)
+    with pytest.raises(ValueError, match="convolve computed a non-finite result"):
+        convolve(image, np.ones((3, 3)))

@@ -161,3 +161,61 @@ def test_3d_bead_with_a_sloped_background():
     assert kernel_error(psf, truth) < 0.08
     np.testing.assert_allclose(info.centre, centres[0], atol=0.1)
     np.testing.assert_allclose(info.fwhm_physical / info.fwhm, (0.3, 0.1, 0.1))
+
+
+# -- hardening (issue 17) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bead_frame():
+    frame, _ = bead_image(make_psf("gaussian", (15, 15), sigma=2.0), (48, 48), count=1)
+    return frame
+
+
+@pytest.mark.parametrize("factor", [1e-30, 1e30, 2.0**100])
+def test_prepare_psf_is_scale_invariant_at_extreme_magnitudes(bead_frame, factor):
+    psf, report = prepare_psf(bead_frame, return_info=True)
+    scaled, scaled_report = prepare_psf(bead_frame * np.float32(factor), return_info=True)
+    assert scaled.shape == psf.shape
+    assert np.max(np.abs(scaled - psf)) < 1e-5 * psf.max()
+    assert scaled_report.noise_sigma == pytest.approx(report.noise_sigma * factor, rel=1e-5)
+    assert scaled_report.flux == pytest.approx(report.flux * factor, rel=1e-5)
+    assert scaled_report.snr == pytest.approx(report.snr, rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"centre": (np.nan, 20.0)}, "centre must be finite"),
+    ({"background": np.nan}, "background must be a finite number"),
+    ({"background": np.inf}, "background must be a finite number"),
+    ({"saturation": np.nan}, "saturation must be a finite number"),
+])
+def test_non_finite_options_are_refused_by_name(bead_frame, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        prepare_psf(bead_frame, **kwargs)
+
+
+def test_a_frame_without_a_source_names_the_image():
+    with pytest.raises(ValueError, match="no point source found in image"):
+        prepare_psf(np.zeros((32, 32)))
+
+
+def test_a_shape_that_is_not_an_int_is_refused_by_name(bead_frame):
+    with pytest.raises(TypeError, match="shape must be an int, got nan"):
+        prepare_psf(bead_frame, np.nan)
+
+
+def test_a_background_that_overflows_when_subtracted_is_refused_by_name(bead_frame):
+    with pytest.raises(ValueError, match="background 1e\\+300 lies so far"):
+        prepare_psf(bead_frame, background=1e300)
+
+
+@pytest.mark.parametrize("spacing, error, match", [
+    ((1.0, 2.0, 3.0), ValueError, r"spacing must be one number or 2 \(one per axis\)"),
+    ((1.0, np.nan), ValueError, "spacing must be a finite number"),
+    (("a", 1.0), TypeError, "spacing must be a number"),
+])
+def test_a_spacing_of_the_wrong_length_or_kind_is_refused_by_name(bead_frame, spacing, error,
+                                                                   match):
+    # a wrong length used to fail in np.broadcast_to with no argument named
+    with pytest.raises(error, match=match):
+        prepare_psf(bead_frame, spacing=spacing)

@@ -16,15 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
+from ._arguments import rescaled
 from ._fit_models import _Model
-from .noise import noise_sigma
+from .noise import floored_noise_sigma
 from .operators import WORKERS, fast_shape, frequencies, periodic_embed
 
 
 @dataclass(frozen=True)
 class _Normalised:
     """The pair in normalised units (zero mean, unit standard deviation, float32), the
-    scales that undo it, and the noise of the normalised ``blurred``."""
+    scales that undo it, and the noise of the normalised ``blurred`` (its quantisation
+    noise when the estimate finds none, :func:`psfkit.noise.floored_noise_sigma`)."""
 
     sharp: np.ndarray
     blurred: np.ndarray
@@ -36,14 +38,23 @@ class _Normalised:
 
     @classmethod
     def of(cls, sharp, blurred) -> _Normalised:
-        """Normalise ``sharp`` and ``blurred``; both must vary."""
+        """Normalise ``sharp`` and ``blurred``; both must vary.
+
+        The moments are taken of each image divided by an exact power of two
+        (:func:`psfkit._arguments.rescaled`), so that images of 1e-30 or 1e30 neither
+        under- nor overflow in float32, and multiplied back into the caller's units.
+        """
+        sharp, sharp_scale = rescaled(sharp)
+        blurred, blurred_scale = rescaled(blurred)
         sharp_mean, sharp_std = float(sharp.mean()), float(sharp.std())
         blurred_mean, blurred_std = float(blurred.mean()), float(blurred.std())
         if sharp_std == 0 or blurred_std == 0:
             raise ValueError("sharp and blurred must not be constant")
         a = ((sharp - sharp_mean) / sharp_std).astype(np.float32)
         b = ((blurred - blurred_mean) / blurred_std).astype(np.float32)
-        return cls(a, b, sharp_mean, sharp_std, blurred_mean, blurred_std, noise_sigma(b))
+        return cls(a, b, sharp_mean * sharp_scale, sharp_std * sharp_scale,
+                   blurred_mean * blurred_scale, blurred_std * blurred_scale,
+                   floored_noise_sigma(b))
 
     def caller_intensity(self, gain, offset, covariance) -> tuple[float, float, dict]:
         """Normalised ``gain``, ``offset`` (and their 2 × 2 covariance) in the caller's

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
+from ._arguments import finite_result, kernel_shape, progress_callback, real_number, whole_number
 from ._progress import report
 from ._validate import odd_shape
 from .noise import MAD_TO_SIGMA
@@ -62,7 +63,8 @@ class BeadAverage:
     beads : dict of ndarray
         Per-bead table, one entry per detected bead: ``position`` (N, D) sub-pixel centres in
         pixel indices, ``accepted`` (N,) bool, ``reason`` (N,) str (``"accepted"`` or why the
-        bead was rejected), ``flux`` (N,), ``snr`` (N,) peak signal-to-noise ratio.
+        bead was rejected), ``flux`` (N,), ``snr`` (N,) peak signal-to-noise ratio; ``flux``
+        and ``snr`` are NaN for a bead rejected before it was measured (e.g. at the edge).
     beads_used : int
         Number of beads averaged.
     spread : float
@@ -151,13 +153,14 @@ def _detect_candidates(data: np.ndarray, sigma: float, threshold: float) -> _Can
     z = significance(data, sigma)
     labels, count = ndi.label(z > SUPPORT_THRESHOLD, _full_structure(data.ndim))
     if count == 0:
-        raise ValueError("no bead found above the noise")
+        raise ValueError("no bead found in image: nothing rises above the noise; pass an "
+                         "image of beads (a constant or pure-noise image holds none)")
     peak_z = np.asarray(ndi.maximum(z, labels, np.arange(1, count + 1)))
     strong = np.flatnonzero(peak_z >= threshold)
     if strong.size == 0:
         raise ValueError(
-            f"no bead found: the brightest spot is {peak_z.max():.1f} sigmas up, below the "
-            f"threshold of {threshold:g}")
+            f"no bead found in image: the brightest spot is {peak_z.max():.1f} sigmas up, "
+            f"below the threshold of {threshold:g}; lower threshold if the beads are faint")
     regions = strong + 1
     objects = ndi.find_objects(labels)
     boxes = [objects[r - 1] for r in regions]
@@ -231,6 +234,16 @@ def _examine_beads(frame: _Frame, candidates: _Candidates, half: list[int],
     return tuple(beads), False
 
 
+def _refuse_if_none_used(beads: tuple[_Bead, ...]) -> tuple[_Bead, ...]:
+    """``beads`` when at least one goes into the average; otherwise a ``ValueError`` that
+    counts the reasons they were left out."""
+    if not any(b.used for b in beads):
+        summary = dict(Counter(b.reason for b in beads))
+        raise ValueError(f"no usable bead among {len(beads)} detected: {summary}; the image "
+                         "needs at least one bead clear of the edges and of its neighbours")
+    return beads
+
+
 def _reject_brightness_outliers(beads: tuple[_Bead, ...]) -> tuple[_Bead, ...]:
     """Reject the used beads whose log flux lies more than 5 robust sigmas (and a factor
     1.6) from the median, e.g. two beads on top of each other; refuse when none is left."""
@@ -245,11 +258,7 @@ def _reject_brightness_outliers(beads: tuple[_Bead, ...]) -> tuple[_Bead, ...]:
             if abs(value - centre_flux) > limit:
                 reasons[i] = ("outlier: brighter than the others" if value > centre_flux
                               else "outlier: fainter than the others")
-    beads = _with_reasons(beads, reasons)
-    if not any(b.used for b in beads):
-        summary = dict(Counter(b.reason for b in beads))
-        raise ValueError(f"no usable bead among {len(beads)} detected: {summary}")
-    return beads
+    return _refuse_if_none_used(_with_reasons(beads, reasons))
 
 
 def _combine(beads: tuple[_Bead, ...], method: str) -> np.ndarray:
@@ -375,14 +384,16 @@ def _average(beads: tuple[_Bead, ...], method: str, sigma: float,
     return _Average(combined=combined, psf=psf, offset=offset, sigma=average_sigma)
 
 
-def _bead_table(beads: tuple[_Bead, ...], offset: np.ndarray) -> dict[str, np.ndarray]:
+def _bead_table(beads: tuple[_Bead, ...], offset: np.ndarray,
+                scale: float) -> dict[str, np.ndarray]:
     """The per-bead table of :class:`BeadAverage`; the used beads' positions are moved by
-    the ``offset`` removed from the average, so they refer to the final PSF's centre."""
+    the ``offset`` removed from the average, so they refer to the final PSF's centre, and
+    the fluxes multiplied by the frame's ``scale`` into the input's units."""
     return {
         "position": np.array([b.position + offset if b.used else b.position for b in beads]),
         "accepted": np.array([b.reason == _ACCEPTED for b in beads]),
         "reason": np.array([b.reason for b in beads], dtype=str),
-        "flux": np.array([b.flux for b in beads]),
+        "flux": np.array([b.flux for b in beads]) * scale,
         "snr": np.array([b.snr for b in beads]),
     }
 
@@ -422,7 +433,7 @@ def average_beads(
     threshold : float
         Detection threshold in noise sigmas of the 1-px-smoothed image.
     max_beads : int, optional
-        Use at most this many beads (the brightest accepted ones).
+        Use at most this many beads (the brightest accepted ones); at least 1.
     bead_diameter : float, optional
         Known bead diameter in the units of ``spacing``: the average is divided (Wiener,
         regularised by its noise) by the transform of a uniform ball of that diameter.
@@ -459,8 +470,16 @@ def average_beads(
     """
     if method not in ("mean", "median"):
         raise ValueError(f"method must be 'mean' or 'median', got {method!r}")
+    threshold = real_number(threshold, "threshold", minimum=0.0)
+    if max_beads is not None:
+        max_beads = whole_number(max_beads, "max_beads", minimum=1)
+    if bead_diameter is not None:
+        bead_diameter = real_number(bead_diameter, "bead_diameter", positive=True)
+    callback = progress_callback(callback)
     frame = _clean_frame(image, "image", background, hot_pixels)
     spacing = _spacing(spacing, frame.data.ndim)
+    if shape is not None:
+        shape = kernel_shape(shape, frame.data.ndim)
     candidates = _detect_candidates(frame.data, frame.sigma, threshold)
     half = _bead_half(candidates, shape)
     total_steps = len(candidates.peaks) + 2
@@ -471,23 +490,25 @@ def average_beads(
     if not stopped:
         beads, stopped = _register_beads(frame.data, beads, half, method, callback,
                                          total_steps - 1, total_steps)
-    beads = _keep_brightest(_reject_shape_outliers(beads, method), max_beads)
+    beads = _refuse_if_none_used(_keep_brightest(_reject_shape_outliers(beads, method),
+                                                 max_beads))
     average = _average(beads, method, frame.sigma, bead_diameter, spacing)
     if not stopped:
         report(callback, total_steps, total_steps, average.psf)
     widths = fwhm(average.psf)
-    return BeadAverage(
+    result = BeadAverage(
         psf=average.psf,
-        beads=_bead_table(beads, average.offset),
+        beads=_bead_table(beads, average.offset, frame.scale),
         beads_used=sum(b.used for b in beads),
         spread=float(np.median(_differences(beads, average.combined))),
         fwhm=widths,
         fwhm_physical=widths * spacing,
         snr=float(average.psf.max() / average.sigma),
         spacing=spacing,
-        noise_sigma=float(frame.sigma),
-        background=float(np.mean(frame.background)),
+        noise_sigma=float(frame.sigma) * frame.scale,
+        background=float(np.mean(frame.background)) * frame.scale,
     )
+    return finite_result(result, "average_beads", skip=("beads",))
 
 
 def _pixel_ball(grid, diameter: float, spacing: np.ndarray) -> np.ndarray | None:
@@ -511,8 +532,11 @@ def _remove_bead_size(psf: np.ndarray, diameter: float, spacing: np.ndarray,
                       noise: float) -> np.ndarray:
     """Divide out a uniform ball of ``diameter`` (units of ``spacing``), Wiener-regularised
     by the PSF's noise level so frequencies the ball suppresses are not amplified."""
-    if not diameter > 0:
-        raise ValueError(f"bead_diameter must be positive, got {diameter}")
+    extent = float(np.max(np.array(psf.shape) * spacing))
+    if diameter > extent:
+        raise ValueError(f"bead_diameter {diameter:g} is larger than the averaged PSF "
+                         f"({extent:g} in the units of spacing): give the diameter in the "
+                         "units of spacing, or leave it out")
     grid = fast_shape([2 * n for n in psf.shape])
     ball = _pixel_ball(grid, diameter, spacing)
     if ball is None:

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import scipy.fft
 
+from ._arguments import finite_result, real_number, rescaled
 from ._validate import as_float_array
 from .align import edge_window
 from .operators import WORKERS, fast_shape
@@ -35,7 +36,8 @@ def defocus_diameter(blurred, *, sharp=None, min_diameter: float = 3.0,
     sharp : (M, N) ndarray, optional
         The same scene in focus.
     min_diameter, max_diameter : float
-        Range searched, in pixels (default up to a quarter of the smaller side).
+        Range searched, in pixels (default up to a quarter of the smaller side); finite
+        and not negative.
 
     Returns
     -------
@@ -44,26 +46,38 @@ def defocus_diameter(blurred, *, sharp=None, min_diameter: float = 3.0,
         of the radially averaged cepstrum.
     """
     blurred = as_float_array(blurred, "blurred", ndim=(2,))
+    min_diameter = real_number(min_diameter, "min_diameter", minimum=0.0)
+    if max_diameter is not None:
+        max_diameter = real_number(max_diameter, "max_diameter", minimum=0.0)
     window = edge_window(blurred.shape, alpha=0.5)
     grid = fast_shape(blurred.shape)
 
-    def log_power(image):
+    def log_power(image, name):
+        # an exact power of two keeps the squares of an extreme image in float32's range;
+        # it only adds a constant to the log spectrum, which the cepstrum's dip ignores
+        image, _ = rescaled(image)
         spectrum = scipy.fft.rfftn((image - image.mean()) * window, grid, workers=WORKERS)
         power = (spectrum.real**2 + spectrum.imag**2).astype(np.float64)
+        if not power.mean() > 0:
+            raise ValueError(f"{name} is constant: it holds no defocus to measure")
         return np.log(power + 1e-6 * power.mean())
 
-    log_spectrum = log_power(blurred)
+    log_spectrum = log_power(blurred, "blurred")
     if sharp is not None:
         sharp = as_float_array(sharp, "sharp", ndim=(2,))
         if sharp.shape != blurred.shape:
-            raise ValueError("sharp and blurred differ in shape")
-        log_spectrum = log_spectrum - log_power(sharp)
+            raise ValueError(f"sharp and blurred differ in shape: {sharp.shape} and "
+                             f"{blurred.shape}")
+        log_spectrum = log_spectrum - log_power(sharp, "sharp")
     cepstrum = scipy.fft.irfftn(log_spectrum, grid, workers=WORKERS)
     profile = _radial_mean(scipy.fft.fftshift(cepstrum))
-    high = int(max_diameter or min(blurred.shape) / 4)
+    # the profile reaches the grid's corner; the parabola below needs one radius beyond high
+    high = min(int(max_diameter or min(blurred.shape) / 4), profile.size - 2)
     low = max(math.ceil(min_diameter), 2)
     if high <= low + 2:
-        raise ValueError(f"image of shape {blurred.shape} is too small to measure defocus")
+        raise ValueError(f"no diameter to search between min_diameter {min_diameter:g} and "
+                         f"{high} px in an image of shape {blurred.shape}: lower "
+                         "min_diameter, raise max_diameter or pass a larger image")
     # zeros of the transfer function make the cepstrum dip at quefrency D
     segment = profile[low:high + 1]
     index = int(np.argmin(segment)) + low
@@ -72,7 +86,7 @@ def defocus_diameter(blurred, *, sharp=None, min_diameter: float = 3.0,
     left, middle, right = profile[index - 1:index + 2]
     curvature = left - 2 * middle + right
     offset = 0.5 * (left - right) / curvature if curvature > 0 else 0.0
-    return float(index + np.clip(offset, -0.5, 0.5))
+    return finite_result(float(index + np.clip(offset, -0.5, 0.5)), "defocus_diameter")
 
 
 def _radial_mean(image: np.ndarray) -> np.ndarray:

@@ -26,6 +26,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.ndimage as ndi
 
+from ._arguments import (
+    finite_result,
+    kernel_shape,
+    matching_pair,
+    progress_callback,
+    real_number,
+    rescaled,
+    whole_number,
+)
 from ._kernel_fit import _AlignedPair, _fit_at_shift, _FitOptions, _shift_image, _ShiftBounds
 from ._kernel_lsq import _unconstrained_sum
 from ._kernel_support import (
@@ -38,15 +47,19 @@ from ._kernel_support import (
     _remove_noise_floor,
 )
 from ._progress import report
-from ._validate import as_float_array, odd_shape
+from ._validate import as_float_array
 from .align import centroid, estimate_shift
-from .noise import noise_sigma
+from .noise import floored_noise_sigma
 from .operators import Convolver, fourier_shift
 
 METHODS = ("auto", "fourier", "lsq")
 
 #: Above this many pixels ``method="auto"`` uses the Fourier solver alone.
 AUTO_LSQ_MAX_PIXELS = 2**24
+
+#: Largest manual ``regularization``: against standardised images the automatic choices lie
+#: many decades below, and far larger weights overflow the solvers' steps.
+MAX_REGULARIZATION = 1e12
 
 
 @dataclass
@@ -74,7 +87,9 @@ class KernelEstimate:
         Weight of the smoothness penalty ``||∇k||²`` used (for normalised images).
     noise_sigma : float
         Robust white-noise estimate of ``blurred``
-        (:func:`psfkit.noise.noise_sigma`).
+        (:func:`psfkit.noise.noise_sigma`); for quantised data where it finds no noise at
+        all (a bool image), the rounding noise of the smallest step between its values,
+        ``step / sqrt(12)``.
     residual_ratio : float
         RMS of the residual on the valid region divided by ``noise_sigma``; about 1 when
         the kernel explains the data down to the noise.
@@ -216,36 +231,43 @@ def estimate_kernel(
     >>> result.kernel.shape[0] % 2 == 1
     True
     """
-    regularization = _checked_options(method, regularization, max_iterations)
+    regularization = _checked_options(method, regularization)
+    max_iterations = whole_number(max_iterations, "max_iterations")
+    tolerance = real_number(tolerance, "tolerance", minimum=0.0)
+    callback = progress_callback(callback)
     sharp = as_float_array(sharp, "sharp", ndim=(2, 3))
     blurred = as_float_array(blurred, "blurred", ndim=(2, 3))
-    if sharp.shape != blurred.shape:
-        raise ValueError(f"sharp and blurred differ in shape: {sharp.shape} and {blurred.shape}")
     if rgb is None:
         rgb = sharp.ndim == 3 and sharp.shape[-1] in (3, 4)
+    matching_pair(sharp, blurred, channels=bool(rgb))
     if rgb:
-        return _estimate_rgb(sharp, blurred, shape, method=method,
-                             regularization=regularization, nonnegative=nonnegative,
-                             normalize=normalize, center=center, max_iterations=max_iterations,
-                             tolerance=tolerance, callback=callback)
-    return _estimate_single(sharp, blurred, shape, method=method, regularization=regularization,
-                            nonnegative=nonnegative, normalize=normalize, center=center,
-                            max_iterations=int(max_iterations), tolerance=float(tolerance),
-                            callback=callback)
+        result = _estimate_rgb(sharp, blurred, shape, method=method,
+                               regularization=regularization, nonnegative=nonnegative,
+                               normalize=normalize, center=center,
+                               max_iterations=max_iterations, tolerance=tolerance,
+                               callback=callback)
+    else:
+        result = _estimate_single(sharp, blurred, shape, method=method,
+                                  regularization=regularization, nonnegative=nonnegative,
+                                  normalize=normalize, center=center,
+                                  max_iterations=max_iterations, tolerance=tolerance,
+                                  callback=callback)
+    return finite_result(result, "estimate_kernel")
 
 
-def _checked_options(method, regularization, max_iterations):
+def _checked_options(method, regularization):
     """The regularization as ``"auto"`` or a float, once the options are checked."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not (isinstance(regularization, str) and regularization == "auto"):
-        if isinstance(regularization, str) or not np.isscalar(regularization):
+        if isinstance(regularization, str):
             raise ValueError(f"regularization must be 'auto' or a number, got {regularization!r}")
-        regularization = float(regularization)
-        if not (np.isfinite(regularization) and regularization >= 0):
-            raise ValueError(f"regularization must be >= 0, got {regularization}")
-    if int(max_iterations) < 0:
-        raise ValueError(f"max_iterations must be >= 0, got {max_iterations}")
+        regularization = real_number(regularization, "regularization", minimum=0.0)
+        if regularization > MAX_REGULARIZATION:
+            raise ValueError(
+                f"regularization must be at most {MAX_REGULARIZATION:g}, got "
+                f"{regularization:g}: it weighs the kernel's roughness against images "
+                "standardised to unit variance, and a larger weight flattens any kernel")
     return regularization
 
 
@@ -268,9 +290,12 @@ def _estimate_rgb(sharp, blurred, shape, *, callback, **options):
             return report(callback, channel * (total or 0) + step,
                           (total or 0) * count or None, current)
 
-        channels.append(_estimate_single(
-            np.ascontiguousarray(sharp[..., channel]), np.ascontiguousarray(
-                blurred[..., channel]), shape, callback=channel_callback, **options))
+        try:
+            channels.append(_estimate_single(
+                np.ascontiguousarray(sharp[..., channel]), np.ascontiguousarray(
+                    blurred[..., channel]), shape, callback=channel_callback, **options))
+        except ValueError as error:  # say which channel could not be estimated
+            raise ValueError(f"channel {channel} of the RGB pair: {error}") from error
     stack = lambda name: np.stack([getattr(c, name) for c in channels], axis=-1)  # noqa: E731
     array = lambda name: np.array([getattr(c, name) for c in channels])  # noqa: E731
     return KernelEstimate(
@@ -302,13 +327,10 @@ def _reblur(sharp, kernel_fit, offset):
 def _checked_shape(sharp, blurred, shape):
     """The requested kernel ``shape`` made odd (None stays None), once it and the images fit."""
     if shape is not None:
-        shape = odd_shape(shape, sharp.ndim)
+        shape = kernel_shape(shape, sharp.ndim)
         if any(k > (n + 1) // 2 for k, n in zip(shape, sharp.shape, strict=True)):
             raise ValueError(f"kernel shape {shape} is too large for images of shape "
                              f"{sharp.shape}: at most half of each axis")
-    if any(n < 8 for n in sharp.shape):
-        raise ValueError(f"images of shape {sharp.shape} are too small: at least 8 pixels "
-                         "per axis")
     if float(sharp.std()) == 0.0:
         raise ValueError("the sharp image is constant: it carries no information on the kernel")
     if float(blurred.std()) == 0.0:
@@ -448,7 +470,7 @@ def _assembled_estimate(sharp, blurred, kernel, fit, frame, *, method, normalize
     valid = tuple(slice(max(f.start + int(np.ceil(d)), 0), min(f.stop + int(np.floor(d)), n))
                   for f, d, n in zip(model.fitted, frame.shift, blurred.shape, strict=True))
     kernel_sum = float(model.kernel.sum(dtype=np.float64))
-    sigma = noise_sigma(blurred)
+    sigma = floored_noise_sigma(blurred)
     rms = float(np.sqrt(np.mean(residual[valid].astype(np.float64) ** 2)))
     kernel_out, shift = model.kernel, frame.shift
     if center:
@@ -457,19 +479,48 @@ def _assembled_estimate(sharp, blurred, kernel, fit, frame, *, method, normalize
     if normalize:
         total = float(kernel_out.sum(dtype=np.float64))
         if total == 0:
-            raise ValueError("the estimated kernel is zero: the images look unrelated")
+            raise ValueError("the estimated kernel is zero: sharp and blurred look unrelated "
+                             "(is one of them inverted, or of another scene?)")
         kernel_out = kernel_out / np.float32(total)
         gain = kernel_sum
     return KernelEstimate(
         kernel=kernel_out.astype(np.float32), shift=np.asarray(shift, dtype=float), gain=gain,
         offset=model.offset, residual=residual.astype(np.float32),
         reblurred=model.reblurred.astype(np.float32), regularization=fit.regularization,
-        noise_sigma=sigma, residual_ratio=rms / sigma if sigma > 0 else float("inf"),
+        noise_sigma=sigma, residual_ratio=rms / sigma,
         kernel_sum=kernel_sum, shape=tuple(fit.shape), method=method,
         iterations=fit.iterations, valid=valid)
 
 
-def _estimate_single(sharp, blurred, shape, *, method, regularization, nonnegative, normalize,
+def _estimate_single(sharp, blurred, shape, **options) -> KernelEstimate:
+    """The kernel estimate of one 2D or 3D pair (:func:`_estimate_phases`), computed on the
+    pair brought to ordinary magnitudes by exact powers of two
+    (:func:`psfkit._arguments.rescaled`) and returned in the caller's units."""
+    sharp, sharp_scale = rescaled(sharp)
+    blurred, blurred_scale = rescaled(blurred)
+    estimate = _estimate_phases(sharp, blurred, shape, **options)
+    return _in_caller_units(estimate, sharp_scale, blurred_scale, options["normalize"])
+
+
+def _in_caller_units(estimate: KernelEstimate, sharp_scale: float, blurred_scale: float,
+                     normalize: bool) -> KernelEstimate:
+    """``estimate`` of the pair divided by ``sharp_scale`` and ``blurred_scale``, in the
+    units of the pair as given: intensities grow with ``blurred_scale``, the flux ratio with
+    ``blurred_scale / sharp_scale``; shapes, shifts and ratios stay."""
+    if sharp_scale == blurred_scale == 1.0:
+        return estimate
+    ratio = blurred_scale / sharp_scale
+    kernel = estimate.kernel if normalize else estimate.kernel * np.float32(ratio)
+    return replace(
+        estimate, kernel=kernel, gain=estimate.gain * ratio if normalize else estimate.gain,
+        offset=estimate.offset * blurred_scale,
+        residual=estimate.residual * np.float32(blurred_scale),
+        reblurred=estimate.reblurred * np.float32(blurred_scale),
+        noise_sigma=estimate.noise_sigma * blurred_scale,
+        kernel_sum=estimate.kernel_sum * ratio)
+
+
+def _estimate_phases(sharp, blurred, shape, *, method, regularization, nonnegative, normalize,
                      center, max_iterations, tolerance, callback) -> KernelEstimate:
     """The kernel estimate of one 2D or 3D pair, phase by phase.
 

@@ -21,6 +21,16 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ._arguments import (
+    finite_result,
+    kernel_shape,
+    matching_pair,
+    per_axis_spacing,
+    power_of_two_scale,
+    progress_callback,
+    real_number,
+    whole_number,
+)
 from ._fit_models import GAUSSIAN_FWHM, _kernel_shape, _Model, _model_for, _parameter_errors
 from ._fit_problem import _Normalised, _Problem
 from ._least_squares import (
@@ -36,12 +46,17 @@ from ._least_squares import (
 )
 from ._progress import report
 from ._starting_points import _coarse_candidates, _defocus_candidates, _search_scores
-from ._validate import as_float_array, odd_shape
+from ._validate import as_float_array
 from .align import estimate_shift
 from .models import MODELS
 
 #: Evaluations each model gets when ``model="auto"`` compares them.
 _AUTO_EVALUATIONS = 25
+
+#: Largest robust-loss scale, in units of the standardised ``blurred``: its residuals are of
+#: order 1, so beyond this every robust loss is the linear one to 12 digits, and a larger
+#: scale would only overflow when squared.
+_QUADRATIC_LOSS_SCALE = 1e6
 
 
 # -- the public result -------------------------------------------------------------------
@@ -146,6 +161,9 @@ def _format(value) -> str:
 def _ellipticity(kernel: np.ndarray, spacing) -> float:
     """``1 - minor / major`` axis of the second moments of ``kernel`` (negative values
     clipped), in the units of ``spacing``."""
+    # a ratio of axes: spacing is divided by an exact power of two near its largest entry,
+    # so that the moments of an extreme spacing (1e300) do not overflow
+    spacing = np.asarray(spacing, dtype=float) / power_of_two_scale(np.asarray(spacing))
     weights = np.clip(kernel.astype(np.float64), 0, None)
     weights /= weights.sum()
     coords = [((np.arange(n) - n // 2) * s) for n, s in zip(kernel.shape, spacing, strict=True)]
@@ -186,15 +204,14 @@ def _request(ndim, model, shape, spacing, loss, f_scale, isotropic,
     """The arguments of :func:`fit_kernel` checked, with their defaults filled in."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if spacing is None:
-        spacing = (1.0,) * ndim
-    spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, float), (ndim,)))
-    if any(not (s > 0 and math.isfinite(s)) for s in spacing):
-        raise ValueError(f"spacing must be positive, got {spacing}")
+    spacing = per_axis_spacing(spacing, ndim)
     if isotropic is None:
         isotropic = ndim == 2
     if shape is not None:
-        shape = odd_shape(shape, ndim)
+        shape = kernel_shape(shape, ndim)
+    if f_scale is not None:
+        f_scale = real_number(f_scale, "f_scale", positive=True)
+    max_evaluations = whole_number(max_evaluations, "max_evaluations", minimum=1)
     if model == "auto":
         names = MODELS if ndim == 2 else ("gaussian",)
     elif model in MODELS:
@@ -298,12 +315,14 @@ def fit_kernel(
     """
     sharp = as_float_array(sharp, "sharp")
     blurred = as_float_array(blurred, "blurred")
-    if sharp.shape != blurred.shape:
-        raise ValueError(f"sharp and blurred differ in shape: {sharp.shape} and {blurred.shape}")
+    matching_pair(sharp, blurred)
     request = _request(sharp.ndim, model, shape, spacing, loss, f_scale, isotropic,
                        max_evaluations)
+    callback = progress_callback(callback)
     pair = _Normalised.of(sharp, blurred)
-    scale = 2.0 * pair.noise if request.f_scale is None else float(request.f_scale)
+    # f_scale is given in the units of blurred; the loss sees standardised residuals
+    scale = (2.0 * pair.noise if request.f_scale is None
+             else min(request.f_scale / pair.blurred_std, _QUADRATIC_LOSS_SCALE))
     robust = _Loss(request.loss, scale)
     # a tenth of a pixel is plenty for a start: the fit refines the shift
     shift0 = estimate_shift(pair.sharp, pair.blurred, upsample=10)
@@ -317,7 +336,7 @@ def fit_kernel(
         optimum = _optimise(_Objective(best.spec, best.problem, robust), best.optimum.v,
                             best.optimum.shift, request.max_evaluations, callback)
         best = _ModelFit.of(best.spec, best.problem, optimum)
-    return _result(best, blurred, pair, request, ranking)
+    return finite_result(_result(best, blurred, pair, request, ranking), "fit_kernel")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage as ndi
 
+from ._arguments import finite_result, rescaled
 from ._validate import as_float_array
 
 #: 1 / Phi^-1(3/4): turns a median absolute deviation into a Gaussian sigma.
@@ -109,12 +110,19 @@ def noise_sigma(image: np.ndarray) -> float:
         Estimated noise standard deviation, in the units of ``image``.
     """
     image = as_float_array(image, "image", ndim=())
+    # images of extreme magnitude are brought near 1 exactly, so the squares below neither
+    # over- nor underflow in float32
+    image, scale = rescaled(image)
     filtered, axes_used = second_difference(image)
     interior = tuple(slice(1, -1) if n >= 3 else slice(None) for n in image.shape)
     if axes_used == 0:
-        raise ValueError(f"image of shape {image.shape} is too small to estimate noise")
+        raise ValueError(f"image of shape {image.shape} is too small to estimate noise: it "
+                         "needs at least 3 samples along one axis")
     smooth = ndi.gaussian_filter(image, 2.0, truncate=3.0)
-    gradients = list(np.gradient(smooth)) if image.ndim > 1 else [np.gradient(smooth)]
+    # an axis of one sample has no gradient (np.gradient refuses it): it adds nothing
+    sloped = tuple(axis for axis, n in enumerate(image.shape) if n >= 2)
+    gradients = np.gradient(smooth, axis=sloped)
+    gradients = list(gradients) if len(sloped) > 1 else [gradients]
     del smooth
     # the squared gradient summed in place, so few image-sized arrays live at once
     slope = gradients.pop(0)
@@ -130,8 +138,28 @@ def noise_sigma(image: np.ndarray) -> float:
     if deviation == 0:
         # quantised data (8-bit, JPEG) can leave most differences exactly zero: fall back to
         # the plain RMS rather than report no noise at all
-        return float(np.sqrt(np.mean(flat**2)) / np.sqrt(6.0**axes_used))
-    return float(MAD_TO_SIGMA * deviation / np.sqrt(6.0**axes_used))
+        sigma = np.sqrt(np.mean(flat**2)) / np.sqrt(6.0**axes_used)
+    else:
+        sigma = MAD_TO_SIGMA * deviation / np.sqrt(6.0**axes_used)
+    return finite_result(float(scale * sigma), "noise_sigma")
+
+
+def quantisation_sigma(image: np.ndarray) -> float:
+    """The noise that rounding to the smallest step between ``image``'s distinct values
+    implies, ``step / sqrt(12)`` (0 for a constant image).
+
+    The floor of a noise estimate on quantised data (a bool mask, a few grey levels), whose
+    second differences are mostly exact zeros so that :func:`noise_sigma` may find none.
+    """
+    steps = np.diff(np.unique(np.asarray(image, dtype=np.float64)))
+    return float(steps.min() / np.sqrt(12.0)) if steps.size else 0.0
+
+
+def floored_noise_sigma(image: np.ndarray) -> float:
+    """:func:`noise_sigma` of ``image``, or :func:`quantisation_sigma` when that finds no
+    noise at all: what a relative measure (a residual over the noise) is divided by."""
+    sigma = noise_sigma(image)
+    return sigma if sigma > 0 else quantisation_sigma(image)
 
 
 #: Largest number of samples :func:`noise_model` looks at (a central region beyond that,
@@ -160,6 +188,7 @@ def noise_model(image: np.ndarray, *, bins: int = 16) -> tuple[float, float]:
     image = as_float_array(image, "image", ndim=())
     # a central region holds plenty of samples and keeps memory small
     image = image[central_region(image.shape, MODEL_SAMPLES, minimum=3)]
+    image, scale = rescaled(image)  # exact; gain scales with it, the intercept with its square
     filtered, axes_used = second_difference(image)
     level = image
     for axis in range(image.ndim):
@@ -191,7 +220,7 @@ def noise_model(image: np.ndarray, *, bins: int = 16) -> tuple[float, float]:
     del filtered, level, index
     overall = noise_sigma(image) ** 2
     if levels.size < 3 or np.ptp(levels) <= 0:
-        return 0.0, overall
+        return 0.0, finite_result(overall * scale**2, "noise_model")
     # robust line: least squares, then refit without the worst quarter of the bins
     keep = np.ones(levels.size, dtype=bool)
     for _ in range(2):
@@ -200,5 +229,5 @@ def noise_model(image: np.ndarray, *, bins: int = 16) -> tuple[float, float]:
         misfit = np.abs(variances - (gain * levels + intercept))
         keep = misfit <= np.quantile(misfit, 0.75)
     if gain <= 0:
-        return 0.0, overall
-    return float(gain), float(intercept)
+        return 0.0, finite_result(overall * scale**2, "noise_model")
+    return finite_result((float(gain * scale), float(intercept * scale**2)), "noise_model")

@@ -29,6 +29,9 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
+from ._arguments import finite_result, whole_number
+from ._validate import all_finite, as_float_array
+
 #: Threads used by every FFT in psfkit.
 WORKERS = os.cpu_count() or 1
 
@@ -64,11 +67,15 @@ class Convolver:
     the transpose of that linear map in ``g`` (a correlation with ``f``), so that
     ``<apply(g), r> == <g, adjoint(r)>``. Either operand may be the larger: use the PSF as
     ``fixed`` to blur images, or the sharp image as ``fixed`` to fit a kernel.
+
+    ``fixed`` must be a finite, non-empty real array and ``other_shape`` positive ints;
+    :meth:`apply` and :meth:`adjoint` refuse an operand with NaN or infinite values.
     """
 
     def __init__(self, fixed: np.ndarray, other_shape, *, workers: int | None = None):
-        fixed = np.asarray(fixed, dtype=np.float32)
-        other_shape = tuple(int(n) for n in other_shape)
+        fixed = as_float_array(fixed, "fixed", ndim=())
+        other_shape = tuple(whole_number(n, "other_shape", minimum=1)
+                            for n in np.atleast_1d(other_shape).tolist())
         if fixed.ndim != len(other_shape):
             raise ValueError(
                 f"operands differ in dimensionality: {fixed.shape} and {other_shape}"
@@ -89,8 +96,9 @@ class Convolver:
     def apply(self, other: np.ndarray, mode: str = "full", *, spectrum=None) -> np.ndarray:
         """``fixed * other`` cropped to ``mode``; ``spectrum`` may hold ``other``'s FFT."""
         if spectrum is None:
-            if tuple(other.shape) != self.other_shape:
-                raise ValueError(f"expected shape {self.other_shape}, got {other.shape}")
+            if tuple(np.shape(other)) != self.other_shape:
+                raise ValueError(f"expected shape {self.other_shape}, got {np.shape(other)}")
+            _refuse_non_finite(other, "other")
             spectrum = self.forward_transform(other)
         spectrum = spectrum * self.fixed_ft
         full = inverse_rfftn(spectrum, self.grid_shape, workers=self.workers)
@@ -102,12 +110,20 @@ class Convolver:
         out_shape = output_shape(self.fixed_shape, self.other_shape, mode)
         if tuple(residual.shape) != out_shape:
             raise ValueError(f"expected residual of shape {out_shape}, got {residual.shape}")
+        _refuse_non_finite(residual, "residual")
         embedded = np.zeros(self.grid_shape, dtype=np.float32)
         embedded[_output_slices(self.full_shape, out_shape)] = residual
         spectrum = scipy.fft.rfftn(embedded, workers=self.workers)
         multiply_by_conjugate(spectrum, self.fixed_ft)
         full = inverse_rfftn(spectrum, self.grid_shape, workers=self.workers)
         return full[tuple(slice(0, n) for n in self.other_shape)]
+
+
+def _refuse_non_finite(array: np.ndarray, name: str) -> None:
+    """A ``ValueError`` naming ``name`` when ``array`` holds NaN or an infinity (a blur of
+    it would spread them over the whole output)."""
+    if not all_finite(np.asarray(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
 
 
 def multiply_by_conjugate(spectrum: np.ndarray, factor: np.ndarray) -> None:
@@ -155,10 +171,17 @@ def convolve(image: np.ndarray, kernel: np.ndarray, mode: str = "same") -> np.nd
     """Linearly convolve ``image`` with a centred ``kernel`` (zero outside the image).
 
     ``mode="valid"`` keeps only the samples that see no zero padding, which is how a
-    camera crop of a blurred scene is simulated.
+    camera crop of a blurred scene is simulated. Both operands must be finite, and so is the
+    result (an overflow of float32 is refused by name).
     """
-    image = np.asarray(image, dtype=np.float32)
-    return Convolver(kernel, image.shape).apply(image, mode)
+    image = as_float_array(image, "image", ndim=())
+    kernel = as_float_array(kernel, "kernel", ndim=())
+    if mode not in MODES:  # refused before any work
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, by name
+        result = Convolver(kernel, image.shape).apply(image, mode)
+    return finite_result(result, "convolve", fix="rescale image or kernel so that the blur "
+                         "stays within float32's range (±3.4e38)")
 
 
 def frequencies(grid_shape) -> list[np.ndarray]:

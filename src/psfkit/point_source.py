@@ -22,7 +22,8 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
-from ._validate import as_float_array
+from ._arguments import per_axis_spacing, real_number, rescaled
+from ._validate import all_finite, as_float_array
 from .align import centroid
 from .noise import noise_sigma, rim
 from .operators import WORKERS, centre_embed, fourier_shift
@@ -377,7 +378,7 @@ def _saturation_level(raw: np.ndarray, saturation) -> float | None:
     image maximum when at least four pixels share it exactly (a flat, clipped top).
     """
     if saturation is not None:
-        return float(saturation)
+        return real_number(saturation, "saturation")
     top = raw.max()
     if np.issubdtype(raw.dtype, np.integer) and top >= np.iinfo(raw.dtype).max:
         return float(top)
@@ -387,13 +388,9 @@ def _saturation_level(raw: np.ndarray, saturation) -> float | None:
 
 
 def _spacing(spacing, ndim: int) -> np.ndarray:
-    """Pixel spacing per axis as a float array (ones when not given); refuses non-positive."""
-    if spacing is None:
-        return np.ones(ndim)
-    spacing = np.broadcast_to(np.asarray(spacing, dtype=float), (ndim,)).copy()
-    if np.any(~np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise ValueError(f"spacing must be positive, got {spacing}")
-    return spacing
+    """Pixel spacing per axis as a float array (ones when not given); refuses non-positive
+    (:func:`psfkit._arguments.per_axis_spacing`)."""
+    return np.array(per_axis_spacing(spacing, ndim))
 
 
 @dataclass(frozen=True)
@@ -403,7 +400,9 @@ class _Frame:
     ``raw`` is the input as given (the saturation test needs its values), ``data`` the float
     frame with hot pixels replaced and ``background`` (a float or an array of its shape)
     subtracted, ``sigma`` its white-noise standard deviation and ``hot_pixels`` the (K, D)
-    indices of the replaced pixels.
+    indices of the replaced pixels. ``data``, ``background`` and ``sigma`` are in the input's
+    units divided by ``scale``, the exact power of two that brings an image of extreme
+    magnitude near 1 (:func:`psfkit._arguments.rescaled`; 1 for ordinary images).
     """
 
     raw: np.ndarray
@@ -411,6 +410,7 @@ class _Frame:
     background: np.ndarray | float
     sigma: float
     hot_pixels: np.ndarray
+    scale: float = 1.0
 
 
 def _clean_frame(image, name, background, hot_pixels) -> _Frame:
@@ -420,6 +420,10 @@ def _clean_frame(image, name, background, hot_pixels) -> _Frame:
     data = as_float_array(raw, name)
     if min(data.shape) < 3:
         raise ValueError(f"{name} of shape {data.shape} is too small: need 3 pixels per axis")
+    # the floors below are absolute: they hold for ordinary magnitudes, which this brings
+    data, scale = rescaled(data)
+    if background is not None and not isinstance(background, str):
+        background = real_number(background, "background") / scale
     sigma = noise_sigma(data)
     hot = np.empty((0, data.ndim), dtype=int)
     if hot_pixels:
@@ -427,4 +431,11 @@ def _clean_frame(image, name, background, hot_pixels) -> _Frame:
     if sigma <= 0:
         sigma = max(float(np.std(data)) * 1e-3, 1e-12)
     level, _ = fit_background(data, sigma, background)
-    return _Frame(raw=raw, data=data - level, background=level, sigma=sigma, hot_pixels=hot)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, by name
+        cleaned = data - level
+    if not all_finite(np.asarray(cleaned)):
+        raise ValueError(f"background {background * scale:g} lies so far from the image's "
+                         "values that subtracting it overflows; give the level in the "
+                         "image's units, or 'auto'")
+    return _Frame(raw=raw, data=cleaned, background=level, sigma=sigma, hot_pixels=hot,
+                  scale=scale)

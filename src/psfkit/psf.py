@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._arguments import finite_result, kernel_shape
 from ._validate import odd_shape
 from .point_source import (
     SUPPORT_MARGIN,
@@ -116,6 +117,8 @@ def _source_seed(z: np.ndarray, centre) -> tuple[int, ...]:
         centre = np.asarray(centre, dtype=float)
         if centre.shape != (z.ndim,):
             raise ValueError(f"centre must have {z.ndim} coordinates, got {centre.shape}")
+        if not np.all(np.isfinite(centre)):
+            raise ValueError(f"centre must be finite, got {centre.tolist()}")
         if np.any(centre < -0.5) or np.any(centre > np.array(z.shape) - 0.5):
             raise ValueError(f"centre {centre.tolist()} lies outside the image {z.shape}")
         whole = np.round(centre).astype(int)
@@ -125,8 +128,9 @@ def _source_seed(z: np.ndarray, centre) -> tuple[int, ...]:
     peak_z = float(z[seed])
     if peak_z < 2 * SUPPORT_THRESHOLD:
         raise ValueError(
-            f"no point source found: the brightest spot is only {peak_z:.1f} noise sigmas "
-            "above the background")
+            f"no point source found in image: the brightest spot is only {peak_z:.1f} noise "
+            "sigmas above the background; pass a frame holding a bead, LED or star, or its "
+            "centre")
     return seed
 
 
@@ -256,6 +260,8 @@ def prepare_psf(
     """
     frame = _clean_frame(image, "image", background, hot_pixels)
     spacing = _spacing(spacing, frame.data.ndim)
+    if shape is not None:
+        shape = kernel_shape(shape, frame.data.ndim)
     messages: list[str] = []
     z = significance(frame.data, frame.sigma)
     core, support = source_support(z, _source_seed(z, centre))
@@ -267,20 +273,22 @@ def prepare_psf(
     truncated = _check_truncation(core, reach, half, shape, messages)
     psf, offset = finish_psf(region, frame.sigma)
     if not return_info:
-        return psf
+        return finite_result(psf, "prepare_psf")
     widths = fwhm(psf)
     flux = _source_flux(region, frame.sigma)
     level = frame.background
-    return psf, PsfReport(
+    # intensities back in the input's units (the frame may have been rescaled exactly)
+    report = PsfReport(
         centre=found + offset,
         snr=float(psf.max() * flux / frame.sigma),
         fwhm=widths,
         fwhm_physical=widths * spacing,
-        background=float(np.mean(level[support]) if np.ndim(level) else level),
-        noise_sigma=float(frame.sigma),
-        flux=flux,
+        background=float(np.mean(level[support]) if np.ndim(level) else level) * frame.scale,
+        noise_sigma=float(frame.sigma) * frame.scale,
+        flux=flux * frame.scale,
         hot_pixels=len(frame.hot_pixels),
         saturated=saturated,
         truncated=truncated,
         warnings=messages,
     )
+    return finite_result(psf, "prepare_psf"), finite_result(report, "prepare_psf")
