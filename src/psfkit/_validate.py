@@ -115,10 +115,11 @@ def finite_float(value, name: str, minimum: float | None = None,
     result = float(value)
     if not np.isfinite(result):
         raise ValueError(f"{name} must be finite, got {result}")
+    if maximum is None and minimum is not None and result < minimum:
+        raise ValueError(f"{name} must be >= {minimum:g}, got {result:g}")
     if (minimum is not None and result < minimum) or (maximum is not None and result > maximum):
         low = "" if minimum is None else f"{minimum:g} <= "
-        high = "" if maximum is None else f" <= {maximum:g}"
-        raise ValueError(f"{name} must satisfy {low}{name}{high}, got {result:g}")
+        raise ValueError(f"{name} must satisfy {low}{name} <= {maximum:g}, got {result:g}")
     return result
 
 
