@@ -329,11 +329,9 @@ def _sample_region(source, sample, leading: int, psf: np.ndarray):
                              f"made; choose a region with signal")
         return sample, region
     first = _central_region(source.shape, leading, PLAN_SAMPLE_VOXELS)
-    spatial = first[leading:]
-    candidates = [first] + [tuple(slice(i, i + 1) for i in index) + spatial
-                            for index in list(np.ndindex(*source.shape[:leading]))[1:]]
-    regions = (_one_frame(np.asarray(source[candidate]), psf.ndim) for candidate in candidates)
-    for candidate, region in zip(candidates, regions, strict=False):
+    for index in np.ndindex(*source.shape[:leading]):
+        candidate = tuple(slice(i, i + 1) for i in index) + first[leading:]
+        region = _one_frame(np.asarray(source[candidate]), psf.ndim)
         if has_signal(region):
             return candidate, region
     return first, _one_frame(np.asarray(source[first]), psf.ndim)

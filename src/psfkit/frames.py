@@ -192,7 +192,7 @@ class _FrameDeconvolver:
         self.in_blocks = in_blocks
         self.stack = stack
         self.frames = list(np.ndindex(*stack.shape[:len(stack.shape) - psf.ndim]))
-        self.plan = None  # the block plan of the first frame, reused for the others
+        self.plan = None  # the block plan, made once and reused for every frame
         self.chosen = False
 
     def _frame_to_choose_on(self, frame: np.ndarray):
@@ -207,36 +207,25 @@ class _FrameDeconvolver:
 
     def __call__(self, frame: np.ndarray, callback) -> tuple[np.ndarray, dict]:
         """The deconvolved frame and the metadata of its run."""
+        # chunked builds its blocks on map_frames, so it is imported where it is used
+        from .chunked import deconvolve_chunked, plan_chunked
+
         if not self.chosen:
             index, chooser = self._frame_to_choose_on(frame)
-            if chooser is not frame:
-                self._choose(chooser, index)
-        if self.in_blocks:
-            # chunked builds its blocks on map_frames, so it is imported where it is used
-            from .chunked import deconvolve_chunked, plan_chunked
-
-            if self.plan is None:
-                self.plan = plan_chunked(frame, self.psf, **self.parameters)
+            if self.in_blocks:  # the plan checks the choices it makes
+                self.plan = plan_chunked(chooser, self.psf, **self.parameters)
                 self.chosen = True
+            elif chooser is not frame:
+                _, info = deconvolve(chooser, self.psf, **self.parameters, return_info=True)
+                self._adopt(info, index)
+        if self.in_blocks:
             result = deconvolve_chunked(frame, self.psf, plan=self.plan, callback=callback)
             return result, plain({**self.plan.parameters, "blocks": self.plan.block_count})
         result, info = deconvolve(frame, self.psf, **self.parameters, callback=callback,
                                   return_info=True)
         if not self.chosen:
-            self._adopt(info, self.frames[0])
+            self._adopt(info, index)
         return result, run_metadata(info)
-
-    def _choose(self, frame: np.ndarray, index) -> None:
-        """Make the automatic choices on ``frame`` (number ``index``) before the first
-        frame is deconvolved."""
-        if self.in_blocks:
-            from .chunked import plan_chunked
-
-            self.plan = plan_chunked(frame, self.psf, **self.parameters)
-            self.chosen = True
-            return
-        _, info = deconvolve(frame, self.psf, **self.parameters, return_info=True)
-        self._adopt(info, index)
 
     def _adopt(self, info, index) -> None:
         """Take the choices of the run ``info`` on frame ``index`` for all frames, once
