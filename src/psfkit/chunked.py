@@ -457,10 +457,19 @@ def _deconvolve_block(block: np.ndarray, psf: np.ndarray, parameters: dict) -> n
     return map_frames(frame, block, psf.ndim).result
 
 
+def _checked_plan(plan) -> ChunkPlan:
+    """``plan`` when it is a :class:`ChunkPlan`, else a ``TypeError`` naming it."""
+    if not isinstance(plan, ChunkPlan):
+        raise TypeError(f"plan must be a ChunkPlan from plan_chunked, got "
+                        f"{type(plan).__name__}")
+    return plan
+
+
 def chunked_graph(image, psf, plan: ChunkPlan):
     """The lazy dask array of the deconvolved image for ``plan`` (nothing is computed)."""
     import dask.array as da
 
+    _checked_plan(plan)
     psf = as_float_array(psf, "psf")
     if _is_dask(image):
         array = image if tuple(image.chunks) == tuple(plan.chunks) else \
@@ -601,9 +610,8 @@ def deconvolve_chunked(
     (128, 128)
     """
     optional_callable(callback)
-    if plan is not None and not isinstance(plan, ChunkPlan):
-        raise TypeError(f"plan must be a ChunkPlan from plan_chunked, got "
-                        f"{type(plan).__name__}")
+    if plan is not None:
+        _checked_plan(plan)
     if compute and out is None:
         _check_result_fits(np.shape(image))
     with open_scheduler(scheduler) as where:

@@ -26,7 +26,8 @@ function that runs it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -185,11 +186,11 @@ def _checked_request(method, iterations, regularization, smoothing, acceleration
         raise ValueError(f"acceleration must be one of {ACCELERATIONS}, got {acceleration!r}")
     if not isinstance(tuning, AutoTuning):
         raise TypeError(f"tuning must be an AutoTuning, got {type(tuning).__name__}")
-    weight_limit = None if method == "fista_tv" else MAX_REGULARIZATION
+    weight_limit = _FLOAT32_MAX if method == "fista_tv" else MAX_REGULARIZATION
     return Request(
         iterations=None if iterations is None else positive_int(iterations, "iterations"),
         regularization=_auto_or_float(regularization, "regularization", weight_limit),
-        smoothing=_auto_or_float(smoothing, "smoothing"),
+        smoothing=_auto_or_float(smoothing, "smoothing", _FLOAT32_MAX),
         acceleration=acceleration, acceleration_steps=_checked_steps(acceleration_steps),
         callback=optional_callable(callback), tuning=tuning)
 
@@ -208,6 +209,54 @@ def check_parameters(method: str = "auto", *, iterations=None, regularization="a
                  read_noise=_optional_float(read_noise, "read_noise", 0.0),
                  gain=_optional_float(gain, "gain", 0.0))
     return request, noise
+
+
+#: An image whose largest magnitude is outside ``[1 / EXTREME_MAGNITUDE, EXTREME_MAGNITUDE]``
+#: is deconvolved scaled by a power of two to a largest magnitude in ``[0.5, 1)``, and the
+#: result scaled back: otherwise squared residuals overflow float32 above about 1e19 and
+#: the methods' small floors (1e-30, 1e-12) dominate below about 1e-12. A power of two
+#: scales float32 exactly, and images inside the range are not scaled at all.
+EXTREME_MAGNITUDE = 2.0**40
+
+
+def _magnitude_exponent(image: np.ndarray) -> int:
+    """0 for an image of ordinary magnitude (see :data:`EXTREME_MAGNITUDE`), else the
+    exponent ``e`` with the largest magnitude in ``[2**(e - 1), 2**e)``."""
+    largest = max(float(image.max()), -float(image.min()))
+    if largest == 0 or 1 / EXTREME_MAGNITUDE <= largest <= EXTREME_MAGNITUDE:
+        return 0
+    return math.frexp(largest)[1]
+
+
+def _in_image_units(value, factor: float, image_units: bool = True):
+    """A number in the image's units times ``factor``; ``None``, ``"auto"`` and (with
+    ``image_units`` false) dimensionless numbers as they are."""
+    return value * factor if image_units and isinstance(value, float) else value
+
+
+def _scaled_problem(image, noise_keywords: dict, request: Request, method: str,
+                    exponent: int):
+    """The image times ``2**-exponent``, with the noise keywords and the settings in image
+    units (``fista_tv``'s regularization, the smoothing) scaled alike."""
+    factor = 2.0**-exponent
+    noise_keywords = {name: _in_image_units(value, factor)
+                      for name, value in noise_keywords.items()}
+    request = replace(
+        request, smoothing=_in_image_units(request.smoothing, factor),
+        regularization=_in_image_units(request.regularization, factor, method == "fista_tv"))
+    return np.ldexp(image, -exponent), noise_keywords, request
+
+
+def _unscaled_result(result: MethodResult, noise: NoiseModel, exponent: int):
+    """A result and noise model of the scaled problem of :func:`_scaled_problem` in the
+    units of the original image."""
+    factor = 2.0**exponent
+    with np.errstate(over="ignore"):  # a result beyond float32 is reported as not finite
+        image = np.ldexp(result.image, exponent)
+    result = replace(result, image=image, smoothing=result.smoothing * factor,
+                     regularization=_in_image_units(float(result.regularization), factor,
+                                                    result.method == "fista_tv"))
+    return result, noise.scaled(factor)
 
 
 #: The core's peak memory is about this many float32 copies of the image (the benchmarked
@@ -341,15 +390,20 @@ def deconvolve(
     image = as_float_array(image, "image")
     psf = normalise_psf(psf, image.ndim)
     psf_fits(psf.shape, image.shape)
+    exponent = _magnitude_exponent(image)
+    if exponent:
+        image, noise_keywords, request = _scaled_problem(image, noise_keywords, request,
+                                                         method, exponent)
     noise = NoiseModel.estimate(image, **noise_keywords)
     run = METHOD_RUNNERS[AUTO_METHOD if method == "auto" else method]
     result = run(image, psf, noise, request)
+    if exponent:
+        result, noise = _unscaled_result(result, noise, exponent)
     info = DeconvolutionInfo.of(result, noise)
     check_finite_result(result.image, f"deconvolve's result (method {result.method!r})",
                         f"the settings do not suit this image ({info.parameters}): leave "
                         f"regularization, smoothing and the noise keywords to the data, "
-                        f"make the regularization smaller, or divide an image near "
-                        f"float32's range by its maximum")
+                        f"or make the regularization smaller")
     image = np.ascontiguousarray(result.image, dtype=np.float32)
     if return_info:
         return image, info
