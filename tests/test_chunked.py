@@ -277,6 +277,9 @@ def test_a_constant_sample_region_is_refused(small_blurred):
     ({"memory_limit": 0}, ValueError, "memory_limit must be > 0, got 0"),
     ({"callback": 5}, TypeError, "callback must be a function or None, got 5"),
     ({"iterations": 5.0}, TypeError, "iterations must be an int, got 5.0"),
+    ({"scheduler": "bogus"}, ValueError, "scheduler must be an address such as tcp://"),
+    ({"depth": 100, "chunks": 16}, ValueError,
+     "depth (100, 100) is larger than the image's spatial shape (64, 64)"),
 ])
 def test_a_bad_argument_is_a_clear_error_naming_it(small_blurred, keywords, error, message):
     import re

@@ -389,6 +389,7 @@ def plan_chunked(
     array = _dask_array(image)
     leading = _check_image(array, psf)
     depth = _depth_per_axis(depth, psf)
+    _check_depth_fits(depth, array.shape[leading:])
     memory_limit = positive_float(memory_limit, "memory_limit")
     if chunks is None:
         concurrency = (os.cpu_count() or 1) if concurrency is None else positive_int(
@@ -426,6 +427,14 @@ def _depth_per_axis(depth, psf: np.ndarray) -> tuple[int, ...]:
     if len(depth) != psf.ndim:
         raise ValueError(f"depth must be an int or {psf.ndim} ints, got {depth}")
     return tuple(whole_number(d, "depth") for d in depth)
+
+
+def _check_depth_fits(depth, spatial_shape) -> None:
+    """``ValueError`` when an overlap is longer than the image along its axis."""
+    if any(d > n for d, n in zip(depth, spatial_shape, strict=True)):
+        raise ValueError(f"depth {tuple(depth)} is larger than the image's spatial shape "
+                         f"{tuple(spatial_shape)}; pass a smaller depth or leave it to the "
+                         f"PSF (depth=None)")
 
 
 def _fitting_chunks(image, array, leading: int, depth, psf_shape, padded_voxels: float):
@@ -520,6 +529,11 @@ def open_scheduler(scheduler=None) -> Iterator[Scheduler]:
     opened for a scheduler address is closed again on exit."""
     import dask
 
+    if isinstance(scheduler, str) and "://" not in scheduler:
+        names = sorted([*dask.base.named_schedulers, "distributed"])
+        if scheduler not in names:
+            raise ValueError(f"scheduler must be an address such as tcp://host:8786 or one "
+                             f"of {names}, got {scheduler!r}")
     client, own_client = _distributed_client(scheduler)
     try:
         if client is not None:
