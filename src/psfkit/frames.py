@@ -118,7 +118,9 @@ def map_frames(function: Callable, stack, spatial_ndim: int, *, out=None, callba
     -------
     FramesRun
     """
-    optional_callable(function, "function")
+    if not callable(function):
+        raise TypeError(f"function must be callable as function(frame, callback), got "
+                        f"{function!r}")
     optional_callable(callback)
     shape = tuple(stack.shape)
     frames = list(np.ndindex(*shape[:len(shape) - spatial_ndim]))
