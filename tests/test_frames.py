@@ -145,7 +145,8 @@ def test_a_bad_argument_is_refused_before_any_frame_runs(small_blurred, keywords
 
 def test_map_frames_checks_its_function_and_callback_before_any_frame():
     stack = np.ones((2, 4, 4), np.float32)
-    with pytest.raises(TypeError, match=r"function must be callable as function\(frame, callback\), got 5"):
+    with pytest.raises(TypeError, match=r"function must be callable as "
+                                        r"function\(frame, callback\), got 5"):
         map_frames(5, stack, 2)
     with pytest.raises(TypeError, match="callback must be a function or None, got 'x'"):
         map_frames(_doubled_in_three_steps, stack, 2, callback="x")
