@@ -226,3 +226,84 @@ def test_a_scheduler_address_connects_for_the_call(client):
                                      **options)
     np.testing.assert_allclose(via_address,
                                deconvolve_chunked(pair.blurred, psf, **options), atol=1e-6)
+
+
+# ------------------------------------------------- issue #17: choices, arguments, resources
+
+
+def test_an_all_zero_first_frame_does_not_choose_for_the_others(small_blurred):
+    psf, blurred = small_blurred
+    result = deconvolve_chunked(np.stack([0 * blurred, blurred, blurred]), psf)
+    assert np.all(np.isfinite(result))
+    alone = psfkit.deconvolve(blurred, psf)
+    assert _relative(result[1], alone) < 1e-6 and _relative(result[2], alone) < 1e-6
+    assert float(np.abs(result[0]).max()) < 1e-3 * float(blurred.max())
+
+
+def test_a_constant_first_frame_leaves_the_wiener_results_of_the_others_right(small_blurred):
+    psf, blurred = small_blurred
+    result = deconvolve_chunked(np.stack([0 * blurred + 1, blurred, blurred]), psf, "wiener")
+    assert _relative(result[1], psfkit.deconvolve(blurred, psf, "wiener")) < 1e-6
+
+
+def test_choices_made_on_a_stack_without_signal_are_refused_naming_the_region(small_blurred):
+    psf, _ = small_blurred
+    with pytest.raises(ValueError, match=r"automatic choices made on the sample region "
+                                         r"\(slice\(0, 1.*are unusable \(regularization"):
+        deconvolve_chunked(np.zeros((2, 64, 64), np.float32), psf)
+
+
+def test_a_constant_sample_region_is_refused(small_blurred):
+    _, blurred = small_blurred
+    volume = np.concatenate([np.zeros((8, 64, 64), np.float32), np.stack([blurred] * 8)])
+    with pytest.raises(ValueError, match=r"sample \(slice\(0, 8, None\),\) selects a "
+                                         r"constant region"):
+        deconvolve_chunked(volume, make_psf("gaussian", (5, 5, 5), sigma=1.0),
+                           sample=(slice(0, 8),))
+
+
+@pytest.mark.parametrize(("keywords", "error", "message"), [
+    ({"chunks": 0}, ValueError, "chunks must be >= 1, got 0"),
+    ({"chunks": (np.nan, 32)}, TypeError, "chunks must be an int, got nan"),
+    ({"chunks": "big"}, ValueError, "chunks must be 'auto', an int or one entry per axis"),
+    ({"sample": "x"}, TypeError, "sample must be a tuple of at most 2 slices"),
+    ({"sample": (slice(0, 0),)}, ValueError, "selects no pixels"),
+    ({"plan": "x"}, TypeError, "plan must be a ChunkPlan from plan_chunked, got str"),
+    ({"out": [1, 2]}, TypeError, "out must be an array (ndarray, memmap, zarr...)"),
+    ({"out": np.zeros((64, 64), np.int16)}, TypeError,
+     "out must have dtype float32 or float64, got int16"),
+    ({"out": np.zeros((64, 64), np.float16)}, TypeError, "got float16"),
+    ({"depth": np.nan}, TypeError, "depth must be an int, got nan"),
+    ({"memory_limit": 0}, ValueError, "memory_limit must be > 0, got 0"),
+    ({"callback": 5}, TypeError, "callback must be a function or None, got 5"),
+    ({"iterations": 5.0}, TypeError, "iterations must be an int, got 5.0"),
+    ({"scheduler": "bogus"}, ValueError, "scheduler must be an address such as tcp://"),
+    ({"depth": 100, "chunks": 16}, ValueError,
+     "depth (100, 100) is larger than the image's spatial shape (64, 64)"),
+])
+def test_a_bad_argument_is_a_clear_error_naming_it(small_blurred, keywords, error, message):
+    import re
+
+    psf, blurred = small_blurred
+    with pytest.raises(error, match=re.escape(message)):
+        deconvolve_chunked(blurred, psf, "wiener", **keywords)
+
+
+def test_an_object_array_is_a_type_error_before_dask_sees_it(small_blurred):
+    psf, blurred = small_blurred
+    with pytest.raises(TypeError, match="image must be a numeric array, got dtype object"):
+        deconvolve_chunked(blurred.astype(object), psf)
+
+
+def test_a_masked_array_is_refused(small_blurred):
+    psf, blurred = small_blurred
+    with pytest.raises(TypeError, match="masked array"):
+        deconvolve_chunked(np.ma.masked_array(blurred), psf)
+
+
+def test_a_result_larger_than_memory_is_refused_before_planning(small_blurred):
+    psf, _ = small_blurred
+    lazy = da.zeros((200_000, 200_000), dtype=np.float32, chunks=4096)  # 149 GiB
+    with pytest.raises(ValueError, match=r"the result \(200000, 200000\) needs 149\.0 GiB.*"
+                                         r"pass out= an array on disk"):
+        deconvolve_chunked(lazy, psf)

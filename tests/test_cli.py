@@ -147,3 +147,132 @@ def test_bad_arguments_are_refused_by_the_parser(files, capsys):
               "--regularization", "-1"])
     assert stop.value.code == EXIT_USAGE
     assert "must be >= 0" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------- issue #17
+
+
+def _run(arguments, folder, capsys):
+    """``main(arguments)``'s exit code, its stderr, and whether it left any file but the
+    inputs in ``folder``."""
+    try:
+        code = main(arguments)
+    except SystemExit as stop:  # argparse's refusals
+        code = stop.code
+    err = capsys.readouterr().err
+    left = sorted(set(os.listdir(folder)) - {"in.tif", "psf.tif"})
+    return code, err, left
+
+
+def test_an_all_zero_first_frame_of_a_stack_does_not_choose_for_the_others(files):
+    image, psf, _, psf_path, folder = files
+    stack_path, output = folder / "stack.tif", folder / "out.tif"
+    tifffile.imwrite(stack_path, np.stack([0 * image, image, image]), photometric="minisblack")
+    code = main(["deconvolve", str(stack_path), "--psf", psf_path, "-o", str(output), "-q"])
+    assert code == EXIT_OK
+    result = tifffile.imread(output)
+    assert np.all(np.isfinite(result))
+    np.testing.assert_allclose(result[1], psfkit.deconvolve(image, psf), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--background", "nan"], "argument --background: value must be finite, got nan"),
+    (["--background", "inf"], "argument --background: value must be finite, got inf"),
+    (["--background", "nope"], "argument --background: expected a number, got 'nope'"),
+    (["--regularization", "inf", "--method", "tikhonov"],
+     "argument --regularization: value must be finite, got inf"),
+    (["--regularization", "nope"],
+     "argument --regularization: expected a number or 'auto', got 'nope'"),
+    (["--memory-limit", "0"], "argument --memory-limit: value must be > 0, got 0"),
+    (["--memory-limit", "nan"], "argument --memory-limit: value must be finite"),
+    (["--depth", "nan"], "argument --depth: expected an integer, got 'nan'"),
+    (["--depth", "-1"], "argument --depth: must be >= 0, got -1"),
+    (["--regularization", "1e300", "--method", "rl_tv"],
+     "regularization must satisfy 0 <= regularization <= 1e+06, got 1e+300"),
+])
+def test_a_bad_number_is_one_line_naming_the_option_and_nothing_is_written(files, capsys,
+                                                                          options, message):
+    _, _, image_path, psf_path, folder = files
+    code, err, left = _run(["deconvolve", image_path, "--psf", psf_path, "-o",
+                            str(folder / "out.tif"), "-q", *options], folder, capsys)
+    assert code == EXIT_USAGE and message in err
+    assert "Traceback" not in err and left == []
+
+
+def test_a_non_finite_result_is_an_error_and_never_a_file(files, capsys):
+    image, _, image_path, psf_path, folder = files
+    # unregularised, the Wiener filter amplifies a 1e38 image beyond float32's range
+    tifffile.imwrite(image_path, (image / image.max() * 1e38).astype(np.float32))
+    code, err, left = _run(["deconvolve", image_path, "--psf", psf_path, "-o",
+                            str(folder / "out.tif"), "-q", "--method", "wiener",
+                            "--regularization", "0", "--background", "0"], folder, capsys)
+    assert code == EXIT_USAGE and "NaN or infinite" in err
+    assert "Traceback" not in err and left == []
+
+
+def test_an_output_naming_a_folder_is_one_line(files, capsys):
+    _, _, image_path, psf_path, folder = files
+    (folder / "results").mkdir()
+    code, err, left = _run(["deconvolve", image_path, "--psf", psf_path, "-o",
+                            str(folder / "results"), "--overwrite"], folder, capsys)
+    assert code == EXIT_USAGE and "is a folder; name a file in it" in err
+    assert "Traceback" not in err and left == ["results"]
+    assert os.listdir(folder / "results") == []
+
+
+def _read_only_folder(tmp_path):
+    """A folder no file can be created in: a chmod 555 one, or for root (whom permission
+    bits do not stop) sysfs, which refuses new files to everyone."""
+    if os.geteuid() == 0:
+        return "/sys"
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return str(folder)
+
+
+def test_an_output_in_a_read_only_folder_is_one_line(files, capsys):
+    _, _, image_path, psf_path, folder = files
+    output = os.path.join(_read_only_folder(folder), "psfkit-out.tif")
+    code, err, _ = _run(["deconvolve", image_path, "--psf", psf_path, "-o", output], folder,
+                        capsys)
+    assert code == EXIT_USAGE and "output folder" in err and "Traceback" not in err
+    assert not os.path.exists(output)
+
+
+def test_a_dask_worker_killed_for_memory_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    import dask
+    import distributed
+
+    rng = np.random.default_rng(0)
+    image_path, psf_path = tmp_path / "in.tif", tmp_path / "psf.tif"
+    tifffile.imwrite(image_path, rng.random((3000, 3000), dtype=np.float32))
+    tifffile.imwrite(psf_path, make_psf("gaussian", (9, 9), sigma=1.5))
+    # one 3000x3000 block needs ~400 MiB: a 300 MiB worker is killed, and not retried
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                          "logging.distributed": "critical"}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                     memory_limit="300MiB", dashboard_address=None) as cluster:
+        code, err, left = _run(
+            ["deconvolve", str(image_path), "--psf", str(psf_path), "-o",
+             str(tmp_path / "out.tif"), "-q", "--scheduler", cluster.scheduler_address,
+             "--chunks", "3000", "--method", "richardson_lucy", "--iterations", "3"],
+            tmp_path, capsys)
+    assert code == EXIT_FAILED
+    assert "failed: KilledWorker" in err and "exceeding its memory" in err
+    assert "Traceback" not in err and left == []
+
+
+def test_demo_onto_a_file_is_one_line_and_keeps_the_file(tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("precious")
+    code, err, _ = _run(["demo", "-o", str(target)], tmp_path, capsys)
+    assert code == EXIT_USAGE and "is a file; name a folder" in err
+    assert "Traceback" not in err and target.read_text() == "precious"
+
+
+def test_demo_into_a_read_only_folder_is_one_line(tmp_path, capsys):
+    output = os.path.join(_read_only_folder(tmp_path), "psfkit-demo")
+    code, err, _ = _run(["demo", "-o", output], tmp_path, capsys)
+    assert code == EXIT_USAGE and "psfkit demo: error:" in err and "Traceback" not in err
+    assert not os.path.exists(output)

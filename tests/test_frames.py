@@ -102,3 +102,51 @@ def test_explicit_parameters_keep_what_was_given_and_take_the_rest_from_the_run(
     assert explicit_parameters(request, info) == {
         "method": "rl_mix", "regularization": 0.02, "iterations": 30, "background": 1.5,
         "read_noise": 0.1, "gain": 0.0, "smoothing": 0.3}
+
+
+# ---------------------------------------------------- issue #17: choices made on a frame
+
+
+def test_an_all_zero_first_frame_lets_the_next_frame_with_signal_choose(small_blurred):
+    psf, blurred = small_blurred
+    run = deconvolve_frames(np.stack([0 * blurred, blurred, blurred]), psf)
+    alone = psfkit.deconvolve(blurred, psf)
+    np.testing.assert_allclose(run.result[1], alone, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(run.result[2], alone, rtol=1e-6, atol=1e-6)
+    assert float(np.abs(run.result[0]).max()) < 1e-3 * float(blurred.max())
+
+
+def test_a_constant_first_frame_leaves_the_wiener_results_of_the_others_right(small_blurred):
+    psf, blurred = small_blurred
+    run = deconvolve_frames(np.stack([0 * blurred + 1, blurred]), psf, method="wiener")
+    np.testing.assert_allclose(run.result[1], psfkit.deconvolve(blurred, psf, "wiener"),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_choices_made_on_a_stack_without_signal_are_refused_naming_the_frame(small_blurred):
+    psf, _ = small_blurred
+    with pytest.raises(ValueError, match=r"automatic choices made on frame \(0,\) are "
+                                         r"unusable \(regularization must satisfy"):
+        deconvolve_frames(np.zeros((2, 64, 64), np.float32), psf)
+
+
+@pytest.mark.parametrize(("keywords", "error", "message"), [
+    ({"callback": 5}, TypeError, "callback must be a function or None"),
+    ({"out": np.zeros((2, 64, 64), np.int16)}, TypeError, "out must have dtype float32"),
+    ({"out": np.zeros((3, 64, 64), np.float32)}, ValueError, "out has shape (3, 64, 64)"),
+])
+def test_a_bad_argument_is_refused_before_any_frame_runs(small_blurred, keywords, error, message):
+    import re
+
+    psf, blurred = small_blurred
+    with pytest.raises(error, match=re.escape(message)):
+        deconvolve_frames(np.stack([blurred, blurred]), psf, **keywords)
+
+
+def test_map_frames_checks_its_function_and_callback_before_any_frame():
+    stack = np.ones((2, 4, 4), np.float32)
+    with pytest.raises(TypeError, match=r"function must be callable as "
+                                        r"function\(frame, callback\), got 5"):
+        map_frames(5, stack, 2)
+    with pytest.raises(TypeError, match="callback must be a function or None, got 'x'"):
+        map_frames(_doubled_in_three_steps, stack, 2, callback="x")

@@ -35,9 +35,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._progress import report
-from ._validate import as_float_array
+from ._validate import (
+    as_float_array,
+    available_memory,
+    float_output,
+    optional_callable,
+    positive_float,
+    positive_int,
+    psf_fits,
+    whole_number,
+)
 from .deconvolution import deconvolve
-from .frames import explicit_parameters, map_frames
+from .frames import checked_choices, explicit_parameters, has_signal, map_frames
 from .noise import central_region
 
 #: Energy fraction that defines the PSF's support radius.
@@ -183,28 +192,36 @@ def _dask_array(image, chunks=None):
     import dask.array as da
 
     if isinstance(image, da.Array):
+        _check_dtype(image.dtype)
         return image if chunks is None else image.rechunk(chunks)
+    if isinstance(image, np.ma.MaskedArray):
+        raise TypeError("image is a masked array, whose mask psfkit would ignore; pass "
+                        "image.filled(value) with a value that suits the image")
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
         image = np.asarray(image)
+    _check_dtype(image.dtype)
     return da.from_array(image, chunks="auto" if chunks is None else chunks)
 
 
-def _check_image(image, psf) -> int:
-    """Validate dtypes and dimensions; return the number of leading (batch) axes."""
-    dtype = np.dtype(image.dtype)
+def _check_dtype(dtype) -> None:
+    """``TypeError`` unless ``dtype`` is real and numeric (bool included), checked before
+    dask sees the array (it cannot size blocks of objects)."""
+    dtype = np.dtype(dtype)
     if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
         raise TypeError(f"image must be a numeric array, got dtype {dtype}")
     if np.issubdtype(dtype, np.complexfloating):
         raise TypeError(f"image must be real-valued, got complex dtype {dtype}")
+
+
+def _check_image(image, psf) -> int:
+    """Validate dimensions; return the number of leading (batch) axes."""
     if image.size == 0:
         raise ValueError(f"image is empty (shape {image.shape})")
     if psf.ndim not in (2, 3):
         raise ValueError(f"psf must be 2D or 3D, got {psf.ndim}D with shape {psf.shape}")
     if image.ndim < psf.ndim:
         raise ValueError(f"image is {image.ndim}D but psf is {psf.ndim}D")
-    spatial = image.shape[image.ndim - psf.ndim:]
-    if any(k > n for k, n in zip(psf.shape, spatial, strict=True)):
-        raise ValueError(f"psf {psf.shape} is larger than the image's spatial shape {spatial}")
+    psf_fits(psf.shape, image.shape[image.ndim - psf.ndim:])
     return image.ndim - psf.ndim
 
 
@@ -257,12 +274,67 @@ def _central_region(shape, leading: int, voxels: int) -> tuple[slice, ...]:
 
 
 def _resolve_automatic_choices(sample: np.ndarray, psf: np.ndarray, parameters: dict,
-                               callback=None) -> dict:
-    """Make the core's data-driven choices once, on ``sample``; return explicit parameters
-    (see :func:`psfkit.frames.explicit_parameters`). The run's ``info.parameters`` name
-    every choice the core made, so no list of choices is kept here."""
+                               where: str, callback=None) -> dict:
+    """Make the core's data-driven choices once, on ``sample`` (the region ``where``);
+    return explicit parameters (see :func:`psfkit.frames.explicit_parameters`), checked
+    to be usable on the other blocks (:func:`psfkit.frames.checked_choices`). The run's
+    ``info.parameters`` name every choice the core made, so no list of choices is kept
+    here."""
     _, info = deconvolve(sample, psf, **parameters, callback=callback, return_info=True)
-    return explicit_parameters(parameters, info)
+    return checked_choices(explicit_parameters(parameters, info), where)
+
+
+def _checked_chunks(chunks):
+    """``chunks`` in dask notation with every block size a positive int: an int, "auto",
+    or one entry per axis (an int, -1 or None for the whole axis, "auto", or a tuple of
+    block sizes); ``TypeError``/``ValueError`` naming ``chunks`` otherwise."""
+    if isinstance(chunks, str):
+        if chunks != "auto":
+            raise ValueError(f"chunks must be 'auto', an int or one entry per axis, got "
+                             f"{chunks!r}")
+        return chunks
+    if not isinstance(chunks, (tuple, list)):
+        return positive_int(chunks, "chunks")
+    for entry in chunks:
+        if entry is None or (isinstance(entry, str) and entry == "auto") or (
+                isinstance(entry, int) and entry == -1):
+            continue
+        for size in (entry if isinstance(entry, (tuple, list)) else (entry,)):
+            positive_int(size, "chunks")
+    return tuple(chunks)
+
+
+def _checked_sample(sample, ndim: int) -> tuple:
+    """``sample`` as a tuple of at most ``ndim`` slices or ints."""
+    if not isinstance(sample, (tuple, list)) or len(sample) > ndim or not all(
+            isinstance(part, (slice, int)) for part in sample):
+        raise TypeError(f"sample must be a tuple of at most {ndim} slices (one region of "
+                        f"one frame), got {sample!r}")
+    return tuple(sample)
+
+
+def _sample_region(source, sample, leading: int, psf: np.ndarray):
+    """The region of ``source`` on which the automatic choices are made, and its slices:
+    ``sample`` when given (``ValueError`` when it is constant), else the central region
+    of the first frame that has signal there (of the first frame when none has)."""
+    ndim = len(source.shape)
+    if sample is not None:
+        sample = _checked_sample(sample, ndim)
+        region = _one_frame(np.asarray(source[sample]), psf.ndim)
+        if region.size == 0:
+            raise ValueError(f"sample {sample} selects no pixels of the image {source.shape}")
+        if not has_signal(region):
+            raise ValueError(f"sample {sample} selects a constant region, on which the "
+                             f"automatic choices (noise level, regularization) cannot be "
+                             f"made; choose a region with signal")
+        return sample, region
+    first = _central_region(source.shape, leading, PLAN_SAMPLE_VOXELS)
+    for index in np.ndindex(*source.shape[:leading]):
+        candidate = tuple(slice(i, i + 1) for i in index) + first[leading:]
+        region = _one_frame(np.asarray(source[candidate]), psf.ndim)
+        if has_signal(region):
+            return candidate, region
+    return first, _one_frame(np.asarray(source[first]), psf.ndim)
 
 
 def plan_chunked(
@@ -317,25 +389,30 @@ def plan_chunked(
     array = _dask_array(image)
     leading = _check_image(array, psf)
     depth = _depth_per_axis(depth, psf)
+    _check_depth_fits(depth, array.shape[leading:])
+    memory_limit = positive_float(memory_limit, "memory_limit")
     if chunks is None:
-        concurrency = concurrency or os.cpu_count() or 1
+        concurrency = (os.cpu_count() or 1) if concurrency is None else positive_int(
+            concurrency, "concurrency")
         chunks = _fitting_chunks(image, array, leading, depth, psf.shape,
                                  memory_limit / (concurrency * BYTES_PER_BLOCK_VOXEL))
     import dask.array as da
 
-    normalized = da.core.normalize_chunks(chunks, array.shape, dtype=np.float32)
+    chunks = _checked_chunks(chunks)
+    try:
+        normalized = da.core.normalize_chunks(chunks, array.shape, dtype=np.float32)
+    except ValueError as error:
+        raise ValueError(f"chunks {chunks!r} do not fit the image {array.shape}: "
+                         f"{error}") from None
     minimum = (1,) * leading + tuple(min(n, max(d, k)) for n, d, k in
                                      zip(array.shape[leading:], depth, psf.shape, strict=True))
     normalized = _enforce_minimum(normalized, minimum)
 
-    if sample is None:
-        sample = _central_region(array.shape, leading, PLAN_SAMPLE_VOXELS)
-    sample = tuple(sample)
     # slice the source itself: no dask rechunking of a file-backed array
-    region = _one_frame(np.asarray((array if _is_dask(image) else image)[sample]), psf.ndim)
+    sample, region = _sample_region(array if _is_dask(image) else image, sample, leading, psf)
     parameters = _resolve_automatic_choices(
         region, psf, dict(deconvolve_kwargs, method=method, iterations=iterations,
-                          regularization=regularization))
+                          regularization=regularization), f"the sample region {sample}")
     return ChunkPlan(parameters=parameters, depth=(0,) * leading + depth, chunks=normalized,
                      sample=sample)
 
@@ -344,13 +421,20 @@ def _depth_per_axis(depth, psf: np.ndarray) -> tuple[int, ...]:
     """The overlap per spatial axis: :func:`default_depth` for ``None``, an int for every
     axis, or one per axis; ``ValueError`` unless nonnegative."""
     if depth is None:
-        depth = default_depth(psf)
-    elif np.isscalar(depth):
-        depth = (int(depth),) * psf.ndim
-    depth = tuple(int(d) for d in depth)
-    if len(depth) != psf.ndim or any(d < 0 for d in depth):
-        raise ValueError(f"depth must be {psf.ndim} nonnegative ints, got {depth}")
-    return depth
+        return default_depth(psf)
+    if not isinstance(depth, (tuple, list)):
+        depth = (depth,) * psf.ndim
+    if len(depth) != psf.ndim:
+        raise ValueError(f"depth must be an int or {psf.ndim} ints, got {depth}")
+    return tuple(whole_number(d, "depth") for d in depth)
+
+
+def _check_depth_fits(depth, spatial_shape) -> None:
+    """``ValueError`` when an overlap is longer than the image along its axis."""
+    if any(d > n for d, n in zip(depth, spatial_shape, strict=True)):
+        raise ValueError(f"depth {tuple(depth)} is larger than the image's spatial shape "
+                         f"{tuple(spatial_shape)}; pass a smaller depth or leave it to the "
+                         f"PSF (depth=None)")
 
 
 def _fitting_chunks(image, array, leading: int, depth, psf_shape, padded_voxels: float):
@@ -382,10 +466,19 @@ def _deconvolve_block(block: np.ndarray, psf: np.ndarray, parameters: dict) -> n
     return map_frames(frame, block, psf.ndim).result
 
 
+def _checked_plan(plan) -> ChunkPlan:
+    """``plan`` when it is a :class:`ChunkPlan`, else a ``TypeError`` naming it."""
+    if not isinstance(plan, ChunkPlan):
+        raise TypeError(f"plan must be a ChunkPlan from plan_chunked, got "
+                        f"{type(plan).__name__}")
+    return plan
+
+
 def chunked_graph(image, psf, plan: ChunkPlan):
     """The lazy dask array of the deconvolved image for ``plan`` (nothing is computed)."""
     import dask.array as da
 
+    _checked_plan(plan)
     psf = as_float_array(psf, "psf")
     if _is_dask(image):
         array = image if tuple(image.chunks) == tuple(plan.chunks) else \
@@ -436,6 +529,11 @@ def open_scheduler(scheduler=None) -> Iterator[Scheduler]:
     opened for a scheduler address is closed again on exit."""
     import dask
 
+    if isinstance(scheduler, str) and "://" not in scheduler:
+        names = sorted([*dask.base.named_schedulers, "distributed"])
+        if scheduler not in names:
+            raise ValueError(f"scheduler must be an address such as tcp://host:8786 or one "
+                             f"of {names}, got {scheduler!r}")
     client, own_client = _distributed_client(scheduler)
     try:
         if client is not None:
@@ -525,6 +623,11 @@ def deconvolve_chunked(
     >>> deconvolve_chunked(image, psf, "wiener", regularization=1e-2, chunks=64).shape
     (128, 128)
     """
+    optional_callable(callback)
+    if plan is not None:
+        _checked_plan(plan)
+    if compute and out is None:
+        _check_result_fits(np.shape(image))
     with open_scheduler(scheduler) as where:
         if plan is None:
             plan = plan_chunked(image, psf, method, iterations=iterations,
@@ -536,9 +639,21 @@ def deconvolve_chunked(
             return result
         if out is None:
             out = np.empty(result.shape, dtype=np.float32)
-        elif tuple(out.shape) != tuple(result.shape):
-            raise ValueError(f"out has shape {tuple(out.shape)}, expected {result.shape}")
+        else:
+            float_output(out, result.shape)
         return store_blocks(result, out, where, image=image, callback=callback)
+
+
+def _check_result_fits(shape) -> None:
+    """``ValueError`` when a float32 result of ``shape`` is larger than the memory
+    available, before any work is done."""
+    needed = 4 * float(np.prod(shape, dtype=np.float64))
+    available = available_memory()
+    if needed > available:
+        raise ValueError(f"the result {tuple(shape)} needs {needed / 2**30:.1f} GiB, more "
+                         f"than the {available / 2**30:.1f} GiB available; pass out= an "
+                         f"array on disk (numpy.memmap, tifffile.memmap, zarr) or "
+                         f"compute=False and store the dask array yourself")
 
 
 def _block_slices(chunks) -> list[tuple[slice, ...]]:
@@ -560,6 +675,8 @@ def store_blocks(result, out, scheduler: Scheduler, *, image=None, callback=None
     """
     import dask
 
+    optional_callable(callback)
+    optional_callable(after_group, "after_group")
     indices = list(np.ndindex(*result.numblocks))
     slices = _block_slices(result.chunks)
     total = len(indices)

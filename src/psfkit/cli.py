@@ -47,32 +47,64 @@ def _add_demo(subparsers) -> None:
 def _run_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(args.output)["exit_code"]
+    try:
+        return run_demo(args.output)["exit_code"]
+    except (ValueError, OSError) as error:
+        print(f"psfkit demo: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 # ------------------------------------------------------------------------- deconvolve
 
 
-def _regularization(text: str):
-    if text == "auto":
+def _number(text: str, *, minimum: float | None = None, positive: bool = False,
+            auto: bool = False):
+    """A finite number from the command line (``"auto"`` too with ``auto``), at least
+    ``minimum`` or, with ``positive``, above 0; argparse names the option in its error."""
+    from ._validate import finite_float, positive_float
+
+    if auto and text == "auto":
         return "auto"
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        expected = "a number or 'auto'" if auto else "a number"
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    try:
+        return positive_float(value, "value") if positive else finite_float(value, "value",
+                                                                            minimum)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _regularization(text: str):
+    return _number(text, minimum=0.0, auto=True)
+
+
+def _background(text: str) -> float:
+    return _number(text)
+
+
+def _memory_limit(text: str) -> float:
+    return _number(text, positive=True)
+
+
+def _whole(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
     return value
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    return _whole(text, 1)
+
+
+def _depth(text: str) -> int:
+    return _whole(text, 0)
 
 
 def _chunks(text: str):
@@ -106,14 +138,14 @@ def _add_deconvolve(subparsers) -> None:
                         help="regularization weight, or 'auto' (default)")
     parser.add_argument("--no-acceleration", action="store_true",
                         help="plain Richardson-Lucy, without Biggs-Andrews acceleration")
-    parser.add_argument("--background", type=float, default=None,
+    parser.add_argument("--background", type=_background, default=None,
                         help="constant camera offset / sky level (default: estimated)")
     parser.add_argument("--chunks", type=_chunks, default=None,
                         help="deconvolve in overlapping blocks of this size, e.g. 64,512,512 "
                              "or 'auto' (default: only for frames over 256 MiB as float32)")
-    parser.add_argument("--depth", type=int, default=None,
+    parser.add_argument("--depth", type=_depth, default=None,
                         help="overlap between blocks in pixels (default: from the PSF)")
-    parser.add_argument("--memory-limit", type=float, default=2.0,
+    parser.add_argument("--memory-limit", type=_memory_limit, default=2.0,
                         help="GiB the blocks in flight may use together; sets the default "
                              "block size (default: 2)")
     parser.add_argument("--scheduler", default=None,
@@ -239,11 +271,17 @@ def _check_paths(args) -> None:
             raise UsageError(f"{role} file not found: {path}")
         if os.path.exists(args.output) and _same_file(path, args.output):
             raise UsageError(f"refusing to overwrite the input {path}; choose another output")
+    if os.path.isdir(args.output):
+        raise UsageError(f"the output {args.output} is a folder; name a file in it, e.g. "
+                         f"{os.path.join(args.output, 'deconvolved.tif')}")
     if os.path.exists(args.output) and not args.overwrite:
         raise UsageError(f"{args.output} exists; pass --overwrite to replace it")
     folder = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(folder):
         raise UsageError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to the output folder {folder} (permission denied); "
+                         f"choose another output")
 
 
 def _deconvolve_arguments(args) -> dict:
@@ -275,13 +313,19 @@ def _deconvolve_in_blocks(image, psf, options, out, args, bar) -> dict:
 def _deconvolve_into(out, image, psf, args, bar) -> dict:
     """Deconvolve ``image`` into the memory map ``out``, frame by frame or in blocks;
     return the parameters used (of the first frame)."""
+    from ._validate import check_finite_result
     from .frames import deconvolve_frames, frame_in_blocks
 
     options = _deconvolve_arguments(args)
     spatial = image.shape[len(image.shape) - psf.ndim:]
     if args.chunks is not None or args.scheduler is not None or frame_in_blocks(spatial):
-        return _deconvolve_in_blocks(image, psf, options, out, args, bar)
-    return deconvolve_frames(image, psf, out=out, callback=bar, **options).reports[0]
+        parameters = _deconvolve_in_blocks(image, psf, options, out, args, bar)
+    else:
+        parameters = deconvolve_frames(image, psf, out=out, callback=bar,
+                                       **options).reports[0]
+    check_finite_result(out, "the result", "nothing was written; change the options, e.g. "
+                        "leave --regularization and --background automatic")
+    return parameters
 
 
 def _interrupt(signum, frame):
@@ -335,31 +379,56 @@ def _summary(parameters: dict) -> str:
                      if key in ("method", "iterations", "regularization", "stopped_by"))
 
 
+def _computation_failures() -> tuple:
+    """The exceptions that mean the computation failed rather than the arguments: out of
+    memory, the file system, and a dask worker killed (for exceeding its memory)."""
+    failures = (MemoryError, OSError, RuntimeError)
+    with contextlib.suppress(ImportError):
+        from distributed import KilledWorker
+
+        failures += (KilledWorker,)
+    return failures
+
+
+def _temporary_output(folder: str) -> str:
+    """A new empty temporary file in ``folder``, beside the output it becomes."""
+    try:
+        descriptor, temporary = tempfile.mkstemp(suffix=".tif", prefix=".psfkit-", dir=folder)
+    except OSError as error:
+        raise UsageError(f"cannot create a file in the output folder {folder}: "
+                         f"{error.strerror}") from None
+    os.close(descriptor)
+    return temporary
+
+
 def _deconvolve_files(args) -> int:
     import tifffile
 
     _check_paths(args)
     psf, image = _read_inputs(args)
-    folder = os.path.dirname(os.path.abspath(args.output))
-    descriptor, temporary = tempfile.mkstemp(suffix=".tif", prefix=".psfkit-", dir=folder)
-    os.close(descriptor)
+    temporary = _temporary_output(os.path.dirname(os.path.abspath(args.output)))
     bar = ProgressBar("deconvolving", enabled=not args.quiet)
     try:
         try:
-            out = tifffile.memmap(temporary, shape=tuple(image.shape), dtype=np.float32)
+            # minisblack: a stack of 3 or 4 frames is frames, not an RGB(A) image
+            out = tifffile.memmap(temporary, shape=tuple(image.shape), dtype=np.float32,
+                                  photometric="minisblack")
             parameters = _deconvolve_into(out, image, psf, args, bar)
             out.flush()
             del out  # closes the map before the description is rewritten
             _record_metadata(temporary, parameters, args)
+            _publish(temporary, args.output)
+            temporary = None
         except (ValueError, TypeError) as error:
             raise UsageError(str(error)) from None
-        except (MemoryError, OSError, RuntimeError) as error:
+        except _computation_failures() as error:
             bar.close()
-            print(f"psfkit deconvolve: failed: {type(error).__name__}: {error}",
+            hint = ("; a dask worker died, usually for exceeding its memory: give the "
+                    "workers more memory or pass smaller --chunks"
+                    if type(error).__name__ == "KilledWorker" else "")
+            print(f"psfkit deconvolve: failed: {type(error).__name__}: {error}{hint}",
                   file=sys.stderr)
             return EXIT_FAILED
-        _publish(temporary, args.output)
-        temporary = None
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.remove(temporary)

@@ -123,9 +123,14 @@ def run_demo(output="psfkit-demo", *, show_table: bool = True) -> dict:
     """Run the pipeline and write TIFFs and ``summary.png`` into ``output``.
 
     Returns the measured numbers (``metrics``), the table ``rows`` and the ``exit_code``
-    (1 if a step failed, 0 otherwise; a step still being built is not a failure).
+    (1 if a step failed, 0 otherwise; a step still being built is not a failure). An
+    ``output`` that is a file is a ``ValueError``; a folder that cannot be created, an
+    ``OSError``.
     """
     output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"the demo's output {output} is a file; name a folder for its "
+                         f"results")
     output.mkdir(parents=True, exist_ok=True)
     pair = samples.sample_pair()
     led = samples.sample_point_source()

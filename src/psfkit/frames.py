@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from ._progress import report
-from .deconvolution import deconvolve
+from ._validate import float_output, optional_callable
+from .deconvolution import check_parameters, deconvolve
 from .metadata import plain, run_metadata
 
 #: A frame whose float32 copy is larger than this (256 MiB, 64 M voxels) is deconvolved in
@@ -117,6 +118,10 @@ def map_frames(function: Callable, stack, spatial_ndim: int, *, out=None, callba
     -------
     FramesRun
     """
+    if not callable(function):
+        raise TypeError(f"function must be callable as function(frame, callback), got "
+                        f"{function!r}")
+    optional_callable(callback)
     shape = tuple(stack.shape)
     frames = list(np.ndindex(*shape[:len(shape) - spatial_ndim]))
     if out is None:
@@ -152,33 +157,85 @@ def explicit_parameters(parameters: dict, info) -> dict:
     return {**parameters, **info.parameters, **given, "method": info.parameters["method"]}
 
 
+def has_signal(frame) -> bool:
+    """Whether ``frame`` varies: the automatic choices (noise level, regularization) made
+    on a constant frame are meaningless (an all-zero frame gives a regularization of
+    1e14), so no frame without signal makes them for others."""
+    frame = np.asarray(frame)
+    return bool(frame.max() > frame.min())
+
+
+def checked_choices(parameters: dict, where: str) -> dict:
+    """``parameters``, the explicit keyword arguments from :func:`explicit_parameters`,
+    when :func:`psfkit.deconvolve` accepts them as given (finite, in range); else a
+    ``ValueError`` saying that the choices made on ``where`` are unusable. Checked before
+    choices made on one frame or sample are applied to others."""
+    try:
+        check_parameters(**parameters)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the automatic choices made on {where} are unusable ({error}); "
+                         f"choose where they are made on a region with signal, or give "
+                         f"the parameters explicitly") from None
+    return parameters
+
+
 class _FrameDeconvolver:
     """Deconvolves one frame after the other: the first with the request, the others with
-    the choices the first one made, each at once or in blocks (:func:`frame_in_blocks`)."""
+    the choices the first one made, each at once or in blocks (:func:`frame_in_blocks`).
 
-    def __init__(self, psf, parameters: dict, in_blocks: bool):
+    When the stack has several frames and the first is constant, the choices are made on
+    the first frame that has signal (:func:`has_signal`); they are checked
+    (:func:`checked_choices`) before they are reused, which refuses those made on a stack
+    without signal."""
+
+    def __init__(self, psf, parameters: dict, in_blocks: bool, stack):
         self.psf = psf
         self.parameters = dict(parameters)
         self.in_blocks = in_blocks
-        self.plan = None  # the block plan of the first frame, reused for the others
+        self.stack = stack
+        self.frames = list(np.ndindex(*stack.shape[:len(stack.shape) - psf.ndim]))
+        self.plan = None  # the block plan, made once and reused for every frame
         self.chosen = False
+
+    def _frame_to_choose_on(self, frame: np.ndarray):
+        """``(index, frame)`` of the frame whose data make the automatic choices: the
+        first one, unless it is constant and a later one has signal."""
+        if len(self.frames) > 1 and not has_signal(frame):
+            for index in self.frames[1:]:
+                candidate = np.asarray(self.stack[index])
+                if has_signal(candidate):
+                    return index, candidate
+        return self.frames[0], frame
 
     def __call__(self, frame: np.ndarray, callback) -> tuple[np.ndarray, dict]:
         """The deconvolved frame and the metadata of its run."""
-        if self.in_blocks:
-            # chunked builds its blocks on map_frames, so it is imported where it is used
-            from .chunked import deconvolve_chunked, plan_chunked
+        # chunked builds its blocks on map_frames, so it is imported where it is used
+        from .chunked import deconvolve_chunked, plan_chunked
 
-            if self.plan is None:
-                self.plan = plan_chunked(frame, self.psf, **self.parameters)
+        if not self.chosen:
+            index, chooser = self._frame_to_choose_on(frame)
+            if self.in_blocks:  # the plan checks the choices it makes
+                self.plan = plan_chunked(chooser, self.psf, **self.parameters)
+                self.chosen = True
+            elif chooser is not frame:
+                _, info = deconvolve(chooser, self.psf, **self.parameters, return_info=True)
+                self._adopt(info, index)
+        if self.in_blocks:
             result = deconvolve_chunked(frame, self.psf, plan=self.plan, callback=callback)
             return result, plain({**self.plan.parameters, "blocks": self.plan.block_count})
         result, info = deconvolve(frame, self.psf, **self.parameters, callback=callback,
                                   return_info=True)
         if not self.chosen:
-            self.parameters = explicit_parameters(self.parameters, info)
-            self.chosen = True
+            self._adopt(info, index)
         return result, run_metadata(info)
+
+    def _adopt(self, info, index) -> None:
+        """Take the choices of the run ``info`` on frame ``index`` for all frames, once
+        :func:`checked_choices` has accepted them."""
+        self.parameters = explicit_parameters(self.parameters, info)
+        if len(self.frames) > 1:
+            checked_choices(self.parameters, f"frame {index}")
+        self.chosen = True
 
 
 def deconvolve_frames(stack, psf, *, out=None, callback=None, in_blocks: bool | None = None,
@@ -202,7 +259,8 @@ def deconvolve_frames(stack, psf, *, out=None, callback=None, in_blocks: bool | 
         default :func:`frame_in_blocks` of the frame's shape.
     **parameters
         Keyword arguments of :func:`psfkit.deconvolve`. The choices they leave to the data
-        are made on the first frame and repeated on the others.
+        are made on the first frame (the first with signal when it is constant), checked
+        to be usable, and repeated on the others.
 
     Returns
     -------
@@ -210,10 +268,13 @@ def deconvolve_frames(stack, psf, *, out=None, callback=None, in_blocks: bool | 
         ``reports`` holds the :func:`~psfkit.metadata.run_metadata` of each frame's run
         (for a frame in blocks, the block parameters and the block count).
     """
+    optional_callable(callback)
+    if out is not None:
+        float_output(out, stack.shape)
     psf = np.asarray(psf)
     spatial = tuple(stack.shape[len(stack.shape) - psf.ndim:])
     if in_blocks is None:
         in_blocks = frame_in_blocks(spatial)
-    deconvolver = _FrameDeconvolver(psf, parameters, in_blocks)
+    deconvolver = _FrameDeconvolver(psf, parameters, in_blocks, stack)
     return map_frames(deconvolver, stack, psf.ndim, out=out, callback=callback,
                       steps_per_frame=parameters.get("iterations") or PLANNED_STEPS_PER_FRAME)

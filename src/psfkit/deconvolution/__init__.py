@@ -26,11 +26,20 @@ function that runs it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from psfkit._validate import as_float_array
+from psfkit._validate import (
+    as_float_array,
+    available_memory,
+    check_finite_result,
+    finite_float,
+    optional_callable,
+    positive_int,
+    psf_fits,
+)
 
 from ._auto import rl_mix
 from ._common import DEFAULT_ITERATIONS, MethodResult, Request
@@ -41,7 +50,8 @@ from ._tuning import DEFAULT_TUNING, AutoTuning
 from ._tv import fista_tv
 
 __all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "METHODS",
-           "METHOD_RUNNERS", "AutoTuning", "DeconvolutionInfo", "deconvolve"]
+           "METHOD_RUNNERS", "AutoTuning", "DeconvolutionInfo", "check_parameters",
+           "deconvolve"]
 
 #: Each method's function: ``run(image, psf, noise, request) -> MethodResult``, with the
 #: image and PSF validated (float32, the PSF nonnegative with unit sum).
@@ -120,29 +130,157 @@ def normalise_psf(psf, ndim: int) -> np.ndarray:
     return psf / np.float32(total)
 
 
+#: The largest ``regularization`` of the methods whose weight is relative to the unit-sum
+#: PSF's response and so does not depend on the image's scale (all but ``fista_tv``, whose
+#: weight is in image units): the automatic choices stay below 1e4 (Wiener's search range)
+#: and at 1e6 the regulariser alone decides the result, which is then close to zero.
+MAX_REGULARIZATION = 1e6
+
+#: The extrapolation steps of the accelerated Richardson–Lucy are below 1 (at most 0.95,
+#: ``_extrapolation.MAX_EXTRAPOLATION``); a step of 1 or more diverges.
+MAX_ACCELERATION_STEP = 1.0
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _auto_or_float(value, name: str, maximum: float | None = None):
+    """``"auto"``, or ``value`` as a finite float in ``[0, maximum]``."""
+    if isinstance(value, str) and value == "auto":
+        return value
+    if isinstance(value, str):
+        raise ValueError(f"{name} must be a number >= 0 or 'auto', got {value!r}")
+    return finite_float(value, name, minimum=0.0, maximum=maximum)
+
+
+def _optional_float(value, name: str, minimum: float | None):
+    """``None``, or ``value`` as a finite float >= ``minimum`` within float32's range."""
+    if value is None:
+        return None
+    return finite_float(value, name, -_FLOAT32_MAX if minimum is None else minimum,
+                        _FLOAT32_MAX)
+
+
+def _checked_steps(acceleration_steps):
+    """``acceleration_steps`` as a list of floats in ``[0, MAX_ACCELERATION_STEP)``."""
+    if acceleration_steps is None:
+        return None
+    if isinstance(acceleration_steps, str) or not np.iterable(acceleration_steps):
+        raise TypeError(f"acceleration_steps must be a sequence of numbers, got "
+                        f"{acceleration_steps!r}")
+    steps = [finite_float(step, "acceleration_steps[i]", minimum=0.0)
+             for step in acceleration_steps]
+    if any(step >= MAX_ACCELERATION_STEP for step in steps):
+        raise ValueError(f"acceleration_steps must each be below {MAX_ACCELERATION_STEP:g} "
+                         f"(an earlier run's info.steps), got {max(steps):g}")
+    return steps
+
+
 def _checked_request(method, iterations, regularization, smoothing, acceleration,
                      acceleration_steps, callback, tuning) -> Request:
-    """The settings of :func:`deconvolve`, validated, with ``acceleration_steps`` as a
-    list of floats."""
-    if method not in METHODS:
+    """The settings of :func:`deconvolve`, validated: each a value of its type and range,
+    or a ``TypeError``/``ValueError`` naming it."""
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if acceleration not in ACCELERATIONS:
+    if not (acceleration is None or isinstance(acceleration, str)) or (
+            acceleration not in ACCELERATIONS):
         raise ValueError(f"acceleration must be one of {ACCELERATIONS}, got {acceleration!r}")
-    if iterations is not None and (int(iterations) != iterations or iterations < 1):
-        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
-    if acceleration_steps is not None:
-        steps = np.asarray(acceleration_steps, dtype=np.float64)
-        if steps.ndim != 1 or not np.all(np.isfinite(steps)) or np.any(steps < 0):
-            raise ValueError("acceleration_steps must be a sequence of finite numbers >= 0")
-        acceleration_steps = steps.tolist()
-    if not (regularization == "auto" or np.isscalar(regularization)):
-        raise ValueError(f"regularization must be a number or 'auto', got {regularization!r}")
-    if method in ("auto", "rl_mix") and not (
-            smoothing == "auto" or (np.isscalar(smoothing) and float(smoothing) >= 0)):
-        raise ValueError(f"smoothing must be a number >= 0 or 'auto', got {smoothing!r}")
-    return Request(iterations=iterations, regularization=regularization, smoothing=smoothing,
-                   acceleration=acceleration, acceleration_steps=acceleration_steps,
-                   callback=callback, tuning=tuning)
+    if not isinstance(tuning, AutoTuning):
+        raise TypeError(f"tuning must be an AutoTuning, got {type(tuning).__name__}")
+    weight_limit = _FLOAT32_MAX if method == "fista_tv" else MAX_REGULARIZATION
+    return Request(
+        iterations=None if iterations is None else positive_int(iterations, "iterations"),
+        regularization=_auto_or_float(regularization, "regularization", weight_limit),
+        smoothing=_auto_or_float(smoothing, "smoothing", _FLOAT32_MAX),
+        acceleration=acceleration, acceleration_steps=_checked_steps(acceleration_steps),
+        callback=optional_callable(callback), tuning=tuning)
+
+
+def check_parameters(method: str = "auto", *, iterations=None, regularization="auto",
+                     smoothing="auto", acceleration="geometric", acceleration_steps=None,
+                     background=None, read_noise=None, gain=None, callback=None,
+                     tuning: AutoTuning = DEFAULT_TUNING) -> tuple[Request, dict]:
+    """The keyword arguments of :func:`deconvolve`, validated as it validates them: the
+    :class:`Request` and the noise keywords (``background``, ``read_noise``, ``gain``) as
+    floats or None. Raises ``TypeError``/``ValueError`` naming the first bad one; used
+    also to check choices made on one image before they are applied to others."""
+    request = _checked_request(method, iterations, regularization, smoothing, acceleration,
+                               acceleration_steps, callback, tuning)
+    noise = dict(background=_optional_float(background, "background", None),
+                 read_noise=_optional_float(read_noise, "read_noise", 0.0),
+                 gain=_optional_float(gain, "gain", 0.0))
+    return request, noise
+
+
+#: An image whose largest magnitude is outside ``[1 / EXTREME_MAGNITUDE, EXTREME_MAGNITUDE]``
+#: is deconvolved scaled by a power of two to a largest magnitude in ``[0.5, 1)``, and the
+#: result scaled back: otherwise squared residuals overflow float32 above about 1e19 and
+#: the methods' small floors (1e-30, 1e-12) dominate below about 1e-12. A power of two
+#: scales float32 exactly, and images inside the range are not scaled at all.
+EXTREME_MAGNITUDE = 2.0**40
+
+
+def _magnitude_exponent(image: np.ndarray) -> int:
+    """0 for an image of ordinary magnitude (see :data:`EXTREME_MAGNITUDE`), else the
+    exponent ``e`` with the largest magnitude in ``[2**(e - 1), 2**e)``."""
+    largest = max(float(image.max()), -float(image.min()))
+    if largest == 0 or 1 / EXTREME_MAGNITUDE <= largest <= EXTREME_MAGNITUDE:
+        return 0
+    return math.frexp(largest)[1]
+
+
+def _in_image_units(value, factor: float, image_units: bool = True):
+    """A number in the image's units times ``factor``; ``None``, ``"auto"`` and (with
+    ``image_units`` false) dimensionless numbers as they are."""
+    return value * factor if image_units and isinstance(value, float) else value
+
+
+def _scaled_problem(image, noise_keywords: dict, request: Request, method: str,
+                    exponent: int):
+    """The image times ``2**-exponent``, with the noise keywords and the settings in image
+    units (``fista_tv``'s regularization, the smoothing) scaled alike."""
+    factor = 2.0**-exponent
+    noise_keywords = {name: _in_image_units(value, factor)
+                      for name, value in noise_keywords.items()}
+    request = replace(
+        request, smoothing=_in_image_units(request.smoothing, factor),
+        regularization=_in_image_units(request.regularization, factor, method == "fista_tv"))
+    return np.ldexp(image, -exponent), noise_keywords, request
+
+
+def _unscaled_result(result: MethodResult, noise: NoiseModel, exponent: int):
+    """A result and noise model of the scaled problem of :func:`_scaled_problem` in the
+    units of the original image."""
+    factor = 2.0**exponent
+    with np.errstate(over="ignore"):  # a result beyond float32 is reported as not finite
+        image = np.ldexp(result.image, exponent)
+    result = replace(result, image=image, smoothing=result.smoothing * factor,
+                     regularization=_in_image_units(float(result.regularization), factor,
+                                                    result.method == "fista_tv"))
+    return result, noise.scaled(factor)
+
+
+#: The core's peak memory is about this many float32 copies of the image (the benchmarked
+#: peak of ``rl_tv`` and ``rl_mix``), which :func:`deconvolve` checks against the memory
+#: available before it starts.
+PEAK_IMAGE_COPIES = 10
+
+
+def _check_working_memory(shape) -> None:
+    """``ValueError`` when deconvolving an image of ``shape`` at once would need more than
+    the available memory, pointing at :func:`psfkit.deconvolve_chunked` with a block size
+    that fits."""
+    bytes_per_voxel = PEAK_IMAGE_COPIES * np.dtype(np.float32).itemsize
+    needed = bytes_per_voxel * float(np.prod(shape, dtype=np.float64))
+    available = available_memory()
+    if needed <= available:
+        return
+    # half the memory, for the blocks' overlap and the other blocks in flight
+    side = int((0.5 * available / bytes_per_voxel) ** (1 / len(shape)))
+    block = tuple(min(n, max(side, 1)) for n in shape)
+    raise ValueError(
+        f"image {tuple(shape)} needs about {needed / 2**30:.1f} GiB to deconvolve at once, "
+        f"more than the {available / 2**30:.1f} GiB available; deconvolve it in blocks "
+        f"with psfkit.deconvolve_chunked(image, psf, chunks={block})")
 
 
 def deconvolve(
@@ -243,14 +381,29 @@ def deconvolve(
        B. O'Donoghue and E. Candès, "Adaptive restart for accelerated gradient schemes",
        FoCM 15 (2015).
     """
+    request, noise_keywords = check_parameters(
+        method, iterations=iterations, regularization=regularization, smoothing=smoothing,
+        acceleration=acceleration, acceleration_steps=acceleration_steps,
+        background=background, read_noise=read_noise, gain=gain, callback=callback,
+        tuning=tuning)
+    _check_working_memory(np.shape(image))
     image = as_float_array(image, "image")
     psf = normalise_psf(psf, image.ndim)
-    request = _checked_request(method, iterations, regularization, smoothing, acceleration,
-                               acceleration_steps, callback, tuning)
-    noise = NoiseModel.estimate(image, background, read_noise, gain)
+    psf_fits(psf.shape, image.shape)
+    exponent = _magnitude_exponent(image)
+    if exponent:
+        image, noise_keywords, request = _scaled_problem(image, noise_keywords, request,
+                                                         method, exponent)
+    noise = NoiseModel.estimate(image, **noise_keywords)
     run = METHOD_RUNNERS[AUTO_METHOD if method == "auto" else method]
     result = run(image, psf, noise, request)
+    if exponent:
+        result, noise = _unscaled_result(result, noise, exponent)
     info = DeconvolutionInfo.of(result, noise)
+    check_finite_result(result.image, f"deconvolve's result (method {result.method!r})",
+                        f"the settings do not suit this image ({info.parameters}): leave "
+                        f"regularization, smoothing and the noise keywords to the data, "
+                        f"or make the regularization smaller")
     image = np.ascontiguousarray(result.image, dtype=np.float32)
     if return_info:
         return image, info

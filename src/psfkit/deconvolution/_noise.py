@@ -3,7 +3,7 @@ and how each method family reads it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -60,6 +60,11 @@ class NoiseModel:
         poisson = gain > 0 and gain * max(level - background, 0.0) > 0.5 * variance
         return cls(gain=gain, intercept=intercept, background=background,
                    rms=float(np.sqrt(variance)), poisson=poisson)
+
+    def scaled(self, factor: float) -> NoiseModel:
+        """The model of the image multiplied by ``factor``."""
+        return replace(self, gain=self.gain * factor, intercept=self.intercept * factor**2,
+                       background=self.background * factor, rms=self.rms * factor)
 
     def parameters(self) -> dict:
         """``background``, ``read_noise`` and ``gain`` for :func:`psfkit.deconvolve` that

@@ -99,6 +99,22 @@ def _primal(values: np.ndarray, weight: float, dual: list[np.ndarray]) -> np.nda
     return np.maximum(estimate, 0, out=estimate)
 
 
+#: A TV weight at most this fraction of the values' largest magnitude (per ``4 * ndim``,
+#: the bound of the weight's effect on a sample) changes no value by more than 2**-40 of
+#: the largest, far below float32's resolution of 2**-24: the prox is then the projection
+#: onto ``z >= 0``. Computing it anyway would square dual-ascent steps of about
+#: ``1 / weight`` and overflow float32 once the ratio falls to ~1e-19.
+NEGLIGIBLE_TV_WEIGHT = 2.0**-40
+
+
+def negligible_weight(values: np.ndarray, weight: float) -> bool:
+    """Whether TV at ``weight`` cannot change ``values`` in float32 (see
+    :data:`NEGLIGIBLE_TV_WEIGHT`); true for any weight on all-zero values, whose prox is
+    zero."""
+    largest = max(float(values.max()), -float(values.min()))
+    return largest == 0 or 4 * values.ndim * weight <= NEGLIGIBLE_TV_WEIGHT * largest
+
+
 def tv_prox(values: np.ndarray, weight: float, dual: list[np.ndarray],
             iterations: int = 10, accelerated: bool = True, on_iteration=None) -> np.ndarray:
     """``argmin_z ½||z - values||² + weight TV(z)`` over ``z >= 0`` by Beck–Teboulle's fast
@@ -109,7 +125,7 @@ def tv_prox(values: np.ndarray, weight: float, dual: list[np.ndarray],
     Memory: the dual, its momentum (one array per axis each; none without momentum) and
     three more arrays; the gradient is recomputed one axis at a time rather than stored.
     """
-    if weight <= 0:
+    if weight <= 0 or negligible_weight(values, weight):
         return np.maximum(values, 0)
     step = np.float32(1.0 / (4 * values.ndim * weight))
     momentum = [d.copy() for d in dual] if accelerated else dual
