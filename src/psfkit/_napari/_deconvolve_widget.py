@@ -20,7 +20,13 @@ from psfkit.deconvolution import METHODS
 from psfkit.frames import deconvolve_frames
 from psfkit.models import make_psf
 
-from ._common import PsfkitWidget, layer_array, layer_picker, upsert_layer
+from ._common import (
+    PsfkitWidget,
+    layer_array,
+    layer_picker,
+    refuse_featureless,
+    upsert_layer,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -78,8 +84,11 @@ def _check_image_layer(layer, spatial_ndim: int):
     if data.ndim < spatial_ndim:
         raise ValueError(f"The image layer '{layer.name}' is {data.ndim}D but the PSF is "
                          f"{spatial_ndim}D.")
-    if isinstance(data, np.ndarray) and not np.all(np.isfinite(data)):
-        raise ValueError(f"The image layer '{layer.name}' contains NaN or infinite values.")
+    if isinstance(data, np.ndarray):  # a lazy (dask) layer is not loaded to check it
+        if not np.all(np.isfinite(data)):
+            raise ValueError(f"The image layer '{layer.name}' contains NaN or infinite "
+                             "values.")
+        refuse_featureless(data, "image", layer.name)
     return data
 
 
@@ -111,7 +120,7 @@ class DeconvolveWidget(PsfkitWidget):
         """The PSF array, a description of it for the metadata, and its layer (or None)."""
         layer = self.psf.value
         if layer is not None:
-            psf = layer_array(layer, "PSF")
+            psf = layer_array(layer, "PSF", allow_constant=True)  # a box blur is constant
             return psf, {"psf_layer": layer.name}, layer
         psf = model_psf(self.model.value, self.model_size.value, self.axial_size.value)
         description = {"psf_model": self.model.value, "psf_size": self.model_size.value}
@@ -152,6 +161,7 @@ class DeconvolveWidget(PsfkitWidget):
         if len(reports) > 1:
             metadata["frames"] = list(reports)
         upsert_layer(self.viewer, image, f"{layer.name} deconvolved", "image",
+                     role="deconvolved",
                      scale=tuple(layer.scale), translate=tuple(layer.translate),
                      metadata=metadata)
         details = [f"method {used.get('method')}"]

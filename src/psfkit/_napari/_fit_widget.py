@@ -9,13 +9,20 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import ComboBox, FloatSpinBox, Label, SpinBox
+from magicgui.widgets import ComboBox, FloatSpinBox, SpinBox
 
 from psfkit.fit import LOSSES, fit_kernel
 from psfkit.metadata import plain, run_metadata
 from psfkit.models import MODELS, make_psf
 
-from ._common import PsfkitWidget, layer_pair, layer_picker, upsert_layer
+from ._common import (
+    PsfkitWidget,
+    layer_pair,
+    residual_style,
+    sharp_and_blurred_pickers,
+    upsert_layer,
+    wrapping_label,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -35,12 +42,11 @@ class FitModelWidget(PsfkitWidget):
     description = "Fitting PSF model"
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self.sharp = layer_picker(viewer, "Image", "sharp")
-        self.blurred = layer_picker(viewer, "Image", "blurred")
+        self.sharp, self.blurred = sharp_and_blurred_pickers(viewer)
         self.model = ComboBox(value="gaussian", choices=["auto", *MODELS], label="model")
         self.size = SpinBox(value=0, min=0, max=1001, step=2, label="kernel size (0 = auto)")
         self.loss = ComboBox(value="linear", choices=list(LOSSES), label="loss")
-        self.results = Label(value="")
+        self.results = wrapping_label()
         super().__init__(viewer, [self.sharp, self.blurred, self.model, self.size, self.loss],
                          run_text="Fit")
         self.append(self.results)
@@ -67,14 +73,13 @@ class FitModelWidget(PsfkitWidget):
         fit, layer, spacing = result
         self.fit = fit
         metadata = {"source": layer.name, **run_metadata(fit), "spacing": plain(spacing)}
-        translate = tuple(layer.translate[-len(spacing):])
+        placement = {"scale": spacing, "translate": tuple(layer.translate[-len(spacing):])}
+        # the residual hidden and the kernel added last, so the kernel is what shows
+        upsert_layer(self.viewer, fit.residual, f"{layer.name} fit residual", "image",
+                     role="residual", metadata=metadata, **placement,
+                     **residual_style(fit.residual))
         upsert_layer(self.viewer, fit.kernel, f"{layer.name} fitted kernel", "image",
-                     scale=spacing, metadata=metadata, colormap="magma")
-        limit = float(np.abs(fit.residual).max()) or 1.0
-        residual = upsert_layer(self.viewer, fit.residual, f"{layer.name} fit residual",
-                                "image", scale=spacing, translate=translate,
-                                metadata=metadata, colormap="twilight_shifted")
-        residual.contrast_limits = (-limit, limit)
+                     role="kernel", metadata=metadata, colormap="magma", **placement)
         lines = [f"{fit.model}:"]
         for name, value in fit.params.items():
             lines.append(f"  {name} = {_format(value, fit.errors.get(name))}"
@@ -172,6 +177,6 @@ class ModelPsfWidget(PsfkitWidget):
     def finish(self, result) -> None:
         psf, model, values, scale = result
         metadata = plain({"model": model, "params": values, "spacing": scale})
-        upsert_layer(self.viewer, psf, f"{model} PSF", "image", scale=scale,
+        upsert_layer(self.viewer, psf, f"{model} PSF", "image", role="psf", scale=scale,
                      metadata=metadata, colormap="magma")
         self.status.value = f"{model} PSF {' × '.join(map(str, psf.shape))}"

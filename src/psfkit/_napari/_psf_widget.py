@@ -16,6 +16,7 @@ from psfkit.psf import PsfWarning, prepare_psf
 
 from ._common import (
     PsfkitWidget,
+    is_layer_of,
     layer_array,
     layer_picker,
     shape_box,
@@ -34,6 +35,14 @@ BACKGROUND_CHOICES = [("auto (plane)", "auto"), ("constant", "constant"), ("none
 
 #: Smallest region, in pixels per axis, that a PSF is prepared from.
 MINIMUM_REGION = 3
+
+
+def _beads_name(image_name: str) -> str:
+    """The name of the detected-beads Points layer of an image: "<image> beads", or
+    "<image> detected" when the image's name already ends in "beads"."""
+    if image_name.lower().endswith("beads"):
+        return f"{image_name} detected"
+    return f"{image_name} beads"
 
 
 def _shape_value(size: int, ndim: int):
@@ -69,8 +78,7 @@ class PreparePsfWidget(PsfkitWidget):
         centre = None
         offset = np.zeros(data.ndim, dtype=int)
         if region is not None:
-            kind = type(region).__name__
-            if kind == "Points":
+            if is_layer_of(region, "Points"):
                 if len(region.data) == 0:
                     raise ValueError(f"The points layer '{region.name}' has no point.")
                 centre = to_image_pixels(region, layer, region.data[:1])[0][-data.ndim:]
@@ -100,7 +108,8 @@ class PreparePsfWidget(PsfkitWidget):
         psf, info, layer, spacing = result
         messages = info.warnings
         metadata = {"source": layer.name, **run_metadata(info)}
-        upsert_layer(self.viewer, psf, f"{layer.name} PSF", "image", scale=tuple(spacing),
+        upsert_layer(self.viewer, psf, f"{layer.name} PSF", "image", role="psf",
+                     scale=tuple(spacing), translate=tuple(layer.translate[-psf.ndim:]),
                      metadata=metadata, colormap="magma")
         widths = " × ".join(f"{w:.2f}" for w in info.fwhm)
         status = (f"PSF {' × '.join(map(str, psf.shape))}, FWHM {widths} px, "
@@ -147,15 +156,17 @@ class AverageBeadsWidget(PsfkitWidget):
     def finish(self, result) -> None:
         average, layer, spacing, method = result
         metadata = {"source": layer.name, **run_metadata(average), "method": method}
+        translate = tuple(layer.translate[-len(spacing):])
         upsert_layer(self.viewer, average.psf, f"{layer.name} averaged PSF", "image",
-                     scale=tuple(spacing), metadata=metadata, colormap="magma")
+                     role="psf", scale=tuple(spacing), translate=translate,
+                     metadata=metadata, colormap="magma")
         beads = average.beads
         accepted = np.asarray(beads["accepted"], dtype=bool)
         colours = np.array([ACCEPTED_COLOUR if a else REJECTED_COLOUR for a in accepted])
         features = {"accepted": accepted, "reason": beads["reason"],
                     "flux": beads["flux"], "snr": beads["snr"]}
-        upsert_layer(self.viewer, beads["position"], f"{layer.name} beads", "points",
-                     scale=tuple(spacing), translate=tuple(layer.translate[-len(spacing):]),
+        upsert_layer(self.viewer, beads["position"], _beads_name(layer.name), "points",
+                     role="beads", scale=tuple(spacing), translate=translate,
                      features=features, face_color=colours, border_color=colours, size=6,
                      opacity=0.6, metadata={"source": layer.name})
         rejected = len(accepted) - average.beads_used

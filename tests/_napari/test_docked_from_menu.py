@@ -1,0 +1,134 @@
+"""The widgets docked as the Plugins menu docks them (napari's layer proxies): outputs kept
+and updated in place, both Cancel buttons, featureless images refused, wrapping lines."""
+
+import numpy as np
+import pytest
+from _widget_helpers import activity_cancel_button, dock, run_to_end
+
+from psfkit import make_psf
+from psfkit.samples import blurred_pair
+
+
+@pytest.fixture
+def pair_viewer(make_napari_viewer):
+    """A viewer with a sharp and a blurred layer (scaled and translated) and the
+    "Estimate kernel" widget docked from the menu."""
+    viewer = make_napari_viewer()
+    pair = blurred_pair(make_psf("gaussian", (11, 11), sigma=1.5), (96, 96), noise=0.005,
+                        rng=3)
+    viewer.add_image(pair.sharp, name="sharp", scale=(0.2, 0.2), translate=(10.0, -4.0))
+    viewer.add_image(pair.blurred, name="blurred", scale=(0.2, 0.2), translate=(10.0, -4.0))
+    return viewer, dock(viewer, "Estimate kernel"), pair
+
+
+def _restyle(layer, colormap):
+    layer.colormap = colormap
+    layer.contrast_limits = (-0.25, 0.5)
+    layer.gamma = 0.6
+    layer.opacity = 0.4
+    layer.visible = True
+
+
+def _assert_restyled(layer, colormap):
+    assert layer.colormap.name == colormap
+    np.testing.assert_allclose(layer.contrast_limits, (-0.25, 0.5))
+    assert layer.gamma == pytest.approx(0.6) and layer.opacity == pytest.approx(0.4)
+    assert layer.visible
+
+
+def test_rerun_updates_restyled_outputs_in_place(qtbot, pair_viewer):
+    viewer, widget, _ = pair_viewer
+    widget.size.value = 11
+    run_to_end(qtbot, widget)
+    for name, colormap in (("blurred kernel", "viridis"), ("blurred residual", "gray")):
+        _restyle(viewer.layers[name], colormap)
+    viewer.layers.move(viewer.layers.index("blurred kernel"), 0)
+    order = [layer.name for layer in viewer.layers]
+    widget.size.value = 7
+    run_to_end(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == order
+    assert viewer.layers["blurred kernel"].data.shape == (7, 7)
+    assert viewer.layers["blurred kernel"].metadata["shape"] == [7, 7]
+    _assert_restyled(viewer.layers["blurred kernel"], "viridis")
+    _assert_restyled(viewer.layers["blurred residual"], "gray")
+
+
+def test_model_psf_changes_dimensionality_in_place(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "Model PSF")
+    run_to_end(qtbot, widget)
+    _restyle(viewer.layers["gaussian PSF"], "viridis")
+    widget.model.value = "gaussian (3D)"
+    widget.depth.value = 9
+    run_to_end(qtbot, widget)
+    layer = viewer.layers["gaussian PSF"]
+    assert layer.data.shape == (9, 25, 25) and layer.ndim == 3
+    np.testing.assert_allclose(layer.scale, (1.0, 1.0, 1.0))
+    widget.model.value = "gaussian"
+    run_to_end(qtbot, widget)
+    assert len(viewer.layers) == 1 and viewer.layers["gaussian PSF"].data.shape == (25, 25)
+    _assert_restyled(viewer.layers["gaussian PSF"], "viridis")
+
+
+def test_a_users_layer_of_the_same_name_is_never_replaced(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    mine = viewer.add_image(np.eye(5, dtype=np.float32), name="gaussian PSF")
+    widget = dock(viewer, "Model PSF")
+    run_to_end(qtbot, widget)
+    assert viewer.layers[0] is mine
+    np.testing.assert_array_equal(mine.data, np.eye(5))
+    assert viewer.layers[1].data.shape == (25, 25)
+
+
+def test_pickers_list_each_layer_and_one_empty_entry(pair_viewer):
+    viewer, widget, _ = pair_viewer
+    viewer.add_shapes([np.array([[0, 0], [0, 10], [10, 10], [10, 0]])], name="roi")
+    assert [layer.name for layer in widget.sharp.choices] == ["sharp", "blurred"]
+    roi_choices = widget.roi.choices
+    assert roi_choices[0] is None and [c.name for c in roi_choices[1:]] == ["roi"]
+    assert widget.roi.native.count() == 2  # "(none)" and "roi", no second empty entry
+
+
+@pytest.mark.parametrize("button", ["activity dock", "widget"])
+def test_either_cancel_button_stops_the_job(qtbot, make_napari_viewer, button):
+    viewer = make_napari_viewer()
+    pair = blurred_pair(make_psf("gaussian", (13, 13), sigma=1.8), (96, 90), noise=0.01)
+    viewer.add_image(pair.blurred, name="cells")
+    widget = dock(viewer, "Deconvolve")
+    widget.method.value = "richardson_lucy"
+    widget.iterations.value = 100_000
+    worker = widget.run()
+    assert worker is not None, widget.last_error
+    cancel = (activity_cancel_button(viewer) if button == "activity dock"
+              else widget.cancel_button.native)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        cancel.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    assert [layer.name for layer in viewer.layers] == ["cells"]
+    assert "Cancelled" in widget.status.value
+
+
+@pytest.mark.parametrize("value,reason", [(0.0, "all zero"), (3.0, "constant")])
+@pytest.mark.parametrize("widget_name", ["Deconvolve", "Estimate kernel", "Prepare PSF"])
+def test_a_featureless_image_is_refused_and_adds_no_layer(make_napari_viewer, value, reason,
+                                                          widget_name):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.full((64, 64), value, np.float32), name="blank")
+    viewer.add_image(np.eye(64, dtype=np.float32), name="sharp")
+    widget = dock(viewer, widget_name)
+    if widget_name == "Estimate kernel":
+        widget.blurred.value = viewer.layers["blank"]
+    else:
+        widget.image.value = viewer.layers["blank"]
+    assert widget.run() is None
+    assert reason in widget.last_error and "'blank'" in widget.last_error
+    assert [layer.name for layer in viewer.layers] == ["blank", "sharp"]
+
+
+def test_long_status_lines_wrap_instead_of_widening_the_dock(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "Deconvolve")
+    width = widget.native.sizeHint().width()
+    widget.fail("a very long message " * 40)
+    assert widget.status.native.wordWrap()
+    assert widget.native.sizeHint().width() <= width + 1
