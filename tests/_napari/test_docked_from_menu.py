@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from _widget_helpers import activity_cancel_button, dock, run_to_end
 
+import psfkit
 from psfkit import make_psf
 from psfkit.samples import blurred_pair
 
@@ -132,3 +133,114 @@ def test_long_status_lines_wrap_instead_of_widening_the_dock(make_napari_viewer)
     widget.fail("a very long message " * 40)
     assert widget.status.native.wordWrap()
     assert widget.native.sizeHint().width() <= width + 1
+
+
+def test_estimate_outputs_sit_where_their_data_came_from(qtbot, pair_viewer):
+    viewer, widget, _ = pair_viewer
+    run_to_end(qtbot, widget)
+    for name in ("blurred kernel", "blurred residual", "blurred reblurred"):
+        np.testing.assert_allclose(viewer.layers[name].translate, (10.0, -4.0))
+        np.testing.assert_allclose(viewer.layers[name].scale, (0.2, 0.2))
+    # pixel rows 10.5..79.5 and columns 12.5..83.5 of the translated layer, in world units
+    viewer.add_shapes([np.array([[12.1, -1.5], [12.1, 12.7], [25.9, 12.7], [25.9, -1.5]])],
+                      shape_type="rectangle", name="roi")
+    widget.roi.value = viewer.layers["roi"]
+    run_to_end(qtbot, widget)
+    assert viewer.layers["blurred kernel"].metadata["region"] == [[10, 81], [12, 85]]
+    for name in ("blurred kernel", "blurred residual", "blurred reblurred"):
+        np.testing.assert_allclose(viewer.layers[name].translate, (12.0, -1.6))
+    residual = viewer.layers["blurred residual"]
+    corner = residual.world_to_data(viewer.layers["blurred"].data_to_world((10, 12)))
+    np.testing.assert_allclose(corner, (0.0, 0.0), atol=1e-9)
+
+
+def test_the_kernel_shows_on_top_of_hidden_diagnostics(qtbot, pair_viewer):
+    viewer, widget, _ = pair_viewer
+    run_to_end(qtbot, widget)
+    names = [layer.name for layer in viewer.layers]
+    assert names[-3:] == ["blurred residual", "blurred reblurred", "blurred kernel"]
+    assert viewer.layers["blurred kernel"].visible
+    assert not viewer.layers["blurred residual"].visible
+    assert not viewer.layers["blurred reblurred"].visible
+    assert viewer.layers.selection.active.name == "blurred kernel"
+
+
+def test_estimate_and_fit_residuals_share_one_diverging_colormap_centred_at_zero(
+        qtbot, pair_viewer):
+    viewer, estimate, _ = pair_viewer
+    run_to_end(qtbot, estimate)
+    fit = dock(viewer, "Fit PSF model")
+    assert (fit.sharp.value.name, fit.blurred.value.name) == ("sharp", "blurred")
+    run_to_end(qtbot, fit)
+    assert [layer.name for layer in viewer.layers][-1] == "blurred fitted kernel"
+    for name in ("blurred residual", "blurred fit residual"):
+        layer = viewer.layers[name]
+        low, high = layer.contrast_limits
+        assert layer.colormap.name == "PiYG" and low == -high and high > 0
+        assert high == pytest.approx(float(np.abs(layer.data).max()))
+
+
+def test_estimate_and_fit_default_to_two_different_layers(make_napari_viewer):
+    viewer = make_napari_viewer()
+    estimate = dock(viewer, "Estimate kernel")
+    fit = dock(viewer, "Fit PSF model")
+    viewer.open_sample("napari-psfkit", "blurred_pair")
+    for widget in (estimate, fit):
+        assert (widget.sharp.value.name, widget.blurred.value.name) == ("sharp", "blurred")
+
+
+def test_deconvolve_defaults_to_the_samples_psf_layer_and_says_so(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "Deconvolve")
+    assert widget.psf_source.value == "model" and widget.model.enabled
+    viewer.open_sample("napari-psfkit", "blurred_image")
+    assert widget.psf_source.value == "layer"
+    assert (widget.image.value.name, widget.psf.value.name) == ("blurred cells", "psf")
+    assert not widget.model.enabled and not widget.model_size.enabled
+    assert widget.psf.enabled
+    viewer.layers["psf"].name = "measured"
+    assert widget.psf.value.name == "measured"
+    widget.method.value = "wiener"
+    widget.regularization.value = "0.01"
+    run_to_end(qtbot, widget)
+    layer = viewer.layers["blurred cells deconvolved"]
+    expected = psfkit.deconvolve(viewer.layers["blurred cells"].data,
+                                 viewer.layers["measured"].data, "wiener", regularization=0.01)
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-6)
+    assert layer.metadata["psf_layer"] == "measured"
+    assert "PSF layer 'measured'" in widget.status.value
+
+
+def test_deconvolve_with_the_model_greys_out_the_psf_layer_and_says_so(qtbot,
+                                                                     make_napari_viewer):
+    viewer = make_napari_viewer()
+    pair = blurred_pair(make_psf("gaussian", (13, 13), sigma=2.0), (64, 64), noise=0.01)
+    viewer.add_image(pair.blurred, name="cells")
+    widget = dock(viewer, "Deconvolve")
+    assert widget.psf_source.value == "model" and not widget.psf.enabled
+    widget.method.value = "wiener"
+    widget.regularization.value = "0.01"
+    run_to_end(qtbot, widget)
+    assert "model PSF gaussian 2 px" in widget.status.value
+    assert viewer.layers["cells deconvolved"].metadata["psf_model"] == "gaussian"
+
+
+def test_a_volume_with_a_2d_model_psf_is_refused_unless_planes_are_frames(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-psfkit", "blurred_volume")
+    widget = dock(viewer, "Deconvolve")
+    widget.psf_source.value = "model"
+    assert widget.run() is None
+    assert "model PSF is 2D" in widget.last_error and "axial σ" in widget.last_error
+    assert len(viewer.layers) == 2
+    widget.axial_size.value = 2.0
+    assert widget.prepare() is not None
+
+
+def test_model_psf_labels_give_the_right_units(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "Model PSF")
+    labels = {name: field.label for name, field in widget.parameters.items()}
+    assert labels["numerical_aperture"] == "numerical aperture"
+    assert labels["beta"] == "beta (exponent)"
+    assert labels["alpha"] == "alpha (px)" and labels["wavelength"] == "wavelength (µm)"

@@ -124,7 +124,9 @@ def layer_picker(
                          label=label)
     for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
                   viewer.layers.events.reordered):
-        event.connect(picker.reset_choices)
+        # napari calls callbacks in reverse order by default; in order, a picker that avoids
+        # another's layer sees that picker's new value
+        event.connect(picker.reset_choices, position="last")
     return picker
 
 

@@ -117,8 +117,10 @@ _DEFAULTS = {"sigma": 2.0, "sigma_z": 4.0, "sigma_y": 1.5, "sigma_x": 3.0, "angl
              "wavelength": 0.52, "pixel_size": 0.065, "diameter": 12.0, "width": 1.0,
              "length": 9.0}
 
+#: Each parameter's label with its unit; a parameter not listed is a length in pixels.
 _LABELS = {"angle": "angle (degrees)", "wavelength": "wavelength (µm)",
-           "pixel_size": "pixel size (µm)", "sigma_z": "sigma z (px)"}
+           "pixel_size": "pixel size (µm)", "sigma_z": "sigma z (px)",
+           "numerical_aperture": "numerical aperture", "beta": "beta (exponent)"}
 
 
 class ModelPsfWidget(PsfkitWidget):
