@@ -4,9 +4,11 @@ and updated in place, both Cancel buttons, featureless images refused, wrapping 
 import numpy as np
 import pytest
 from _widget_helpers import activity_cancel_button, dock, run_to_end
+from magicgui.widgets import ComboBox, Container
 
 import psfkit
 from psfkit import make_psf
+from psfkit._napari._common import DOCS_URL, LayerPicker
 from psfkit.samples import blurred_pair
 
 
@@ -244,3 +246,32 @@ def test_model_psf_labels_give_the_right_units(make_napari_viewer):
     assert labels["numerical_aperture"] == "numerical aperture"
     assert labels["beta"] == "beta (exponent)"
     assert labels["alpha"] == "alpha (px)" and labels["wavelength"] == "wavelength (µm)"
+
+
+WIDGET_PAGES = {"Estimate kernel": "estimate.md", "Fit PSF model": "fit.md",
+                "Model PSF": "psf.md", "Prepare PSF": "psf.md", "Average beads": "psf.md",
+                "Deconvolve": "deconvolve.md"}
+
+
+@pytest.mark.parametrize("display_name", list(WIDGET_PAGES))
+def test_every_widget_explains_itself(make_napari_viewer, display_name):
+    viewer = make_napari_viewer()
+    widget = dock(viewer, display_name)
+    assert widget.summary and widget.summary in widget.help.value
+    assert f'href="{DOCS_URL}{WIDGET_PAGES[display_name]}"' in widget.help.value
+    inputs = [child for child in widget
+              if child not in (widget.help, widget.status) and not isinstance(child, Container)]
+    untipped = [child.label for child in inputs if not child.tooltip]
+    assert inputs and untipped == []
+    for child in inputs:
+        if isinstance(child, ComboBox) and not isinstance(child, LayerPicker):
+            labels = [child.native.itemText(i) for i in range(child.native.count())]
+            assert not [text for text in labels if "_" in text.replace("(rl_mix)", "")]
+
+
+def test_deconvolve_methods_have_readable_labels(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "Deconvolve")
+    labels = [widget.method.native.itemText(i) for i in range(widget.method.native.count())]
+    assert labels[0] == "Automatic"
+    assert "Richardson–Lucy" in labels and "Total variation (FISTA)" in labels

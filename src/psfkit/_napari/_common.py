@@ -13,7 +13,7 @@ before a caller has connected to it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Widget
@@ -141,6 +141,8 @@ def sharp_and_blurred_pickers(viewer: napari.viewer.Viewer) -> tuple[LayerPicker
     sharp = layer_picker(viewer, "Image", "sharp", prefer=_named_like("sharp"))
     blurred = layer_picker(viewer, "Image", "blurred", prefer=_named_like("blur"),
                            avoid=[sharp])
+    sharp.tooltip = "The sharp (in-focus or reference) image."
+    blurred.tooltip = "The blurred image of the same scene, the same shape as the sharp one."
     return sharp, blurred
 
 
@@ -325,22 +327,44 @@ def _guarded(job: Callable[[Callable], Any]) -> Callable[[Callable], Any]:
     return guarded_job
 
 
+#: Where the documentation pages live; a widget's ``docs_page`` is a file in it.
+DOCS_URL = "https://github.com/napari-psfkit/napari-psfkit/blob/main/docs/"
+
+
+def help_label(summary: str, docs_page: str) -> Label:
+    """A one-line description of a widget followed by a link to its documentation page."""
+    label = wrapping_label(f'{summary} <a href="{DOCS_URL}{docs_page}">Documentation</a>')
+    label.native.setOpenExternalLinks(True)
+    return label
+
+
 class PsfkitWidget(Container):
-    """Base of the psfkit widgets: inputs, Run and Cancel buttons, a status line."""
+    """Base of the psfkit widgets: a description with a docs link, inputs with tooltips,
+    Run and Cancel buttons, a status line."""
 
     #: shown on the progress bar
     description = "psfkit"
+    #: one line at the top of the widget saying what it does, and the page that explains it
+    summary = ""
+    docs_page = "napari.md"
+    #: the tooltip of each input, by the attribute name of its widget, in the user's terms
+    tooltips: ClassVar[dict[str, str]] = {}
 
     def __init__(self, viewer: napari.viewer.Viewer, inputs: list[Widget],
                  run_text: str = "Run"):
         super().__init__()
         self.viewer = viewer
+        self.help = help_label(self.summary, self.docs_page)
         self.run_button = PushButton(text=run_text)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.run_button.tooltip = "Start; the progress shows in napari's activity dock."
+        self.cancel_button.tooltip = "Stop the running job; no layer is changed."
         self.status = wrapping_label()
         buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                             labels=False)
-        self.extend([*inputs, buttons, self.status])
+        self.extend([self.help, *inputs, buttons, self.status])
+        for name, text in self.tooltips.items():
+            getattr(self, name).tooltip = text
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.worker = None

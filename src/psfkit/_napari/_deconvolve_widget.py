@@ -17,7 +17,7 @@ blocks: all of this is :func:`psfkit.frames.deconvolve_frames`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, RadioButtons, SpinBox
@@ -38,7 +38,13 @@ from ._common import (
 if TYPE_CHECKING:
     import napari
 
-METHOD_CHOICES = list(METHODS)
+#: Readable names of the deconvolution methods (a method not listed shows its own name).
+METHOD_LABELS = {"auto": "Automatic", "wiener": "Wiener", "tikhonov": "Tikhonov",
+                 "richardson_lucy": "Richardson–Lucy",
+                 "rl_tv": "Richardson–Lucy + total variation",
+                 "fista_tv": "Total variation (FISTA)",
+                 "rl_mix": "Richardson–Lucy, TV-smoothed (rl_mix)"}
+METHOD_CHOICES = [(METHOD_LABELS.get(method, method), method) for method in METHODS]
 MODEL_CHOICES = ["gaussian", "airy", "disk"]
 
 #: Scale mismatch between the PSF and image layers tolerated before refusing.
@@ -125,6 +131,26 @@ class DeconvolveWidget(PsfkitWidget):
     """Deconvolve an image layer with a PSF layer or a model PSF."""
 
     description = "Deconvolving"
+    summary = "A sharper image from a blurred one and its PSF (measured or a model)."
+    docs_page = "deconvolve.md"
+    tooltips: ClassVar[dict[str, str]] = {
+        "image": "The blurred image; leading axes beyond the PSF's are frames.",
+        "psf_source": "Deconvolve with a PSF layer (measured, prepared or fitted) or a "
+                      "model PSF made from one size.",
+        "psf": "The PSF layer, at the image's pixel size.",
+        "model": "The shape of the model PSF.",
+        "model_size": "Gaussian σ, or the radius of the Airy first zero or of the disk, "
+                      "in pixels.",
+        "axial_size": "Axial Gaussian σ in pixels for a 3D PSF; 0 for a 2D PSF.",
+        "frames": "Deconvolve each plane of the leading axes on its own (a time series or "
+                  "channels), not as one volume.",
+        "method": "The algorithm; Automatic chooses the method, weight and stopping.",
+        "iterations": "How many iterations an iterative method runs; 0 stops it from the "
+                      "noise level.",
+        "regularization": "The smoothing weight, or 'auto' to set it from the noise level.",
+        "accelerate": "Extrapolate Richardson–Lucy steps (Biggs–Andrews): same result in "
+                      "fewer iterations.",
+    }
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.image = layer_picker(viewer, "Image", "image",

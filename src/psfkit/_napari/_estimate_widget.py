@@ -11,7 +11,7 @@ the bounding box of its first shape.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from magicgui.widgets import ComboBox, SpinBox
@@ -32,7 +32,7 @@ from ._common import (
 if TYPE_CHECKING:
     import napari
 
-METHOD_CHOICES = [("auto", "auto"), ("least squares (valid region)", "lsq"),
+METHOD_CHOICES = [("Automatic", "auto"), ("Least squares (valid region)", "lsq"),
                   ("Fourier (fast)", "fourier")]
 
 
@@ -44,6 +44,13 @@ class EstimateKernelWidget(PsfkitWidget):
     """Estimate the kernel that turns a sharp layer into a blurred one."""
 
     description = "Estimating kernel"
+    summary = "The blur kernel that turns the sharp layer into the blurred one."
+    docs_page = "estimate.md"
+    tooltips: ClassVar[dict[str, str]] = {
+        "roi": "A Shapes layer: the kernel is estimated inside the box of its first shape.",
+        "size": "The kernel's width in pixels (odd); 0 chooses it from the data.",
+        "method": "How the kernel is solved for; Automatic picks one for the data.",
+    }
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.sharp, self.blurred = sharp_and_blurred_pickers(viewer)

@@ -6,7 +6,7 @@ measurement exists."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from magicgui.widgets import ComboBox, FloatSpinBox, SpinBox
@@ -36,16 +36,38 @@ def _format(value, error=None) -> str:
     return text if error is None else f"{text} ± {error:.2g}"
 
 
+#: Readable names of the fit's losses.
+LOSS_LABELS = {"linear": "Least squares", "soft_l1": "Soft L1 (robust)",
+               "huber": "Huber (robust)", "cauchy": "Cauchy (very robust)",
+               "arctan": "Arctan (very robust)"}
+
+
+def _readable(name: str) -> str:
+    """A model's name for a menu: ``elliptical_gaussian`` → "elliptical gaussian"."""
+    return name.replace("_", " ")
+
+
 class FitModelWidget(PsfkitWidget):
     """Fit a parametric kernel between a sharp and a blurred layer."""
 
     description = "Fitting PSF model"
+    summary = "A parametric PSF (Gaussian, Moffat, Airy, ...) fitted between two layers."
+    docs_page = "fit.md"
+    tooltips: ClassVar[dict[str, str]] = {
+        "model": "The PSF model to fit; Automatic fits all and keeps the best.",
+        "size": "The kernel's width in pixels (odd); 0 chooses it from the fit.",
+        "loss": "Least squares for Gaussian noise; a robust loss ignores hot pixels and "
+                "outliers.",
+        "results": "The fitted parameters ± their standard errors, in pixels.",
+    }
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.sharp, self.blurred = sharp_and_blurred_pickers(viewer)
-        self.model = ComboBox(value="gaussian", choices=["auto", *MODELS], label="model")
+        self.model = ComboBox(value="gaussian", label="model", choices=[
+            ("Automatic (best model)", "auto"), *((_readable(m), m) for m in MODELS)])
         self.size = SpinBox(value=0, min=0, max=1001, step=2, label="kernel size (0 = auto)")
-        self.loss = ComboBox(value="linear", choices=list(LOSSES), label="loss")
+        self.loss = ComboBox(value="linear", label="loss",
+                             choices=[(LOSS_LABELS.get(loss, loss), loss) for loss in LOSSES])
         self.results = wrapping_label()
         super().__init__(viewer, [self.sharp, self.blurred, self.model, self.size, self.loss],
                          run_text="Fit")
@@ -123,19 +145,47 @@ _LABELS = {"angle": "angle (degrees)", "wavelength": "wavelength (µm)",
            "numerical_aperture": "numerical aperture", "beta": "beta (exponent)"}
 
 
+_PARAMETER_TOOLTIPS = {
+    "sigma": "Gaussian standard deviation in pixels (FWHM = 2.355 σ).",
+    "sigma_z": "Axial Gaussian standard deviation in planes.",
+    "sigma_y": "Standard deviation along the first axis, before rotation, in pixels.",
+    "sigma_x": "Standard deviation along the second axis, before rotation, in pixels.",
+    "angle": "Rotation, counter-clockwise, in degrees.",
+    "alpha": "Moffat core width in pixels.",
+    "beta": "Moffat exponent: large is Gaussian-like, small has broad wings.",
+    "radius": "Radius in pixels (for Airy, of the first dark ring).",
+    "numerical_aperture": "The objective's numerical aperture (NA).",
+    "wavelength": "Emission wavelength in micrometres.",
+    "pixel_size": "Pixel size in the sample, in micrometres; the layer gets this scale.",
+    "diameter": "Ring diameter in pixels.",
+    "width": "Ring width in pixels.",
+    "length": "Motion length in pixels.",
+}
+
+
 class ModelPsfWidget(PsfkitWidget):
     """Render a model PSF layer from typed-in parameters."""
 
     description = "Rendering model PSF"
+    summary = "A model PSF layer from typed-in parameters, when no measurement exists."
+    docs_page = "psf.md"
+    tooltips: ClassVar[dict[str, str]] = {
+        "model": "The PSF model to render.",
+        "size": "The PSF's width and height in pixels (odd).",
+        "depth": "The PSF's depth in planes (odd), for the 3D Gaussian.",
+    }
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self.model = ComboBox(value="gaussian", choices=list(MODEL_PARAMETERS), label="model")
+        self.model = ComboBox(value="gaussian", label="model",
+                              choices=[(_readable(m), m) for m in MODEL_PARAMETERS])
         self.size = SpinBox(value=25, min=1, max=1001, step=2, label="size (px)")
         self.depth = SpinBox(value=25, min=1, max=1001, step=2, label="depth (3D, px)")
         self.parameters = {
             name: FloatSpinBox(value=value, min=-360.0 if name == "angle" else 0.0,
                                max=1e6, step=0.1, label=_LABELS.get(name, f"{name} (px)"))
             for name, value in _DEFAULTS.items()}
+        for name, widget in self.parameters.items():
+            widget.tooltip = _PARAMETER_TOOLTIPS[name]
         super().__init__(viewer, [self.model, self.size, self.depth,
                                   *self.parameters.values()], run_text="Make PSF")
         self.model.changed.connect(self._show_parameters)

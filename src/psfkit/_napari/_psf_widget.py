@@ -5,7 +5,7 @@ a Points layer of the detected beads coloured by whether they were used."""
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
@@ -58,6 +58,16 @@ class PreparePsfWidget(PsfkitWidget):
     """Turn a bead, LED or star layer into a clean PSF layer."""
 
     description = "Preparing PSF"
+    summary = "A clean, centred, normalised PSF from an image of one bead, LED or star."
+    docs_page = "psf.md"
+    tooltips: ClassVar[dict[str, str]] = {
+        "image": "The image of a point-like source.",
+        "region": "A point on the source, or a shape around it; none: the brightest spot.",
+        "size": "The PSF's width in pixels (odd); 0 chooses it from the source.",
+        "background": "What is subtracted around the source: a fitted plane, a constant, "
+                      "or nothing.",
+        "hot_pixels": "Replace isolated bright pixels (hot pixels, cosmic rays) first.",
+    }
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.image = layer_picker(viewer, "Image", "bead / LED / star")
@@ -124,6 +134,16 @@ class AverageBeadsWidget(PsfkitWidget):
     every detected bead as a point coloured by whether it was used."""
 
     description = "Averaging beads"
+    summary = "One PSF averaged from the many beads of an image, outliers rejected."
+    docs_page = "psf.md"
+    tooltips: ClassVar[dict[str, str]] = {
+        "image": "The image with many sub-resolution beads.",
+        "method": "Mean (least noise) or median (ignores odd beads) of the aligned beads.",
+        "size": "The PSF's width in pixels (odd); 0 chooses it from the beads.",
+        "threshold": "How bright a bead must be, in noise standard deviations.",
+        "bead_diameter": "The beads' diameter in the layer's units, to undo their size; "
+                         "0 treats them as points.",
+    }
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.image = layer_picker(viewer, "Image", "beads")
