@@ -12,6 +12,7 @@ before a caller has connected to it).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -262,22 +263,35 @@ def upsert_layer(viewer: napari.viewer.Viewer, data, name: str, kind: str = "ima
     or a new layer.
 
     Only a layer this plugin wrote (its metadata holds :data:`OUTPUT_KEY`) of the right
-    kind is updated; a user's layer of the same name is left alone and napari gives the
-    new layer a unique name. ``scale`` and ``translate`` default to 1 and 0 per axis.
+    kind is updated; a user's layer of the same name is left alone, and the output is the
+    one napari named ``"<name> [1]"`` (or ``[2]``, ...) next to it, so re-runs do not pile
+    up copies. ``scale`` and ``translate`` default to 1 and 0 per axis.
     """
     ndim = np.ndim(data) if kind == "image" else np.shape(data)[-1]
     values = {"scale": tuple(scale) if scale is not None else (1.0,) * ndim,
               "translate": tuple(translate) if translate is not None else (0.0,) * ndim,
               "metadata": {**(metadata or {}), OUTPUT_KEY: role}}
     values.update({key: kwargs.pop(key) for key in _UPDATED_IN_PLACE if key in kwargs})
-    if name in viewer.layers:
-        layer = viewer.layers[name]
+    layer = _existing_output(viewer, name, kind)
+    if layer is None:
+        return getattr(viewer, f"add_{kind}")(data, name=name, **values, **kwargs)
+    layer.data = data
+    for key, value in values.items():
+        setattr(layer, key, value)
+    return layer
+
+
+def _existing_output(viewer: napari.viewer.Viewer, name: str, kind: str):
+    """The psfkit output of ``kind`` called ``name``, or the one napari renamed
+    ``"<name> [k]"`` because a user's layer holds ``name``; ``None`` when there is none."""
+    numbered = re.compile(re.escape(name) + r" \[\d+\]")
+    candidates = sorted((layer for layer in viewer.layers
+                         if layer.name == name or numbered.fullmatch(layer.name)),
+                        key=lambda layer: layer.name != name)
+    for layer in candidates:
         if is_layer_of(layer, kind) and OUTPUT_KEY in layer.metadata:
-            layer.data = data
-            for key, value in values.items():
-                setattr(layer, key, value)
             return layer
-    return getattr(viewer, f"add_{kind}")(data, name=name, **values, **kwargs)
+    return None
 
 
 class _ActivityProgress(cancelable_progress):
