@@ -277,3 +277,15 @@ def test_deconvolve_methods_have_readable_labels(make_napari_viewer):
     labels = [widget.method.native.itemText(i) for i in range(widget.method.native.count())]
     assert labels[0] == "Automatic"
     assert "Richardson–Lucy" in labels and "Total variation (FISTA)" in labels
+
+
+def test_physical_inputs_keep_their_precision(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "Model PSF")
+    assert widget.parameters["pixel_size"].value == pytest.approx(0.065, abs=1e-12)
+    widget.model.value = "widefield_airy"
+    widget.parameters["wavelength"].value = 0.5125
+    run_to_end(qtbot, widget)
+    layer = viewer.layers["widefield_airy PSF"]
+    np.testing.assert_allclose(layer.scale, (0.065, 0.065))
+    assert layer.metadata["params"]["wavelength"] == pytest.approx(0.5125)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton, Widget
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, Widget
 from napari import layers as napari_layers
 from napari.qt.threading import create_worker
 from napari.utils import cancelable_progress
@@ -157,6 +157,18 @@ def residual_style(residual: np.ndarray) -> dict:
     limit = float(np.abs(residual).max()) or 1.0
     return {"colormap": RESIDUAL_COLORMAP, "contrast_limits": (-limit, limit),
             "visible": False}
+
+
+#: Decimals a number field keeps: a pixel size of 0.065 µm must not become 0.07.
+FIELD_DECIMALS = 4
+
+
+def number_field(value: float, **kwargs) -> FloatSpinBox:
+    """A float field that keeps :data:`FIELD_DECIMALS` decimals (Qt's default is 2)."""
+    field = FloatSpinBox(**kwargs)
+    field.native.setDecimals(FIELD_DECIMALS)
+    field.value = value  # after setDecimals: set before, it would be rounded to 2
+    return field
 
 
 def wrapping_label(value: str = "") -> Label:

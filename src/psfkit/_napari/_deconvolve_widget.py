@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, RadioButtons, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, LineEdit, RadioButtons, SpinBox
 
 from psfkit.deconvolution import METHODS
 from psfkit.frames import deconvolve_frames
@@ -31,6 +31,7 @@ from ._common import (
     PsfkitWidget,
     layer_array,
     layer_picker,
+    number_field,
     refuse_featureless,
     upsert_layer,
 )
@@ -160,9 +161,9 @@ class DeconvolveWidget(PsfkitWidget):
         self.psf = layer_picker(viewer, "Image", "PSF layer", prefer=looks_like_psf,
                                 avoid=[self.image])
         self.model = ComboBox(value="gaussian", choices=MODEL_CHOICES, label="model")
-        self.model_size = FloatSpinBox(value=2.0, min=0.1, max=500.0, step=0.1,
+        self.model_size = number_field(2.0, min=0.1, max=500.0, step=0.1,
                                        label="σ / radius (px)")
-        self.axial_size = FloatSpinBox(value=0.0, min=0.0, max=500.0, step=0.1,
+        self.axial_size = number_field(0.0, min=0.0, max=500.0, step=0.1,
                                        label="axial σ (px, 0 = 2D)")
         self.frames = CheckBox(value=False, label="leading axes are frames (time, channels)")
         self.method = ComboBox(value="auto", choices=METHOD_CHOICES, label="method")

@@ -9,7 +9,7 @@ import math
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-from magicgui.widgets import ComboBox, FloatSpinBox, SpinBox
+from magicgui.widgets import ComboBox, SpinBox
 
 from psfkit.fit import LOSSES, fit_kernel
 from psfkit.metadata import plain, run_metadata
@@ -18,6 +18,7 @@ from psfkit.models import MODELS, make_psf
 from ._common import (
     PsfkitWidget,
     layer_pair,
+    number_field,
     residual_style,
     sharp_and_blurred_pickers,
     upsert_layer,
@@ -181,7 +182,7 @@ class ModelPsfWidget(PsfkitWidget):
         self.size = SpinBox(value=25, min=1, max=1001, step=2, label="size (px)")
         self.depth = SpinBox(value=25, min=1, max=1001, step=2, label="depth (3D, px)")
         self.parameters = {
-            name: FloatSpinBox(value=value, min=-360.0 if name == "angle" else 0.0,
+            name: number_field(value, min=-360.0 if name == "angle" else 0.0,
                                max=1e6, step=0.1, label=_LABELS.get(name, f"{name} (px)"))
             for name, value in _DEFAULTS.items()}
         for name, widget in self.parameters.items():

@@ -8,7 +8,7 @@ import warnings
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
 from psfkit.beads import average_beads
 from psfkit.metadata import run_metadata
@@ -19,6 +19,7 @@ from ._common import (
     is_layer_of,
     layer_array,
     layer_picker,
+    number_field,
     shape_box,
     to_image_pixels,
     upsert_layer,
@@ -149,9 +150,9 @@ class AverageBeadsWidget(PsfkitWidget):
         self.image = layer_picker(viewer, "Image", "beads")
         self.method = ComboBox(value="mean", choices=["mean", "median"], label="average")
         self.size = SpinBox(value=0, min=0, max=1001, step=2, label="PSF size (0 = auto)")
-        self.threshold = FloatSpinBox(value=6.0, min=1.0, max=1000.0, step=0.5,
+        self.threshold = number_field(6.0, min=1.0, max=1000.0, step=0.5,
                                       label="detection threshold (σ)")
-        self.bead_diameter = FloatSpinBox(value=0.0, min=0.0, max=1e6, step=0.01,
+        self.bead_diameter = number_field(0.0, min=0.0, max=1e6, step=0.01,
                                           label="bead diameter (0 = ignore)")
         super().__init__(viewer, [self.image, self.method, self.size, self.threshold,
                                   self.bead_diameter], run_text="Average beads")
