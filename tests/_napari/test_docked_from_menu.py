@@ -289,3 +289,15 @@ def test_physical_inputs_keep_their_precision(qtbot, make_napari_viewer):
     layer = viewer.layers["widefield_airy PSF"]
     np.testing.assert_allclose(layer.scale, (0.065, 0.065))
     assert layer.metadata["params"]["wavelength"] == pytest.approx(0.5125)
+
+
+def test_widths_are_given_in_layer_units_too(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    pair = blurred_pair(make_psf("gaussian", 17, sigma=2.0), (96, 96), noise=0.01, rng=2)
+    viewer.add_image(pair.sharp, name="sharp", scale=(0.5, 0.5))
+    viewer.add_image(pair.blurred, name="blurred", scale=(0.5, 0.5))
+    widget = dock(viewer, "Fit PSF model")
+    run_to_end(qtbot, widget)
+    fwhm = float(widget.fit.fwhm)
+    assert fwhm == pytest.approx(2.3548 * 2.0, rel=0.02)
+    assert f"FWHM = {fwhm:.2f} px ({0.5 * fwhm:.3g} layer units)" in widget.results.value

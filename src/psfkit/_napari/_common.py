@@ -171,6 +171,18 @@ def number_field(value: float, **kwargs) -> FloatSpinBox:
     return field
 
 
+def format_widths(widths, spacing) -> str:
+    """Widths in pixels, one per axis (or one for all), as "2.35 × 2.35 px", followed by
+    the same in the layer's units when its pixels are not 1 unit wide."""
+    pixels = np.atleast_1d(np.asarray(widths, dtype=float))
+    # the last axes' pixel sizes; one width for all axes is an in-plane width
+    spacing = np.asarray(spacing, dtype=float)[-pixels.size:]
+    text = " × ".join(f"{w:.2f}" for w in pixels) + " px"
+    if np.allclose(spacing, 1.0):
+        return text
+    return text + " (" + " × ".join(f"{w:.3g}" for w in pixels * spacing) + " layer units)"
+
+
 def wrapping_label(value: str = "") -> Label:
     """A label whose long lines wrap instead of widening the dock."""
     label = Label(value=value)

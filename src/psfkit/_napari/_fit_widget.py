@@ -17,6 +17,7 @@ from psfkit.models import MODELS, make_psf
 
 from ._common import (
     PsfkitWidget,
+    format_widths,
     layer_pair,
     number_field,
     residual_style,
@@ -107,7 +108,8 @@ class FitModelWidget(PsfkitWidget):
         for name, value in fit.params.items():
             lines.append(f"  {name} = {_format(value, fit.errors.get(name))}"
                          + (" rad" if name == "angle" else " px"))
-        lines.append(f"  FWHM = {_format(fit.fwhm)} px, ellipticity {fit.ellipticity:.3f}")
+        lines.append(f"  FWHM = {format_widths(fit.fwhm, spacing)}, "
+                     f"ellipticity {fit.ellipticity:.3f}")
         lines.append(f"  shift = {_format(fit.shift, fit.errors['shift'])} px")
         lines.append(f"  gain = {_format(fit.gain, fit.errors['gain'])}, "
                      f"offset = {_format(fit.offset, fit.errors['offset'])}")

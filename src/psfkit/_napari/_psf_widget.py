@@ -16,6 +16,7 @@ from psfkit.psf import PsfWarning, prepare_psf
 
 from ._common import (
     PsfkitWidget,
+    format_widths,
     is_layer_of,
     layer_array,
     layer_picker,
@@ -122,8 +123,8 @@ class PreparePsfWidget(PsfkitWidget):
         upsert_layer(self.viewer, psf, f"{layer.name} PSF", "image", role="psf",
                      scale=tuple(spacing), translate=tuple(layer.translate[-psf.ndim:]),
                      metadata=metadata, colormap="magma")
-        widths = " × ".join(f"{w:.2f}" for w in info.fwhm)
-        status = (f"PSF {' × '.join(map(str, psf.shape))}, FWHM {widths} px, "
+        status = (f"PSF {' × '.join(map(str, psf.shape))}, "
+                  f"FWHM {format_widths(info.fwhm, spacing)}, "
                   f"SNR {info.snr:.0f}, centre {np.round(info.centre, 2).tolist()}")
         if messages:
             status += " — warning: " + "; ".join(messages)
@@ -192,5 +193,5 @@ class AverageBeadsWidget(PsfkitWidget):
                      opacity=0.6, metadata={"source": layer.name})
         rejected = len(accepted) - average.beads_used
         self.status.value = (f"{average.beads_used} beads averaged, {rejected} rejected; "
-                             f"FWHM {' × '.join(f'{w:.2f}' for w in average.fwhm)} px, "
+                             f"FWHM {format_widths(average.fwhm, spacing)}, "
                              f"spread {average.spread:.2f}")
