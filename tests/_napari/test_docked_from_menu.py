@@ -301,3 +301,27 @@ def test_widths_are_given_in_layer_units_too(qtbot, make_napari_viewer):
     fwhm = float(widget.fit.fwhm)
     assert fwhm == pytest.approx(2.3548 * 2.0, rel=0.02)
     assert f"FWHM = {fwhm:.2f} px ({0.5 * fwhm:.3g} layer units)" in widget.results.value
+
+
+def test_a_model_psf_takes_its_pixel_size_from_a_chosen_layer(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    pair = blurred_pair(make_psf("gaussian", (13, 13), sigma=2.0), (64, 64), noise=0.01)
+    viewer.add_image(pair.blurred, name="cells", scale=(0.1, 0.1))
+    widget = dock(viewer, "Model PSF")
+    widget.grid.value = viewer.layers["cells"]
+    run_to_end(qtbot, widget)
+    np.testing.assert_allclose(viewer.layers["gaussian PSF"].scale, (0.1, 0.1))
+    widget.model.value = "widefield_airy"
+    assert not widget.parameters["pixel_size"].enabled
+    run_to_end(qtbot, widget)
+    layer = viewer.layers["widefield_airy PSF"]
+    np.testing.assert_allclose(layer.scale, (0.1, 0.1))
+    assert layer.metadata["params"]["pixel_size"] == pytest.approx(0.1)
+    deconvolve = dock(viewer, "Deconvolve")
+    deconvolve.image.value = viewer.layers["cells"]
+    deconvolve.psf.value = layer
+    assert deconvolve.psf_source.value == "layer"
+    assert deconvolve.prepare() is not None  # the pixel sizes agree
+    widget.model.value = "gaussian (3D)"
+    assert widget.run() is None
+    assert "'cells' is 2D; a 3D PSF needs a 3D layer" in widget.last_error

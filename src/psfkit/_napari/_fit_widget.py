@@ -19,6 +19,7 @@ from ._common import (
     PsfkitWidget,
     format_widths,
     layer_pair,
+    layer_picker,
     number_field,
     residual_style,
     sharp_and_blurred_pickers,
@@ -166,6 +167,16 @@ _PARAMETER_TOOLTIPS = {
 }
 
 
+def _grid_spacing(layer, ndim: int) -> tuple[float, ...]:
+    """The pixel size of ``layer``'s last ``ndim`` axes, 1 per axis without a layer."""
+    if layer is None:
+        return (1.0,) * ndim
+    if layer.ndim < ndim:
+        raise ValueError(f"The layer '{layer.name}' is {layer.ndim}D; a {ndim}D PSF needs "
+                         f"a {ndim}D layer for its pixel size, or '(1 per pixel)'.")
+    return tuple(float(s) for s in layer.scale[-ndim:])
+
+
 class ModelPsfWidget(PsfkitWidget):
     """Render a model PSF layer from typed-in parameters."""
 
@@ -176,6 +187,8 @@ class ModelPsfWidget(PsfkitWidget):
         "model": "The PSF model to render.",
         "size": "The PSF's width and height in pixels (odd).",
         "depth": "The PSF's depth in planes (odd), for the 3D Gaussian.",
+        "grid": "An image layer whose pixel size the PSF takes (sizes stay in its pixels; "
+                "the pixel size field follows it), so Deconvolve accepts the PSF for it.",
     }
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -183,14 +196,17 @@ class ModelPsfWidget(PsfkitWidget):
                               choices=[(_readable(m), m) for m in MODEL_PARAMETERS])
         self.size = SpinBox(value=25, min=1, max=1001, step=2, label="size (px)")
         self.depth = SpinBox(value=25, min=1, max=1001, step=2, label="depth (3D, px)")
+        self.grid = layer_picker(viewer, "Image", "pixel size of", optional=True,
+                                 none_label="(1 per pixel)")
         self.parameters = {
             name: number_field(value, min=-360.0 if name == "angle" else 0.0,
                                max=1e6, step=0.1, label=_LABELS.get(name, f"{name} (px)"))
             for name, value in _DEFAULTS.items()}
         for name, widget in self.parameters.items():
             widget.tooltip = _PARAMETER_TOOLTIPS[name]
-        super().__init__(viewer, [self.model, self.size, self.depth,
+        super().__init__(viewer, [self.model, self.size, self.depth, self.grid,
                                   *self.parameters.values()], run_text="Make PSF")
+        self.grid.changed.connect(self._show_parameters)
         self.model.changed.connect(self._show_parameters)
         self._show_parameters()
 
@@ -199,6 +215,7 @@ class ModelPsfWidget(PsfkitWidget):
         for name, widget in self.parameters.items():
             widget.visible = name in used
         self.depth.visible = self.model.value == "gaussian (3D)"
+        self.parameters["pixel_size"].enabled = self.grid.value is None
 
     def prepare(self):
         choice = self.model.value
@@ -213,14 +230,19 @@ class ModelPsfWidget(PsfkitWidget):
         if "angle" in values:
             values["angle"] = math.radians(values["angle"])
         model, shape = choice, (self.size.value,) * 2
-        scale = (1.0, 1.0)
         if choice == "gaussian (3D)":
             model = "gaussian"
             shape = (self.depth.value, self.size.value, self.size.value)
             values = {"sigma": (values.pop("sigma_z"), values["sigma"], values["sigma"])}
-            scale = (1.0, 1.0, 1.0)
-        elif choice == "widefield_airy":
-            scale = (values["pixel_size"],) * 2
+        scale = _grid_spacing(self.grid.value, len(shape))
+        if choice == "widefield_airy":
+            if self.grid.value is None:
+                scale = (values["pixel_size"],) * 2
+            elif scale[0] != scale[1]:
+                raise ValueError(f"The layer '{self.grid.value.name}' has non-square pixels "
+                                 f"{list(scale)}; widefield_airy needs square ones.")
+            else:
+                values["pixel_size"] = scale[-1]
 
         def job(callback):
             psf = make_psf(model, shape, **values)
