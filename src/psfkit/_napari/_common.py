@@ -99,7 +99,7 @@ class LayerPicker(ComboBox):
         try:
             super().reset_choices()
             still_there = any(previous is layer for layer in self._layers())
-            keep = self._chosen and (still_there or previous is None)
+            keep = self._chosen and (still_there or (previous is None and self._optional))
             if keep:
                 self.value = previous
         finally:
