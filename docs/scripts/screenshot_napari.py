@@ -1,17 +1,14 @@
 """Screenshot of the psfkit widgets in napari, for the README and the docs.
 
 Run under a virtual display: ``xvfb-run -a python docs/scripts/screenshot_napari.py``.
-Opens the sample pair, docks the "Estimate kernel" and "Deconvolve" widgets, runs the
-kernel estimation and saves docs/figures/napari_widgets.png.
+Opens the sample pair, docks the "Estimate kernel" and "Deconvolve" widgets from the
+Plugins menu, runs the kernel estimation and saves docs/figures/napari_widgets.png.
 """
 
 from pathlib import Path
 
 import napari
 from qtpy.QtCore import QEventLoop, QTimer
-
-from psfkit._napari._deconvolve_widget import DeconvolveWidget
-from psfkit._napari._estimate_widget import EstimateKernelWidget
 
 OUTPUT = Path(__file__).resolve().parents[1] / "figures" / "napari_widgets.png"
 
@@ -26,14 +23,9 @@ def wait_for(worker) -> None:
 viewer = napari.Viewer(show=True)
 viewer.window._qt_window.resize(1500, 900)
 viewer.open_sample("napari-psfkit", "blurred_pair")
-estimate = EstimateKernelWidget(viewer)
-deconvolve = DeconvolveWidget(viewer)
-viewer.window.add_dock_widget(estimate, name="Estimate kernel", area="right")
-viewer.window.add_dock_widget(deconvolve, name="Deconvolve", area="right")
-estimate.reset_choices()
-deconvolve.reset_choices()
-estimate.sharp.value = viewer.layers["sharp"]
-estimate.blurred.value = viewer.layers["blurred"]
+# docked as the Plugins menu docks them; their pickers default to the sample's layers
+_, estimate = viewer.window.add_plugin_dock_widget("napari-psfkit", "Estimate kernel")
+_, deconvolve = viewer.window.add_plugin_dock_widget("napari-psfkit", "Deconvolve")
 deconvolve.image.value = viewer.layers["blurred"]
 worker = estimate.run()
 if worker is not None:

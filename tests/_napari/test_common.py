@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from magicgui.widgets import FloatSpinBox
 
-from psfkit._napari._common import PsfkitWidget, layer_array, layer_picker, upsert_layer
+from psfkit._napari._common import (
+    OUTPUT_KEY,
+    PsfkitWidget,
+    layer_array,
+    layer_picker,
+    upsert_layer,
+)
 
 
 class ScaleWidget(PsfkitWidget):
@@ -32,7 +38,7 @@ class ScaleWidget(PsfkitWidget):
         return job
 
     def finish(self, result):
-        upsert_layer(self.viewer, result, f"{self.image.value.name} scaled",
+        upsert_layer(self.viewer, result, f"{self.image.value.name} scaled", role="scaled",
                      metadata={"factor": self.factor.value})
         self.status.value = "done"
 
@@ -56,7 +62,7 @@ def test_result_is_added_as_a_layer_and_a_rerun_updates_it(qtbot, viewer_with_wi
     assert names.count("ramp scaled") == 1
     np.testing.assert_array_equal(viewer.layers["ramp scaled"].data,
                                   3.0 * np.arange(12).reshape(3, 4))
-    assert viewer.layers["ramp scaled"].metadata == {"factor": 3.0}
+    assert viewer.layers["ramp scaled"].metadata == {"factor": 3.0, OUTPUT_KEY: "scaled"}
 
 
 def test_bad_input_is_reported_and_changes_no_layer(viewer_with_widget):
@@ -69,14 +75,14 @@ def test_bad_input_is_reported_and_changes_no_layer(viewer_with_widget):
 
 def test_cancel_discards_the_result(qtbot, make_napari_viewer):
     viewer = make_napari_viewer()
-    viewer.add_image(np.ones((4, 4), dtype=np.float32), name="ones")
+    viewer.add_image(np.arange(16, dtype=np.float32).reshape(4, 4), name="ramp")
     widget = ScaleWidget(viewer, delay=0.2)
     viewer.window.add_dock_widget(widget)
     assert widget.run() is not None
     widget.cancel()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
     assert "Cancelled" in widget.status.value
-    assert [layer.name for layer in viewer.layers] == ["ones"]
+    assert [layer.name for layer in viewer.layers] == ["ramp"]
 
 
 def test_layer_array_rejects_an_rgb_layer_for_single_channel_tools(make_napari_viewer):

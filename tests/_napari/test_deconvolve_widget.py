@@ -69,7 +69,7 @@ def test_auto_default_beats_the_blurred_input_and_reruns_update_the_layer(qtbot,
 def test_model_psf_is_used_when_no_psf_layer_is_chosen(qtbot, viewer_widget, case):
     viewer, widget = viewer_widget
     pair, _ = case
-    widget.psf.value = None
+    widget.psf_source.value = "model"
     widget.model.value = "gaussian"
     widget.model_size.value = 1.8
     widget.method.value = "wiener"
@@ -183,7 +183,7 @@ def test_bad_input_gives_an_error_and_changes_no_layer(viewer_widget):
     viewer.layers["psf"].data = np.ones((121, 121), np.float32)
     viewer.layers["psf"].scale = (0.2, 0.2)
     refused("larger than")
-    widget.psf.value = None
+    widget.psf_source.value = "model"
     widget.model.value = "airy"
     widget.axial_size.value = 2.0
     refused("Only the Gaussian")

@@ -63,7 +63,7 @@ def test_a_rectangle_restricts_the_fit_to_its_region(qtbot, pair_viewer):
 
 def test_bad_input_shows_an_error_and_changes_no_layer(qtbot, pair_viewer):
     viewer, widget, _ = pair_viewer
-    viewer.add_image(np.zeros((50, 50), np.float32), name="small")
+    viewer.add_image(np.eye(50, dtype=np.float32), name="small")
     widget.blurred.reset_choices()
     widget.blurred.value = viewer.layers["small"]
     before = [layer.name for layer in viewer.layers]

@@ -54,7 +54,7 @@ def test_bad_input_gives_an_error_and_changes_no_layer(qtbot, pair_viewer):
     widget.blurred.value = viewer.layers["sharp"]
     assert widget.run() is None
     assert "two different layers" in widget.last_error
-    viewer.add_image(np.zeros((64, 64), np.float32), name="small")
+    viewer.add_image(np.eye(64, dtype=np.float32), name="small")
     widget.blurred.value = viewer.layers["small"]
     assert widget.run() is None
     assert "differ in shape" in widget.last_error

@@ -93,7 +93,7 @@ def test_average_beads_shows_psf_and_coloured_bead_points(qtbot, make_napari_vie
     assert psf_layer.metadata["beads_used"] == len(centres)
     np.testing.assert_allclose(psf_layer.metadata["fwhm"], 2.3548 * np.array([2.0, 1.4, 1.4]),
                                rtol=0.08)
-    points = viewer.layers["beads beads"]
+    points = viewer.layers["beads detected"]
     features = points.features
     assert features["accepted"].sum() == len(centres)
     assert "edge" in set(features["reason"])

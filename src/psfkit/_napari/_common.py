@@ -12,11 +12,13 @@ before a caller has connected to it).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton, Widget
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, Widget
+from napari import layers as napari_layers
 from napari.qt.threading import create_worker
 from napari.utils import cancelable_progress
 from napari.utils.notifications import show_error, show_info
@@ -26,28 +28,186 @@ if TYPE_CHECKING:
     import napari
 
 
+def _layer_class(kind: str) -> type:
+    """napari's layer class called ``kind`` ("Image", "Shapes", "points", ...)."""
+    return getattr(napari_layers, kind.capitalize())
+
+
+def is_layer_of(layer, kind: str | tuple[str, ...]) -> bool:
+    """Whether ``layer`` is a napari layer of ``kind`` (a name or a tuple of names).
+
+    ``isinstance``, not the type's name: a widget docked from the Plugins menu sees
+    napari's ``PublicOnlyProxy`` layers, whose type is the proxy's, not the layer's.
+    """
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    return isinstance(layer, tuple(_layer_class(k) for k in kinds))
+
+
+class LayerPicker(ComboBox):
+    """A drop-down of the viewer's layers of some kinds that keeps the user's choice when
+    layers are renamed, added or reordered, and otherwise falls back to a default.
+
+    The default is the first layer ``prefer`` accepts that no picker in ``avoid`` shows,
+    else the first layer no picker in ``avoid`` shows, else the first layer; an optional
+    picker defaults to its empty entry when it has no ``prefer``.
+    """
+
+    def __init__(self, choices, *, optional: bool, prefer=None, avoid=(), **kwargs):
+        self._optional = optional
+        self.prefer = prefer
+        self.avoid = list(avoid)
+        self._chosen = False  # the user (or a caller) picked the current value
+        self._resetting = False
+        super().__init__(choices=choices, **kwargs)
+        self.changed.connect(self._remember_choice)
+        self._apply_default()
+
+    def _remember_choice(self, _value=None) -> None:
+        if not self._resetting:
+            self._chosen = True
+
+    def _layers(self) -> list:
+        return [value for value in self.choices if value is not None]
+
+    def _default(self):
+        layers = self._layers()
+        taken = [picker.value for picker in self.avoid]
+        free = [layer for layer in layers if not any(layer is t for t in taken)]
+        if self.prefer is not None:
+            for layer in free:
+                if self.prefer(layer):
+                    return layer
+        if self._optional and (self.prefer is None or not free):
+            return None
+        return (free or layers or [None])[0]
+
+    def _apply_default(self) -> None:
+        default = self._default()
+        if default is None and None not in self.choices:
+            return  # no layer to show yet
+        self._resetting = True
+        try:
+            self.value = default
+        finally:
+            self._resetting = False
+
+    def reset_choices(self, *_args) -> None:
+        """Re-read the viewer's layers, keeping a chosen layer that still exists (also
+        when it was renamed) and re-applying the default otherwise."""
+        previous = self.value
+        self._resetting = True
+        try:
+            super().reset_choices()
+            still_there = any(previous is layer for layer in self._layers())
+            keep = self._chosen and (still_there or (previous is None and self._optional))
+            if keep:
+                self.value = previous
+        finally:
+            self._resetting = False
+        if not keep:
+            self._chosen = False
+            self._apply_default()
+
+
 def layer_picker(
     viewer: napari.viewer.Viewer, kind: str | tuple[str, ...], label: str, *,
-    optional: bool = False, none_label: str = "(none)",
-) -> ComboBox:
-    """A drop-down of the viewer's layers of ``kind`` ("Image", "Shapes", "Points", ...,
-    or a tuple of them); an ``optional`` one starts with ``none_label`` for no layer."""
-    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    optional: bool = False, none_label: str = "(none)", prefer=None, avoid=(),
+) -> LayerPicker:
+    """A :class:`LayerPicker` of the viewer's layers of ``kind`` ("Image", "Shapes",
+    "Points", ..., or a tuple of them); an ``optional`` one starts with ``none_label``,
+    its one entry for no layer."""
 
     def choices(_widget=None):
-        layers = [(layer.name, layer) for layer in viewer.layers
-                  if type(layer).__name__ in kinds]
+        layers = [(layer.name, layer) for layer in viewer.layers if is_layer_of(layer, kind)]
         return ([(none_label, None)] if optional else []) + layers
 
-    picker = ComboBox(label=label, choices=choices, nullable=optional)
+    picker = LayerPicker(choices, optional=optional, prefer=prefer, avoid=avoid,
+                         label=label)
     for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
                   viewer.layers.events.reordered):
-        event.connect(lambda _e: picker.reset_choices())
+        # napari calls callbacks in reverse order by default; in order, a picker that avoids
+        # another's layer sees that picker's new value
+        event.connect(picker.reset_choices, position="last")
     return picker
 
 
-def layer_array(layer, role: str, *, ndim=(2, 3), allow_rgb: bool = False) -> np.ndarray:
-    """The data of an Image layer as a plain ndarray, or a ``ValueError`` that says why not."""
+def _named_like(*words: str):
+    """A test of whether a layer's name contains one of ``words`` (case-insensitive)."""
+    return lambda layer: any(word in layer.name.lower() for word in words)
+
+
+def sharp_and_blurred_pickers(viewer: napari.viewer.Viewer) -> tuple[LayerPicker, LayerPicker]:
+    """The sharp and blurred Image pickers of Estimate and Fit, defaulting to two different
+    layers (one named "sharp"/"blurred" when there is one), so the first click can work."""
+    sharp = layer_picker(viewer, "Image", "sharp", prefer=_named_like("sharp"))
+    blurred = layer_picker(viewer, "Image", "blurred", prefer=_named_like("blur"),
+                           avoid=[sharp])
+    sharp.tooltip = "The sharp (in-focus or reference) image."
+    blurred.tooltip = "The blurred image of the same scene, the same shape as the sharp one."
+    return sharp, blurred
+
+
+#: The colormap of every residual layer: diverging, so its contrast limits centre it at 0.
+RESIDUAL_COLORMAP = "PiYG"
+
+
+def residual_style(residual: np.ndarray) -> dict:
+    """How a new residual layer is shown: hidden, diverging, with limits symmetric about
+    zero (so a grey pixel is a perfect fit)."""
+    limit = float(np.abs(residual).max()) or 1.0
+    return {"colormap": RESIDUAL_COLORMAP, "contrast_limits": (-limit, limit),
+            "visible": False}
+
+
+#: Decimals a number field keeps: a pixel size of 0.065 µm must not become 0.07.
+FIELD_DECIMALS = 4
+
+
+def number_field(value: float, **kwargs) -> FloatSpinBox:
+    """A float field that keeps :data:`FIELD_DECIMALS` decimals (Qt's default is 2)."""
+    field = FloatSpinBox(**kwargs)
+    field.native.setDecimals(FIELD_DECIMALS)
+    field.value = value  # after setDecimals: set before, it would be rounded to 2
+    return field
+
+
+def format_widths(widths, spacing) -> str:
+    """Widths in pixels, one per axis (or one for all), as "2.35 × 2.35 px", followed by
+    the same in the layer's units when its pixels are not 1 unit wide."""
+    pixels = np.atleast_1d(np.asarray(widths, dtype=float))
+    # the last axes' pixel sizes; one width for all axes is an in-plane width
+    spacing = np.asarray(spacing, dtype=float)[-pixels.size:]
+    text = " × ".join(f"{w:.2f}" for w in pixels) + " px"
+    if np.allclose(spacing, 1.0):
+        return text
+    return text + " (" + " × ".join(f"{w:.3g}" for w in pixels * spacing) + " layer units)"
+
+
+def wrapping_label(value: str = "") -> Label:
+    """A label whose long lines wrap instead of widening the dock."""
+    label = Label(value=value)
+    label.native.setWordWrap(True)
+    return label
+
+
+def refuse_featureless(data: np.ndarray, role: str, name: str, *,
+                       allow_constant: bool = False) -> None:
+    """``ValueError`` when ``data`` is all zero or, unless ``allow_constant``, constant:
+    there is nothing to estimate or deconvolve in it, and a run would only return noise
+    amplified from rounding errors."""
+    if not np.any(data):
+        raise ValueError(f"The {role} layer '{name}' is all zero: choose a layer with an "
+                         "image in it.")
+    if not allow_constant and np.ptp(data) == 0:
+        raise ValueError(f"The {role} layer '{name}' is constant ({data.flat[0]:g} "
+                         "everywhere): choose a layer with an image in it.")
+
+
+def layer_array(layer, role: str, *, ndim=(2, 3), allow_rgb: bool = False,
+                allow_constant: bool = False) -> np.ndarray:
+    """The data of an Image layer as a plain ndarray, or a ``ValueError`` that says why not
+    (no layer, empty, RGB, wrong dimensionality, not real, not finite, all zero, or constant
+    unless ``allow_constant``)."""
     if layer is None:
         raise ValueError(f"Choose a {role} layer.")
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
@@ -64,6 +224,7 @@ def layer_array(layer, role: str, *, ndim=(2, 3), allow_rgb: bool = False) -> np
         raise ValueError(f"The {role} layer '{layer.name}' does not hold real numbers.")
     if not np.all(np.isfinite(data)):
         raise ValueError(f"The {role} layer '{layer.name}' contains NaN or infinite values.")
+    refuse_featureless(data, role, layer.name, allow_constant=allow_constant)
     return data
 
 
@@ -108,19 +269,63 @@ def shape_box(shapes_layer, image_layer, spatial_shape, *, minimum: int) -> tupl
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
 
 
-def upsert_layer(viewer: napari.viewer.Viewer, data, name: str, kind: str = "image",
-                 **kwargs) -> Any:
-    """Add a layer called ``name``, or update it in place if it already exists."""
-    if name in viewer.layers:
-        layer = viewer.layers[name]
-        if type(layer).__name__.lower() == kind:
-            layer.data = data
-            for key in ("scale", "metadata", "features", "face_color", "translate"):
-                if key in kwargs:
-                    setattr(layer, key, kwargs[key])
+#: The metadata key that marks a layer as a psfkit output; its value is the output's role
+#: ("kernel", "psf", "residual", ...), which the PSF picker of Deconvolve looks for.
+OUTPUT_KEY = "psfkit_output"
+
+#: What an update in place sets on an existing output besides its data; every other
+#: keyword (colormap, contrast limits, opacity, ...) styles a new layer only, so a re-run
+#: keeps the user's styling.
+_UPDATED_IN_PLACE = ("scale", "translate", "metadata", "features", "face_color",
+                     "border_color")
+
+
+def upsert_layer(viewer: napari.viewer.Viewer, data, name: str, kind: str = "image", *,
+                 role: str, scale=None, translate=None, metadata=None, **kwargs) -> Any:
+    """The psfkit output ``name`` holding ``data``: the existing layer of that name updated
+    in place (data, scale, translate, metadata; also when its dimensionality changes),
+    or a new layer.
+
+    Only a layer this plugin wrote (its metadata holds :data:`OUTPUT_KEY`) of the right
+    kind is updated; a user's layer of the same name is left alone, and the output is the
+    one napari named ``"<name> [1]"`` (or ``[2]``, ...) next to it, so re-runs do not pile
+    up copies. ``scale`` and ``translate`` default to 1 and 0 per axis.
+    """
+    ndim = np.ndim(data) if kind == "image" else np.shape(data)[-1]
+    values = {"scale": tuple(scale) if scale is not None else (1.0,) * ndim,
+              "translate": tuple(translate) if translate is not None else (0.0,) * ndim,
+              "metadata": {**(metadata or {}), OUTPUT_KEY: role}}
+    values.update({key: kwargs.pop(key) for key in _UPDATED_IN_PLACE if key in kwargs})
+    layer = _existing_output(viewer, name, kind)
+    if layer is None:
+        return getattr(viewer, f"add_{kind}")(data, name=name, **values, **kwargs)
+    layer.data = data
+    for key, value in values.items():
+        setattr(layer, key, value)
+    return layer
+
+
+def _existing_output(viewer: napari.viewer.Viewer, name: str, kind: str):
+    """The psfkit output of ``kind`` called ``name``, or the one napari renamed
+    ``"<name> [k]"`` because a user's layer holds ``name``; ``None`` when there is none."""
+    numbered = re.compile(re.escape(name) + r" \[\d+\]")
+    candidates = sorted((layer for layer in viewer.layers
+                         if layer.name == name or numbered.fullmatch(layer.name)),
+                        key=lambda layer: layer.name != name)
+    for layer in candidates:
+        if is_layer_of(layer, kind) and OUTPUT_KEY in layer.metadata:
             return layer
-        viewer.layers.remove(layer)
-    return getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+    return None
+
+
+class _ActivityProgress(cancelable_progress):
+    """A progress bar whose Cancel button in napari's activity dock stops the job at once:
+    napari's own only flags the bar, which a thread worker never reads."""
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self.cancel_callback is not None:
+            self.cancel_callback()
 
 
 class _JobFailed:
@@ -160,22 +365,44 @@ def _guarded(job: Callable[[Callable], Any]) -> Callable[[Callable], Any]:
     return guarded_job
 
 
+#: Where the documentation pages live; a widget's ``docs_page`` is a file in it.
+DOCS_URL = "https://github.com/napari-psfkit/napari-psfkit/blob/main/docs/"
+
+
+def help_label(summary: str, docs_page: str) -> Label:
+    """A one-line description of a widget followed by a link to its documentation page."""
+    label = wrapping_label(f'{summary} <a href="{DOCS_URL}{docs_page}">Documentation</a>')
+    label.native.setOpenExternalLinks(True)
+    return label
+
+
 class PsfkitWidget(Container):
-    """Base of the psfkit widgets: inputs, Run and Cancel buttons, a status line."""
+    """Base of the psfkit widgets: a description with a docs link, inputs with tooltips,
+    Run and Cancel buttons, a status line."""
 
     #: shown on the progress bar
     description = "psfkit"
+    #: one line at the top of the widget saying what it does, and the page that explains it
+    summary = ""
+    docs_page = "napari.md"
+    #: the tooltip of each input, by the attribute name of its widget, in the user's terms
+    tooltips: ClassVar[dict[str, str]] = {}
 
     def __init__(self, viewer: napari.viewer.Viewer, inputs: list[Widget],
                  run_text: str = "Run"):
         super().__init__()
         self.viewer = viewer
+        self.help = help_label(self.summary, self.docs_page)
         self.run_button = PushButton(text=run_text)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
+        self.run_button.tooltip = "Start; the progress shows in napari's activity dock."
+        self.cancel_button.tooltip = "Stop the running job; no layer is changed."
+        self.status = wrapping_label()
         buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                             labels=False)
-        self.extend([*inputs, buttons, self.status])
+        self.extend([self.help, *inputs, buttons, self.status])
+        for name, text in self.tooltips.items():
+            getattr(self, name).tooltip = text
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.worker = None
@@ -207,7 +434,7 @@ class PsfkitWidget(Container):
             self.fail(str(error))
             return None
 
-        bar = cancelable_progress(total=0, desc=self.description, cancel_callback=self.cancel)
+        bar = _ActivityProgress(total=0, desc=self.description, cancel_callback=self.cancel)
         relay = _ProgressRelay.advancing(bar)
 
         def callback(step, total, current=None):

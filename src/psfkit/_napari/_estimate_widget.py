@@ -1,15 +1,17 @@
 """The "Estimate kernel" widget: the kernel between a sharp and a blurred Image layer.
 
-It adds (or updates) three layers named after the blurred layer — ``"<blurred> kernel"``,
-``"<blurred> residual"`` and ``"<blurred> reblurred"`` — carrying the blurred layer's scale
-and the diagnostics of :func:`psfkit.estimate_kernel` in their ``metadata``, and shows the
-key numbers (shift, gain, residual/noise) in its status line. An optional Shapes layer
-restricts the fit to the bounding box of its first shape.
+It adds (or updates in place) three layers named after the blurred layer —
+``"<blurred> residual"`` and ``"<blurred> reblurred"``, added hidden, and on top of them
+``"<blurred> kernel"`` — each placed where its data came from (the blurred layer's scale
+and translate plus the offset of the region) and carrying the diagnostics of
+:func:`psfkit.estimate_kernel` in its ``metadata``, and shows the key numbers (shift,
+gain, residual/noise) in its status line. An optional Shapes layer restricts the fit to
+the bounding box of its first shape.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from magicgui.widgets import ComboBox, SpinBox
@@ -17,12 +19,20 @@ from magicgui.widgets import ComboBox, SpinBox
 from psfkit.estimate import estimate_kernel
 from psfkit.metadata import run_metadata
 
-from ._common import PsfkitWidget, layer_pair, layer_picker, shape_box, upsert_layer
+from ._common import (
+    PsfkitWidget,
+    layer_pair,
+    layer_picker,
+    residual_style,
+    shape_box,
+    sharp_and_blurred_pickers,
+    upsert_layer,
+)
 
 if TYPE_CHECKING:
     import napari
 
-METHOD_CHOICES = [("auto", "auto"), ("least squares (valid region)", "lsq"),
+METHOD_CHOICES = [("Automatic", "auto"), ("Least squares (valid region)", "lsq"),
                   ("Fourier (fast)", "fourier")]
 
 
@@ -34,10 +44,16 @@ class EstimateKernelWidget(PsfkitWidget):
     """Estimate the kernel that turns a sharp layer into a blurred one."""
 
     description = "Estimating kernel"
+    summary = "The blur kernel that turns the sharp layer into the blurred one."
+    docs_page = "estimate.md"
+    tooltips: ClassVar[dict[str, str]] = {
+        "roi": "A Shapes layer: the kernel is estimated inside the box of its first shape.",
+        "size": "The kernel's width in pixels (odd); 0 chooses it from the data.",
+        "method": "How the kernel is solved for; Automatic picks one for the data.",
+    }
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self.sharp = layer_picker(viewer, "Image", "sharp")
-        self.blurred = layer_picker(viewer, "Image", "blurred")
+        self.sharp, self.blurred = sharp_and_blurred_pickers(viewer)
         self.roi = layer_picker(viewer, "Shapes", "region (optional)", optional=True)
         self.size = SpinBox(value=0, min=0, max=255, step=2, label="kernel size (0 = auto)")
         self.method = ComboBox(value="auto", choices=METHOD_CHOICES, label="method")
@@ -60,30 +76,32 @@ class EstimateKernelWidget(PsfkitWidget):
         method = self.method.value
         sharp_region, blurred_region = sharp[region], blurred[region]
         scale = tuple(float(s) for s in blurred_layer.scale[-ndim:])
+        # the region's corner in world coordinates: the layer's placement plus the offset
+        origin = tuple(float(t) + b.start * s for t, b, s in
+                       zip(blurred_layer.translate[-ndim:], box, scale, strict=True))
         name = blurred_layer.name
 
         def job(callback):
             result = estimate_kernel(sharp_region, blurred_region, shape, method=method,
                                      rgb=rgb, callback=callback)
-            return result, name, scale, box, rgb
+            return result, name, scale, origin, box, rgb
 
         return job
 
     def finish(self, result) -> None:
-        estimate, name, scale, box, rgb = result
+        estimate, name, scale, origin, box, rgb = result
         metadata = {**run_metadata(estimate), "region": [[b.start, b.stop] for b in box]}
         kernel, residual, reblurred = estimate.kernel, estimate.residual, estimate.reblurred
-        layer_scale = scale
+        placement = {"scale": scale, "translate": origin}
         if rgb:  # one kernel per channel: show the channels as a stack
             kernel, residual, reblurred = (np.moveaxis(a, -1, 0)
                                            for a in (kernel, residual, reblurred))
-            layer_scale = (1.0, *scale)
-        translate = tuple([0.0] * (len(layer_scale) - len(scale))
-                          + [b.start * s for b, s in zip(box, scale, strict=True)])
-        upsert_layer(self.viewer, kernel, f"{name} kernel", "image", scale=layer_scale,
-                     metadata=metadata, colormap="magma")
-        upsert_layer(self.viewer, residual, f"{name} residual", "image", scale=layer_scale,
-                     translate=translate, metadata=metadata, colormap="gray")
-        upsert_layer(self.viewer, reblurred, f"{name} reblurred", "image", scale=layer_scale,
-                     translate=translate, metadata=metadata, colormap="gray")
+            placement = {"scale": (1.0, *scale), "translate": (0.0, *origin)}
+        # the diagnostics hidden and the kernel added last, so the kernel is what shows
+        upsert_layer(self.viewer, residual, f"{name} residual", "image", role="residual",
+                     metadata=metadata, **placement, **residual_style(residual))
+        upsert_layer(self.viewer, reblurred, f"{name} reblurred", "image", role="reblurred",
+                     metadata=metadata, colormap="gray", visible=False, **placement)
+        upsert_layer(self.viewer, kernel, f"{name} kernel", "image", role="kernel",
+                     metadata=metadata, colormap="magma", **placement)
         self.status.value = estimate.summary()

@@ -6,16 +6,26 @@ measurement exists."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-from magicgui.widgets import ComboBox, FloatSpinBox, Label, SpinBox
+from magicgui.widgets import ComboBox, SpinBox
 
 from psfkit.fit import LOSSES, fit_kernel
 from psfkit.metadata import plain, run_metadata
 from psfkit.models import MODELS, make_psf
 
-from ._common import PsfkitWidget, layer_pair, layer_picker, upsert_layer
+from ._common import (
+    PsfkitWidget,
+    format_widths,
+    layer_pair,
+    layer_picker,
+    number_field,
+    residual_style,
+    sharp_and_blurred_pickers,
+    upsert_layer,
+    wrapping_label,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -29,18 +39,39 @@ def _format(value, error=None) -> str:
     return text if error is None else f"{text} ± {error:.2g}"
 
 
+#: Readable names of the fit's losses.
+LOSS_LABELS = {"linear": "Least squares", "soft_l1": "Soft L1 (robust)",
+               "huber": "Huber (robust)", "cauchy": "Cauchy (very robust)",
+               "arctan": "Arctan (very robust)"}
+
+
+def _readable(name: str) -> str:
+    """A model's name for a menu: ``elliptical_gaussian`` → "elliptical gaussian"."""
+    return name.replace("_", " ")
+
+
 class FitModelWidget(PsfkitWidget):
     """Fit a parametric kernel between a sharp and a blurred layer."""
 
     description = "Fitting PSF model"
+    summary = "A parametric PSF (Gaussian, Moffat, Airy, ...) fitted between two layers."
+    docs_page = "fit.md"
+    tooltips: ClassVar[dict[str, str]] = {
+        "model": "The PSF model to fit; Automatic fits all and keeps the best.",
+        "size": "The kernel's width in pixels (odd); 0 chooses it from the fit.",
+        "loss": "Least squares for Gaussian noise; a robust loss ignores hot pixels and "
+                "outliers.",
+        "results": "The fitted parameters ± their standard errors, in pixels.",
+    }
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self.sharp = layer_picker(viewer, "Image", "sharp")
-        self.blurred = layer_picker(viewer, "Image", "blurred")
-        self.model = ComboBox(value="gaussian", choices=["auto", *MODELS], label="model")
+        self.sharp, self.blurred = sharp_and_blurred_pickers(viewer)
+        self.model = ComboBox(value="gaussian", label="model", choices=[
+            ("Automatic (best model)", "auto"), *((_readable(m), m) for m in MODELS)])
         self.size = SpinBox(value=0, min=0, max=1001, step=2, label="kernel size (0 = auto)")
-        self.loss = ComboBox(value="linear", choices=list(LOSSES), label="loss")
-        self.results = Label(value="")
+        self.loss = ComboBox(value="linear", label="loss",
+                             choices=[(LOSS_LABELS.get(loss, loss), loss) for loss in LOSSES])
+        self.results = wrapping_label()
         super().__init__(viewer, [self.sharp, self.blurred, self.model, self.size, self.loss],
                          run_text="Fit")
         self.append(self.results)
@@ -67,19 +98,19 @@ class FitModelWidget(PsfkitWidget):
         fit, layer, spacing = result
         self.fit = fit
         metadata = {"source": layer.name, **run_metadata(fit), "spacing": plain(spacing)}
-        translate = tuple(layer.translate[-len(spacing):])
+        placement = {"scale": spacing, "translate": tuple(layer.translate[-len(spacing):])}
+        # the residual hidden and the kernel added last, so the kernel is what shows
+        upsert_layer(self.viewer, fit.residual, f"{layer.name} fit residual", "image",
+                     role="residual", metadata=metadata, **placement,
+                     **residual_style(fit.residual))
         upsert_layer(self.viewer, fit.kernel, f"{layer.name} fitted kernel", "image",
-                     scale=spacing, metadata=metadata, colormap="magma")
-        limit = float(np.abs(fit.residual).max()) or 1.0
-        residual = upsert_layer(self.viewer, fit.residual, f"{layer.name} fit residual",
-                                "image", scale=spacing, translate=translate,
-                                metadata=metadata, colormap="twilight_shifted")
-        residual.contrast_limits = (-limit, limit)
+                     role="kernel", metadata=metadata, colormap="magma", **placement)
         lines = [f"{fit.model}:"]
         for name, value in fit.params.items():
             lines.append(f"  {name} = {_format(value, fit.errors.get(name))}"
                          + (" rad" if name == "angle" else " px"))
-        lines.append(f"  FWHM = {_format(fit.fwhm)} px, ellipticity {fit.ellipticity:.3f}")
+        lines.append(f"  FWHM = {format_widths(fit.fwhm, spacing)}, "
+                     f"ellipticity {fit.ellipticity:.3f}")
         lines.append(f"  shift = {_format(fit.shift, fit.errors['shift'])} px")
         lines.append(f"  gain = {_format(fit.gain, fit.errors['gain'])}, "
                      f"offset = {_format(fit.offset, fit.errors['offset'])}")
@@ -112,25 +143,70 @@ _DEFAULTS = {"sigma": 2.0, "sigma_z": 4.0, "sigma_y": 1.5, "sigma_x": 3.0, "angl
              "wavelength": 0.52, "pixel_size": 0.065, "diameter": 12.0, "width": 1.0,
              "length": 9.0}
 
+#: Each parameter's label with its unit; a parameter not listed is a length in pixels.
 _LABELS = {"angle": "angle (degrees)", "wavelength": "wavelength (µm)",
-           "pixel_size": "pixel size (µm)", "sigma_z": "sigma z (px)"}
+           "pixel_size": "pixel size (µm)", "sigma_z": "sigma z (px)",
+           "numerical_aperture": "numerical aperture", "beta": "beta (exponent)"}
+
+
+_PARAMETER_TOOLTIPS = {
+    "sigma": "Gaussian standard deviation in pixels (FWHM = 2.355 σ).",
+    "sigma_z": "Axial Gaussian standard deviation in planes.",
+    "sigma_y": "Standard deviation along the first axis, before rotation, in pixels.",
+    "sigma_x": "Standard deviation along the second axis, before rotation, in pixels.",
+    "angle": "Rotation, counter-clockwise, in degrees.",
+    "alpha": "Moffat core width in pixels.",
+    "beta": "Moffat exponent: large is Gaussian-like, small has broad wings.",
+    "radius": "Radius in pixels (for Airy, of the first dark ring).",
+    "numerical_aperture": "The objective's numerical aperture (NA).",
+    "wavelength": "Emission wavelength in micrometres.",
+    "pixel_size": "Pixel size in the sample, in micrometres; the layer gets this scale.",
+    "diameter": "Ring diameter in pixels.",
+    "width": "Ring width in pixels.",
+    "length": "Motion length in pixels.",
+}
+
+
+def _grid_spacing(layer, ndim: int) -> tuple[float, ...]:
+    """The pixel size of ``layer``'s last ``ndim`` axes, 1 per axis without a layer."""
+    if layer is None:
+        return (1.0,) * ndim
+    if layer.ndim < ndim:
+        raise ValueError(f"The layer '{layer.name}' is {layer.ndim}D; a {ndim}D PSF needs "
+                         f"a {ndim}D layer for its pixel size, or '(1 per pixel)'.")
+    return tuple(float(s) for s in layer.scale[-ndim:])
 
 
 class ModelPsfWidget(PsfkitWidget):
     """Render a model PSF layer from typed-in parameters."""
 
     description = "Rendering model PSF"
+    summary = "A model PSF layer from typed-in parameters, when no measurement exists."
+    docs_page = "psf.md"
+    tooltips: ClassVar[dict[str, str]] = {
+        "model": "The PSF model to render.",
+        "size": "The PSF's width and height in pixels (odd).",
+        "depth": "The PSF's depth in planes (odd), for the 3D Gaussian.",
+        "grid": "An image layer whose pixel size the PSF takes (sizes stay in its pixels; "
+                "the pixel size field follows it), so Deconvolve accepts the PSF for it.",
+    }
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self.model = ComboBox(value="gaussian", choices=list(MODEL_PARAMETERS), label="model")
+        self.model = ComboBox(value="gaussian", label="model",
+                              choices=[(_readable(m), m) for m in MODEL_PARAMETERS])
         self.size = SpinBox(value=25, min=1, max=1001, step=2, label="size (px)")
         self.depth = SpinBox(value=25, min=1, max=1001, step=2, label="depth (3D, px)")
+        self.grid = layer_picker(viewer, "Image", "pixel size of", optional=True,
+                                 none_label="(1 per pixel)")
         self.parameters = {
-            name: FloatSpinBox(value=value, min=-360.0 if name == "angle" else 0.0,
+            name: number_field(value, min=-360.0 if name == "angle" else 0.0,
                                max=1e6, step=0.1, label=_LABELS.get(name, f"{name} (px)"))
             for name, value in _DEFAULTS.items()}
-        super().__init__(viewer, [self.model, self.size, self.depth,
+        for name, widget in self.parameters.items():
+            widget.tooltip = _PARAMETER_TOOLTIPS[name]
+        super().__init__(viewer, [self.model, self.size, self.depth, self.grid,
                                   *self.parameters.values()], run_text="Make PSF")
+        self.grid.changed.connect(self._show_parameters)
         self.model.changed.connect(self._show_parameters)
         self._show_parameters()
 
@@ -139,6 +215,7 @@ class ModelPsfWidget(PsfkitWidget):
         for name, widget in self.parameters.items():
             widget.visible = name in used
         self.depth.visible = self.model.value == "gaussian (3D)"
+        self.parameters["pixel_size"].enabled = self.grid.value is None
 
     def prepare(self):
         choice = self.model.value
@@ -153,14 +230,19 @@ class ModelPsfWidget(PsfkitWidget):
         if "angle" in values:
             values["angle"] = math.radians(values["angle"])
         model, shape = choice, (self.size.value,) * 2
-        scale = (1.0, 1.0)
         if choice == "gaussian (3D)":
             model = "gaussian"
             shape = (self.depth.value, self.size.value, self.size.value)
             values = {"sigma": (values.pop("sigma_z"), values["sigma"], values["sigma"])}
-            scale = (1.0, 1.0, 1.0)
-        elif choice == "widefield_airy":
-            scale = (values["pixel_size"],) * 2
+        scale = _grid_spacing(self.grid.value, len(shape))
+        if choice == "widefield_airy":
+            if self.grid.value is None:
+                scale = (values["pixel_size"],) * 2
+            elif scale[0] != scale[1]:
+                raise ValueError(f"The layer '{self.grid.value.name}' has non-square pixels "
+                                 f"{list(scale)}; widefield_airy needs square ones.")
+            else:
+                values["pixel_size"] = scale[-1]
 
         def job(callback):
             psf = make_psf(model, shape, **values)
@@ -172,6 +254,6 @@ class ModelPsfWidget(PsfkitWidget):
     def finish(self, result) -> None:
         psf, model, values, scale = result
         metadata = plain({"model": model, "params": values, "spacing": scale})
-        upsert_layer(self.viewer, psf, f"{model} PSF", "image", scale=scale,
+        upsert_layer(self.viewer, psf, f"{model} PSF", "image", role="psf", scale=scale,
                      metadata=metadata, colormap="magma")
         self.status.value = f"{model} PSF {' × '.join(map(str, psf.shape))}"

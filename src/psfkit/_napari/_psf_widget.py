@@ -5,10 +5,10 @@ a Points layer of the detected beads coloured by whether they were used."""
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
 from psfkit.beads import average_beads
 from psfkit.metadata import run_metadata
@@ -16,8 +16,11 @@ from psfkit.psf import PsfWarning, prepare_psf
 
 from ._common import (
     PsfkitWidget,
+    format_widths,
+    is_layer_of,
     layer_array,
     layer_picker,
+    number_field,
     shape_box,
     to_image_pixels,
     upsert_layer,
@@ -36,6 +39,14 @@ BACKGROUND_CHOICES = [("auto (plane)", "auto"), ("constant", "constant"), ("none
 MINIMUM_REGION = 3
 
 
+def _beads_name(image_name: str) -> str:
+    """The name of the detected-beads Points layer of an image: "<image> beads", or
+    "<image> detected" when the image's name already ends in "beads"."""
+    if image_name.lower().endswith("beads"):
+        return f"{image_name} detected"
+    return f"{image_name} beads"
+
+
 def _shape_value(size: int, ndim: int):
     """``None`` for 0 (automatic), else an odd size per axis."""
     if size <= 0:
@@ -49,6 +60,16 @@ class PreparePsfWidget(PsfkitWidget):
     """Turn a bead, LED or star layer into a clean PSF layer."""
 
     description = "Preparing PSF"
+    summary = "A clean, centred, normalised PSF from an image of one bead, LED or star."
+    docs_page = "psf.md"
+    tooltips: ClassVar[dict[str, str]] = {
+        "image": "The image of a point-like source.",
+        "region": "A point on the source, or a shape around it; none: the brightest spot.",
+        "size": "The PSF's width in pixels (odd); 0 chooses it from the source.",
+        "background": "What is subtracted around the source: a fitted plane, a constant, "
+                      "or nothing.",
+        "hot_pixels": "Replace isolated bright pixels (hot pixels, cosmic rays) first.",
+    }
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.image = layer_picker(viewer, "Image", "bead / LED / star")
@@ -69,8 +90,7 @@ class PreparePsfWidget(PsfkitWidget):
         centre = None
         offset = np.zeros(data.ndim, dtype=int)
         if region is not None:
-            kind = type(region).__name__
-            if kind == "Points":
+            if is_layer_of(region, "Points"):
                 if len(region.data) == 0:
                     raise ValueError(f"The points layer '{region.name}' has no point.")
                 centre = to_image_pixels(region, layer, region.data[:1])[0][-data.ndim:]
@@ -100,10 +120,11 @@ class PreparePsfWidget(PsfkitWidget):
         psf, info, layer, spacing = result
         messages = info.warnings
         metadata = {"source": layer.name, **run_metadata(info)}
-        upsert_layer(self.viewer, psf, f"{layer.name} PSF", "image", scale=tuple(spacing),
+        upsert_layer(self.viewer, psf, f"{layer.name} PSF", "image", role="psf",
+                     scale=tuple(spacing), translate=tuple(layer.translate[-psf.ndim:]),
                      metadata=metadata, colormap="magma")
-        widths = " × ".join(f"{w:.2f}" for w in info.fwhm)
-        status = (f"PSF {' × '.join(map(str, psf.shape))}, FWHM {widths} px, "
+        status = (f"PSF {' × '.join(map(str, psf.shape))}, "
+                  f"FWHM {format_widths(info.fwhm, spacing)}, "
                   f"SNR {info.snr:.0f}, centre {np.round(info.centre, 2).tolist()}")
         if messages:
             status += " — warning: " + "; ".join(messages)
@@ -115,14 +136,24 @@ class AverageBeadsWidget(PsfkitWidget):
     every detected bead as a point coloured by whether it was used."""
 
     description = "Averaging beads"
+    summary = "One PSF averaged from the many beads of an image, outliers rejected."
+    docs_page = "psf.md"
+    tooltips: ClassVar[dict[str, str]] = {
+        "image": "The image with many sub-resolution beads.",
+        "method": "Mean (least noise) or median (ignores odd beads) of the aligned beads.",
+        "size": "The PSF's width in pixels (odd); 0 chooses it from the beads.",
+        "threshold": "How bright a bead must be, in noise standard deviations.",
+        "bead_diameter": "The beads' diameter in the layer's units, to undo their size; "
+                         "0 treats them as points.",
+    }
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.image = layer_picker(viewer, "Image", "beads")
         self.method = ComboBox(value="mean", choices=["mean", "median"], label="average")
         self.size = SpinBox(value=0, min=0, max=1001, step=2, label="PSF size (0 = auto)")
-        self.threshold = FloatSpinBox(value=6.0, min=1.0, max=1000.0, step=0.5,
+        self.threshold = number_field(6.0, min=1.0, max=1000.0, step=0.5,
                                       label="detection threshold (σ)")
-        self.bead_diameter = FloatSpinBox(value=0.0, min=0.0, max=1e6, step=0.01,
+        self.bead_diameter = number_field(0.0, min=0.0, max=1e6, step=0.01,
                                           label="bead diameter (0 = ignore)")
         super().__init__(viewer, [self.image, self.method, self.size, self.threshold,
                                   self.bead_diameter], run_text="Average beads")
@@ -147,18 +178,20 @@ class AverageBeadsWidget(PsfkitWidget):
     def finish(self, result) -> None:
         average, layer, spacing, method = result
         metadata = {"source": layer.name, **run_metadata(average), "method": method}
+        translate = tuple(layer.translate[-len(spacing):])
         upsert_layer(self.viewer, average.psf, f"{layer.name} averaged PSF", "image",
-                     scale=tuple(spacing), metadata=metadata, colormap="magma")
+                     role="psf", scale=tuple(spacing), translate=translate,
+                     metadata=metadata, colormap="magma")
         beads = average.beads
         accepted = np.asarray(beads["accepted"], dtype=bool)
         colours = np.array([ACCEPTED_COLOUR if a else REJECTED_COLOUR for a in accepted])
         features = {"accepted": accepted, "reason": beads["reason"],
                     "flux": beads["flux"], "snr": beads["snr"]}
-        upsert_layer(self.viewer, beads["position"], f"{layer.name} beads", "points",
-                     scale=tuple(spacing), translate=tuple(layer.translate[-len(spacing):]),
+        upsert_layer(self.viewer, beads["position"], _beads_name(layer.name), "points",
+                     role="beads", scale=tuple(spacing), translate=translate,
                      features=features, face_color=colours, border_color=colours, size=6,
                      opacity=0.6, metadata={"source": layer.name})
         rejected = len(accepted) - average.beads_used
         self.status.value = (f"{average.beads_used} beads averaged, {rejected} rejected; "
-                             f"FWHM {' × '.join(f'{w:.2f}' for w in average.fwhm)} px, "
+                             f"FWHM {format_widths(average.fwhm, spacing)}, "
                              f"spread {average.spread:.2f}")
