@@ -182,3 +182,10 @@ def test_a_non_numeric_optical_parameter_is_a_type_error_naming_it():
     with pytest.raises(TypeError, match="excitation_wavelength must be a number"):
         confocal_psf((15, 15, 15), (0.1, 0.05, 0.05), numerical_aperture=1.2,
                      wavelength=GREEN, excitation_wavelength="blue")
+
+
+@pytest.mark.parametrize("depth", [None, "x", [1.0]])
+def test_widefield_psf_refuses_a_non_numeric_depth_by_name(depth):
+    with pytest.raises(TypeError, match="depth must be a number"):
+        psfkit.widefield_psf((3, 5, 5), (0.2, 0.1, 0.1), numerical_aperture=1.2,
+                             wavelength=0.5, depth=depth)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.special
 
-from ._validate import odd_shape
+from ._arguments import kernel_shape
 from .optics import confocal_psf, widefield_psf
 
 #: First zero of the Bessel function J1: the Airy pattern's first dark ring is at v = J1_ZERO.
@@ -132,7 +132,10 @@ def _elliptical_gaussian(shape, sigma_y, sigma_x, angle=0.0) -> np.ndarray:
 def _moffat(shape, alpha, beta) -> np.ndarray:
     if alpha <= 0 or beta <= 0:
         raise ValueError("alpha and beta must be positive")
-    return _render_2d(lambda y, x: (1 + (y**2 + x**2) / alpha**2) ** (-beta), shape)
+    # alpha * alpha, not alpha**2: a float's ** raises OverflowError where * gives inf
+    # (a Moffat wider than the kernel: flat), and both round the same
+    alpha_squared = alpha * alpha
+    return _render_2d(lambda y, x: (1 + (y**2 + x**2) / alpha_squared) ** (-beta), shape)
 
 
 def _airy(shape, radius) -> np.ndarray:
@@ -220,11 +223,11 @@ def render(model: str, shape, **params) -> np.ndarray:
 
 def _shape_for(model: str, shape) -> tuple[int, ...]:
     if model == "gaussian":
-        ndim = 2 if np.isscalar(shape) else len(shape)
-        return odd_shape(shape, ndim)
+        ndim = len(shape) if np.ndim(shape) == 1 else 2
+        return kernel_shape(shape, ndim)
     if model in OPTICAL_MODELS:
-        return odd_shape(shape, 3)
-    return odd_shape(shape, 2)
+        return kernel_shape(shape, 3)
+    return kernel_shape(shape, 2)
 
 
 # -- public renderers (float32, checked shape) ---------------------------------------------
@@ -279,14 +282,22 @@ def motion(shape, length: float, angle: float = 0.0) -> np.ndarray:
     return make_psf("motion", shape, length=length, angle=angle)
 
 
+#: The model parameters that may be given once per axis.
+PER_AXIS_PARAMETERS = ("sigma", "spacing")
+
+
 def _check_parameters(model: str, params: dict) -> None:
-    """Every parameter must be a finite real number (or, for ``sigma``, one per axis)."""
+    """Every parameter must be a finite real number (or, for ``sigma`` and ``spacing``,
+    one per axis)."""
     for name, value in params.items():
         try:
             values = np.asarray(value, dtype=float)
         except (TypeError, ValueError):
             raise TypeError(f"{name} of the {model!r} model must be a number, got "
                             f"{value!r}") from None
+        if values.ndim != 0 and name not in PER_AXIS_PARAMETERS:
+            raise TypeError(f"{name} of the {model!r} model must be one number, got "
+                            f"{value!r}")
         if not np.all(np.isfinite(values)):
             raise ValueError(f"{name} of the {model!r} model must be finite, got {value!r}")
 

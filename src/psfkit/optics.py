@@ -57,7 +57,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.special
 
-from ._validate import odd_shape
+from ._arguments import kernel_shape
 from .units import voxel_spacing
 
 __all__ = ["confocal_psf", "widefield_psf"]
@@ -105,7 +105,7 @@ def _objective(numerical_aperture, immersion_index, sample_index, depth) -> Obje
     immersion_index = _positive(immersion_index, "immersion_index")
     sample_index = immersion_index if sample_index is None else _positive(
         sample_index, "sample_index")
-    depth = float(depth)
+    depth = _number(depth, "depth")
     if not np.isfinite(depth) or depth < 0:
         raise ValueError(f"depth is the source's distance below the coverslip and must be "
                          f"zero or positive, got {depth}")
@@ -115,12 +115,17 @@ def _objective(numerical_aperture, immersion_index, sample_index, depth) -> Obje
     return Objective(numerical_aperture, immersion_index, sample_index, depth)
 
 
-def _positive(value, name: str) -> float:
-    """``value`` as a positive finite float; a ``TypeError``/``ValueError`` naming it."""
+def _number(value, name: str) -> float:
+    """``value`` as a float; a ``TypeError`` naming it when it is not a number."""
     try:
-        value = float(value)
+        return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {value!r}") from None
+
+
+def _positive(value, name: str) -> float:
+    """``value`` as a positive finite float; a ``TypeError``/``ValueError`` naming it."""
+    value = _number(value, name)
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number, got {value}")
     return value
@@ -286,7 +291,7 @@ def _mirrored(quadrant: np.ndarray, shape_yx) -> np.ndarray:
 def _render(shape, spacing, objective: Objective, wavelengths: tuple[float, ...]):
     """The product of the Gibson–Lanni intensities at ``wavelengths``, integrated over
     each voxel of ``shape`` (z, y, x), with unit sum (float64)."""
-    shape = odd_shape(shape, 3)
+    shape = kernel_shape(shape, 3)
     spacing = voxel_spacing(spacing, 3, "spacing")
     # the product of several PSFs passes the sum of their bandwidths
     effective = 1 / sum(1 / w for w in wavelengths)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._arguments import finite_result, kernel_shape
-from ._validate import odd_shape
 from .point_source import (
     SUPPORT_MARGIN,
     SUPPORT_THRESHOLD,
@@ -154,7 +153,7 @@ def _check_truncation(core: np.ndarray, reach: np.ndarray, half, shape,
     truncated = touches or bool(np.any(reach > np.array(half)))
     if truncated:
         where = ("the frame edge" if touches
-                 else f"the requested shape {odd_shape(shape, core.ndim)}")
+                 else f"the requested shape {kernel_shape(shape, core.ndim)}")
         _warn(messages, TruncationWarning,
               f"the point source runs beyond {where}: part of the PSF is missing")
     return truncated
@@ -165,7 +164,7 @@ def _psf_half(reach: np.ndarray, shape, ndim: int) -> list[int]:
     (its ``reach`` from the centre) plus a margin when no ``shape`` is given."""
     if shape is None:
         return [int(np.ceil(r + SUPPORT_MARGIN + 1)) for r in reach]
-    return [s // 2 for s in odd_shape(shape, ndim)]
+    return [s // 2 for s in kernel_shape(shape, ndim)]
 
 
 def _source_flux(region: np.ndarray, sigma: float) -> float:
