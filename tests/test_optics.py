@@ -189,3 +189,9 @@ def test_widefield_psf_refuses_a_non_numeric_depth_by_name(depth):
     with pytest.raises(TypeError, match="depth must be a number"):
         psfkit.widefield_psf((3, 5, 5), (0.2, 0.1, 0.1), numerical_aperture=1.2,
                              wavelength=0.5, depth=depth)
+
+
+def test_widefield_psf_at_a_tiny_numerical_aperture_is_flat_and_finite():
+    psf = psfkit.widefield_psf((3, 5, 5), (0.3, 0.1, 0.1), numerical_aperture=1e-30,
+                               wavelength=0.5)
+    np.testing.assert_allclose(psf, np.full((3, 5, 5), 1 / 75), rtol=1e-5)

@@ -219,3 +219,10 @@ def test_a_spacing_of_the_wrong_length_or_kind_is_refused_by_name(bead_frame, sp
     # a wrong length used to fail in np.broadcast_to with no argument named
     with pytest.raises(error, match=match):
         prepare_psf(bead_frame, spacing=spacing)
+
+
+@pytest.mark.parametrize("centre", ["x", [None, "y"], {"a": 1}])
+def test_prepare_psf_names_a_centre_that_is_not_numbers(centre):
+    image, _ = bead_image(make_psf("gaussian", (15, 15), sigma=2.0), (48, 48), count=1)
+    with pytest.raises(TypeError, match="centre must be 2 numbers"):
+        prepare_psf(image, centre=centre)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.special
 
-from ._arguments import kernel_shape
+from ._arguments import finite_result, kernel_shape
 from .optics import confocal_psf, widefield_psf
 
 #: First zero of the Bessel function J1: the Airy pattern's first dark ring is at v = J1_ZERO.
@@ -91,7 +91,11 @@ def _render_2d(profile, shape, factor: int | None = None) -> np.ndarray:
     """Average ``profile(y, x)`` over ``factor²`` sub-samples per pixel (float64)."""
     factor = factor or _subsamples(shape)
     y, x = _subpixel_offsets(shape, factor)
-    return _normalise(_bin_mean(profile(y, x), factor))
+    # a profile far wider or narrower than a pixel overflows on its way to exp(-inf) = 0;
+    # a kernel left with no weight is refused by _normalise, an infinite one by make_psf
+    with np.errstate(over="ignore"):
+        values = profile(y, x)
+    return _normalise(_bin_mean(values, factor))
 
 
 def _soft_inside(distance_inside, factor: int = SUBSAMPLES):
@@ -337,4 +341,5 @@ def make_psf(model: str, shape, **params) -> np.ndarray:
         kernel = _RENDERERS[model](shape, **params)
     except TypeError as error:
         raise TypeError(f"wrong parameters for the {model!r} model: {error}") from None
-    return kernel.astype(np.float32)
+    return finite_result(kernel.astype(np.float32), "make_psf",
+                         fix=f"choose {model} parameters of a few pixels for this shape")

@@ -297,7 +297,9 @@ def _render(shape, spacing, objective: Objective, wavelengths: tuple[float, ...]
     effective = 1 / sum(1 / w for w in wavelengths)
     na, n_i = objective.numerical_aperture, objective.immersion_index
     lateral = _subsamples(max(spacing[1:]), effective / (4 * na))
-    axial = _subsamples(spacing[0], effective / (2 * (n_i - np.sqrt(n_i**2 - na**2))))
+    # n - sqrt(n² - NA²) written as NA² / (n + sqrt(n² - NA²)): no cancellation to 0
+    # (and a division by it) at a tiny NA
+    axial = _subsamples(spacing[0], effective * (n_i + np.sqrt(n_i**2 - na**2)) / (2 * na**2))
     integration = lateral_integration(shape[1:], spacing[1:], lateral,
                                       effective / na / RADIAL_SAMPLES_PER_RESOLUTION)
     defocus = _subsample_offsets(shape[0], axial, spacing[0]) - shape[0] // 2 * spacing[0]

@@ -113,7 +113,11 @@ def _source_seed(z: np.ndarray, centre) -> tuple[int, ...]:
     if centre is None:
         seed = np.unravel_index(int(np.argmax(z)), z.shape)
     else:
-        centre = np.asarray(centre, dtype=float)
+        try:
+            centre = np.asarray(centre, dtype=float)
+        except (TypeError, ValueError):
+            raise TypeError(f"centre must be {z.ndim} numbers (pixel indices), got "
+                            f"{centre!r}") from None
         if centre.shape != (z.ndim,):
             raise ValueError(f"centre must have {z.ndim} coordinates, got {centre.shape}")
         if not np.all(np.isfinite(centre)):
