@@ -309,7 +309,7 @@ def kernel_result(ndim: int):
 # --------------------------------------------------------------------------- one test per function
 
 
-@contract_settings(examples=300)
+@contract_settings(examples=600)
 @given(pair=blurred_pairs(), shape=bad_or(None, (5, 5), 4, (3, 3, 3), 3),
        method=bad_or("auto", "fourier", "lsq", "nope"), regularization=bad_or("auto", 1e-3),
        max_iterations=bad_or(30, 5.0, 10**12), tolerance=bad_or(1e-3))
@@ -323,7 +323,7 @@ def test_estimate_kernel_returns_a_finite_kernel_or_names_the_bad_argument(
                    kernel_result(_ndim(sharp)))
 
 
-@contract_settings(examples=200)
+@contract_settings(examples=400)
 @given(pair=blurred_pairs(), model=bad_or("gaussian", "moffat", "disk", "nope"),
        shape=bad_or(None, (7, 7), 4), spacing=bad_or(None, (1.0, 2.0), [1.0, 1.0, 1.0]),
        loss=bad_or("linear", "soft_l1", "nope"), max_evaluations=bad_or(20, 5.0))
@@ -336,7 +336,7 @@ def test_fit_kernel_returns_a_finite_fit_or_names_the_bad_argument(
                    kernel_result(_ndim(sharp)))
 
 
-@contract_settings(examples=300)
+@contract_settings(examples=600)
 @given(blurred=arrays(min_dims=1, max_dims=4), min_diameter=bad_or(3.0, 10**6),
        max_diameter=bad_or(None, 12.0, 1.0))
 def test_defocus_diameter_returns_a_finite_diameter_or_names_the_bad_argument(
@@ -349,7 +349,7 @@ def test_defocus_diameter_returns_a_finite_diameter_or_names_the_bad_argument(
                    check)
 
 
-@contract_settings(examples=400)
+@contract_settings(examples=800)
 @given(image=bead_images(max_beads=1), shape=bad_or(None, 5, (5, 5), 4, (3, 3, 3)),
        background=bad_or("auto", 0.0, "median"), centre=bad_or(None, (1.0, 1.0)),
        saturation=bad_or(None, 1.0), spacing=bad_or(None, (1.0, 1.0)))
@@ -365,7 +365,7 @@ def test_prepare_psf_returns_a_finite_unit_sum_psf_or_names_the_bad_argument(
                         saturation=saturation, spacing=spacing), check)
 
 
-@contract_settings(examples=200)
+@contract_settings(examples=400)
 @given(image=bead_images(),
        shape=bad_or(None, 5, 4), method=bad_or("mean", "median", "nope"),
        threshold=bad_or(6.0), max_beads=bad_or(None, 2, 2.0),
@@ -398,7 +398,7 @@ def model_calls(draw):
     return model, shape, parameters
 
 
-@contract_settings(examples=400)
+@contract_settings(examples=800)
 @given(call=model_calls())
 def test_make_psf_returns_a_finite_unit_sum_kernel_or_names_the_bad_argument(call):
     model, shape, parameters = call
@@ -412,7 +412,7 @@ def test_make_psf_returns_a_finite_unit_sum_kernel_or_names_the_bad_argument(cal
                    names={"model", "shape", *parameters}, function="make_psf")
 
 
-@contract_settings(examples=300)
+@contract_settings(examples=600)
 @given(image=arrays(min_dims=1, max_dims=4), kernel=arrays(min_dims=1, max_dims=4),
        mode=bad_or("same", "valid", "full", "nope"))
 def test_convolve_returns_a_finite_blur_or_names_the_bad_argument(image, kernel, mode):
@@ -422,7 +422,7 @@ def test_convolve_returns_a_finite_blur_or_names_the_bad_argument(image, kernel,
     holds_contract(convolve, dict(image=image, kernel=kernel, mode=mode), check)
 
 
-@contract_settings(examples=200)
+@contract_settings(examples=400)
 @given(fixed=arrays(min_dims=1, max_dims=3),
        other_shape=bad_or((8, 8), (-1, 5), (0, 3), (4.0, 4.0), 8, (3, 3, 3), "x"))
 def test_convolver_builds_or_names_the_bad_argument(fixed, other_shape):
@@ -434,7 +434,7 @@ def test_convolver_builds_or_names_the_bad_argument(fixed, other_shape):
     holds_contract(Convolver, dict(fixed=fixed, other_shape=other_shape), check)
 
 
-@contract_settings(examples=300)
+@contract_settings(examples=600)
 @given(image=arrays(min_dims=1, max_dims=5))
 def test_noise_sigma_returns_a_finite_level_or_names_the_image(image):
     def check(result):
@@ -455,7 +455,7 @@ def shift_pairs(draw):
     return reference, moving
 
 
-@contract_settings(examples=250)
+@contract_settings(examples=500)
 @given(pair=shift_pairs(), upsample=bad_or(10, 10**6, 10.0))
 def test_estimate_shift_returns_a_finite_shift_or_names_the_bad_argument(pair, upsample):
     reference, moving = pair
@@ -467,7 +467,7 @@ def test_estimate_shift_returns_a_finite_shift_or_names_the_bad_argument(pair, u
                    dict(reference=reference, moving=moving, upsample=upsample), check)
 
 
-@contract_settings(examples=250)
+@contract_settings(examples=500)
 @given(psf=arrays(min_dims=1, max_dims=4, min_side=1),
        psf_spacing=bad_or(0.1, (0.1, 0.2), 1e-30, 1e300),
        image_spacing=bad_or(0.2, (0.2, 0.1), 1e-30, 1e300))
@@ -483,7 +483,7 @@ def test_resample_psf_returns_a_finite_psf_or_names_the_bad_argument(
 OPTICAL_SHAPES = ((5, 9, 9), (9, 9), 9, (4, 8, 8), (1, 1, 1), (-1, 9, 9), (5, 9, 9, 9))
 
 
-@contract_settings(examples=200)
+@contract_settings(examples=400)
 @given(shape=bad_or((5, 9, 9), *OPTICAL_SHAPES), spacing=bad_or((0.3, 0.1, 0.1), 1e300),
        numerical_aperture=bad_or(1.2, 1.6, 1e-30), wavelength=bad_or(0.5, 1e300),
        depth=bad_or(0.0, 5.0), confocal=st.booleans())

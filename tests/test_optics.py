@@ -195,3 +195,9 @@ def test_widefield_psf_at_a_tiny_numerical_aperture_is_flat_and_finite():
     psf = psfkit.widefield_psf((3, 5, 5), (0.3, 0.1, 0.1), numerical_aperture=1e-30,
                                wavelength=0.5)
     np.testing.assert_allclose(psf, np.full((3, 5, 5), 1 / 75), rtol=1e-5)
+
+
+def test_widefield_psf_refuses_optics_that_overflow_by_name_without_a_warning():
+    with pytest.raises(ValueError, match="give wavelength and spacing in one unit"):
+        psfkit.widefield_psf((5, 9, 9), (0.3, 0.1, 0.1), numerical_aperture=1e-30,
+                             wavelength=1e300)

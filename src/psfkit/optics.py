@@ -50,6 +50,7 @@ computation for fluorescence microscopy", J. Opt. Soc. Am. A 34, 1029 (2017).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +58,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.special
 
-from ._arguments import kernel_shape
+from ._arguments import finite_result, kernel_shape
 from .units import voxel_spacing
 
 __all__ = ["confocal_psf", "widefield_psf"]
@@ -298,20 +299,27 @@ def _render(shape, spacing, objective: Objective, wavelengths: tuple[float, ...]
     na, n_i = objective.numerical_aperture, objective.immersion_index
     lateral = _subsamples(max(spacing[1:]), effective / (4 * na))
     # n - sqrt(n² - NA²) written as NA² / (n + sqrt(n² - NA²)): no cancellation to 0
-    # (and a division by it) at a tiny NA
-    axial = _subsamples(spacing[0], effective * (n_i + np.sqrt(n_i**2 - na**2)) / (2 * na**2))
-    integration = lateral_integration(shape[1:], spacing[1:], lateral,
-                                      effective / na / RADIAL_SAMPLES_PER_RESOLUTION)
-    defocus = _subsample_offsets(shape[0], axial, spacing[0]) - shape[0] // 2 * spacing[0]
-    intensity = np.ones((defocus.size, integration.operator.shape[1]))
-    for wavelength in wavelengths:
-        intensity *= radial_intensity(integration.radii, defocus, objective, wavelength)
-    # both integrations are linear: average the axial sub-samples first, on the profile
-    intensity = intensity.reshape(shape[0], axial, -1).mean(axis=1)
-    planes = (integration.operator @ intensity.T).T.reshape(shape[0],
-                                                           *integration.quadrant_shape)
-    psf = _mirrored(planes, shape[1:])
-    return psf / psf.sum()
+    # (and a division by it) at a tiny NA; Python floats, so that an extreme ratio is an
+    # infinite Nyquist interval (the fewest sub-samples) without a numpy warning
+    axial_nyquist = effective * (n_i + math.sqrt(n_i**2 - na**2)) / (2 * na**2)
+    axial = _subsamples(spacing[0], axial_nyquist)
+    # optics far outside a microscope's (a wavelength of 1e300 at an NA of 1e-30) overflow
+    # in the Bessel series; the result is refused below, by name, instead of a warning
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        integration = lateral_integration(shape[1:], spacing[1:], lateral,
+                                          effective / na / RADIAL_SAMPLES_PER_RESOLUTION)
+        defocus = _subsample_offsets(shape[0], axial, spacing[0]) - shape[0] // 2 * spacing[0]
+        intensity = np.ones((defocus.size, integration.operator.shape[1]))
+        for wavelength in wavelengths:
+            intensity *= radial_intensity(integration.radii, defocus, objective, wavelength)
+        # both integrations are linear: average the axial sub-samples first, on the profile
+        intensity = intensity.reshape(shape[0], axial, -1).mean(axis=1)
+        planes = (integration.operator @ intensity.T).T.reshape(shape[0],
+                                                               *integration.quadrant_shape)
+        psf = _mirrored(planes, shape[1:])
+        psf = psf / psf.sum()
+    return finite_result(psf, "the microscope PSF", fix="give wavelength and spacing in one "
+                         "unit (e.g. µm) and a numerical_aperture of a real objective")
 
 
 def widefield_psf(shape, spacing, *, numerical_aperture: float, wavelength: float,
