@@ -226,3 +226,13 @@ def test_prepare_psf_names_a_centre_that_is_not_numbers(centre):
     image, _ = bead_image(make_psf("gaussian", (15, 15), sigma=2.0), (48, 48), count=1)
     with pytest.raises(TypeError, match="centre must be 2 numbers"):
         prepare_psf(image, centre=centre)
+
+
+def test_prepare_psf_of_a_noise_free_bool_image_gives_a_named_error_not_a_nan_warning():
+    image = np.array([[[1, 0, 0], [0, 1, 1], [1, 1, 1]],
+                      [[1, 1, 0], [1, 0, 1], [0, 1, 1]],
+                      [[0, 0, 0], [0, 1, 1], [1, 0, 1]]], dtype=bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PsfWarning)  # saturated at 1, by design of a bool
+        with pytest.raises(ValueError, match="the source has no positive flux"):
+            prepare_psf(image, background=-1.0)
