@@ -43,3 +43,16 @@ def test_estimate_shift_refuses_an_upsample_factor_out_of_range(upsample):
 def test_estimate_shift_takes_2d_and_3d_only():
     with pytest.raises(ValueError, match="reference must be 2D or 3D"):
         estimate_shift(np.zeros((2, 2, 16, 16)), np.zeros((2, 2, 16, 16)))
+
+
+def test_estimate_shift_names_both_images_when_their_shapes_differ():
+    with pytest.raises(ValueError, match=r"reference and moving must have one shape"):
+        estimate_shift(np.ones((8, 8)), np.ones((8, 9)))
+
+
+@pytest.mark.parametrize("constant", ["reference", "moving"])
+def test_estimate_shift_refuses_a_constant_image_instead_of_warning(constant):
+    textured = np.random.default_rng(0).random((16, 16))
+    images = {"reference": textured, "moving": textured, constant: np.zeros((16, 16))}
+    with pytest.raises(ValueError, match=f"{constant} has no contrast"):
+        estimate_shift(images["reference"], images["moving"])

@@ -396,3 +396,10 @@ def test_defocus_search_range_is_kept_inside_the_cepstrum(small_pair):
 def test_fit_spacing_of_the_wrong_length_is_refused_by_name(small_pair):
     with pytest.raises(ValueError, match=r"spacing must be one number or 2 \(one per axis\)"):
         fit_kernel(small_pair.sharp, small_pair.blurred, spacing=(1.0, 2.0, 3.0))
+
+
+def test_defocus_diameter_without_a_ring_names_blurred_and_the_search_range():
+    white_noise = np.random.default_rng(0).random((64, 64))
+    with pytest.raises(ValueError, match="no defocus ring found in the cepstrum of blurred "
+                                         "between 3 and 16 px; widen min_diameter"):
+        defocus_diameter(white_noise)

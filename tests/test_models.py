@@ -151,3 +151,40 @@ def test_a_non_finite_or_non_numeric_parameter_is_refused_by_name(model, name, v
     params = {**PARAMS[model], name: value}
     with pytest.raises(error, match=message):
         make_psf(model, (15, 15), **params)
+
+
+@pytest.mark.parametrize("shape", [float("nan"), float("inf"), 9.0, (9, float("nan"))])
+def test_make_psf_refuses_a_non_integer_shape_by_name(shape):
+    with pytest.raises(TypeError, match="shape must be an int"):
+        make_psf("gaussian", shape, sigma=1.5)
+
+
+@pytest.mark.parametrize("shape", [None, "x"])
+def test_make_psf_names_the_shape_when_it_is_not_a_number(shape):
+    with pytest.raises(TypeError, match="shape must be an int"):
+        make_psf("gaussian", shape, sigma=1.5)
+
+
+def test_make_psf_refuses_a_sequence_for_a_single_number_parameter_by_name():
+    with pytest.raises(TypeError, match="angle of the 'motion' model must be one number"):
+        make_psf("motion", (9, 9), length=3.0, angle=[1.0, 2.0])
+
+
+def test_make_psf_renders_a_moffat_far_wider_than_the_kernel_as_flat():
+    kernel = make_psf("moffat", (5, 5), alpha=1e300, beta=2.0)
+    np.testing.assert_allclose(kernel, np.full((5, 5), 1 / 25), rtol=1e-6)
+
+
+def test_make_psf_refuses_a_ring_far_outside_the_kernel_without_a_warning():
+    with pytest.raises(ValueError, match="no weight inside its shape"):
+        make_psf("ring", (9, 9), diameter=1e300, width=2.0)
+
+
+@pytest.mark.parametrize(("model", "parameters"), [
+    ("ring", {"diameter": 4.0, "width": 1e-300}),
+    ("elliptical_gaussian", {"sigma_y": 1e-300, "sigma_x": 1.0}),
+])
+def test_make_psf_renders_a_profile_far_narrower_than_a_pixel_finite(model, parameters):
+    kernel = make_psf(model, (9, 9), **parameters)
+    assert np.isfinite(kernel).all()
+    assert abs(float(kernel.sum()) - 1) < 1e-5

@@ -104,3 +104,13 @@ def test_convolve_refuses_a_result_beyond_float32(rng):
     image = np.full((8, 8), 3e38, dtype=np.float32)
     with pytest.raises(ValueError, match="convolve computed a non-finite result"):
         convolve(image, np.ones((3, 3)))
+
+
+def test_convolve_names_the_kernel_when_its_dimensionality_differs_from_the_image():
+    with pytest.raises(ValueError, match=r"kernel must have as many axes as image \(2\)"):
+        convolve(np.ones((8, 8)), np.ones(3))
+
+
+def test_convolver_names_its_arguments_when_their_dimensionality_differs():
+    with pytest.raises(ValueError, match="fixed and other_shape differ in dimensionality"):
+        Convolver(np.ones(3), (8, 8))

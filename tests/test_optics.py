@@ -182,3 +182,22 @@ def test_a_non_numeric_optical_parameter_is_a_type_error_naming_it():
     with pytest.raises(TypeError, match="excitation_wavelength must be a number"):
         confocal_psf((15, 15, 15), (0.1, 0.05, 0.05), numerical_aperture=1.2,
                      wavelength=GREEN, excitation_wavelength="blue")
+
+
+@pytest.mark.parametrize("depth", [None, "x", [1.0]])
+def test_widefield_psf_refuses_a_non_numeric_depth_by_name(depth):
+    with pytest.raises(TypeError, match="depth must be a number"):
+        psfkit.widefield_psf((3, 5, 5), (0.2, 0.1, 0.1), numerical_aperture=1.2,
+                             wavelength=0.5, depth=depth)
+
+
+def test_widefield_psf_at_a_tiny_numerical_aperture_is_flat_and_finite():
+    psf = psfkit.widefield_psf((3, 5, 5), (0.3, 0.1, 0.1), numerical_aperture=1e-30,
+                               wavelength=0.5)
+    np.testing.assert_allclose(psf, np.full((3, 5, 5), 1 / 75), rtol=1e-5)
+
+
+def test_widefield_psf_refuses_optics_that_overflow_by_name_without_a_warning():
+    with pytest.raises(ValueError, match="give wavelength and spacing in one unit"):
+        psfkit.widefield_psf((5, 9, 9), (0.3, 0.1, 0.1), numerical_aperture=1e-30,
+                             wavelength=1e300)

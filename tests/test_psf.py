@@ -219,3 +219,20 @@ def test_a_spacing_of_the_wrong_length_or_kind_is_refused_by_name(bead_frame, sp
     # a wrong length used to fail in np.broadcast_to with no argument named
     with pytest.raises(error, match=match):
         prepare_psf(bead_frame, spacing=spacing)
+
+
+@pytest.mark.parametrize("centre", ["x", [None, "y"], {"a": 1}])
+def test_prepare_psf_names_a_centre_that_is_not_numbers(centre):
+    image, _ = bead_image(make_psf("gaussian", (15, 15), sigma=2.0), (48, 48), count=1)
+    with pytest.raises(TypeError, match="centre must be 2 numbers"):
+        prepare_psf(image, centre=centre)
+
+
+def test_prepare_psf_of_a_noise_free_bool_image_gives_a_named_error_not_a_nan_warning():
+    image = np.array([[[1, 0, 0], [0, 1, 1], [1, 1, 1]],
+                      [[1, 1, 0], [1, 0, 1], [0, 1, 1]],
+                      [[0, 0, 0], [0, 1, 1], [1, 0, 1]]], dtype=bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PsfWarning)  # saturated at 1, by design of a bool
+        with pytest.raises(ValueError, match="the source has no positive flux"):
+            prepare_psf(image, background=-1.0)

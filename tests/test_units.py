@@ -167,3 +167,12 @@ def test_bad_spacings_raise_errors_that_name_the_argument(psf_spacing, image_spa
 def test_a_psf_without_light_is_refused():
     with pytest.raises(ValueError, match="psf has no positive values"):
         resample_psf(-np.ones((5, 5)), 0.1, 0.2)
+
+
+@pytest.mark.parametrize(("psf_spacing", "image_spacing"), [(1e300, 0.1), (1.0, 1e-30),
+                                                            (1e300, 1e-300)])
+def test_resample_psf_refuses_spacings_that_ask_for_a_huge_psf_by_name(psf_spacing,
+                                                                       image_spacing):
+    psf = make_psf("gaussian", (5, 5), sigma=1.0)
+    with pytest.raises(ValueError, match=r"psf_spacing .* and image_spacing .* same unit"):
+        resample_psf(psf, psf_spacing, image_spacing)

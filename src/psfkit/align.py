@@ -62,10 +62,15 @@ def estimate_shift(
         raise ValueError(f"upsample must be a whole number from 1 to {MAX_UPSAMPLE}, got "
                          f"{upsample!r}")
     if reference.shape != moving.shape:
-        raise ValueError(f"shapes differ: {reference.shape} and {moving.shape}")
+        raise ValueError(f"reference and moving must have one shape, got {reference.shape} "
+                         f"and {moving.shape}")
     window = edge_window(reference.shape)
     a = (reference - reference.mean()) * window
     b = (moving - moving.mean()) * window
+    for name, faded in (("reference", a), ("moving", b)):
+        if not faded.any():  # phase correlation would divide by zero
+            raise ValueError(f"{name} has no contrast away from its borders (it is constant "
+                             f"or too small, shape {faded.shape}); a shift cannot be measured")
     shift, _, _ = phase_cross_correlation(a, b, upsample_factor=upsample, normalization=None)
     return -np.asarray(shift, dtype=float)
 

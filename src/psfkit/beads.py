@@ -22,7 +22,6 @@ import scipy.ndimage as ndi
 
 from ._arguments import finite_result, kernel_shape, progress_callback, real_number, whole_number
 from ._progress import report
-from ._validate import odd_shape
 from .noise import MAD_TO_SIGMA
 from .operators import WORKERS, fast_shape, periodic_crop, periodic_embed
 from .point_source import (
@@ -179,7 +178,7 @@ def _bead_half(candidates: _Candidates, shape) -> list[int]:
     reach of the candidates' regions (from their peaks to their bounding boxes' far sides)
     plus a margin."""
     if shape is not None:
-        return [s // 2 for s in odd_shape(shape, candidates.labels.ndim)]
+        return [s // 2 for s in kernel_shape(shape, candidates.labels.ndim)]
     reaches = [[max(p - b.start, b.stop - 1 - p) for p, b in zip(peak, box, strict=True)]
                for peak, box in zip(candidates.peaks, candidates.boxes, strict=True)]
     median_reach = np.median(np.array(reaches, dtype=float), axis=0)

@@ -82,7 +82,9 @@ def defocus_diameter(blurred, *, sharp=None, min_diameter: float = 3.0,
     segment = profile[low:high + 1]
     index = int(np.argmin(segment)) + low
     if index <= low or index >= high:
-        raise ValueError("no defocus ring found in the cepstrum")
+        raise ValueError(f"no defocus ring found in the cepstrum of blurred between "
+                         f"{low} and {high} px; widen min_diameter..max_diameter, or the "
+                         f"blur is not a defocus disk")
     left, middle, right = profile[index - 1:index + 2]
     curvature = left - 2 * middle + right
     offset = 0.5 * (left - right) / curvature if curvature > 0 else 0.0

@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.special
 
-from ._validate import odd_shape
+from ._arguments import finite_result, kernel_shape
 from .optics import confocal_psf, widefield_psf
 
 #: First zero of the Bessel function J1: the Airy pattern's first dark ring is at v = J1_ZERO.
@@ -91,7 +91,11 @@ def _render_2d(profile, shape, factor: int | None = None) -> np.ndarray:
     """Average ``profile(y, x)`` over ``factor²`` sub-samples per pixel (float64)."""
     factor = factor or _subsamples(shape)
     y, x = _subpixel_offsets(shape, factor)
-    return _normalise(_bin_mean(profile(y, x), factor))
+    # a profile far wider or narrower than a pixel overflows on its way to exp(-inf) = 0;
+    # a kernel left with no weight is refused by _normalise, an infinite one by make_psf
+    with np.errstate(over="ignore"):
+        values = profile(y, x)
+    return _normalise(_bin_mean(values, factor))
 
 
 def _soft_inside(distance_inside, factor: int = SUBSAMPLES):
@@ -132,7 +136,10 @@ def _elliptical_gaussian(shape, sigma_y, sigma_x, angle=0.0) -> np.ndarray:
 def _moffat(shape, alpha, beta) -> np.ndarray:
     if alpha <= 0 or beta <= 0:
         raise ValueError("alpha and beta must be positive")
-    return _render_2d(lambda y, x: (1 + (y**2 + x**2) / alpha**2) ** (-beta), shape)
+    # alpha * alpha, not alpha**2: a float's ** raises OverflowError where * gives inf
+    # (a Moffat wider than the kernel: flat), and both round the same
+    alpha_squared = alpha * alpha
+    return _render_2d(lambda y, x: (1 + (y**2 + x**2) / alpha_squared) ** (-beta), shape)
 
 
 def _airy(shape, radius) -> np.ndarray:
@@ -220,11 +227,11 @@ def render(model: str, shape, **params) -> np.ndarray:
 
 def _shape_for(model: str, shape) -> tuple[int, ...]:
     if model == "gaussian":
-        ndim = 2 if np.isscalar(shape) else len(shape)
-        return odd_shape(shape, ndim)
+        ndim = len(shape) if np.ndim(shape) == 1 else 2
+        return kernel_shape(shape, ndim)
     if model in OPTICAL_MODELS:
-        return odd_shape(shape, 3)
-    return odd_shape(shape, 2)
+        return kernel_shape(shape, 3)
+    return kernel_shape(shape, 2)
 
 
 # -- public renderers (float32, checked shape) ---------------------------------------------
@@ -279,14 +286,22 @@ def motion(shape, length: float, angle: float = 0.0) -> np.ndarray:
     return make_psf("motion", shape, length=length, angle=angle)
 
 
+#: The model parameters that may be given once per axis.
+PER_AXIS_PARAMETERS = ("sigma", "spacing")
+
+
 def _check_parameters(model: str, params: dict) -> None:
-    """Every parameter must be a finite real number (or, for ``sigma``, one per axis)."""
+    """Every parameter must be a finite real number (or, for ``sigma`` and ``spacing``,
+    one per axis)."""
     for name, value in params.items():
         try:
             values = np.asarray(value, dtype=float)
         except (TypeError, ValueError):
             raise TypeError(f"{name} of the {model!r} model must be a number, got "
                             f"{value!r}") from None
+        if values.ndim != 0 and name not in PER_AXIS_PARAMETERS:
+            raise TypeError(f"{name} of the {model!r} model must be one number, got "
+                            f"{value!r}")
         if not np.all(np.isfinite(values)):
             raise ValueError(f"{name} of the {model!r} model must be finite, got {value!r}")
 
@@ -326,4 +341,5 @@ def make_psf(model: str, shape, **params) -> np.ndarray:
         kernel = _RENDERERS[model](shape, **params)
     except TypeError as error:
         raise TypeError(f"wrong parameters for the {model!r} model: {error}") from None
-    return kernel.astype(np.float32)
+    return finite_result(kernel.astype(np.float32), "make_psf",
+                         fix=f"choose {model} parameters of a few pixels for this shape")

@@ -78,7 +78,8 @@ class Convolver:
                             for n in np.atleast_1d(other_shape).tolist())
         if fixed.ndim != len(other_shape):
             raise ValueError(
-                f"operands differ in dimensionality: {fixed.shape} and {other_shape}"
+                f"fixed and other_shape differ in dimensionality: {fixed.shape} and "
+                f"{other_shape}"
             )
         self.fixed_shape = fixed.shape
         self.other_shape = other_shape
@@ -178,6 +179,9 @@ def convolve(image: np.ndarray, kernel: np.ndarray, mode: str = "same") -> np.nd
     kernel = as_float_array(kernel, "kernel", ndim=())
     if mode not in MODES:  # refused before any work
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if kernel.ndim != image.ndim:
+        raise ValueError(f"kernel must have as many axes as image ({image.ndim}), got shape "
+                         f"{kernel.shape}")
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, by name
         result = Convolver(kernel, image.shape).apply(image, mode)
     return finite_result(result, "convolve", fix="rescale image or kernel so that the blur "

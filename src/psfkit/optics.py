@@ -50,6 +50,7 @@ computation for fluorescence microscopy", J. Opt. Soc. Am. A 34, 1029 (2017).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +58,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.special
 
-from ._validate import odd_shape
+from ._arguments import finite_result, kernel_shape
 from .units import voxel_spacing
 
 __all__ = ["confocal_psf", "widefield_psf"]
@@ -105,7 +106,7 @@ def _objective(numerical_aperture, immersion_index, sample_index, depth) -> Obje
     immersion_index = _positive(immersion_index, "immersion_index")
     sample_index = immersion_index if sample_index is None else _positive(
         sample_index, "sample_index")
-    depth = float(depth)
+    depth = _number(depth, "depth")
     if not np.isfinite(depth) or depth < 0:
         raise ValueError(f"depth is the source's distance below the coverslip and must be "
                          f"zero or positive, got {depth}")
@@ -115,12 +116,17 @@ def _objective(numerical_aperture, immersion_index, sample_index, depth) -> Obje
     return Objective(numerical_aperture, immersion_index, sample_index, depth)
 
 
-def _positive(value, name: str) -> float:
-    """``value`` as a positive finite float; a ``TypeError``/``ValueError`` naming it."""
+def _number(value, name: str) -> float:
+    """``value`` as a float; a ``TypeError`` naming it when it is not a number."""
     try:
-        value = float(value)
+        return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {value!r}") from None
+
+
+def _positive(value, name: str) -> float:
+    """``value`` as a positive finite float; a ``TypeError``/``ValueError`` naming it."""
+    value = _number(value, name)
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number, got {value}")
     return value
@@ -286,25 +292,34 @@ def _mirrored(quadrant: np.ndarray, shape_yx) -> np.ndarray:
 def _render(shape, spacing, objective: Objective, wavelengths: tuple[float, ...]):
     """The product of the Gibson–Lanni intensities at ``wavelengths``, integrated over
     each voxel of ``shape`` (z, y, x), with unit sum (float64)."""
-    shape = odd_shape(shape, 3)
+    shape = kernel_shape(shape, 3)
     spacing = voxel_spacing(spacing, 3, "spacing")
     # the product of several PSFs passes the sum of their bandwidths
     effective = 1 / sum(1 / w for w in wavelengths)
     na, n_i = objective.numerical_aperture, objective.immersion_index
     lateral = _subsamples(max(spacing[1:]), effective / (4 * na))
-    axial = _subsamples(spacing[0], effective / (2 * (n_i - np.sqrt(n_i**2 - na**2))))
-    integration = lateral_integration(shape[1:], spacing[1:], lateral,
-                                      effective / na / RADIAL_SAMPLES_PER_RESOLUTION)
-    defocus = _subsample_offsets(shape[0], axial, spacing[0]) - shape[0] // 2 * spacing[0]
-    intensity = np.ones((defocus.size, integration.operator.shape[1]))
-    for wavelength in wavelengths:
-        intensity *= radial_intensity(integration.radii, defocus, objective, wavelength)
-    # both integrations are linear: average the axial sub-samples first, on the profile
-    intensity = intensity.reshape(shape[0], axial, -1).mean(axis=1)
-    planes = (integration.operator @ intensity.T).T.reshape(shape[0],
-                                                           *integration.quadrant_shape)
-    psf = _mirrored(planes, shape[1:])
-    return psf / psf.sum()
+    # n - sqrt(n² - NA²) written as NA² / (n + sqrt(n² - NA²)): no cancellation to 0
+    # (and a division by it) at a tiny NA; Python floats, so that an extreme ratio is an
+    # infinite Nyquist interval (the fewest sub-samples) without a numpy warning
+    axial_nyquist = effective * (n_i + math.sqrt(n_i**2 - na**2)) / (2 * na**2)
+    axial = _subsamples(spacing[0], axial_nyquist)
+    # optics far outside a microscope's (a wavelength of 1e300 at an NA of 1e-30) overflow
+    # in the Bessel series; the result is refused below, by name, instead of a warning
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        integration = lateral_integration(shape[1:], spacing[1:], lateral,
+                                          effective / na / RADIAL_SAMPLES_PER_RESOLUTION)
+        defocus = _subsample_offsets(shape[0], axial, spacing[0]) - shape[0] // 2 * spacing[0]
+        intensity = np.ones((defocus.size, integration.operator.shape[1]))
+        for wavelength in wavelengths:
+            intensity *= radial_intensity(integration.radii, defocus, objective, wavelength)
+        # both integrations are linear: average the axial sub-samples first, on the profile
+        intensity = intensity.reshape(shape[0], axial, -1).mean(axis=1)
+        planes = (integration.operator @ intensity.T).T.reshape(shape[0],
+                                                               *integration.quadrant_shape)
+        psf = _mirrored(planes, shape[1:])
+        psf = psf / psf.sum()
+    return finite_result(psf, "the microscope PSF", fix="give wavelength and spacing in one "
+                         "unit (e.g. µm) and a numerical_aperture of a real objective")
 
 
 def widefield_psf(shape, spacing, *, numerical_aperture: float, wavelength: float,

@@ -281,7 +281,10 @@ def finish_psf(region: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray
     # Wiener-like shrinkage: pixels whose local (smoothed) signal is not well above the
     # noise are damped in proportion, which removes most tail noise at little cost
     local = np.clip(ndi.gaussian_filter(region, SMOOTHING, mode="constant"), 0.0, None)
-    shrink = local**2 / (local**2 + sigma**2)
+    signal, total = local**2, local**2 + sigma**2
+    # a noise-free region (sigma 0, e.g. a bool image) is not damped where it is dark:
+    # 0 / 0 there would make the whole PSF NaN
+    shrink = np.divide(signal, total, out=np.ones_like(signal), where=total > 0)
     psf = np.clip(region * _soft(support) * shrink, 0.0, None)
     if not psf.sum() > 0:
         raise ValueError("the source has no positive flux above the background")

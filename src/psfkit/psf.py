@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._arguments import finite_result, kernel_shape
-from ._validate import odd_shape
 from .point_source import (
     SUPPORT_MARGIN,
     SUPPORT_THRESHOLD,
@@ -114,7 +113,11 @@ def _source_seed(z: np.ndarray, centre) -> tuple[int, ...]:
     if centre is None:
         seed = np.unravel_index(int(np.argmax(z)), z.shape)
     else:
-        centre = np.asarray(centre, dtype=float)
+        try:
+            centre = np.asarray(centre, dtype=float)
+        except (TypeError, ValueError):
+            raise TypeError(f"centre must be {z.ndim} numbers (pixel indices), got "
+                            f"{centre!r}") from None
         if centre.shape != (z.ndim,):
             raise ValueError(f"centre must have {z.ndim} coordinates, got {centre.shape}")
         if not np.all(np.isfinite(centre)):
@@ -154,7 +157,7 @@ def _check_truncation(core: np.ndarray, reach: np.ndarray, half, shape,
     truncated = touches or bool(np.any(reach > np.array(half)))
     if truncated:
         where = ("the frame edge" if touches
-                 else f"the requested shape {odd_shape(shape, core.ndim)}")
+                 else f"the requested shape {kernel_shape(shape, core.ndim)}")
         _warn(messages, TruncationWarning,
               f"the point source runs beyond {where}: part of the PSF is missing")
     return truncated
@@ -165,7 +168,7 @@ def _psf_half(reach: np.ndarray, shape, ndim: int) -> list[int]:
     (its ``reach`` from the centre) plus a margin when no ``shape`` is given."""
     if shape is None:
         return [int(np.ceil(r + SUPPORT_MARGIN + 1)) for r in reach]
-    return [s // 2 for s in odd_shape(shape, ndim)]
+    return [s // 2 for s in kernel_shape(shape, ndim)]
 
 
 def _source_flux(region: np.ndarray, sigma: float) -> float:

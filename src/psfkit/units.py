@@ -15,6 +15,7 @@ separates).
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -30,6 +31,10 @@ __all__ = ["UndersamplingWarning", "resample_psf"]
 #: axis: below about two voxels per FWHM the grid no longer carries the PSF's shape
 #: (Nyquist sampling of a Gaussian-like peak).
 UNDERSAMPLED_FWHM = 2.0
+
+#: Most voxels :func:`resample_psf` produces (2**26, 512 MB in float64, well beyond any PSF):
+#: a larger result comes from spacings in two different units, and is refused by name.
+MAX_RESAMPLED_VOXELS = 2**26
 
 
 class UndersamplingWarning(PsfWarning):
@@ -59,6 +64,21 @@ def _nearest_odd(length: float) -> int:
     """The odd voxel count whose extent is nearest to ``length`` voxels (at least 1; a
     tie goes to the larger, which keeps all the light)."""
     return max(1, 2 * int(np.floor((length - 1) / 2 + 0.5)) + 1)
+
+
+def _resampled_shape(shape, psf_spacing, image_spacing) -> tuple[int, ...]:
+    """The odd shape covering ``shape`` voxels of ``psf_spacing`` on the ``image_spacing``
+    grid; a ``ValueError`` naming both spacings when it has more than
+    :data:`MAX_RESAMPLED_VOXELS` voxels."""
+    # Python floats: an extreme ratio becomes inf (refused below) without a numpy warning
+    lengths = [n * float(a) / float(b)
+               for n, a, b in zip(shape, psf_spacing, image_spacing, strict=True)]
+    if math.prod(lengths) > MAX_RESAMPLED_VOXELS:
+        raise ValueError(f"psf_spacing {tuple(psf_spacing.tolist())} and image_spacing "
+                         f"{tuple(image_spacing.tolist())} would give a PSF of about "
+                         f"{math.prod(lengths):.3g} voxels (at most {MAX_RESAMPLED_VOXELS}); "
+                         f"give both spacings in the same unit")
+    return tuple(_nearest_odd(length) for length in lengths)
 
 
 def _voxel_edges(count: int, step: float) -> np.ndarray:
@@ -148,10 +168,10 @@ def resample_psf(psf, psf_spacing, image_spacing) -> np.ndarray:
     image_spacing = voxel_spacing(image_spacing, psf.ndim, "image_spacing")
     if not psf.sum() > 0:
         raise ValueError("psf has no positive values; there is no light to resample")
+    counts = _resampled_shape(psf.shape, psf_spacing, image_spacing)
     _warn_if_undersampled(psf, psf_spacing, image_spacing)
     resampled = psf
-    for axis in range(psf.ndim):
-        count = _nearest_odd(psf.shape[axis] * psf_spacing[axis] / image_spacing[axis])
+    for axis, count in enumerate(counts):
         resampled = resample_axis(resampled, axis, psf_spacing[axis], image_spacing[axis],
                                   count)
     # the spline dips below zero by up to ~1e-3 of the peak at the PSF's zeros: clip them

@@ -1,0 +1,523 @@
+"""The input contract of the core, checked on awkward inputs drawn by hypothesis.
+
+One property for every public function in scope: a call either returns finite results of
+the documented shape and dtype, or raises ``ValueError``/``TypeError`` whose message names
+one of the function's arguments; and no input is modified. The inputs vary the shape (1 to
+5 axes, at most 4096 samples), the dtype (bool to float64, complex, object, masked), the
+content (noise, zeros, constants, NaN, ±inf) and the magnitude (1e-30 to float64's
+maximum), and the keyword values (NaN, ±inf, negative, 0, the wrong type).
+
+Hypothesis runs derandomized, so the suite tries the same inputs on every run. psfkit's own
+warnings (``PsfWarning``, ``UndersamplingWarning``) are documented advice and are ignored
+here; any other warning is an error (pytest's ``filterwarnings = error``). The outcomes are
+counted per function and printed at the end of the module (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+import hashlib
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import psfkit
+from psfkit import (
+    Convolver,
+    PsfWarning,
+    UndersamplingWarning,
+    average_beads,
+    confocal_psf,
+    convolve,
+    defocus_diameter,
+    estimate_kernel,
+    estimate_shift,
+    fit_kernel,
+    make_psf,
+    noise_sigma,
+    prepare_psf,
+    resample_psf,
+    widefield_psf,
+)
+
+#: Largest number of samples of a drawn array, so that each example stays fast.
+MAX_SAMPLES = 4096
+
+DTYPES = ("bool", "uint8", "int16", "float16", "float32", "float64", "complex64", "object",
+          "masked")
+CONTENTS = ("noise", "blob", "zeros", "constant", "nan", "inf", "-inf")
+MAGNITUDES = (1e-30, 1e-6, 1.0, 1e6, 1e30, 1e300, float(np.finfo(np.float64).max))
+
+#: Keyword values that are wrong in kind or in range for almost any numeric option.
+BAD_SCALARS = (float("nan"), float("inf"), float("-inf"), -1.0, 0.0, 0, -3, True, "x", None,
+               [1.0, 2.0], 2.5)
+
+
+def contract_settings(examples: int):
+    """Hypothesis settings of this suite: a fixed sequence of ``examples`` inputs."""
+    # The deadline is per example and generous (the slowest valid calls take ~1 s on two
+    # loaded cores), so that it only catches a hang and never flakes.
+    return settings(max_examples=examples, deadline=5000, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow,
+                                           HealthCheck.data_too_large])
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+@st.composite
+def shapes(draw, min_dims: int = 1, max_dims: int = 5, min_side: int = 1) -> tuple[int, ...]:
+    """A shape of ``min_dims`` to ``max_dims`` axes with at most :data:`MAX_SAMPLES` samples."""
+    ndim = draw(st.integers(min_dims, max_dims))
+    largest_side = max(min_side, int(MAX_SAMPLES ** (1 / ndim)))
+    return tuple(draw(st.integers(min_side, largest_side)) for _ in range(ndim))
+
+
+def _content(shape, content: str, magnitude: float, seed: int) -> np.ndarray:
+    """A float64 array of ``shape`` filled as ``content`` says, scaled to ``magnitude``."""
+    rng = np.random.default_rng(seed)
+    if content == "zeros":
+        return np.zeros(shape)
+    if content == "constant":
+        return np.full(shape, magnitude)
+    if content == "blob":  # a bright spot on a dim background, like a bead
+        grid = np.indices(shape, dtype=float)
+        centre = np.array(shape, dtype=float).reshape((-1,) + (1,) * len(shape)) / 2
+        spot = np.exp(-((grid - centre) ** 2).sum(axis=0) / 4.0)
+        with np.errstate(over="ignore"):  # near float64's maximum the peak becomes inf
+            return magnitude * (spot + 0.01 * rng.random(shape))
+    values = magnitude * rng.random(shape)
+    if content in ("nan", "inf", "-inf"):
+        values.flat[rng.integers(values.size)] = float(content)
+    return values
+
+
+def _as_dtype(values: np.ndarray, dtype: str, seed: int):
+    """``values`` converted to ``dtype`` the way a user's array of that dtype would look."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if dtype == "masked":
+            mask = np.random.default_rng(seed).random(values.shape) < 0.2
+            return np.ma.masked_array(values, mask=mask)
+        if dtype == "bool":
+            return values > np.nanmean(np.where(np.isfinite(values), values, 0.0))
+        if dtype in ("uint8", "int16"):
+            info = np.iinfo(dtype)
+            finite = np.nan_to_num(values, nan=0.0, posinf=info.max, neginf=info.min)
+            return np.clip(finite, info.min, info.max).astype(dtype)
+        return values.astype(dtype)
+
+
+@st.composite
+def arrays(draw, shape=None, min_dims: int = 1, max_dims: int = 5, min_side: int = 1,
+           dtypes=DTYPES, contents=CONTENTS, magnitudes=MAGNITUDES):
+    """An awkward array: a drawn shape, dtype, content and magnitude."""
+    if shape is None:
+        shape = draw(shapes(min_dims, max_dims, min_side))
+    seed = draw(st.integers(0, 2**16))
+    values = _content(shape, draw(st.sampled_from(contents)),
+                      draw(st.sampled_from(magnitudes)), seed)
+    return _as_dtype(values, draw(st.sampled_from(dtypes)), seed)
+
+
+@st.composite
+def bead_images(draw, max_beads: int = 3):
+    """A valid 2D or 3D photo of up to ``max_beads`` Gaussian spots on a noisy background,
+    or (half of the time) an awkward array."""
+    shape = draw(st.sampled_from(((32, 32), (24, 40), (9, 24, 24))))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape, dtype=float)
+    image = 0.01 * rng.random(shape)
+    for _ in range(draw(st.integers(1, max_beads))):
+        centre = [rng.uniform(n / 4, 3 * n / 4) for n in shape]
+        image += np.exp(-sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) / 3.0)
+    return draw(ordinary_or(arrays(min_dims=1, max_dims=5), image))
+
+
+@st.composite
+def defocused_images(draw):
+    """A valid 64×64 scene blurred by a disk of a drawn diameter, or (half of the time) an
+    awkward array."""
+    seed = draw(st.integers(0, 2**16))
+    disk = make_psf("disk", (15, 15), radius=draw(st.sampled_from((2.5, 4.0, 6.0))))
+    image = convolve(np.random.default_rng(seed).random((64, 64)), disk)
+    return draw(ordinary_or(arrays(min_dims=1, max_dims=4), image))
+
+
+def ordinary_or(strategy, ordinary):
+    """``ordinary`` (a valid value) half of the time, else a value from ``strategy``, so that
+    one bad argument at a time is seen as well as several together."""
+    return st.one_of(st.just(ordinary), strategy)
+
+
+def bad_or(ordinary, *extra):
+    """A valid ``ordinary`` keyword value, or one of :data:`BAD_SCALARS` or ``extra``."""
+    return ordinary_or(st.sampled_from(BAD_SCALARS + extra), ordinary)
+
+
+@st.composite
+def blurred_pairs(draw, min_dims: int = 2, max_dims: int = 3, min_side: int = 8):
+    """A sharp image and a blur of it of the same shape, either or both made awkward."""
+    shape = draw(shapes(min_dims, max_dims, min_side))
+    seed = draw(st.integers(0, 2**16))
+    sharp = np.random.default_rng(seed).random(shape)
+    blurred = _smoothed(sharp)
+    sharp = draw(ordinary_or(arrays(shape=shape), sharp))
+    blurred = draw(ordinary_or(arrays(shape=shape), blurred))
+    if draw(st.booleans()):  # a rescaled pair of otherwise valid images
+        scale = draw(st.sampled_from(MAGNITUDES))
+        sharp, blurred = _scaled(sharp, scale), _scaled(blurred, scale)
+    return sharp, blurred
+
+
+def _smoothed(image: np.ndarray) -> np.ndarray:
+    """``image`` blurred by a small box along every axis (a plausible blurred partner)."""
+    import scipy.ndimage
+
+    return scipy.ndimage.uniform_filter(image, size=3, mode="nearest")
+
+
+def _scaled(array, scale: float):
+    """``array * scale`` when it is a float64 array (others are left as they are)."""
+    if isinstance(array, np.ndarray) and array.dtype == np.float64:
+        with np.errstate(over="ignore"):
+            return array * scale
+    return array
+
+
+# --------------------------------------------------------------------------- the property
+
+OUTCOMES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+SEEN: dict[str, set] = collections.defaultdict(set)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def outcome_table():
+    """Print, after the module, how many distinct inputs each function was given and how
+    many gave a finite result or a clear error."""
+    yield
+    print("\nfunction             distinct  finite  error")
+    for function, counts in sorted(OUTCOMES.items()):
+        print(f"{function:20s} {len(SEEN[function]):8d} {counts['finite']:7d} "
+              f"{counts['error']:6d}")
+
+
+def _fingerprint(value) -> str:
+    """A stable digest of an input, to count distinct calls."""
+    digest = hashlib.sha1()
+    for item in value if isinstance(value, tuple) else (value,):
+        if isinstance(item, np.ndarray):
+            digest.update(repr((item.shape, item.dtype.str, np.ma.isMaskedArray(item))).encode())
+            digest.update(np.ascontiguousarray(item).tobytes() if item.dtype != object
+                          else repr(item.tolist()).encode())
+        else:
+            digest.update(repr(item).encode())
+    return digest.hexdigest()
+
+
+def _snapshot(value):
+    """A deep copy of an input, masked arrays with their masks."""
+    return copy.deepcopy(value)
+
+
+def _assert_unchanged(before, after, path="input"):
+    """``after`` equals ``before``: same type, shape, dtype, values (NaN equal to NaN)."""
+    if isinstance(before, np.ndarray):
+        assert type(after) is type(before) and after.dtype == before.dtype, path
+        assert after.shape == before.shape, path
+        if np.ma.isMaskedArray(before):
+            np.testing.assert_array_equal(np.ma.getmaskarray(after), np.ma.getmaskarray(before))
+            before, after = before.data, after.data
+        if before.dtype == object:
+            assert repr(before.tolist()) == repr(after.tolist()), path
+        else:
+            np.testing.assert_array_equal(after, before, err_msg=path)
+    elif isinstance(before, dict):
+        for key in before:
+            _assert_unchanged(before[key], after[key], f"{path}[{key!r}]")
+    elif isinstance(before, (list, tuple)):
+        for i, (b, a) in enumerate(zip(before, after, strict=True)):
+            _assert_unchanged(b, a, f"{path}[{i}]")
+
+
+def _assert_finite(value, path="result", documented_nan=()):
+    """Every number in a result (arrays, floats, dataclass fields, dicts) is finite, but
+    for the top-level fields ``documented_nan`` that may hold NaN by design."""
+    if dataclasses.is_dataclass(value):
+        for field in dataclasses.fields(value):
+            if field.name not in documented_nan:
+                _assert_finite(getattr(value, field.name), f"{path}.{field.name}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _assert_finite(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _assert_finite(item, f"{path}[{i}]")
+    elif isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.number):
+        assert np.isfinite(value).all(), f"{path} is not finite"
+    elif isinstance(value, (float, np.floating)):
+        assert np.isfinite(value), f"{path} = {value}"
+
+
+def holds_contract(call, arguments: dict, check_result, *, names=None, function=None,
+                   documented_nan=()):
+    """Call ``call(**arguments)`` and assert the contract. ``check_result`` asserts the
+    documented shape and dtype; ``names`` are the argument names an error message may name
+    (``call``'s parameters by default); ``function`` labels the outcome counts;
+    ``documented_nan`` names result fields documented to hold NaN."""
+    function = function or call.__name__
+    names = parameter_names(call) if names is None else names
+    before = _snapshot(arguments)
+    SEEN[function].add(_fingerprint(tuple(arguments.values())))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PsfWarning)
+            warnings.simplefilter("ignore", UndersamplingWarning)
+            result = call(**arguments)
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        assert any(name in message for name in names), (
+            f"{function}: message names no argument of {sorted(names)}: {message!r}")
+        OUTCOMES[function]["error"] += 1
+    else:
+        _assert_finite(result, documented_nan=documented_nan)
+        check_result(result)
+        OUTCOMES[function]["finite"] += 1
+    _assert_unchanged(before, arguments)
+
+
+def parameter_names(function) -> set[str]:
+    """The names of ``function``'s parameters (what an error message may name)."""
+    return set(inspect.signature(function).parameters)
+
+
+def is_float_array(result, ndim=None, shape=None, dtype=np.float32) -> None:
+    """Assert ``result`` is an ndarray of ``dtype``, ``ndim`` axes and ``shape``."""
+    assert isinstance(result, np.ndarray), type(result)
+    assert result.dtype == dtype, result.dtype
+    if ndim is not None:
+        assert result.ndim == ndim, result.shape
+    if shape is not None:
+        assert result.shape == tuple(shape), (result.shape, shape)
+
+
+def _ndim(array) -> int:
+    return np.ndim(array)
+
+
+def kernel_result(ndim: int):
+    """A check that a result's ``kernel`` is a float32 array of ``ndim`` axes."""
+    return lambda result: is_float_array(result.kernel, ndim=ndim)
+
+
+# --------------------------------------------------------------------------- one test per function
+
+
+@contract_settings(examples=600)
+@given(pair=blurred_pairs(), shape=bad_or(None, (5, 5), 4, (3, 3, 3), 3),
+       method=bad_or("auto", "fourier", "lsq", "nope"), regularization=bad_or("auto", 1e-3),
+       max_iterations=bad_or(30, 5.0, 10**12), tolerance=bad_or(1e-3))
+def test_estimate_kernel_returns_a_finite_kernel_or_names_the_bad_argument(
+        pair, shape, method, regularization, max_iterations, tolerance):
+    sharp, blurred = pair
+    holds_contract(estimate_kernel,
+                   dict(sharp=sharp, blurred=blurred, shape=shape, method=method,
+                        regularization=regularization, max_iterations=max_iterations,
+                        tolerance=tolerance),
+                   kernel_result(_ndim(sharp)))
+
+
+@contract_settings(examples=400)
+@given(pair=blurred_pairs(), model=bad_or("gaussian", "moffat", "disk", "nope"),
+       shape=bad_or(None, (7, 7), 4), spacing=bad_or(None, (1.0, 2.0), [1.0, 1.0, 1.0]),
+       loss=bad_or("linear", "soft_l1", "nope"), max_evaluations=bad_or(20, 5.0))
+def test_fit_kernel_returns_a_finite_fit_or_names_the_bad_argument(
+        pair, model, shape, spacing, loss, max_evaluations):
+    sharp, blurred = pair
+    holds_contract(fit_kernel,
+                   dict(sharp=sharp, blurred=blurred, model=model, shape=shape, spacing=spacing,
+                        loss=loss, max_evaluations=max_evaluations),
+                   kernel_result(_ndim(sharp)))
+
+
+@contract_settings(examples=600)
+@given(blurred=defocused_images(), min_diameter=bad_or(3.0, 10**6),
+       max_diameter=bad_or(None, 12.0, 1.0))
+def test_defocus_diameter_returns_a_finite_diameter_or_names_the_bad_argument(
+        blurred, min_diameter, max_diameter):
+    def check(result):
+        assert isinstance(result, float) and result > 0, result
+
+    holds_contract(defocus_diameter,
+                   dict(blurred=blurred, min_diameter=min_diameter, max_diameter=max_diameter),
+                   check)
+
+
+@contract_settings(examples=800)
+@given(image=bead_images(max_beads=1), shape=bad_or(None, 5, (5, 5), 4, (3, 3, 3)),
+       background=bad_or("auto", 0.0, "median"), centre=bad_or(None, (1.0, 1.0)),
+       saturation=bad_or(None, 1.0), spacing=bad_or(None, (1.0, 1.0)))
+def test_prepare_psf_returns_a_finite_unit_sum_psf_or_names_the_bad_argument(
+        image, shape, background, centre, saturation, spacing):
+    def check(result):
+        is_float_array(result, ndim=_ndim(image))
+        assert all(n % 2 == 1 for n in result.shape), result.shape
+        assert abs(float(result.sum(dtype=np.float64)) - 1) < 1e-3
+
+    holds_contract(prepare_psf,
+                   dict(image=image, shape=shape, background=background, centre=centre,
+                        saturation=saturation, spacing=spacing), check)
+
+
+@contract_settings(examples=400)
+@given(image=bead_images(),
+       shape=bad_or(None, 5, 4), method=bad_or("mean", "median", "nope"),
+       threshold=bad_or(6.0), max_beads=bad_or(None, 2, 2.0),
+       bead_diameter=bad_or(None, 1.0), spacing=bad_or(None, 1.0))
+def test_average_beads_returns_a_finite_average_or_names_the_bad_argument(
+        image, shape, method, threshold, max_beads, bead_diameter, spacing):
+    def check(result):
+        is_float_array(result.psf, ndim=_ndim(image))
+
+    holds_contract(average_beads,
+                   dict(image=image, shape=shape, method=method, threshold=threshold,
+                        max_beads=max_beads, bead_diameter=bead_diameter, spacing=spacing),
+                   check, documented_nan=("beads",))  # flux/snr of unmeasured beads
+
+
+MODEL_PARAMETERS = {
+    "gaussian": ("sigma",), "elliptical_gaussian": ("sigma_y", "sigma_x", "angle"),
+    "moffat": ("alpha", "beta"), "airy": ("radius",), "disk": ("radius",),
+    "ring": ("diameter", "width"), "motion": ("length", "angle"),
+}
+
+
+@st.composite
+def model_calls(draw):
+    """A model name, a kernel shape and its parameters, any of them possibly bad."""
+    model = draw(st.sampled_from((*MODEL_PARAMETERS, "nope")))
+    parameters = {name: draw(bad_or(2.0, 1e300, 1e-30))
+                  for name in MODEL_PARAMETERS.get(model, ("sigma",))}
+    shape = draw(bad_or((9, 9), 9, (8, 8), (5, 5, 5), (1, 1), (-1, 5), (9, 9, 9, 9)))
+    return model, shape, parameters
+
+
+@contract_settings(examples=800)
+@given(call=model_calls())
+def test_make_psf_returns_a_finite_unit_sum_kernel_or_names_the_bad_argument(call):
+    model, shape, parameters = call
+
+    def check(result):
+        is_float_array(result)
+        assert abs(float(result.sum(dtype=np.float64)) - 1) < 1e-4
+
+    holds_contract(lambda **kw: make_psf(kw.pop("model"), kw.pop("shape"), **kw),
+                   dict(model=model, shape=shape, **parameters), check,
+                   names={"model", "shape", *parameters}, function="make_psf")
+
+
+@contract_settings(examples=600)
+@given(image=arrays(min_dims=1, max_dims=4), kernel=arrays(min_dims=1, max_dims=4),
+       mode=bad_or("same", "valid", "full", "nope"))
+def test_convolve_returns_a_finite_blur_or_names_the_bad_argument(image, kernel, mode):
+    def check(result):
+        is_float_array(result, ndim=_ndim(image))
+
+    holds_contract(convolve, dict(image=image, kernel=kernel, mode=mode), check)
+
+
+@contract_settings(examples=400)
+@given(fixed=arrays(min_dims=1, max_dims=3),
+       other_shape=bad_or((8, 8), (-1, 5), (0, 3), (4.0, 4.0), 8, (3, 3, 3), "x"))
+def test_convolver_builds_or_names_the_bad_argument(fixed, other_shape):
+    def check(result):
+        assert isinstance(result, Convolver)
+        other = np.ones(result.other_shape, dtype=np.float32)
+        is_float_array(result.apply(other, "same"), shape=result.other_shape)
+
+    holds_contract(Convolver, dict(fixed=fixed, other_shape=other_shape), check)
+
+
+@contract_settings(examples=600)
+@given(image=arrays(min_dims=1, max_dims=5))
+def test_noise_sigma_returns_a_finite_level_or_names_the_image(image):
+    def check(result):
+        assert isinstance(result, float) and result >= 0, result
+
+    holds_contract(noise_sigma, dict(image=image), check)
+
+
+@st.composite
+def shift_pairs(draw):
+    """A reference and a moving image of one shape, either possibly awkward, or of two."""
+    shape = draw(shapes(1, 4, 2))
+    seed = draw(st.integers(0, 2**16))
+    reference = np.random.default_rng(seed).random(shape)
+    moving = np.roll(reference, 1, axis=0)
+    reference = draw(ordinary_or(arrays(shape=shape), reference))
+    moving = draw(ordinary_or(arrays(min_dims=1, max_dims=4), moving))
+    return reference, moving
+
+
+@contract_settings(examples=500)
+@given(pair=shift_pairs(), upsample=bad_or(10, 10**6, 10.0))
+def test_estimate_shift_returns_a_finite_shift_or_names_the_bad_argument(pair, upsample):
+    reference, moving = pair
+
+    def check(result):
+        assert isinstance(result, np.ndarray) and result.shape == (np.ndim(reference),)
+
+    holds_contract(estimate_shift,
+                   dict(reference=reference, moving=moving, upsample=upsample), check)
+
+
+@contract_settings(examples=500)
+@given(psf=arrays(min_dims=1, max_dims=4, min_side=1),
+       psf_spacing=bad_or(0.1, (0.1, 0.2), 1e-30, 1e300),
+       image_spacing=bad_or(0.2, (0.2, 0.1), 1e-30, 1e300))
+def test_resample_psf_returns_a_finite_psf_or_names_the_bad_argument(
+        psf, psf_spacing, image_spacing):
+    def check(result):
+        is_float_array(result, ndim=_ndim(psf))
+
+    holds_contract(resample_psf,
+                   dict(psf=psf, psf_spacing=psf_spacing, image_spacing=image_spacing), check)
+
+
+OPTICAL_SHAPES = ((5, 9, 9), (9, 9), 9, (4, 8, 8), (1, 1, 1), (-1, 9, 9), (5, 9, 9, 9))
+
+
+@contract_settings(examples=400)
+@given(shape=bad_or((5, 9, 9), *OPTICAL_SHAPES), spacing=bad_or((0.3, 0.1, 0.1), 1e300),
+       numerical_aperture=bad_or(1.2, 1.6, 1e-30), wavelength=bad_or(0.5, 1e300),
+       depth=bad_or(0.0, 5.0), confocal=st.booleans())
+def test_microscope_psfs_are_finite_or_name_the_bad_argument(
+        shape, spacing, numerical_aperture, wavelength, depth, confocal):
+    arguments = dict(shape=shape, spacing=spacing, numerical_aperture=numerical_aperture,
+                     wavelength=wavelength, depth=depth)
+    function = widefield_psf
+    if confocal:
+        function, arguments["excitation_wavelength"] = confocal_psf, wavelength
+
+    def check(result):
+        is_float_array(result, ndim=3)
+        assert abs(float(result.sum(dtype=np.float64)) - 1) < 1e-4
+
+    holds_contract(function, arguments, check)
+
+
+def test_the_suite_covers_every_function_in_its_scope():
+    """The functions above are the core's public non-deconvolution API."""
+    tested = {"estimate_kernel", "fit_kernel", "defocus_diameter", "prepare_psf",
+              "average_beads", "make_psf", "convolve", "Convolver", "noise_sigma",
+              "estimate_shift", "resample_psf", "widefield_psf", "confocal_psf"}
+    excluded = {"deconvolve", "deconvolve_chunked"}  # hardened and tested elsewhere
+    public_functions = {name for name in psfkit.__all__
+                        if callable(getattr(psfkit, name)) and not name[0].isupper()}
+    assert public_functions - excluded <= tested | {"Convolver"}
