@@ -180,7 +180,7 @@ def test_a_lone_bead_at_the_edge_is_refused_with_the_reason():
 
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"shape": np.inf}, TypeError, "shape must be an int, got inf"),
-    ({"callback": 5}, TypeError, "callback must be callable or None, got 5"),
+    ({"callback": 5}, TypeError, "callback must be a function or None, got 5"),
 ])
 def test_bead_shape_and_callback_are_checked_by_name(beads_2d, kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -263,7 +263,7 @@ def test_a_constant_sample_region_is_refused(small_blurred):
 
 
 @pytest.mark.parametrize(("keywords", "error", "message"), [
-    ({"chunks": 0}, ValueError, "chunks must be >= 1, got 0"),
+    ({"chunks": 0}, ValueError, "chunks must be an int >= 1, got 0"),
     ({"chunks": (np.nan, 32)}, TypeError, "chunks must be an int, got nan"),
     ({"chunks": "big"}, ValueError, "chunks must be 'auto', an int or one entry per axis"),
     ({"sample": "x"}, TypeError, "sample must be a tuple of at most 2 slices"),
@@ -274,7 +274,7 @@ def test_a_constant_sample_region_is_refused(small_blurred):
      "out must have dtype float32 or float64, got int16"),
     ({"out": np.zeros((64, 64), np.float16)}, TypeError, "got float16"),
     ({"depth": np.nan}, TypeError, "depth must be an int, got nan"),
-    ({"memory_limit": 0}, ValueError, "memory_limit must be > 0, got 0"),
+    ({"memory_limit": 0}, ValueError, "memory_limit must be positive, got 0"),
     ({"callback": 5}, TypeError, "callback must be a function or None, got 5"),
     ({"iterations": 5.0}, TypeError, "iterations must be an int, got 5.0"),
     ({"scheduler": "bogus"}, ValueError, "scheduler must be an address such as tcp://"),

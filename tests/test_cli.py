@@ -176,15 +176,15 @@ def test_an_all_zero_first_frame_of_a_stack_does_not_choose_for_the_others(files
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    (["--background", "nan"], "argument --background: value must be finite, got nan"),
-    (["--background", "inf"], "argument --background: value must be finite, got inf"),
+    (["--background", "nan"], "argument --background: value must be a finite number, got nan"),
+    (["--background", "inf"], "argument --background: value must be a finite number, got inf"),
     (["--background", "nope"], "argument --background: expected a number, got 'nope'"),
     (["--regularization", "inf", "--method", "tikhonov"],
-     "argument --regularization: value must be finite, got inf"),
+     "argument --regularization: value must be a finite number, got inf"),
     (["--regularization", "nope"],
      "argument --regularization: expected a number or 'auto', got 'nope'"),
-    (["--memory-limit", "0"], "argument --memory-limit: value must be > 0, got 0"),
-    (["--memory-limit", "nan"], "argument --memory-limit: value must be finite"),
+    (["--memory-limit", "0"], "argument --memory-limit: value must be positive, got 0"),
+    (["--memory-limit", "nan"], "argument --memory-limit: value must be a finite number"),
     (["--depth", "nan"], "argument --depth: expected an integer, got 'nan'"),
     (["--depth", "-1"], "argument --depth: must be >= 0, got -1"),
     (["--regularization", "1e300", "--method", "rl_tv"],

@@ -286,7 +286,7 @@ def test_a_single_column_is_refused_by_name():
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"shape": np.nan}, TypeError, "shape must be an int, got nan"),
     ({"shape": (15, np.inf)}, TypeError, "shape must be an int, got inf"),
-    ({"callback": 5}, TypeError, "callback must be callable or None, got 5"),
+    ({"callback": 5}, TypeError, "callback must be a function or None, got 5"),
 ])
 def test_shape_entries_and_callback_are_checked_before_any_work(gaussian_pair, kwargs, error,
                                                                   match):

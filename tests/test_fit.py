@@ -359,7 +359,7 @@ def test_defocus_is_scale_invariant_at_extreme_magnitudes():
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"shape": np.nan}, TypeError, "shape must be an int, got nan"),
-    ({"callback": "print"}, TypeError, "callback must be callable or None"),
+    ({"callback": "print"}, TypeError, "callback must be a function or None"),
 ])
 def test_fit_shape_and_callback_are_checked_by_name(small_pair, kwargs, error, match):
     with pytest.raises(error, match=match):

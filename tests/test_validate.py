@@ -42,23 +42,23 @@ def test_positive_int_requires_an_int_and_names_the_argument():
         positive_int(5.0, "iterations")
     with pytest.raises(TypeError, match="iterations must be an int, got True"):
         positive_int(True, "iterations")
-    with pytest.raises(ValueError, match="iterations must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="iterations must be an int >= 1, got 0"):
         positive_int(0, "iterations")
     assert whole_number(0, "depth") == 0
 
 
-def test_finite_float_names_the_argument_and_its_range():
-    from psfkit._validate import finite_float, positive_float
+def test_real_number_names_the_argument_and_its_range():
+    from psfkit._validate import real_number
 
-    assert finite_float(np.float32(0.5), "gain", minimum=0.0) == 0.5
-    with pytest.raises(ValueError, match="gain must be finite, got nan"):
-        finite_float(float("nan"), "gain")
+    assert real_number(np.float32(0.5), "gain", minimum=0.0) == 0.5
+    with pytest.raises(ValueError, match="gain must be a finite number, got nan"):
+        real_number(float("nan"), "gain")
     with pytest.raises(ValueError, match=r"gain must satisfy 0 <= gain <= 1, got 2"):
-        finite_float(2, "gain", 0, 1)
+        real_number(2, "gain", minimum=0, maximum=1)
     with pytest.raises(TypeError, match="gain must be a number, got 'x' of type str"):
-        finite_float("x", "gain")
-    with pytest.raises(ValueError, match="memory_limit must be > 0, got 0"):
-        positive_float(0.0, "memory_limit")
+        real_number("x", "gain")
+    with pytest.raises(ValueError, match="memory_limit must be positive, got 0"):
+        real_number(0.0, "memory_limit", positive=True)
 
 
 def test_the_result_check_names_the_result_and_the_fix():

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from ._arguments import rescaled
 from ._fit_models import _Model
+from ._validate import rescaled
 from .noise import floored_noise_sigma
 from .operators import WORKERS, fast_shape, frequencies, periodic_embed
 
@@ -41,7 +41,7 @@ class _Normalised:
         """Normalise ``sharp`` and ``blurred``; both must vary.
 
         The moments are taken of each image divided by an exact power of two
-        (:func:`psfkit._arguments.rescaled`), so that images of 1e-30 or 1e30 neither
+        (:func:`psfkit._validate.rescaled`), so that images of 1e-30 or 1e30 neither
         under- nor overflow in float32, and multiplied back into the caller's units.
         """
         sharp, sharp_scale = rescaled(sharp)

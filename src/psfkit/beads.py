@@ -20,8 +20,8 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
-from ._arguments import finite_result, kernel_shape, progress_callback, real_number, whole_number
 from ._progress import report
+from ._validate import finite_result, kernel_shape, optional_callable, real_number, whole_number
 from .noise import MAD_TO_SIGMA
 from .operators import WORKERS, fast_shape, periodic_crop, periodic_embed
 from .point_source import (
@@ -474,7 +474,7 @@ def average_beads(
         max_beads = whole_number(max_beads, "max_beads", minimum=1)
     if bead_diameter is not None:
         bead_diameter = real_number(bead_diameter, "bead_diameter", positive=True)
-    callback = progress_callback(callback)
+    callback = optional_callable(callback)
     frame = _clean_frame(image, "image", background, hot_pixels)
     spacing = _spacing(spacing, frame.data.ndim)
     if shape is not None:

@@ -40,9 +40,9 @@ from ._validate import (
     available_memory,
     float_output,
     optional_callable,
-    positive_float,
     positive_int,
     psf_fits,
+    real_number,
     whole_number,
 )
 from .deconvolution import deconvolve
@@ -390,7 +390,7 @@ def plan_chunked(
     leading = _check_image(array, psf)
     depth = _depth_per_axis(depth, psf)
     _check_depth_fits(depth, array.shape[leading:])
-    memory_limit = positive_float(memory_limit, "memory_limit")
+    memory_limit = real_number(memory_limit, "memory_limit", positive=True)
     if chunks is None:
         concurrency = (os.cpu_count() or 1) if concurrency is None else positive_int(
             concurrency, "concurrency")

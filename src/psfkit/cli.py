@@ -61,7 +61,7 @@ def _number(text: str, *, minimum: float | None = None, positive: bool = False,
             auto: bool = False):
     """A finite number from the command line (``"auto"`` too with ``auto``), at least
     ``minimum`` or, with ``positive``, above 0; argparse names the option in its error."""
-    from ._validate import finite_float, positive_float
+    from ._validate import real_number
 
     if auto and text == "auto":
         return "auto"
@@ -71,8 +71,7 @@ def _number(text: str, *, minimum: float | None = None, positive: bool = False,
         expected = "a number or 'auto'" if auto else "a number"
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
     try:
-        return positive_float(value, "value") if positive else finite_float(value, "value",
-                                                                            minimum)
+        return real_number(value, "value", minimum=minimum, positive=positive)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 

@@ -13,8 +13,7 @@ import math
 import numpy as np
 import scipy.fft
 
-from ._arguments import finite_result, real_number, rescaled
-from ._validate import as_float_array
+from ._validate import as_float_array, finite_result, real_number, rescaled
 from .align import edge_window
 from .operators import WORKERS, fast_shape
 

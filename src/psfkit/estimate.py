@@ -26,15 +26,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.ndimage as ndi
 
-from ._arguments import (
-    finite_result,
-    kernel_shape,
-    matching_pair,
-    progress_callback,
-    real_number,
-    rescaled,
-    whole_number,
-)
 from ._kernel_fit import _AlignedPair, _fit_at_shift, _FitOptions, _shift_image, _ShiftBounds
 from ._kernel_lsq import _unconstrained_sum
 from ._kernel_support import (
@@ -47,7 +38,16 @@ from ._kernel_support import (
     _remove_noise_floor,
 )
 from ._progress import report
-from ._validate import as_float_array
+from ._validate import (
+    as_float_array,
+    finite_result,
+    kernel_shape,
+    matching_pair,
+    optional_callable,
+    real_number,
+    rescaled,
+    whole_number,
+)
 from .align import centroid, estimate_shift
 from .noise import floored_noise_sigma
 from .operators import Convolver, fourier_shift
@@ -234,7 +234,7 @@ def estimate_kernel(
     regularization = _checked_options(method, regularization)
     max_iterations = whole_number(max_iterations, "max_iterations")
     tolerance = real_number(tolerance, "tolerance", minimum=0.0)
-    callback = progress_callback(callback)
+    callback = optional_callable(callback)
     sharp = as_float_array(sharp, "sharp", ndim=(2, 3))
     blurred = as_float_array(blurred, "blurred", ndim=(2, 3))
     if rgb is None:
@@ -495,7 +495,7 @@ def _assembled_estimate(sharp, blurred, kernel, fit, frame, *, method, normalize
 def _estimate_single(sharp, blurred, shape, **options) -> KernelEstimate:
     """The kernel estimate of one 2D or 3D pair (:func:`_estimate_phases`), computed on the
     pair brought to ordinary magnitudes by exact powers of two
-    (:func:`psfkit._arguments.rescaled`) and returned in the caller's units."""
+    (:func:`psfkit._validate.rescaled`) and returned in the caller's units."""
     sharp, sharp_scale = rescaled(sharp)
     blurred, blurred_scale = rescaled(blurred)
     estimate = _estimate_phases(sharp, blurred, shape, **options)

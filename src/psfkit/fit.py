@@ -21,16 +21,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ._arguments import (
-    finite_result,
-    kernel_shape,
-    matching_pair,
-    per_axis_spacing,
-    power_of_two_scale,
-    progress_callback,
-    real_number,
-    whole_number,
-)
 from ._fit_models import GAUSSIAN_FWHM, _kernel_shape, _Model, _model_for, _parameter_errors
 from ._fit_problem import _Normalised, _Problem
 from ._least_squares import (
@@ -46,7 +36,17 @@ from ._least_squares import (
 )
 from ._progress import report
 from ._starting_points import _coarse_candidates, _defocus_candidates, _search_scores
-from ._validate import as_float_array
+from ._validate import (
+    as_float_array,
+    finite_result,
+    kernel_shape,
+    matching_pair,
+    optional_callable,
+    per_axis_spacing,
+    power_of_two_scale,
+    real_number,
+    whole_number,
+)
 from .align import estimate_shift
 from .models import MODELS
 
@@ -318,7 +318,7 @@ def fit_kernel(
     matching_pair(sharp, blurred)
     request = _request(sharp.ndim, model, shape, spacing, loss, f_scale, isotropic,
                        max_evaluations)
-    callback = progress_callback(callback)
+    callback = optional_callable(callback)
     pair = _Normalised.of(sharp, blurred)
     # f_scale is given in the units of blurred; the loss sees standardised residuals
     scale = (2.0 * pair.noise if request.f_scale is None

@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.special
 
-from ._arguments import finite_result, kernel_shape
+from ._validate import finite_result, kernel_shape
 from .optics import confocal_psf, widefield_psf
 
 #: First zero of the Bessel function J1: the Airy pattern's first dark ring is at v = J1_ZERO.

@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage as ndi
 
-from ._arguments import finite_result, rescaled
-from ._validate import as_float_array
+from ._validate import as_float_array, finite_result, rescaled
 
 #: 1 / Phi^-1(3/4): turns a median absolute deviation into a Gaussian sigma.
 MAD_TO_SIGMA = 1.482602218505602

@@ -29,8 +29,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
-from ._arguments import finite_result, whole_number
-from ._validate import all_finite, as_float_array
+from ._validate import all_finite, as_float_array, finite_result, whole_number
 
 #: Threads used by every FFT in psfkit.
 WORKERS = os.cpu_count() or 1

@@ -58,7 +58,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.special
 
-from ._arguments import finite_result, kernel_shape
+from ._validate import finite_result, kernel_shape
 from .units import voxel_spacing
 
 __all__ = ["confocal_psf", "widefield_psf"]

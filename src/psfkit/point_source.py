@@ -22,8 +22,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
-from ._arguments import per_axis_spacing, real_number, rescaled
-from ._validate import all_finite, as_float_array
+from ._validate import all_finite, as_float_array, per_axis_spacing, real_number, rescaled
 from .align import centroid
 from .noise import noise_sigma, rim
 from .operators import WORKERS, centre_embed, fourier_shift
@@ -392,7 +391,7 @@ def _saturation_level(raw: np.ndarray, saturation) -> float | None:
 
 def _spacing(spacing, ndim: int) -> np.ndarray:
     """Pixel spacing per axis as a float array (ones when not given); refuses non-positive
-    (:func:`psfkit._arguments.per_axis_spacing`)."""
+    (:func:`psfkit._validate.per_axis_spacing`)."""
     return np.array(per_axis_spacing(spacing, ndim))
 
 
@@ -405,7 +404,7 @@ class _Frame:
     subtracted, ``sigma`` its white-noise standard deviation and ``hot_pixels`` the (K, D)
     indices of the replaced pixels. ``data``, ``background`` and ``sigma`` are in the input's
     units divided by ``scale``, the exact power of two that brings an image of extreme
-    magnitude near 1 (:func:`psfkit._arguments.rescaled`; 1 for ordinary images).
+    magnitude near 1 (:func:`psfkit._validate.rescaled`; 1 for ordinary images).
     """
 
     raw: np.ndarray

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._arguments import finite_result, kernel_shape
+from ._validate import finite_result, kernel_shape
 from .point_source import (
     SUPPORT_MARGIN,
     SUPPORT_THRESHOLD,

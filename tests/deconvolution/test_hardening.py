@@ -20,18 +20,18 @@ NAN, INF = float("nan"), float("inf")
 
 @pytest.mark.parametrize("method", ["auto", "wiener", "tikhonov", "rl_tv"])
 @pytest.mark.parametrize(("keywords", "message"), [
-    ({"regularization": NAN}, "regularization must be finite, got nan"),
-    ({"regularization": INF}, "regularization must be finite, got inf"),
+    ({"regularization": NAN}, "regularization must be a finite number, got nan"),
+    ({"regularization": INF}, "regularization must be a finite number, got inf"),
     ({"regularization": 1e300}, "regularization <= 1e+06"),
     ({"regularization": "nope"}, "regularization must be a number >= 0 or 'auto'"),
-    ({"smoothing": INF}, "smoothing must be finite"),
-    ({"background": NAN}, "background must be finite"),
-    ({"background": INF}, "background must be finite"),
+    ({"smoothing": INF}, "smoothing must be a finite number"),
+    ({"background": NAN}, "background must be a finite number"),
+    ({"background": INF}, "background must be a finite number"),
     ({"background": 1e300}, "background <= 3.40282e+38"),
-    ({"read_noise": NAN}, "read_noise must be finite"),
-    ({"read_noise": INF}, "read_noise must be finite"),
-    ({"gain": NAN}, "gain must be finite"),
-    ({"gain": INF}, "gain must be finite"),
+    ({"read_noise": NAN}, "read_noise must be a finite number"),
+    ({"read_noise": INF}, "read_noise must be a finite number"),
+    ({"gain": NAN}, "gain must be a finite number"),
+    ({"gain": INF}, "gain must be a finite number"),
     ({"acceleration_steps": [100.0] * 5}, "acceleration_steps must each be below 1"),
 ])
 def test_a_non_finite_or_out_of_range_keyword_is_refused_by_name(small_blurred, method, keywords,

@@ -35,10 +35,10 @@ from psfkit._validate import (
     as_float_array,
     available_memory,
     check_finite_result,
-    finite_float,
     optional_callable,
     positive_int,
     psf_fits,
+    real_number,
 )
 
 from ._auto import rl_mix
@@ -149,15 +149,15 @@ def _auto_or_float(value, name: str, maximum: float | None = None):
         return value
     if isinstance(value, str):
         raise ValueError(f"{name} must be a number >= 0 or 'auto', got {value!r}")
-    return finite_float(value, name, minimum=0.0, maximum=maximum)
+    return real_number(value, name, minimum=0.0, maximum=maximum)
 
 
 def _optional_float(value, name: str, minimum: float | None):
     """``None``, or ``value`` as a finite float >= ``minimum`` within float32's range."""
     if value is None:
         return None
-    return finite_float(value, name, -_FLOAT32_MAX if minimum is None else minimum,
-                        _FLOAT32_MAX)
+    return real_number(value, name, minimum=-_FLOAT32_MAX if minimum is None else minimum,
+                       maximum=_FLOAT32_MAX)
 
 
 def _checked_steps(acceleration_steps):
@@ -167,7 +167,7 @@ def _checked_steps(acceleration_steps):
     if isinstance(acceleration_steps, str) or not np.iterable(acceleration_steps):
         raise TypeError(f"acceleration_steps must be a sequence of numbers, got "
                         f"{acceleration_steps!r}")
-    steps = [finite_float(step, "acceleration_steps[i]", minimum=0.0)
+    steps = [real_number(step, "acceleration_steps[i]", minimum=0.0)
              for step in acceleration_steps]
     if any(step >= MAX_ACCELERATION_STEP for step in steps):
         raise ValueError(f"acceleration_steps must each be below {MAX_ACCELERATION_STEP:g} "

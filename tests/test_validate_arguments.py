@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from psfkit._arguments import (
+from psfkit._validate import (
     finite_result,
     matching_pair,
     power_of_two_scale,
