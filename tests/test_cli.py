@@ -4,6 +4,7 @@ with the whole, atomic output, and refusals with clear messages and exit codes."
 import io
 import json
 import os
+import shlex
 import sys
 
 import numpy as np
@@ -276,3 +277,42 @@ def test_demo_into_a_read_only_folder_is_one_line(tmp_path, capsys):
     code, err, _ = _run(["demo", "-o", output], tmp_path, capsys)
     assert code == EXIT_USAGE and "psfkit demo: error:" in err and "Traceback" not in err
     assert not os.path.exists(output)
+
+
+def _repeated(metadata: dict, image, psf):
+    """The array the recorded Python call returns, with its inputs bound to the arrays."""
+    entry = metadata["reproduce"]
+    return eval(entry["python"], {"psfkit": psfkit, "image": image, "psf": psf})
+
+
+def test_the_output_records_the_python_call_and_command_that_repeat_it(files):
+    image, psf, image_path, psf_path, folder = files
+    output = folder / "out.tif"
+    assert main(["deconvolve", image_path, "--psf", psf_path, "-o", str(output),
+                 "--no-acceleration", "-q"]) == EXIT_OK
+    entry = _metadata(output)["reproduce"]
+    assert entry["inputs"] == {"image": image_path, "psf": psf_path}
+    assert entry["python"].startswith("psfkit.deconvolve(image, psf, method='rl_mix', ")
+    np.testing.assert_array_equal(_repeated(_metadata(output), image, psf),
+                                  tifffile.imread(output))
+    assert entry["command"] == (f"psfkit deconvolve {image_path} --psf {psf_path} "
+                                f"-o {output} --no-acceleration")
+    again = folder / "again.tif"
+    words = shlex.split(entry["command"])
+    words[words.index("-o") + 1] = str(again)
+    assert words[0] == "psfkit" and main([*words[1:], "-q"]) == EXIT_OK
+    np.testing.assert_array_equal(tifffile.imread(again), tifffile.imread(output))
+
+
+def test_a_run_in_blocks_records_the_chunked_call_that_repeats_it(files):
+    image, psf, image_path, psf_path, folder = files
+    output = folder / "blocks.tif"
+    assert main(["deconvolve", image_path, "--psf", psf_path, "-o", str(output), "-q",
+                 "--method", "wiener", "--chunks", "80,75", "--scheduler",
+                 "synchronous"]) == EXIT_OK
+    entry = _metadata(output)["reproduce"]
+    assert entry["python"].startswith("psfkit.deconvolve_chunked(image, psf, chunks=((80, 80), "
+                                      "(75, 75)), depth=(")
+    assert entry["command"].endswith("--method wiener --chunks 80,75 --scheduler synchronous")
+    np.testing.assert_array_equal(_repeated(_metadata(output), image, psf),
+                                  tifffile.imread(output))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import psfkit
-from psfkit.metadata import plain, run_metadata
+from psfkit.frames import deconvolve_frames, repeating_call
+from psfkit.metadata import Code, plain, python_call, region_of, run_metadata
 from psfkit.models import make_psf
 from psfkit.samples import blurred_pair
 
@@ -55,3 +56,47 @@ def test_a_kernel_fit_records_its_model_and_errors(pair):
 def test_an_unknown_result_is_refused():
     with pytest.raises(TypeError, match="no metadata for a dict"):
         run_metadata({})
+
+
+def test_python_call_writes_literals_that_evaluate_to_the_arguments():
+    call = python_call("f", Code("image"), (17, 17), method="rl", weight=np.float32(0.1),
+                       scale=np.array([0.5, 0.25]), axis=(2,), names={"a": None})
+    assert call == ("f(image, (17, 17), method='rl', weight=0.10000000149011612, "
+                    "scale=[0.5, 0.25], axis=(2,), names={'a': None})")
+    args, kwargs = eval(call, {"f": lambda *args, **kwargs: (args, kwargs), "image": "data"})
+    assert args == ("data", (17, 17))
+    assert kwargs["weight"] == float(np.float32(0.1))  # to the last bit
+    assert kwargs["axis"] == (2,) and kwargs["scale"] == [0.5, 0.25]
+
+
+def test_python_call_refuses_a_value_without_a_literal():
+    with pytest.raises(ValueError, match="non-finite value nan"):
+        python_call("f", weight=float("nan"))
+
+
+def test_region_of_cuts_the_box_out_of_a_variable():
+    assert region_of("sharp", (slice(2, 40), slice(0, 64))) == "sharp[2:40, 0:64]"
+    assert region_of("sharp", ()) == "sharp"
+
+
+@pytest.mark.parametrize("method", ["auto", "richardson_lucy", "fista_tv", "wiener"])
+def test_a_repeating_call_gives_the_deconvolution_bit_for_bit(pair, method):
+    psf = make_psf("gaussian", (9, 9), sigma=1.2)
+    request = {"method": method, "iterations": None, "regularization": "auto"}
+    run = deconvolve_frames(pair.blurred, psf, **request)
+    call = repeating_call(request, run.reports[0], 1)
+    assert call.startswith("psfkit.deconvolve(image, psf, method=")
+    again = eval(call, {"psfkit": psfkit, "image": pair.blurred, "psf": psf})
+    np.testing.assert_array_equal(again, run.result)
+
+
+def test_a_repeating_call_of_frames_repeats_the_first_frames_choices(pair):
+    psf = make_psf("gaussian", (9, 9), sigma=1.2)
+    stack = np.stack([pair.blurred, pair.blurred[::-1]])
+    request = {"method": "auto"}
+    run = deconvolve_frames(stack, psf, **request)
+    call = repeating_call(request, run.reports[0], 2)
+    assert call.startswith("psfkit.frames.deconvolve_frames(image, psf, method='rl_mix'")
+    assert f"iterations={run.reports[0]['parameters']['iterations']}" in call
+    again = eval(call, {"psfkit": psfkit, "image": stack, "psf": psf})
+    np.testing.assert_array_equal(again, run.result)

@@ -22,6 +22,7 @@ import contextlib
 import json
 import mmap
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -30,6 +31,9 @@ import time
 import numpy as np
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: GiB the blocks in flight may use together unless ``--memory-limit`` says otherwise.
+DEFAULT_MEMORY_LIMIT_GIB = 2.0
 
 
 class UsageError(Exception):
@@ -144,7 +148,8 @@ def _add_deconvolve(subparsers) -> None:
                              "or 'auto' (default: only for frames over 256 MiB as float32)")
     parser.add_argument("--depth", type=_depth, default=None,
                         help="overlap between blocks in pixels (default: from the PSF)")
-    parser.add_argument("--memory-limit", type=_memory_limit, default=2.0,
+    parser.add_argument("--memory-limit", type=_memory_limit,
+                        default=DEFAULT_MEMORY_LIMIT_GIB,
                         help="GiB the blocks in flight may use together; sets the default "
                              "block size (default: 2)")
     parser.add_argument("--scheduler", default=None,
@@ -249,16 +254,73 @@ def _release_pages(array) -> None:
         handle.madvise(mmap.MADV_DONTNEED)
 
 
-def _record_metadata(path: str, parameters: dict, args) -> None:
-    """Put the run's parameters and file names into the finished TIFF's description, under
+def deconvolve_command(image: str, psf: str, output: str, request: dict) -> str:
+    """The ``psfkit deconvolve`` command line that deconvolves the TIFF ``image`` with the
+    TIFF ``psf`` into ``output`` with the :func:`psfkit.deconvolve` keyword arguments
+    ``request`` (method, iterations, regularization, acceleration, background; the
+    automatic ones are left out), quoted for a POSIX shell."""
+    words = ["psfkit", "deconvolve", image, "--psf", psf, "-o", output]
+    if request.get("method", "auto") != "auto":
+        words += ["--method", request["method"]]
+    if request.get("iterations") is not None:
+        words += ["--iterations", str(request["iterations"])]
+    if request.get("regularization", "auto") != "auto":
+        words += ["--regularization", repr(float(request["regularization"]))]
+    if "acceleration" in request and request["acceleration"] is None:
+        words.append("--no-acceleration")
+    if request.get("background") is not None:
+        words += ["--background", repr(float(request["background"]))]
+    return shlex.join(words)
+
+
+def _block_options(args) -> list[str]:
+    """The options of ``args`` that decide the blocks, as command-line words."""
+    words = []
+    for option, value in (("--chunks", args.chunks), ("--depth", args.depth),
+                          ("--scheduler", args.scheduler)):
+        if value is not None:
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            words += [option, text]
+    if args.memory_limit != DEFAULT_MEMORY_LIMIT_GIB:
+        words += ["--memory-limit", repr(args.memory_limit)]
+    return words
+
+
+def _reproduction(python: str, args) -> dict:
+    """How to make the output again: the Python call ``python`` (``image`` and ``psf`` the
+    arrays of the input files) and this command line."""
+    from .metadata import reproduction
+
+    command = deconvolve_command(args.image, args.psf, args.output,
+                                 _deconvolve_arguments(args))
+    block_words = _block_options(args)
+    if block_words:
+        command += " " + shlex.join(block_words)
+    return reproduction(python, {"image": args.image, "psf": args.psf}, command)
+
+
+def _chunked_call(plan, spatial_ndim: int) -> str:
+    """The :func:`psfkit.deconvolve_chunked` call that repeats a run in blocks: its blocks,
+    overlap (per spatial axis) and explicit parameters, so no choice is made again."""
+    from .metadata import Code, python_call
+
+    return python_call("psfkit.deconvolve_chunked", Code("image"), Code("psf"),
+                       chunks=plan.chunks, depth=plan.depth[-spatial_ndim:],
+                       **plan.parameters)
+
+
+def _record_metadata(path: str, parameters: dict, python: str, args) -> None:
+    """Put the run's parameters, file names and how to repeat it (``reproduce``: the Python
+    call ``python`` and the command line) into the finished TIFF's description, under
     ``psfkit_deconvolve`` beside tifffile's own entries (the output is created before the
     run has made its choices)."""
     import tifffile
 
-    from .metadata import plain
+    from .metadata import REPRODUCE_KEY, plain
 
     entries = dict(plain(parameters), psf=os.path.basename(args.psf),
                    source=os.path.basename(args.image))
+    entries[REPRODUCE_KEY] = _reproduction(python, args)
     description = json.loads(tifffile.tiffcomment(path))
     description["psfkit_deconvolve"] = json.dumps(entries)
     tifffile.tiffcomment(path, json.dumps(description))
@@ -306,25 +368,28 @@ def _deconvolve_in_blocks(image, psf, options, out, args, bar) -> dict:
         bar.label = f"deconvolving {plan.block_count} blocks"
         store_blocks(chunked_graph(image, psf, plan), out, scheduler, callback=bar,
                      after_group=lambda: _release_pages(out))
-    return plan.parameters
+    return plan
 
 
-def _deconvolve_into(out, image, psf, args, bar) -> dict:
+def _deconvolve_into(out, image, psf, args, bar) -> tuple[dict, str]:
     """Deconvolve ``image`` into the memory map ``out``, frame by frame or in blocks;
-    return the parameters used (of the first frame)."""
+    return the parameters used (of the first frame) and the Python call that repeats the
+    run."""
     from ._validate import check_finite_result
-    from .frames import deconvolve_frames, frame_in_blocks
+    from .frames import deconvolve_frames, frame_in_blocks, repeating_call
 
     options = _deconvolve_arguments(args)
     spatial = image.shape[len(image.shape) - psf.ndim:]
     if args.chunks is not None or args.scheduler is not None or frame_in_blocks(spatial):
-        parameters = _deconvolve_in_blocks(image, psf, options, out, args, bar)
+        plan = _deconvolve_in_blocks(image, psf, options, out, args, bar)
+        parameters, python = plan.parameters, _chunked_call(plan, psf.ndim)
     else:
-        parameters = deconvolve_frames(image, psf, out=out, callback=bar,
-                                       **options).reports[0]
+        run = deconvolve_frames(image, psf, out=out, callback=bar, **options)
+        parameters = run.reports[0]
+        python = repeating_call(options, parameters, len(run.reports))
     check_finite_result(out, "the result", "nothing was written; change the options, e.g. "
                         "leave --regularization and --background automatic")
-    return parameters
+    return parameters, python
 
 
 def _interrupt(signum, frame):
@@ -412,10 +477,10 @@ def _deconvolve_files(args) -> int:
             # minisblack: a stack of 3 or 4 frames is frames, not an RGB(A) image
             out = tifffile.memmap(temporary, shape=tuple(image.shape), dtype=np.float32,
                                   photometric="minisblack")
-            parameters = _deconvolve_into(out, image, psf, args, bar)
+            parameters, python = _deconvolve_into(out, image, psf, args, bar)
             out.flush()
             del out  # closes the map before the description is rewritten
-            _record_metadata(temporary, parameters, args)
+            _record_metadata(temporary, parameters, python, args)
             _publish(temporary, args.output)
             temporary = None
         except (ValueError, TypeError) as error:

@@ -21,7 +21,7 @@ import numpy as np
 from ._progress import report
 from ._validate import float_output, optional_callable
 from .deconvolution import check_parameters, deconvolve
-from .metadata import plain, run_metadata
+from .metadata import Code, plain, python_call, run_metadata
 
 #: A frame whose float32 copy is larger than this (256 MiB, 64 M voxels) is deconvolved in
 #: overlapping blocks. In memory the core peaks at about 25 times the frame's float32 size
@@ -152,9 +152,14 @@ def explicit_parameters(parameters: dict, info) -> dict:
     value the request gave explicitly is kept as given. Another image (a block, the next
     frame) deconvolved with the result is treated exactly like the first.
     """
+    return _with_choices(parameters, info.parameters)
+
+
+def _with_choices(parameters: dict, chosen: dict) -> dict:
+    """:func:`explicit_parameters` from the choices ``chosen`` (an ``info.parameters``)."""
     given = {name: value for name, value in parameters.items()
              if not _left_to_the_data(value)}
-    return {**parameters, **info.parameters, **given, "method": info.parameters["method"]}
+    return {**parameters, **chosen, **given, "method": chosen["method"]}
 
 
 def has_signal(frame) -> bool:
@@ -278,3 +283,33 @@ def deconvolve_frames(stack, psf, *, out=None, callback=None, in_blocks: bool | 
     deconvolver = _FrameDeconvolver(psf, parameters, in_blocks, stack)
     return map_frames(deconvolver, stack, psf.ndim, out=out, callback=callback,
                       steps_per_frame=parameters.get("iterations") or PLANNED_STEPS_PER_FRAME)
+
+
+def repeating_call(request: dict, report: dict, frame_count: int, *,
+                   image: str = "image", psf: str = "psf") -> str:
+    """The Python source of a call that repeats, bit for bit, a :func:`deconvolve_frames`
+    run of the keyword arguments ``request`` whose first frame reported ``report``.
+
+    One frame: ``psfkit.deconvolve(image, psf, ...)``; a stack:
+    ``psfkit.frames.deconvolve_frames(image, psf, ...).result``. ``image`` and ``psf`` are
+    the source of the two data arguments (variables, or an expression that makes the PSF).
+    A run in memory is written with every automatic choice it made (its
+    ``info.parameters``, through :func:`explicit_parameters`). Two runs are written with
+    their request instead, which makes the same choices again on the same data: a run in
+    blocks, and ``fista_tv`` with an automatic weight, which adapts the weight every few
+    iterations to the estimated noise level (neither its final weight nor the noise
+    keywords repeat that).
+    """
+    in_memory = "parameters" in report
+    parameters = dict(request)
+    if in_memory and not _adapts_its_weight(report["parameters"]["method"], request):
+        parameters = _with_choices(request, report["parameters"])
+    arguments = (Code(image), Code(psf))
+    if frame_count == 1 and in_memory:
+        return python_call("psfkit.deconvolve", *arguments, **parameters)
+    return python_call("psfkit.frames.deconvolve_frames", *arguments, **parameters) + ".result"
+
+
+def _adapts_its_weight(method: str, request: dict) -> bool:
+    """Whether a run of ``method`` adapts an automatic weight during its iterations."""
+    return method == "fista_tv" and _left_to_the_data(request.get("regularization", "auto"))

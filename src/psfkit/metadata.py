@@ -7,10 +7,16 @@ of JSON-safe values (str, int, float, bool, None, and lists and dicts of them): 
 parameters used and the numbers measured, without the large arrays. The napari widgets put
 it in a layer's ``metadata``, the command line in the TIFF description. :func:`plain`
 converts any such value.
+
+:func:`python_call` writes the Python source of a core call from the function's name and
+its arguments, and :func:`reproduction` the metadata entry (key :data:`REPRODUCE_KEY`) that
+holds it with the names of its inputs and, where one exists, the equivalent command line:
+every output of the widgets and the command line says how to make it again.
 """
 
 from __future__ import annotations
 
+import math
 from functools import singledispatch
 
 import numpy as np
@@ -92,3 +98,66 @@ def _deconvolution_metadata(info: DeconvolutionInfo) -> dict:
     a plot): the method, its settings, the noise model and the ``parameters`` that repeat
     the run."""
     return plain({name: value for name, value in vars(info).items() if name != "history"})
+
+
+#: The metadata key of the entry that says how to make an output again (:func:`reproduction`).
+REPRODUCE_KEY = "reproduce"
+
+
+class Code(str):
+    """Python source that :func:`python_call` writes as it is (a variable such as
+    ``image``, an expression such as ``image[0:64, 0:64]``), not as a string literal."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def python_literal(value) -> str:
+    """Python source that evaluates to ``value``: NumPy values as Python numbers and lists,
+    tuples kept as tuples, floats to the last bit (``repr`` round-trips them), and a
+    :class:`Code` as written. A non-finite float has no literal: ``ValueError``."""
+    if isinstance(value, Code):
+        return str(value)
+    if isinstance(value, np.ndarray):
+        return python_literal(value.tolist())
+    if isinstance(value, np.generic):
+        return python_literal(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"a call cannot be written with the non-finite value {value}")
+    if isinstance(value, tuple):
+        items = [python_literal(item) for item in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(python_literal(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{python_literal(key)}: {python_literal(item)}"
+                               for key, item in value.items()) + "}"
+    return repr(value)
+
+
+def python_call(function: str, *args, **kwargs) -> str:
+    """The Python source of ``function(*args, **kwargs)``, e.g.
+    ``psfkit.deconvolve(image, psf, method='rl_mix', iterations=14)``, each argument
+    written by :func:`python_literal` (a :class:`Code` argument names a variable)."""
+    arguments = [python_literal(value) for value in args]
+    arguments += [f"{name}={python_literal(value)}" for name, value in kwargs.items()]
+    return f"{function}({', '.join(arguments)})"
+
+
+def region_of(name: str, box) -> Code:
+    """The expression ``name[a:b, c:d]`` that cuts the region ``box`` (slices) out of the
+    variable ``name``; ``name`` itself when ``box`` is empty."""
+    if not box:
+        return Code(name)
+    return Code(f"{name}[{', '.join(f'{part.start}:{part.stop}' for part in box)}]")
+
+
+def reproduction(python: str, inputs: dict, command: str | None = None) -> dict:
+    """The metadata entry that says how an output was made: ``python``, the call that
+    returns it with ``import psfkit`` and each variable of ``inputs`` bound to the data it
+    names (a layer, a file), and ``command``, the equivalent command line, when one
+    exists."""
+    entry = {"python": python, "inputs": {str(k): str(v) for k, v in inputs.items()}}
+    if command is not None:
+        entry["command"] = command
+    return entry

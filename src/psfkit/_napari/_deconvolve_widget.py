@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, LineEdit, RadioButtons, SpinBox
 
+from psfkit.cli import deconvolve_command
 from psfkit.deconvolution import METHODS
-from psfkit.frames import deconvolve_frames
+from psfkit.frames import deconvolve_frames, repeating_call
+from psfkit.metadata import REPRODUCE_KEY, python_call, reproduction
 from psfkit.models import make_psf
 
 from ._common import (
@@ -52,9 +54,11 @@ MODEL_CHOICES = ["gaussian", "airy", "disk"]
 SCALE_TOLERANCE = 0.01
 
 
-def model_psf(model: str, size: float, axial_size: float = 0.0) -> np.ndarray:
-    """A model PSF from one size in pixels (Gaussian sigma, Airy first-zero radius, disk
-    radius); with ``axial_size`` > 0 a 3D Gaussian with that axial sigma."""
+def model_psf_arguments(model: str, size: float,
+                        axial_size: float = 0.0) -> tuple[str, tuple, dict]:
+    """The :func:`psfkit.make_psf` arguments ``(model, shape, keywords)`` of a model PSF
+    from one size in pixels (Gaussian sigma, Airy first-zero radius, disk radius); with
+    ``axial_size`` > 0 a 3D Gaussian with that axial sigma."""
     if not size > 0:
         raise ValueError(f"The model PSF size must be positive, got {size}.")
     if axial_size > 0:
@@ -62,12 +66,36 @@ def model_psf(model: str, size: float, axial_size: float = 0.0) -> np.ndarray:
             raise ValueError("Only the Gaussian model PSF exists in 3D; set the axial σ to 0 "
                              "or choose 'gaussian'.")
         half = [int(np.ceil(4 * axial_size)), *[int(np.ceil(4 * size))] * 2]
-        return make_psf("gaussian", tuple(2 * h + 1 for h in half),
-                        sigma=(axial_size, size, size))
+        return "gaussian", tuple(2 * h + 1 for h in half), {"sigma": (axial_size, size, size)}
     reach = {"gaussian": 4 * size, "airy": 4 * size, "disk": size + 1}[model]
     side = 2 * int(np.ceil(reach)) + 1
     key = "sigma" if model == "gaussian" else "radius"
-    return make_psf(model, (side, side), **{key: size})
+    return model, (side, side), {key: size}
+
+
+def model_psf(model: str, size: float, axial_size: float = 0.0) -> np.ndarray:
+    """The model PSF of :func:`model_psf_arguments`."""
+    name, shape, keywords = model_psf_arguments(model, size, axial_size)
+    return make_psf(name, shape, **keywords)
+
+
+def _reproduction(request: dict, reports, layer, psf_description: dict) -> dict:
+    """How to make the deconvolved layer again: the Python call with every automatic choice
+    filled in (``image`` the image layer's data, ``psf`` the PSF layer's, or the
+    :func:`psfkit.make_psf` call of the model PSF), and, for a PSF layer, the command line
+    on the two layers saved as TIFF files named after them."""
+    inputs = {"image": layer.name}
+    if "psf_layer" in psf_description:
+        psf_source, inputs["psf"] = "psf", psf_description["psf_layer"]
+        command = deconvolve_command(f"{layer.name}.tif", f"{inputs['psf']}.tif",
+                                     f"{layer.name} deconvolved.tif", request)
+    else:
+        model, shape, keywords = model_psf_arguments(
+            psf_description["psf_model"], psf_description["psf_size"],
+            psf_description.get("psf_axial_sigma", 0.0))
+        psf_source, command = python_call("psfkit.make_psf", model, shape, **keywords), None
+    python = repeating_call(request, reports[0], len(reports), psf=psf_source)
+    return reproduction(python, inputs, command)
 
 
 def _describe_psf(description: dict) -> str:
@@ -252,7 +280,8 @@ class DeconvolveWidget(PsfkitWidget):
     def finish(self, result) -> None:
         image, reports, layer, psf_description, options = result
         used = dict(reports[0])
-        metadata = {"source": layer.name, **psf_description, "requested": options, **used}
+        metadata = {"source": layer.name, **psf_description, "requested": options, **used,
+                    REPRODUCE_KEY: _reproduction(options, reports, layer, psf_description)}
         if len(reports) > 1:
             metadata["frames"] = list(reports)
         upsert_layer(self.viewer, image, f"{layer.name} deconvolved", "image",

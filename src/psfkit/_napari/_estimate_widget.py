@@ -17,7 +17,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, SpinBox
 
 from psfkit.estimate import estimate_kernel
-from psfkit.metadata import run_metadata
+from psfkit.metadata import REPRODUCE_KEY, python_call, region_of, reproduction, run_metadata
 
 from ._common import (
     PsfkitWidget,
@@ -80,17 +80,29 @@ class EstimateKernelWidget(PsfkitWidget):
         origin = tuple(float(t) + b.start * s for t, b, s in
                        zip(blurred_layer.translate[-ndim:], box, scale, strict=True))
         name = blurred_layer.name
+        cut = box if self.roi.value is not None else ()
+        call = python_call("psfkit.estimate_kernel", region_of("sharp", cut),
+                           region_of("blurred", cut), shape, method=method, rgb=rgb)
+        inputs = {"sharp": sharp_layer.name, "blurred": name}
 
         def job(callback):
             result = estimate_kernel(sharp_region, blurred_region, shape, method=method,
                                      rgb=rgb, callback=callback)
-            return result, name, scale, origin, box, rgb
+            return result, name, scale, origin, box, rgb, (call, inputs)
 
         return job
 
     def finish(self, result) -> None:
-        estimate, name, scale, origin, box, rgb = result
+        estimate, name, scale, origin, box, rgb, (call, inputs) = result
         metadata = {**run_metadata(estimate), "region": [[b.start, b.stop] for b in box]}
+        # each layer's call ends with the attribute it shows (channels first for RGB)
+        channels_first = (f".transpose({len(box)}, {', '.join(map(str, range(len(box))))})"
+                          if rgb else "")
+
+        def reproducing(attribute: str) -> dict:
+            python = f"{call}.{attribute}{channels_first}"
+            return {**metadata, REPRODUCE_KEY: reproduction(python, inputs)}
+
         kernel, residual, reblurred = estimate.kernel, estimate.residual, estimate.reblurred
         placement = {"scale": scale, "translate": origin}
         if rgb:  # one kernel per channel: show the channels as a stack
@@ -99,9 +111,10 @@ class EstimateKernelWidget(PsfkitWidget):
             placement = {"scale": (1.0, *scale), "translate": (0.0, *origin)}
         # the diagnostics hidden and the kernel added last, so the kernel is what shows
         upsert_layer(self.viewer, residual, f"{name} residual", "image", role="residual",
-                     metadata=metadata, **placement, **residual_style(residual))
+                     metadata=reproducing("residual"), **placement, **residual_style(residual))
         upsert_layer(self.viewer, reblurred, f"{name} reblurred", "image", role="reblurred",
-                     metadata=metadata, colormap="gray", visible=False, **placement)
+                     metadata=reproducing("reblurred"), colormap="gray", visible=False,
+                     **placement)
         upsert_layer(self.viewer, kernel, f"{name} kernel", "image", role="kernel",
-                     metadata=metadata, colormap="magma", **placement)
+                     metadata=reproducing("kernel"), colormap="magma", **placement)
         self.status.value = estimate.summary()

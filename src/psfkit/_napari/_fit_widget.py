@@ -12,7 +12,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, SpinBox
 
 from psfkit.fit import LOSSES, fit_kernel
-from psfkit.metadata import plain, run_metadata
+from psfkit.metadata import REPRODUCE_KEY, Code, plain, python_call, reproduction, run_metadata
 from psfkit.models import MODELS, make_psf
 
 from ._common import (
@@ -86,25 +86,33 @@ class FitModelWidget(PsfkitWidget):
         shape = (size,) * blurred.ndim if size else None
         spacing = tuple(float(s) for s in blurred_layer.scale[-blurred.ndim:])
         loss = self.loss.value
+        call = python_call("psfkit.fit_kernel", Code("sharp"), Code("blurred"), model,
+                           shape=shape, spacing=spacing, loss=loss)
+        inputs = {"sharp": sharp_layer.name, "blurred": blurred_layer.name}
 
         def job(callback):
             fit = fit_kernel(sharp, blurred, model, shape=shape, spacing=spacing, loss=loss,
                              callback=callback)
-            return fit, blurred_layer, spacing
+            return fit, blurred_layer, spacing, (call, inputs)
 
         return job
 
     def finish(self, result) -> None:
-        fit, layer, spacing = result
+        fit, layer, spacing, (call, inputs) = result
         self.fit = fit
         metadata = {"source": layer.name, **run_metadata(fit), "spacing": plain(spacing)}
+
+        def reproducing(attribute: str) -> dict:
+            return {**metadata, REPRODUCE_KEY: reproduction(f"{call}.{attribute}", inputs)}
+
         placement = {"scale": spacing, "translate": tuple(layer.translate[-len(spacing):])}
         # the residual hidden and the kernel added last, so the kernel is what shows
         upsert_layer(self.viewer, fit.residual, f"{layer.name} fit residual", "image",
-                     role="residual", metadata=metadata, **placement,
+                     role="residual", metadata=reproducing("residual"), **placement,
                      **residual_style(fit.residual))
         upsert_layer(self.viewer, fit.kernel, f"{layer.name} fitted kernel", "image",
-                     role="kernel", metadata=metadata, colormap="magma", **placement)
+                     role="kernel", metadata=reproducing("kernel"), colormap="magma",
+                     **placement)
         lines = [f"{fit.model}:"]
         for name, value in fit.params.items():
             lines.append(f"  {name} = {_format(value, fit.errors.get(name))}"
@@ -244,16 +252,19 @@ class ModelPsfWidget(PsfkitWidget):
             else:
                 values["pixel_size"] = scale[-1]
 
+        call = reproduction(python_call("psfkit.make_psf", model, shape, **values), {})
+
         def job(callback):
             psf = make_psf(model, shape, **values)
             callback(1, 1)
-            return psf, model, values, scale
+            return psf, model, values, scale, call
 
         return job
 
     def finish(self, result) -> None:
-        psf, model, values, scale = result
-        metadata = plain({"model": model, "params": values, "spacing": scale})
+        psf, model, values, scale, call = result
+        metadata = plain({"model": model, "params": values, "spacing": scale,
+                          REPRODUCE_KEY: call})
         upsert_layer(self.viewer, psf, f"{model} PSF", "image", role="psf", scale=scale,
                      metadata=metadata, colormap="magma")
         self.status.value = f"{model} PSF {' × '.join(map(str, psf.shape))}"

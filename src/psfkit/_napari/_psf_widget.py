@@ -11,7 +11,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
 from psfkit.beads import average_beads
-from psfkit.metadata import run_metadata
+from psfkit.metadata import REPRODUCE_KEY, Code, python_call, region_of, reproduction, run_metadata
 from psfkit.psf import PsfWarning, prepare_psf
 
 from ._common import (
@@ -89,6 +89,7 @@ class PreparePsfWidget(PsfkitWidget):
         region = self.region.value
         centre = None
         offset = np.zeros(data.ndim, dtype=int)
+        box = ()
         if region is not None:
             if is_layer_of(region, "Points"):
                 if len(region.data) == 0:
@@ -101,6 +102,9 @@ class PreparePsfWidget(PsfkitWidget):
         background = self.background.value
         hot_pixels = self.hot_pixels.value
         spacing = np.asarray(layer.scale[-data.ndim:], dtype=float)
+        call = reproduction(python_call(
+            "psfkit.prepare_psf", region_of("image", box), shape, background=background,
+            hot_pixels=hot_pixels, centre=centre, spacing=spacing), {"image": layer.name})
 
         def job(callback):
             callback(1, 2)
@@ -112,14 +116,14 @@ class PreparePsfWidget(PsfkitWidget):
                                         spacing=spacing, return_info=True)
             callback(2, 2)
             info.centre = info.centre + offset
-            return psf, info, layer, spacing
+            return psf, info, layer, spacing, call
 
         return job
 
     def finish(self, result) -> None:
-        psf, info, layer, spacing = result
+        psf, info, layer, spacing, call = result
         messages = info.warnings
-        metadata = {"source": layer.name, **run_metadata(info)}
+        metadata = {"source": layer.name, **run_metadata(info), REPRODUCE_KEY: call}
         upsert_layer(self.viewer, psf, f"{layer.name} PSF", "image", role="psf",
                      scale=tuple(spacing), translate=tuple(layer.translate[-psf.ndim:]),
                      metadata=metadata, colormap="magma")
@@ -166,23 +170,30 @@ class AverageBeadsWidget(PsfkitWidget):
         method = self.method.value
         threshold = self.threshold.value
         diameter = self.bead_diameter.value or None
+        call = python_call("psfkit.average_beads", Code("image"), spacing=spacing,
+                           shape=shape, method=method, threshold=threshold,
+                           bead_diameter=diameter)
 
         def job(callback):
             result = average_beads(data, spacing=spacing, shape=shape, method=method,
                                    threshold=threshold, bead_diameter=diameter,
                                    callback=callback)
-            return result, layer, spacing, method
+            return result, layer, spacing, method, call
 
         return job
 
     def finish(self, result) -> None:
-        average, layer, spacing, method = result
-        metadata = {"source": layer.name, **run_metadata(average), "method": method}
+        average, layer, spacing, method, call = result
+        inputs = {"image": layer.name}
+        metadata = {"source": layer.name, **run_metadata(average), "method": method,
+                    REPRODUCE_KEY: reproduction(f"{call}.psf", inputs)}
         translate = tuple(layer.translate[-len(spacing):])
         upsert_layer(self.viewer, average.psf, f"{layer.name} averaged PSF", "image",
                      role="psf", scale=tuple(spacing), translate=translate,
                      metadata=metadata, colormap="magma")
         beads = average.beads
+        positions_metadata = {"source": layer.name, REPRODUCE_KEY: reproduction(
+            f"{call}.beads['position']", inputs)}
         accepted = np.asarray(beads["accepted"], dtype=bool)
         colours = np.array([ACCEPTED_COLOUR if a else REJECTED_COLOUR for a in accepted])
         features = {"accepted": accepted, "reason": beads["reason"],
@@ -190,7 +201,7 @@ class AverageBeadsWidget(PsfkitWidget):
         upsert_layer(self.viewer, beads["position"], _beads_name(layer.name), "points",
                      role="beads", scale=tuple(spacing), translate=translate,
                      features=features, face_color=colours, border_color=colours, size=6,
-                     opacity=0.6, metadata={"source": layer.name})
+                     opacity=0.6, metadata=positions_metadata)
         rejected = len(accepted) - average.beads_used
         self.status.value = (f"{average.beads_used} beads averaged, {rejected} rejected; "
                              f"FWHM {format_widths(average.fwhm, spacing)}, "
