@@ -3,6 +3,7 @@
 import importlib
 import importlib.metadata
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,24 @@ def test_command_line_entry_point_answers(command):
                             capture_output=True, text=True, check=True)
     assert "psfkit" in result.stdout
 
+
+
+def _raw_files_url() -> str:
+    """Where the repository's files are served as they are: from pyproject's Homepage."""
+    pyproject = (REPO / "pyproject.toml").read_text()
+    repository = re.search(r'^Homepage = "https://github\.com/([^"]+)"$', pyproject,
+                           re.MULTILINE).group(1)
+    return f"https://raw.githubusercontent.com/{repository}/main/"
+
+
+def test_readme_images_are_absolute_urls_to_files_in_the_repository():
+    # the package index and the napari hub show README.md away from the repository, where
+    # a relative image path points at nothing
+    readme = (REPO / "README.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)", readme)
+    images += re.findall(r"<img[^>]*\ssrc=[\"']([^\"']+)", readme)
+    raw = _raw_files_url()
+    assert images, "README.md shows no image"
+    for url in images:
+        assert url.startswith(raw), f"{url} is not under {raw}"
+        assert (REPO / url[len(raw):]).is_file(), f"{url} names no file of the repository"
