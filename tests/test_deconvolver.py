@@ -79,3 +79,15 @@ def test_refusals_name_the_argument():
         Deconvolver(PSF, "wiener")(np.ones((4, 20, 20)))
     with pytest.raises(TypeError, match="callback must be a function or None"):
         Deconvolver(PSF, "wiener")(_images()[0], callback=3)
+
+
+def test_frames_through_a_deconvolver_are_bit_for_bit_the_plain_ones():
+    from psfkit.frames import deconvolve_frames
+
+    stack = np.stack([np.zeros((64, 60), np.float32), *_images()])
+    deconvolver = Deconvolver(PSF)
+    kept = deconvolve_frames(stack, PSF, deconvolver=deconvolver, method="auto")
+    plain = deconvolve_frames(stack, PSF, method="auto")
+    np.testing.assert_array_equal(kept.result, plain.result)
+    assert kept.reports[0]["parameters"] == plain.reports[0]["parameters"]
+    assert list(deconvolver.kept_operators()) == [(64, 60)]

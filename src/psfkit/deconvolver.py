@@ -104,11 +104,20 @@ class Deconvolver:
     def __call__(self, image, *, callback=None, return_info: bool = False):
         """Deconvolve ``image``: what :func:`psfkit.deconvolve` returns for this PSF and
         these options (``(result, info)`` with ``return_info``)."""
-        parameters = self._parameters()
-        method = parameters.pop("method")
-        tuning = parameters.pop("tuning", DEFAULT_TUNING)
+        result, info = self.run(image, **self._parameters(), callback=callback,
+                                return_info=True)
+        if self.same_choices and self.choices is None and has_signal(image):
+            chosen = explicit_parameters(dict(self.options, method=self.method), info)
+            self.choices = checked_choices(chosen, "the first image")
+        return (result, info) if return_info else result
+
+    def run(self, image, method: str = "auto", *, callback=None, return_info: bool = False,
+            tuning=DEFAULT_TUNING, **options):
+        """``deconvolve(image, psf, method, **options)`` with this PSF and its kept
+        operators, but the options given here instead of the Deconvolver's: for a caller
+        that chooses them per image (the frames of a stack repeating the first one's)."""
         request, noise_keywords = check_parameters(method, callback=callback, tuning=tuning,
-                                                   **parameters)
+                                                   **options)
         _check_working_memory(np.shape(image))
         image = as_float_array(image, "image")
         if image.ndim != self.psf.ndim:
@@ -117,9 +126,6 @@ class Deconvolver:
         psf_fits(self.psf.shape, image.shape)
         request = replace(request, operators=self.operators)
         result, info = solve(image, self.psf, method, request, noise_keywords)
-        if self.same_choices and self.choices is None and has_signal(image):
-            chosen = explicit_parameters(dict(self.options, method=self.method), info)
-            self.choices = checked_choices(chosen, "the first image")
         return (result, info) if return_info else result
 
     def kept_operators(self) -> dict:
