@@ -107,3 +107,20 @@ def test_a_parameters_file_without_parameters_is_refused_by_name(tmp_path, files
     assert main(["deconvolve", image_path, "--psf", psf_path, "-o", str(folder / "o.tif"),
                  "--parameters", str(tmp_path / "missing.json")]) == EXIT_USAGE
     assert "cannot read the parameters file" in capsys.readouterr().err
+
+
+def test_a_run_in_blocks_records_them_and_its_sidecar_remakes_it(files):
+    _, image_path, psf_path, folder = files
+    output = str(folder / "blocks.tif")
+    assert main(["deconvolve", image_path, "--psf", psf_path, "-o", output, "-q",
+                 "--method", "richardson_lucy", "--iterations", "6", "--chunks", "40,40",
+                 "--scheduler", "synchronous"]) == EXIT_OK
+    record = read_sidecar(output)
+    assert record["blocks"]["chunks"] == [40, 40]
+    again = str(folder / "again.tif")
+    command = record["command"].split()
+    assert command[command.index("--chunks") + 1] == "40,40"
+    assert main(["deconvolve", image_path, "--psf", psf_path, "-o", again, "-q",
+                 "--parameters", output + ".json", *command[command.index("--chunks"):],
+                 "--scheduler", "synchronous"]) == EXIT_OK
+    np.testing.assert_array_equal(tifffile.imread(again), tifffile.imread(output))

@@ -369,6 +369,10 @@ class _PsfForImages:
             self.say(self.file.assumed(self.ndim, f"the PSF is taken to be sampled like "
                                                   f"the image ({image_spacing} "
                                                   f"{image_file.unit})"))
+        elif image_file.unit != self.file.unit:
+            self.say(f"{os.path.basename(image_file.path)} gives its voxel size in "
+                     f"{image_file.unit}, the PSF in {self.file.unit}; the PSF is taken "
+                     f"to be sampled like the image")
         elif not np.allclose(image_spacing, self.spacing, rtol=1e-6, atol=0):
             target = image_spacing
         if target not in self._versions:
@@ -571,7 +575,7 @@ class _FileDeconvolution:
         try:
             with atomic_output(job.output) as temporary:
                 report, parameters, blocks, output_type = self._write(
-                    temporary, image, image_file.unit, psf, deconvolver, spacing, bar)
+                    job, temporary, image, image_file.unit, psf, deconvolver, spacing, bar)
                 record = self._record(job, image_file, report, parameters, blocks, spacing,
                                       resampled, output_type, time.perf_counter() - started)
             write_sidecar(job.output, record)
@@ -586,15 +590,16 @@ class _FileDeconvolution:
             if line:
                 self.say(line)
 
-    def _write(self, temporary: str, image, unit: str, psf, deconvolver, spacing, bar):
-        """Deconvolve ``image`` into the TIFF ``temporary`` (float32, or uint16 through a
-        float32 scratch file); return the report, parameters, blocks and output type."""
+    def _write(self, job, temporary: str, image, unit: str, psf, deconvolver, spacing, bar):
+        """Deconvolve ``image`` into the TIFF ``temporary`` that becomes the job's output
+        (float32, or uint16 through a float32 scratch file beside it, which a killed run's
+        successor removes); return the report, parameters, blocks and output type."""
         from .io import create_image, scratch_beside
 
         with contextlib.ExitStack() as stack:
             work = temporary
             if self.args.dtype == "uint16":
-                work = stack.enter_context(scratch_beside(temporary))
+                work = stack.enter_context(scratch_beside(job.output))
             out = create_image(work, tuple(image.shape), np.float32, spacing, unit,
                                spatial_ndim=psf.ndim)
             report, parameters, blocks = _deconvolve_into(out, image, psf, deconvolver,

@@ -98,6 +98,10 @@ class ImageFile:
                 f"{', '.join(missing)}; {assumption}")
 
 
+#: Units that mean "no calibration" (ImageJ's default for an uncalibrated image).
+NO_UNIT = ("", "pixel", "pixels", "px")
+
+
 def _micrometres(unit: str | None) -> float | None:
     """Micrometres per ``unit``, or ``None`` when it is not a known length."""
     if unit is None:
@@ -164,6 +168,8 @@ def _imagej_sizes(tif) -> tuple[dict, str | None]:
     """Voxel sizes from ImageJ metadata (z) and the resolution tags (y, x), in its unit."""
     metadata = tif.imagej_metadata or {}
     unit = metadata.get("unit")
+    if unit is not None and str(unit).strip().lower() in NO_UNIT:
+        return {}, None
     sizes = _tag_sizes(tif.pages.first, 1.0)
     if _positive(metadata.get("spacing")) is not None:
         sizes["Z"] = float(metadata["spacing"])
