@@ -353,10 +353,11 @@ class _PsfForImages:
         self._versions: dict = {}
 
     def for_image(self, image_file) -> tuple:
-        """``(psf, deconvolver, spacing, resampled)`` for an image: the PSF on its voxel
-        grid (resampled when both spacings are known and differ), the voxel size of the
-        output (``None`` when neither file states one) and ``{"from", "to"}`` spacings of
-        a resampling (else ``None``). Says in one line what it resampled or assumed."""
+        """``(psf, deconvolver, spacing, unit, resampled)`` for an image: the PSF on its
+        voxel grid (resampled when both spacings are known and differ), the voxel size of
+        the output and its unit (the image's, else the PSF's; ``None`` when neither file
+        states one) and ``{"from", "to"}`` spacings of a resampling (else ``None``). Says
+        in one line what it resampled or assumed."""
         image_spacing = image_file.spatial_spacing(self.ndim)
         target = None
         if image_spacing is None and self.spacing is None:
@@ -380,7 +381,9 @@ class _PsfForImages:
         psf, deconvolver = self._versions[target]
         resampled = None if target is None else {"from": list(self.spacing),
                                                  "to": list(target)}
-        return psf, deconvolver, image_spacing or self.spacing, resampled
+        if image_spacing is not None:
+            return psf, deconvolver, image_spacing, image_file.unit, resampled
+        return psf, deconvolver, self.spacing, self.file.unit, resampled
 
     def _version(self, target, unit: str):
         """The PSF resampled to voxels of ``target`` (as read when ``None``) and its
@@ -566,7 +569,7 @@ class _FileDeconvolution:
         started = time.perf_counter()
         _check_job(job, overwrite=True)
         image_file = _checked_image(job, self.psf.ndim)
-        psf, deconvolver, spacing, resampled = self.psf.for_image(image_file)
+        psf, deconvolver, spacing, unit, resampled = self.psf.for_image(image_file)
         image = image_file.data
         _check_psf_fits(psf, tuple(image.shape))
         label = "deconvolving" if self.total <= 1 else (
@@ -575,9 +578,10 @@ class _FileDeconvolution:
         try:
             with atomic_output(job.output) as temporary:
                 report, parameters, blocks, output_type = self._write(
-                    job, temporary, image, image_file.unit, psf, deconvolver, spacing, bar)
-                record = self._record(job, image_file, report, parameters, blocks, spacing,
-                                      resampled, output_type, time.perf_counter() - started)
+                    job, temporary, image, unit, psf, deconvolver, spacing, bar)
+                record = self._record(job, image_file, report, parameters, blocks,
+                                      (spacing, unit, resampled), output_type,
+                                      time.perf_counter() - started)
             write_sidecar(job.output, record)
         except BaseException:
             bar.close()
@@ -612,14 +616,14 @@ class _FileDeconvolution:
                                             self.args.scale, psf.ndim)
         return report, parameters, blocks, output_type
 
-    def _record(self, job, image_file, report, parameters, blocks, spacing, resampled,
-                output_type, seconds) -> dict:
-        """The sidecar record of the job's output."""
+    def _record(self, job, image_file, report, parameters, blocks, voxels, output_type,
+                seconds) -> dict:
+        """The sidecar record of the job's output; ``voxels`` is the output's spacing, its
+        unit and the PSF's resampling (:meth:`_PsfForImages.for_image`)."""
         from .provenance import deconvolution_record
 
+        spacing, unit, resampled = voxels
         frames = int(np.prod(image_file.data.shape[:image_file.data.ndim - self.psf.ndim]))
-        known = image_file.spatial_spacing(self.psf.ndim) is not None
-        unit = image_file.unit if known else self.psf.file.unit
         options = []
         if blocks is not None:
             options += ["--chunks", ",".join(map(str, blocks["chunks"])),
