@@ -13,9 +13,11 @@ from .align import estimate_shift
 from .beads import BeadAverage, average_beads
 from .chunked import deconvolve_chunked
 from .deconvolution import deconvolve
+from .deconvolver import Deconvolver
 from .defocus import defocus_diameter
 from .estimate import KernelEstimate, estimate_kernel
 from .fit import KernelFit, fit_kernel
+from .io import ImageFile, load_psf, read_image, save_psf, write_image
 from .models import MODELS, make_psf
 from .noise import noise_sigma
 from .operators import Convolver, convolve
@@ -27,6 +29,8 @@ __all__ = [
     "MODELS",
     "BeadAverage",
     "Convolver",
+    "Deconvolver",
+    "ImageFile",
     "KernelEstimate",
     "KernelFit",
     "PsfReport",
@@ -44,9 +48,13 @@ __all__ = [
     "estimate_kernel",
     "estimate_shift",
     "fit_kernel",
+    "load_psf",
     "make_psf",
     "noise_sigma",
     "prepare_psf",
+    "read_image",
     "resample_psf",
+    "save_psf",
     "widefield_psf",
+    "write_image",
 ]
