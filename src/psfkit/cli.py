@@ -441,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_demo(subparsers)
     _add_deconvolve(subparsers)
+    from . import _cli_commands as commands
+
+    commands.add_estimate(subparsers)
     return parser
 
 
