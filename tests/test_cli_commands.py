@@ -135,3 +135,66 @@ def test_estimate_keeps_an_existing_output_and_never_writes_over_an_input(pair_f
     assert "refusing to overwrite the input" in capsys.readouterr().err
     assert (folder / "sharp.tif").read_bytes() == before
     assert sorted(os.listdir(folder)) == ["blurred.tif", "kernel.tif", "sharp.tif"]
+
+
+# --------------------------------------------------------------------------------- fit
+
+
+def test_fit_prints_sigma_within_two_percent_and_writes_the_json(pair_files, capsys):
+    _, folder = pair_files
+    code = main(["fit", str(folder / "sharp.tif"), str(folder / "blurred.tif"),
+                 "--model", "gaussian", "--json", str(folder / "fit.json"),
+                 "-o", str(folder / "kernel.tif")])
+    assert code == EXIT_OK
+    record = json.loads((folder / "fit.json").read_text())
+    assert record["model"] == "gaussian" and record["sharp"] == "sharp.tif"
+    assert record["params"]["sigma"] == pytest.approx(2.0, rel=0.02)
+    assert 0 < record["errors"]["sigma"] < 0.02
+    assert record["gain"] == pytest.approx(TRUE_GAIN, rel=0.02)
+    np.testing.assert_allclose(record["shift"], TRUE_SHIFT, atol=0.05)
+    assert record["residual_ratio"] == pytest.approx(np.sqrt(record["reduced_chi2"]))
+    assert abs(record["residual_ratio"] - 1) < 0.1
+    kernel = tifffile.imread(folder / "kernel.tif")
+    assert kernel_error(kernel, make_psf("gaussian", kernel.shape, sigma=2.0)) < 0.05
+    out, err = capsys.readouterr()
+    sigma_row = next(line for line in out.splitlines() if line.startswith("sigma"))
+    value, error = sigma_row.split(None, 1)[1].split(" ± ")
+    assert float(value) == pytest.approx(record["params"]["sigma"], rel=1e-4)
+    assert float(error) == pytest.approx(record["errors"]["sigma"], rel=0.05)
+    assert "wrote" in err and "fit.json" in err
+
+
+def test_fit_defocus_is_the_disk_model_and_its_radius_is_found(tmp_path, capsys):
+    pair = _pair(make_psf("disk", (15, 15), radius=4.0), rng=2)
+    tifffile.imwrite(tmp_path / "sharp.tif", pair.sharp)
+    tifffile.imwrite(tmp_path / "blurred.tif", pair.blurred)
+    code = main(["fit", str(tmp_path / "sharp.tif"), str(tmp_path / "blurred.tif"),
+                 "--model", "defocus", "--json", str(tmp_path / "fit.json"), "-q"])
+    assert code == EXIT_OK
+    record = json.loads((tmp_path / "fit.json").read_text())
+    assert record["model"] == "disk"
+    assert record["params"]["radius"] == pytest.approx(4.0, abs=0.1)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_FILES)
+def test_fit_refuses_a_bad_sharp_file_in_one_line_with_exit_code_2(
+        pair_files, change, message, capsys):
+    _, folder = pair_files
+    _spoil(folder / "sharp.tif", change)
+    code = main(["fit", str(folder / "sharp.tif"), str(folder / "blurred.tif"),
+                 "--json", str(folder / "fit.json")])
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("psfkit fit: error: ") and message in err
+    assert "sharp" in err and err.count("\n") == 1
+    assert not (folder / "fit.json").exists()
+
+
+def test_fit_of_an_unknown_model_is_refused_by_the_parser(pair_files, capsys):
+    _, folder = pair_files
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", str(folder / "sharp.tif"), str(folder / "blurred.tif"),
+              "--model", "bokeh"])
+    assert stop.value.code == EXIT_USAGE
+    assert "invalid choice: 'bokeh'" in capsys.readouterr().err

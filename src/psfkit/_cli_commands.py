@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -252,4 +253,96 @@ def _run_estimate(args) -> int:
             written.append(path)
     bar.close(f"wrote {', '.join(written)}")
     print(_estimate_report(estimate))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------- fit
+
+#: Model names a user may type beside those of :data:`psfkit.MODELS`.
+MODEL_ALIASES = {"defocus": "disk"}
+
+
+def add_fit(subparsers) -> None:
+    """Register ``psfkit fit SHARP BLURRED --model MODEL``."""
+    from ._least_squares import LOSSES
+    from .models import MODELS
+
+    parser = subparsers.add_parser(
+        "fit", help="fit a blur model (Gaussian, defocus, motion, ...) between two images",
+        description="Fit a parametric blur model that turns SHARP into BLURRED (two TIFF "
+                    "images of the same scene) and print its parameters with their standard "
+                    "errors, the gain, offset and shift, and the residual over the noise "
+                    "(about 1 when the model explains the blurred image down to its noise).")
+    parser.add_argument("sharp", help="the sharp (or sharper) image, TIFF")
+    parser.add_argument("blurred", help="the blurred image of the same scene, TIFF")
+    parser.add_argument("--model", default="gaussian",
+                        choices=[*MODELS, *MODEL_ALIASES, "auto"],
+                        help="blur model (default: gaussian; defocus is the disk; auto fits "
+                             "every model and keeps the best)")
+    parser.add_argument("--json", default=None,
+                        help="write the parameters, errors, model and residual ratio as JSON")
+    parser.add_argument("-o", "--output", default=None,
+                        help="also write the fitted kernel as a TIFF (float32, unit sum)")
+    parser.add_argument("--shape", type=_shape, default=None,
+                        help="odd size on which the kernel is rendered (default: from the data)")
+    parser.add_argument("--spacing", type=_spacing, default=None,
+                        help="pixel size, one number or one per axis like 0.3,0.1,0.1; sizes "
+                             "are also reported in these units")
+    parser.add_argument("--loss", choices=LOSSES, default="linear",
+                        help="linear (least squares, default) or a robust loss for pairs that "
+                             "are not exactly one image blurred into the other")
+    _add_common(parser)
+    parser.set_defaults(handler=lambda args: _guarded("fit", _run_fit, args))
+
+
+def fit_record(fit) -> dict:
+    """What ``psfkit fit --json`` writes: the fit's metadata and its residual ratio, the RMS
+    residual over the noise (the square root of the reduced chi²)."""
+    from .metadata import run_metadata
+
+    return dict(run_metadata(fit), residual_ratio=float(np.sqrt(fit.reduced_chi2)))
+
+
+def _fit_report(fit, physical: bool) -> str:
+    """The table ``psfkit fit`` prints: every parameter with its standard error, and with
+    ``physical`` the sizes in the units of the spacing."""
+    status = "converged" if fit.success else f"not converged: {fit.message}"
+    rows = [("model", f"{fit.model} ({status})"), ("parameter", "value ± error")]
+    for name, value in {**fit.params, "gain": fit.gain, "offset": fit.offset,
+                        "shift": fit.shift}.items():
+        error = fit.errors.get(name)
+        rows.append((name, f"{numbers_text(value, 5)} ± "
+                           f"{'?' if error is None else numbers_text(error, 2)}"))
+    rows += [("FWHM", f"{numbers_text(fit.fwhm)} px"),
+             ("ellipticity", f"{fit.ellipticity:.3f}"),
+             ("residual/noise", numbers_text(np.sqrt(fit.reduced_chi2), 3))]
+    for name, value in (fit.physical if physical else {}).items():
+        rows.append((f"{name} (spacing units)", numbers_text(value)))
+    if fit.ranking:
+        rows.append(("ranking (BIC)", ", ".join(name for name, *_ in fit.ranking)))
+    return _table(rows)
+
+
+def _run_fit(args) -> int:
+    from .fit import fit_kernel
+
+    inputs = (args.sharp, args.blurred)
+    check_outputs((args.json, args.output), inputs, args.overwrite)
+    sharp = read_image(args.sharp, "sharp")
+    blurred = read_image(args.blurred, "blurred")
+    bar = _progress("fitting", args)
+    fit = fit_kernel(sharp, blurred, MODEL_ALIASES.get(args.model, args.model),
+                     shape=args.shape, spacing=args.spacing, loss=args.loss, callback=bar)
+    record = dict(fit_record(fit), sharp=os.path.basename(args.sharp),
+                  blurred=os.path.basename(args.blurred))
+    written = []
+    if args.output is not None:
+        write_tiff(args.output, fit.kernel, "fit", record)
+        written.append(args.output)
+    if args.json is not None:
+        text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+        write_atomically(args.json, lambda temporary: Path(temporary).write_text(text))
+        written.append(args.json)
+    bar.close(f"wrote {', '.join(written)}" if written else "")
+    print(_fit_report(fit, physical=args.spacing is not None))
     return EXIT_OK

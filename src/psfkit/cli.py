@@ -444,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import _cli_commands as commands
 
     commands.add_estimate(subparsers)
+    commands.add_fit(subparsers)
     return parser
 
 
