@@ -2,8 +2,10 @@
 ``convolve``) end to end on TIFF files: the values written against the known truth, the
 exit codes, and one line naming the file for a bad input."""
 
+import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ import tifffile
 from psfkit.cli import EXIT_OK, EXIT_USAGE, main
 from psfkit.metrics import kernel_error
 from psfkit.models import make_psf
-from psfkit.samples import blurred_pair
+from psfkit.samples import bead_image, blurred_pair, sample_point_source
 
 SOURCE = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -25,6 +27,12 @@ TRUE_SHIFT, TRUE_GAIN, TRUE_OFFSET = (0.4, -0.7), 0.9, 0.05
 def _record(path, command: str) -> dict:
     with tifffile.TiffFile(path) as tif:
         return json.loads(tif.shaped_metadata[0][f"psfkit_{command}"])
+
+
+def _rows(out: str) -> dict:
+    """A printed two-column table (name, two or more spaces, value) as a dict."""
+    return dict(re.split(r"\s{2,}", line, maxsplit=1) for line in out.splitlines()
+                if re.search(r"\s{2,}", line))
 
 
 def _run_module(*arguments, cwd):
@@ -70,8 +78,7 @@ def test_estimate_writes_the_kernel_within_ten_percent_and_prints_the_calibratio
     np.testing.assert_allclose(record["shift"], TRUE_SHIFT, atol=0.05)
     assert record["gain"] == pytest.approx(TRUE_GAIN, rel=0.02)
     assert abs(record["residual_ratio"] - 1) < 0.1
-    lines = dict(line.split(None, 1) for line in result.stdout.splitlines()
-                 if line.startswith(("gain", "offset", "residual/noise")))
+    lines = _rows(result.stdout)
     assert float(lines["gain"]) == pytest.approx(record["gain"], rel=1e-3)
     assert float(lines["offset"]) == pytest.approx(TRUE_OFFSET, abs=0.01)
     assert float(lines["residual/noise"]) == pytest.approx(record["residual_ratio"], abs=0.01)
@@ -106,20 +113,6 @@ def _spoil(path: Path, change: str) -> None:
 
 BAD_FILES = [("missing", "file not found"), ("not a tiff", "cannot read"),
              ("1D", "must be 2D or 3D, got 1D"), ("nan", "contains NaN")]
-
-
-@pytest.mark.parametrize(("change", "message"), BAD_FILES)
-def test_estimate_refuses_a_bad_blurred_file_in_one_line_with_exit_code_2(
-        pair_files, change, message, capsys):
-    _, folder = pair_files
-    _spoil(folder / "blurred.tif", change)
-    code = main(["estimate", str(folder / "sharp.tif"), str(folder / "blurred.tif"),
-                 "-o", str(folder / "kernel.tif")])
-    assert code == EXIT_USAGE
-    err = capsys.readouterr().err
-    assert err.startswith("psfkit estimate: error: ") and message in err
-    assert "blurred" in err and err.count("\n") == 1
-    assert not (folder / "kernel.tif").exists()
 
 
 def test_estimate_keeps_an_existing_output_and_never_writes_over_an_input(pair_files, capsys):
@@ -177,20 +170,6 @@ def test_fit_defocus_is_the_disk_model_and_its_radius_is_found(tmp_path, capsys)
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize(("change", "message"), BAD_FILES)
-def test_fit_refuses_a_bad_sharp_file_in_one_line_with_exit_code_2(
-        pair_files, change, message, capsys):
-    _, folder = pair_files
-    _spoil(folder / "sharp.tif", change)
-    code = main(["fit", str(folder / "sharp.tif"), str(folder / "blurred.tif"),
-                 "--json", str(folder / "fit.json")])
-    assert code == EXIT_USAGE
-    err = capsys.readouterr().err
-    assert err.startswith("psfkit fit: error: ") and message in err
-    assert "sharp" in err and err.count("\n") == 1
-    assert not (folder / "fit.json").exists()
-
-
 def test_fit_of_an_unknown_model_is_refused_by_the_parser(pair_files, capsys):
     _, folder = pair_files
     with pytest.raises(SystemExit) as stop:
@@ -198,3 +177,88 @@ def test_fit_of_an_unknown_model_is_refused_by_the_parser(pair_files, capsys):
               "--model", "bokeh"])
     assert stop.value.code == EXIT_USAGE
     assert "invalid choice: 'bokeh'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ psf and beads
+
+
+def test_psf_of_the_sample_led_is_within_five_percent_of_the_true_psf(tmp_path, capsys):
+    sample = sample_point_source()
+    tifffile.imwrite(tmp_path / "led.tif", sample["image"])
+    code = main(["psf", str(tmp_path / "led.tif"), "-o", str(tmp_path / "psf.tif")])
+    assert code == EXIT_OK
+    psf = tifffile.imread(tmp_path / "psf.tif")
+    assert psf.dtype == np.float32 and psf.sum() == pytest.approx(1.0, rel=1e-5)
+    assert kernel_error(psf, sample["truth"]["psf"]) < 0.05
+    record = _record(tmp_path / "psf.tif", "psf")
+    np.testing.assert_allclose(record["centre"], sample["truth"]["centre"], atol=0.1)
+    assert record["image"] == "led.tif"
+    out, err = capsys.readouterr()
+    rows = _rows(out)
+    assert rows["hot pixels"] == "3" and float(rows["SNR"]) > 30
+    assert rows["centre"].startswith("(30.3")
+    assert "wrote" in err
+
+
+def _beads_with_one_at_the_edge(folder: Path):
+    """Six Airy beads (first zero 2.5 px) and a seventh cut by the top edge, centre (3, 87)."""
+    psf = make_psf("airy", (15, 15), radius=2.5)
+    image, centres = bead_image(psf, (160, 160), count=6, peak_snr=30.0, rng=3)
+    image[0:11, 80:95] += (psf / psf.max() * 1000)[4:, :]
+    tifffile.imwrite(folder / "beads.tif", image)
+    return psf, centres
+
+
+def test_beads_csv_has_one_row_per_bead_with_positions_and_the_edge_reason(tmp_path, capsys):
+    psf, centres = _beads_with_one_at_the_edge(tmp_path)
+    code = main(["beads", str(tmp_path / "beads.tif"), "-o", str(tmp_path / "psf.tif"),
+                 "--csv", str(tmp_path / "beads.csv")])
+    assert code == EXIT_OK
+    with open(tmp_path / "beads.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 7 and list(rows[0]) == ["bead", "y", "x", "flux", "snr", "used",
+                                                "reason"]
+    edge = next(row for row in rows if row["reason"] == "edge")
+    assert (float(edge["y"]), float(edge["x"])) == (3.0, 87.0)
+    assert edge["used"] == "false" and edge["flux"] == "" and edge["snr"] == ""
+    used = [row for row in rows if row["used"] == "true"]
+    assert len(used) >= 4 and all(row["reason"] == "accepted" for row in used)
+    for row in used:
+        position = np.array([float(row["y"]), float(row["x"])])
+        assert np.min(np.max(np.abs(centres - position), axis=1)) < 0.2
+        assert float(row["flux"]) > 0 and float(row["snr"]) > 20
+    assert kernel_error(tifffile.imread(tmp_path / "psf.tif"), psf) < 0.15
+    record = _record(tmp_path / "psf.tif", "beads")
+    assert record["beads_used"] == len(used) and record["beads_detected"] == 7
+    out = capsys.readouterr().out
+    assert f"7 detected, {len(used)} used" in out and "1 edge" in out
+
+
+# -------------------------------------------------------------------------- bad files
+
+
+def _command(name: str, folder: Path) -> tuple[list[str], str]:
+    """The arguments of subcommand ``name`` on the files of ``folder`` and the input that
+    the bad-file test spoils."""
+    sharp, blurred = str(folder / "sharp.tif"), str(folder / "blurred.tif")
+    output = str(folder / "out.tif")
+    return {
+        "estimate": (["estimate", sharp, blurred, "-o", output], "blurred"),
+        "fit": (["fit", sharp, blurred, "-o", output], "sharp"),
+        "psf": (["psf", blurred, "-o", output], "blurred"),
+        "beads": (["beads", sharp, "-o", output], "sharp"),
+    }[name]
+
+
+@pytest.mark.parametrize("name", ["estimate", "fit", "psf", "beads"])
+@pytest.mark.parametrize(("change", "message"), BAD_FILES)
+def test_a_bad_input_file_is_one_line_naming_it_and_exit_code_2(
+        pair_files, name, change, message, capsys):
+    _, folder = pair_files
+    arguments, spoiled = _command(name, folder)
+    _spoil(folder / f"{spoiled}.tif", change)
+    assert main(arguments) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"psfkit {name}: error: ") and message in err
+    assert f"{spoiled}.tif" in err and err.count("\n") == 1
+    assert not (folder / "out.tif").exists()

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import signal
 import sys
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,7 @@ from .cli import (
     UsageError,
     _interrupt,
     _number,
+    _positive_int,
     _publish,
     _read_tiff,
     _same_file,
@@ -57,14 +61,42 @@ def _spacing(text: str) -> tuple[float, ...]:
     return tuple(_number(part, positive=True) for part in text.split(","))
 
 
-def _add_common(parser, *, overwrite: bool = True) -> None:
-    """The options every subcommand shares: ``--overwrite`` and ``-q``."""
+def _subcommand(subparsers, name: str, run, *, help: str, description: str,
+                overwrite: bool = True):
+    """A new subcommand ``name`` whose handler is ``run(args)`` under :func:`_guarded`,
+    with the options every subcommand shares: ``--overwrite`` and ``-q``."""
+    parser = subparsers.add_parser(name, help=help, description=description)
     if overwrite:
         parser.add_argument("--overwrite", action="store_true",
                             help="replace existing output files (never an input)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bar or messages on stderr (results still go to "
                              "stdout)")
+    parser.set_defaults(handler=lambda args: _guarded(name, run, args))
+    return parser
+
+
+def _add_spacing(parser) -> None:
+    """``--spacing``: the pixel size, with which sizes are also reported in its units."""
+    parser.add_argument("--spacing", type=_spacing, default=None,
+                        help="pixel size, one number or one per axis like 0.3,0.1,0.1; "
+                             "sizes are also reported in these units")
+
+
+def _add_pair(parser) -> None:
+    """The two positional images of ``estimate`` and ``fit``."""
+    parser.add_argument("sharp", help="the sharp (or sharper) image, TIFF")
+    parser.add_argument("blurred", help="the blurred image of the same scene, TIFF")
+
+
+def _read_pair(args) -> tuple[np.ndarray, np.ndarray]:
+    """The sharp and blurred images named by ``args``."""
+    return read_image(args.sharp, "sharp"), read_image(args.blurred, "blurred")
+
+
+def _pair_names(args) -> dict:
+    """The file names of the pair, as a run's record holds them."""
+    return {"sharp": os.path.basename(args.sharp), "blurred": os.path.basename(args.blurred)}
 
 
 def _guarded(command: str, work, args) -> int:
@@ -194,15 +226,15 @@ def add_estimate(subparsers) -> None:
     """Register ``psfkit estimate SHARP BLURRED -o KERNEL.tif``."""
     from .estimate import METHODS
 
-    parser = subparsers.add_parser(
-        "estimate", help="find the blur kernel between a sharp and a blurred image",
+    parser = _subcommand(
+        subparsers, "estimate", _run_estimate,
+        help="find the blur kernel between a sharp and a blurred image",
         description="Find the kernel that blurs SHARP into BLURRED (two TIFF images of the "
                     "same scene, 2D, 3D or RGB) and write it as a TIFF. Prints the shift "
                     "between the images, the gain and offset of the intensities, and the "
                     "residual over the noise: about 1 when the kernel explains the blurred "
                     "image down to its noise.")
-    parser.add_argument("sharp", help="the sharp (or sharper) image, TIFF")
-    parser.add_argument("blurred", help="the blurred image of the same scene, TIFF")
+    _add_pair(parser)
     parser.add_argument("-o", "--output", required=True,
                         help="kernel TIFF to write (float32, unit sum, centred)")
     parser.add_argument("--residual", default=None,
@@ -215,8 +247,6 @@ def add_estimate(subparsers) -> None:
     parser.add_argument("--method", choices=METHODS, default="auto",
                         help="solver: lsq (exact, constrained), fourier (fast) or auto "
                              "(default)")
-    _add_common(parser)
-    parser.set_defaults(handler=lambda args: _guarded("estimate", _run_estimate, args))
 
 
 def _estimate_report(estimate) -> str:
@@ -238,12 +268,10 @@ def _run_estimate(args) -> int:
 
     inputs = (args.sharp, args.blurred)
     check_outputs((args.output, args.residual, args.reblurred), inputs, args.overwrite)
-    sharp = read_image(args.sharp, "sharp")
-    blurred = read_image(args.blurred, "blurred")
+    sharp, blurred = _read_pair(args)
     bar = _progress("estimating", args)
     estimate = estimate_kernel(sharp, blurred, args.shape, method=args.method, callback=bar)
-    record = dict(run_metadata(estimate), sharp=os.path.basename(args.sharp),
-                  blurred=os.path.basename(args.blurred))
+    record = {**run_metadata(estimate), **_pair_names(args)}
     written = [args.output]
     write_tiff(args.output, estimate.kernel, "estimate", record)
     for path, array in ((args.residual, estimate.residual),
@@ -267,14 +295,14 @@ def add_fit(subparsers) -> None:
     from ._least_squares import LOSSES
     from .models import MODELS
 
-    parser = subparsers.add_parser(
-        "fit", help="fit a blur model (Gaussian, defocus, motion, ...) between two images",
+    parser = _subcommand(
+        subparsers, "fit", _run_fit,
+        help="fit a blur model (Gaussian, defocus, motion, ...) between two images",
         description="Fit a parametric blur model that turns SHARP into BLURRED (two TIFF "
                     "images of the same scene) and print its parameters with their standard "
                     "errors, the gain, offset and shift, and the residual over the noise "
                     "(about 1 when the model explains the blurred image down to its noise).")
-    parser.add_argument("sharp", help="the sharp (or sharper) image, TIFF")
-    parser.add_argument("blurred", help="the blurred image of the same scene, TIFF")
+    _add_pair(parser)
     parser.add_argument("--model", default="gaussian",
                         choices=[*MODELS, *MODEL_ALIASES, "auto"],
                         help="blur model (default: gaussian; defocus is the disk; auto fits "
@@ -285,14 +313,10 @@ def add_fit(subparsers) -> None:
                         help="also write the fitted kernel as a TIFF (float32, unit sum)")
     parser.add_argument("--shape", type=_shape, default=None,
                         help="odd size on which the kernel is rendered (default: from the data)")
-    parser.add_argument("--spacing", type=_spacing, default=None,
-                        help="pixel size, one number or one per axis like 0.3,0.1,0.1; sizes "
-                             "are also reported in these units")
+    _add_spacing(parser)
     parser.add_argument("--loss", choices=LOSSES, default="linear",
                         help="linear (least squares, default) or a robust loss for pairs that "
                              "are not exactly one image blurred into the other")
-    _add_common(parser)
-    parser.set_defaults(handler=lambda args: _guarded("fit", _run_fit, args))
 
 
 def fit_record(fit) -> dict:
@@ -328,13 +352,11 @@ def _run_fit(args) -> int:
 
     inputs = (args.sharp, args.blurred)
     check_outputs((args.json, args.output), inputs, args.overwrite)
-    sharp = read_image(args.sharp, "sharp")
-    blurred = read_image(args.blurred, "blurred")
+    sharp, blurred = _read_pair(args)
     bar = _progress("fitting", args)
     fit = fit_kernel(sharp, blurred, MODEL_ALIASES.get(args.model, args.model),
                      shape=args.shape, spacing=args.spacing, loss=args.loss, callback=bar)
-    record = dict(fit_record(fit), sharp=os.path.basename(args.sharp),
-                  blurred=os.path.basename(args.blurred))
+    record = {**fit_record(fit), **_pair_names(args)}
     written = []
     if args.output is not None:
         write_tiff(args.output, fit.kernel, "fit", record)
@@ -345,4 +367,174 @@ def _run_fit(args) -> int:
         written.append(args.json)
     bar.close(f"wrote {', '.join(written)}" if written else "")
     print(_fit_report(fit, physical=args.spacing is not None))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------ psf and beads
+
+
+def _add_psf_options(parser) -> None:
+    """The options ``psf`` and ``beads`` share: the output, its shape and the spacing."""
+    parser.add_argument("-o", "--output", required=True,
+                        help="PSF TIFF to write (float32, unit sum, centred)")
+    parser.add_argument("--shape", type=_shape, default=None,
+                        help="odd PSF size, e.g. 25 or 15,25,25 (default: where the signal "
+                             "sinks into the noise, plus a margin)")
+    _add_spacing(parser)
+    parser.add_argument("--saturation", type=_number, default=None,
+                        help="camera saturation level (default: detected)")
+
+
+def add_psf(subparsers) -> None:
+    """Register ``psfkit psf BEAD.tif -o PSF.tif``."""
+    parser = _subcommand(
+        subparsers, "psf", _run_psf,
+        help="turn a photo of one bead, LED or star into a clean PSF",
+        description="Clean, centre and normalise the photo of one point source (a bead, an "
+                    "LED, a star; 2D or 3D TIFF): hot pixels replaced, background removed, "
+                    "noise outside the source cut. Prints its centre, width, SNR, "
+                    "background and noise, and any warning (saturated, cut by the edge).")
+    parser.add_argument("image", help="the photo of the point source, TIFF")
+    _add_psf_options(parser)
+    parser.add_argument("--centre", type=_spacing, default=None,
+                        help="rough position of the source, like 30,34 (default: the "
+                             "brightest)")
+
+
+def _warning_rows(messages) -> list[tuple[str, str]]:
+    return [("warning", message) for message in messages]
+
+
+def _width_rows(result, physical: bool) -> list[tuple[str, str]]:
+    """The FWHM of a prepared or averaged PSF, with ``physical`` also in spacing units."""
+    rows = [("FWHM", f"{numbers_text(result.fwhm)} px")]
+    if physical:
+        rows.append(("FWHM (spacing units)", numbers_text(result.fwhm_physical)))
+    return rows
+
+
+def _psf_report(report, physical: bool) -> str:
+    """The numbers ``psfkit psf`` prints."""
+    return _table([
+        ("centre", f"{numbers_text(report.centre)} px"),
+        *_width_rows(report, physical),
+        ("SNR", numbers_text(report.snr, 3)),
+        ("background", numbers_text(report.background)),
+        ("noise sigma", numbers_text(report.noise_sigma)),
+        ("flux", numbers_text(report.flux)),
+        ("hot pixels", str(report.hot_pixels)),
+        *_warning_rows(report.warnings),
+    ])
+
+
+def _run_psf(args) -> int:
+    from .metadata import run_metadata
+    from .psf import PsfWarning, prepare_psf
+
+    check_outputs((args.output,), (args.image,), args.overwrite)
+    image = read_image(args.image, "image")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PsfWarning)  # in the report, printed below
+        psf, report = prepare_psf(image, args.shape, centre=args.centre,
+                                  saturation=args.saturation, spacing=args.spacing,
+                                  return_info=True)
+    record = dict(run_metadata(report), image=os.path.basename(args.image))
+    write_tiff(args.output, psf, "psf", record)
+    if not args.quiet:
+        print(f"wrote {args.output}", file=sys.stderr)
+    print(_psf_report(report, physical=args.spacing is not None))
+    return EXIT_OK
+
+
+def add_beads(subparsers) -> None:
+    """Register ``psfkit beads IMAGE.tif -o PSF.tif [--csv beads.csv]``."""
+    parser = _subcommand(
+        subparsers, "beads", _run_beads,
+        help="average the beads of one image into a PSF, with a table of every bead",
+        description="Detect the sub-resolution beads in one image (2D or 3D TIFF), reject "
+                    "those at the edge, touching a neighbour, saturated or unlike the others, "
+                    "then register and average the rest into a PSF. Prints how many were "
+                    "used and why the others were not; --csv writes one row per bead.")
+    parser.add_argument("image", help="the image of beads, TIFF")
+    _add_psf_options(parser)
+    parser.add_argument("--csv", default=None,
+                        help="write one row per bead: position, flux, SNR, used, reason")
+    parser.add_argument("--threshold", type=lambda text: _number(text, positive=True),
+                        default=6.0, help="detection threshold in noise sigmas (default: 6)")
+    parser.add_argument("--max-beads", type=_positive_int, default=None,
+                        help="use at most this many beads, the brightest (default: all)")
+    parser.add_argument("--method", choices=("mean", "median"), default="mean",
+                        help="mean (default; least noise) or median (robust to a bad bead)")
+    parser.add_argument("--bead-diameter", type=lambda text: _number(text, positive=True),
+                        default=None, help="known bead diameter in spacing units, divided "
+                                           "out of the average")
+
+
+#: Axis names of a bead's position in the CSV, by dimensionality.
+_AXES = {2: ("y", "x"), 3: ("z", "y", "x")}
+
+
+def bead_rows(beads: dict) -> list[dict]:
+    """One CSV row per bead of :attr:`psfkit.BeadAverage.beads`: its position per axis, flux
+    and SNR (empty when it was rejected before being measured), whether it was used, and
+    the reason (``accepted`` or why it was rejected)."""
+    def measured(value) -> str:
+        return f"{value:.6g}" if np.isfinite(value) else ""
+
+    axes = _AXES[beads["position"].shape[1]]
+    return [{"bead": i + 1,
+             **{axis: f"{p:.3f}" for axis, p in zip(axes, position, strict=True)},
+             "flux": measured(flux), "snr": measured(snr), "used": str(bool(used)).lower(),
+             "reason": reason}
+            for i, (position, flux, snr, used, reason) in enumerate(zip(
+                beads["position"], beads["flux"], beads["snr"], beads["accepted"],
+                beads["reason"], strict=True))]
+
+
+def _write_csv(path: str, rows: list[dict]) -> None:
+    def write(temporary: str) -> None:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomically(path, write)
+
+
+def _beads_report(average, physical: bool) -> str:
+    """The numbers ``psfkit beads`` prints, with the count of each rejection reason."""
+    reasons = Counter(str(r) for r in average.beads["reason"] if r != "accepted")
+    return _table([
+        ("beads", f"{len(average.beads['reason'])} detected, {average.beads_used} used"),
+        *[("rejected", f"{count} {reason}") for reason, count in reasons.most_common()],
+        ("PSF", f"{'x'.join(map(str, average.psf.shape))} px"),
+        *_width_rows(average, physical),
+        ("SNR", numbers_text(average.snr, 3)),
+        ("spread", f"{numbers_text(average.spread, 3)} (bead vs average)"),
+        *_warning_rows(average.warnings),
+    ])
+
+
+def _run_beads(args) -> int:
+    from .beads import average_beads
+    from .metadata import run_metadata
+    from .psf import PsfWarning
+
+    check_outputs((args.output, args.csv), (args.image,), args.overwrite)
+    image = read_image(args.image, "image")
+    bar = _progress("beads", args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PsfWarning)  # in the report, printed below
+        average = average_beads(image, spacing=args.spacing, shape=args.shape,
+                                method=args.method, threshold=args.threshold,
+                                saturation=args.saturation, max_beads=args.max_beads,
+                                bead_diameter=args.bead_diameter, callback=bar)
+    record = dict(run_metadata(average), image=os.path.basename(args.image))
+    write_tiff(args.output, average.psf, "beads", record)
+    written = [args.output]
+    if args.csv is not None:
+        _write_csv(args.csv, bead_rows(average.beads))
+        written.append(args.csv)
+    bar.close(f"wrote {', '.join(written)}")
+    print(_beads_report(average, physical=args.spacing is not None))
     return EXIT_OK

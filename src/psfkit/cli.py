@@ -445,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_estimate(subparsers)
     commands.add_fit(subparsers)
+    commands.add_psf(subparsers)
+    commands.add_beads(subparsers)
     return parser
 
 
