@@ -16,6 +16,7 @@ from .deconvolution import deconvolve
 from .defocus import defocus_diameter
 from .estimate import KernelEstimate, estimate_kernel
 from .fit import KernelFit, fit_kernel
+from .io import ImageFile, load_psf, read_image, save_psf, write_image
 from .models import MODELS, make_psf
 from .noise import noise_sigma
 from .operators import Convolver, convolve
@@ -27,6 +28,7 @@ __all__ = [
     "MODELS",
     "BeadAverage",
     "Convolver",
+    "ImageFile",
     "KernelEstimate",
     "KernelFit",
     "PsfReport",
@@ -44,9 +46,13 @@ __all__ = [
     "estimate_kernel",
     "estimate_shift",
     "fit_kernel",
+    "load_psf",
     "make_psf",
     "noise_sigma",
     "prepare_psf",
+    "read_image",
     "resample_psf",
+    "save_psf",
     "widefield_psf",
+    "write_image",
 ]

@@ -210,23 +210,13 @@ class ProgressBar:
 
 
 def _read_tiff(path: str, role: str, *, lazy: bool = False):
-    """The TIFF's array: with ``lazy``, a :class:`psfkit.chunked.FileArray` that reads
-    blocks on demand when the pixels are stored uncompressed in one piece; else read."""
-    import tifffile
-
-    from .chunked import FileArray
+    """The TIFF's array (see :func:`psfkit.io.read_image`), a bad file a ``UsageError``."""
+    from .io import read_image
 
     try:
-        if lazy:
-            with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                offset = series.dataoffset
-                if offset is not None:
-                    dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
-                    return FileArray(path, offset, series.shape, dtype)
-        return tifffile.imread(path)
-    except Exception as error:  # tifffile raises many kinds on a bad file
-        raise UsageError(f"cannot read the {role} TIFF {path}: {error}") from None
+        return read_image(path, role=role, lazy=lazy).data
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _same_file(a: str, b: str) -> bool:
