@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import tifffile
 
+import psfkit
 from psfkit.cli import EXIT_OK, EXIT_USAGE, main
+from psfkit.io import file_checksum, read_image, read_sidecar, write_image
 from psfkit.metrics import kernel_error
 from psfkit.models import make_psf
 from psfkit.samples import bead_image, blurred_pair, sample_point_source
@@ -25,8 +27,10 @@ TRUE_SHIFT, TRUE_GAIN, TRUE_OFFSET = (0.4, -0.7), 0.9, 0.05
 
 
 def _record(path, command: str) -> dict:
-    with tifffile.TiffFile(path) as tif:
-        return json.loads(tif.shaped_metadata[0][f"psfkit_{command}"])
+    """The sidecar of an output, checked to name ``command`` and the psfkit version."""
+    record = read_sidecar(path)
+    assert record["command"] == command and record["psfkit"] == psfkit.__version__
+    return record
 
 
 def _rows(out: str) -> dict:
@@ -74,7 +78,9 @@ def test_estimate_writes_the_kernel_within_ten_percent_and_prints_the_calibratio
     reblurred = tifffile.imread(folder / "reblurred.tif")
     np.testing.assert_allclose(reblurred + residual, pair.blurred, atol=1e-5)
     record = _record(folder / "kernel.tif", "estimate")
-    assert record["sharp"] == "sharp.tif" and record["blurred"] == "blurred.tif"
+    assert record["inputs"]["sharp"] == {"file": "sharp.tif",
+                                         "sha256": file_checksum(folder / "sharp.tif")}
+    assert record["inputs"]["blurred"]["file"] == "blurred.tif"
     np.testing.assert_allclose(record["shift"], TRUE_SHIFT, atol=0.05)
     assert record["gain"] == pytest.approx(TRUE_GAIN, rel=0.02)
     assert abs(record["residual_ratio"] - 1) < 0.1
@@ -140,7 +146,7 @@ def test_fit_prints_sigma_within_two_percent_and_writes_the_json(pair_files, cap
                  "-o", str(folder / "kernel.tif")])
     assert code == EXIT_OK
     record = json.loads((folder / "fit.json").read_text())
-    assert record["model"] == "gaussian" and record["sharp"] == "sharp.tif"
+    assert record["model"] == "gaussian" and record["inputs"]["sharp"]["file"] == "sharp.tif"
     assert record["params"]["sigma"] == pytest.approx(2.0, rel=0.02)
     assert 0 < record["errors"]["sigma"] < 0.02
     assert record["gain"] == pytest.approx(TRUE_GAIN, rel=0.02)
@@ -182,21 +188,27 @@ def test_fit_of_an_unknown_model_is_refused_by_the_parser(pair_files, capsys):
 # ------------------------------------------------------------------------ psf and beads
 
 
-def test_psf_of_the_sample_led_is_within_five_percent_of_the_true_psf(tmp_path, capsys):
+def test_psf_of_the_sample_led_is_within_five_percent_of_the_true_psf_at_its_spacing(
+        tmp_path, capsys):
     sample = sample_point_source()
-    tifffile.imwrite(tmp_path / "led.tif", sample["image"])
+    write_image(tmp_path / "led.tif", sample["image"], spacing=(0.2, 0.2))
     code = main(["psf", str(tmp_path / "led.tif"), "-o", str(tmp_path / "psf.tif")])
     assert code == EXIT_OK
-    psf = tifffile.imread(tmp_path / "psf.tif")
+    written = read_image(tmp_path / "psf.tif")
+    np.testing.assert_allclose(written.spacing, (0.2, 0.2), rtol=1e-6)
+    psf = written.data
     assert psf.dtype == np.float32 and psf.sum() == pytest.approx(1.0, rel=1e-5)
     assert kernel_error(psf, sample["truth"]["psf"]) < 0.05
     record = _record(tmp_path / "psf.tif", "psf")
     np.testing.assert_allclose(record["centre"], sample["truth"]["centre"], atol=0.1)
-    assert record["image"] == "led.tif"
+    assert record["inputs"]["image"]["file"] == "led.tif"
     out, err = capsys.readouterr()
     rows = _rows(out)
     assert rows["hot pixels"] == "3" and float(rows["SNR"]) > 30
     assert rows["centre"].startswith("(30.3")
+    np.testing.assert_allclose(json.loads(rows["FWHM (spacing units)"].replace("(", "[")
+                                          .replace(")", "]")),
+                               np.array(record["fwhm"]) * 0.2, rtol=1e-3)
     assert "wrote" in err
 
 

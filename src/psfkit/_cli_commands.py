@@ -6,9 +6,11 @@ wrongly shaped file is refused in one line naming it), checks every output path 
 work (never an input, never an existing file without ``--overwrite``), shows a progress bar
 on stderr where the work is long (``-q`` silences it), prints its results on stdout, and
 writes each output as float32 to a temporary file renamed into place only when complete.
-The parameters and measured numbers of the run go into the TIFF description, under
-``psfkit_<command>``. Exit codes are those of :mod:`psfkit.cli`: 0 success, 1 the
-computation failed, 2 bad arguments or input, 130 interrupted.
+Images are read and written with their voxel size (:mod:`psfkit.io`); beside each output a
+JSON sidecar ``<output>.json`` records the psfkit version, the inputs with their checksums
+and the parameters and measured numbers of the run. Exit codes are those of
+:mod:`psfkit.cli`: 0 success, 1 the computation failed, 2 bad arguments or input, 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import io
 import json
 import os
 import signal
 import sys
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +40,7 @@ from .cli import (
     _interrupt,
     _number,
     _positive_int,
-    _publish,
-    _read_tiff,
     _same_file,
-    _temporary_output,
 )
 
 # -------------------------------------------------------------------- shared mechanics
@@ -89,14 +90,14 @@ def _add_pair(parser) -> None:
     parser.add_argument("blurred", help="the blurred image of the same scene, TIFF")
 
 
-def _read_pair(args) -> tuple[np.ndarray, np.ndarray]:
+def _read_pair(args) -> tuple[Input, Input]:
     """The sharp and blurred images named by ``args``."""
-    return read_image(args.sharp, "sharp"), read_image(args.blurred, "blurred")
+    return read_input(args.sharp, "sharp"), read_input(args.blurred, "blurred")
 
 
-def _pair_names(args) -> dict:
-    """The file names of the pair, as a run's record holds them."""
-    return {"sharp": os.path.basename(args.sharp), "blurred": os.path.basename(args.blurred)}
+def _pair_paths(args) -> dict:
+    """The pair's files by role, as a run's record holds them."""
+    return {"sharp": args.sharp, "blurred": args.blurred}
 
 
 def _guarded(command: str, work, args) -> int:
@@ -126,17 +127,41 @@ def _guarded(command: str, work, args) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def read_image(path: str, role: str, ndim=(2, 3)) -> np.ndarray:
-    """The TIFF at ``path`` as a finite float32 array of ``ndim`` dimensions, or a
-    :class:`UsageError` naming the file (``role`` says which input it is)."""
-    from ._validate import as_float_array
+@dataclass(frozen=True)
+class Input:
+    """An input file read and checked: its finite float32 ``data``, the voxel size of its
+    spatial axes in µm (``None`` when the file does not say) and its ``path``."""
 
-    if not os.path.isfile(path):
-        raise UsageError(f"{role} file not found: {path}")
+    data: np.ndarray
+    spacing: tuple | None
+    path: str
+
+
+def read_input(path: str, role: str, ndim=(2, 3)) -> Input:
+    """The TIFF at ``path`` (:func:`psfkit.io.read_image`) as a finite float32 array of
+    ``ndim`` dimensions, or a :class:`UsageError` naming the file (``role`` says which
+    input it is)."""
+    from ._validate import as_float_array
+    from .io import read_image
+
     try:
-        return as_float_array(_read_tiff(path, role), f"the {role} TIFF {path}", ndim=ndim)
+        image = read_image(path, role=role)
+        data = as_float_array(image.data, f"the {role} TIFF {path}", ndim=ndim)
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
+    return Input(data, image.spatial_spacing(data.ndim), path)
+
+
+def provenance(command: str, inputs: dict[str, str], result: dict) -> dict:
+    """The record written beside an output: the psfkit version, the subcommand, each input
+    (by ``role``) with its file name and SHA-256, and the ``result``'s metadata."""
+    from . import __version__
+    from .io import file_checksum
+
+    return {"psfkit": __version__, "command": command,
+            "inputs": {role: {"file": os.path.basename(path), "sha256": file_checksum(path)}
+                       for role, path in inputs.items()},
+            **result}
 
 
 def check_outputs(outputs, inputs, overwrite: bool) -> None:
@@ -162,44 +187,26 @@ def check_outputs(outputs, inputs, overwrite: bool) -> None:
         raise UsageError(f"the same file is named for two outputs: {outputs}")
 
 
-def write_atomically(path: str, write) -> None:
-    """Call ``write(temporary_path)`` on a new file beside ``path``, then rename it into
-    place; a failure or Ctrl-C removes the temporary file and leaves ``path`` as it was."""
-    temporary = _temporary_output(os.path.dirname(os.path.abspath(path)))
-    try:
-        write(temporary)
-        _publish(temporary, path)
-        temporary = None
-    finally:
-        if temporary is not None and os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def write_tiff(path: str, array, command: str, record: dict) -> None:
-    """Write ``array`` as a float32 TIFF with ``record`` (JSON) in its description under
-    ``psfkit_<command>``; a non-finite array is refused, never written."""
-    import tifffile
-
+def write_output(path: str, array, spacing, record: dict) -> None:
+    """Write ``array`` as a float32 TIFF with its voxel size (:func:`psfkit.io.write_image`,
+    atomically) and ``record`` in its JSON sidecar ``<path>.json``; a non-finite array is
+    refused, never written."""
     from ._validate import check_finite_result
-    from .metadata import plain
+    from .io import write_image, write_sidecar
 
     data = np.asarray(array, dtype=np.float32)
-    check_finite_result(data, f"the {command} result for {path}",
-                        "nothing was written; check the inputs")
-    description = {f"psfkit_{command}": json.dumps(plain(record))}
-    # minisblack: a kernel of 3 or 4 planes is planes, not an RGB(A) image
-    write_atomically(path, lambda temporary: tifffile.imwrite(
-        temporary, data, photometric="minisblack", metadata=description))
+    check_finite_result(data, f"the result for {path}", "nothing was written; check the "
+                        "inputs")
+    write_image(path, data, spacing)
+    write_sidecar(path, record)
 
 
-def read_record(path: str, command: str) -> dict:
-    """The ``psfkit_<command>`` record in a TIFF's description, ``{}`` when there is none."""
-    import tifffile
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` (JSON, CSV) to ``path`` atomically (:func:`psfkit.io.atomic_output`)."""
+    from .io import atomic_output
 
-    with tifffile.TiffFile(path) as tif:
-        metadata = tif.shaped_metadata
-    entry = (metadata[0] if metadata else {}).get(f"psfkit_{command}")
-    return json.loads(entry) if isinstance(entry, str) else {}
+    with atomic_output(path) as temporary:
+        Path(temporary).write_text(text, encoding="utf-8")
 
 
 def numbers_text(value, digits: int = 4) -> str:
@@ -270,14 +277,16 @@ def _run_estimate(args) -> int:
     check_outputs((args.output, args.residual, args.reblurred), inputs, args.overwrite)
     sharp, blurred = _read_pair(args)
     bar = _progress("estimating", args)
-    estimate = estimate_kernel(sharp, blurred, args.shape, method=args.method, callback=bar)
-    record = {**run_metadata(estimate), **_pair_names(args)}
+    estimate = estimate_kernel(sharp.data, blurred.data, args.shape, method=args.method,
+                               callback=bar)
+    record = provenance("estimate", _pair_paths(args), run_metadata(estimate))
+    spacing = blurred.spacing or sharp.spacing
     written = [args.output]
-    write_tiff(args.output, estimate.kernel, "estimate", record)
+    write_output(args.output, estimate.kernel, spacing, record)
     for path, array in ((args.residual, estimate.residual),
                         (args.reblurred, estimate.reblurred)):
         if path is not None:
-            write_tiff(path, array, "estimate", record)
+            write_output(path, array, spacing, record)
             written.append(path)
     bar.close(f"wrote {', '.join(written)}")
     print(_estimate_report(estimate))
@@ -349,24 +358,25 @@ def _fit_report(fit, physical: bool) -> str:
 
 def _run_fit(args) -> int:
     from .fit import fit_kernel
+    from .metadata import plain
 
     inputs = (args.sharp, args.blurred)
     check_outputs((args.json, args.output), inputs, args.overwrite)
     sharp, blurred = _read_pair(args)
     bar = _progress("fitting", args)
-    fit = fit_kernel(sharp, blurred, MODEL_ALIASES.get(args.model, args.model),
-                     shape=args.shape, spacing=args.spacing, loss=args.loss, callback=bar)
-    record = {**fit_record(fit), **_pair_names(args)}
+    spacing = args.spacing or sharp.spacing
+    fit = fit_kernel(sharp.data, blurred.data, MODEL_ALIASES.get(args.model, args.model),
+                     shape=args.shape, spacing=spacing, loss=args.loss, callback=bar)
+    record = provenance("fit", _pair_paths(args), fit_record(fit))
     written = []
     if args.output is not None:
-        write_tiff(args.output, fit.kernel, "fit", record)
+        write_output(args.output, fit.kernel, spacing, record)
         written.append(args.output)
     if args.json is not None:
-        text = json.dumps(record, indent=2, allow_nan=False) + "\n"
-        write_atomically(args.json, lambda temporary: Path(temporary).write_text(text))
+        write_text(args.json, json.dumps(plain(record), indent=2, allow_nan=False) + "\n")
         written.append(args.json)
     bar.close(f"wrote {', '.join(written)}" if written else "")
-    print(_fit_report(fit, physical=args.spacing is not None))
+    print(_fit_report(fit, physical=spacing is not None))
     return EXIT_OK
 
 
@@ -432,17 +442,18 @@ def _run_psf(args) -> int:
     from .psf import PsfWarning, prepare_psf
 
     check_outputs((args.output,), (args.image,), args.overwrite)
-    image = read_image(args.image, "image")
+    image = read_input(args.image, "image")
+    spacing = args.spacing or image.spacing
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PsfWarning)  # in the report, printed below
-        psf, report = prepare_psf(image, args.shape, centre=args.centre,
-                                  saturation=args.saturation, spacing=args.spacing,
+        psf, report = prepare_psf(image.data, args.shape, centre=args.centre,
+                                  saturation=args.saturation, spacing=spacing,
                                   return_info=True)
-    record = dict(run_metadata(report), image=os.path.basename(args.image))
-    write_tiff(args.output, psf, "psf", record)
+    record = provenance("psf", {"image": args.image}, run_metadata(report))
+    write_output(args.output, psf, spacing, record)
     if not args.quiet:
         print(f"wrote {args.output}", file=sys.stderr)
-    print(_psf_report(report, physical=args.spacing is not None))
+    print(_psf_report(report, physical=spacing is not None))
     return EXIT_OK
 
 
@@ -491,14 +502,13 @@ def bead_rows(beads: dict) -> list[dict]:
                 beads["reason"], strict=True))]
 
 
-def _write_csv(path: str, rows: list[dict]) -> None:
-    def write(temporary: str) -> None:
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-
-    write_atomically(path, write)
+def _csv_text(rows: list[dict]) -> str:
+    """``rows`` (dicts with the same keys) as CSV with a header line."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
 
 
 def _beads_report(average, physical: bool) -> str:
@@ -521,20 +531,21 @@ def _run_beads(args) -> int:
     from .psf import PsfWarning
 
     check_outputs((args.output, args.csv), (args.image,), args.overwrite)
-    image = read_image(args.image, "image")
+    image = read_input(args.image, "image")
+    spacing = args.spacing or image.spacing
     bar = _progress("beads", args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PsfWarning)  # in the report, printed below
-        average = average_beads(image, spacing=args.spacing, shape=args.shape,
+        average = average_beads(image.data, spacing=spacing, shape=args.shape,
                                 method=args.method, threshold=args.threshold,
                                 saturation=args.saturation, max_beads=args.max_beads,
                                 bead_diameter=args.bead_diameter, callback=bar)
-    record = dict(run_metadata(average), image=os.path.basename(args.image))
-    write_tiff(args.output, average.psf, "beads", record)
+    record = provenance("beads", {"image": args.image}, run_metadata(average))
+    write_output(args.output, average.psf, spacing, record)
     written = [args.output]
     if args.csv is not None:
-        _write_csv(args.csv, bead_rows(average.beads))
+        write_text(args.csv, _csv_text(bead_rows(average.beads)))
         written.append(args.csv)
     bar.close(f"wrote {', '.join(written)}")
-    print(_beads_report(average, physical=args.spacing is not None))
+    print(_beads_report(average, physical=spacing is not None))
     return EXIT_OK
