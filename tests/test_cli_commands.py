@@ -118,7 +118,7 @@ def _spoil(path: Path, change: str) -> None:
 
 
 BAD_FILES = [("missing", "file not found"), ("not a tiff", "cannot read"),
-             ("1D", "must be 2D or 3D, got 1D"), ("nan", "contains NaN")]
+             ("1D", "got 1D with shape (50,)"), ("nan", "contains NaN")]
 
 
 def test_estimate_keeps_an_existing_output_and_never_writes_over_an_input(pair_files, capsys):
@@ -246,6 +246,82 @@ def test_beads_csv_has_one_row_per_bead_with_positions_and_the_edge_reason(tmp_p
     assert f"7 detected, {len(used)} used" in out and "1 edge" in out
 
 
+# ---------------------------------------------------------------------------- convolve
+
+
+def test_convolve_predicts_another_pair_down_to_the_noise_with_the_estimated_kernel(
+        pair_files, capsys):
+    pair, folder = pair_files
+    other = _pair(pair.kernel, rng=5)  # another scene, the same camera pair
+    tifffile.imwrite(folder / "sharp2.tif", other.sharp)
+    tifffile.imwrite(folder / "blurred2.tif", other.blurred)
+    assert main(["estimate", str(folder / "sharp.tif"), str(folder / "blurred.tif"),
+                 "-o", str(folder / "kernel.tif"), "--reblurred", str(folder / "rb.tif"),
+                 "-q"]) == EXIT_OK
+    (folder / "predicted").mkdir()
+    result = _run_module("convolve", "kernel.tif", "sharp.tif", "sharp2.tif",
+                         "--compare", "blurred.tif", "--compare", "blurred2.tif",
+                         "-o", "predicted", cwd=folder)
+    assert result.returncode == EXIT_OK, result.stderr
+    rows = _rows(result.stdout)
+    ratios = [float(rows[name].split()[1]) for name in ("sharp.tif", "sharp2.tif")]
+    assert all(abs(ratio - 1) < 0.1 for ratio in ratios)
+    record = _record(folder / "predicted" / "sharp2_convolved.tif", "convolve")
+    assert record["calibrated"] and record["residual_ratio"] == pytest.approx(ratios[1],
+                                                                              abs=0.01)
+    assert record["inputs"]["compared"]["file"] == "blurred2.tif"
+    own = tifffile.imread(folder / "predicted" / "sharp_convolved.tif")
+    assert own.dtype == np.float32 and own.shape == pair.sharp.shape
+    np.testing.assert_allclose(own, tifffile.imread(folder / "rb.tif"),
+                               atol=0.02 * pair.noise_sigma)
+    capsys.readouterr()
+    assert main(["convolve", str(folder / "kernel.tif"), str(folder / "sharp2.tif"),
+                 "--compare", str(folder / "blurred2.tif"), "--kernel-only", "--overwrite",
+                 "-o", str(folder / "predicted"), "-q"]) == EXIT_OK
+    without_calibration = float(_rows(capsys.readouterr().out)["sharp2.tif"].split()[1])
+    assert without_calibration > 2  # the gain of 0.9 and the offset are part of the model
+
+
+def test_convolve_applies_a_plain_kernel_alone_and_says_so(tmp_path, capsys):
+    kernel = make_psf("gaussian", (13, 13), sigma=1.5)
+    pair = blurred_pair(kernel, (96, 96), noise=0.01, rng=4)
+    tifffile.imwrite(tmp_path / "kernel.tif", kernel)
+    tifffile.imwrite(tmp_path / "sharp.tif", pair.sharp)
+    tifffile.imwrite(tmp_path / "blurred.tif", pair.blurred)
+    code = main(["convolve", str(tmp_path / "kernel.tif"), str(tmp_path / "sharp.tif"),
+                 "--compare", str(tmp_path / "blurred.tif")])
+    assert code == EXIT_OK
+    out, err = capsys.readouterr()
+    assert "records no gain, offset or shift, so the kernel was applied alone" in err
+    assert abs(float(_rows(out)["sharp.tif"].split()[1]) - 1) < 0.1
+    inner = (slice(6, -6),) * 2
+    predicted = tifffile.imread(tmp_path / "sharp_convolved.tif")
+    np.testing.assert_allclose(predicted[inner], psfkit.convolve(pair.sharp, kernel)[inner],
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--compare", "blurred.tif", "--compare", "blurred.tif"],
+      "--compare is given 2 times for 1 images"),
+     (["--compare", "small.tif"], "has shape (40, 40)"),
+     (["--kernel", "missing.tif"], "kernel file not found: missing.tif")])
+def test_convolve_refuses_mismatched_inputs_in_one_line(pair_files, extra, message, capsys,
+                                                        monkeypatch):
+    _, folder = pair_files
+    monkeypatch.chdir(folder)
+    tifffile.imwrite("kernel.tif", make_psf("gaussian", (9, 9), sigma=2.0))
+    tifffile.imwrite("small.tif", np.ones((40, 40), np.float32))
+    kernel = "kernel.tif"
+    if extra[0] == "--kernel":
+        kernel, extra = extra[1], []
+    before = sorted(os.listdir(folder))
+    assert main(["convolve", kernel, "sharp.tif", *extra]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("psfkit convolve: error: ") and message in err
+    assert err.count("\n") == 1 and sorted(os.listdir(folder)) == before
+
+
 # -------------------------------------------------------------------------- bad files
 
 
@@ -254,23 +330,28 @@ def _command(name: str, folder: Path) -> tuple[list[str], str]:
     the bad-file test spoils."""
     sharp, blurred = str(folder / "sharp.tif"), str(folder / "blurred.tif")
     output = str(folder / "out.tif")
+    if name == "convolve":
+        tifffile.imwrite(folder / "kernel.tif", make_psf("gaussian", (9, 9), sigma=2.0))
     return {
         "estimate": (["estimate", sharp, blurred, "-o", output], "blurred"),
         "fit": (["fit", sharp, blurred, "-o", output], "sharp"),
         "psf": (["psf", blurred, "-o", output], "blurred"),
         "beads": (["beads", sharp, "-o", output], "sharp"),
+        "convolve": (["convolve", str(folder / "kernel.tif"), sharp, "--compare", blurred],
+                     "blurred"),
     }[name]
 
 
-@pytest.mark.parametrize("name", ["estimate", "fit", "psf", "beads"])
+@pytest.mark.parametrize("name", ["estimate", "fit", "psf", "beads", "convolve"])
 @pytest.mark.parametrize(("change", "message"), BAD_FILES)
 def test_a_bad_input_file_is_one_line_naming_it_and_exit_code_2(
         pair_files, name, change, message, capsys):
     _, folder = pair_files
     arguments, spoiled = _command(name, folder)
     _spoil(folder / f"{spoiled}.tif", change)
+    before = sorted(os.listdir(folder))
     assert main(arguments) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith(f"psfkit {name}: error: ") and message in err
     assert f"{spoiled}.tif" in err and err.count("\n") == 1
-    assert not (folder / "out.tif").exists()
+    assert sorted(os.listdir(folder)) == before

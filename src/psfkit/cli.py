@@ -437,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_fit(subparsers)
     commands.add_psf(subparsers)
     commands.add_beads(subparsers)
+    commands.add_convolve(subparsers)
     return parser
 
 
