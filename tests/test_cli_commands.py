@@ -3,9 +3,11 @@
 exit codes, and one line naming the file for a bad input."""
 
 import csv
+import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 import tifffile
 
 import psfkit
-from psfkit.cli import EXIT_OK, EXIT_USAGE, main
+from psfkit.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from psfkit.io import file_checksum, read_image, read_sidecar, write_image
 from psfkit.metrics import kernel_error
 from psfkit.models import make_psf
@@ -355,3 +357,61 @@ def test_a_bad_input_file_is_one_line_naming_it_and_exit_code_2(
     assert err.startswith(f"psfkit {name}: error: ") and message in err
     assert f"{spoiled}.tif" in err and err.count("\n") == 1
     assert sorted(os.listdir(folder)) == before
+
+
+# ------------------------------------------------------------------ help, failures, signals
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("estimate", "residual over the noise"), ("fit", "standard errors"),
+    ("psf", "point source"), ("beads", "one row per bead"),
+    ("convolve", "predicts the blurred version")])
+def test_every_subcommand_explains_itself_in_its_help(name, words, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([name, "--help"])
+    assert stop.value.code == EXIT_OK
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith(f"usage: psfkit {name}") and words in out
+    assert "--quiet" in out and "--overwrite" in out
+
+
+class _FailingTerminal(io.StringIO):
+    """A stderr on which the first progress bar fails, as exhausted memory would make the
+    run fail in its middle."""
+
+    def write(self, text):
+        if "[" in text:
+            raise MemoryError("out of memory")
+        return super().write(text)
+
+
+def test_a_computation_that_fails_is_one_line_exit_code_1_and_writes_nothing(
+        pair_files, monkeypatch):
+    _, folder = pair_files
+    terminal = _FailingTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code = main(["estimate", str(folder / "sharp.tif"), str(folder / "blurred.tif"),
+                 "-o", str(folder / "kernel.tif")])
+    assert code == EXIT_FAILED
+    assert terminal.getvalue() == "psfkit estimate: failed: MemoryError: out of memory\n"
+    assert sorted(os.listdir(folder)) == ["blurred.tif", "sharp.tif"]
+
+
+def test_a_terminated_run_exits_130_and_leaves_no_file(tmp_path):
+    pair = blurred_pair(make_psf("gaussian", (17, 17), sigma=2.0), (768, 768), rng=3)
+    tifffile.imwrite(tmp_path / "sharp.tif", pair.sharp)
+    tifffile.imwrite(tmp_path / "blurred.tif", pair.blurred)
+    environment = dict(os.environ, PYTHONPATH=SOURCE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "psfkit", "estimate", "sharp.tif", "blurred.tif", "-o",
+         "kernel.tif", "--method", "lsq"], cwd=tmp_path, env=environment,
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    first_progress = process.stderr.readline()  # the run is under way
+    process.send_signal(signal.SIGTERM)
+    rest = process.stderr.read()
+    assert process.wait() == EXIT_INTERRUPTED
+    assert first_progress.startswith("estimating [")
+    assert rest.strip().endswith("psfkit estimate: interrupted; files not yet complete were "
+                                 "not written")
+    assert "Traceback" not in rest
+    assert sorted(os.listdir(tmp_path)) == ["blurred.tif", "sharp.tif"]
