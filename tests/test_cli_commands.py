@@ -48,9 +48,10 @@ def _run_module(*arguments, cwd):
                           capture_output=True, text=True, env=environment, check=False)
 
 
-def _pair(kernel, rng):
-    return blurred_pair(kernel, (160, 160), noise=0.01, gain=TRUE_GAIN, offset=TRUE_OFFSET,
-                        shift=TRUE_SHIFT, rng=rng)
+def _pair(kernel, rng, scene_kind="natural"):
+    """A pair through ``kernel`` with the gain, offset and shift of one camera pair."""
+    return blurred_pair(kernel, (160, 160), scene_kind=scene_kind, noise=0.01,
+                        gain=TRUE_GAIN, offset=TRUE_OFFSET, shift=TRUE_SHIFT, rng=rng)
 
 
 @pytest.fixture
@@ -226,8 +227,9 @@ def _beads_with_one_at_the_edge(folder: Path):
 def test_beads_csv_has_one_row_per_bead_with_positions_and_the_edge_reason(tmp_path, capsys):
     psf, centres = _beads_with_one_at_the_edge(tmp_path)
     code = main(["beads", str(tmp_path / "beads.tif"), "-o", str(tmp_path / "psf.tif"),
-                 "--csv", str(tmp_path / "beads.csv")])
+                 "--csv", str(tmp_path / "beads.csv"), "--spacing", "0.1"])
     assert code == EXIT_OK
+    np.testing.assert_allclose(read_image(tmp_path / "psf.tif").spacing, (0.1, 0.1))
     with open(tmp_path / "beads.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 7 and list(rows[0]) == ["bead", "y", "x", "flux", "snr", "used",
@@ -254,7 +256,7 @@ def test_beads_csv_has_one_row_per_bead_with_positions_and_the_edge_reason(tmp_p
 def test_convolve_predicts_another_pair_down_to_the_noise_with_the_estimated_kernel(
         pair_files, capsys):
     pair, folder = pair_files
-    other = _pair(pair.kernel, rng=5)  # another scene, the same camera pair
+    other = _pair(pair.kernel, rng=5, scene_kind="blobs")  # another scene, the same cameras
     tifffile.imwrite(folder / "sharp2.tif", other.sharp)
     tifffile.imwrite(folder / "blurred2.tif", other.blurred)
     assert main(["estimate", str(folder / "sharp.tif"), str(folder / "blurred.tif"),

@@ -152,6 +152,14 @@ def read_input(path: str, role: str, ndim=(2, 3)) -> Input:
     return Input(data, image.spatial_spacing(data.ndim), path)
 
 
+def chosen_spacing(option, image: Input) -> tuple | None:
+    """The voxel size a run uses: ``--spacing`` (one number for every axis, or one per
+    axis) when given, else the one ``image``'s file records (``None`` when unknown)."""
+    if option is None:
+        return image.spacing
+    return option * image.data.ndim if len(option) == 1 else option
+
+
 def provenance(command: str, inputs: dict[str, str], result: dict) -> dict:
     """The record written beside an output: the psfkit version, the subcommand, each input
     (by ``role``) with its file name and SHA-256, and the ``result``'s metadata."""
@@ -209,10 +217,12 @@ def write_text(path: str, text: str) -> None:
         Path(temporary).write_text(text, encoding="utf-8")
 
 
-def numbers_text(value, digits: int = 4) -> str:
-    """A number, or several as ``(a, b, c)``, with ``digits`` significant digits."""
+def numbers_text(value, digits: int = 4, *, decimals: int | None = None) -> str:
+    """A number, or several as ``(a, b, c)``, with ``digits`` significant digits (or,
+    with ``decimals``, that many digits after the point, as a ratio near 1 reads best)."""
     values = np.ravel(np.asarray(value, dtype=float))
-    texts = [f"{v:.{digits}g}" for v in values]
+    texts = [f"{v:.{decimals}f}" if decimals is not None else f"{v:.{digits}g}"
+             for v in values]
     return texts[0] if np.ndim(value) == 0 else "(" + ", ".join(texts) + ")"
 
 
@@ -265,7 +275,7 @@ def _estimate_report(estimate) -> str:
         ("gain", numbers_text(estimate.gain)),
         ("offset", numbers_text(estimate.offset)),
         ("noise sigma", numbers_text(estimate.noise_sigma)),
-        ("residual/noise", numbers_text(estimate.residual_ratio, 3)),
+        ("residual/noise", numbers_text(estimate.residual_ratio, decimals=2)),
     ])
 
 
@@ -348,7 +358,7 @@ def _fit_report(fit, physical: bool) -> str:
                            f"{'?' if error is None else numbers_text(error, 2)}"))
     rows += [("FWHM", f"{numbers_text(fit.fwhm)} px"),
              ("ellipticity", f"{fit.ellipticity:.3f}"),
-             ("residual/noise", numbers_text(np.sqrt(fit.reduced_chi2), 3))]
+             ("residual/noise", numbers_text(np.sqrt(fit.reduced_chi2), decimals=2))]
     for name, value in (fit.physical if physical else {}).items():
         rows.append((f"{name} (spacing units)", numbers_text(value)))
     if fit.ranking:
@@ -364,7 +374,7 @@ def _run_fit(args) -> int:
     check_outputs((args.json, args.output), inputs, args.overwrite)
     sharp, blurred = _read_pair(args)
     bar = _progress("fitting", args)
-    spacing = args.spacing or sharp.spacing
+    spacing = chosen_spacing(args.spacing, sharp)
     fit = fit_kernel(sharp.data, blurred.data, MODEL_ALIASES.get(args.model, args.model),
                      shape=args.shape, spacing=spacing, loss=args.loss, callback=bar)
     record = provenance("fit", _pair_paths(args), fit_record(fit))
@@ -443,7 +453,7 @@ def _run_psf(args) -> int:
 
     check_outputs((args.output,), (args.image,), args.overwrite)
     image = read_input(args.image, "image")
-    spacing = args.spacing or image.spacing
+    spacing = chosen_spacing(args.spacing, image)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PsfWarning)  # in the report, printed below
         psf, report = prepare_psf(image.data, args.shape, centre=args.centre,
@@ -532,7 +542,7 @@ def _run_beads(args) -> int:
 
     check_outputs((args.output, args.csv), (args.image,), args.overwrite)
     image = read_input(args.image, "image")
-    spacing = args.spacing or image.spacing
+    spacing = chosen_spacing(args.spacing, image)
     bar = _progress("beads", args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PsfWarning)  # in the report, printed below
@@ -660,7 +670,7 @@ def _run_convolve(args) -> int:
                      provenance("convolve", inputs, result))
         if compare is not None:
             rows.append((os.path.basename(path), f"residual/noise "
-                         f"{numbers_text(result['residual_ratio'], 3)} against "
+                         f"{numbers_text(result['residual_ratio'], decimals=2)} against "
                          f"{os.path.basename(compare)}"))
         bar(number + 1, len(args.images))
     note = ("" if calibration["calibrated"] or args.kernel_only else
