@@ -62,14 +62,12 @@ def _spacing(text: str) -> tuple[float, ...]:
     return tuple(_number(part, positive=True) for part in text.split(","))
 
 
-def _subcommand(subparsers, name: str, run, *, help: str, description: str,
-                overwrite: bool = True):
+def _subcommand(subparsers, name: str, run, *, help: str, description: str):
     """A new subcommand ``name`` whose handler is ``run(args)`` under :func:`_guarded`,
     with the options every subcommand shares: ``--overwrite`` and ``-q``."""
     parser = subparsers.add_parser(name, help=help, description=description)
-    if overwrite:
-        parser.add_argument("--overwrite", action="store_true",
-                            help="replace existing output files (never an input)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files (never an input)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bar or messages on stderr (results still go to "
                              "stdout)")
