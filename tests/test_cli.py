@@ -2,7 +2,6 @@
 with the whole, atomic output, and refusals with clear messages and exit codes."""
 
 import io
-import json
 import os
 import sys
 
@@ -12,6 +11,7 @@ import tifffile
 
 import psfkit
 from psfkit.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from psfkit.io import read_sidecar
 from psfkit.models import make_psf
 from psfkit.samples import blurred_pair
 
@@ -27,8 +27,9 @@ def files(tmp_path):
 
 
 def _metadata(path) -> dict:
-    with tifffile.TiffFile(path) as tif:
-        return json.loads(tif.shaped_metadata[0]["psfkit_deconvolve"])
+    """The parameters in an output's sidecar, and the name of its input."""
+    record = read_sidecar(path)
+    return dict(record["parameters"], source=os.path.basename(record["inputs"][0]["path"]))
 
 
 def test_output_equals_the_library_result_and_records_the_parameters(files, capsys):
@@ -46,7 +47,7 @@ def test_output_equals_the_library_result_and_records_the_parameters(files, caps
     assert metadata["source"] == "in.tif"
     err = capsys.readouterr().err
     assert "12/12" in err and "wrote" in err
-    assert sorted(os.listdir(folder)) == ["in.tif", "out.tif", "psf.tif"]  # no temp file
+    assert sorted(os.listdir(folder)) == ["in.tif", "out.tif", "out.tif.json", "psf.tif"]
 
 
 def test_blocks_on_request_match_the_whole_image_within_one_percent(files):
@@ -210,14 +211,16 @@ def test_a_non_finite_result_is_an_error_and_never_a_file(files, capsys):
     assert "Traceback" not in err and left == []
 
 
-def test_an_output_naming_a_folder_is_one_line(files, capsys):
+def test_an_output_naming_a_folder_gets_the_output_in_it(files, capsys):
     _, _, image_path, psf_path, folder = files
     (folder / "results").mkdir()
     code, err, left = _run(["deconvolve", image_path, "--psf", psf_path, "-o",
-                            str(folder / "results"), "--overwrite"], folder, capsys)
-    assert code == EXIT_USAGE and "is a folder; name a file in it" in err
-    assert "Traceback" not in err and left == ["results"]
-    assert os.listdir(folder / "results") == []
+                            str(folder / "results"), "--method", "wiener", "-q"], folder,
+                           capsys)
+    assert code == EXIT_OK and "1 written, 0 skipped, 0 failed" in err
+    assert left == ["results"]
+    assert sorted(os.listdir(folder / "results")) == ["in_deconvolved.tif",
+                                                       "in_deconvolved.tif.json"]
 
 
 def _read_only_folder(tmp_path):

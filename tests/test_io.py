@@ -140,3 +140,10 @@ def test_checksum_is_the_sha256_of_the_bytes(tmp_path):
     (tmp_path / "file").write_bytes(b"abc")
     assert file_checksum(tmp_path / "file") == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+
+
+def test_an_imagej_file_calibrated_in_pixels_has_no_voxel_size(tmp_path):
+    tifffile.imwrite(tmp_path / "pixels.tif", VOLUME, imagej=True,
+                     metadata={"spacing": 1.0, "unit": "pixel", "axes": "ZYX"})
+    image = read_image(tmp_path / "pixels.tif")
+    assert image.spacing == (None, None, None) and image.unit == "pixel"

@@ -13,6 +13,7 @@ from .align import estimate_shift
 from .beads import BeadAverage, average_beads
 from .chunked import deconvolve_chunked
 from .deconvolution import deconvolve
+from .deconvolver import Deconvolver
 from .defocus import defocus_diameter
 from .estimate import KernelEstimate, estimate_kernel
 from .fit import KernelFit, fit_kernel
@@ -28,6 +29,7 @@ __all__ = [
     "MODELS",
     "BeadAverage",
     "Convolver",
+    "Deconvolver",
     "ImageFile",
     "KernelEstimate",
     "KernelFit",

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import mmap
 import os
 import signal
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -121,12 +119,23 @@ def _chunks(text: str):
 
 def _add_deconvolve(subparsers) -> None:
     parser = subparsers.add_parser(
-        "deconvolve", help="deconvolve a TIFF image with a TIFF PSF",
-        description="Deconvolve a TIFF image (2D, 3D, or frames along leading axes) with a "
-                    "TIFF PSF. Without options every choice is automatic.")
-    parser.add_argument("image", help="input TIFF")
-    parser.add_argument("--psf", required=True, help="PSF TIFF, 2D or 3D, centred")
-    parser.add_argument("-o", "--output", required=True, help="output TIFF (float32)")
+        "deconvolve", help="deconvolve TIFF images with a TIFF PSF",
+        description="Deconvolve TIFF images (2D, 3D, or frames along leading axes) with a "
+                    "TIFF PSF. Without options every choice is automatic. One image: "
+                    "'-o out.tif'. Many (files, globs, folders): outputs go into the "
+                    "folder -o names, or beside each input, named by --output-pattern; "
+                    "finished outputs are skipped, so a stopped batch restarts where it "
+                    "was. Each output gets a JSON sidecar (<output>.json) saying how it "
+                    "was made.")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="input TIFFs: files, globs ('plate/*.tif') or folders")
+    parser.add_argument("--psf", required=True, help="PSF TIFF, 2D or 3D, centred; "
+                        "resampled to each image's voxel size when both files state one")
+    parser.add_argument("-o", "--output", default=None,
+                        help="output TIFF for one image, or the folder for many")
+    parser.add_argument("--output-pattern", default=None, metavar="PATTERN",
+                        help="output file names, from {stem} (input name without its "
+                             "suffix) and {name}; default '{stem}_deconvolved.tif'")
     from .deconvolution import METHODS
 
     parser.add_argument("--method", default="auto", choices=METHODS,
@@ -139,6 +148,19 @@ def _add_deconvolve(subparsers) -> None:
                         help="plain Richardson-Lucy, without Biggs-Andrews acceleration")
     parser.add_argument("--background", type=_background, default=None,
                         help="constant camera offset / sky level (default: estimated)")
+    parser.add_argument("--same-choices", action="store_true",
+                        help="make the automatic choices (noise model, iterations, "
+                             "regularization) on the first image and apply them to all, "
+                             "so intensities compare across a plate")
+    parser.add_argument("--parameters", default=None, metavar="JSON",
+                        help="take every parameter from a sidecar (<output>.json) or a "
+                             "JSON dict, to make an output again bit for bit")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "uint16"),
+                        help="output type: float32 (default, never rescaled) or uint16 "
+                             "(values times --scale, rounded; saturation is reported)")
+    parser.add_argument("--scale", type=_scale, default=1.0,
+                        help="with --dtype uint16: the factor applied before rounding "
+                             "(default 1; recorded in the sidecar)")
     parser.add_argument("--chunks", type=_chunks, default=None,
                         help="deconvolve in overlapping blocks of this size, e.g. 64,512,512 "
                              "or 'auto' (default: only for frames over 256 MiB as float32)")
@@ -151,9 +173,13 @@ def _add_deconvolve(subparsers) -> None:
                         help="dask scheduler: an address such as tcp://host:8786, or "
                              "threads, processes, synchronous (implies blocks)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing output file (never the input)")
+                        help="replace existing outputs (never an input)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_run_deconvolve)
+
+
+def _scale(text: str) -> float:
+    return _number(text, positive=True)
 
 
 class ProgressBar:
@@ -209,16 +235,6 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _read_tiff(path: str, role: str, *, lazy: bool = False):
-    """The TIFF's array (see :func:`psfkit.io.read_image`), a bad file a ``UsageError``."""
-    from .io import read_image
-
-    try:
-        return read_image(path, role=role, lazy=lazy).data
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-
-
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -239,33 +255,8 @@ def _release_pages(array) -> None:
         handle.madvise(mmap.MADV_DONTNEED)
 
 
-def _record_metadata(path: str, parameters: dict, args) -> None:
-    """Put the run's parameters and file names into the finished TIFF's description, under
-    ``psfkit_deconvolve`` beside tifffile's own entries (the output is created before the
-    run has made its choices)."""
-    import tifffile
-
-    from .metadata import plain
-
-    entries = dict(plain(parameters), psf=os.path.basename(args.psf),
-                   source=os.path.basename(args.image))
-    description = json.loads(tifffile.tiffcomment(path))
-    description["psfkit_deconvolve"] = json.dumps(entries)
-    tifffile.tiffcomment(path, json.dumps(description))
-
-
-def _check_paths(args) -> None:
-    for path, role in ((args.image, "image"), (args.psf, "PSF")):
-        if not os.path.isfile(path):
-            raise UsageError(f"{role} file not found: {path}")
-        if os.path.exists(args.output) and _same_file(path, args.output):
-            raise UsageError(f"refusing to overwrite the input {path}; choose another output")
-    if os.path.isdir(args.output):
-        raise UsageError(f"the output {args.output} is a folder; name a file in it, e.g. "
-                         f"{os.path.join(args.output, 'deconvolved.tif')}")
-    if os.path.exists(args.output) and not args.overwrite:
-        raise UsageError(f"{args.output} exists; pass --overwrite to replace it")
-    folder = os.path.dirname(os.path.abspath(args.output))
+def _check_output_folder(folder: str) -> None:
+    """A ``UsageError`` when no file can be written in ``folder``."""
     if not os.path.isdir(folder):
         raise UsageError(f"output folder does not exist: {folder}")
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -273,7 +264,68 @@ def _check_paths(args) -> None:
                          f"choose another output")
 
 
+def _single_output(args) -> bool:
+    """Whether the command names one input file and its output file (the one-image form,
+    whose refusals end the command with exit code 2 as they always did)."""
+    from .batch import is_glob
+
+    return (len(args.images) == 1 and args.output is not None and args.output_pattern is None
+            and not os.path.isdir(args.output) and not os.path.isdir(args.images[0])
+            and not is_glob(args.images[0]))
+
+
+def _jobs(args):
+    """The batch's jobs, checked: one-image form or many, each output folder writable."""
+    from .batch import Job, plan_jobs
+
+    if _single_output(args):
+        return [Job(args.images[0], args.output)], []
+    if args.output is None and args.output_pattern is None:
+        raise UsageError("name the output: -o FILE for one image, -o FOLDER or "
+                         "--output-pattern '{stem}_deconvolved.tif' for many")
+    if args.output is not None:
+        if os.path.isfile(args.output):
+            raise UsageError(f"the output {args.output} is a file; for many images name a "
+                             f"folder")
+        if os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+            os.makedirs(args.output, exist_ok=True)  # a new folder in an existing one
+    try:
+        jobs, unmatched = plan_jobs(args.images, output_folder=args.output,
+                                    pattern=args.output_pattern)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not jobs and unmatched:
+        raise UsageError("; ".join(unmatched))
+    for folder in sorted({os.path.dirname(os.path.abspath(job.output)) for job in jobs}):
+        _check_output_folder(folder)
+    return jobs, unmatched
+
+
+def _check_job(job, overwrite: bool) -> None:
+    """A ``UsageError`` when the job's input is missing, is its own output, or its output
+    is a folder or (in the one-image form) exists without ``overwrite``."""
+    if not os.path.isfile(job.input):
+        raise UsageError(f"image file not found: {job.input}")
+    if os.path.exists(job.output) and _same_file(job.input, job.output):
+        raise UsageError(f"refusing to overwrite the input {job.input}; choose another output")
+    if os.path.isdir(job.output):
+        raise UsageError(f"the output {job.output} is a folder; name a file in it, e.g. "
+                         f"{os.path.join(job.output, 'deconvolved.tif')}")
+    if os.path.exists(job.output) and not overwrite:
+        raise UsageError(f"{job.output} exists; pass --overwrite to replace it")
+    _check_output_folder(os.path.dirname(os.path.abspath(job.output)))
+
+
 def _deconvolve_arguments(args) -> dict:
+    """The keyword arguments of :func:`psfkit.deconvolve` the options ask for (all of them
+    from ``--parameters`` when given)."""
+    if args.parameters is not None:
+        from .provenance import sidecar_parameters
+
+        try:
+            return sidecar_parameters(args.parameters)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     options = dict(method=args.method, iterations=args.iterations,
                    regularization=args.regularization)
     if args.no_acceleration:
@@ -283,9 +335,75 @@ def _deconvolve_arguments(args) -> dict:
     return options
 
 
-def _deconvolve_in_blocks(image, psf, options, out, args, bar) -> dict:
+class _PsfForImages:
+    """The PSF, read and prepared once, and its versions resampled to each image voxel
+    size met (each with its :class:`psfkit.Deconvolver`, which keeps its operators)."""
+
+    def __init__(self, path: str, say):
+        from .io import load_psf
+
+        try:
+            self.file = load_psf(path)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        self.path = path
+        self.ndim = self.file.data.ndim
+        self.spacing = self.file.spatial_spacing(self.ndim)
+        self.say = say
+        self._versions: dict = {}
+
+    def for_image(self, image_file) -> tuple:
+        """``(psf, deconvolver, spacing, resampled)`` for an image: the PSF on its voxel
+        grid (resampled when both spacings are known and differ), the voxel size of the
+        output (``None`` when neither file states one) and ``{"from", "to"}`` spacings of
+        a resampling (else ``None``). Says in one line what it resampled or assumed."""
+        image_spacing = image_file.spatial_spacing(self.ndim)
+        target = None
+        if image_spacing is None and self.spacing is None:
+            self.say(f"{os.path.basename(image_file.path)} and the PSF give no voxel size; "
+                     f"the PSF is taken to be sampled like the image")
+        elif image_spacing is None:
+            self.say(image_file.assumed(self.ndim, f"taken as the PSF's {self.spacing} "
+                                                   f"{self.file.unit}"))
+        elif self.spacing is None:
+            self.say(self.file.assumed(self.ndim, f"the PSF is taken to be sampled like "
+                                                  f"the image ({image_spacing} "
+                                                  f"{image_file.unit})"))
+        elif image_file.unit != self.file.unit:
+            self.say(f"{os.path.basename(image_file.path)} gives its voxel size in "
+                     f"{image_file.unit}, the PSF in {self.file.unit}; the PSF is taken "
+                     f"to be sampled like the image")
+        elif not np.allclose(image_spacing, self.spacing, rtol=1e-6, atol=0):
+            target = image_spacing
+        if target not in self._versions:
+            self._versions[target] = self._version(target, image_file.unit)
+        psf, deconvolver = self._versions[target]
+        resampled = None if target is None else {"from": list(self.spacing),
+                                                 "to": list(target)}
+        return psf, deconvolver, image_spacing or self.spacing, resampled
+
+    def _version(self, target, unit: str):
+        """The PSF resampled to voxels of ``target`` (as read when ``None``) and its
+        Deconvolver."""
+        import warnings
+
+        from . import Deconvolver, resample_psf
+
+        psf = self.file.data
+        if target is not None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                psf = resample_psf(psf, self.spacing, target)
+            self.say(f"resampled the PSF from {self.spacing} {self.file.unit} voxels to the "
+                     f"image's {target} {unit}: shape {self.file.data.shape} -> {psf.shape}")
+            for warning in caught:
+                self.say(f"warning: {warning.message}")
+        return psf, Deconvolver(psf)
+
+
+def _deconvolve_in_blocks(image, psf, options, out, args, bar):
     """Plan for the scheduler's concurrency, then write block by block into the memory map
-    ``out``, releasing its pages after every group of blocks; return the parameters used."""
+    ``out``, releasing its pages after every group of blocks; return the plan."""
     from .chunked import chunked_graph, open_scheduler, plan_chunked, store_blocks
 
     chunks = None if args.chunks in (None, "auto") else args.chunks
@@ -293,28 +411,32 @@ def _deconvolve_in_blocks(image, psf, options, out, args, bar) -> dict:
         plan = plan_chunked(image, psf, chunks=chunks, depth=args.depth,
                             memory_limit=args.memory_limit * 2**30,
                             concurrency=scheduler.per_worker, **options)
-        bar.label = f"deconvolving {plan.block_count} blocks"
+        bar.label = f"{bar.label}: {plan.block_count} blocks"
         store_blocks(chunked_graph(image, psf, plan), out, scheduler, callback=bar,
                      after_group=lambda: _release_pages(out))
-    return plan.parameters
+    return plan
 
 
-def _deconvolve_into(out, image, psf, args, bar) -> dict:
-    """Deconvolve ``image`` into the memory map ``out``, frame by frame or in blocks;
-    return the parameters used (of the first frame)."""
+def _deconvolve_into(out, image, psf, deconvolver, options, args, bar) -> tuple:
+    """Deconvolve ``image`` into the float32 memory map ``out``, frame by frame (with the
+    PSF's ``deconvolver``) or in blocks; return the run's report (of the first frame), the
+    explicit parameters that repeat it, and the block sizes and overlap (``None`` when it
+    ran frame by frame)."""
     from ._validate import check_finite_result
     from .frames import deconvolve_frames, frame_in_blocks
 
-    options = _deconvolve_arguments(args)
     spatial = image.shape[len(image.shape) - psf.ndim:]
     if args.chunks is not None or args.scheduler is not None or frame_in_blocks(spatial):
-        parameters = _deconvolve_in_blocks(image, psf, options, out, args, bar)
+        plan = _deconvolve_in_blocks(image, psf, options, out, args, bar)
+        report, parameters = dict(plan.parameters), dict(plan.parameters)
+        blocks = {"chunks": [sizes[0] for sizes in plan.chunks], "depth": list(plan.depth)}
     else:
-        parameters = deconvolve_frames(image, psf, out=out, callback=bar,
-                                       **options).reports[0]
+        report = deconvolve_frames(image, psf, out=out, callback=bar, deconvolver=deconvolver,
+                                   **options).reports[0]
+        parameters, blocks = dict(report["parameters"]), None
     check_finite_result(out, "the result", "nothing was written; change the options, e.g. "
                         "leave --regularization and --background automatic")
-    return parameters
+    return report, parameters, blocks
 
 
 def _interrupt(signum, frame):
@@ -326,40 +448,38 @@ def _run_deconvolve(args) -> int:
     with contextlib.suppress(ValueError):  # only the main thread may set handlers
         previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return _deconvolve_files(args)
+        return _deconvolve_batch(args)
     except UsageError as error:
         print(f"psfkit deconvolve: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("\npsfkit deconvolve: interrupted; no output written", file=sys.stderr)
+        print("\npsfkit deconvolve: interrupted; the output in progress was not written "
+              "(run the command again to go on)", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _read_inputs(args):
-    """The PSF (2D or 3D) and the image (read lazily where the file allows), checked to fit
-    together."""
-    psf = np.asarray(_read_tiff(args.psf, "PSF"))
-    psf = np.squeeze(psf) if psf.ndim > 3 else psf
-    image = _read_tiff(args.image, "image", lazy=True)
-    shape = tuple(image.shape)
-    if psf.ndim not in (2, 3) or len(shape) < psf.ndim:
-        raise UsageError(f"the PSF must be 2D or 3D and have at most the image's dimensions; "
-                         f"got PSF {psf.shape} and image {shape}")
+def _checked_image(job, psf_ndim: int):
+    """The job's image file, read lazily where the file allows, checked to fit the PSF."""
+    from .io import read_image
+
+    try:
+        image_file = read_image(job.input, lazy=True)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    shape = tuple(image_file.data.shape)
+    if len(shape) < psf_ndim:
+        raise UsageError(f"the PSF must have at most the image's dimensions; got a "
+                         f"{psf_ndim}D PSF and image {shape}")
+    return image_file
+
+
+def _check_psf_fits(psf, shape) -> None:
     spatial = shape[len(shape) - psf.ndim:]
     if any(k > n for k, n in zip(psf.shape, spatial, strict=True)):
         raise UsageError(f"the PSF {psf.shape} is larger than the image {spatial}")
-    return psf, image
-
-
-def _publish(temporary: str, output: str) -> None:
-    """Give the finished temporary file the usual permissions and rename it into place."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private
-    os.replace(temporary, output)
 
 
 def _summary(parameters: dict) -> str:
@@ -379,50 +499,184 @@ def _computation_failures() -> tuple:
     return failures
 
 
-def _temporary_output(folder: str) -> str:
-    """A new empty temporary file in ``folder``, beside the output it becomes."""
-    try:
-        descriptor, temporary = tempfile.mkstemp(suffix=".tif", prefix=".psfkit-", dir=folder)
-    except OSError as error:
-        raise UsageError(f"cannot create a file in the output folder {folder}: "
-                         f"{error.strerror}") from None
-    os.close(descriptor)
-    return temporary
+#: The largest value of a uint16 output.
+UINT16_MAX = 65535
 
 
-def _deconvolve_files(args) -> int:
-    import tifffile
+def _write_uint16(work, temporary: str, spacing, unit: str, scale: float, ndim: int) -> dict:
+    """Write the float32 result ``work`` times ``scale``, rounded and clipped to uint16,
+    into a new TIFF at ``temporary``, frame by frame; return the type, the scale and how
+    many pixels saturated at 65535 or were clipped at 0."""
+    from .io import create_image
 
-    _check_paths(args)
-    psf, image = _read_inputs(args)
-    temporary = _temporary_output(os.path.dirname(os.path.abspath(args.output)))
-    bar = ProgressBar("deconvolving", enabled=not args.quiet)
-    try:
+    out = create_image(temporary, work.shape, np.uint16, spacing, unit, spatial_ndim=ndim)
+    above = below = 0
+    for index in np.ndindex(*work.shape[:1]) if work.ndim > ndim else [()]:
+        values = np.asarray(work[index], dtype=np.float64) * scale
+        above += int(np.count_nonzero(values > UINT16_MAX))
+        below += int(np.count_nonzero(values < 0))
+        out[index] = np.clip(np.rint(values), 0, UINT16_MAX).astype(np.uint16)
+    out.flush()
+    del out
+    return {"dtype": "uint16", "scale": scale, "saturated_pixels": above,
+            "clipped_below_zero": below}
+
+
+def _uint16_line(name: str, output_type: dict, size: int) -> str:
+    """The line that makes a uint16 output's saturation visible ('' when none)."""
+    above, below = output_type["saturated_pixels"], output_type["clipped_below_zero"]
+    if not (above or below):
+        return ""
+    return (f"warning: {name}: {above} pixels ({100 * above / size:.3g} %) saturated at "
+            f"{UINT16_MAX} and {below} clipped at 0 (uint16, scale {output_type['scale']:g}); "
+            f"a smaller --scale or float32 keeps them")
+
+
+class _FileDeconvolution:
+    """Deconvolves one job's file into its output and sidecar, atomically: the batch's
+    per-file work (:func:`psfkit.batch.run_jobs`)."""
+
+    def __init__(self, args, psf: _PsfForImages, options: dict, say):
+        self.args = args
+        self.psf = psf
+        self.options = options
+        self.say = say
+        self.count = 0
+        self.total = 0
+        self.adopted = False  # whether --same-choices has taken the first image's choices
+
+    def __call__(self, job) -> None:
+        from .batch import JobFailure
+
+        self.count += 1
         try:
-            # minisblack: a stack of 3 or 4 frames is frames, not an RGB(A) image
-            out = tifffile.memmap(temporary, shape=tuple(image.shape), dtype=np.float32,
-                                  photometric="minisblack")
-            parameters = _deconvolve_into(out, image, psf, args, bar)
-            out.flush()
-            del out  # closes the map before the description is rewritten
-            _record_metadata(temporary, parameters, args)
-            _publish(temporary, args.output)
-            temporary = None
-        except (ValueError, TypeError) as error:
-            raise UsageError(str(error)) from None
+            self._deconvolve(job)
+        except (UsageError, ValueError, TypeError) as error:
+            raise JobFailure(str(error)) from None
         except _computation_failures() as error:
-            bar.close()
             hint = ("; a dask worker died, usually for exceeding its memory: give the "
                     "workers more memory or pass smaller --chunks"
                     if type(error).__name__ == "KilledWorker" else "")
-            print(f"psfkit deconvolve: failed: {type(error).__name__}: {error}{hint}",
-                  file=sys.stderr)
+            raise JobFailure(f"failed: {type(error).__name__}: {error}{hint}",
+                             usage=False) from None
+
+    def _deconvolve(self, job) -> None:
+        from .io import atomic_output, write_sidecar
+
+        started = time.perf_counter()
+        _check_job(job, overwrite=True)
+        image_file = _checked_image(job, self.psf.ndim)
+        psf, deconvolver, spacing, resampled = self.psf.for_image(image_file)
+        image = image_file.data
+        _check_psf_fits(psf, tuple(image.shape))
+        label = "deconvolving" if self.total <= 1 else (
+            f"[{self.count}/{self.total}] {os.path.basename(job.input)}")
+        bar = ProgressBar(label, enabled=not self.args.quiet)
+        try:
+            with atomic_output(job.output) as temporary:
+                report, parameters, blocks, output_type = self._write(
+                    job, temporary, image, image_file.unit, psf, deconvolver, spacing, bar)
+                record = self._record(job, image_file, report, parameters, blocks, spacing,
+                                      resampled, output_type, time.perf_counter() - started)
+            write_sidecar(job.output, record)
+        except BaseException:
+            bar.close()
+            raise
+        bar.close(f"wrote {job.output} ({_summary(report)})")
+        if self.args.same_choices and not self.adopted:
+            self.options, self.adopted = parameters, True  # later images repeat them
+        if output_type["dtype"] == "uint16":
+            line = _uint16_line(job.output, output_type, int(np.prod(image.shape)))
+            if line:
+                self.say(line)
+
+    def _write(self, job, temporary: str, image, unit: str, psf, deconvolver, spacing, bar):
+        """Deconvolve ``image`` into the TIFF ``temporary`` that becomes the job's output
+        (float32, or uint16 through a float32 scratch file beside it, which a killed run's
+        successor removes); return the report, parameters, blocks and output type."""
+        from .io import create_image, scratch_beside
+
+        with contextlib.ExitStack() as stack:
+            work = temporary
+            if self.args.dtype == "uint16":
+                work = stack.enter_context(scratch_beside(job.output))
+            out = create_image(work, tuple(image.shape), np.float32, spacing, unit,
+                               spatial_ndim=psf.ndim)
+            report, parameters, blocks = _deconvolve_into(out, image, psf, deconvolver,
+                                                          self.options, self.args, bar)
+            out.flush()
+            del out
+            output_type = {"dtype": "float32", "scale": 1.0}
+            if self.args.dtype == "uint16":
+                output_type = _write_uint16(_work_array(work), temporary, spacing, unit,
+                                            self.args.scale, psf.ndim)
+        return report, parameters, blocks, output_type
+
+    def _record(self, job, image_file, report, parameters, blocks, spacing, resampled,
+                output_type, seconds) -> dict:
+        """The sidecar record of the job's output."""
+        from .provenance import deconvolution_record
+
+        frames = int(np.prod(image_file.data.shape[:image_file.data.ndim - self.psf.ndim]))
+        known = image_file.spatial_spacing(self.psf.ndim) is not None
+        unit = image_file.unit if known else self.psf.file.unit
+        options = []
+        if blocks is not None:
+            options += ["--chunks", ",".join(map(str, blocks["chunks"])),
+                        "--depth", str(max(blocks["depth"]))]
+        if output_type["dtype"] == "uint16":
+            options += ["--dtype", "uint16", "--scale", repr(output_type["scale"])]
+        return deconvolution_record(
+            image=job.input, psf=self.psf.path, output=job.output, report=report,
+            parameters=parameters, spacing=list(spacing) if spacing else None,
+            unit=unit, psf_spacing=list(self.psf.spacing) if self.psf.spacing else None,
+            resampled=resampled, frames=frames, stack=image_file.data.ndim > self.psf.ndim,
+            blocks=blocks, seconds=seconds, output_type=output_type,
+            command_options=options)
+
+
+def _work_array(path: str):
+    """The float32 result written at ``path``, memory-mapped for reading."""
+    import tifffile
+
+    return tifffile.memmap(path, mode="r")
+
+
+def _deconvolve_batch(args) -> int:
+    """Deconvolve every job of the command; the one-image form refuses as it always did,
+    many images report each bad file in one line, go on and end with a summary."""
+    from .batch import JobFailure, run_jobs
+
+    def say(line: str) -> None:
+        if line and line not in said:
+            said.add(line)
+            print(f"psfkit deconvolve: {line}", file=sys.stderr)
+
+    said: set = set()
+    options = _deconvolve_arguments(args)
+    jobs, unmatched = _jobs(args)
+    single = _single_output(args)
+    if single:
+        _check_job(jobs[0], args.overwrite)
+    psf = _PsfForImages(args.psf, say)
+    work = _FileDeconvolution(args, psf, options, say)
+    work.total = len(jobs)
+    for line in unmatched:
+        say(f"error: {line}")
+    if single:
+        try:
+            work(jobs[0])
+        except JobFailure as failure:
+            if failure.usage:
+                raise UsageError(str(failure)) from None
+            print(f"psfkit deconvolve: {failure}", file=sys.stderr)
             return EXIT_FAILED
-    finally:
-        if temporary is not None and os.path.exists(temporary):
-            os.remove(temporary)
-    bar.close(f"wrote {args.output} ({_summary(parameters)})")
-    return EXIT_OK
+        return EXIT_OK
+    result = run_jobs(jobs, work, overwrite=args.overwrite,
+                      report=lambda line: say(f"error: {line}"))
+    say(result.summary() + (f"; {len(unmatched)} inputs matched no file" if unmatched
+                            else ""))
+    return EXIT_USAGE if unmatched and not result.failed else result.exit_code()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -188,8 +188,11 @@ class _FrameDeconvolver:
     (:func:`checked_choices`) before they are reused, which refuses those made on a stack
     without signal."""
 
-    def __init__(self, psf, parameters: dict, in_blocks: bool, stack):
+    def __init__(self, psf, parameters: dict, in_blocks: bool, stack, deconvolver=None):
         self.psf = psf
+        # a Deconvolver of this PSF runs the frames with its kept operators
+        self.deconvolve = deconvolve if deconvolver is None else (
+            lambda frame, _psf, **options: deconvolver.run(frame, **options))
         self.parameters = dict(parameters)
         self.in_blocks = in_blocks
         self.stack = stack
@@ -218,13 +221,14 @@ class _FrameDeconvolver:
                 self.plan = plan_chunked(chooser, self.psf, **self.parameters)
                 self.chosen = True
             elif chooser is not frame:
-                _, info = deconvolve(chooser, self.psf, **self.parameters, return_info=True)
+                _, info = self.deconvolve(chooser, self.psf, **self.parameters,
+                                          return_info=True)
                 self._adopt(info, index)
         if self.in_blocks:
             result = deconvolve_chunked(frame, self.psf, plan=self.plan, callback=callback)
             return result, plain({**self.plan.parameters, "blocks": self.plan.block_count})
-        result, info = deconvolve(frame, self.psf, **self.parameters, callback=callback,
-                                  return_info=True)
+        result, info = self.deconvolve(frame, self.psf, **self.parameters,
+                                       callback=callback, return_info=True)
         if not self.chosen:
             self._adopt(info, index)
         return result, run_metadata(info)
@@ -239,7 +243,7 @@ class _FrameDeconvolver:
 
 
 def deconvolve_frames(stack, psf, *, out=None, callback=None, in_blocks: bool | None = None,
-                      **parameters) -> FramesRun:
+                      deconvolver=None, **parameters) -> FramesRun:
     """Deconvolve every frame of ``stack`` alike, one frame in memory at a time.
 
     Parameters
@@ -257,6 +261,10 @@ def deconvolve_frames(stack, psf, *, out=None, callback=None, in_blocks: bool | 
     in_blocks : bool, optional
         Deconvolve each frame in overlapping blocks (:mod:`psfkit.chunked`) or at once;
         default :func:`frame_in_blocks` of the frame's shape.
+    deconvolver : psfkit.Deconvolver, optional
+        A Deconvolver of ``psf`` (``Deconvolver(psf)``): the frames deconvolved at once
+        use its prepared PSF and kept operators, so a batch of stacks prepares them once;
+        the results are the same bit for bit.
     **parameters
         Keyword arguments of :func:`psfkit.deconvolve`. The choices they leave to the data
         are made on the first frame (the first with signal when it is constant), checked
@@ -275,6 +283,6 @@ def deconvolve_frames(stack, psf, *, out=None, callback=None, in_blocks: bool | 
     spatial = tuple(stack.shape[len(stack.shape) - psf.ndim:])
     if in_blocks is None:
         in_blocks = frame_in_blocks(spatial)
-    deconvolver = _FrameDeconvolver(psf, parameters, in_blocks, stack)
-    return map_frames(deconvolver, stack, psf.ndim, out=out, callback=callback,
+    frame_deconvolver = _FrameDeconvolver(psf, parameters, in_blocks, stack, deconvolver)
+    return map_frames(frame_deconvolver, stack, psf.ndim, out=out, callback=callback,
                       steps_per_frame=parameters.get("iterations") or PLANNED_STEPS_PER_FRAME)

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
@@ -31,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["ImageFile", "atomic_output", "create_image", "file_checksum", "load_psf",
-           "read_image", "read_sidecar", "save_psf", "sidecar_path", "write_image",
-           "write_sidecar"]
+           "read_image", "read_sidecar", "remove_stale_temporaries", "save_psf",
+           "sidecar_path", "write_image", "write_sidecar"]
 
 #: The spatial axis letters of tifffile's series axes, slowest first.
 SPATIAL_AXES = "ZYX"
@@ -95,6 +96,10 @@ class ImageFile:
             return ""
         return (f"{os.path.basename(self.path) or 'the file'} gives no voxel size along "
                 f"{', '.join(missing)}; {assumption}")
+
+
+#: Units that mean "no calibration" (ImageJ's default for an uncalibrated image).
+NO_UNIT = ("", "pixel", "pixels", "px")
 
 
 def _micrometres(unit: str | None) -> float | None:
@@ -163,6 +168,8 @@ def _imagej_sizes(tif) -> tuple[dict, str | None]:
     """Voxel sizes from ImageJ metadata (z) and the resolution tags (y, x), in its unit."""
     metadata = tif.imagej_metadata or {}
     unit = metadata.get("unit")
+    if unit is not None and str(unit).strip().lower() in NO_UNIT:
+        return {}, None
     sizes = _tag_sizes(tif.pages.first, 1.0)
     if _positive(metadata.get("spacing")) is not None:
         sizes["Z"] = float(metadata["spacing"])
@@ -385,11 +392,9 @@ def save_psf(path, psf, spacing=None, unit: str = MICROMETRE, provenance=None) -
         write_sidecar(path, provenance)
 
 
-@contextlib.contextmanager
-def atomic_output(path) -> Iterator[str]:
-    """A temporary file beside ``path`` that becomes ``path`` when the block completes
-    (with the usual permissions) and is removed when it fails or is interrupted."""
-    path = os.fspath(path)
+def _temporary_beside(path: str) -> str:
+    """A new empty file ``.<name>.<8 random characters><suffix>`` beside ``path`` (the
+    names :func:`remove_stale_temporaries` knows)."""
     folder = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
     try:
@@ -399,6 +404,26 @@ def atomic_output(path) -> Iterator[str]:
         raise ValueError(f"cannot create a file in the output folder {folder}: "
                          f"{error.strerror}") from None
     os.close(descriptor)
+    return temporary
+
+
+@contextlib.contextmanager
+def scratch_beside(path) -> Iterator[str]:
+    """A temporary file beside ``path`` for intermediate results, removed at the end."""
+    temporary = _temporary_beside(os.fspath(path))
+    try:
+        yield temporary
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+@contextlib.contextmanager
+def atomic_output(path) -> Iterator[str]:
+    """A temporary file beside ``path`` that becomes ``path`` when the block completes
+    (with the usual permissions) and is removed when it fails or is interrupted."""
+    path = os.fspath(path)
+    temporary = _temporary_beside(path)
     try:
         yield temporary
         umask = os.umask(0)
@@ -408,6 +433,25 @@ def atomic_output(path) -> Iterator[str]:
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def remove_stale_temporaries(path) -> list[str]:
+    """Remove the temporary files :func:`atomic_output` left beside ``path`` when a run
+    writing it was killed (``.<name>.<8 random characters><suffix>``); return their
+    names."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    suffix = re.escape(os.path.splitext(name)[1])
+    pattern = re.compile(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}{suffix}")  # mkstemp's names
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(folder):
+            if pattern.fullmatch(entry):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(folder, entry))
+                    removed.append(entry)
+    return removed
 
 
 def sidecar_path(path) -> str:

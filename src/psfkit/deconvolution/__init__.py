@@ -390,6 +390,17 @@ def deconvolve(
     image = as_float_array(image, "image")
     psf = normalise_psf(psf, image.ndim)
     psf_fits(psf.shape, image.shape)
+    result, info = solve(image, psf, method, request, noise_keywords)
+    if return_info:
+        return result, info
+    return result
+
+
+def solve(image: np.ndarray, psf: np.ndarray, method: str, request: Request,
+          noise_keywords: dict) -> tuple[np.ndarray, DeconvolutionInfo]:
+    """The work of :func:`deconvolve` on validated inputs: ``image`` float32, ``psf`` from
+    :func:`normalise_psf` and fitting inside it, ``request`` and ``noise_keywords`` from
+    :func:`check_parameters`. Returns the finite float32 result and its report."""
     exponent = _magnitude_exponent(image)
     if exponent:
         image, noise_keywords, request = _scaled_problem(image, noise_keywords, request,
@@ -404,7 +415,4 @@ def deconvolve(
                         f"the settings do not suit this image ({info.parameters}): leave "
                         f"regularization, smoothing and the noise keywords to the data, "
                         f"or make the regularization smaller")
-    image = np.ascontiguousarray(result.image, dtype=np.float32)
-    if return_info:
-        return image, info
-    return image
+    return np.ascontiguousarray(result.image, dtype=np.float32), info

@@ -14,11 +14,11 @@ import numpy as np
 
 from psfkit._progress import report
 from psfkit.noise import central_region
-from psfkit.operators import BlurOperator, Convolver
 
 from ._common import DEFAULT_ITERATIONS, MethodResult, Request, slab_rows
 from ._extrapolation import make_extrapolation
 from ._noise import NoiseModel
+from ._operators import BUILD_FRESH, OperatorCache
 from ._richardson_lucy import (
     DiscrepancyStop,
     PoissonData,
@@ -79,7 +79,8 @@ class PointSourceExtension:
 
 
 def smooth_to_noise(estimate, image, psf, noise: NoiseModel, weight="auto",
-                    target: float = 1.0, on_step=None):
+                    target: float = 1.0, on_step=None,
+                    operators: OperatorCache = BUILD_FRESH):
     """Total-variation smoothing of an over-fitted estimate until it explains the data
     only down to the noise: the largest TV weight whose reblurred result still has a
     misfit of at most ``target`` noise variances, where the blur is fully defined.
@@ -94,7 +95,7 @@ def smooth_to_noise(estimate, image, psf, noise: NoiseModel, weight="auto",
     if the search had not finished.
     """
     if weight == "auto":
-        weight = _smoothing_weight(estimate, image, psf, noise, target, on_step)
+        weight = _smoothing_weight(estimate, image, psf, noise, target, on_step, operators)
         if weight is None:
             return estimate, 0.0
     weight = float(weight)
@@ -108,7 +109,7 @@ def smoothing_steps(weight) -> int:
     return SMOOTHING_ITERATIONS + (SMOOTHING_BISECTIONS if weight == "auto" else 0)
 
 
-def _valid_misfit(psf, image, noise: NoiseModel):
+def _valid_misfit(psf, image, noise: NoiseModel, operators: OperatorCache = BUILD_FRESH):
     """``misfit(candidate)``: the mean squared residual over the noise variance of
     ``valid(psf * candidate) + background`` against the valid part of ``image`` (the
     candidate has the image's shape and is consumed)."""
@@ -117,7 +118,7 @@ def _valid_misfit(psf, image, noise: NoiseModel):
     # the RL family's variance, ``slope * (H x + shift) + floor``, for the unshifted H x
     slope, floor = noise.variance_terms()
     floor = max(floor + slope * noise.shift(), 1e-30)
-    blur = Convolver(psf, image.shape)
+    blur = operators.convolver(psf, image.shape)
 
     def misfit(candidate):
         model = blur.apply(candidate, "valid")
@@ -139,7 +140,7 @@ def _valid_misfit(psf, image, noise: NoiseModel):
 
 
 def _smoothing_weight(estimate, image, psf, noise: NoiseModel, target: float,
-                      on_step=None) -> float | None:
+                      on_step=None, operators: OperatorCache = BUILD_FRESH) -> float | None:
     """The search of :func:`smooth_to_noise`: the largest TV weight (to 1/2**9 of 4.5
     decades) whose smoothed estimate has a misfit of at most ``target``; None when
     ``on_step()`` returned False."""
@@ -148,7 +149,7 @@ def _smoothing_weight(estimate, image, psf, noise: NoiseModel, target: float,
     region = central_region(image.shape, SMOOTHING_SEARCH_SAMPLES,
                             [3 * k for k in psf.shape])
     estimate, image = estimate[region], image[region]
-    misfit = _valid_misfit(psf, image, noise)
+    misfit = _valid_misfit(psf, image, noise, operators)
     dual = [np.zeros(image.shape, dtype=np.float32) for _ in range(image.ndim)]
     scale = float(np.std(estimate, dtype=np.float64)) or 1.0
     low, high = -4.0, 0.5  # log10 of weight / scale
@@ -217,7 +218,7 @@ def rl_mix(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
         tuning.rl_tv_refinement_iterations if weight > 0 else 0)
     counter = _StepCounter(request.callback, sharp.iterations, total)
     smooth, smoothing = smooth_to_noise(sharp.image, image, psf, noise, request.smoothing,
-                                        on_step=counter)
+                                        on_step=counter, operators=request.operators)
     # the smoothed estimate replaces the over-fitted one, whose memory is freed
     result = replace(sharp, image=smooth, regularization=weight, smoothing=smoothing,
                      stopped_by="callback" if counter.cancelled else sharp.stopped_by)
@@ -225,7 +226,8 @@ def rl_mix(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     if weight == 0 or counter.cancelled:
         return result
     refined = richardson_lucy(
-        problem, BlurOperator(psf, image.shape), iterations=tuning.rl_tv_refinement_iterations,
+        problem, request.operators.blur_operator(psf, image.shape),
+        iterations=tuning.rl_tv_refinement_iterations,
         regulariser=tv_regulariser(problem, weight), initial=smooth,
         progress=ProgressSpan(request.callback, result.iterations + steps_of_smoothing, total))
     smooth += refined.image
@@ -238,7 +240,7 @@ def _overfitted_rl(problem: PoissonData, psf, request: Request, budget: int, tot
     test) or for ``request.iterations``, at most ``budget`` iterations reported as the
     first steps of ``total``. Returns its result, and the extension, which knows whether
     it saw point sources."""
-    operator = BlurOperator(psf, problem.image.shape)
+    operator = request.operators.blur_operator(psf, problem.image.shape)
     extension = PointSourceExtension(request.tuning)
     discrepancy = DiscrepancyStop(problem, extension) if request.iterations is None else None
     run = richardson_lucy(

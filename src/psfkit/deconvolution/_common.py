@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._operators import BUILD_FRESH, OperatorCache
 from ._tuning import DEFAULT_TUNING, AutoTuning
 
 #: Default iteration budgets when neither the user nor a stopping rule decides.
@@ -21,7 +22,8 @@ class Request:
 
     ``iterations`` None leaves the stop to the method's rule; ``regularization`` and
     ``smoothing`` may be ``"auto"``; ``acceleration_steps`` replays an earlier run's
-    extrapolation steps.
+    extrapolation steps; ``operators`` gives the PSF's blur operators (kept across images
+    by a :class:`psfkit.Deconvolver`).
     """
 
     iterations: int | None = None
@@ -31,6 +33,7 @@ class Request:
     acceleration_steps: list | None = None
     callback: Callable | None = None
     tuning: AutoTuning = DEFAULT_TUNING
+    operators: OperatorCache = BUILD_FRESH
 
 
 @dataclass(frozen=True)

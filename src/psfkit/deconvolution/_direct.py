@@ -16,12 +16,12 @@ from psfkit.operators import (
     fast_shape,
     frequencies,
     inverse_rfftn,
-    kernel_otf,
     multiply_by_conjugate,
 )
 
 from ._common import MethodResult, Request
 from ._noise import NoiseModel
+from ._operators import OperatorCache
 
 
 def _smooth_extension(image: np.ndarray, margin):
@@ -58,12 +58,13 @@ def _laplacian_power(grid_shape) -> np.ndarray:
     return total**2
 
 
-def _inverse_filter(image, psf, penalty_of, regularization, noise: NoiseModel):
+def _inverse_filter(image, psf, penalty_of, regularization, noise: NoiseModel,
+                    operators: OperatorCache):
     """``conj(H) Y / (|H|² + λ P)`` on the faded extension of ``image``, cut back to the
     image; ``penalty_of(grid_shape)`` gives ``P``. Returns the result and ``λ``."""
     extended, inside = _smooth_extension(image, psf.shape)
     grid = extended.shape
-    otf = kernel_otf(psf, grid)
+    otf = operators.otf(psf, grid)
     spectrum = scipy.fft.rfftn(extended, workers=WORKERS)
     del extended
     power = (otf.real**2 + otf.imag**2).astype(np.float32)
@@ -118,12 +119,12 @@ def _flat_penalty(grid_shape) -> np.ndarray:
 def wiener(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     """Wiener filter ``conj(H) Y / (|H|² + λ)``."""
     result, weight = _inverse_filter(image, psf, _flat_penalty, request.regularization,
-                                     noise)
+                                     noise, request.operators)
     return MethodResult(image=result, method="wiener", regularization=weight)
 
 
 def tikhonov(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     """Tikhonov filter ``conj(H) Y / (|H|² + λ |L|²)`` with the discrete Laplacian ``L``."""
     result, weight = _inverse_filter(image, psf, _laplacian_power, request.regularization,
-                                     noise)
+                                     noise, request.operators)
     return MethodResult(image=result, method="tikhonov", regularization=weight)

@@ -378,7 +378,7 @@ def _rl_family(image, psf, noise: NoiseModel, request: Request, method: str, wei
     automatic run and ``step_rule`` applies; with one, convergence stops it and Biggs and
     Andrews' projection rule sets the steps."""
     problem = PoissonData.from_image(image, noise)
-    operator = BlurOperator(psf, image.shape)
+    operator = request.operators.blur_operator(psf, image.shape)
     automatic_stop = request.iterations is None
     discrepancy = DiscrepancyStop(problem) if automatic_stop and weight == 0 else None
     stops = [discrepancy or ToleranceStop()] if automatic_stop else []

@@ -168,7 +168,7 @@ def fista_tv(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     With ``regularization="auto"``, ``λ`` follows the discrepancy principle during the
     iterations: it is scaled up while the residual is below the noise and down while above.
     """
-    operator = BlurOperator(psf, image.shape)
+    operator = request.operators.blur_operator(psf, image.shape)
     iterations = request.iterations or DEFAULT_ITERATIONS["fista_tv"]
     data = image - np.float32(noise.background)
     target = noise.rms**2

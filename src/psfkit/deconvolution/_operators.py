@@ -1,0 +1,67 @@
+"""The PSF's operators per image shape: built when a method first needs them and, for a
+:class:`psfkit.Deconvolver`, kept for the next image of that shape.
+
+Every method gets its blur operator, its convolver and its transfer function from the
+:class:`OperatorCache` in its :class:`~psfkit.deconvolution._common.Request`. A single
+:func:`psfkit.deconvolve` call keeps nothing (:data:`BUILD_FRESH`), so its memory peak is
+what it always was; a Deconvolver's cache keeps the operators of its one PSF for the last
+:data:`KEPT_SHAPES` image shapes, so a batch pays each transform once. A kept operator is
+the very object a fresh build would give (the same FFT of the same PSF on the same grid),
+so results are bit for bit those of a fresh call.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from psfkit.operators import BlurOperator, Convolver, kernel_otf
+
+#: How many image shapes a Deconvolver keeps operators for; a batch of mixed shapes keeps
+#: its most recent ones (each costs about one float32 copy of the image per operator).
+KEPT_SHAPES = 4
+
+
+class OperatorCache:
+    """The operators of the PSF ``psf`` per image shape, kept for up to ``kept_shapes``
+    shapes (0: every request builds a new one). Asked for another PSF than its own, it
+    builds a new operator and keeps nothing."""
+
+    def __init__(self, psf: np.ndarray | None = None, kept_shapes: int = KEPT_SHAPES):
+        self.psf = psf
+        self.kept_shapes = kept_shapes if psf is not None else 0
+        self._by_shape: OrderedDict = OrderedDict()
+
+    def _get(self, kind: str, psf, shape, build):
+        """The ``kind`` operator of ``psf`` for ``shape``: kept, or built by ``build()``."""
+        if self.kept_shapes == 0 or psf is not self.psf:
+            return build()
+        shape = tuple(int(n) for n in shape)
+        operators = self._by_shape.setdefault(shape, {})
+        self._by_shape.move_to_end(shape)
+        while len(self._by_shape) > self.kept_shapes:
+            self._by_shape.popitem(last=False)
+        if kind not in operators:
+            operators[kind] = build()
+        return operators[kind]
+
+    def blur_operator(self, psf: np.ndarray, image_shape) -> BlurOperator:
+        """``BlurOperator(psf, image_shape)``."""
+        return self._get("blur", psf, image_shape, lambda: BlurOperator(psf, image_shape))
+
+    def convolver(self, psf: np.ndarray, image_shape) -> Convolver:
+        """``Convolver(psf, image_shape)``."""
+        return self._get("convolver", psf, image_shape, lambda: Convolver(psf, image_shape))
+
+    def otf(self, psf: np.ndarray, grid_shape) -> np.ndarray:
+        """``kernel_otf(psf, grid_shape)`` (the direct methods' transfer function)."""
+        return self._get("otf", psf, grid_shape, lambda: kernel_otf(psf, grid_shape))
+
+    def kept(self) -> dict:
+        """The kept operators' kinds per image shape, e.g. ``{(512, 512): ["blur"]}``."""
+        return {shape: sorted(operators) for shape, operators in self._by_shape.items()}
+
+
+#: The cache of a single call: builds every operator afresh and keeps none.
+BUILD_FRESH = OperatorCache()

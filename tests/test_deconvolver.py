@@ -1,0 +1,93 @@
+"""``Deconvolver``: bit for bit what ``deconvolve`` returns, the PSF's operators kept per
+image shape, and ``same_choices`` applying the first image's choices to the others."""
+
+import numpy as np
+import pytest
+
+from psfkit import Deconvolver, deconvolve, make_psf
+from psfkit.deconvolution._operators import BUILD_FRESH
+from psfkit.samples import blurred_pair
+
+PSF = make_psf("gaussian", (9, 9), sigma=1.6)
+
+
+def _images(shape=(64, 60), seeds=(0, 1)):
+    return [blurred_pair(PSF, shape, noise=0.01, rng=seed).blurred for seed in seeds]
+
+
+@pytest.mark.parametrize("method, options", [
+    ("auto", {}),
+    ("wiener", {}),
+    ("tikhonov", {"regularization": 0.01}),
+    ("richardson_lucy", {"iterations": 8}),
+    ("rl_tv", {"iterations": 6}),
+    ("fista_tv", {"iterations": 6}),
+])
+def test_each_image_is_bit_for_bit_what_deconvolve_returns(method, options):
+    deconvolver = Deconvolver(PSF * 3.0, method, **options)  # normalised once, alike
+    for image in [*_images(), _images((48, 52), seeds=(2,))[0]]:
+        result, info = deconvolver(image, return_info=True)
+        expected, expected_info = deconvolve(image, PSF * 3.0, method, **options,
+                                             return_info=True)
+        np.testing.assert_array_equal(result, expected)
+        assert info.parameters == expected_info.parameters
+
+
+def test_operators_are_kept_per_image_shape_and_a_single_call_keeps_none():
+    deconvolver = Deconvolver(PSF, "auto")
+    first, second = _images()
+    deconvolver(first)
+    deconvolver(second)
+    deconvolver(_images((40, 44), seeds=(3,))[0])
+    assert deconvolver.kept_operators() == {(64, 60): ["blur", "convolver"],
+                                            (40, 44): ["blur", "convolver"]}
+    deconvolve(first, PSF)
+    assert BUILD_FRESH.kept() == {}
+
+
+def test_same_choices_applies_the_first_images_choices_to_the_others():
+    first, second = _images()
+    deconvolver = Deconvolver(PSF, "auto", same_choices=True)
+    _, first_info = deconvolver(first, return_info=True)
+    result, info = deconvolver(second, return_info=True)
+    assert deconvolver.choices == first_info.parameters
+    for name in ("background", "read_noise", "gain", "iterations", "regularization"):
+        assert info.parameters[name] == first_info.parameters[name]
+    np.testing.assert_array_equal(result, deconvolve(second, PSF, **first_info.parameters))
+    _, independent = deconvolve(second, PSF, return_info=True)
+    assert independent.parameters["read_noise"] != first_info.parameters["read_noise"]
+
+
+def test_same_choices_keeps_explicit_options_and_skips_a_constant_first_image():
+    first = _images()[0]
+    deconvolver = Deconvolver(PSF, "richardson_lucy", iterations=5, same_choices=True)
+    deconvolver(np.zeros_like(first))
+    assert deconvolver.choices is None
+    _, info = deconvolver(first, return_info=True)
+    assert deconvolver.choices["iterations"] == 5
+    assert deconvolver.choices["background"] == info.parameters["background"]
+
+
+def test_refusals_name_the_argument():
+    with pytest.raises(TypeError, match=r"callback is an argument of each call"):
+        Deconvolver(PSF, callback=print)
+    with pytest.raises(ValueError, match="iterations must be an int >= 1"):
+        Deconvolver(PSF, "richardson_lucy", iterations=0)
+    with pytest.raises(TypeError, match="same_choices must be True or False"):
+        Deconvolver(PSF, same_choices="yes")
+    with pytest.raises(ValueError, match=r"psf must be 3D like the image, got shape \(9, 9\)"):
+        Deconvolver(PSF, "wiener")(np.ones((4, 20, 20)))
+    with pytest.raises(TypeError, match="callback must be a function or None"):
+        Deconvolver(PSF, "wiener")(_images()[0], callback=3)
+
+
+def test_frames_through_a_deconvolver_are_bit_for_bit_the_plain_ones():
+    from psfkit.frames import deconvolve_frames
+
+    stack = np.stack([np.zeros((64, 60), np.float32), *_images()])
+    deconvolver = Deconvolver(PSF)
+    kept = deconvolve_frames(stack, PSF, deconvolver=deconvolver, method="auto")
+    plain = deconvolve_frames(stack, PSF, method="auto")
+    np.testing.assert_array_equal(kept.result, plain.result)
+    assert kept.reports[0]["parameters"] == plain.reports[0]["parameters"]
+    assert list(deconvolver.kept_operators()) == [(64, 60)]
