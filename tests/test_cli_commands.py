@@ -31,8 +31,15 @@ TRUE_SHIFT, TRUE_GAIN, TRUE_OFFSET = (0.4, -0.7), 0.9, 0.05
 def _record(path, command: str) -> dict:
     """The sidecar of an output, checked to name ``command`` and the psfkit version."""
     record = read_sidecar(path)
-    assert record["command"] == command and record["psfkit"] == psfkit.__version__
+    assert record["subcommand"] == command
+    assert record["psfkit_version"] == psfkit.__version__
     return record
+
+
+def _input(record: dict, role: str) -> dict:
+    """The entry of the input with ``role`` in a record, its path reduced to the name."""
+    entry = next(entry for entry in record["inputs"] if entry["role"] == role)
+    return dict(entry, path=os.path.basename(entry["path"]))
 
 
 def _rows(out: str) -> dict:
@@ -81,9 +88,9 @@ def test_estimate_writes_the_kernel_within_ten_percent_and_prints_the_calibratio
     reblurred = tifffile.imread(folder / "reblurred.tif")
     np.testing.assert_allclose(reblurred + residual, pair.blurred, atol=1e-5)
     record = _record(folder / "kernel.tif", "estimate")
-    assert record["inputs"]["sharp"] == {"file": "sharp.tif",
-                                         "sha256": file_checksum(folder / "sharp.tif")}
-    assert record["inputs"]["blurred"]["file"] == "blurred.tif"
+    assert _input(record, "sharp") == {"role": "sharp", "path": "sharp.tif",
+                                       "sha256": file_checksum(folder / "sharp.tif")}
+    assert _input(record, "blurred")["path"] == "blurred.tif"
     np.testing.assert_allclose(record["shift"], TRUE_SHIFT, atol=0.05)
     assert record["gain"] == pytest.approx(TRUE_GAIN, rel=0.02)
     assert abs(record["residual_ratio"] - 1) < 0.1
@@ -149,7 +156,7 @@ def test_fit_prints_sigma_within_two_percent_and_writes_the_json(pair_files, cap
                  "-o", str(folder / "kernel.tif")])
     assert code == EXIT_OK
     record = json.loads((folder / "fit.json").read_text())
-    assert record["model"] == "gaussian" and record["inputs"]["sharp"]["file"] == "sharp.tif"
+    assert record["model"] == "gaussian" and _input(record, "sharp")["path"] == "sharp.tif"
     assert record["params"]["sigma"] == pytest.approx(2.0, rel=0.02)
     assert 0 < record["errors"]["sigma"] < 0.02
     assert record["gain"] == pytest.approx(TRUE_GAIN, rel=0.02)
@@ -164,6 +171,11 @@ def test_fit_prints_sigma_within_two_percent_and_writes_the_json(pair_files, cap
     assert float(value) == pytest.approx(record["params"]["sigma"], rel=1e-4)
     assert float(error) == pytest.approx(record["errors"]["sigma"], rel=0.05)
     assert "wrote" in err and "fit.json" in err
+    # the fitted kernel carries its gain, offset and shift to convolve
+    assert main(["convolve", str(folder / "kernel.tif"), str(folder / "sharp.tif"),
+                 "--compare", str(folder / "blurred.tif"), "-q"]) == EXIT_OK
+    ratio = float(_rows(capsys.readouterr().out)["sharp.tif"].split()[1])
+    assert ratio == pytest.approx(record["residual_ratio"], abs=0.03)
 
 
 def test_fit_defocus_is_the_disk_model_and_its_radius_is_found(tmp_path, capsys):
@@ -204,7 +216,7 @@ def test_psf_of_the_sample_led_is_within_five_percent_of_the_true_psf_at_its_spa
     assert kernel_error(psf, sample["truth"]["psf"]) < 0.05
     record = _record(tmp_path / "psf.tif", "psf")
     np.testing.assert_allclose(record["centre"], sample["truth"]["centre"], atol=0.1)
-    assert record["inputs"]["image"]["file"] == "led.tif"
+    assert _input(record, "image")["path"] == "led.tif"
     out, err = capsys.readouterr()
     rows = _rows(out)
     assert rows["hot pixels"] == "3" and float(rows["SNR"]) > 30
@@ -273,7 +285,7 @@ def test_convolve_predicts_another_pair_down_to_the_noise_with_the_estimated_ker
     record = _record(folder / "predicted" / "sharp2_convolved.tif", "convolve")
     assert record["calibrated"] and record["residual_ratio"] == pytest.approx(ratios[1],
                                                                               abs=0.01)
-    assert record["inputs"]["compared"]["file"] == "blurred2.tif"
+    assert _input(record, "compared")["path"] == "blurred2.tif"
     own = tifffile.imread(folder / "predicted" / "sharp_convolved.tif")
     assert own.dtype == np.float32 and own.shape == pair.sharp.shape
     np.testing.assert_allclose(own, tifffile.imread(folder / "rb.tif"),

@@ -8,7 +8,7 @@ on stderr where the work is long (``-q`` silences it), prints its results on std
 writes each output as float32 to a temporary file renamed into place only when complete.
 Images are read and written with their voxel size (:mod:`psfkit.io`); beside each output a
 JSON sidecar ``<output>.json`` records the psfkit version, the inputs with their checksums
-and the parameters and measured numbers of the run. Exit codes are those of
+(:func:`provenance`) and the parameters and measured numbers of the run. Exit codes are those of
 :mod:`psfkit.cli`: 0 success, 1 the computation failed, 2 bad arguments or input, 130
 interrupted.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import datetime
 import io
 import json
 import os
@@ -159,14 +160,15 @@ def chosen_spacing(option, image: Input) -> tuple | None:
 
 
 def provenance(command: str, inputs: dict[str, str], result: dict) -> dict:
-    """The record written beside an output: the psfkit version, the subcommand, each input
-    (by ``role``) with its file name and SHA-256, and the ``result``'s metadata."""
+    """The record written beside an output, in the words of :mod:`psfkit.provenance`: the
+    psfkit version, when, the subcommand, each input file with its ``role``, absolute path
+    and SHA-256, and the ``result``'s metadata."""
     from . import __version__
-    from .io import file_checksum
+    from .provenance import _file_entry
 
-    return {"psfkit": __version__, "command": command,
-            "inputs": {role: {"file": os.path.basename(path), "sha256": file_checksum(path)}
-                       for role, path in inputs.items()},
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"psfkit_version": __version__, "created": created, "subcommand": command,
+            "inputs": [{"role": role, **_file_entry(path)} for role, path in inputs.items()],
             **result}
 
 
@@ -602,7 +604,7 @@ def _calibration(kernel_path: str, kernel_only: bool) -> dict:
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot read the kernel's record {sidecar_path(kernel_path)}: "
                          f"{error}; pass --kernel-only to ignore it") from None
-    if record.get("command") not in CALIBRATED_COMMANDS:
+    if record.get("subcommand") not in CALIBRATED_COMMANDS:
         return calibration
     if np.ndim(record["gain"]) != 0:
         raise UsageError(f"{kernel_path} is an RGB kernel (one per channel); convolve "
