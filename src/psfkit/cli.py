@@ -710,6 +710,13 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_demo(subparsers)
     _add_deconvolve(subparsers)
+    from . import _cli_commands as commands
+
+    commands.add_estimate(subparsers)
+    commands.add_fit(subparsers)
+    commands.add_psf(subparsers)
+    commands.add_beads(subparsers)
+    commands.add_convolve(subparsers)
     return parser
 
 
