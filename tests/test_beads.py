@@ -11,7 +11,8 @@ from psfkit.samples import bead_image
 
 @pytest.fixture(scope="module")
 def beads_2d():
-    truth = make_psf("gaussian", (17, 17), sigma=1.6)
+    # a camera pixel collects the light of a bead's PSF over its area
+    truth = make_psf("gaussian", (17, 17), sigma=1.6, pixel_integrated=True)
     image, centres = bead_image(truth, (200, 200), count=16, peak_snr=20, rng=5)
     return image, centres, truth
 

@@ -2,14 +2,15 @@
 
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
 import scipy.optimize
 import scipy.signal
 
 from psfkit import KernelFit, defocus_diameter, fit_kernel, make_psf
-from psfkit._fit_models import _gaussian_model
+from psfkit._fit_models import SAMPLED_GAUSSIAN_MIN_SIGMA, _gaussian_model
 from psfkit._fit_problem import _Packing, _Problem
 from psfkit._least_squares import LOSSES, _Loss, _Objective, _optimise
-from psfkit.samples import blurred_pair
+from psfkit.samples import blurred_pair, scene
 
 SHIFT = (0.6, -0.35)
 
@@ -43,6 +44,63 @@ def test_gaussian_sigma_gain_offset_and_shift_are_recovered(sigma, dtype):
     assert fit.ellipticity < 0.01
     np.testing.assert_array_equal(sharp, sharp_before)
     np.testing.assert_array_equal(blurred, blurred_before)
+
+
+def filter_blurred(sharp, sigma, noise=0.01, rng=0):
+    """``sharp`` blurred by ``scipy.ndimage.gaussian_filter`` with ``sigma``, plus Gaussian
+    noise of ``noise`` times its range."""
+    blurred = ndi.gaussian_filter(sharp.astype(np.float64), sigma)
+    scale = noise * float(blurred.max() - blurred.min())
+    return blurred + np.random.default_rng(rng).normal(0.0, scale, blurred.shape)
+
+
+@pytest.mark.parametrize("sigma", [0.8, 1.1, 2.0, 3.5, 5.0])
+def test_gaussian_sigma_is_the_sigma_of_scipy_gaussian_filter_2d(sigma):
+    # users check a fitted sigma by re-blurring with their filter (scipy, skimage, DIPlib,
+    # fspecial all sample the Gaussian at pixel centres): the default fit returns its sigma
+    sharp = scene("natural", (256, 256))
+    fit = fit_kernel(sharp, filter_blurred(sharp, sigma), "gaussian")
+    assert fit.pixel_integrated is False
+    assert abs(fit.params["sigma"] / sigma - 1) < 0.005
+
+
+@pytest.mark.parametrize("sigma", [(0.8, 0.8, 0.8), (2.0, 1.2, 1.2), (3.0, 1.5, 2.5)])
+def test_gaussian_sigma_is_the_sigma_of_scipy_gaussian_filter_3d(sigma):
+    # (0.2 % noise: a 64³ volume of blobs pins a sigma of 0.8 voxels to about 1 % at 1 %)
+    sharp = scene("blobs", (64, 64, 64), rng=1)
+    fit = fit_kernel(sharp, filter_blurred(sharp, sigma, noise=0.002), "gaussian")
+    np.testing.assert_allclose(fit.params["sigma"], sigma, rtol=0.005)
+
+
+@pytest.mark.parametrize("sigma", [0.8, 2.0, 5.0])
+def test_pixel_integrated_fit_returns_the_sigma_of_a_pixel_integrated_blur(sigma):
+    kernel = make_psf("gaussian", 2 * int(4.5 * sigma) + 1, sigma=sigma, pixel_integrated=True)
+    pair = blurred_pair(kernel, (256, 256), noise=0.01, rng=3)
+    integrated = fit_kernel(pair.sharp, pair.blurred, "gaussian", pixel_integrated=True)
+    assert integrated.pixel_integrated is True
+    assert abs(integrated.params["sigma"] / sigma - 1) < 0.005
+    np.testing.assert_allclose(
+        integrated.kernel,
+        make_psf("gaussian", integrated.kernel.shape, pixel_integrated=True,
+                 **integrated.params), atol=1e-7)
+    # the same blur seen by the default (centre-sampled) model: wider by a pixel's variance
+    sampled = fit_kernel(pair.sharp, pair.blurred, "gaussian")
+    assert sampled.params["sigma"] == pytest.approx(np.sqrt(sigma**2 + 1 / 12), rel=0.005)
+
+
+@pytest.mark.parametrize(("model", "params", "size"), [
+    ("elliptical_gaussian", {"sigma_y": 1.4, "sigma_x": 2.8, "angle": 0.5}, 25),
+    ("moffat", {"alpha": 3.0, "beta": 2.5}, 41)])
+def test_pixel_integrated_option_fits_the_moffat_and_elliptical_gaussian_alike(model, params,
+                                                                              size):
+    pair = pair_for(model, params, size)
+    integrated_pair = blurred_pair(make_psf(model, size, pixel_integrated=True, **params),
+                                   (160, 160), noise=0.01, gain=1.3, offset=0.2, shift=SHIFT)
+    for blurred, pixel_integrated in ((pair, False), (integrated_pair, True)):
+        fit = fit_kernel(blurred.sharp, blurred.blurred, model,
+                         pixel_integrated=pixel_integrated)
+        for name, truth in params.items():
+            assert fit.params[name] == pytest.approx(truth, rel=0.01, abs=0.01), name
 
 
 def test_a_given_kernel_shape_is_used():
@@ -163,10 +221,12 @@ def test_callback_reports_progress_and_can_stop_the_fit():
     assert np.isfinite(stopped.params["sigma"])
 
 
-def test_no_blur_gives_the_smallest_sigma_and_says_so():
+@pytest.mark.parametrize(("pixel_integrated", "smallest"),
+                         [(False, SAMPLED_GAUSSIAN_MIN_SIGMA), (True, 0.1)])
+def test_no_blur_gives_the_smallest_sigma_and_says_so(pixel_integrated, smallest):
     pair = pair_for("gaussian", {"sigma": 1.0}, 9)
-    fit = fit_kernel(pair.sharp, pair.sharp * 2 + 1)
-    assert fit.params["sigma"] == pytest.approx(0.1)
+    fit = fit_kernel(pair.sharp, pair.sharp * 2 + 1, pixel_integrated=pixel_integrated)
+    assert fit.params["sigma"] == pytest.approx(smallest)
     assert "bound" in fit.message
     assert fit.gain == pytest.approx(2.0, rel=1e-3)
 
@@ -266,7 +326,8 @@ def test_levenberg_marquardt_reaches_the_least_squares_minimum_of_scipy():
     pair = pair_for("gaussian", {"sigma": 1.6}, 13, shape=(64, 64))
     sharp = ((pair.sharp - pair.sharp.mean()) / pair.sharp.std()).astype(np.float32)
     problem = _Problem(sharp, pair.blurred.astype(np.float32), (13, 13), margin=(2.0, 2.0))
-    objective = _Objective(_gaussian_model(2, True, (1.0, 1.0)), problem, _Loss("linear", 1.0))
+    objective = _Objective(_gaussian_model(2, True, (1.0, 1.0), False), problem,
+                           _Loss("linear", 1.0))
     optimum = _optimise(objective, np.array([1.0]), np.zeros(2), 100, None)
     assert optimum.success
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -22,6 +22,11 @@ from .models import render
 GAUSSIAN_FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
 #: FWHM of the Airy pattern in units of its first-zero radius.
 AIRY_FWHM = 2 * 1.616339948310703 / 3.831705970207512
+#: Smallest Gaussian sigma a fit reports, in pixels, when the Gaussian is sampled at pixel
+#: centres: narrower, it is one pixel to within float64 rounding of its derivative (its
+#: neighbours hold exp(-1 / 2σ²), 2e-22 at 0.1 px), so the fit could not walk to a lower
+#: bound; at 0.25 px they still hold 3e-4. Integrated over pixels the bound is 0.1 px.
+SAMPLED_GAUSSIAN_MIN_SIGMA = 0.25
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,9 @@ class _Model:
     #: Gaussian only: the spacing and isotropy it was built for
     spacing: tuple = ()
     isotropic: bool = False
+    #: render integrated over each pixel rather than sampled at the pixel centres (only
+    #: for the models of :data:`psfkit.models.CENTRE_SAMPLED_MODELS`; the others always are)
+    pixel_integrated: bool = False
 
     def scaled(self, v, factor) -> np.ndarray:
         """``v`` with its lengths multiplied by ``factor``."""
@@ -60,7 +68,8 @@ class _Model:
             f = float(factors[0])
             return self, lambda v: self.scaled(v, 1 / f)
         spacing = np.asarray(self.spacing)
-        coarse = _gaussian_model(len(factors), self.isotropic, spacing * factors)
+        coarse = _gaussian_model(len(factors), self.isotropic, spacing * factors,
+                                 self.pixel_integrated)
         if self.isotropic:  # v is the physical sigma in units of the finest spacing
             ratio = spacing.min() / (spacing * factors).min()
             return coarse, lambda v: np.asarray(v) * ratio
@@ -68,7 +77,8 @@ class _Model:
 
     def render(self, shape, v) -> np.ndarray:
         """The kernel of parameters ``v`` rendered on ``shape`` (float64, unit sum)."""
-        return render(self.name, shape, **self.public(v))
+        return render(self.name, shape, pixel_integrated=self.pixel_integrated,
+                      **self.public(v))
 
 
 def _canonical_angle(angle: float) -> float:
@@ -92,10 +102,11 @@ def _ellipse_from_cholesky(v) -> dict:
             "angle": _canonical_angle(math.atan2(major[0], major[1]))}
 
 
-def _gaussian_model(ndim: int, isotropic: bool, spacing) -> _Model:
+def _gaussian_model(ndim: int, isotropic: bool, spacing, pixel_integrated: bool) -> _Model:
     """The Gaussian in ``ndim`` dimensions: one sigma isotropic in ``spacing`` units, or one
-    sigma per axis in pixels."""
+    sigma per axis in pixels; integrated over pixels or sampled at their centres."""
     spacing = np.asarray(spacing, dtype=float)
+    smallest = 0.1 if pixel_integrated else SAMPLED_GAUSSIAN_MIN_SIGMA
     relative = spacing / spacing.min()  # isotropic in physical units: σ_px = σ / relative
     anisotropic = bool(np.any(relative != 1.0))
 
@@ -111,7 +122,7 @@ def _gaussian_model(ndim: int, isotropic: bool, spacing) -> _Model:
         def starts(size):
             return [np.array([s]) for s in size]
 
-        lower, upper = (0.1,), (np.inf,)
+        lower, upper = (smallest,), (np.inf,)
     else:
         def public(v):
             return {"sigma": tuple(float(s) for s in v)}
@@ -125,7 +136,7 @@ def _gaussian_model(ndim: int, isotropic: bool, spacing) -> _Model:
             shapes = [1 / relative, np.ones(ndim)] if anisotropic else [np.ones(ndim)]
             return [s * shape for s in size for shape in shapes]
 
-        lower, upper = (0.1,) * ndim, (np.inf,) * ndim
+        lower, upper = (smallest,) * ndim, (np.inf,) * ndim
 
     def fwhm(params):
         sigma = params["sigma"]
@@ -134,7 +145,8 @@ def _gaussian_model(ndim: int, isotropic: bool, spacing) -> _Model:
         return tuple(GAUSSIAN_FWHM * s for s in sigma)
 
     return _Model("gaussian", lower, upper, public, extent, starts, fwhm,
-                  spacing=tuple(spacing), isotropic=isotropic)
+                  spacing=tuple(spacing), isotropic=isotropic,
+                  pixel_integrated=pixel_integrated)
 
 
 def _models_2d() -> dict[str, _Model]:
@@ -191,11 +203,13 @@ def _models_2d() -> dict[str, _Model]:
     }
 
 
-def _model_for(name: str, ndim: int, isotropic: bool, spacing) -> _Model:
-    """The model called ``name`` (the caller has checked that it applies in ``ndim``)."""
+def _model_for(name: str, ndim: int, isotropic: bool, spacing,
+               pixel_integrated: bool) -> _Model:
+    """The model called ``name`` (the caller has checked that it applies in ``ndim``),
+    rendered integrated over pixels or sampled at their centres."""
     if name == "gaussian":
-        return _gaussian_model(ndim, isotropic, spacing)
-    return _models_2d()[name]
+        return _gaussian_model(ndim, isotropic, spacing, pixel_integrated)
+    return replace(_models_2d()[name], pixel_integrated=pixel_integrated)
 
 
 def _kernel_shape(model: _Model, v, ndim, image_shape, shift) -> tuple[int, ...]:

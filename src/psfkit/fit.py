@@ -39,6 +39,7 @@ from ._starting_points import _coarse_candidates, _defocus_candidates, _search_s
 from ._validate import (
     as_float_array,
     finite_result,
+    flag,
     kernel_shape,
     matching_pair,
     optional_callable,
@@ -110,6 +111,12 @@ class KernelFit:
         ``params`` sizes and ``fwhm`` multiplied by ``spacing`` (Gaussian only).
     valid : tuple of slice
         The region of ``blurred`` that was compared.
+    spacing : tuple of float
+        The pixel spacing per axis the fit used (ones when none was given).
+    pixel_integrated : bool
+        Whether the model was integrated over pixels (see :func:`fit_kernel`);
+        ``make_psf(model, shape, pixel_integrated=pixel_integrated, **params)`` renders
+        ``kernel`` again.
     """
 
     model: str
@@ -130,6 +137,7 @@ class KernelFit:
     physical: dict = field(default_factory=dict)
     valid: tuple = ()
     spacing: tuple = ()
+    pixel_integrated: bool = False
     loss: str = "linear"
     success: bool = True
     message: str = ""
@@ -185,6 +193,7 @@ class _Request:
     names: tuple[str, ...]
     spacing: tuple[float, ...]
     isotropic: bool
+    pixel_integrated: bool
     shape: tuple[int, ...] | None
     loss: str
     f_scale: float | None
@@ -199,7 +208,7 @@ class _Request:
         return self.max_evaluations
 
 
-def _request(ndim, model, shape, spacing, loss, f_scale, isotropic,
+def _request(ndim, model, shape, spacing, loss, f_scale, isotropic, pixel_integrated,
              max_evaluations) -> _Request:
     """The arguments of :func:`fit_kernel` checked, with their defaults filled in."""
     if loss not in LOSSES:
@@ -207,6 +216,7 @@ def _request(ndim, model, shape, spacing, loss, f_scale, isotropic,
     spacing = per_axis_spacing(spacing, ndim)
     if isotropic is None:
         isotropic = ndim == 2
+    pixel_integrated = flag(pixel_integrated, "pixel_integrated")
     if shape is not None:
         shape = kernel_shape(shape, ndim)
     if f_scale is not None:
@@ -220,7 +230,8 @@ def _request(ndim, model, shape, spacing, loss, f_scale, isotropic,
         raise ValueError(f"unknown model {model!r}; choose from {('auto', *MODELS)}")
     if ndim != 2 and names != ("gaussian",):
         raise ValueError(f"the {model!r} model is 2D only; in 3D fit 'gaussian'")
-    return _Request(tuple(names), spacing, isotropic, shape, loss, f_scale, max_evaluations)
+    return _Request(tuple(names), spacing, isotropic, pixel_integrated, shape, loss, f_scale,
+                    max_evaluations)
 
 
 def fit_kernel(
@@ -233,6 +244,7 @@ def fit_kernel(
     loss: str = "linear",
     f_scale: float | None = None,
     isotropic: bool | None = None,
+    pixel_integrated: bool = False,
     max_evaluations: int = 100,
     callback=None,
 ) -> KernelFit:
@@ -262,6 +274,15 @@ def fit_kernel(
     isotropic : bool, optional
         Fit one Gaussian sigma (in ``spacing`` units) rather than one per axis. Default:
         True in 2D, False in 3D (microscope PSFs are longer along z).
+    pixel_integrated : bool
+        Fit the Gaussian, elliptical Gaussian and Moffat models integrated over each pixel
+        instead of sampled at the pixel centres, as :func:`psfkit.make_psf` renders them
+        with the same option. The default (sampled) returns the ``sigma`` of
+        ``scipy.ndimage.gaussian_filter`` (and of scikit-image, DIPlib and MATLAB's
+        ``fspecial``), so a fitted sigma can be checked by re-blurring with those
+        filters; integrated, it returns the sigma of a Gaussian spot before the pixels
+        collected it (smaller by the pixel's 1/12 variance). The other models are always
+        integrated over pixels.
     max_evaluations : int
         Cap on model evaluations of the final optimisation.
     callback : callable, optional
@@ -279,10 +300,10 @@ def fit_kernel(
     Notes
     -----
     The forward model is ``blurred(x) = gain · (k_θ ∗ sharp)(x - shift) + offset + noise``
-    with ``k_θ`` rendered by :func:`psfkit.make_psf` (integrated over pixels), the shift
-    applied as a band-limited phase ramp. It is compared with ``blurred`` only where the
-    kernel's support lies inside ``sharp`` ("valid" convolution), so light entering the
-    frame from outside does not bias the fit. Parameters, gain, offset and shift are
+    with ``k_θ`` rendered by :func:`psfkit.make_psf` (with the same ``pixel_integrated``),
+    the shift applied as a band-limited phase ramp. It is compared with ``blurred`` only
+    where the kernel's support lies inside ``sharp`` ("valid" convolution), so light
+    entering the frame from outside does not bias the fit. Parameters, gain, offset and shift are
     fitted together by Levenberg–Marquardt on the ``P × P`` normal equations (robust losses
     by iteratively reweighted least squares, bounds by clipping); kernel derivatives are
     central differences of the rendering, shift derivatives are analytic. The starting
@@ -317,7 +338,7 @@ def fit_kernel(
     blurred = as_float_array(blurred, "blurred")
     matching_pair(sharp, blurred)
     request = _request(sharp.ndim, model, shape, spacing, loss, f_scale, isotropic,
-                       max_evaluations)
+                       pixel_integrated, max_evaluations)
     callback = optional_callable(callback)
     pair = _Normalised.of(sharp, blurred)
     # f_scale is given in the units of blurred; the loss sees standardised residuals
@@ -373,7 +394,8 @@ def _fit_models(request: _Request, pair: _Normalised, shift0, loss: _Loss,
     names = request.names
     fits = []
     for step, name in enumerate(names, 1):
-        spec = _model_for(name, pair.sharp.ndim, request.isotropic, request.spacing)
+        spec = _model_for(name, pair.sharp.ndim, request.isotropic, request.spacing,
+                          request.pixel_integrated)
         model_callback = callback
         if callback is not None and len(names) > 1:
             def model_callback(_s, _t, current, step=step):
@@ -485,6 +507,7 @@ def _result(best: _ModelFit, blurred, pair: _Normalised, request: _Request,
                                          pair.noise)),
         noise_sigma=float(pair.noise * pair.blurred_std), criterion=float(best.criterion),
         ranking=ranking, physical=_physical(spec, params, request.spacing),
-        valid=valid, spacing=request.spacing, loss=request.loss, success=optimum.success,
+        valid=valid, spacing=request.spacing, pixel_integrated=request.pixel_integrated,
+        loss=request.loss, success=optimum.success,
         message=_bound_message(spec, optimum.v, str(optimum.message)),
         evaluations=optimum.evaluations)
