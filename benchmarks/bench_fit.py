@@ -44,7 +44,7 @@ CAMERA = {"gain": 1.3, "offset": 0.2, "shift": (1.3, -0.7)}
 PURE = {"gain": 1.0, "offset": 0.0, "shift": (0.0, 0.0)}
 
 OTHER_MODELS = [
-    ("elliptical_gaussian", {"sigma_y": 1.5, "sigma_x": 3.0, "angle": 0.4}, 25),
+    ("elliptical_gaussian", {"sigma_y": 3.6, "sigma_x": 1.6, "angle": 0.5}, 27),
     ("moffat", {"alpha": 3.0, "beta": 2.5}, 41),
     ("airy", {"radius": 3.0}, 31),
     ("disk", {"radius": 4.5}, 13),

@@ -89,7 +89,7 @@ def test_pixel_integrated_fit_returns_the_sigma_of_a_pixel_integrated_blur(sigma
 
 
 @pytest.mark.parametrize(("model", "params", "size"), [
-    ("elliptical_gaussian", {"sigma_y": 1.4, "sigma_x": 2.8, "angle": 0.5}, 25),
+    ("elliptical_gaussian", {"sigma_y": 2.8, "sigma_x": 1.4, "angle": 0.5}, 25),
     ("moffat", {"alpha": 3.0, "beta": 2.5}, 41)])
 def test_pixel_integrated_option_fits_the_moffat_and_elliptical_gaussian_alike(model, params,
                                                                               size):
@@ -129,7 +129,7 @@ def test_kernel_and_residual_describe_the_fit():
 
 
 CASES = [
-    ("elliptical_gaussian", {"sigma_y": 1.4, "sigma_x": 2.8, "angle": 0.5}, 25),
+    ("elliptical_gaussian", {"sigma_y": 2.8, "sigma_x": 1.4, "angle": 0.5}, 25),
     ("moffat", {"alpha": 3.0, "beta": 2.5}, 41),
     ("airy", {"radius": 2.5}, 25),
     ("disk", {"radius": 4.5}, 13),
@@ -154,14 +154,35 @@ def test_other_models_recover_their_parameters(model, params, size):
     assert fit.gain == pytest.approx(1.3, rel=0.02)
 
 
-def test_elliptical_gaussian_reports_the_major_axis_as_sigma_x():
-    # truth given with the major axis as sigma_y: reported as sigma_x, angle turned by 90°
-    pair = pair_for("elliptical_gaussian", {"sigma_y": 3.0, "sigma_x": 1.5, "angle": 0.3}, 25)
+ELLIPSE = {"sigma_y": 3.6, "sigma_x": 1.6, "angle": 0.5}
+
+
+@pytest.mark.parametrize("naming", [
+    ELLIPSE,
+    {"sigma_y": 1.6, "sigma_x": 3.6, "angle": 0.5 + np.pi / 2},
+    {"sigma_y": 1.6, "sigma_x": 3.6, "angle": 0.5 - np.pi / 2},
+    {"sigma_y": 3.6, "sigma_x": 1.6, "angle": 0.5 - np.pi},
+], ids=["canonical", "swapped", "swapped_other_way", "turned_by_pi"])
+def test_elliptical_gaussian_comes_back_in_one_canonical_form(naming):
+    # the same ellipse under any naming is reported as major axis sigma_y >= sigma_x, with
+    # angle in [0, pi) the direction of sigma_x: a canonical truth comes back as itself
+    pair = pair_for("elliptical_gaussian", naming, 27, rng=4)
     fit = fit_kernel(pair.sharp, pair.blurred, "elliptical_gaussian")
-    assert fit.params["sigma_x"] == pytest.approx(3.0, rel=0.02)
-    assert fit.params["sigma_y"] == pytest.approx(1.5, rel=0.02)
-    assert fit.params["angle"] == pytest.approx(0.3 - np.pi / 2, abs=0.02)
-    assert fit.ellipticity == pytest.approx(1 - 1.5 / 3.0, abs=0.05)
+    assert fit.params["sigma_y"] == pytest.approx(3.6, rel=0.005)
+    assert fit.params["sigma_x"] == pytest.approx(1.6, rel=0.005)
+    assert fit.params["angle"] == pytest.approx(0.5, abs=0.005)
+    assert fit.ellipticity == pytest.approx(1 - 1.6 / 3.6, abs=0.02)
+    canonical = pair_for("elliptical_gaussian", ELLIPSE, 27, rng=4)
+    reference = fit_kernel(canonical.sharp, canonical.blurred, "elliptical_gaussian")
+    for name in ELLIPSE:
+        assert fit.params[name] == pytest.approx(reference.params[name], rel=1e-4, abs=1e-5)
+
+
+def test_motion_angle_is_reported_in_zero_to_pi():
+    # a segment and its reverse are one blur: -0.4 rad is reported as pi - 0.4
+    pair = pair_for("motion", {"length": 11.0, "angle": -0.4}, 15)
+    fit = fit_kernel(pair.sharp, pair.blurred, "motion")
+    assert fit.params["angle"] == pytest.approx(np.pi - 0.4, abs=0.02)
 
 
 def test_gaussian_3d_fits_one_sigma_per_axis_and_reports_physical_units():

@@ -82,24 +82,27 @@ class _Model:
 
 
 def _canonical_angle(angle: float) -> float:
-    """An axis direction in (-π/2, π/2]: θ and θ + π describe the same kernel."""
-    angle = math.remainder(float(angle), math.pi)
-    return math.pi / 2 if angle <= -math.pi / 2 else angle
+    """An axis direction in [0, π): θ and θ + π describe the same kernel."""
+    angle = float(angle) % math.pi
+    # the remainder of a tiny negative angle rounds up to π itself
+    return 0.0 if angle >= math.pi else angle
 
 
 def _ellipse_from_cholesky(v) -> dict:
     """Covariance ``L Lᵀ`` with ``L = [[a, 0], [b, c]]`` (y, x order) -> sigmas and angle.
 
-    The major axis is reported as ``sigma_x`` and ``angle`` is its direction, so the
-    result is unique (up to a circular kernel, whose angle is arbitrary).
+    One canonical form for each ellipse: ``sigma_y`` is the major axis (``sigma_y >=
+    sigma_x``) and ``angle`` in [0, π) is the direction of the minor axis ``sigma_x`` (the
+    renderer's ``sigma_x`` lies along ``angle``, ``sigma_y`` along ``angle + π/2``), so the
+    result is unique up to a circular kernel, whose angle is arbitrary.
     """
     a, b, c = (float(t) for t in v)
     covariance = np.array([[a * a, a * b], [a * b, b * b + c * c]])
     values, vectors = np.linalg.eigh(covariance)
-    major = vectors[:, 1]  # (y, x) components of the major axis
-    return {"sigma_y": float(np.sqrt(max(values[0], 1e-300))),
-            "sigma_x": float(np.sqrt(values[1])),
-            "angle": _canonical_angle(math.atan2(major[0], major[1]))}
+    minor = vectors[:, 0]  # (y, x) components of the minor axis
+    return {"sigma_y": float(np.sqrt(values[1])),
+            "sigma_x": float(np.sqrt(max(values[0], 1e-300))),
+            "angle": _canonical_angle(math.atan2(minor[0], minor[1]))}
 
 
 def _gaussian_model(ndim: int, isotropic: bool, spacing, pixel_integrated: bool) -> _Model:

@@ -293,9 +293,11 @@ def fit_kernel(
     -------
     KernelFit
         ``params`` per model: gaussian ``sigma`` (a float, or one per axis for a 3D or
-        anisotropic fit); elliptical_gaussian ``sigma_y, sigma_x, angle`` (``sigma_x`` the
-        major axis, ``angle`` its direction); moffat ``alpha, beta``; airy ``radius`` (first
-        zero); disk ``radius``; ring ``diameter, width``; motion ``length, angle``.
+        anisotropic fit); elliptical_gaussian ``sigma_y, sigma_x, angle`` in one canonical
+        form (``sigma_y >= sigma_x``, the major axis first; ``angle`` in [0, π) the
+        direction of ``sigma_x``, as :func:`psfkit.make_psf` takes them); moffat
+        ``alpha, beta``; airy ``radius`` (first zero); disk ``radius``; ring ``diameter,
+        width``; motion ``length, angle`` (angle in [0, π)).
 
     Notes
     -----
