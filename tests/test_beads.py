@@ -96,6 +96,9 @@ def test_3d_anisotropic_beads():
     assert np.sqrt(np.mean(matched_errors(result, centres) ** 2)) < 0.06
     np.testing.assert_allclose(result.spacing, (0.3, 0.1, 0.1))
     np.testing.assert_allclose(result.fwhm_physical, result.fwhm * (0.3, 0.1, 0.1))
+    unknown = average_beads(image)
+    assert unknown.fwhm_physical is None  # no spacing given: no physical size
+    np.testing.assert_allclose(unknown.fwhm, result.fwhm)
 
 
 def test_max_beads_keeps_the_brightest_and_says_why_the_others_were_left(beads_2d):

@@ -193,7 +193,9 @@ def test_gaussian_3d_fits_one_sigma_per_axis_and_reports_physical_units():
                         shift=(0.4, -0.3, 0.2))
     fit = fit_kernel(pair.sharp, pair.blurred, spacing=spacing)
     np.testing.assert_allclose(fit.params["sigma"], sigma, rtol=0.02)
-    np.testing.assert_allclose(fit.physical["sigma"], np.multiply(fit.params["sigma"], spacing))
+    np.testing.assert_allclose(fit.params_physical["sigma"],
+                               np.multiply(fit.params["sigma"], spacing))
+    np.testing.assert_allclose(fit.fwhm_physical, np.multiply(fit.fwhm, spacing))
     np.testing.assert_allclose(fit.shift, (0.4, -0.3, 0.2), atol=0.05)
     assert len(fit.errors["sigma"]) == 3
     assert fit.kernel.ndim == 3
@@ -204,7 +206,33 @@ def test_isotropic_gaussian_honours_anisotropic_pixels():
     pair = pair_for("gaussian", {"sigma": (1.0, 2.0)}, 17)
     fit = fit_kernel(pair.sharp, pair.blurred, spacing=(2.0, 1.0))
     np.testing.assert_allclose(fit.params["sigma"], (1.0, 2.0), rtol=0.01)
-    np.testing.assert_allclose(fit.physical["sigma"], (2.0, 2.0), rtol=0.01)
+    np.testing.assert_allclose(fit.params_physical["sigma"], (2.0, 2.0), rtol=0.01)
+    np.testing.assert_allclose(fit.fwhm_physical, (2.3548 * 2.0,) * 2, rtol=0.01)
+
+
+@pytest.mark.parametrize(("model", "params", "size"), [
+    ("gaussian", {"sigma": 2.0}, 17),
+    ("moffat", {"alpha": 3.0, "beta": 2.5}, 41),
+    ("elliptical_gaussian", {"sigma_y": 2.8, "sigma_x": 1.4, "angle": 0.5}, 25),
+    ("ring", {"diameter": 12.0, "width": 1.2}, 21),
+    ("motion", {"length": 11.0, "angle": 0.6}, 15)])
+def test_physical_sizes_are_the_lengths_times_a_known_square_pixel(model, params, size):
+    pair = pair_for(model, params, size)
+    unknown = fit_kernel(pair.sharp, pair.blurred, model)
+    assert unknown.params_physical is None and unknown.fwhm_physical is None
+    fit = fit_kernel(pair.sharp, pair.blurred, model, spacing=0.065)
+    lengths = {"sigma", "sigma_y", "sigma_x", "alpha", "diameter", "width", "length"}
+    for name, value in fit.params.items():
+        expected = value * 0.065 if name in lengths else value  # angles, beta unchanged
+        assert fit.params_physical[name] == pytest.approx(expected, rel=1e-12)
+    assert fit.fwhm_physical == pytest.approx(fit.fwhm * 0.065, rel=1e-12)
+    assert "in the units of spacing" in fit.summary()
+
+
+def test_a_round_model_on_pixels_that_are_not_square_has_no_physical_size():
+    pair = pair_for("disk", {"radius": 4.5}, 13)
+    fit = fit_kernel(pair.sharp, pair.blurred, "disk", spacing=(0.2, 0.1))
+    assert fit.params_physical is None and fit.fwhm_physical is None
 
 
 def test_auto_picks_the_model_that_made_the_blur_and_ranks_all():
@@ -464,8 +492,8 @@ def test_ellipticity_of_an_extreme_spacing_is_finite(small_pair):
     plain = fit_kernel(small_pair.sharp, small_pair.blurred)
     extreme = fit_kernel(small_pair.sharp, small_pair.blurred, spacing=1e300)
     assert extreme.ellipticity == pytest.approx(plain.ellipticity, abs=1e-9)
-    assert extreme.physical["sigma"][0] == pytest.approx(plain.params["sigma"] * 1e300,
-                                                         rel=1e-6)
+    assert extreme.params_physical["sigma"] == pytest.approx(plain.params["sigma"] * 1e300,
+                                                             rel=1e-6)
 
 
 def test_defocus_search_range_is_kept_inside_the_cepstrum(small_pair):

@@ -22,6 +22,13 @@ from .models import render
 GAUSSIAN_FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
 #: FWHM of the Airy pattern in units of its first-zero radius.
 AIRY_FWHM = 2 * 1.616339948310703 / 3.831705970207512
+#: The public parameters of each model that are lengths in pixels (the others are angles
+#: and exponents): the ones ``KernelFit.params_physical`` gives in the units of a spacing.
+LENGTH_PARAMETERS = {
+    "gaussian": ("sigma",), "elliptical_gaussian": ("sigma_y", "sigma_x"),
+    "moffat": ("alpha",), "airy": ("radius",), "disk": ("radius",),
+    "ring": ("diameter", "width"), "motion": ("length",),
+}
 #: Smallest Gaussian sigma a fit reports, in pixels, when the Gaussian is sampled at pixel
 #: centres: narrower, it is one pixel to within float64 rounding of its derivative (its
 #: neighbours hold exp(-1 / 2σ²), 2e-22 at 0.1 px), so the fit could not walk to a lower

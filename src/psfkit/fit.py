@@ -21,7 +21,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ._fit_models import GAUSSIAN_FWHM, _kernel_shape, _Model, _model_for, _parameter_errors
+from ._fit_models import (
+    LENGTH_PARAMETERS,
+    _kernel_shape,
+    _Model,
+    _model_for,
+    _parameter_errors,
+)
 from ._fit_problem import _Normalised, _Problem
 from ._least_squares import (
     _MAX_EVALUATIONS,
@@ -34,6 +40,7 @@ from ._least_squares import (
     _Optimum,
     _reduced_chi2,
 )
+from ._physical import in_spacing_units, lengths_in_spacing_units
 from ._progress import report
 from ._starting_points import _coarse_candidates, _defocus_candidates, _search_scores
 from ._validate import (
@@ -107,12 +114,21 @@ class KernelFit:
         Bayesian information criterion ``M ln(RSS / M) + P ln(M)`` of the fit.
     ranking : list of (str, float, float)
         For ``model="auto"``: every model with its criterion and reduced chi², best first.
-    physical : dict
-        ``params`` sizes and ``fwhm`` multiplied by ``spacing`` (Gaussian only).
+    params_physical : dict or None
+        ``params`` with their lengths (sigmas, radii, diameters, widths, lengths) in the
+        units of ``spacing``, angles and ``beta`` unchanged; ``None`` when no ``spacing``
+        was given, or for a 2D-only model on pixels that are not square (it is round in
+        pixels, so its physical size depends on the direction). The same rule as
+        :attr:`PsfReport.fwhm_physical <psfkit.PsfReport>` and
+        :attr:`BeadAverage.fwhm_physical <psfkit.BeadAverage>`.
+    fwhm_physical : float, tuple of float or None
+        ``fwhm`` in the units of ``spacing`` (per axis when ``fwhm`` is), ``None`` as for
+        ``params_physical``.
     valid : tuple of slice
         The region of ``blurred`` that was compared.
     spacing : tuple of float
-        The pixel spacing per axis the fit used (ones when none was given).
+        The pixel spacing per axis the fit used (ones when none was given: sizes are then
+        in pixels and the ``*_physical`` fields are ``None``).
     pixel_integrated : bool
         Whether the model was integrated over pixels (see :func:`fit_kernel`);
         ``make_psf(model, shape, pixel_integrated=pixel_integrated, **params)`` renders
@@ -134,7 +150,8 @@ class KernelFit:
     noise_sigma: float
     criterion: float
     ranking: list = field(default_factory=list)
-    physical: dict = field(default_factory=dict)
+    params_physical: dict | None = None
+    fwhm_physical: float | tuple | None = None
     valid: tuple = ()
     spacing: tuple = ()
     pixel_integrated: bool = False
@@ -150,7 +167,10 @@ class KernelFit:
                             "shift": tuple(self.shift)}.items():
             error = self.errors.get(name)
             lines.append(f"{name} = {_format(value)} ± {_format(error)}")
-        lines.append(f"FWHM = {_format(self.fwhm)} px, ellipticity = {self.ellipticity:.3f}")
+        physical = ("" if self.fwhm_physical is None
+                    else f" ({_format(self.fwhm_physical)} in the units of spacing)")
+        lines.append(f"FWHM = {_format(self.fwhm)} px{physical}, "
+                     f"ellipticity = {self.ellipticity:.3f}")
         lines.append(f"reduced chi² = {self.reduced_chi2:.3g}")
         return "\n".join(lines)
 
@@ -192,6 +212,8 @@ class _Request:
 
     names: tuple[str, ...]
     spacing: tuple[float, ...]
+    #: whether the caller gave the spacing (sizes in physical units are reported only then)
+    spacing_given: bool
     isotropic: bool
     pixel_integrated: bool
     shape: tuple[int, ...] | None
@@ -213,6 +235,7 @@ def _request(ndim, model, shape, spacing, loss, f_scale, isotropic, pixel_integr
     """The arguments of :func:`fit_kernel` checked, with their defaults filled in."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    spacing_given = spacing is not None
     spacing = per_axis_spacing(spacing, ndim)
     if isotropic is None:
         isotropic = ndim == 2
@@ -230,8 +253,8 @@ def _request(ndim, model, shape, spacing, loss, f_scale, isotropic, pixel_integr
         raise ValueError(f"unknown model {model!r}; choose from {('auto', *MODELS)}")
     if ndim != 2 and names != ("gaussian",):
         raise ValueError(f"the {model!r} model is 2D only; in 3D fit 'gaussian'")
-    return _Request(tuple(names), spacing, isotropic, pixel_integrated, shape, loss, f_scale,
-                    max_evaluations)
+    return _Request(tuple(names), spacing, spacing_given, isotropic, pixel_integrated, shape,
+                    loss, f_scale, max_evaluations)
 
 
 def fit_kernel(
@@ -263,7 +286,8 @@ def fit_kernel(
         holds the model.
     spacing : sequence of float, optional
         Pixel (voxel) size per axis, e.g. the layer scale. An isotropic Gaussian is
-        isotropic in these units; ``physical`` reports sizes in them.
+        isotropic in these units; ``params_physical`` and ``fwhm_physical`` report sizes
+        in them.
     loss : str
         ``"linear"`` (least squares) or a robust loss of :func:`scipy.optimize.least_squares`
         (``"soft_l1"``, ``"huber"``, ``"cauchy"``, ``"arctan"``) for pairs that were not
@@ -470,16 +494,6 @@ def _bound_message(spec: _Model, v, message: str) -> str:
     return message
 
 
-def _physical(spec: _Model, params: dict, spacing) -> dict:
-    """Sigma and FWHM per axis in ``spacing`` units (Gaussian only; empty otherwise)."""
-    if spec.name != "gaussian":
-        return {}
-    sigma = np.broadcast_to(np.asarray(params["sigma"], float), (len(spacing),))
-    return {"sigma": tuple(float(s * d) for s, d in zip(sigma, spacing, strict=True)),
-            "fwhm": tuple(float(GAUSSIAN_FWHM * s * d)
-                          for s, d in zip(sigma, spacing, strict=True))}
-
-
 def _result(best: _ModelFit, blurred, pair: _Normalised, request: _Request,
             ranking) -> KernelFit:
     """The public result of the chosen fit, in the caller's units."""
@@ -500,15 +514,19 @@ def _result(best: _ModelFit, blurred, pair: _Normalised, request: _Request,
     residual = np.zeros(blurred.shape, dtype=np.float32)
     valid = problem.data_window
     residual[valid] = blurred[valid] - reblurred[valid]
+    spacing = request.spacing if request.spacing_given else None
+    fwhm = spec.fwhm(params)
     return KernelFit(
         model=spec.name, params=params, errors=errors, kernel=kernel64.astype(np.float32),
         residual=residual, reblurred=reblurred, shift=np.asarray(optimum.shift, dtype=float),
-        gain=gain, offset=offset, fwhm=spec.fwhm(params),
+        gain=gain, offset=offset, fwhm=fwhm,
         ellipticity=_ellipticity(kernel64, request.spacing),
         reduced_chi2=float(_reduced_chi2(optimum.rss, optimum.count, optimum.nparams,
                                          pair.noise)),
         noise_sigma=float(pair.noise * pair.blurred_std), criterion=float(best.criterion),
-        ranking=ranking, physical=_physical(spec, params, request.spacing),
+        ranking=ranking,
+        params_physical=lengths_in_spacing_units(params, LENGTH_PARAMETERS[spec.name], spacing),
+        fwhm_physical=in_spacing_units(fwhm, spacing),
         valid=valid, spacing=request.spacing, pixel_integrated=request.pixel_integrated,
         loss=request.loss, success=optimum.success,
         message=_bound_message(spec, optimum.v, str(optimum.message)),
