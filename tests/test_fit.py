@@ -308,6 +308,7 @@ def test_defocus_diameter_from_the_cepstrum(radius):
         ({"sharp": np.ones((64, 64)), "blurred": np.ones((64, 64))}, ValueError, "constant"),
         ({"sharp": np.ones((8, 8, 8)), "blurred": np.ones((8, 8, 8)), "model": "disk"},
          ValueError, "2D only"),
+        ({"pixel_integrated": "no"}, TypeError, "pixel_integrated must be True or False"),
     ],
 )
 def test_bad_input_gives_clear_errors(kwargs, error, match):
