@@ -156,15 +156,19 @@ def resampling_rows() -> list[str]:
 
     optics = {"numerical_aperture": 1.2, "wavelength": GREEN, "immersion_index": 1.33}
     sigma = np.array([0.6, 0.15, 0.12])
+    # a PSF holds the light of each voxel: the Gaussians are integrated over their voxels
+    integrated = {"pixel_integrated": True}
     cases = [
-        ("2D Gaussian σ 1.1 px", make_psf("gaussian", oversampled((31, 31)), sigma=4.4),
-         0.25, 1.0, make_psf("gaussian", (31, 31), sigma=1.1)),
+        ("2D Gaussian σ 1.1 px",
+         make_psf("gaussian", oversampled((31, 31)), sigma=4.4, **integrated),
+         0.25, 1.0, make_psf("gaussian", (31, 31), sigma=1.1, **integrated)),
         ("2D Airy first zero 2.5 px", make_psf("airy", oversampled((31, 31)), radius=10.0),
          0.25, 1.0, make_psf("airy", (31, 31), radius=2.5)),
         ("3D Gaussian σ (0.6, 0.15, 0.12) µm, 0.1×0.025² → 0.4×0.1² µm",
-         make_psf("gaussian", oversampled((11, 21, 21)), sigma=sigma / [0.1, 0.025, 0.025]),
+         make_psf("gaussian", oversampled((11, 21, 21)), sigma=sigma / [0.1, 0.025, 0.025],
+                  **integrated),
          (0.1, 0.025, 0.025), (0.4, 0.1, 0.1),
-         make_psf("gaussian", (11, 21, 21), sigma=sigma / [0.4, 0.1, 0.1])),
+         make_psf("gaussian", (11, 21, 21), sigma=sigma / [0.4, 0.1, 0.1], **integrated)),
         ("3D widefield NA 1.2 water, 0.0625×0.025² → 0.25×0.1² µm",
          widefield_psf(oversampled((21, 33, 33)), (0.0625, 0.025, 0.025), **optics),
          (0.0625, 0.025, 0.025), (0.25, 0.1, 0.1),

@@ -11,7 +11,8 @@ from psfkit.samples import bead_image
 
 @pytest.fixture(scope="module")
 def beads_2d():
-    truth = make_psf("gaussian", (17, 17), sigma=1.6)
+    # a camera pixel collects the light of a bead's PSF over its area
+    truth = make_psf("gaussian", (17, 17), sigma=1.6, pixel_integrated=True)
     image, centres = bead_image(truth, (200, 200), count=16, peak_snr=20, rng=5)
     return image, centres, truth
 
@@ -95,6 +96,9 @@ def test_3d_anisotropic_beads():
     assert np.sqrt(np.mean(matched_errors(result, centres) ** 2)) < 0.06
     np.testing.assert_allclose(result.spacing, (0.3, 0.1, 0.1))
     np.testing.assert_allclose(result.fwhm_physical, result.fwhm * (0.3, 0.1, 0.1))
+    unknown = average_beads(image)
+    assert unknown.fwhm_physical is None  # no spacing given: no physical size
+    np.testing.assert_allclose(unknown.fwhm, result.fwhm)
 
 
 def test_max_beads_keeps_the_brightest_and_says_why_the_others_were_left(beads_2d):

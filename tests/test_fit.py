@@ -2,14 +2,15 @@
 
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
 import scipy.optimize
 import scipy.signal
 
 from psfkit import KernelFit, defocus_diameter, fit_kernel, make_psf
-from psfkit._fit_models import _gaussian_model
+from psfkit._fit_models import SAMPLED_GAUSSIAN_MIN_SIGMA, _gaussian_model
 from psfkit._fit_problem import _Packing, _Problem
 from psfkit._least_squares import LOSSES, _Loss, _Objective, _optimise
-from psfkit.samples import blurred_pair
+from psfkit.samples import blurred_pair, scene
 
 SHIFT = (0.6, -0.35)
 
@@ -45,6 +46,63 @@ def test_gaussian_sigma_gain_offset_and_shift_are_recovered(sigma, dtype):
     np.testing.assert_array_equal(blurred, blurred_before)
 
 
+def filter_blurred(sharp, sigma, noise=0.01, rng=0):
+    """``sharp`` blurred by ``scipy.ndimage.gaussian_filter`` with ``sigma``, plus Gaussian
+    noise of ``noise`` times its range."""
+    blurred = ndi.gaussian_filter(sharp.astype(np.float64), sigma)
+    scale = noise * float(blurred.max() - blurred.min())
+    return blurred + np.random.default_rng(rng).normal(0.0, scale, blurred.shape)
+
+
+@pytest.mark.parametrize("sigma", [0.8, 1.1, 2.0, 3.5, 5.0])
+def test_gaussian_sigma_is_the_sigma_of_scipy_gaussian_filter_2d(sigma):
+    # users check a fitted sigma by re-blurring with their filter (scipy, skimage, DIPlib,
+    # fspecial all sample the Gaussian at pixel centres): the default fit returns its sigma
+    sharp = scene("natural", (256, 256))
+    fit = fit_kernel(sharp, filter_blurred(sharp, sigma), "gaussian")
+    assert fit.pixel_integrated is False
+    assert abs(fit.params["sigma"] / sigma - 1) < 0.005
+
+
+@pytest.mark.parametrize("sigma", [(0.8, 0.8, 0.8), (2.0, 1.2, 1.2), (3.0, 1.5, 2.5)])
+def test_gaussian_sigma_is_the_sigma_of_scipy_gaussian_filter_3d(sigma):
+    # (0.2 % noise: a 64³ volume of blobs pins a sigma of 0.8 voxels to about 1 % at 1 %)
+    sharp = scene("blobs", (64, 64, 64), rng=1)
+    fit = fit_kernel(sharp, filter_blurred(sharp, sigma, noise=0.002), "gaussian")
+    np.testing.assert_allclose(fit.params["sigma"], sigma, rtol=0.005)
+
+
+@pytest.mark.parametrize("sigma", [0.8, 2.0, 5.0])
+def test_pixel_integrated_fit_returns_the_sigma_of_a_pixel_integrated_blur(sigma):
+    kernel = make_psf("gaussian", 2 * int(4.5 * sigma) + 1, sigma=sigma, pixel_integrated=True)
+    pair = blurred_pair(kernel, (256, 256), noise=0.01, rng=3)
+    integrated = fit_kernel(pair.sharp, pair.blurred, "gaussian", pixel_integrated=True)
+    assert integrated.pixel_integrated is True
+    assert abs(integrated.params["sigma"] / sigma - 1) < 0.005
+    np.testing.assert_allclose(
+        integrated.kernel,
+        make_psf("gaussian", integrated.kernel.shape, pixel_integrated=True,
+                 **integrated.params), atol=1e-7)
+    # the same blur seen by the default (centre-sampled) model: wider by a pixel's variance
+    sampled = fit_kernel(pair.sharp, pair.blurred, "gaussian")
+    assert sampled.params["sigma"] == pytest.approx(np.sqrt(sigma**2 + 1 / 12), rel=0.005)
+
+
+@pytest.mark.parametrize(("model", "params", "size"), [
+    ("elliptical_gaussian", {"sigma_y": 2.8, "sigma_x": 1.4, "angle": 0.5}, 25),
+    ("moffat", {"alpha": 3.0, "beta": 2.5}, 41)])
+def test_pixel_integrated_option_fits_the_moffat_and_elliptical_gaussian_alike(model, params,
+                                                                              size):
+    pair = pair_for(model, params, size)
+    integrated_pair = blurred_pair(make_psf(model, size, pixel_integrated=True, **params),
+                                   (160, 160), noise=0.01, gain=1.3, offset=0.2, shift=SHIFT)
+    for blurred, pixel_integrated in ((pair, False), (integrated_pair, True)):
+        fit = fit_kernel(blurred.sharp, blurred.blurred, model,
+                         pixel_integrated=pixel_integrated)
+        for name, truth in params.items():
+            assert fit.params[name] == pytest.approx(truth, rel=0.01, abs=0.01), name
+
+
 def test_a_given_kernel_shape_is_used():
     pair = pair_for("gaussian", {"sigma": 1.0}, 9)
     fit = fit_kernel(pair.sharp, pair.blurred, shape=(21, 15))
@@ -71,7 +129,7 @@ def test_kernel_and_residual_describe_the_fit():
 
 
 CASES = [
-    ("elliptical_gaussian", {"sigma_y": 1.4, "sigma_x": 2.8, "angle": 0.5}, 25),
+    ("elliptical_gaussian", {"sigma_y": 2.8, "sigma_x": 1.4, "angle": 0.5}, 25),
     ("moffat", {"alpha": 3.0, "beta": 2.5}, 41),
     ("airy", {"radius": 2.5}, 25),
     ("disk", {"radius": 4.5}, 13),
@@ -96,14 +154,35 @@ def test_other_models_recover_their_parameters(model, params, size):
     assert fit.gain == pytest.approx(1.3, rel=0.02)
 
 
-def test_elliptical_gaussian_reports_the_major_axis_as_sigma_x():
-    # truth given with the major axis as sigma_y: reported as sigma_x, angle turned by 90°
-    pair = pair_for("elliptical_gaussian", {"sigma_y": 3.0, "sigma_x": 1.5, "angle": 0.3}, 25)
+ELLIPSE = {"sigma_y": 3.6, "sigma_x": 1.6, "angle": 0.5}
+
+
+@pytest.mark.parametrize("naming", [
+    ELLIPSE,
+    {"sigma_y": 1.6, "sigma_x": 3.6, "angle": 0.5 + np.pi / 2},
+    {"sigma_y": 1.6, "sigma_x": 3.6, "angle": 0.5 - np.pi / 2},
+    {"sigma_y": 3.6, "sigma_x": 1.6, "angle": 0.5 - np.pi},
+], ids=["canonical", "swapped", "swapped_other_way", "turned_by_pi"])
+def test_elliptical_gaussian_comes_back_in_one_canonical_form(naming):
+    # the same ellipse under any naming is reported as major axis sigma_y >= sigma_x, with
+    # angle in [0, pi) the direction of sigma_x: a canonical truth comes back as itself
+    pair = pair_for("elliptical_gaussian", naming, 27, rng=4)
     fit = fit_kernel(pair.sharp, pair.blurred, "elliptical_gaussian")
-    assert fit.params["sigma_x"] == pytest.approx(3.0, rel=0.02)
-    assert fit.params["sigma_y"] == pytest.approx(1.5, rel=0.02)
-    assert fit.params["angle"] == pytest.approx(0.3 - np.pi / 2, abs=0.02)
-    assert fit.ellipticity == pytest.approx(1 - 1.5 / 3.0, abs=0.05)
+    assert fit.params["sigma_y"] == pytest.approx(3.6, rel=0.005)
+    assert fit.params["sigma_x"] == pytest.approx(1.6, rel=0.005)
+    assert fit.params["angle"] == pytest.approx(0.5, abs=0.005)
+    assert fit.ellipticity == pytest.approx(1 - 1.6 / 3.6, abs=0.02)
+    canonical = pair_for("elliptical_gaussian", ELLIPSE, 27, rng=4)
+    reference = fit_kernel(canonical.sharp, canonical.blurred, "elliptical_gaussian")
+    for name in ELLIPSE:
+        assert fit.params[name] == pytest.approx(reference.params[name], rel=1e-4, abs=1e-5)
+
+
+def test_motion_angle_is_reported_in_zero_to_pi():
+    # a segment and its reverse are one blur: -0.4 rad is reported as pi - 0.4
+    pair = pair_for("motion", {"length": 11.0, "angle": -0.4}, 15)
+    fit = fit_kernel(pair.sharp, pair.blurred, "motion")
+    assert fit.params["angle"] == pytest.approx(np.pi - 0.4, abs=0.02)
 
 
 def test_gaussian_3d_fits_one_sigma_per_axis_and_reports_physical_units():
@@ -114,7 +193,9 @@ def test_gaussian_3d_fits_one_sigma_per_axis_and_reports_physical_units():
                         shift=(0.4, -0.3, 0.2))
     fit = fit_kernel(pair.sharp, pair.blurred, spacing=spacing)
     np.testing.assert_allclose(fit.params["sigma"], sigma, rtol=0.02)
-    np.testing.assert_allclose(fit.physical["sigma"], np.multiply(fit.params["sigma"], spacing))
+    np.testing.assert_allclose(fit.params_physical["sigma"],
+                               np.multiply(fit.params["sigma"], spacing))
+    np.testing.assert_allclose(fit.fwhm_physical, np.multiply(fit.fwhm, spacing))
     np.testing.assert_allclose(fit.shift, (0.4, -0.3, 0.2), atol=0.05)
     assert len(fit.errors["sigma"]) == 3
     assert fit.kernel.ndim == 3
@@ -125,7 +206,33 @@ def test_isotropic_gaussian_honours_anisotropic_pixels():
     pair = pair_for("gaussian", {"sigma": (1.0, 2.0)}, 17)
     fit = fit_kernel(pair.sharp, pair.blurred, spacing=(2.0, 1.0))
     np.testing.assert_allclose(fit.params["sigma"], (1.0, 2.0), rtol=0.01)
-    np.testing.assert_allclose(fit.physical["sigma"], (2.0, 2.0), rtol=0.01)
+    np.testing.assert_allclose(fit.params_physical["sigma"], (2.0, 2.0), rtol=0.01)
+    np.testing.assert_allclose(fit.fwhm_physical, (2.3548 * 2.0,) * 2, rtol=0.01)
+
+
+@pytest.mark.parametrize(("model", "params", "size"), [
+    ("gaussian", {"sigma": 2.0}, 17),
+    ("moffat", {"alpha": 3.0, "beta": 2.5}, 41),
+    ("elliptical_gaussian", {"sigma_y": 2.8, "sigma_x": 1.4, "angle": 0.5}, 25),
+    ("ring", {"diameter": 12.0, "width": 1.2}, 21),
+    ("motion", {"length": 11.0, "angle": 0.6}, 15)])
+def test_physical_sizes_are_the_lengths_times_a_known_square_pixel(model, params, size):
+    pair = pair_for(model, params, size)
+    unknown = fit_kernel(pair.sharp, pair.blurred, model)
+    assert unknown.params_physical is None and unknown.fwhm_physical is None
+    fit = fit_kernel(pair.sharp, pair.blurred, model, spacing=0.065)
+    lengths = {"sigma", "sigma_y", "sigma_x", "alpha", "diameter", "width", "length"}
+    for name, value in fit.params.items():
+        expected = value * 0.065 if name in lengths else value  # angles, beta unchanged
+        assert fit.params_physical[name] == pytest.approx(expected, rel=1e-12)
+    assert fit.fwhm_physical == pytest.approx(fit.fwhm * 0.065, rel=1e-12)
+    assert "in the units of spacing" in fit.summary()
+
+
+def test_a_round_model_on_pixels_that_are_not_square_has_no_physical_size():
+    pair = pair_for("disk", {"radius": 4.5}, 13)
+    fit = fit_kernel(pair.sharp, pair.blurred, "disk", spacing=(0.2, 0.1))
+    assert fit.params_physical is None and fit.fwhm_physical is None
 
 
 def test_auto_picks_the_model_that_made_the_blur_and_ranks_all():
@@ -163,10 +270,12 @@ def test_callback_reports_progress_and_can_stop_the_fit():
     assert np.isfinite(stopped.params["sigma"])
 
 
-def test_no_blur_gives_the_smallest_sigma_and_says_so():
+@pytest.mark.parametrize(("pixel_integrated", "smallest"),
+                         [(False, SAMPLED_GAUSSIAN_MIN_SIGMA), (True, 0.1)])
+def test_no_blur_gives_the_smallest_sigma_and_says_so(pixel_integrated, smallest):
     pair = pair_for("gaussian", {"sigma": 1.0}, 9)
-    fit = fit_kernel(pair.sharp, pair.sharp * 2 + 1)
-    assert fit.params["sigma"] == pytest.approx(0.1)
+    fit = fit_kernel(pair.sharp, pair.sharp * 2 + 1, pixel_integrated=pixel_integrated)
+    assert fit.params["sigma"] == pytest.approx(smallest)
     assert "bound" in fit.message
     assert fit.gain == pytest.approx(2.0, rel=1e-3)
 
@@ -199,6 +308,7 @@ def test_defocus_diameter_from_the_cepstrum(radius):
         ({"sharp": np.ones((64, 64)), "blurred": np.ones((64, 64))}, ValueError, "constant"),
         ({"sharp": np.ones((8, 8, 8)), "blurred": np.ones((8, 8, 8)), "model": "disk"},
          ValueError, "2D only"),
+        ({"pixel_integrated": "no"}, TypeError, "pixel_integrated must be True or False"),
     ],
 )
 def test_bad_input_gives_clear_errors(kwargs, error, match):
@@ -266,7 +376,8 @@ def test_levenberg_marquardt_reaches_the_least_squares_minimum_of_scipy():
     pair = pair_for("gaussian", {"sigma": 1.6}, 13, shape=(64, 64))
     sharp = ((pair.sharp - pair.sharp.mean()) / pair.sharp.std()).astype(np.float32)
     problem = _Problem(sharp, pair.blurred.astype(np.float32), (13, 13), margin=(2.0, 2.0))
-    objective = _Objective(_gaussian_model(2, True, (1.0, 1.0)), problem, _Loss("linear", 1.0))
+    objective = _Objective(_gaussian_model(2, True, (1.0, 1.0), False), problem,
+                           _Loss("linear", 1.0))
     optimum = _optimise(objective, np.array([1.0]), np.zeros(2), 100, None)
     assert optimum.success
 
@@ -382,8 +493,8 @@ def test_ellipticity_of_an_extreme_spacing_is_finite(small_pair):
     plain = fit_kernel(small_pair.sharp, small_pair.blurred)
     extreme = fit_kernel(small_pair.sharp, small_pair.blurred, spacing=1e300)
     assert extreme.ellipticity == pytest.approx(plain.ellipticity, abs=1e-9)
-    assert extreme.physical["sigma"][0] == pytest.approx(plain.params["sigma"] * 1e300,
-                                                         rel=1e-6)
+    assert extreme.params_physical["sigma"] == pytest.approx(plain.params["sigma"] * 1e300,
+                                                             rel=1e-6)
 
 
 def test_defocus_search_range_is_kept_inside_the_cepstrum(small_pair):

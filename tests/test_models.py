@@ -1,7 +1,9 @@
-"""Model kernels: unit sum, centring, pixel integration and the sizes their parameters mean."""
+"""Model kernels: unit sum, centring, centre sampling or pixel integration, and the sizes
+their parameters mean."""
 
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
 
 from psfkit.models import MODELS, airy_radius, make_psf
 
@@ -48,13 +50,69 @@ def test_every_model_changes_continuously_with_its_parameters(model):
     assert 0 < change < 0.02
 
 
+#: Variance a pixel adds to a profile integrated over it (Sheppard's correction), 0 when the
+#: profile is sampled at the pixel centres.
+PIXEL_VARIANCE = {False: 0.0, True: 1 / 12}
+
+
+@pytest.mark.parametrize("pixel_integrated", [False, True])
 @pytest.mark.parametrize("sigma", [0.8, 2.5])
-def test_gaussian_is_integrated_over_pixels(sigma):
-    # a pixel-integrated Gaussian has variance sigma² + 1/12 (Sheppard), a sampled one sigma²
-    kernel = make_psf("gaussian", 41, sigma=sigma)
+def test_gaussian_variance_is_sigma_squared_sampled_or_plus_a_pixel_integrated(
+        sigma, pixel_integrated):
+    kernel = make_psf("gaussian", 41, sigma=sigma, pixel_integrated=pixel_integrated)
     cov, _ = covariance(kernel)
-    np.testing.assert_allclose(np.diag(cov), sigma**2 + 1 / 12, rtol=1e-4)
+    # (sampled, the variance falls short of sigma² by 2e-4 at 0.8 px: aliasing)
+    np.testing.assert_allclose(np.diag(cov), sigma**2 + PIXEL_VARIANCE[pixel_integrated],
+                               rtol=3e-4)
     assert abs(cov[0, 1]) < 1e-8
+
+
+@pytest.mark.parametrize("sigma", [(0.8, 0.8), (1.1, 2.3), (1.5, 1.0, 0.9)])
+def test_gaussian_is_the_kernel_of_scipy_gaussian_filter(sigma):
+    # scipy.ndimage (like scikit-image, DIPlib, fspecial) samples the Gaussian at pixel
+    # centres and normalises it over 4 sigma each side: the same kernel on that shape
+    shape = tuple(2 * int(4.0 * s + 0.5) + 1 for s in sigma)
+    impulse = np.zeros(shape)
+    impulse[tuple(n // 2 for n in shape)] = 1.0
+    np.testing.assert_allclose(make_psf("gaussian", shape, sigma=sigma),
+                               ndi.gaussian_filter(impulse, sigma, mode="constant"),
+                               rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("model, params, profile", [
+    ("moffat", {"alpha": 2.0, "beta": 3.0},
+     lambda y, x: (1 + (y**2 + x**2) / 4.0) ** -3.0),
+    ("elliptical_gaussian", {"sigma_y": 1.2, "sigma_x": 2.5, "angle": 0.5},
+     lambda y, x: np.exp(-0.5 * (((np.cos(0.5) * x + np.sin(0.5) * y) / 2.5) ** 2
+                                 + ((np.cos(0.5) * y - np.sin(0.5) * x) / 1.2) ** 2))),
+])
+def test_moffat_and_elliptical_gaussian_are_sampled_at_pixel_centres(model, params, profile):
+    y, x = np.mgrid[-10:11, -10:11].astype(float)
+    expected = profile(y, x)
+    np.testing.assert_allclose(make_psf(model, 21, **params), expected / expected.sum(),
+                               rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("model", ["gaussian", "elliptical_gaussian", "moffat"])
+def test_pixel_integration_widens_the_centre_sampled_models_by_a_pixel_variance(model):
+    params = PARAMS[model]
+    sampled, _ = covariance(make_psf(model, 41, **params))
+    integrated, _ = covariance(make_psf(model, 41, pixel_integrated=True, **params))
+    # 1/12 up to the sub-pixel grid (9 sub-samples per axis add (1 - 1/81) / 12) and the
+    # Moffat tail cut by the kernel's edge
+    np.testing.assert_allclose(np.diag(integrated - sampled), 1 / 12, rtol=0.015)
+
+
+@pytest.mark.parametrize("model", ["airy", "disk", "ring", "motion"])
+def test_the_other_models_are_always_pixel_integrated(model):
+    np.testing.assert_array_equal(make_psf(model, 31, **PARAMS[model]),
+                                  make_psf(model, 31, pixel_integrated=True, **PARAMS[model]))
+
+
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_pixel_integrated_must_be_a_bool(value):
+    with pytest.raises(TypeError, match="pixel_integrated must be True or False"):
+        make_psf("gaussian", 9, sigma=1.0, pixel_integrated=value)
 
 
 def test_narrow_gaussian_matches_brute_force_pixel_averages():
@@ -62,23 +120,30 @@ def test_narrow_gaussian_matches_brute_force_pixel_averages():
     fine = (np.arange(9 * factor) + 0.5) / factor - 4.5
     profile = np.exp(-0.5 * (fine / sigma) ** 2).reshape(9, factor).mean(axis=1)
     expected = np.outer(profile, profile) / profile.sum() ** 2
-    np.testing.assert_allclose(make_psf("gaussian", 9, sigma=sigma), expected, rtol=1e-4,
-                               atol=1e-9)
+    np.testing.assert_allclose(make_psf("gaussian", 9, sigma=sigma, pixel_integrated=True),
+                               expected, rtol=1e-4, atol=1e-9)
 
 
-def test_gaussian_3d_has_one_sigma_per_axis():
-    kernel = make_psf("gaussian", (31, 21, 11), sigma=(3.0, 2.0, 1.0))
+@pytest.mark.parametrize("pixel_integrated", [False, True])
+def test_gaussian_3d_has_one_sigma_per_axis(pixel_integrated):
+    kernel = make_psf("gaussian", (31, 21, 11), sigma=(3.0, 2.0, 1.0),
+                      pixel_integrated=pixel_integrated)
     assert kernel.shape == (31, 21, 11)
     cov, _ = covariance(kernel)
-    np.testing.assert_allclose(np.diag(cov), np.array([9.0, 4.0, 1.0]) + 1 / 12, rtol=5e-3)
+    np.testing.assert_allclose(np.diag(cov),
+                               np.array([9.0, 4.0, 1.0]) + PIXEL_VARIANCE[pixel_integrated],
+                               rtol=5e-3)
 
 
-def test_elliptical_gaussian_axes_and_angle():
+@pytest.mark.parametrize("pixel_integrated", [False, True])
+def test_elliptical_gaussian_axes_and_angle(pixel_integrated):
     sigma_y, sigma_x, angle = 1.5, 3.0, 0.4
-    kernel = make_psf("elliptical_gaussian", 41, sigma_y=sigma_y, sigma_x=sigma_x, angle=angle)
+    kernel = make_psf("elliptical_gaussian", 41, sigma_y=sigma_y, sigma_x=sigma_x, angle=angle,
+                      pixel_integrated=pixel_integrated)
     cov, _ = covariance(kernel)
     values, vectors = np.linalg.eigh(cov)
-    np.testing.assert_allclose(values, [sigma_y**2 + 1 / 12, sigma_x**2 + 1 / 12], rtol=5e-3)
+    np.testing.assert_allclose(values, np.array([sigma_y**2, sigma_x**2])
+                               + PIXEL_VARIANCE[pixel_integrated], rtol=5e-3)
     major = vectors[:, 1] * np.sign(vectors[1, 1])  # (y, x) of the major axis
     assert abs(np.arctan2(major[0], major[1]) - angle) < 1e-3
 

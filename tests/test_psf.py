@@ -161,6 +161,9 @@ def test_3d_bead_with_a_sloped_background():
     assert kernel_error(psf, truth) < 0.08
     np.testing.assert_allclose(info.centre, centres[0], atol=0.1)
     np.testing.assert_allclose(info.fwhm_physical / info.fwhm, (0.3, 0.1, 0.1))
+    _, unknown = prepare_psf(image, return_info=True)
+    assert unknown.fwhm_physical is None  # no spacing given: no physical size
+    np.testing.assert_allclose(unknown.fwhm, info.fwhm)
 
 
 # -- hardening (issue 17) -------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """resample_psf: an oversampled model, resampled, equals the model rendered on the coarse
-grid; flux, centre and shape contract; the undersampling warning; argument errors."""
+grid; flux, centre and shape contract; the undersampling warning; argument errors.
+
+resample_psf takes a PSF's values as the light each voxel collects, so the model PSFs it is
+compared with across grids are rendered integrated over pixels (``pixel_integrated=True``;
+a Gaussian sampled at pixel centres is a filter's kernel, not a voxel integral)."""
 
 import warnings
 
@@ -32,19 +36,22 @@ def oversampled_shape(coarse_shape, factor):
 def test_4x_oversampled_2d_model_resampled_matches_the_coarse_rendering(model,
                                                                          coarse_params):
     fine_params = {name: 4 * value for name, value in coarse_params.items()}
-    fine = make_psf(model, oversampled_shape((31, 31), 4), **fine_params)
+    fine = make_psf(model, oversampled_shape((31, 31), 4), pixel_integrated=True,
+                    **fine_params)
     resampled = resample_psf(fine, 0.25, 1.0)
     assert resampled.shape == (31, 31)
-    assert relative_l2(resampled, make_psf(model, (31, 31), **coarse_params)) < 0.01
+    coarse = make_psf(model, (31, 31), pixel_integrated=True, **coarse_params)
+    assert relative_l2(resampled, coarse) < 0.01
 
 
 def test_4x_oversampled_anisotropic_3d_gaussian_matches_the_coarse_rendering():
     sigma = np.array([0.6, 0.15, 0.12])  # µm
     fine_spacing, coarse_spacing = np.array([0.1, 0.025, 0.025]), np.array([0.4, 0.1, 0.1])
     fine = make_psf("gaussian", oversampled_shape((11, 21, 21), 4),
-                    sigma=sigma / fine_spacing)
+                    sigma=sigma / fine_spacing, pixel_integrated=True)
     resampled = resample_psf(fine, fine_spacing, coarse_spacing)
-    truth = make_psf("gaussian", (11, 21, 21), sigma=sigma / coarse_spacing)
+    truth = make_psf("gaussian", (11, 21, 21), sigma=sigma / coarse_spacing,
+                     pixel_integrated=True)
     assert resampled.shape == (11, 21, 21)
     assert relative_l2(resampled, truth) < 0.01
 
@@ -88,9 +95,10 @@ def test_output_is_odd_unit_sum_nonnegative_centred_and_keeps_the_extent(
 
 def test_non_integer_ratio_matches_the_model_rendered_on_the_target_grid():
     sigma = 0.5  # µm
-    psf = make_psf("gaussian", (61, 61), sigma=sigma / 0.07)
+    psf = make_psf("gaussian", (61, 61), sigma=sigma / 0.07, pixel_integrated=True)
     resampled = resample_psf(psf, 0.07, 0.17)  # 61 * 0.07 / 0.17 = 25.1 -> 25
-    assert relative_l2(resampled, make_psf("gaussian", (25, 25), sigma=sigma / 0.17)) < 0.01
+    truth = make_psf("gaussian", (25, 25), sigma=sigma / 0.17, pixel_integrated=True)
+    assert relative_l2(resampled, truth) < 0.01
 
 
 @pytest.mark.parametrize(("model", "coarse_params", "tolerance"), [
@@ -99,11 +107,12 @@ def test_non_integer_ratio_matches_the_model_rendered_on_the_target_grid():
     ("airy", {"radius": 3.0}, 0.02),
 ])
 def test_upsampling_a_psf_matches_the_fine_rendering(model, coarse_params, tolerance):
-    coarse = make_psf(model, (21, 21), **coarse_params)
+    coarse = make_psf(model, (21, 21), pixel_integrated=True, **coarse_params)
     resampled = resample_psf(coarse, 1.0, 0.5)
     assert resampled.shape == (43, 43)  # 42 is even: the larger odd neighbour
     fine_params = {name: 2 * value for name, value in coarse_params.items()}
-    assert relative_l2(resampled, make_psf(model, (43, 43), **fine_params)) < tolerance
+    fine = make_psf(model, (43, 43), pixel_integrated=True, **fine_params)
+    assert relative_l2(resampled, fine) < tolerance
 
 
 def test_one_axis_resampling_preserves_the_flux_exactly():

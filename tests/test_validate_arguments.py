@@ -8,12 +8,25 @@ import pytest
 
 from psfkit._validate import (
     finite_result,
+    flag,
     matching_pair,
     power_of_two_scale,
     real_number,
     rescaled,
     whole_number,
 )
+
+
+@pytest.mark.parametrize("value", [True, False, np.True_, np.False_])
+def test_flag_accepts_python_and_numpy_bools(value):
+    result = flag(value, "pixel_integrated")
+    assert result is bool(value)
+
+
+@pytest.mark.parametrize("value", ["no", "False", 0, 1.0, None])
+def test_flag_refuses_anything_else_by_name(value):
+    with pytest.raises(TypeError, match="pixel_integrated must be True or False, got"):
+        flag(value, "pixel_integrated")
 
 
 @pytest.mark.parametrize("value, expected", [(3, 3), (np.int64(7), 7), (0, 0)])

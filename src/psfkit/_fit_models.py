@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -22,6 +22,18 @@ from .models import render
 GAUSSIAN_FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
 #: FWHM of the Airy pattern in units of its first-zero radius.
 AIRY_FWHM = 2 * 1.616339948310703 / 3.831705970207512
+#: The public parameters of each model that are lengths in pixels (the others are angles
+#: and exponents): the ones ``KernelFit.params_physical`` gives in the units of a spacing.
+LENGTH_PARAMETERS = {
+    "gaussian": ("sigma",), "elliptical_gaussian": ("sigma_y", "sigma_x"),
+    "moffat": ("alpha",), "airy": ("radius",), "disk": ("radius",),
+    "ring": ("diameter", "width"), "motion": ("length",),
+}
+#: Smallest Gaussian sigma a fit reports, in pixels, when the Gaussian is sampled at pixel
+#: centres: narrower, it is one pixel to within float64 rounding of its derivative (its
+#: neighbours hold exp(-1 / 2σ²), 2e-22 at 0.1 px), so the fit could not walk to a lower
+#: bound; at 0.25 px they still hold 3e-4. Integrated over pixels the bound is 0.1 px.
+SAMPLED_GAUSSIAN_MIN_SIGMA = 0.25
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,9 @@ class _Model:
     #: Gaussian only: the spacing and isotropy it was built for
     spacing: tuple = ()
     isotropic: bool = False
+    #: render integrated over each pixel rather than sampled at the pixel centres (only
+    #: for the models of :data:`psfkit.models.CENTRE_SAMPLED_MODELS`; the others always are)
+    pixel_integrated: bool = False
 
     def scaled(self, v, factor) -> np.ndarray:
         """``v`` with its lengths multiplied by ``factor``."""
@@ -60,7 +75,8 @@ class _Model:
             f = float(factors[0])
             return self, lambda v: self.scaled(v, 1 / f)
         spacing = np.asarray(self.spacing)
-        coarse = _gaussian_model(len(factors), self.isotropic, spacing * factors)
+        coarse = _gaussian_model(len(factors), self.isotropic, spacing * factors,
+                                 self.pixel_integrated)
         if self.isotropic:  # v is the physical sigma in units of the finest spacing
             ratio = spacing.min() / (spacing * factors).min()
             return coarse, lambda v: np.asarray(v) * ratio
@@ -68,34 +84,39 @@ class _Model:
 
     def render(self, shape, v) -> np.ndarray:
         """The kernel of parameters ``v`` rendered on ``shape`` (float64, unit sum)."""
-        return render(self.name, shape, **self.public(v))
+        return render(self.name, shape, pixel_integrated=self.pixel_integrated,
+                      **self.public(v))
 
 
 def _canonical_angle(angle: float) -> float:
-    """An axis direction in (-π/2, π/2]: θ and θ + π describe the same kernel."""
-    angle = math.remainder(float(angle), math.pi)
-    return math.pi / 2 if angle <= -math.pi / 2 else angle
+    """An axis direction in [0, π): θ and θ + π describe the same kernel."""
+    angle = float(angle) % math.pi
+    # the remainder of a tiny negative angle rounds up to π itself
+    return 0.0 if angle >= math.pi else angle
 
 
 def _ellipse_from_cholesky(v) -> dict:
     """Covariance ``L Lᵀ`` with ``L = [[a, 0], [b, c]]`` (y, x order) -> sigmas and angle.
 
-    The major axis is reported as ``sigma_x`` and ``angle`` is its direction, so the
-    result is unique (up to a circular kernel, whose angle is arbitrary).
+    One canonical form for each ellipse: ``sigma_y`` is the major axis (``sigma_y >=
+    sigma_x``) and ``angle`` in [0, π) is the direction of the minor axis ``sigma_x`` (the
+    renderer's ``sigma_x`` lies along ``angle``, ``sigma_y`` along ``angle + π/2``), so the
+    result is unique up to a circular kernel, whose angle is arbitrary.
     """
     a, b, c = (float(t) for t in v)
     covariance = np.array([[a * a, a * b], [a * b, b * b + c * c]])
     values, vectors = np.linalg.eigh(covariance)
-    major = vectors[:, 1]  # (y, x) components of the major axis
-    return {"sigma_y": float(np.sqrt(max(values[0], 1e-300))),
-            "sigma_x": float(np.sqrt(values[1])),
-            "angle": _canonical_angle(math.atan2(major[0], major[1]))}
+    minor = vectors[:, 0]  # (y, x) components of the minor axis
+    return {"sigma_y": float(np.sqrt(values[1])),
+            "sigma_x": float(np.sqrt(max(values[0], 1e-300))),
+            "angle": _canonical_angle(math.atan2(minor[0], minor[1]))}
 
 
-def _gaussian_model(ndim: int, isotropic: bool, spacing) -> _Model:
+def _gaussian_model(ndim: int, isotropic: bool, spacing, pixel_integrated: bool) -> _Model:
     """The Gaussian in ``ndim`` dimensions: one sigma isotropic in ``spacing`` units, or one
-    sigma per axis in pixels."""
+    sigma per axis in pixels; integrated over pixels or sampled at their centres."""
     spacing = np.asarray(spacing, dtype=float)
+    smallest = 0.1 if pixel_integrated else SAMPLED_GAUSSIAN_MIN_SIGMA
     relative = spacing / spacing.min()  # isotropic in physical units: σ_px = σ / relative
     anisotropic = bool(np.any(relative != 1.0))
 
@@ -111,7 +132,7 @@ def _gaussian_model(ndim: int, isotropic: bool, spacing) -> _Model:
         def starts(size):
             return [np.array([s]) for s in size]
 
-        lower, upper = (0.1,), (np.inf,)
+        lower, upper = (smallest,), (np.inf,)
     else:
         def public(v):
             return {"sigma": tuple(float(s) for s in v)}
@@ -125,7 +146,7 @@ def _gaussian_model(ndim: int, isotropic: bool, spacing) -> _Model:
             shapes = [1 / relative, np.ones(ndim)] if anisotropic else [np.ones(ndim)]
             return [s * shape for s in size for shape in shapes]
 
-        lower, upper = (0.1,) * ndim, (np.inf,) * ndim
+        lower, upper = (smallest,) * ndim, (np.inf,) * ndim
 
     def fwhm(params):
         sigma = params["sigma"]
@@ -134,7 +155,8 @@ def _gaussian_model(ndim: int, isotropic: bool, spacing) -> _Model:
         return tuple(GAUSSIAN_FWHM * s for s in sigma)
 
     return _Model("gaussian", lower, upper, public, extent, starts, fwhm,
-                  spacing=tuple(spacing), isotropic=isotropic)
+                  spacing=tuple(spacing), isotropic=isotropic,
+                  pixel_integrated=pixel_integrated)
 
 
 def _models_2d() -> dict[str, _Model]:
@@ -191,11 +213,13 @@ def _models_2d() -> dict[str, _Model]:
     }
 
 
-def _model_for(name: str, ndim: int, isotropic: bool, spacing) -> _Model:
-    """The model called ``name`` (the caller has checked that it applies in ``ndim``)."""
+def _model_for(name: str, ndim: int, isotropic: bool, spacing,
+               pixel_integrated: bool) -> _Model:
+    """The model called ``name`` (the caller has checked that it applies in ``ndim``),
+    rendered integrated over pixels or sampled at their centres."""
     if name == "gaussian":
-        return _gaussian_model(ndim, isotropic, spacing)
-    return _models_2d()[name]
+        return _gaussian_model(ndim, isotropic, spacing, pixel_integrated)
+    return replace(_models_2d()[name], pixel_integrated=pixel_integrated)
 
 
 def _kernel_shape(model: _Model, v, ndim, image_shape, shift) -> tuple[int, ...]:

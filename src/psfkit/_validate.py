@@ -128,6 +128,15 @@ def real_number(value, name: str, *, minimum: float | None = None,
     return value
 
 
+def flag(value, name: str) -> bool:
+    """``value`` as a ``bool``; anything but ``True``/``False`` (a string such as ``"no"`` is
+    truthy) raises a ``TypeError`` naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} of type "
+                        f"{type(value).__name__}")
+    return bool(value)
+
+
 def optional_callable(value, name: str = "callback"):
     """``value`` unchanged when it is ``None`` or callable, else a ``TypeError`` naming
     ``name`` (checked once at the top of a public function, not where it is first called)."""

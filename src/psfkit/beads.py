@@ -20,6 +20,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
+from ._physical import in_spacing_units
 from ._progress import report
 from ._validate import finite_result, kernel_shape, optional_callable, real_number, whole_number
 from .noise import MAD_TO_SIGMA
@@ -70,7 +71,10 @@ class BeadAverage:
         Median relative L2 difference between one registered bead and the average: how much
         single beads vary (noise included).
     fwhm : (D,) ndarray
-        FWHM of the averaged PSF per axis, in pixels; ``fwhm_physical`` is ``fwhm * spacing``.
+        FWHM of the averaged PSF per axis, in pixels.
+    fwhm_physical : (D,) ndarray or None
+        ``fwhm * spacing``, in the units of ``spacing``; ``None`` when no ``spacing`` was
+        given (the rule of every ``*_physical`` field, see :class:`psfkit.KernelFit`).
     snr : float
         Peak SNR of the average (single-bead median SNR times ``sqrt(beads_used)``, about).
     spacing : (D,) ndarray
@@ -82,7 +86,7 @@ class BeadAverage:
     beads_used: int
     spread: float
     fwhm: np.ndarray
-    fwhm_physical: np.ndarray
+    fwhm_physical: np.ndarray | None
     snr: float
     spacing: np.ndarray
     noise_sigma: float
@@ -419,7 +423,7 @@ def average_beads(
         An image of sub-resolution beads; any real dtype. Not modified.
     spacing : float or sequence of float, optional
         Pixel spacing per axis (anisotropic 3D stacks, e.g. ``(0.3, 0.1, 0.1)``); reported
-        back and used for ``fwhm_physical`` and ``bead_diameter``.
+        back and used for ``fwhm_physical`` (``None`` without it) and ``bead_diameter``.
     shape : int or sequence of int, optional
         Odd shape of the PSF. ``None``: the median extent of the beads above the noise,
         plus a margin.
@@ -476,6 +480,7 @@ def average_beads(
         bead_diameter = real_number(bead_diameter, "bead_diameter", positive=True)
     callback = optional_callable(callback)
     frame = _clean_frame(image, "image", background, hot_pixels)
+    spacing_given = spacing is not None
     spacing = _spacing(spacing, frame.data.ndim)
     if shape is not None:
         shape = kernel_shape(shape, frame.data.ndim)
@@ -501,7 +506,7 @@ def average_beads(
         beads_used=sum(b.used for b in beads),
         spread=float(np.median(_differences(beads, average.combined))),
         fwhm=widths,
-        fwhm_physical=widths * spacing,
+        fwhm_physical=in_spacing_units(widths, spacing if spacing_given else None),
         snr=float(average.psf.max() / average.sigma),
         spacing=spacing,
         noise_sigma=float(frame.sigma) * frame.scale,

@@ -21,7 +21,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ._fit_models import GAUSSIAN_FWHM, _kernel_shape, _Model, _model_for, _parameter_errors
+from ._fit_models import (
+    LENGTH_PARAMETERS,
+    _kernel_shape,
+    _Model,
+    _model_for,
+    _parameter_errors,
+)
 from ._fit_problem import _Normalised, _Problem
 from ._least_squares import (
     _MAX_EVALUATIONS,
@@ -34,11 +40,13 @@ from ._least_squares import (
     _Optimum,
     _reduced_chi2,
 )
+from ._physical import in_spacing_units, lengths_in_spacing_units
 from ._progress import report
 from ._starting_points import _coarse_candidates, _defocus_candidates, _search_scores
 from ._validate import (
     as_float_array,
     finite_result,
+    flag,
     kernel_shape,
     matching_pair,
     optional_callable,
@@ -106,10 +114,25 @@ class KernelFit:
         Bayesian information criterion ``M ln(RSS / M) + P ln(M)`` of the fit.
     ranking : list of (str, float, float)
         For ``model="auto"``: every model with its criterion and reduced chi², best first.
-    physical : dict
-        ``params`` sizes and ``fwhm`` multiplied by ``spacing`` (Gaussian only).
+    params_physical : dict or None
+        ``params`` with their lengths (sigmas, radii, diameters, widths, lengths) in the
+        units of ``spacing``, angles and ``beta`` unchanged; ``None`` when no ``spacing``
+        was given, or for a 2D-only model on pixels that are not square (it is round in
+        pixels, so its physical size depends on the direction). The same rule as
+        :attr:`PsfReport.fwhm_physical <psfkit.PsfReport>` and
+        :attr:`BeadAverage.fwhm_physical <psfkit.BeadAverage>`.
+    fwhm_physical : float, tuple of float or None
+        ``fwhm`` in the units of ``spacing`` (per axis when ``fwhm`` is), ``None`` as for
+        ``params_physical``.
     valid : tuple of slice
         The region of ``blurred`` that was compared.
+    spacing : tuple of float
+        The pixel spacing per axis the fit used (ones when none was given: sizes are then
+        in pixels and the ``*_physical`` fields are ``None``).
+    pixel_integrated : bool
+        Whether the model was integrated over pixels (see :func:`fit_kernel`);
+        ``make_psf(model, shape, pixel_integrated=pixel_integrated, **params)`` renders
+        ``kernel`` again.
     """
 
     model: str
@@ -127,9 +150,11 @@ class KernelFit:
     noise_sigma: float
     criterion: float
     ranking: list = field(default_factory=list)
-    physical: dict = field(default_factory=dict)
+    params_physical: dict | None = None
+    fwhm_physical: float | tuple | None = None
     valid: tuple = ()
     spacing: tuple = ()
+    pixel_integrated: bool = False
     loss: str = "linear"
     success: bool = True
     message: str = ""
@@ -142,7 +167,10 @@ class KernelFit:
                             "shift": tuple(self.shift)}.items():
             error = self.errors.get(name)
             lines.append(f"{name} = {_format(value)} ± {_format(error)}")
-        lines.append(f"FWHM = {_format(self.fwhm)} px, ellipticity = {self.ellipticity:.3f}")
+        physical = ("" if self.fwhm_physical is None
+                    else f" ({_format(self.fwhm_physical)} in the units of spacing)")
+        lines.append(f"FWHM = {_format(self.fwhm)} px{physical}, "
+                     f"ellipticity = {self.ellipticity:.3f}")
         lines.append(f"reduced chi² = {self.reduced_chi2:.3g}")
         return "\n".join(lines)
 
@@ -184,7 +212,10 @@ class _Request:
 
     names: tuple[str, ...]
     spacing: tuple[float, ...]
+    #: whether the caller gave the spacing (sizes in physical units are reported only then)
+    spacing_given: bool
     isotropic: bool
+    pixel_integrated: bool
     shape: tuple[int, ...] | None
     loss: str
     f_scale: float | None
@@ -199,14 +230,16 @@ class _Request:
         return self.max_evaluations
 
 
-def _request(ndim, model, shape, spacing, loss, f_scale, isotropic,
+def _request(ndim, model, shape, spacing, loss, f_scale, isotropic, pixel_integrated,
              max_evaluations) -> _Request:
     """The arguments of :func:`fit_kernel` checked, with their defaults filled in."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    spacing_given = spacing is not None
     spacing = per_axis_spacing(spacing, ndim)
     if isotropic is None:
         isotropic = ndim == 2
+    pixel_integrated = flag(pixel_integrated, "pixel_integrated")
     if shape is not None:
         shape = kernel_shape(shape, ndim)
     if f_scale is not None:
@@ -220,7 +253,8 @@ def _request(ndim, model, shape, spacing, loss, f_scale, isotropic,
         raise ValueError(f"unknown model {model!r}; choose from {('auto', *MODELS)}")
     if ndim != 2 and names != ("gaussian",):
         raise ValueError(f"the {model!r} model is 2D only; in 3D fit 'gaussian'")
-    return _Request(tuple(names), spacing, isotropic, shape, loss, f_scale, max_evaluations)
+    return _Request(tuple(names), spacing, spacing_given, isotropic, pixel_integrated, shape,
+                    loss, f_scale, max_evaluations)
 
 
 def fit_kernel(
@@ -233,6 +267,7 @@ def fit_kernel(
     loss: str = "linear",
     f_scale: float | None = None,
     isotropic: bool | None = None,
+    pixel_integrated: bool = False,
     max_evaluations: int = 100,
     callback=None,
 ) -> KernelFit:
@@ -251,7 +286,8 @@ def fit_kernel(
         holds the model.
     spacing : sequence of float, optional
         Pixel (voxel) size per axis, e.g. the layer scale. An isotropic Gaussian is
-        isotropic in these units; ``physical`` reports sizes in them.
+        isotropic in these units; ``params_physical`` and ``fwhm_physical`` report sizes
+        in them.
     loss : str
         ``"linear"`` (least squares) or a robust loss of :func:`scipy.optimize.least_squares`
         (``"soft_l1"``, ``"huber"``, ``"cauchy"``, ``"arctan"``) for pairs that were not
@@ -262,6 +298,15 @@ def fit_kernel(
     isotropic : bool, optional
         Fit one Gaussian sigma (in ``spacing`` units) rather than one per axis. Default:
         True in 2D, False in 3D (microscope PSFs are longer along z).
+    pixel_integrated : bool
+        Fit the Gaussian, elliptical Gaussian and Moffat models integrated over each pixel
+        instead of sampled at the pixel centres, as :func:`psfkit.make_psf` renders them
+        with the same option. The default (sampled) returns the ``sigma`` of
+        ``scipy.ndimage.gaussian_filter`` (and of scikit-image, DIPlib and MATLAB's
+        ``fspecial``), so a fitted sigma can be checked by re-blurring with those
+        filters; integrated, it returns the sigma of a Gaussian spot before the pixels
+        collected it (smaller by the pixel's 1/12 variance). The other models are always
+        integrated over pixels.
     max_evaluations : int
         Cap on model evaluations of the final optimisation.
     callback : callable, optional
@@ -272,17 +317,19 @@ def fit_kernel(
     -------
     KernelFit
         ``params`` per model: gaussian ``sigma`` (a float, or one per axis for a 3D or
-        anisotropic fit); elliptical_gaussian ``sigma_y, sigma_x, angle`` (``sigma_x`` the
-        major axis, ``angle`` its direction); moffat ``alpha, beta``; airy ``radius`` (first
-        zero); disk ``radius``; ring ``diameter, width``; motion ``length, angle``.
+        anisotropic fit); elliptical_gaussian ``sigma_y, sigma_x, angle`` in one canonical
+        form (``sigma_y >= sigma_x``, the major axis first; ``angle`` in [0, π) the
+        direction of ``sigma_x``, as :func:`psfkit.make_psf` takes them); moffat
+        ``alpha, beta``; airy ``radius`` (first zero); disk ``radius``; ring ``diameter,
+        width``; motion ``length, angle`` (angle in [0, π)).
 
     Notes
     -----
     The forward model is ``blurred(x) = gain · (k_θ ∗ sharp)(x - shift) + offset + noise``
-    with ``k_θ`` rendered by :func:`psfkit.make_psf` (integrated over pixels), the shift
-    applied as a band-limited phase ramp. It is compared with ``blurred`` only where the
-    kernel's support lies inside ``sharp`` ("valid" convolution), so light entering the
-    frame from outside does not bias the fit. Parameters, gain, offset and shift are
+    with ``k_θ`` rendered by :func:`psfkit.make_psf` (with the same ``pixel_integrated``),
+    the shift applied as a band-limited phase ramp. It is compared with ``blurred`` only
+    where the kernel's support lies inside ``sharp`` ("valid" convolution), so light
+    entering the frame from outside does not bias the fit. Parameters, gain, offset and shift are
     fitted together by Levenberg–Marquardt on the ``P × P`` normal equations (robust losses
     by iteratively reweighted least squares, bounds by clipping); kernel derivatives are
     central differences of the rendering, shift derivatives are analytic. The starting
@@ -317,7 +364,7 @@ def fit_kernel(
     blurred = as_float_array(blurred, "blurred")
     matching_pair(sharp, blurred)
     request = _request(sharp.ndim, model, shape, spacing, loss, f_scale, isotropic,
-                       max_evaluations)
+                       pixel_integrated, max_evaluations)
     callback = optional_callable(callback)
     pair = _Normalised.of(sharp, blurred)
     # f_scale is given in the units of blurred; the loss sees standardised residuals
@@ -373,7 +420,8 @@ def _fit_models(request: _Request, pair: _Normalised, shift0, loss: _Loss,
     names = request.names
     fits = []
     for step, name in enumerate(names, 1):
-        spec = _model_for(name, pair.sharp.ndim, request.isotropic, request.spacing)
+        spec = _model_for(name, pair.sharp.ndim, request.isotropic, request.spacing,
+                          request.pixel_integrated)
         model_callback = callback
         if callback is not None and len(names) > 1:
             def model_callback(_s, _t, current, step=step):
@@ -446,16 +494,6 @@ def _bound_message(spec: _Model, v, message: str) -> str:
     return message
 
 
-def _physical(spec: _Model, params: dict, spacing) -> dict:
-    """Sigma and FWHM per axis in ``spacing`` units (Gaussian only; empty otherwise)."""
-    if spec.name != "gaussian":
-        return {}
-    sigma = np.broadcast_to(np.asarray(params["sigma"], float), (len(spacing),))
-    return {"sigma": tuple(float(s * d) for s, d in zip(sigma, spacing, strict=True)),
-            "fwhm": tuple(float(GAUSSIAN_FWHM * s * d)
-                          for s, d in zip(sigma, spacing, strict=True))}
-
-
 def _result(best: _ModelFit, blurred, pair: _Normalised, request: _Request,
             ranking) -> KernelFit:
     """The public result of the chosen fit, in the caller's units."""
@@ -476,15 +514,20 @@ def _result(best: _ModelFit, blurred, pair: _Normalised, request: _Request,
     residual = np.zeros(blurred.shape, dtype=np.float32)
     valid = problem.data_window
     residual[valid] = blurred[valid] - reblurred[valid]
+    spacing = request.spacing if request.spacing_given else None
+    fwhm = spec.fwhm(params)
     return KernelFit(
         model=spec.name, params=params, errors=errors, kernel=kernel64.astype(np.float32),
         residual=residual, reblurred=reblurred, shift=np.asarray(optimum.shift, dtype=float),
-        gain=gain, offset=offset, fwhm=spec.fwhm(params),
+        gain=gain, offset=offset, fwhm=fwhm,
         ellipticity=_ellipticity(kernel64, request.spacing),
         reduced_chi2=float(_reduced_chi2(optimum.rss, optimum.count, optimum.nparams,
                                          pair.noise)),
         noise_sigma=float(pair.noise * pair.blurred_std), criterion=float(best.criterion),
-        ranking=ranking, physical=_physical(spec, params, request.spacing),
-        valid=valid, spacing=request.spacing, loss=request.loss, success=optimum.success,
+        ranking=ranking,
+        params_physical=lengths_in_spacing_units(params, LENGTH_PARAMETERS[spec.name], spacing),
+        fwhm_physical=in_spacing_units(fwhm, spacing),
+        valid=valid, spacing=request.spacing, pixel_integrated=request.pixel_integrated,
+        loss=request.loss, success=optimum.success,
         message=_bound_message(spec, optimum.v, str(optimum.message)),
         evaluations=optimum.evaluations)

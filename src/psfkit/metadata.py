@@ -71,7 +71,7 @@ def _fit_metadata(fit: KernelFit) -> dict:
         "shift": fit.shift,
         "shift_error": fit.errors["shift"],
         **_fields(fit, "gain offset fwhm ellipticity reduced_chi2 noise_sigma ranking "
-                       "physical loss"),
+                       "params_physical fwhm_physical pixel_integrated loss"),
         "converged": fit.success,
         "message": fit.message,
     })

@@ -1,11 +1,18 @@
-"""Parametric kernels, rendered as the integral of the model over each pixel.
+"""Parametric kernels: the Gaussian family sampled at pixel centres, the rest integrated
+over each pixel.
 
 Every model is a function of the offset ``(y, x)`` (or ``(z, y, x)``) from the kernel's
-centre pixel ``shape // 2``, in pixels, and is returned with unit sum. Integrating over the
-pixel, rather than sampling at pixel centres, keeps narrow kernels (a Gaussian of sigma
-0.5 px, a small disk) at their true width. Every rendering is a continuous function of its
-parameters (edges are anti-aliased on the sub-pixel grid), which is what lets
-:func:`psfkit.fit_kernel` fit them by least squares. Parameter names are the public
+centre pixel ``shape // 2``, in pixels, and is returned with unit sum. The Gaussian, the
+elliptical Gaussian and the Moffat profile are **sampled at pixel centres** by default, as
+the filters of scipy.ndimage, scikit-image, DIPlib and MATLAB's ``fspecial`` sample them, so
+that ``sigma`` means what ``scipy.ndimage.gaussian_filter(image, sigma)`` means (a blur by
+that filter fits as that sigma); with ``pixel_integrated=True`` they are integrated over
+each pixel instead (the light a camera pixel collects from a Gaussian spot; its variance is
+larger by the pixel's 1/12). The other models are always integrated over each pixel: a
+disk's edge, a motion segment, a thin ring or an Airy ring carry detail finer than a pixel,
+and integrating keeps narrow ones at their true width. Every rendering is a continuous
+function of its parameters (edges are anti-aliased on the sub-pixel grid), which is what
+lets :func:`psfkit.fit_kernel` fit them by least squares. Parameter names are the public
 contract:
 
 ========================  ==============================  ===============================
@@ -29,11 +36,12 @@ model                     parameters (pixels, radians)    profile
 ========================  ==============================  ===============================
 
 Angles are measured from the x axis (last axis) towards the y axis, in radians. The
-microscope models ``widefield_airy``, ``widefield`` and ``confocal`` take physical lengths
-instead of pixels: ``wavelength`` (emission, in vacuum), ``excitation_wavelength``,
-``depth`` (of the source below the coverslip) and ``pixel_size`` or the voxel size
-``spacing`` ``(z, y, x)`` in one unit, e.g. µm; ``immersion_index`` defaults to oil (1.515)
-and ``sample_index`` to the immersion's.
+elliptical Gaussian has ``sigma_x`` along the direction ``angle`` and ``sigma_y`` along
+``angle + π/2``. The microscope models ``widefield_airy``, ``widefield`` and ``confocal``
+take physical lengths instead of pixels: ``wavelength`` (emission, in vacuum),
+``excitation_wavelength``, ``depth`` (of the source below the coverslip) and ``pixel_size``
+or the voxel size ``spacing`` ``(z, y, x)`` in one unit, e.g. µm; ``immersion_index``
+defaults to oil (1.515) and ``sample_index`` to the immersion's.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.special
 
-from ._validate import finite_result, kernel_shape
+from ._validate import finite_result, flag, kernel_shape
 from .optics import confocal_psf, widefield_psf
 
 #: First zero of the Bessel function J1: the Airy pattern's first dark ring is at v = J1_ZERO.
@@ -50,6 +58,11 @@ J1_ZERO = 3.831705970207512
 #: The models that :func:`psfkit.fit_kernel` fits (``widefield_airy`` is ``airy`` in
 #: microscope units and is only rendered).
 MODELS = ("gaussian", "elliptical_gaussian", "moffat", "airy", "disk", "ring", "motion")
+
+#: The models sampled at pixel centres unless ``pixel_integrated=True``: the profiles that
+#: image filters (scipy.ndimage, scikit-image, DIPlib, MATLAB's fspecial) sample, so that
+#: their parameters mean what the filters' parameters mean.
+CENTRE_SAMPLED_MODELS = ("gaussian", "elliptical_gaussian", "moffat")
 
 #: Sub-samples per pixel and axis used to integrate a profile over each pixel.
 SUBSAMPLES = 9
@@ -87,8 +100,15 @@ def _subsamples(shape) -> int:
     return SUBSAMPLES if largest <= 45 else 5 if largest <= 101 else 3
 
 
+def _samples_per_pixel(shape, pixel_integrated: bool) -> int:
+    """Samples per pixel and axis: 1 (the pixel centre) for a centre-sampled profile,
+    enough to integrate over the pixel otherwise."""
+    return _subsamples(shape) if pixel_integrated else 1
+
+
 def _render_2d(profile, shape, factor: int | None = None) -> np.ndarray:
-    """Average ``profile(y, x)`` over ``factor²`` sub-samples per pixel (float64)."""
+    """Average ``profile(y, x)`` over ``factor²`` sub-samples per pixel (float64); one
+    sample per pixel is the profile at the pixel centres."""
     factor = factor or _subsamples(shape)
     y, x = _subpixel_offsets(shape, factor)
     # a profile far wider or narrower than a pixel overflows on its way to exp(-inf) = 0;
@@ -108,19 +128,30 @@ def _soft_inside(distance_inside, factor: int = SUBSAMPLES):
 # -- float64 renderers (used by the fits; no validation of the shape) ---------------------
 
 
-def _gaussian(shape, sigma) -> np.ndarray:
+def _gaussian_1d(n: int, sigma: float, pixel_integrated: bool) -> np.ndarray:
+    """A Gaussian of ``sigma`` on ``n`` pixels centred on ``n // 2``: sampled at the pixel
+    centres, or integrated exactly over each pixel (unnormalised)."""
+    if pixel_integrated:
+        edges = np.arange(n + 1) - n // 2 - 0.5
+        return np.diff(scipy.special.ndtr(edges / sigma))
+    # a sigma far below a pixel overflows on its way to exp(-inf) = 0; the centre stays 1
+    with np.errstate(over="ignore"):
+        return np.exp(-0.5 * ((np.arange(n) - n // 2) / sigma) ** 2)
+
+
+def _gaussian(shape, sigma, pixel_integrated=False) -> np.ndarray:
     sigma = np.broadcast_to(np.asarray(sigma, dtype=float), (len(shape),))
     if np.any(sigma <= 0):
         raise ValueError(f"sigma must be positive, got {sigma}")
     kernel = np.ones((1,) * len(shape))
     for axis, (n, s) in enumerate(zip(shape, sigma, strict=True)):
-        edges = np.arange(n + 1) - n // 2 - 0.5
-        profile = np.diff(scipy.special.ndtr(edges / s))
+        profile = _gaussian_1d(n, s, pixel_integrated)
         kernel = kernel * profile.reshape([-1 if a == axis else 1 for a in range(len(shape))])
     return _normalise(kernel)
 
 
-def _elliptical_gaussian(shape, sigma_y, sigma_x, angle=0.0) -> np.ndarray:
+def _elliptical_gaussian(shape, sigma_y, sigma_x, angle=0.0,
+                         pixel_integrated=False) -> np.ndarray:
     if sigma_y <= 0 or sigma_x <= 0:
         raise ValueError("sigma_y and sigma_x must be positive")
     c, s = np.cos(angle), np.sin(angle)
@@ -130,16 +161,17 @@ def _elliptical_gaussian(shape, sigma_y, sigma_x, angle=0.0) -> np.ndarray:
         v = -s * x + c * y
         return np.exp(-0.5 * ((u / sigma_x) ** 2 + (v / sigma_y) ** 2))
 
-    return _render_2d(profile, shape)
+    return _render_2d(profile, shape, _samples_per_pixel(shape, pixel_integrated))
 
 
-def _moffat(shape, alpha, beta) -> np.ndarray:
+def _moffat(shape, alpha, beta, pixel_integrated=False) -> np.ndarray:
     if alpha <= 0 or beta <= 0:
         raise ValueError("alpha and beta must be positive")
     # alpha * alpha, not alpha**2: a float's ** raises OverflowError where * gives inf
     # (a Moffat wider than the kernel: flat), and both round the same
     alpha_squared = alpha * alpha
-    return _render_2d(lambda y, x: (1 + (y**2 + x**2) / alpha_squared) ** (-beta), shape)
+    return _render_2d(lambda y, x: (1 + (y**2 + x**2) / alpha_squared) ** (-beta), shape,
+                      _samples_per_pixel(shape, pixel_integrated))
 
 
 def _airy(shape, radius) -> np.ndarray:
@@ -216,12 +248,14 @@ _RENDERERS = {
 OPTICAL_MODELS = ("widefield", "confocal")
 
 
-def render(model: str, shape, **params) -> np.ndarray:
+def render(model: str, shape, *, pixel_integrated: bool = False, **params) -> np.ndarray:
     """Like :func:`make_psf` but in float64 and without checking ``shape`` (for fits)."""
     try:
         renderer = _RENDERERS[model]
     except KeyError:
         raise ValueError(f"unknown model {model!r}; choose from {sorted(_RENDERERS)}") from None
+    if model in CENTRE_SAMPLED_MODELS:
+        params = {**params, "pixel_integrated": pixel_integrated}
     return renderer(tuple(shape), **params)
 
 
@@ -242,19 +276,24 @@ def airy_radius(numerical_aperture: float, wavelength: float, pixel_size: float)
     return float(J1_ZERO / (2 * np.pi) * wavelength / numerical_aperture / pixel_size)
 
 
-def gaussian(shape, sigma) -> np.ndarray:
-    """Gaussian integrated exactly over each pixel; ``sigma`` is a scalar or one per axis."""
-    return make_psf("gaussian", shape, sigma=sigma)
+def gaussian(shape, sigma, *, pixel_integrated: bool = False) -> np.ndarray:
+    """Gaussian sampled at pixel centres (or integrated exactly over each pixel with
+    ``pixel_integrated=True``); ``sigma`` is a scalar or one per axis."""
+    return make_psf("gaussian", shape, sigma=sigma, pixel_integrated=pixel_integrated)
 
 
-def elliptical_gaussian(shape, sigma_y: float, sigma_x: float, angle: float = 0.0) -> np.ndarray:
-    """Gaussian with axes ``sigma_y``, ``sigma_x`` rotated by ``angle`` (radians, x towards y)."""
-    return make_psf("elliptical_gaussian", shape, sigma_y=sigma_y, sigma_x=sigma_x, angle=angle)
+def elliptical_gaussian(shape, sigma_y: float, sigma_x: float, angle: float = 0.0, *,
+                        pixel_integrated: bool = False) -> np.ndarray:
+    """Gaussian with ``sigma_x`` along the direction ``angle`` (radians, x towards y) and
+    ``sigma_y`` across it, sampled at pixel centres (or integrated over each pixel)."""
+    return make_psf("elliptical_gaussian", shape, sigma_y=sigma_y, sigma_x=sigma_x, angle=angle,
+                    pixel_integrated=pixel_integrated)
 
 
-def moffat(shape, alpha: float, beta: float) -> np.ndarray:
-    """Moffat profile ``(1 + r²/alpha²)^-beta``, the usual model of atmospheric seeing."""
-    return make_psf("moffat", shape, alpha=alpha, beta=beta)
+def moffat(shape, alpha: float, beta: float, *, pixel_integrated: bool = False) -> np.ndarray:
+    """Moffat profile ``(1 + r²/alpha²)^-beta``, the usual model of atmospheric seeing,
+    sampled at pixel centres (or integrated over each pixel)."""
+    return make_psf("moffat", shape, alpha=alpha, beta=beta, pixel_integrated=pixel_integrated)
 
 
 def airy(shape, radius: float) -> np.ndarray:
@@ -306,8 +345,8 @@ def _check_parameters(model: str, params: dict) -> None:
             raise ValueError(f"{name} of the {model!r} model must be finite, got {value!r}")
 
 
-def make_psf(model: str, shape, **params) -> np.ndarray:
-    """Render ``model`` on an odd ``shape``, integrated over each pixel, with unit sum.
+def make_psf(model: str, shape, *, pixel_integrated: bool = False, **params) -> np.ndarray:
+    """Render ``model`` on an odd ``shape`` with unit sum.
 
     Parameters
     ----------
@@ -318,6 +357,15 @@ def make_psf(model: str, shape, **params) -> np.ndarray:
     shape : int or tuple of int
         Odd kernel shape; an int means a square 2D kernel (a cube for the 3D-only
         models).
+    pixel_integrated : bool
+        For ``gaussian``, ``elliptical_gaussian`` and ``moffat``: integrate the profile
+        over each pixel instead of sampling it at the pixel centres. The default samples,
+        as ``scipy.ndimage.gaussian_filter``, scikit-image, DIPlib and MATLAB's
+        ``fspecial`` do, so ``make_psf("gaussian", shape, sigma=s)`` is the kernel of
+        ``gaussian_filter(image, s)`` (up to its truncation at 4 sigma); integrating gives
+        the light a pixel collects from a Gaussian spot, whose variance is larger by the
+        pixel's 1/12. The other models are always integrated over each pixel. The same
+        option of :func:`psfkit.fit_kernel` fits the same rendering.
     **params
         The model's parameters, in pixels and radians (the microscope models take
         physical lengths, see the module docstring).
@@ -332,13 +380,24 @@ def make_psf(model: str, shape, **params) -> np.ndarray:
     >>> psf = make_psf("gaussian", (15, 15), sigma=2.0)
     >>> psf.shape, round(float(psf.sum()), 5)
     ((15, 15), 1.0)
+
+    The centre-sampled Gaussian is the filter's kernel (here of the filter's size, 4 sigma
+    on each side):
+
+    >>> import scipy.ndimage
+    >>> impulse = np.zeros((13, 13))
+    >>> impulse[6, 6] = 1.0
+    >>> filtered = scipy.ndimage.gaussian_filter(impulse, 1.5)
+    >>> bool(np.abs(make_psf("gaussian", (13, 13), sigma=1.5) - filtered).max() < 1e-7)
+    True
     """
     if model not in _RENDERERS:
         raise ValueError(f"unknown model {model!r}; choose from {sorted(_RENDERERS)}")
     shape = _shape_for(model, shape)
+    pixel_integrated = flag(pixel_integrated, "pixel_integrated")
     _check_parameters(model, params)
     try:
-        kernel = _RENDERERS[model](shape, **params)
+        kernel = render(model, shape, pixel_integrated=pixel_integrated, **params)
     except TypeError as error:
         raise TypeError(f"wrong parameters for the {model!r} model: {error}") from None
     return finite_result(kernel.astype(np.float32), "make_psf",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._physical import in_spacing_units
 from ._validate import finite_result, kernel_shape
 from .point_source import (
     SUPPORT_MARGIN,
@@ -64,8 +65,9 @@ class PsfReport:
         Peak signal-to-noise ratio: background-subtracted peak over the noise sigma.
     fwhm : (D,) ndarray
         Full width at half maximum of the prepared PSF along each axis, in pixels.
-    fwhm_physical : (D,) ndarray
-        ``fwhm * spacing``, in the units of ``spacing``.
+    fwhm_physical : (D,) ndarray or None
+        ``fwhm * spacing``, in the units of ``spacing``; ``None`` when no ``spacing`` was
+        given (the rule of every ``*_physical`` field, see :class:`psfkit.KernelFit`).
     background : float
         Mean background level subtracted under the source.
     noise_sigma : float
@@ -83,7 +85,7 @@ class PsfReport:
     centre: np.ndarray
     snr: float
     fwhm: np.ndarray
-    fwhm_physical: np.ndarray
+    fwhm_physical: np.ndarray | None
     background: float
     noise_sigma: float
     flux: float
@@ -215,7 +217,8 @@ def prepare_psf(
         Camera saturation level. ``None``: detected as a flat top (four or more pixels at
         the maximum) or the integer type's maximum.
     spacing : float or sequence of float, optional
-        Pixel spacing per axis (e.g. ``(0.3, 0.1, 0.1)`` µm), used for ``fwhm_physical``.
+        Pixel spacing per axis (e.g. ``(0.3, 0.1, 0.1)`` µm), used for ``fwhm_physical``
+        (``None`` without it).
     return_info : bool
         Return ``(psf, PsfReport)`` instead of the PSF alone. The default keeps the plain
         ndarray contract so the result can go straight into :func:`psfkit.deconvolve`.
@@ -262,7 +265,8 @@ def prepare_psf(
     (1, 1.0, True)
     """
     frame = _clean_frame(image, "image", background, hot_pixels)
-    spacing = _spacing(spacing, frame.data.ndim)
+    if spacing is not None:
+        spacing = _spacing(spacing, frame.data.ndim)
     if shape is not None:
         shape = kernel_shape(shape, frame.data.ndim)
     messages: list[str] = []
@@ -285,7 +289,7 @@ def prepare_psf(
         centre=found + offset,
         snr=float(psf.max() * flux / frame.sigma),
         fwhm=widths,
-        fwhm_physical=widths * spacing,
+        fwhm_physical=in_spacing_units(widths, spacing),
         background=float(np.mean(level[support]) if np.ndim(level) else level) * frame.scale,
         noise_sigma=float(frame.sigma) * frame.scale,
         flux=flux * frame.scale,

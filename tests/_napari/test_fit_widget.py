@@ -34,7 +34,7 @@ def test_fit_adds_kernel_and_residual_layers_with_parameters(qtbot, pair_viewer)
     assert 0 < metadata["errors"]["sigma"] < 0.05
     np.testing.assert_allclose(metadata["shift"], (0.5, -0.4), atol=0.05)
     assert metadata["gain"] == pytest.approx(1.2, rel=0.02)
-    assert metadata["physical"]["sigma"][0] == pytest.approx(0.4, rel=0.01)
+    assert metadata["params_physical"]["sigma"] == pytest.approx(0.4, rel=0.01)
     assert float(kernel.data.sum()) == pytest.approx(1.0, abs=1e-5)
     assert tuple(kernel.scale) == (0.2, 0.2)
     assert residual.data.shape == pair.blurred.shape
