@@ -359,8 +359,10 @@ def _fit_report(fit, physical: bool) -> str:
     rows += [("FWHM", f"{numbers_text(fit.fwhm)} px"),
              ("ellipticity", f"{fit.ellipticity:.3f}"),
              ("residual/noise", numbers_text(np.sqrt(fit.reduced_chi2), decimals=2))]
-    for name, value in (fit.physical if physical else {}).items():
-        rows.append((f"{name} (spacing units)", numbers_text(value)))
+    sizes = dict(fit.params_physical or {}, FWHM=fit.fwhm_physical) if physical else {}
+    for name, value in sizes.items():
+        if value is not None:
+            rows.append((f"{name} (spacing units)", numbers_text(value)))
     if fit.ranking:
         rows.append(("ranking (BIC)", ", ".join(name for name, *_ in fit.ranking)))
     return _table(rows)
