@@ -291,16 +291,37 @@ def test_physical_inputs_keep_their_precision(qtbot, make_napari_viewer):
     assert layer.metadata["params"]["wavelength"] == pytest.approx(0.5125)
 
 
-def test_widths_are_given_in_layer_units_too(qtbot, make_napari_viewer):
+@pytest.mark.parametrize("units,shown", [(None, "units of scale"), ("um", "µm")])
+def test_fit_widths_are_given_in_the_layers_units_too(qtbot, make_napari_viewer, units,
+                                                      shown):
     viewer = make_napari_viewer()
     pair = blurred_pair(make_psf("gaussian", 17, sigma=2.0), (96, 96), noise=0.01, rng=2)
-    viewer.add_image(pair.sharp, name="sharp", scale=(0.5, 0.5))
-    viewer.add_image(pair.blurred, name="blurred", scale=(0.5, 0.5))
+    placement = {"scale": (0.5, 0.5), "units": (units,) * 2 if units else None}
+    viewer.add_image(pair.sharp, name="sharp", **placement)
+    viewer.add_image(pair.blurred, name="blurred", **placement)
     widget = dock(viewer, "Fit PSF model")
     run_to_end(qtbot, widget)
     fwhm = float(widget.fit.fwhm)
     assert fwhm == pytest.approx(2.3548 * 2.0, rel=0.02)
-    assert f"FWHM = {fwhm:.2f} px ({0.5 * fwhm:.3g} layer units)" in widget.results.value
+    assert f"FWHM = {fwhm:.2f} px ({0.5 * fwhm:.3g} {shown})" in widget.results.value
+
+
+def test_prepare_and_average_report_widths_in_the_layers_units(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-psfkit", "led_photo")
+    viewer.open_sample("napari-psfkit", "beads")
+    for layer in viewer.layers:
+        layer.scale, layer.units = (0.1, 0.1), ("nm", "nm")
+    prepare = dock(viewer, "Prepare PSF")
+    prepare.image.value = viewer.layers["LED"]
+    run_to_end(qtbot, prepare)
+    widths = viewer.layers["LED PSF"].metadata["fwhm"]
+    assert f"({0.1 * widths[0]:.3g} × {0.1 * widths[1]:.3g} nm)" in prepare.status.value
+    average = dock(viewer, "Average beads")
+    average.image.value = viewer.layers["beads"]
+    run_to_end(qtbot, average)
+    widths = viewer.layers["beads averaged PSF"].metadata["fwhm"]
+    assert f"({0.1 * widths[0]:.3g} × {0.1 * widths[1]:.3g} nm)" in average.status.value
 
 
 def test_a_model_psf_takes_its_pixel_size_from_a_chosen_layer(qtbot, make_napari_viewer):

@@ -171,16 +171,42 @@ def number_field(value: float, **kwargs) -> FloatSpinBox:
     return field
 
 
-def format_widths(widths, spacing) -> str:
+#: What a length is given in when the layer's units are napari's default (pixels) although
+#: its scale is not 1: the user's scale has a unit napari was not told.
+SCALE_UNITS = "units of scale"
+
+
+def layer_units(layer, ndim: int) -> tuple[str, ...]:
+    """The unit of each of ``layer``'s last ``ndim`` axes as a short symbol ("µm", "nm"),
+    :data:`SCALE_UNITS` for an axis napari holds in pixels (its default)."""
+    units = getattr(layer, "units", None) or ("pixel",) * layer.ndim
+    return tuple(SCALE_UNITS if str(unit) == "pixel" else f"{unit:~P}"
+                 for unit in tuple(units)[-ndim:])
+
+
+def format_lengths(lengths, units) -> str:
+    """Lengths with their units: "0.47 × 0.47 µm" when all axes share one, else each
+    with its own ("1.2 µm × 300 nm")."""
+    lengths = np.atleast_1d(np.asarray(lengths, dtype=float))
+    units = tuple(units)[-lengths.size:]
+    if len(set(units)) == 1:
+        return " × ".join(f"{value:.3g}" for value in lengths) + f" {units[0]}"
+    return " × ".join(f"{value:.3g} {unit}" for value, unit in zip(lengths, units,
+                                                                     strict=True))
+
+
+def format_widths(widths, spacing, units=None) -> str:
     """Widths in pixels, one per axis (or one for all), as "2.35 × 2.35 px", followed by
-    the same in the layer's units when its pixels are not 1 unit wide."""
+    the same in ``units`` (one per axis, see :func:`layer_units`) when the pixels are not
+    1 unit wide."""
     pixels = np.atleast_1d(np.asarray(widths, dtype=float))
     # the last axes' pixel sizes; one width for all axes is an in-plane width
     spacing = np.asarray(spacing, dtype=float)[-pixels.size:]
+    units = (SCALE_UNITS,) * pixels.size if units is None else tuple(units)[-pixels.size:]
     text = " × ".join(f"{w:.2f}" for w in pixels) + " px"
     if np.allclose(spacing, 1.0):
         return text
-    return text + " (" + " × ".join(f"{w:.3g}" for w in pixels * spacing) + " layer units)"
+    return text + f" ({format_lengths(pixels * spacing, units)})"
 
 
 def wrapping_label(value: str = "") -> Label:

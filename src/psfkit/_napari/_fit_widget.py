@@ -20,6 +20,7 @@ from ._common import (
     format_widths,
     layer_pair,
     layer_picker,
+    layer_units,
     number_field,
     residual_style,
     sharp_and_blurred_pickers,
@@ -109,7 +110,8 @@ class FitModelWidget(PsfkitWidget):
         for name, value in fit.params.items():
             lines.append(f"  {name} = {_format(value, fit.errors.get(name))}"
                          + (" rad" if name == "angle" else " px"))
-        lines.append(f"  FWHM = {format_widths(fit.fwhm, spacing)}, "
+        units = layer_units(layer, len(spacing))
+        lines.append(f"  FWHM = {format_widths(fit.fwhm, spacing, units)}, "
                      f"ellipticity {fit.ellipticity:.3f}")
         lines.append(f"  shift = {_format(fit.shift, fit.errors['shift'])} px")
         lines.append(f"  gain = {_format(fit.gain, fit.errors['gain'])}, "

@@ -20,6 +20,7 @@ from ._common import (
     is_layer_of,
     layer_array,
     layer_picker,
+    layer_units,
     number_field,
     shape_box,
     to_image_pixels,
@@ -124,7 +125,7 @@ class PreparePsfWidget(PsfkitWidget):
                      scale=tuple(spacing), translate=tuple(layer.translate[-psf.ndim:]),
                      metadata=metadata, colormap="magma")
         status = (f"PSF {' × '.join(map(str, psf.shape))}, "
-                  f"FWHM {format_widths(info.fwhm, spacing)}, "
+                  f"FWHM {format_widths(info.fwhm, spacing, layer_units(layer, psf.ndim))}, "
                   f"SNR {info.snr:.0f}, centre {np.round(info.centre, 2).tolist()}")
         if messages:
             status += " — warning: " + "; ".join(messages)
@@ -192,6 +193,7 @@ class AverageBeadsWidget(PsfkitWidget):
                      features=features, face_color=colours, border_color=colours, size=6,
                      opacity=0.6, metadata={"source": layer.name})
         rejected = len(accepted) - average.beads_used
+        widths = format_widths(average.fwhm, spacing, layer_units(layer, len(spacing)))
         self.status.value = (f"{average.beads_used} beads averaged, {rejected} rejected; "
-                             f"FWHM {format_widths(average.fwhm, spacing)}, "
+                             f"FWHM {widths}, "
                              f"spread {average.spread:.2f}")
