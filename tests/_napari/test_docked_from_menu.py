@@ -7,6 +7,7 @@ from _widget_helpers import activity_cancel_button, dock, run_to_end
 from magicgui.widgets import ComboBox, Container
 
 import psfkit
+import psfkit.metrics
 from psfkit import make_psf
 from psfkit._napari._common import DOCS_URL, LayerPicker
 from psfkit.samples import blurred_pair
@@ -239,6 +240,59 @@ def test_a_volume_with_a_2d_model_psf_is_refused_unless_planes_are_frames(make_n
     assert len(viewer.layers) == 2
     widget.axial_size.value = 2.0
     assert widget.prepare() is not None
+
+
+def test_a_2d_psf_layer_on_a_volume_is_refused_unless_planes_are_frames(
+        qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    psf = make_psf("gaussian", (9, 9), sigma=1.2)
+    volume = np.stack([blurred_pair(psf, (40, 40), noise=0.01, rng=k).blurred
+                       for k in range(3)])
+    viewer.add_image(volume, name="stack")
+    viewer.add_image(psf, name="plane psf")
+    widget = dock(viewer, "Deconvolve")
+    assert (widget.psf_source.value, widget.psf.value.name) == ("layer", "plane psf")
+    assert widget.run() is None
+    assert ("'stack' is 3D but the PSF layer 'plane psf' is 2D: choose a 3D PSF, or tick "
+            "'leading axes are frames'") in widget.last_error
+    assert len(viewer.layers) == 2
+    widget.frames.value = True
+    widget.method.value = "wiener"
+    widget.regularization.value = "0.01"
+    run_to_end(qtbot, widget)
+    expected = psfkit.deconvolve(volume[1], psf, "wiener", regularization=0.01)
+    np.testing.assert_allclose(viewer.layers["stack deconvolved"].data[1], expected,
+                               rtol=1e-5, atol=1e-6)
+    assert ("each of the 3 frames along the leading axes deconvolved on its own with the "
+            "2D PSF") in widget.status.value
+
+
+def test_a_psf_at_a_finer_z_step_is_resampled_to_the_images_voxels(qtbot,
+                                                                   make_napari_viewer):
+    viewer = make_napari_viewer()
+    coarse = make_psf("gaussian", (9, 13, 13), sigma=(1.2, 1.5, 1.5))  # z step 0.3
+    fine = make_psf("gaussian", (27, 13, 13), sigma=(3.6, 1.5, 1.5))  # z step 0.1
+    volume = blurred_pair(coarse, (24, 40, 40), noise=0.01,
+                          shift=(0, 0, 0), scene_kind="blobs", rng=5).blurred
+    viewer.add_image(volume, name="cells", scale=(0.3, 0.1, 0.1), units="um")
+    viewer.add_image(fine, name="bead psf", scale=(0.1, 0.1, 0.1), units="um")
+    widget = dock(viewer, "Deconvolve")
+    assert widget.resample.value and widget.psf.value.name == "bead psf"
+    widget.method.value = "wiener"
+    widget.regularization.value = "0.01"
+    run_to_end(qtbot, widget)
+    resampled = psfkit.resample_psf(fine, (0.1, 0.1, 0.1), (0.3, 0.1, 0.1))
+    assert resampled.shape == (9, 13, 13) and psfkit.metrics.kernel_error(
+        resampled, coarse) < 0.02
+    layer = viewer.layers["cells deconvolved"]
+    expected = psfkit.deconvolve(volume, resampled, "wiener", regularization=0.01)
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-6)
+    assert ("PSF layer 'bead psf' resampled from 0.1 × 0.1 × 0.1 µm to 0.3 × 0.1 × 0.1 µm "
+            "voxels (27 × 13 × 13 → 9 × 13 × 13)") in widget.status.value
+    assert layer.metadata["psf_resampled"]["to_shape"] == [9, 13, 13]
+    widget.resample.value = False
+    assert widget.run() is None
+    assert "differs from the image's [0.3, 0.1, 0.1]: tick 'resample" in widget.last_error
 
 
 def test_model_psf_labels_give_the_right_units(make_napari_viewer):
