@@ -20,6 +20,7 @@ from .models import MODELS, make_psf
 from .noise import noise_sigma
 from .operators import Convolver, convolve
 from .optics import confocal_psf, widefield_psf
+from .profiles import Profile, axial_profile, radial_profile
 from .psf import PsfReport, PsfWarning, SaturationWarning, TruncationWarning, prepare_psf
 from .units import UndersamplingWarning, resample_psf
 
@@ -29,6 +30,7 @@ __all__ = [
     "Convolver",
     "KernelEstimate",
     "KernelFit",
+    "Profile",
     "PsfReport",
     "PsfWarning",
     "SaturationWarning",
@@ -36,6 +38,7 @@ __all__ = [
     "UndersamplingWarning",
     "__version__",
     "average_beads",
+    "axial_profile",
     "confocal_psf",
     "convolve",
     "deconvolve",
@@ -47,6 +50,7 @@ __all__ = [
     "make_psf",
     "noise_sigma",
     "prepare_psf",
+    "radial_profile",
     "resample_psf",
     "widefield_psf",
 ]
