@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from magicgui.widgets import ComboBox, SpinBox
 
+from psfkit.estimate import estimate_kernel
 from psfkit.fit import LOSSES, fit_kernel
 from psfkit.metadata import plain, run_metadata
 from psfkit.models import MODELS, make_psf
@@ -27,6 +28,7 @@ from ._common import (
     upsert_layer,
     wrapping_label,
 )
+from ._profile_plot import ProfilePlot, curve
 
 if TYPE_CHECKING:
     import napari
@@ -49,6 +51,16 @@ LOSS_LABELS = {"linear": "Least squares", "soft_l1": "Soft L1 (robust)",
 def _readable(name: str) -> str:
     """A model's name for a menu: ``elliptical_gaussian`` → "elliptical gaussian"."""
     return name.replace("_", " ")
+
+
+def _estimated_kernel(sharp, blurred, shape, callback):
+    """The kernel between ``sharp`` and ``blurred`` estimated without a model
+    (:func:`psfkit.estimate_kernel`) on the fitted kernel's ``shape``, which the plot sets
+    against the fitted model; ``None`` when the pair allows no estimate of that shape."""
+    try:
+        return estimate_kernel(sharp, blurred, shape, callback=callback).kernel
+    except ValueError:
+        return None
 
 
 class FitModelWidget(PsfkitWidget):
@@ -76,6 +88,7 @@ class FitModelWidget(PsfkitWidget):
         super().__init__(viewer, [self.sharp, self.blurred, self.model, self.size, self.loss],
                          run_text="Fit")
         self.append(self.results)
+        self.plot = ProfilePlot(self.native.layout())
         self.fit = None
 
     def prepare(self):
@@ -91,12 +104,16 @@ class FitModelWidget(PsfkitWidget):
         def job(callback):
             fit = fit_kernel(sharp, blurred, model, shape=shape, spacing=spacing, loss=loss,
                              callback=callback)
-            return fit, blurred_layer, spacing
+            curves = [curve(f"fitted {fit.model}", fit.kernel, spacing)]
+            estimated = _estimated_kernel(sharp, blurred, fit.kernel.shape, callback)
+            if estimated is not None:
+                curves.insert(0, curve("estimated kernel", estimated, spacing))
+            return fit, blurred_layer, spacing, curves
 
         return job
 
     def finish(self, result) -> None:
-        fit, layer, spacing = result
+        fit, layer, spacing, curves = result
         self.fit = fit
         metadata = {"source": layer.name, **run_metadata(fit), "spacing": plain(spacing)}
         placement = {"scale": spacing, "translate": tuple(layer.translate[-len(spacing):])}
@@ -125,6 +142,7 @@ class FitModelWidget(PsfkitWidget):
         self.status.value = (f"{fit.model}: " + ", ".join(
             f"{k} {_format(v)}" for k, v in fit.params.items())
             + f"; reduced chi² {fit.reduced_chi2:.3g}")
+        self.plot.show(curves, spacing, units)
 
 
 #: The parameters of each model in the "Model PSF" widget (angles typed in degrees).

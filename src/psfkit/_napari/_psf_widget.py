@@ -26,6 +26,7 @@ from ._common import (
     to_image_pixels,
     upsert_layer,
 )
+from ._profile_plot import ProfilePlot, curve
 
 if TYPE_CHECKING:
     import napari
@@ -82,6 +83,7 @@ class PreparePsfWidget(PsfkitWidget):
         self.hot_pixels = CheckBox(value=True, label="remove hot pixels")
         super().__init__(viewer, [self.image, self.region, self.size, self.background,
                                   self.hot_pixels], run_text="Prepare PSF")
+        self.plot = ProfilePlot(self.native.layout())
 
     def prepare(self):
         layer = self.image.value
@@ -113,12 +115,12 @@ class PreparePsfWidget(PsfkitWidget):
                                         spacing=spacing, return_info=True)
             callback(2, 2)
             info.centre = info.centre + offset
-            return psf, info, layer, spacing
+            return psf, info, layer, spacing, [curve("PSF", psf, spacing)]
 
         return job
 
     def finish(self, result) -> None:
-        psf, info, layer, spacing = result
+        psf, info, layer, spacing, curves = result
         messages = info.warnings
         metadata = {"source": layer.name, **run_metadata(info)}
         upsert_layer(self.viewer, psf, f"{layer.name} PSF", "image", role="psf",
@@ -130,6 +132,7 @@ class PreparePsfWidget(PsfkitWidget):
         if messages:
             status += " — warning: " + "; ".join(messages)
         self.status.value = status
+        self.plot.show(curves, spacing, layer_units(layer, psf.ndim))
 
 
 class AverageBeadsWidget(PsfkitWidget):
@@ -158,6 +161,7 @@ class AverageBeadsWidget(PsfkitWidget):
                                           label="bead diameter (0 = ignore)")
         super().__init__(viewer, [self.image, self.method, self.size, self.threshold,
                                   self.bead_diameter], run_text="Average beads")
+        self.plot = ProfilePlot(self.native.layout())
 
     def prepare(self):
         layer = self.image.value
@@ -172,12 +176,13 @@ class AverageBeadsWidget(PsfkitWidget):
             result = average_beads(data, spacing=spacing, shape=shape, method=method,
                                    threshold=threshold, bead_diameter=diameter,
                                    callback=callback)
-            return result, layer, spacing, method
+            return result, layer, spacing, method, [curve("averaged PSF", result.psf,
+                                                          spacing)]
 
         return job
 
     def finish(self, result) -> None:
-        average, layer, spacing, method = result
+        average, layer, spacing, method, curves = result
         metadata = {"source": layer.name, **run_metadata(average), "method": method}
         translate = tuple(layer.translate[-len(spacing):])
         upsert_layer(self.viewer, average.psf, f"{layer.name} averaged PSF", "image",
@@ -193,7 +198,9 @@ class AverageBeadsWidget(PsfkitWidget):
                      features=features, face_color=colours, border_color=colours, size=6,
                      opacity=0.6, metadata={"source": layer.name})
         rejected = len(accepted) - average.beads_used
-        widths = format_widths(average.fwhm, spacing, layer_units(layer, len(spacing)))
+        units = layer_units(layer, len(spacing))
+        widths = format_widths(average.fwhm, spacing, units)
         self.status.value = (f"{average.beads_used} beads averaged, {rejected} rejected; "
                              f"FWHM {widths}, "
                              f"spread {average.spread:.2f}")
+        self.plot.show(curves, spacing, units)
