@@ -242,6 +242,60 @@ def test_a_volume_with_a_2d_model_psf_is_refused_unless_planes_are_frames(make_n
     assert widget.prepare() is not None
 
 
+@pytest.mark.parametrize("model", ["widefield", "confocal"])
+def test_a_microscope_psf_is_rendered_in_physical_units_on_a_layers_voxels(
+        qtbot, make_napari_viewer, model):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((16, 48, 48), np.float32),
+                     name="cells", scale=(250.0, 80.0, 80.0), units="nm")
+    widget = dock(viewer, "Model PSF")
+    widget.model.value = model
+    assert not widget.depth.native.isHidden()
+    assert not widget.parameters["sample_index"].native.isHidden()
+    widget.grid.value = viewer.layers["cells"]
+    assert not widget.parameters["z_step"].enabled
+    widget.size.value, widget.depth.value = 21, 11
+    widget.parameters["sample_index"].value = 1.33
+    widget.parameters["source_depth"].value = 5.0
+    run_to_end(qtbot, widget)
+    layer = viewer.layers[f"{model} PSF"]
+    np.testing.assert_allclose(layer.scale, (250.0, 80.0, 80.0))  # the layer's own units
+    optics = {"numerical_aperture": 1.4, "wavelength": 0.52, "immersion_index": 1.515,
+              "sample_index": 1.33, "depth": 5.0}
+    if model == "confocal":
+        optics["excitation_wavelength"] = 0.488
+    expected = make_psf(model, (11, 21, 21), spacing=(0.25, 0.08, 0.08), **optics)
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-6, atol=1e-9)
+    assert layer.metadata["params"]["spacing"] == pytest.approx([0.25, 0.08, 0.08])
+    assert "voxels 0.25 × 0.08 × 0.08 µm" in widget.status.value
+    deconvolve = dock(viewer, "Deconvolve")
+    deconvolve.psf.value = layer
+    assert deconvolve.prepare() is not None  # the PSF is on the image's grid
+
+
+def test_a_microscope_psf_from_typed_voxels_or_a_unitless_layer_says_what_it_assumed(
+        qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "Model PSF")
+    widget.model.value = "widefield"
+    widget.size.value, widget.depth.value = 15, 9
+    run_to_end(qtbot, widget)
+    layer = viewer.layers["widefield PSF"]
+    np.testing.assert_allclose(layer.scale, (0.2, 0.065, 0.065))
+    expected = make_psf("widefield", (9, 15, 15), spacing=(0.2, 0.065, 0.065),
+                        numerical_aperture=1.4, wavelength=0.52, depth=0.0,
+                        immersion_index=1.515, sample_index=1.515)
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-6, atol=1e-9)
+    viewer.add_image(np.ones((4, 32, 32), np.float32), name="stack", scale=(0.3, 0.1, 0.1))
+    widget.grid.value = viewer.layers["stack"]
+    run_to_end(qtbot, widget)
+    assert "the scale of 'stack' is taken to be in µm" in widget.status.value
+    np.testing.assert_allclose(viewer.layers["widefield PSF"].scale, (0.3, 0.1, 0.1))
+    viewer.layers["stack"].units = ("s", "um", "um")
+    assert widget.run() is None
+    assert "axes are lengths" in widget.last_error
+
+
 def test_a_2d_psf_layer_on_a_volume_is_refused_unless_planes_are_frames(
         qtbot, make_napari_viewer):
     viewer = make_napari_viewer()
