@@ -414,6 +414,26 @@ def test_fit_widths_are_given_in_the_layers_units_too(qtbot, make_napari_viewer,
     assert f"FWHM = {fwhm:.2f} px ({0.5 * fwhm:.3g} {shown})" in widget.results.value
 
 
+@pytest.mark.parametrize("display_name,outputs", [
+    ("Estimate kernel", ["blurred kernel", "blurred residual", "blurred reblurred"]),
+    ("Fit PSF model", ["blurred fitted kernel", "blurred fit residual"]),
+    ("Deconvolve", ["blurred deconvolved"]),
+    ("Model PSF", ["gaussian PSF"])])
+def test_outputs_carry_their_inputs_units(qtbot, make_napari_viewer, display_name, outputs):
+    viewer = make_napari_viewer()
+    pair = blurred_pair(make_psf("gaussian", (11, 11), sigma=1.5), (64, 64), noise=0.01)
+    for name in ("sharp", "blurred"):
+        viewer.add_image(getattr(pair, name), name=name, scale=(0.1, 0.1), units="um")
+    widget = dock(viewer, display_name)
+    if display_name == "Deconvolve":
+        widget.image.value = viewer.layers["blurred"]
+    if display_name == "Model PSF":
+        widget.grid.value = viewer.layers["blurred"]
+    run_to_end(qtbot, widget)
+    for name in outputs:
+        assert [str(unit) for unit in viewer.layers[name].units] == ["micrometer"] * 2
+
+
 def test_prepare_and_average_report_widths_in_the_layers_units(qtbot, make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-psfkit", "led_photo")
@@ -430,6 +450,8 @@ def test_prepare_and_average_report_widths_in_the_layers_units(qtbot, make_napar
     run_to_end(qtbot, average)
     widths = viewer.layers["beads averaged PSF"].metadata["fwhm"]
     assert f"({0.1 * widths[0]:.3g} × {0.1 * widths[1]:.3g} nm)" in average.status.value
+    for name in ("LED PSF", "beads averaged PSF", "beads detected"):
+        assert [str(unit) for unit in viewer.layers[name].units] == ["nanometer"] * 2
 
 
 def test_a_model_psf_takes_its_pixel_size_from_a_chosen_layer(qtbot, make_napari_viewer):

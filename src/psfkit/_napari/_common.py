@@ -184,6 +184,14 @@ def layer_units(layer, ndim: int) -> tuple[str, ...]:
                  for unit in tuple(units)[-ndim:])
 
 
+def units_of(layer, ndim: int) -> tuple[str, ...]:
+    """The napari units of ``layer``'s last ``ndim`` axes ("micrometer", "pixel", ...), for
+    an output placed on them: outputs in other units than their inputs make napari stop
+    using units for the whole viewer."""
+    units = getattr(layer, "units", None) or ("pixel",) * layer.ndim
+    return tuple(str(unit) for unit in tuple(units)[-ndim:])
+
+
 def format_lengths(lengths, units) -> str:
     """Lengths with their units: "0.47 × 0.47 µm" when all axes share one, else each
     with its own ("1.2 µm × 300 nm")."""
@@ -307,19 +315,21 @@ _UPDATED_IN_PLACE = ("scale", "translate", "metadata", "features", "face_color",
 
 
 def upsert_layer(viewer: napari.viewer.Viewer, data, name: str, kind: str = "image", *,
-                 role: str, scale=None, translate=None, metadata=None, **kwargs) -> Any:
+                 role: str, scale=None, translate=None, units=None, metadata=None,
+                 **kwargs) -> Any:
     """The psfkit output ``name`` holding ``data``: the existing layer of that name updated
-    in place (data, scale, translate, metadata; also when its dimensionality changes),
+    in place (data, scale, translate, units, metadata; also when its dimensionality changes),
     or a new layer.
 
     Only a layer this plugin wrote (its metadata holds :data:`OUTPUT_KEY`) of the right
     kind is updated; a user's layer of the same name is left alone, and the output is the
     one napari named ``"<name> [1]"`` (or ``[2]``, ...) next to it, so re-runs do not pile
-    up copies. ``scale`` and ``translate`` default to 1 and 0 per axis.
+    up copies. ``scale``, ``translate`` and ``units`` default to 1, 0 and pixels per axis.
     """
     ndim = np.ndim(data) if kind == "image" else np.shape(data)[-1]
     values = {"scale": tuple(scale) if scale is not None else (1.0,) * ndim,
               "translate": tuple(translate) if translate is not None else (0.0,) * ndim,
+              "units": tuple(units) if units is not None else ("pixel",) * ndim,
               "metadata": {**(metadata or {}), OUTPUT_KEY: role}}
     values.update({key: kwargs.pop(key) for key in _UPDATED_IN_PLACE if key in kwargs})
     layer = _existing_output(viewer, name, kind)

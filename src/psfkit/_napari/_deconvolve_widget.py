@@ -40,6 +40,7 @@ from ._common import (
     layer_units,
     number_field,
     refuse_featureless,
+    units_of,
     upsert_layer,
 )
 
@@ -324,7 +325,7 @@ class DeconvolveWidget(PsfkitWidget):
         upsert_layer(self.viewer, run.result, f"{layer.name} deconvolved", "image",
                      role="deconvolved",
                      scale=tuple(layer.scale), translate=tuple(layer.translate),
-                     metadata=metadata)
+                     units=units_of(layer, layer.ndim), metadata=metadata)
         details = [f"method {used.get('method')}"]
         if used.get("iterations"):
             details.append(f"{used['iterations']} iterations")

@@ -26,6 +26,7 @@ from ._common import (
     residual_style,
     shape_box,
     sharp_and_blurred_pickers,
+    units_of,
     upsert_layer,
 )
 
@@ -80,23 +81,25 @@ class EstimateKernelWidget(PsfkitWidget):
         origin = tuple(float(t) + b.start * s for t, b, s in
                        zip(blurred_layer.translate[-ndim:], box, scale, strict=True))
         name = blurred_layer.name
+        units = units_of(blurred_layer, ndim)
 
         def job(callback):
             result = estimate_kernel(sharp_region, blurred_region, shape, method=method,
                                      rgb=rgb, callback=callback)
-            return result, name, scale, origin, box, rgb
+            return result, name, scale, origin, units, box, rgb
 
         return job
 
     def finish(self, result) -> None:
-        estimate, name, scale, origin, box, rgb = result
+        estimate, name, scale, origin, units, box, rgb = result
         metadata = {**run_metadata(estimate), "region": [[b.start, b.stop] for b in box]}
         kernel, residual, reblurred = estimate.kernel, estimate.residual, estimate.reblurred
-        placement = {"scale": scale, "translate": origin}
+        placement = {"scale": scale, "translate": origin, "units": units}
         if rgb:  # one kernel per channel: show the channels as a stack
             kernel, residual, reblurred = (np.moveaxis(a, -1, 0)
                                            for a in (kernel, residual, reblurred))
-            placement = {"scale": (1.0, *scale), "translate": (0.0, *origin)}
+            placement = {"scale": (1.0, *scale), "translate": (0.0, *origin),
+                         "units": ("pixel", *units)}
         # the diagnostics hidden and the kernel added last, so the kernel is what shows
         upsert_layer(self.viewer, residual, f"{name} residual", "image", role="residual",
                      metadata=metadata, **placement, **residual_style(residual))

@@ -25,6 +25,7 @@ from ._common import (
     number_field,
     residual_style,
     sharp_and_blurred_pickers,
+    units_of,
     upsert_layer,
     wrapping_label,
 )
@@ -116,7 +117,8 @@ class FitModelWidget(PsfkitWidget):
         fit, layer, spacing, curves = result
         self.fit = fit
         metadata = {"source": layer.name, **run_metadata(fit), "spacing": plain(spacing)}
-        placement = {"scale": spacing, "translate": tuple(layer.translate[-len(spacing):])}
+        placement = {"scale": spacing, "translate": tuple(layer.translate[-len(spacing):]),
+                     "units": units_of(layer, len(spacing))}
         # the residual hidden and the kernel added last, so the kernel is what shows
         upsert_layer(self.viewer, fit.residual, f"{layer.name} fit residual", "image",
                      role="residual", metadata=metadata, **placement,
@@ -326,21 +328,24 @@ class ModelPsfWidget(PsfkitWidget):
                 values["pixel_size"] = scale[-1]
         return self._job(model, shape, values, scale, "")
 
-    @staticmethod
-    def _job(model: str, shape, values: dict, scale, note: str):
-        """The job rendering ``model`` on ``shape`` for a layer of ``scale``."""
+    def _job(self, model: str, shape, values: dict, scale, note: str):
+        """The job rendering ``model`` on ``shape`` for a layer of ``scale`` (in the grid
+        layer's units when there is one)."""
+        grid = self.grid.value
+        units = None if grid is None else units_of(grid, len(shape))
+
         def job(callback):
             psf = make_psf(model, shape, **values)
             callback(1, 1)
-            return psf, model, values, scale, note
+            return psf, model, values, scale, units, note
 
         return job
 
     def finish(self, result) -> None:
-        psf, model, values, scale, note = result
+        psf, model, values, scale, units, note = result
         metadata = plain({"model": model, "params": values, "spacing": scale})
         upsert_layer(self.viewer, psf, f"{model} PSF", "image", role="psf", scale=scale,
-                     metadata=metadata, colormap="magma")
+                     units=units, metadata=metadata, colormap="magma")
         status = f"{model} PSF {' × '.join(map(str, psf.shape))}"
         if psf.ndim == 3 and model in OPTICAL_MODELS:
             status += f", voxels {' × '.join(f'{s:.3g}' for s in values['spacing'])} µm"

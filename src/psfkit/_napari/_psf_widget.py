@@ -24,6 +24,7 @@ from ._common import (
     number_field,
     shape_box,
     to_image_pixels,
+    units_of,
     upsert_layer,
 )
 from ._profile_plot import ProfilePlot, curve
@@ -125,7 +126,7 @@ class PreparePsfWidget(PsfkitWidget):
         metadata = {"source": layer.name, **run_metadata(info)}
         upsert_layer(self.viewer, psf, f"{layer.name} PSF", "image", role="psf",
                      scale=tuple(spacing), translate=tuple(layer.translate[-psf.ndim:]),
-                     metadata=metadata, colormap="magma")
+                     units=units_of(layer, psf.ndim), metadata=metadata, colormap="magma")
         status = (f"PSF {' × '.join(map(str, psf.shape))}, "
                   f"FWHM {format_widths(info.fwhm, spacing, layer_units(layer, psf.ndim))}, "
                   f"SNR {info.snr:.0f}, centre {np.round(info.centre, 2).tolist()}")
@@ -185,17 +186,18 @@ class AverageBeadsWidget(PsfkitWidget):
         average, layer, spacing, method, curves = result
         metadata = {"source": layer.name, **run_metadata(average), "method": method}
         translate = tuple(layer.translate[-len(spacing):])
+        placement = {"scale": tuple(spacing), "translate": translate,
+                     "units": units_of(layer, len(spacing))}
         upsert_layer(self.viewer, average.psf, f"{layer.name} averaged PSF", "image",
-                     role="psf", scale=tuple(spacing), translate=translate,
-                     metadata=metadata, colormap="magma")
+                     role="psf", metadata=metadata, colormap="magma", **placement)
         beads = average.beads
         accepted = np.asarray(beads["accepted"], dtype=bool)
         colours = np.array([ACCEPTED_COLOUR if a else REJECTED_COLOUR for a in accepted])
         features = {"accepted": accepted, "reason": beads["reason"],
                     "flux": beads["flux"], "snr": beads["snr"]}
         upsert_layer(self.viewer, beads["position"], _beads_name(layer.name), "points",
-                     role="beads", scale=tuple(spacing), translate=translate,
-                     features=features, face_color=colours, border_color=colours, size=6,
+                     role="beads", **placement, features=features, face_color=colours,
+                     border_color=colours, size=6,
                      opacity=0.6, metadata={"source": layer.name})
         rejected = len(accepted) - average.beads_used
         units = layer_units(layer, len(spacing))
