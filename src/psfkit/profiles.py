@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.ndimage
 
-from ._validate import as_float_array, per_axis_spacing, pixel_position
+from ._validate import as_float_array, finite_result, per_axis_spacing, pixel_position
 
 __all__ = ["Profile", "axial_profile", "radial_profile"]
 
@@ -79,8 +79,12 @@ def _crossing(distance: np.ndarray, value: np.ndarray, peak: int, half: float,
     return float(near + (a - half) / (a - b) * (far - near))
 
 
-def _profile(distance: np.ndarray, value: np.ndarray, *, radial: bool) -> Profile:
-    """A :class:`Profile` of ``value`` against ``distance`` with its FWHM."""
+def _profile(distance: np.ndarray, value: np.ndarray, *, radial: bool, length: float,
+             peak_value: float, function: str) -> Profile:
+    """A :class:`Profile` of ``value`` against ``distance`` with its FWHM, both given in
+    units of ``length`` and of ``peak_value`` (so that the squares of the crossing search
+    stay far from overflow) and returned in the caller's units; a ``ValueError`` naming
+    ``spacing`` when those overflow."""
     peak = int(np.argmax(value))
     half = float(value[peak]) / 2
     if not half > 0:
@@ -91,8 +95,13 @@ def _profile(distance: np.ndarray, value: np.ndarray, *, radial: bool) -> Profil
     else:
         edges = (_crossing(distance, value, peak, half, -1),
                  _crossing(distance, value, peak, half, +1))
-    return Profile(distance=distance, value=value, fwhm=float(edges[1] - edges[0]),
-                   half_maximum_edges=edges, half_maximum=half)
+    with np.errstate(over="ignore", invalid="ignore"):
+        profile = Profile(distance=distance * length, value=value * peak_value,
+                          fwhm=float((edges[1] - edges[0]) * length),
+                          half_maximum_edges=(edges[0] * length, edges[1] * length),
+                          half_maximum=half * peak_value)
+    return finite_result(profile, function, skip=("fwhm", "half_maximum_edges"),
+                         fix="give spacing in a smaller unit")
 
 
 def psf_centre(psf: np.ndarray) -> np.ndarray:
@@ -102,13 +111,16 @@ def psf_centre(psf: np.ndarray) -> np.ndarray:
     return np.array([(grid * core).sum() / core.sum() for grid in grids])
 
 
-def _checked(psf, centre, spacing) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The PSF as float64, its centre and its spacing, checked."""
-    psf = as_float_array(psf, "psf", dtype=np.float64)
-    if not psf.max() > 0:
+def _checked(psf, centre, spacing, ndim) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """The PSF as float64 divided by its peak, the peak, its centre and its spacing,
+    checked (``ndim`` the dimensionalities allowed)."""
+    psf = as_float_array(psf, "psf", ndim=ndim, dtype=np.float64)
+    peak = float(psf.max())
+    if not peak > 0:
         raise ValueError("psf has no positive values; there is no profile to take")
+    psf = psf / peak  # near float64's maximum the sums below would overflow
     centre = psf_centre(psf) if centre is None else pixel_position(centre, psf.shape)
-    return psf, centre, np.array(per_axis_spacing(spacing, psf.ndim))
+    return psf, peak, centre, np.array(per_axis_spacing(spacing, psf.ndim))
 
 
 def _centre_plane(psf: np.ndarray, z: float) -> np.ndarray:
@@ -146,24 +158,30 @@ def radial_profile(psf, centre=None, spacing=None) -> Profile:
     >>> round(profile.fwhm / 3.0, 2)  # 2.355 for a Gaussian (σ² + 1/12 pixel-integrated)
     2.37
     """
-    psf, centre, spacing = _checked(psf, centre, spacing)
+    psf, peak, centre, spacing = _checked(psf, centre, spacing, (2, 3))
     plane = _centre_plane(psf, centre[0]) if psf.ndim == 3 else psf
     centre, spacing = centre[-2:], spacing[-2:]
-    offsets = [(np.arange(n) - c) * s for n, c, s in zip(plane.shape, centre, spacing,
-                                                         strict=True)]
-    radius = np.hypot(offsets[0][:, None], offsets[1][None, :])
     width = float(spacing.min())
-    rings = np.floor(radius / width + 0.5).astype(int)
-    # the largest ring wholly inside the array: its radius reaches no edge
-    reach = min(min(c + 0.5, n - 0.5 - c) * s for n, c, s in zip(plane.shape, centre,
-                                                                 spacing, strict=True))
+    with np.errstate(over="ignore", invalid="ignore"):  # refused below, naming spacing
+        relative = spacing / width  # distances in ring widths
+        offsets = [(np.arange(n) - c) * s for n, c, s in zip(plane.shape, centre, relative,
+                                                             strict=True)]
+        radius = np.hypot(offsets[0][:, None], offsets[1][None, :])
+        # the largest ring wholly inside the array: its radius reaches no edge
+        reach = min(min(c + 0.5, n - 0.5 - c) * s for n, c, s in zip(plane.shape, centre,
+                                                                     relative, strict=True))
+    if not (np.all(np.isfinite(radius)) and np.isfinite(reach)):
+        raise ValueError(f"spacing {tuple(spacing.tolist())} spans too many orders of "
+                         "magnitude between the axes: give both in one unit")
+    rings = np.floor(radius + 0.5).astype(int)
     # (the tolerance keeps a centroid 1e-12 off a pixel from losing the last ring)
-    inside = rings <= max(int(np.floor(reach / width - 0.5 + 1e-9)), 1)
+    inside = rings <= max(int(np.floor(reach - 0.5 + 1e-9)), 1)
     count = np.bincount(rings[inside])
     filled = count > 0
     distance = np.bincount(rings[inside], radius[inside])[filled] / count[filled]
     value = np.bincount(rings[inside], plane[inside])[filled] / count[filled]
-    return _profile(distance, value, radial=True)
+    return _profile(distance, value, radial=True, length=width, peak_value=peak,
+                    function="radial_profile")
 
 
 def axial_profile(psf, centre=None, spacing=None) -> Profile:
@@ -185,10 +203,10 @@ def axial_profile(psf, centre=None, spacing=None) -> Profile:
     >>> round(axial_profile(psf, spacing=(0.2, 0.1, 0.1)).fwhm, 2)  # 2.355 * 5 * 0.2
     2.36
     """
-    psf = as_float_array(psf, "psf", ndim=(3,), dtype=np.float64)
-    psf, centre, spacing = _checked(psf, centre, spacing)
+    psf, peak, centre, spacing = _checked(psf, centre, spacing, (3,))
     planes = np.arange(psf.shape[0], dtype=float)
     coordinates = np.stack([planes, np.full_like(planes, centre[1]),
                             np.full_like(planes, centre[2])])
     value = scipy.ndimage.map_coordinates(psf, coordinates, order=1, mode="nearest")
-    return _profile((planes - centre[0]) * spacing[0], value, radial=False)
+    return _profile(planes - centre[0], value, radial=False, length=float(spacing[0]),
+                    peak_value=peak, function="axial_profile")
