@@ -33,6 +33,7 @@ from psfkit import (
     PsfWarning,
     UndersamplingWarning,
     average_beads,
+    axial_profile,
     confocal_psf,
     convolve,
     defocus_diameter,
@@ -42,6 +43,7 @@ from psfkit import (
     make_psf,
     noise_sigma,
     prepare_psf,
+    radial_profile,
     resample_psf,
     widefield_psf,
 )
@@ -490,6 +492,23 @@ def test_resample_psf_returns_a_finite_psf_or_names_the_bad_argument(
                    dict(psf=psf, psf_spacing=psf_spacing, image_spacing=image_spacing), check)
 
 
+@contract_settings(examples=500)
+@given(psf=ordinary_or(arrays(min_dims=1, max_dims=4), make_psf("airy", (15, 15), radius=3)),
+       centre=bad_or(None, (7.0, 7.0), (7.2, 6.9, 1.0), (40.0, 3.0), (np.nan, 1.0)),
+       spacing=bad_or(None, 0.1, (0.3, 0.1, 0.1), 1e-30, 1e300, (1e-300, 1e300)),
+       axial=st.booleans())
+def test_profiles_are_finite_or_name_the_bad_argument(psf, centre, spacing, axial):
+    function = axial_profile if axial else radial_profile
+
+    def check(result):
+        assert result.distance.shape == result.value.shape and result.distance.ndim == 1
+        # documented NaN: a profile that does not fall to half its peak has no width
+        assert np.isfinite(result.fwhm) or np.isnan(result.fwhm), result.fwhm
+
+    holds_contract(function, dict(psf=psf, centre=centre, spacing=spacing), check,
+                   documented_nan=("fwhm", "half_maximum_edges"))
+
+
 OPTICAL_SHAPES = ((5, 9, 9), (9, 9), 9, (4, 8, 8), (1, 1, 1), (-1, 9, 9), (5, 9, 9, 9))
 
 
@@ -516,7 +535,8 @@ def test_the_suite_covers_every_function_in_its_scope():
     """The functions above are the core's public non-deconvolution API."""
     tested = {"estimate_kernel", "fit_kernel", "defocus_diameter", "prepare_psf",
               "average_beads", "make_psf", "convolve", "Convolver", "noise_sigma",
-              "estimate_shift", "resample_psf", "widefield_psf", "confocal_psf"}
+              "estimate_shift", "resample_psf", "widefield_psf", "confocal_psf",
+              "radial_profile", "axial_profile"}
     excluded = {"deconvolve", "deconvolve_chunked",  # hardened and tested elsewhere
                 "read_image", "write_image", "load_psf", "save_psf"}  # files: test_io
     public_functions = {name for name in psfkit.__all__

@@ -44,7 +44,7 @@ def test_manifest_is_found_through_the_entry_point_and_its_commands_resolve():
         target = getattr(importlib.import_module(module_name), attribute)
         assert callable(target), command.python_name
     assert len(manifest.contributions.widgets) == 6
-    assert len(manifest.contributions.sample_data) == 4
+    assert len(manifest.contributions.sample_data) == 5
 
 
 def test_installed_manifest_is_the_top_level_one():

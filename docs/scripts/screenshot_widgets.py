@@ -114,10 +114,9 @@ def model_psf() -> None:
 
 
 def prepare_psf() -> None:
-    viewer, widget = new_viewer("beads", "Prepare PSF")
+    viewer, widget = new_viewer("led_photo", "Prepare PSF")
     widget.image.value = viewer.layers["LED"]
     run(widget)
-    viewer.layers.remove("beads")  # a hidden layer still sets the size of the grid's cells
     led = viewer.layers["LED"]
     # napari's default limits span the hot pixels; these show the LED itself
     led.contrast_limits = (float(led.data.min()), float(np.percentile(led.data, 99.5)))
@@ -131,7 +130,6 @@ def average_beads() -> None:
     viewer, widget = new_viewer("beads", "Average beads")
     widget.image.value = viewer.layers["beads"]
     run(widget)
-    viewer.layers.remove("LED")
     beads, psf = viewer.layers["beads"], viewer.layers["beads averaged PSF"]
     # the averaged PSF magnified to half the image's height, right of the image
     height = beads.data.shape[0] * beads.scale[0]

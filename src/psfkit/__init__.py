@@ -22,6 +22,7 @@ from .models import MODELS, make_psf
 from .noise import noise_sigma
 from .operators import Convolver, convolve
 from .optics import confocal_psf, widefield_psf
+from .profiles import Profile, axial_profile, radial_profile
 from .psf import PsfReport, PsfWarning, SaturationWarning, TruncationWarning, prepare_psf
 from .units import UndersamplingWarning, resample_psf
 
@@ -33,6 +34,7 @@ __all__ = [
     "ImageFile",
     "KernelEstimate",
     "KernelFit",
+    "Profile",
     "PsfReport",
     "PsfWarning",
     "SaturationWarning",
@@ -40,6 +42,7 @@ __all__ = [
     "UndersamplingWarning",
     "__version__",
     "average_beads",
+    "axial_profile",
     "confocal_psf",
     "convolve",
     "deconvolve",
@@ -52,6 +55,7 @@ __all__ = [
     "make_psf",
     "noise_sigma",
     "prepare_psf",
+    "radial_profile",
     "read_image",
     "resample_psf",
     "save_psf",

@@ -137,6 +137,25 @@ def flag(value, name: str) -> bool:
     return bool(value)
 
 
+def pixel_position(value, shape, name: str = "centre") -> np.ndarray:
+    """``value`` as one finite float per axis of an array of ``shape``, in its pixel
+    indices and within it (from -0.5 to ``n - 0.5``); a ``TypeError`` for entries that are
+    not numbers, a ``ValueError`` naming ``name`` otherwise."""
+    ndim = len(shape)
+    try:
+        position = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {ndim} numbers (pixel indices), got "
+                        f"{value!r}") from None
+    if position.shape != (ndim,):
+        raise ValueError(f"{name} must have {ndim} coordinates, got {position.shape}")
+    if not np.all(np.isfinite(position)):
+        raise ValueError(f"{name} must be finite, got {position.tolist()}")
+    if np.any(position < -0.5) or np.any(position > np.array(shape) - 0.5):
+        raise ValueError(f"{name} {position.tolist()} lies outside the image {tuple(shape)}")
+    return position
+
+
 def optional_callable(value, name: str = "callback"):
     """``value`` unchanged when it is ``None`` or callable, else a ``TypeError`` naming
     ``name`` (checked once at the top of a public function, not where it is first called)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._physical import in_spacing_units
-from ._validate import finite_result, kernel_shape
+from ._validate import finite_result, kernel_shape, pixel_position
 from .point_source import (
     SUPPORT_MARGIN,
     SUPPORT_THRESHOLD,
@@ -115,17 +115,7 @@ def _source_seed(z: np.ndarray, centre) -> tuple[int, ...]:
     if centre is None:
         seed = np.unravel_index(int(np.argmax(z)), z.shape)
     else:
-        try:
-            centre = np.asarray(centre, dtype=float)
-        except (TypeError, ValueError):
-            raise TypeError(f"centre must be {z.ndim} numbers (pixel indices), got "
-                            f"{centre!r}") from None
-        if centre.shape != (z.ndim,):
-            raise ValueError(f"centre must have {z.ndim} coordinates, got {centre.shape}")
-        if not np.all(np.isfinite(centre)):
-            raise ValueError(f"centre must be finite, got {centre.tolist()}")
-        if np.any(centre < -0.5) or np.any(centre > np.array(z.shape) - 0.5):
-            raise ValueError(f"centre {centre.tolist()} lies outside the image {z.shape}")
+        centre = pixel_position(centre, z.shape, "centre")
         whole = np.round(centre).astype(int)
         box = tuple(slice(max(c - 5, 0), c + 6) for c in whole)
         local = np.unravel_index(int(np.argmax(z[box])), z[box].shape)

@@ -90,6 +90,7 @@ def test_frames_of_a_lazy_dask_layer_are_deconvolved_one_by_one(qtbot, viewer_wi
     stack = da.from_array(np.stack([pair.blurred, 0.5 * pair.blurred]), chunks=(1, 96, 90))
     viewer.add_image(stack, name="series", scale=(1, 0.2, 0.2))
     widget.image.value = viewer.layers["series"]
+    widget.frames.value = True
     widget.method.value = "wiener"
     widget.regularization.value = "0.01"
     run_to_end(qtbot, widget)
@@ -108,6 +109,7 @@ def test_automatic_choices_of_the_first_frame_are_repeated_on_the_others(qtbot,
     viewer.add_image(np.stack([pair.blurred, pair.blurred[::-1]]), name="series",
                      scale=(1, 0.2, 0.2))
     widget.image.value = viewer.layers["series"]
+    widget.frames.value = True
     run_to_end(qtbot, widget)
     frames = viewer.layers["series deconvolved"].metadata["frames"]
     first, second = frames
@@ -125,12 +127,12 @@ def _progress_over_frames(viewer_widget, pair, frames, method, iterations=0):
     viewer, widget = viewer_widget
     viewer.add_image(np.stack([pair.blurred] * frames), name="series", scale=(1, 0.2, 0.2))
     widget.image.value = viewer.layers["series"]
+    widget.frames.value = True
     widget.method.value = method
     widget.iterations.value = iterations
     steps = []
-    _, reports, *_ = widget.prepare()(
-        lambda step, total, current=None: steps.append((step, total)))
-    return steps, reports
+    run, *_ = widget.prepare()(lambda step, total, current=None: steps.append((step, total)))
+    return steps, run.reports
 
 
 def test_progress_counts_iterations_over_all_frames(viewer_widget, case):
@@ -179,7 +181,9 @@ def test_bad_input_gives_an_error_and_changes_no_layer(viewer_widget):
     refused("number or 'auto'")
     widget.regularization.value = "auto"
     viewer.layers["psf"].scale = (0.1, 0.1)
-    refused("pixel size")
+    widget.resample.value = False
+    refused("tick 'resample the PSF")
+    widget.resample.value = True
     viewer.layers["psf"].data = np.ones((121, 121), np.float32)
     viewer.layers["psf"].scale = (0.2, 0.2)
     refused("larger than")

@@ -7,6 +7,7 @@ from _widget_helpers import activity_cancel_button, dock, run_to_end
 from magicgui.widgets import ComboBox, Container
 
 import psfkit
+import psfkit.metrics
 from psfkit import make_psf
 from psfkit._napari._common import DOCS_URL, LayerPicker
 from psfkit.samples import blurred_pair
@@ -241,6 +242,120 @@ def test_a_volume_with_a_2d_model_psf_is_refused_unless_planes_are_frames(make_n
     assert widget.prepare() is not None
 
 
+@pytest.mark.parametrize("model", ["widefield", "confocal"])
+def test_a_microscope_psf_is_rendered_in_physical_units_on_a_layers_voxels(
+        qtbot, make_napari_viewer, model):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((16, 48, 48), np.float32),
+                     name="cells", scale=(250.0, 80.0, 80.0), units="nm")
+    widget = dock(viewer, "Model PSF")
+    widget.model.value = model
+    assert not widget.depth.native.isHidden()
+    assert not widget.parameters["sample_index"].native.isHidden()
+    widget.grid.value = viewer.layers["cells"]
+    assert not widget.parameters["z_step"].enabled
+    widget.size.value, widget.depth.value = 21, 11
+    widget.parameters["sample_index"].value = 1.33
+    widget.parameters["source_depth"].value = 5.0
+    run_to_end(qtbot, widget)
+    layer = viewer.layers[f"{model} PSF"]
+    np.testing.assert_allclose(layer.scale, (250.0, 80.0, 80.0))  # the layer's own units
+    optics = {"numerical_aperture": 1.4, "wavelength": 0.52, "immersion_index": 1.515,
+              "sample_index": 1.33, "depth": 5.0}
+    if model == "confocal":
+        optics["excitation_wavelength"] = 0.488
+    expected = make_psf(model, (11, 21, 21), spacing=(0.25, 0.08, 0.08), **optics)
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-6, atol=1e-9)
+    assert layer.metadata["params"]["spacing"] == pytest.approx([0.25, 0.08, 0.08])
+    assert "voxels 0.25 × 0.08 × 0.08 µm" in widget.status.value
+    deconvolve = dock(viewer, "Deconvolve")
+    deconvolve.psf.value = layer
+    assert deconvolve.prepare() is not None  # the PSF is on the image's grid
+
+
+def test_a_microscope_psf_from_typed_voxels_or_a_unitless_layer_says_what_it_assumed(
+        qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "Model PSF")
+    widget.model.value = "widefield"
+    widget.size.value, widget.depth.value = 15, 9
+    run_to_end(qtbot, widget)
+    layer = viewer.layers["widefield PSF"]
+    np.testing.assert_allclose(layer.scale, (0.2, 0.065, 0.065))
+    expected = make_psf("widefield", (9, 15, 15), spacing=(0.2, 0.065, 0.065),
+                        numerical_aperture=1.4, wavelength=0.52, depth=0.0,
+                        immersion_index=1.515, sample_index=1.515)
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-6, atol=1e-9)
+    viewer.add_image(np.ones((4, 32, 32), np.float32), name="stack", scale=(0.3, 0.1, 0.1))
+    widget.grid.value = viewer.layers["stack"]
+    run_to_end(qtbot, widget)
+    assert "the scale of 'stack' is taken to be in µm" in widget.status.value
+    np.testing.assert_allclose(viewer.layers["widefield PSF"].scale, (0.3, 0.1, 0.1))
+    viewer.layers["stack"].units = ("s", "um", "um")
+    assert widget.run() is None
+    assert "axes are lengths" in widget.last_error
+
+
+def test_a_2d_psf_layer_on_a_volume_is_refused_unless_planes_are_frames(
+        qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    psf = make_psf("gaussian", (9, 9), sigma=1.2)
+    volume = np.stack([blurred_pair(psf, (40, 40), noise=0.01, rng=k).blurred
+                       for k in range(3)])
+    viewer.add_image(volume, name="stack")
+    viewer.add_image(psf, name="plane psf")
+    widget = dock(viewer, "Deconvolve")
+    assert (widget.psf_source.value, widget.psf.value.name) == ("layer", "plane psf")
+    assert widget.run() is None
+    assert ("'stack' is 3D but the PSF layer 'plane psf' is 2D: choose a 3D PSF, or tick "
+            "'leading axes are frames'") in widget.last_error
+    assert len(viewer.layers) == 2
+    widget.frames.value = True
+    widget.method.value = "wiener"
+    widget.regularization.value = "0.01"
+    run_to_end(qtbot, widget)
+    expected = psfkit.deconvolve(volume[1], psf, "wiener", regularization=0.01)
+    np.testing.assert_allclose(viewer.layers["stack deconvolved"].data[1], expected,
+                               rtol=1e-5, atol=1e-6)
+    assert ("each of the 3 frames along the leading axes deconvolved on its own with the "
+            "2D PSF") in widget.status.value
+
+
+def test_a_psf_at_a_finer_z_step_is_resampled_to_the_images_voxels(qtbot,
+                                                                   make_napari_viewer):
+    viewer = make_napari_viewer()
+    # resampling treats values as the light each voxel collects: pixel-integrated models
+    coarse = make_psf("gaussian", (9, 13, 13), sigma=(1.2, 1.5, 1.5),
+                      pixel_integrated=True)  # z step 0.3
+    fine = make_psf("gaussian", (27, 13, 13), sigma=(3.6, 1.5, 1.5),
+                    pixel_integrated=True)  # z step 0.1
+    volume = blurred_pair(coarse, (24, 40, 40), noise=0.01,
+                          shift=(0, 0, 0), scene_kind="blobs", rng=5).blurred
+    viewer.add_image(volume, name="cells", scale=(0.3, 0.1, 0.1), units="um")
+    viewer.add_image(fine, name="bead psf", scale=(0.1, 0.1, 0.1), units="um")
+    widget = dock(viewer, "Deconvolve")
+    assert widget.resample.value and widget.psf.value.name == "bead psf"
+    widget.method.value = "wiener"
+    widget.regularization.value = "0.01"
+    run_to_end(qtbot, widget)
+    resampled = psfkit.resample_psf(fine, (0.1, 0.1, 0.1), (0.3, 0.1, 0.1))
+    assert resampled.shape == (9, 13, 13) and psfkit.metrics.kernel_error(
+        resampled, coarse) < 0.02
+    layer = viewer.layers["cells deconvolved"]
+    expected = psfkit.deconvolve(volume, resampled, "wiener", regularization=0.01)
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-6)
+    assert ("PSF layer 'bead psf' resampled from 0.1 × 0.1 × 0.1 µm to 0.3 × 0.1 × 0.1 µm "
+            "voxels (27 × 13 × 13 → 9 × 13 × 13)") in widget.status.value
+    assert layer.metadata["psf_resampled"]["to_shape"] == [9, 13, 13]
+    entry = layer.metadata["reproduce"]  # the recorded call resamples the PSF layer too
+    assert "command" not in entry
+    np.testing.assert_array_equal(
+        eval(entry["python"], {"psfkit": psfkit, "image": volume, "psf": fine}), layer.data)
+    widget.resample.value = False
+    assert widget.run() is None
+    assert "differs from the image's [0.3, 0.1, 0.1]: tick 'resample" in widget.last_error
+
+
 def test_model_psf_labels_give_the_right_units(make_napari_viewer):
     viewer = make_napari_viewer()
     widget = dock(viewer, "Model PSF")
@@ -291,16 +406,59 @@ def test_physical_inputs_keep_their_precision(qtbot, make_napari_viewer):
     assert layer.metadata["params"]["wavelength"] == pytest.approx(0.5125)
 
 
-def test_widths_are_given_in_layer_units_too(qtbot, make_napari_viewer):
+@pytest.mark.parametrize("units,shown", [(None, "units of scale"), ("um", "µm")])
+def test_fit_widths_are_given_in_the_layers_units_too(qtbot, make_napari_viewer, units,
+                                                      shown):
     viewer = make_napari_viewer()
     pair = blurred_pair(make_psf("gaussian", 17, sigma=2.0), (96, 96), noise=0.01, rng=2)
-    viewer.add_image(pair.sharp, name="sharp", scale=(0.5, 0.5))
-    viewer.add_image(pair.blurred, name="blurred", scale=(0.5, 0.5))
+    placement = {"scale": (0.5, 0.5), "units": (units,) * 2 if units else None}
+    viewer.add_image(pair.sharp, name="sharp", **placement)
+    viewer.add_image(pair.blurred, name="blurred", **placement)
     widget = dock(viewer, "Fit PSF model")
     run_to_end(qtbot, widget)
     fwhm = float(widget.fit.fwhm)
     assert fwhm == pytest.approx(2.3548 * 2.0, rel=0.02)
-    assert f"FWHM = {fwhm:.2f} px ({0.5 * fwhm:.3g} layer units)" in widget.results.value
+    assert f"FWHM = {fwhm:.2f} px ({0.5 * fwhm:.3g} {shown})" in widget.results.value
+
+
+@pytest.mark.parametrize("display_name,outputs", [
+    ("Estimate kernel", ["blurred kernel", "blurred residual", "blurred reblurred"]),
+    ("Fit PSF model", ["blurred fitted kernel", "blurred fit residual"]),
+    ("Deconvolve", ["blurred deconvolved"]),
+    ("Model PSF", ["gaussian PSF"])])
+def test_outputs_carry_their_inputs_units(qtbot, make_napari_viewer, display_name, outputs):
+    viewer = make_napari_viewer()
+    pair = blurred_pair(make_psf("gaussian", (11, 11), sigma=1.5), (64, 64), noise=0.01)
+    for name in ("sharp", "blurred"):
+        viewer.add_image(getattr(pair, name), name=name, scale=(0.1, 0.1), units="um")
+    widget = dock(viewer, display_name)
+    if display_name == "Deconvolve":
+        widget.image.value = viewer.layers["blurred"]
+    if display_name == "Model PSF":
+        widget.grid.value = viewer.layers["blurred"]
+    run_to_end(qtbot, widget)
+    for name in outputs:
+        assert [str(unit) for unit in viewer.layers[name].units] == ["micrometer"] * 2
+
+
+def test_prepare_and_average_report_widths_in_the_layers_units(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-psfkit", "led_photo")
+    viewer.open_sample("napari-psfkit", "beads")
+    for layer in viewer.layers:
+        layer.scale, layer.units = (0.1, 0.1), ("nm", "nm")
+    prepare = dock(viewer, "Prepare PSF")
+    prepare.image.value = viewer.layers["LED"]
+    run_to_end(qtbot, prepare)
+    widths = viewer.layers["LED PSF"].metadata["fwhm"]
+    assert f"({0.1 * widths[0]:.3g} × {0.1 * widths[1]:.3g} nm)" in prepare.status.value
+    average = dock(viewer, "Average beads")
+    average.image.value = viewer.layers["beads"]
+    run_to_end(qtbot, average)
+    widths = viewer.layers["beads averaged PSF"].metadata["fwhm"]
+    assert f"({0.1 * widths[0]:.3g} × {0.1 * widths[1]:.3g} nm)" in average.status.value
+    for name in ("LED PSF", "beads averaged PSF", "beads detected"):
+        assert [str(unit) for unit in viewer.layers[name].units] == ["nanometer"] * 2
 
 
 def test_a_model_psf_takes_its_pixel_size_from_a_chosen_layer(qtbot, make_napari_viewer):

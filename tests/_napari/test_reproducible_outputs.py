@@ -58,6 +58,7 @@ def test_fit_outputs_are_reproduced_by_their_call(qtbot, make_napari_viewer):
 def test_prepared_and_averaged_psfs_are_reproduced_by_their_call(qtbot, make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-psfkit", "beads")
+    viewer.open_sample("napari-psfkit", "led_photo")
     prepare = dock(viewer, "Prepare PSF")
     prepare.image.value = viewer.layers["LED"]
     run_to_end(qtbot, prepare)

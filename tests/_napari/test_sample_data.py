@@ -7,7 +7,8 @@ import pytest
 @pytest.mark.parametrize(
     "key,names",
     [("blurred_pair", {"sharp", "blurred", "true kernel"}),
-     ("beads", {"beads", "LED"}),
+     ("beads", {"beads"}),
+     ("led_photo", {"LED"}),
      ("blurred_image", {"blurred cells", "psf"}),
      ("blurred_volume", {"blurred volume", "volume psf"})],
 )
@@ -35,3 +36,11 @@ def test_volume_sample_is_3d_with_anisotropic_scale(make_napari_viewer):
     layer = viewer.layers["blurred volume"]
     assert layer.data.ndim == 3
     np.testing.assert_allclose(layer.scale, (0.3, 0.1, 0.1))
+
+
+def test_led_photo_is_its_own_sample_and_visible(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-psfkit", "led_photo")
+    layer = viewer.layers["LED"]
+    assert layer.visible and layer.data.shape == (64, 64)
+    assert layer.metadata["truth"]["radius"] == 4.5

@@ -171,16 +171,50 @@ def number_field(value: float, **kwargs) -> FloatSpinBox:
     return field
 
 
-def format_widths(widths, spacing) -> str:
+#: What a length is given in when the layer's units are napari's default (pixels) although
+#: its scale is not 1: the user's scale has a unit napari was not told.
+SCALE_UNITS = "units of scale"
+
+
+def layer_units(layer, ndim: int) -> tuple[str, ...]:
+    """The unit of each of ``layer``'s last ``ndim`` axes as a short symbol ("µm", "nm"),
+    :data:`SCALE_UNITS` for an axis napari holds in pixels (its default)."""
+    units = getattr(layer, "units", None) or ("pixel",) * layer.ndim
+    return tuple(SCALE_UNITS if str(unit) == "pixel" else f"{unit:~P}"
+                 for unit in tuple(units)[-ndim:])
+
+
+def units_of(layer, ndim: int) -> tuple[str, ...]:
+    """The napari units of ``layer``'s last ``ndim`` axes ("micrometer", "pixel", ...), for
+    an output placed on them: outputs in other units than their inputs make napari stop
+    using units for the whole viewer."""
+    units = getattr(layer, "units", None) or ("pixel",) * layer.ndim
+    return tuple(str(unit) for unit in tuple(units)[-ndim:])
+
+
+def format_lengths(lengths, units) -> str:
+    """Lengths with their units: "0.47 × 0.47 µm" when all axes share one, else each
+    with its own ("1.2 µm × 300 nm")."""
+    lengths = np.atleast_1d(np.asarray(lengths, dtype=float))
+    units = tuple(units)[-lengths.size:]
+    if len(set(units)) == 1:
+        return " × ".join(f"{value:.3g}" for value in lengths) + f" {units[0]}"
+    return " × ".join(f"{value:.3g} {unit}" for value, unit in zip(lengths, units,
+                                                                     strict=True))
+
+
+def format_widths(widths, spacing, units=None) -> str:
     """Widths in pixels, one per axis (or one for all), as "2.35 × 2.35 px", followed by
-    the same in the layer's units when its pixels are not 1 unit wide."""
+    the same in ``units`` (one per axis, see :func:`layer_units`) when the pixels are not
+    1 unit wide."""
     pixels = np.atleast_1d(np.asarray(widths, dtype=float))
     # the last axes' pixel sizes; one width for all axes is an in-plane width
     spacing = np.asarray(spacing, dtype=float)[-pixels.size:]
+    units = (SCALE_UNITS,) * pixels.size if units is None else tuple(units)[-pixels.size:]
     text = " × ".join(f"{w:.2f}" for w in pixels) + " px"
     if np.allclose(spacing, 1.0):
         return text
-    return text + " (" + " × ".join(f"{w:.3g}" for w in pixels * spacing) + " layer units)"
+    return text + f" ({format_lengths(pixels * spacing, units)})"
 
 
 def wrapping_label(value: str = "") -> Label:
@@ -281,19 +315,21 @@ _UPDATED_IN_PLACE = ("scale", "translate", "metadata", "features", "face_color",
 
 
 def upsert_layer(viewer: napari.viewer.Viewer, data, name: str, kind: str = "image", *,
-                 role: str, scale=None, translate=None, metadata=None, **kwargs) -> Any:
+                 role: str, scale=None, translate=None, units=None, metadata=None,
+                 **kwargs) -> Any:
     """The psfkit output ``name`` holding ``data``: the existing layer of that name updated
-    in place (data, scale, translate, metadata; also when its dimensionality changes),
+    in place (data, scale, translate, units, metadata; also when its dimensionality changes),
     or a new layer.
 
     Only a layer this plugin wrote (its metadata holds :data:`OUTPUT_KEY`) of the right
     kind is updated; a user's layer of the same name is left alone, and the output is the
     one napari named ``"<name> [1]"`` (or ``[2]``, ...) next to it, so re-runs do not pile
-    up copies. ``scale`` and ``translate`` default to 1 and 0 per axis.
+    up copies. ``scale``, ``translate`` and ``units`` default to 1, 0 and pixels per axis.
     """
     ndim = np.ndim(data) if kind == "image" else np.shape(data)[-1]
     values = {"scale": tuple(scale) if scale is not None else (1.0,) * ndim,
               "translate": tuple(translate) if translate is not None else (0.0,) * ndim,
+              "units": tuple(units) if units is not None else ("pixel",) * ndim,
               "metadata": {**(metadata or {}), OUTPUT_KEY: role}}
     values.update({key: kwargs.pop(key) for key in _UPDATED_IN_PLACE if key in kwargs})
     layer = _existing_output(viewer, name, kind)

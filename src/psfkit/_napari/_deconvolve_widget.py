@@ -4,8 +4,11 @@ the parameters used in its metadata.
 The PSF is one explicit choice: a PSF layer (the default when a layer looks like one: a
 PSF or kernel this plugin wrote, or a name with "psf" or "kernel" in it) or a model PSF
 rendered from one size parameter; the fields of the other choice are greyed out, and the
-status line says which PSF was used. A model PSF with fewer dimensions than the image is
-refused unless the leading axes are declared frames.
+status line says which PSF was used. A PSF with fewer dimensions than the image (a 2D PSF
+on a volume) is refused unless the leading axes are declared frames, and the status line
+then says that each frame was deconvolved on its own. A PSF layer whose pixel size differs
+from the image's is resampled to the image's voxels (:func:`psfkit.resample_psf`, on by
+default) and the status line says from what to what; with resampling off it is refused.
 
 Leading axes beyond the PSF's dimensionality (time, channels) are frames, deconvolved one
 by one; the automatic choices are made on the first frame and repeated on the others, so a
@@ -17,6 +20,7 @@ blocks: all of this is :func:`psfkit.frames.deconvolve_frames`.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -25,16 +29,20 @@ from magicgui.widgets import CheckBox, ComboBox, LineEdit, RadioButtons, SpinBox
 from psfkit.cli import deconvolve_command
 from psfkit.deconvolution import METHODS
 from psfkit.frames import deconvolve_frames, repeating_call
-from psfkit.metadata import REPRODUCE_KEY, python_call, reproduction
+from psfkit.metadata import REPRODUCE_KEY, Code, python_call, reproduction
 from psfkit.models import make_psf
+from psfkit.units import UndersamplingWarning, resample_psf
 
 from ._common import (
     OUTPUT_KEY,
     PsfkitWidget,
+    format_lengths,
     layer_array,
     layer_picker,
+    layer_units,
     number_field,
     refuse_featureless,
+    units_of,
     upsert_layer,
 )
 
@@ -50,7 +58,7 @@ METHOD_LABELS = {"auto": "Automatic", "wiener": "Wiener", "tikhonov": "Tikhonov"
 METHOD_CHOICES = [(METHOD_LABELS.get(method, method), method) for method in METHODS]
 MODEL_CHOICES = ["gaussian", "airy", "disk"]
 
-#: Scale mismatch between the PSF and image layers tolerated before refusing.
+#: Relative scale mismatch between the PSF and image layers taken as the same pixel size.
 SCALE_TOLERANCE = 0.01
 
 
@@ -79,11 +87,13 @@ def model_psf(model: str, size: float, axial_size: float = 0.0) -> np.ndarray:
     return make_psf(name, shape, **keywords)
 
 
-def _reproduction(request: dict, reports, layer, psf_description: dict) -> dict:
+def _reproduction(request: dict, reports, layer, psf_description: dict,
+                  resampling: dict | None) -> dict:
     """How to make the deconvolved layer again: the Python call with every automatic choice
-    filled in (``image`` the image layer's data, ``psf`` the PSF layer's, or the
-    :func:`psfkit.make_psf` call of the model PSF), and, for a PSF layer, the command line
-    on the two layers saved as TIFF files named after them."""
+    filled in (``image`` the image layer's data, ``psf`` the PSF layer's, resampled to the
+    image's voxels when it was, or the :func:`psfkit.make_psf` call of the model PSF), and,
+    for a PSF layer used as it is, the command line on the two layers saved as TIFF files
+    named after them (TIFFs saved from layers carry no voxel size for it to resample by)."""
     inputs = {"image": layer.name}
     if "psf_layer" in psf_description:
         psf_source, inputs["psf"] = "psf", psf_description["psf_layer"]
@@ -94,6 +104,11 @@ def _reproduction(request: dict, reports, layer, psf_description: dict) -> dict:
             psf_description["psf_model"], psf_description["psf_size"],
             psf_description.get("psf_axial_sigma", 0.0))
         psf_source, command = python_call("psfkit.make_psf", model, shape, **keywords), None
+    if resampling is not None:
+        psf_source = python_call("psfkit.resample_psf", Code(psf_source),
+                                 tuple(resampling["from_spacing"]),
+                                 tuple(resampling["to_spacing"]))
+        command = None
     python = repeating_call(request, reports[0], len(reports), psf=psf_source)
     return reproduction(python, inputs, command)
 
@@ -106,6 +121,37 @@ def _describe_psf(description: dict) -> str:
     if "psf_axial_sigma" in description:
         text += f", axial σ {description['psf_axial_sigma']:g} px"
     return text
+
+
+def _describe_resampling(resampled: dict) -> str:
+    """How the PSF was resampled, in words: "resampled from 0.1 × 0.05 × 0.05 µm to
+    0.3 × 0.1 × 0.1 µm voxels (33 × 65 × 65 → 11 × 33 × 33)", plus any warning."""
+    units = resampled["units"]
+    text = (f"resampled from {format_lengths(resampled['from_spacing'], units)} to "
+            f"{format_lengths(resampled['to_spacing'], units)} voxels ("
+            + " × ".join(map(str, resampled["from_shape"])) + " → "
+            + " × ".join(map(str, resampled["to_shape"])) + ")")
+    if resampled["warning"]:
+        text += f" — warning: {resampled['warning']}"
+    return text
+
+
+def _refuse_larger_psf(psf_shape, spatial_shape) -> None:
+    """``ValueError`` when the PSF is larger than the image along some axis."""
+    if any(k > n for k, n in zip(psf_shape, spatial_shape, strict=True)):
+        raise ValueError(f"The PSF {tuple(psf_shape)} is larger than the image "
+                         f"{tuple(spatial_shape)}.")
+
+
+def resampled_psf(psf: np.ndarray, psf_spacing, image_spacing) -> tuple[np.ndarray, str]:
+    """The PSF resampled to the image's voxels by :func:`psfkit.resample_psf`, and the
+    undersampling warning it gave ("" when none): the warning goes to the status line,
+    not to the console."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UndersamplingWarning)
+        psf = resample_psf(psf, psf_spacing, image_spacing)
+    return psf, "; ".join(str(w.message) for w in caught
+                          if issubclass(w.category, UndersamplingWarning))
 
 
 def _regularization_value(text: str):
@@ -166,7 +212,9 @@ class DeconvolveWidget(PsfkitWidget):
         "image": "The blurred image; leading axes beyond the PSF's are frames.",
         "psf_source": "Deconvolve with a PSF layer (measured, prepared or fitted) or a "
                       "model PSF made from one size.",
-        "psf": "The PSF layer, at the image's pixel size.",
+        "psf": "The PSF layer (measured, prepared or fitted).",
+        "resample": "When the PSF layer's pixel size (scale) differs from the image's, "
+                    "resample the PSF to the image's voxels, keeping its flux.",
         "model": "The shape of the model PSF.",
         "model_size": "Gaussian σ, or the radius of the Airy first zero or of the disk, "
                       "in pixels.",
@@ -188,6 +236,7 @@ class DeconvolveWidget(PsfkitWidget):
                                        orientation="horizontal")
         self.psf = layer_picker(viewer, "Image", "PSF layer", prefer=looks_like_psf,
                                 avoid=[self.image])
+        self.resample = CheckBox(value=True, label="resample the PSF to the image's pixels")
         self.model = ComboBox(value="gaussian", choices=MODEL_CHOICES, label="model")
         self.model_size = number_field(2.0, min=0.1, max=500.0, step=0.1,
                                        label="σ / radius (px)")
@@ -198,7 +247,8 @@ class DeconvolveWidget(PsfkitWidget):
         self.iterations = SpinBox(value=0, min=0, max=100_000, label="iterations (0 = auto)")
         self.regularization = LineEdit(value="auto", label="regularization")
         self.accelerate = CheckBox(value=True, label="accelerate Richardson–Lucy")
-        super().__init__(viewer, [self.image, self.psf_source, self.psf, self.model,
+        super().__init__(viewer, [self.image, self.psf_source, self.psf, self.resample,
+                                  self.model,
                                   self.model_size, self.axial_size, self.frames, self.method,
                                   self.iterations, self.regularization, self.accelerate],
                          run_text="Deconvolve")
@@ -228,7 +278,7 @@ class DeconvolveWidget(PsfkitWidget):
 
     def _grey_out_unused_fields(self) -> None:
         from_layer = self.psf_source.value == "layer"
-        self.psf.enabled = from_layer
+        self.psf.enabled = self.resample.enabled = from_layer
         for field in (self.model, self.model_size, self.axial_size):
             field.enabled = not from_layer
 
@@ -246,25 +296,39 @@ class DeconvolveWidget(PsfkitWidget):
             description["psf_axial_sigma"] = self.axial_size.value
         return psf, description, None
 
+    def _resampling(self, psf_layer, image_layer, ndim: int) -> dict | None:
+        """What resampling the PSF layer to the image's voxels takes (spacings, units),
+        ``None`` when their pixel sizes agree; a ``ValueError`` when they differ and
+        resampling is off."""
+        image_scale = np.asarray(image_layer.scale[-ndim:], dtype=float)
+        psf_scale = np.asarray(psf_layer.scale[-ndim:], dtype=float)
+        if np.all(np.abs(psf_scale - image_scale) <= SCALE_TOLERANCE * image_scale):
+            return None
+        if not self.resample.value:
+            raise ValueError(
+                f"The PSF layer's pixel size {psf_scale.tolist()} differs from the "
+                f"image's {image_scale.tolist()}: tick 'resample the PSF to the image's "
+                "pixels', or choose a PSF at the image's pixel size.")
+        return {"from_spacing": psf_scale.tolist(), "to_spacing": image_scale.tolist(),
+                "units": layer_units(image_layer, ndim)}
+
     def prepare(self):
         psf, psf_description, psf_layer = self._psf()
         layer = self.image.value
         data = _check_image_layer(layer, psf.ndim)
-        if psf_layer is None and data.ndim > psf.ndim and not self.frames.value:
+        if data.ndim > psf.ndim and not self.frames.value:
+            which = "model PSF" if psf_layer is None else f"PSF layer '{psf_layer.name}'"
+            fix = ("set the axial σ for a 3D PSF" if psf_layer is None
+                   else f"choose a {data.ndim}D PSF")
             raise ValueError(
-                f"The image layer '{layer.name}' is {data.ndim}D but the model PSF is "
-                f"{psf.ndim}D: set the axial σ for a 3D PSF, or tick 'leading axes are "
-                "frames' to deconvolve each plane on its own.")
+                f"The image layer '{layer.name}' is {data.ndim}D but the {which} is "
+                f"{psf.ndim}D: {fix}, or tick 'leading axes are frames' to deconvolve "
+                "each plane on its own.")
         spatial = data.shape[data.ndim - psf.ndim:]
-        if any(k > n for k, n in zip(psf.shape, spatial, strict=True)):
-            raise ValueError(f"The PSF {psf.shape} is larger than the image {spatial}.")
-        if psf_layer is not None:
-            image_scale = np.asarray(layer.scale[-psf.ndim:], dtype=float)
-            psf_scale = np.asarray(psf_layer.scale[-psf.ndim:], dtype=float)
-            if np.any(np.abs(psf_scale - image_scale) > SCALE_TOLERANCE * image_scale):
-                raise ValueError(
-                    f"The PSF layer's pixel size {psf_scale.tolist()} differs from the "
-                    f"image's {image_scale.tolist()}; resample the PSF to the image's grid.")
+        resampling = None if psf_layer is None else self._resampling(psf_layer, layer,
+                                                                     psf.ndim)
+        if resampling is None:
+            _refuse_larger_psf(psf.shape, spatial)
         options = dict(method=self.method.value,
                        iterations=self.iterations.value or None,
                        regularization=_regularization_value(self.regularization.value))
@@ -272,27 +336,43 @@ class DeconvolveWidget(PsfkitWidget):
             options["acceleration"] = None
 
         def job(callback):
-            run = deconvolve_frames(data, psf, callback=callback, **options)
-            return run.result, run.reports, layer, psf_description, options
+            kernel = psf
+            if resampling is not None:
+                kernel, warning = resampled_psf(psf, resampling["from_spacing"],
+                                                resampling["to_spacing"])
+                resampling.update(from_shape=list(psf.shape), to_shape=list(kernel.shape),
+                                  warning=warning)
+                _refuse_larger_psf(kernel.shape, spatial)
+            run = deconvolve_frames(data, kernel, callback=callback, **options)
+            return run, kernel.ndim, layer, psf_description, resampling, options
 
         return job
 
     def finish(self, result) -> None:
-        image, reports, layer, psf_description, options = result
+        run, psf_ndim, layer, psf_description, resampling, options = result
+        reports = run.reports
         used = dict(reports[0])
         metadata = {"source": layer.name, **psf_description, "requested": options, **used,
-                    REPRODUCE_KEY: _reproduction(options, reports, layer, psf_description)}
+                    REPRODUCE_KEY: _reproduction(options, reports, layer, psf_description,
+                                                  resampling)}
+        if resampling is not None:
+            metadata["psf_resampled"] = resampling
         if len(reports) > 1:
             metadata["frames"] = list(reports)
-        upsert_layer(self.viewer, image, f"{layer.name} deconvolved", "image",
+        upsert_layer(self.viewer, run.result, f"{layer.name} deconvolved", "image",
                      role="deconvolved",
                      scale=tuple(layer.scale), translate=tuple(layer.translate),
-                     metadata=metadata)
+                     units=units_of(layer, layer.ndim), metadata=metadata)
         details = [f"method {used.get('method')}"]
         if used.get("iterations"):
             details.append(f"{used['iterations']} iterations")
         if isinstance(used.get("regularization"), float):
             details.append(f"regularization {used['regularization']:.3g}")
-        frames = f" ({len(reports)} frames)" if len(reports) > 1 else ""
-        self.status.value = (f"Done with {_describe_psf(psf_description)}: "
-                             + ", ".join(details) + frames)
+        psf = _describe_psf(psf_description)
+        if resampling is not None:
+            psf += " " + _describe_resampling(resampling)
+        status = f"Done with {psf}: " + ", ".join(details)
+        if run.result.ndim > psf_ndim:
+            status += (f"; each of the {len(reports)} frames along the leading axes "
+                       f"deconvolved on its own with the {psf_ndim}D PSF")
+        self.status.value = status

@@ -26,6 +26,7 @@ from ._common import (
     residual_style,
     shape_box,
     sharp_and_blurred_pickers,
+    units_of,
     upsert_layer,
 )
 
@@ -84,16 +85,17 @@ class EstimateKernelWidget(PsfkitWidget):
         call = python_call("psfkit.estimate_kernel", region_of("sharp", cut),
                            region_of("blurred", cut), shape, method=method, rgb=rgb)
         inputs = {"sharp": sharp_layer.name, "blurred": name}
+        units = units_of(blurred_layer, ndim)
 
         def job(callback):
             result = estimate_kernel(sharp_region, blurred_region, shape, method=method,
                                      rgb=rgb, callback=callback)
-            return result, name, scale, origin, box, rgb, (call, inputs)
+            return result, name, scale, origin, units, box, rgb, (call, inputs)
 
         return job
 
     def finish(self, result) -> None:
-        estimate, name, scale, origin, box, rgb, (call, inputs) = result
+        estimate, name, scale, origin, units, box, rgb, (call, inputs) = result
         metadata = {**run_metadata(estimate), "region": [[b.start, b.stop] for b in box]}
         # each layer's call ends with the attribute it shows (channels first for RGB)
         channels_first = (f".transpose({len(box)}, {', '.join(map(str, range(len(box))))})"
@@ -104,11 +106,12 @@ class EstimateKernelWidget(PsfkitWidget):
             return {**metadata, REPRODUCE_KEY: reproduction(python, inputs)}
 
         kernel, residual, reblurred = estimate.kernel, estimate.residual, estimate.reblurred
-        placement = {"scale": scale, "translate": origin}
+        placement = {"scale": scale, "translate": origin, "units": units}
         if rgb:  # one kernel per channel: show the channels as a stack
             kernel, residual, reblurred = (np.moveaxis(a, -1, 0)
                                            for a in (kernel, residual, reblurred))
-            placement = {"scale": (1.0, *scale), "translate": (0.0, *origin)}
+            placement = {"scale": (1.0, *scale), "translate": (0.0, *origin),
+                         "units": ("pixel", *units)}
         # the diagnostics hidden and the kernel added last, so the kernel is what shows
         upsert_layer(self.viewer, residual, f"{name} residual", "image", role="residual",
                      metadata=reproducing("residual"), **placement, **residual_style(residual))

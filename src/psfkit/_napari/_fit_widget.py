@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from magicgui.widgets import ComboBox, SpinBox
 
+from psfkit.estimate import estimate_kernel
 from psfkit.fit import LOSSES, fit_kernel
 from psfkit.metadata import REPRODUCE_KEY, Code, plain, python_call, reproduction, run_metadata
 from psfkit.models import MODELS, make_psf
@@ -20,12 +21,15 @@ from ._common import (
     format_widths,
     layer_pair,
     layer_picker,
+    layer_units,
     number_field,
     residual_style,
     sharp_and_blurred_pickers,
+    units_of,
     upsert_layer,
     wrapping_label,
 )
+from ._profile_plot import ProfilePlot, curve
 
 if TYPE_CHECKING:
     import napari
@@ -48,6 +52,16 @@ LOSS_LABELS = {"linear": "Least squares", "soft_l1": "Soft L1 (robust)",
 def _readable(name: str) -> str:
     """A model's name for a menu: ``elliptical_gaussian`` → "elliptical gaussian"."""
     return name.replace("_", " ")
+
+
+def _estimated_kernel(sharp, blurred, shape, callback):
+    """The kernel between ``sharp`` and ``blurred`` estimated without a model
+    (:func:`psfkit.estimate_kernel`) on the fitted kernel's ``shape``, which the plot sets
+    against the fitted model; ``None`` when the pair allows no estimate of that shape."""
+    try:
+        return estimate_kernel(sharp, blurred, shape, callback=callback).kernel
+    except ValueError:
+        return None
 
 
 class FitModelWidget(PsfkitWidget):
@@ -75,6 +89,7 @@ class FitModelWidget(PsfkitWidget):
         super().__init__(viewer, [self.sharp, self.blurred, self.model, self.size, self.loss],
                          run_text="Fit")
         self.append(self.results)
+        self.plot = ProfilePlot(self.native.layout())
         self.fit = None
 
     def prepare(self):
@@ -93,19 +108,24 @@ class FitModelWidget(PsfkitWidget):
         def job(callback):
             fit = fit_kernel(sharp, blurred, model, shape=shape, spacing=spacing, loss=loss,
                              callback=callback)
-            return fit, blurred_layer, spacing, (call, inputs)
+            curves = [curve(f"fitted {fit.model}", fit.kernel, spacing)]
+            estimated = _estimated_kernel(sharp, blurred, fit.kernel.shape, callback)
+            if estimated is not None:
+                curves.insert(0, curve("estimated kernel", estimated, spacing))
+            return fit, blurred_layer, spacing, (call, inputs), curves
 
         return job
 
     def finish(self, result) -> None:
-        fit, layer, spacing, (call, inputs) = result
+        fit, layer, spacing, (call, inputs), curves = result
         self.fit = fit
         metadata = {"source": layer.name, **run_metadata(fit), "spacing": plain(spacing)}
 
         def reproducing(attribute: str) -> dict:
             return {**metadata, REPRODUCE_KEY: reproduction(f"{call}.{attribute}", inputs)}
 
-        placement = {"scale": spacing, "translate": tuple(layer.translate[-len(spacing):])}
+        placement = {"scale": spacing, "translate": tuple(layer.translate[-len(spacing):]),
+                     "units": units_of(layer, len(spacing))}
         # the residual hidden and the kernel added last, so the kernel is what shows
         upsert_layer(self.viewer, fit.residual, f"{layer.name} fit residual", "image",
                      role="residual", metadata=reproducing("residual"), **placement,
@@ -117,7 +137,8 @@ class FitModelWidget(PsfkitWidget):
         for name, value in fit.params.items():
             lines.append(f"  {name} = {_format(value, fit.errors.get(name))}"
                          + (" rad" if name == "angle" else " px"))
-        lines.append(f"  FWHM = {format_widths(fit.fwhm, spacing)}, "
+        units = layer_units(layer, len(spacing))
+        lines.append(f"  FWHM = {format_widths(fit.fwhm, spacing, units)}, "
                      f"ellipticity {fit.ellipticity:.3f}")
         lines.append(f"  shift = {_format(fit.shift, fit.errors['shift'])} px")
         lines.append(f"  gain = {_format(fit.gain, fit.errors['gain'])}, "
@@ -131,6 +152,7 @@ class FitModelWidget(PsfkitWidget):
         self.status.value = (f"{fit.model}: " + ", ".join(
             f"{k} {_format(v)}" for k, v in fit.params.items())
             + f"; reduced chi² {fit.reduced_chi2:.3g}")
+        self.plot.show(curves, spacing, units)
 
 
 #: The parameters of each model in the "Model PSF" widget (angles typed in degrees).
@@ -144,17 +166,33 @@ MODEL_PARAMETERS = {
     "disk": ("radius",),
     "ring": ("diameter", "width"),
     "motion": ("length", "angle"),
+    "widefield": ("numerical_aperture", "wavelength", "immersion_index", "sample_index",
+                  "source_depth", "z_step", "pixel_size"),
+    "confocal": ("numerical_aperture", "wavelength", "excitation_wavelength",
+                 "immersion_index", "sample_index", "source_depth", "z_step", "pixel_size"),
 }
+
+#: The microscope models, rendered in 3D from the optics (:mod:`psfkit.optics`) on a grid
+#: in micrometres.
+OPTICAL_MODELS = ("widefield", "confocal")
+
+#: A Model PSF parameter that may be 0 (every other one must be positive).
+_MAY_BE_ZERO = ("angle", "source_depth")
 
 _DEFAULTS = {"sigma": 2.0, "sigma_z": 4.0, "sigma_y": 1.5, "sigma_x": 3.0, "angle": 0.0,
              "alpha": 3.0, "beta": 2.5, "radius": 4.0, "numerical_aperture": 1.4,
              "wavelength": 0.52, "pixel_size": 0.065, "diameter": 12.0, "width": 1.0,
-             "length": 9.0}
+             "length": 9.0, "excitation_wavelength": 0.488, "immersion_index": 1.515,
+             "sample_index": 1.515, "source_depth": 0.0, "z_step": 0.2}
 
 #: Each parameter's label with its unit; a parameter not listed is a length in pixels.
 _LABELS = {"angle": "angle (degrees)", "wavelength": "wavelength (µm)",
            "pixel_size": "pixel size (µm)", "sigma_z": "sigma z (px)",
-           "numerical_aperture": "numerical aperture", "beta": "beta (exponent)"}
+           "numerical_aperture": "numerical aperture", "beta": "beta (exponent)",
+           "excitation_wavelength": "excitation wavelength (µm)",
+           "immersion_index": "immersion refractive index",
+           "sample_index": "sample refractive index",
+           "source_depth": "depth below coverslip (µm)", "z_step": "z step (µm)"}
 
 
 _PARAMETER_TOOLTIPS = {
@@ -172,7 +210,32 @@ _PARAMETER_TOOLTIPS = {
     "diameter": "Ring diameter in pixels.",
     "width": "Ring width in pixels.",
     "length": "Motion length in pixels.",
+    "excitation_wavelength": "Excitation wavelength in micrometres (confocal).",
+    "immersion_index": "Refractive index of the immersion medium the objective is made "
+                       "for: 1.515 oil, 1.33 water, 1.0 air.",
+    "sample_index": "Refractive index of the sample (1.33 for water, 1.38–1.45 for "
+                    "cells); a mismatch with the immersion adds spherical aberration.",
+    "source_depth": "How deep below the coverslip the sample sits, in micrometres; it "
+                    "matters only when the sample and immersion indices differ.",
+    "z_step": "Distance between planes in micrometres; the layer gets this scale.",
 }
+
+
+def _in_micrometres(scale, layer) -> tuple[tuple[float, ...], str]:
+    """``layer``'s voxel ``scale`` in micrometres, the unit of the microscope models'
+    wavelengths, and a note for the status line when the unit had to be assumed (napari
+    holds the layer in pixels, its default)."""
+    units = tuple(getattr(layer, "units", None) or ())[-len(scale):]
+    if not units or all(str(unit) == "pixel" for unit in units):
+        return tuple(scale), (f"the scale of '{layer.name}' is taken to be in µm (the layer "
+                              "has no length unit)")
+    try:
+        factors = [float((1.0 * unit).to("micrometer").magnitude) for unit in units]
+    except Exception:  # pint's DimensionalityError: a time or pixel axis
+        raise ValueError(f"The layer '{layer.name}' has axes in "
+                         f"{', '.join(map(str, units))}: a microscope PSF needs a layer "
+                         "whose axes are lengths (z, y, x).") from None
+    return tuple(s * f for s, f in zip(scale, factors, strict=True)), ""
 
 
 def _grid_spacing(layer, ndim: int) -> tuple[float, ...]:
@@ -196,7 +259,8 @@ class ModelPsfWidget(PsfkitWidget):
         "size": "The PSF's width and height in pixels (odd).",
         "depth": "The PSF's depth in planes (odd), for the 3D Gaussian.",
         "grid": "An image layer whose pixel size the PSF takes (sizes stay in its pixels; "
-                "the pixel size field follows it), so Deconvolve accepts the PSF for it.",
+                "the pixel size field follows it), so Deconvolve accepts the PSF for it. "
+                "The widefield and confocal models are rendered on its voxels in µm.",
     }
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -222,8 +286,25 @@ class ModelPsfWidget(PsfkitWidget):
         used = MODEL_PARAMETERS[self.model.value]
         for name, widget in self.parameters.items():
             widget.visible = name in used
-        self.depth.visible = self.model.value == "gaussian (3D)"
-        self.parameters["pixel_size"].enabled = self.grid.value is None
+        self.depth.visible = self.model.value in ("gaussian (3D)", *OPTICAL_MODELS)
+        for name in ("pixel_size", "z_step"):
+            self.parameters[name].enabled = self.grid.value is None
+
+    def _optical(self, model: str, values: dict):
+        """The shape, parameters and layer scale of a microscope model: its voxels are
+        the grid layer's (in micrometres), or the typed-in z step and pixel size; and a
+        note on an assumed unit."""
+        shape = (self.depth.value, self.size.value, self.size.value)
+        typed = (values.pop("z_step"), values["pixel_size"], values.pop("pixel_size"))
+        note = ""
+        if self.grid.value is None:
+            scale = spacing = typed
+        else:
+            scale = _grid_spacing(self.grid.value, 3)
+            spacing, note = _in_micrometres(scale, self.grid.value)
+        depth = values.pop("source_depth")
+        params = {**values, "depth": depth, "spacing": spacing}
+        return model, shape, params, scale, note
 
     def prepare(self):
         choice = self.model.value
@@ -233,8 +314,10 @@ class ModelPsfWidget(PsfkitWidget):
             if size % 2 == 0:
                 raise ValueError(f"The PSF size must be odd, got {size}.")
         for name, value in values.items():
-            if name != "angle" and not value > 0:
+            if not (value >= 0 if name in _MAY_BE_ZERO else value > 0):
                 raise ValueError(f"{_LABELS.get(name, name)} must be positive.")
+        if choice in OPTICAL_MODELS:
+            return self._job(*self._optical(choice, values))
         if "angle" in values:
             values["angle"] = math.radians(values["angle"])
         model, shape = choice, (self.size.value,) * 2
@@ -251,20 +334,30 @@ class ModelPsfWidget(PsfkitWidget):
                                  f"{list(scale)}; widefield_airy needs square ones.")
             else:
                 values["pixel_size"] = scale[-1]
+        return self._job(model, shape, values, scale, "")
+
+    def _job(self, model: str, shape, values: dict, scale, note: str):
+        """The job rendering ``model`` on ``shape`` for a layer of ``scale`` (in the grid
+        layer's units when there is one)."""
+        grid = self.grid.value
+        units = None if grid is None else units_of(grid, len(shape))
 
         call = reproduction(python_call("psfkit.make_psf", model, shape, **values), {})
 
         def job(callback):
             psf = make_psf(model, shape, **values)
             callback(1, 1)
-            return psf, model, values, scale, call
+            return psf, model, values, scale, units, note, call
 
         return job
 
     def finish(self, result) -> None:
-        psf, model, values, scale, call = result
+        psf, model, values, scale, units, note, call = result
         metadata = plain({"model": model, "params": values, "spacing": scale,
                           REPRODUCE_KEY: call})
         upsert_layer(self.viewer, psf, f"{model} PSF", "image", role="psf", scale=scale,
-                     metadata=metadata, colormap="magma")
-        self.status.value = f"{model} PSF {' × '.join(map(str, psf.shape))}"
+                     units=units, metadata=metadata, colormap="magma")
+        status = f"{model} PSF {' × '.join(map(str, psf.shape))}"
+        if psf.ndim == 3 and model in OPTICAL_MODELS:
+            status += f", voxels {' × '.join(f'{s:.3g}' for s in values['spacing'])} µm"
+        self.status.value = status + (f"; {note}" if note else "")

@@ -20,11 +20,14 @@ from ._common import (
     is_layer_of,
     layer_array,
     layer_picker,
+    layer_units,
     number_field,
     shape_box,
     to_image_pixels,
+    units_of,
     upsert_layer,
 )
+from ._profile_plot import ProfilePlot, curve
 
 if TYPE_CHECKING:
     import napari
@@ -81,6 +84,7 @@ class PreparePsfWidget(PsfkitWidget):
         self.hot_pixels = CheckBox(value=True, label="remove hot pixels")
         super().__init__(viewer, [self.image, self.region, self.size, self.background,
                                   self.hot_pixels], run_text="Prepare PSF")
+        self.plot = ProfilePlot(self.native.layout())
 
     def prepare(self):
         layer = self.image.value
@@ -116,23 +120,24 @@ class PreparePsfWidget(PsfkitWidget):
                                         spacing=spacing, return_info=True)
             callback(2, 2)
             info.centre = info.centre + offset
-            return psf, info, layer, spacing, call
+            return psf, info, layer, spacing, call, [curve("PSF", psf, spacing)]
 
         return job
 
     def finish(self, result) -> None:
-        psf, info, layer, spacing, call = result
+        psf, info, layer, spacing, call, curves = result
         messages = info.warnings
         metadata = {"source": layer.name, **run_metadata(info), REPRODUCE_KEY: call}
         upsert_layer(self.viewer, psf, f"{layer.name} PSF", "image", role="psf",
                      scale=tuple(spacing), translate=tuple(layer.translate[-psf.ndim:]),
-                     metadata=metadata, colormap="magma")
+                     units=units_of(layer, psf.ndim), metadata=metadata, colormap="magma")
         status = (f"PSF {' × '.join(map(str, psf.shape))}, "
-                  f"FWHM {format_widths(info.fwhm, spacing)}, "
+                  f"FWHM {format_widths(info.fwhm, spacing, layer_units(layer, psf.ndim))}, "
                   f"SNR {info.snr:.0f}, centre {np.round(info.centre, 2).tolist()}")
         if messages:
             status += " — warning: " + "; ".join(messages)
         self.status.value = status
+        self.plot.show(curves, spacing, layer_units(layer, psf.ndim))
 
 
 class AverageBeadsWidget(PsfkitWidget):
@@ -161,6 +166,7 @@ class AverageBeadsWidget(PsfkitWidget):
                                           label="bead diameter (0 = ignore)")
         super().__init__(viewer, [self.image, self.method, self.size, self.threshold,
                                   self.bead_diameter], run_text="Average beads")
+        self.plot = ProfilePlot(self.native.layout())
 
     def prepare(self):
         layer = self.image.value
@@ -178,19 +184,21 @@ class AverageBeadsWidget(PsfkitWidget):
             result = average_beads(data, spacing=spacing, shape=shape, method=method,
                                    threshold=threshold, bead_diameter=diameter,
                                    callback=callback)
-            return result, layer, spacing, method, call
+            return result, layer, spacing, method, call, [curve("averaged PSF", result.psf,
+                                                                 spacing)]
 
         return job
 
     def finish(self, result) -> None:
-        average, layer, spacing, method, call = result
+        average, layer, spacing, method, call, curves = result
         inputs = {"image": layer.name}
         metadata = {"source": layer.name, **run_metadata(average), "method": method,
                     REPRODUCE_KEY: reproduction(f"{call}.psf", inputs)}
         translate = tuple(layer.translate[-len(spacing):])
+        placement = {"scale": tuple(spacing), "translate": translate,
+                     "units": units_of(layer, len(spacing))}
         upsert_layer(self.viewer, average.psf, f"{layer.name} averaged PSF", "image",
-                     role="psf", scale=tuple(spacing), translate=translate,
-                     metadata=metadata, colormap="magma")
+                     role="psf", metadata=metadata, colormap="magma", **placement)
         beads = average.beads
         positions_metadata = {"source": layer.name, REPRODUCE_KEY: reproduction(
             f"{call}.beads['position']", inputs)}
@@ -199,10 +207,13 @@ class AverageBeadsWidget(PsfkitWidget):
         features = {"accepted": accepted, "reason": beads["reason"],
                     "flux": beads["flux"], "snr": beads["snr"]}
         upsert_layer(self.viewer, beads["position"], _beads_name(layer.name), "points",
-                     role="beads", scale=tuple(spacing), translate=translate,
-                     features=features, face_color=colours, border_color=colours, size=6,
+                     role="beads", **placement, features=features, face_color=colours,
+                     border_color=colours, size=6,
                      opacity=0.6, metadata=positions_metadata)
         rejected = len(accepted) - average.beads_used
+        units = layer_units(layer, len(spacing))
+        widths = format_widths(average.fwhm, spacing, units)
         self.status.value = (f"{average.beads_used} beads averaged, {rejected} rejected; "
-                             f"FWHM {format_widths(average.fwhm, spacing)}, "
+                             f"FWHM {widths}, "
                              f"spread {average.spread:.2f}")
+        self.plot.show(curves, spacing, units)

@@ -17,15 +17,18 @@ def blurred_pair():
 
 
 def beads():
-    from psfkit.samples import sample_beads, sample_point_source
+    from psfkit.samples import sample_beads
 
     beads = sample_beads()
+    return [(beads["image"], {"name": "beads", "metadata": {"truth": beads["truth"]}},
+             "image")]
+
+
+def led_photo():
+    from psfkit.samples import sample_point_source
+
     led = sample_point_source()
-    return [
-        (beads["image"], {"name": "beads", "metadata": {"truth": beads["truth"]}}, "image"),
-        (led["image"], {"name": "LED", "metadata": {"truth": led["truth"]}, "visible": False},
-         "image"),
-    ]
+    return [(led["image"], {"name": "LED", "metadata": {"truth": led["truth"]}}, "image")]
 
 
 def blurred_image():
