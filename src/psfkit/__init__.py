@@ -16,11 +16,13 @@ from .deconvolution import deconvolve
 from .defocus import defocus_diameter
 from .estimate import KernelEstimate, estimate_kernel
 from .fit import KernelFit, fit_kernel
+from .maps import estimate_kernel_map, fit_kernel_map
 from .models import MODELS, make_psf
 from .noise import noise_sigma
 from .operators import Convolver, convolve
 from .optics import confocal_psf, widefield_psf
 from .psf import PsfReport, PsfWarning, SaturationWarning, TruncationWarning, prepare_psf
+from .psf_map import PsfMap
 from .units import UndersamplingWarning, resample_psf
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "Convolver",
     "KernelEstimate",
     "KernelFit",
+    "PsfMap",
     "PsfReport",
     "PsfWarning",
     "SaturationWarning",
@@ -42,8 +45,10 @@ __all__ = [
     "deconvolve_chunked",
     "defocus_diameter",
     "estimate_kernel",
+    "estimate_kernel_map",
     "estimate_shift",
     "fit_kernel",
+    "fit_kernel_map",
     "make_psf",
     "noise_sigma",
     "prepare_psf",
