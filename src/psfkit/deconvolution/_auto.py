@@ -14,7 +14,7 @@ import numpy as np
 
 from psfkit._progress import report
 from psfkit.noise import central_region
-from psfkit.operators import BlurOperator, Convolver
+from psfkit.operators import Convolver
 
 from ._common import DEFAULT_ITERATIONS, MethodResult, Request, slab_rows
 from ._extrapolation import make_extrapolation
@@ -28,6 +28,7 @@ from ._richardson_lucy import (
 )
 from ._tuning import AutoTuning
 from ._tv import tv_prox
+from ._varying import blur_operator, central_psf
 
 #: The TV smoothing of ``rl_mix``: dual projection iterations of the result (plain, without
 #: momentum, which would take one more image per axis), and fast (Beck–Teboulle) ones per
@@ -216,8 +217,8 @@ def rl_mix(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     total = sharp.iterations + steps_of_smoothing + (
         tuning.rl_tv_refinement_iterations if weight > 0 else 0)
     counter = _StepCounter(request.callback, sharp.iterations, total)
-    smooth, smoothing = smooth_to_noise(sharp.image, image, psf, noise, request.smoothing,
-                                        on_step=counter)
+    smooth, smoothing = smooth_to_noise(sharp.image, image, central_psf(psf), noise,
+                                        request.smoothing, on_step=counter)
     # the smoothed estimate replaces the over-fitted one, whose memory is freed
     result = replace(sharp, image=smooth, regularization=weight, smoothing=smoothing,
                      stopped_by="callback" if counter.cancelled else sharp.stopped_by)
@@ -225,7 +226,7 @@ def rl_mix(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     if weight == 0 or counter.cancelled:
         return result
     refined = richardson_lucy(
-        problem, BlurOperator(psf, image.shape), iterations=tuning.rl_tv_refinement_iterations,
+        problem, blur_operator(psf, image.shape), iterations=tuning.rl_tv_refinement_iterations,
         regulariser=tv_regulariser(problem, weight), initial=smooth,
         progress=ProgressSpan(request.callback, result.iterations + steps_of_smoothing, total))
     smooth += refined.image
@@ -238,7 +239,7 @@ def _overfitted_rl(problem: PoissonData, psf, request: Request, budget: int, tot
     test) or for ``request.iterations``, at most ``budget`` iterations reported as the
     first steps of ``total``. Returns its result, and the extension, which knows whether
     it saw point sources."""
-    operator = BlurOperator(psf, problem.image.shape)
+    operator = blur_operator(psf, problem.image.shape)
     extension = PointSourceExtension(request.tuning)
     discrepancy = DiscrepancyStop(problem, extension) if request.iterations is None else None
     run = richardson_lucy(

@@ -30,6 +30,7 @@ from ._common import DEFAULT_ITERATIONS, MethodResult, Request, slab_rows
 from ._extrapolation import NoExtrapolation, make_extrapolation
 from ._noise import NoiseModel
 from ._tv import TotalVariationFactor
+from ._varying import blur_operator
 
 #: Step rule of ``method="richardson_lucy"``'s acceleration, and the default of
 #: :func:`run_richardson_lucy`'s ``step_rule``: the cosine rule (:class:`CosineRule`).
@@ -378,7 +379,7 @@ def _rl_family(image, psf, noise: NoiseModel, request: Request, method: str, wei
     automatic run and ``step_rule`` applies; with one, convergence stops it and Biggs and
     Andrews' projection rule sets the steps."""
     problem = PoissonData.from_image(image, noise)
-    operator = BlurOperator(psf, image.shape)
+    operator = blur_operator(psf, image.shape)
     automatic_stop = request.iterations is None
     discrepancy = DiscrepancyStop(problem) if automatic_stop and weight == 0 else None
     stops = [discrepancy or ToleranceStop()] if automatic_stop else []

@@ -12,6 +12,7 @@ from psfkit.operators import BlurOperator, inner, norm
 
 from ._common import DEFAULT_ITERATIONS, MethodResult, Request, slab_rows
 from ._noise import NoiseModel
+from ._varying import blur_operator
 
 
 def _total_variation_gradient_term(estimate: np.ndarray, epsilon: float) -> np.ndarray:
@@ -168,7 +169,7 @@ def fista_tv(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     With ``regularization="auto"``, ``λ`` follows the discrepancy principle during the
     iterations: it is scaled up while the residual is below the noise and down while above.
     """
-    operator = BlurOperator(psf, image.shape)
+    operator = blur_operator(psf, image.shape)
     iterations = request.iterations or DEFAULT_ITERATIONS["fista_tv"]
     data = image - np.float32(noise.background)
     target = noise.rms**2
