@@ -117,3 +117,33 @@ def test_fit_kernel_map_refuses_auto_and_a_wrong_grid():
         psfkit.estimate_kernel_map(pair.sharp, pair.blurred, grid=(2, 2, 2))
     with pytest.raises(TypeError, match="grid must be an int"):
         psfkit.estimate_kernel_map(pair.sharp, pair.blurred, grid=(2, 1.5))
+
+
+def _bead_halves(rng=0):
+    """Beads imaged through a narrow PSF on the left half and a wide one on the right."""
+    narrow = make_psf("gaussian", (15, 15), sigma=1.2)
+    wide = make_psf("gaussian", (15, 15), sigma=2.2)
+    left, _ = samples.bead_image(narrow, (128, 96), count=8, peak_snr=40, rng=rng)
+    right, _ = samples.bead_image(wide, (128, 96), count=8, peak_snr=40, rng=rng + 1)
+    return np.concatenate([left, right], axis=1)
+
+
+def test_average_beads_with_a_grid_gives_a_psf_per_region():
+    image = _bead_halves()
+    psf_map = psfkit.average_beads(image, grid=(1, 2), shape=15)
+    assert isinstance(psf_map, PsfMap) and psf_map.grid == (1, 2)
+    assert np.all(psf_map.diagnostics["beads_used"] >= 3)
+    assert np.all(np.isfinite(psf_map.diagnostics["spread"]))
+    widths = psf_map.diagnostics["fwhm"].mean(axis=-1).ravel()
+    assert widths[0] < 3.4 < widths[1]  # FWHM 2.8 and 5.2 px for sigma 1.2 and 2.2
+
+
+def test_a_region_without_beads_is_filled_from_its_neighbour():
+    image = _bead_halves()
+    image[:, 40:] = np.random.default_rng(0).normal(100, 25, (128, 152))  # no beads
+    psf_map = psfkit.average_beads(image, grid=(1, 2), shape=15)
+    assert psf_map.diagnostics["beads_used"][0, 1] == 0
+    assert psf_map.diagnostics["filled"].tolist() == [[False, True]]
+    np.testing.assert_allclose(psf_map.psfs[0, 1], psf_map.psfs[0, 0], atol=1e-7)
+    with pytest.raises(ValueError, match="callback is not available with grid"):
+        psfkit.average_beads(image, grid=(1, 2), callback=lambda *a: True)

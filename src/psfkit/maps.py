@@ -403,12 +403,13 @@ def fit_kernel_map(sharp, blurred, model: str = "gaussian", grid=(3, 3), *, shap
 
 def bead_map(average_beads, image, grid, options: dict) -> PsfMap:
     """``average_beads(image[region], **options)`` on each tile of a grid over ``image``:
-    a PSF per region with its ``beads_used`` and ``spread``; a region where no bead is
-    usable is filled from its nearest reliable neighbours."""
+    a PSF per region with its ``beads_used``, ``spread`` and ``fwhm`` (per axis, NaN for a
+    region without beads); a region where no bead is usable is filled from its nearest
+    neighbours with beads."""
     image = as_float_array(image, "image")
     grid = tile_grid(grid, image.ndim)
     tiles = tiling(image.shape, grid, DEFAULT_OVERLAP, [min(MIN_TILE, n) for n in image.shape])
-    psfs, used, spread = [], [], []
+    psfs, used, spread, widths = [], [], [], []
     for tile in tiles:
         try:
             average = average_beads(image[tile.region], **options)
@@ -417,8 +418,10 @@ def bead_map(average_beads, image, grid, options: dict) -> PsfMap:
         psfs.append(None if average is None else average.psf)
         used.append(0 if average is None else average.beads_used)
         spread.append(np.nan if average is None else average.spread)
+        widths.append(np.full(image.ndim, np.nan) if average is None else average.fwhm)
     reliable = np.asarray(used) > 0
     pair = _Pair(sharp=image, blurred=image, offset=(0,) * image.ndim,
                  shift=np.zeros(image.ndim), shape=image.shape)
     return _map_of(pair, tiles, grid, psfs,
-                   dict(beads_used=np.asarray(used), spread=np.asarray(spread)), reliable)
+                   dict(beads_used=np.asarray(used), spread=np.asarray(spread),
+                        fwhm=np.asarray(widths)), reliable)
