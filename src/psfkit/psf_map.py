@@ -69,6 +69,11 @@ class PsfMap:
         return tuple(len(c) for c in self.centres)
 
     @property
+    def ndim(self) -> int:
+        """The dimensionality of the image (and of every PSF)."""
+        return len(self.shape)
+
+    @property
     def psf_shape(self) -> tuple[int, ...]:
         """The shape of every tile's PSF."""
         return tuple(self.psfs.shape[len(self.centres):])

@@ -120,3 +120,18 @@ def test_a_3d_map_deconvolves_and_a_map_of_another_image_is_refused():
     assert np.isfinite(result).all() and info.iterations >= 1
     with pytest.raises(ValueError, match=r"map of an image of shape \(10, 32, 32\)"):
         psfkit.deconvolve(volume[:, :30], psf_map)
+
+
+def test_the_chunked_path_deconvolves_each_block_with_its_part_of_the_map():
+    pair, psf_map = _field_case()
+    whole, info = psfkit.deconvolve(pair.blurred, psf_map, "richardson_lucy",
+                                    return_info=True)
+    blocks = psfkit.deconvolve_chunked(pair.blurred, psf_map, chunks=80,
+                                       scheduler="synchronous", **info.parameters)
+    inner = (slice(10, -10),) * 2
+    difference = np.abs(blocks[inner] - whole[inner]).max()
+    assert difference <= 0.01 * np.abs(whole[inner]).max()
+    stack = np.stack([pair.blurred, pair.blurred])  # a leading axis of frames
+    frames = psfkit.deconvolve_chunked(stack, psf_map, chunks=(1, 80, 80),
+                                       scheduler="synchronous", **info.parameters)
+    np.testing.assert_allclose(frames[1], blocks, atol=1e-6)

@@ -308,9 +308,12 @@ def deconvolve(
     ----------
     image : (M, N) or (P, M, N) ndarray
         Blurred image, any real dtype. Not modified.
-    psf : ndarray
+    psf : ndarray or PsfMap
         Point spread function with the image's dimensionality, origin at its centre pixel
-        ``shape // 2``. It is clipped to be nonnegative and normalised to unit sum.
+        ``shape // 2``. It is clipped to be nonnegative and normalised to unit sum. A
+        :class:`psfkit.PsfMap` of this image gives a blur that changes across the field
+        (:mod:`psfkit.deconvolution._varying`: exact for the iterative methods, piecewise
+        for Wiener and Tikhonov).
     method : {"auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix"}
         ``"auto"`` chooses the method, its regularization and when to stop from the data;
         today it is ``"rl_mix"``: Richardson–Lucy run past the discrepancy principle's stop,
