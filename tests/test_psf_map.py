@@ -6,7 +6,7 @@ import pytest
 
 import psfkit
 from psfkit import make_psf, samples
-from psfkit.maps import robust_polynomial
+from psfkit.maps import model_parameters, robust_polynomial, smooth_quantities
 from psfkit.psf_map import PsfMap, hat_weights, tiling
 
 
@@ -147,3 +147,27 @@ def test_a_region_without_beads_is_filled_from_its_neighbour():
     np.testing.assert_allclose(psf_map.psfs[0, 1], psf_map.psfs[0, 0], atol=1e-7)
     with pytest.raises(ValueError, match="callback is not available with grid"):
         psfkit.average_beads(image, grid=(1, 2), callback=lambda *a: True)
+
+
+def test_elliptical_parameters_survive_the_moment_form_of_the_smoothing():
+    params = dict(sigma_y=1.3, sigma_x=2.2, angle=2.5)
+    quantities = smooth_quantities("elliptical_gaussian", params)
+    recovered = model_parameters("elliptical_gaussian", quantities, {})
+    assert recovered == pytest.approx(params, abs=1e-12)
+
+
+def test_fit_kernel_map_recovers_field_dependent_astigmatism():
+    pair = samples.field_blurred_pair((192, 192), (1.0, 3.5), astigmatism=2.5,
+                                      scene_kind="blobs", rng=1)
+    psf_map = psfkit.fit_kernel_map(pair.sharp, pair.blurred, "elliptical_gaussian",
+                                    grid=(4, 4))
+    ellipticity_errors, angle_errors = [], []
+    for position in [(y, x) for y in range(8, 192, 16) for x in range(8, 192, 16)]:
+        params = psf_map.params_at(position)
+        truth = 1 - pair.sigma[position] / pair.sigma_major[position]
+        ellipticity_errors.append(1 - params["sigma_y"] / params["sigma_x"] - truth)
+        if truth > 0.1:
+            difference = params["angle"] - pair.angle[position]
+            angle_errors.append(np.mod(difference + np.pi / 2, np.pi) - np.pi / 2)
+    assert np.sqrt(np.mean(np.square(ellipticity_errors))) < 0.06
+    assert np.degrees(np.sqrt(np.mean(np.square(angle_errors)))) < 10

@@ -451,8 +451,8 @@ def average_beads(
         ``psf``, the per-bead table ``beads`` (position, accepted, reason, flux, snr),
         ``beads_used``, ``spread``, ``fwhm`` and ``snr``. With ``grid``, a
         :class:`psfkit.PsfMap` of the regions' PSFs whose ``diagnostics`` hold each
-        region's ``beads_used`` and ``spread``; a region without a usable bead is
-        ``filled`` from its nearest neighbours with beads.
+        region's ``beads_used``, ``spread`` and ``fwhm`` (NaN without beads); a region
+        without a usable bead is ``filled`` from its nearest neighbours with beads.
 
     Notes
     -----

@@ -51,8 +51,8 @@ MIN_TILE = 32
 #: polynomial refitted (Rousseeuw & Leroy's 3-sigma rule for a normal core).
 OUTLIER_CUT = 3.0
 
-#: Parameters that are directions with period pi (a line or an ellipse's axis): smoothed as
-#: the doubled-angle vector ``(cos 2θ, sin 2θ)`` so that 179° and 1° average to 0°.
+#: Parameters that are directions with period pi (a line's): smoothed as the doubled-angle
+#: vector ``(cos 2θ, sin 2θ)`` so that 179° and 1° average to 0°.
 ANGLE_PARAMETERS = ("angle",)
 
 
@@ -154,7 +154,8 @@ def estimate_kernel_map(sharp, blurred, grid=(3, 3), shape=None, *,
         RMS over the noise), ``reliability`` (the sharp tile's gradient energy over the
         noise, relative to the median tile), ``reliable``/``filled`` (an unreliable tile's
         kernel is the mean of its nearest reliable neighbours'), and the tile's ``shift``
-        (global plus its own), ``gain`` and ``offset``.
+        (global plus its own), ``gain`` and ``offset`` (NaN, and ``residual_ratio``
+        infinite, for a tile whose estimate failed). ``psfs`` are always finite.
 
     Notes
     -----
@@ -236,39 +237,91 @@ def robust_polynomial(design: np.ndarray, values: np.ndarray, usable: np.ndarray
     return coefficients, kept
 
 
+def smooth_quantities(model: str, params: dict) -> dict[str, np.ndarray]:
+    """The quantities of a model's parameters that vary smoothly over a field, which the
+    polynomials are fitted to: an elliptical Gaussian's second moments ``cxx, cyy, cxy``
+    (its angle is undefined where it is round, and jumps by π where it wraps), a
+    direction's doubled-angle vector ``(cos 2θ, sin 2θ)``, the other parameters as they
+    are; each a 1D array (one entry, or one per axis)."""
+    if model == "elliptical_gaussian":
+        major, minor = params["sigma_x"] ** 2, params["sigma_y"] ** 2
+        c, s = np.cos(params["angle"]), np.sin(params["angle"])
+        return dict(cxx=np.array([major * c * c + minor * s * s]),
+                    cyy=np.array([major * s * s + minor * c * c]),
+                    cxy=np.array([(major - minor) * c * s]))
+    quantities = {}
+    for name, value in params.items():
+        value = np.atleast_1d(np.asarray(value, dtype=np.float64))
+        if name in ANGLE_PARAMETERS:
+            quantities[f"{name} cos"], quantities[f"{name} sin"] = (np.cos(2 * value),
+                                                                     np.sin(2 * value))
+        else:
+            quantities[name] = value
+    return quantities
+
+
+def model_parameters(model: str, quantities: dict, sizes: dict) -> dict:
+    """The inverse of :func:`smooth_quantities`: the parameters in the form the model
+    takes them (``sizes`` gives each parameter's number of components)."""
+    if model == "elliptical_gaussian":
+        cxx, cyy, cxy = (float(quantities[n][0]) for n in ("cxx", "cyy", "cxy"))
+        mean, half = (cxx + cyy) / 2, np.hypot((cxx - cyy) / 2, cxy)
+        return dict(sigma_y=float(np.sqrt(max(mean - half, 1e-4))),
+                    sigma_x=float(np.sqrt(max(mean + half, 1e-4))),
+                    angle=float(np.mod(0.5 * np.arctan2(2 * cxy, cxx - cyy), np.pi)))
+    params = {}
+    for name, size in sizes.items():
+        if name in ANGLE_PARAMETERS:
+            values = np.mod(0.5 * np.arctan2(quantities[f"{name} sin"],
+                                             quantities[f"{name} cos"]), np.pi)
+        else:
+            values = quantities[name]
+        params[name] = float(values[0]) if size == 1 else tuple(float(v) for v in values)
+    return params
+
+
+#: Smoothed quantities that may take any sign, so are not held within the tiles' range
+#: (the others are sizes, held within half the smallest and twice the largest tile value).
+SIGNED_QUANTITIES = ("cxy", "angle cos", "angle sin")
+
+
 class ParameterField:
-    """A model's parameters over the field: one low-order polynomial per parameter
-    component in the coordinates of the axes the grid varies along, fitted robustly to
-    the tiles' values; angles through their doubled-angle vector. Values are held within
-    half the smallest and twice the largest tile value, so the polynomial never
-    extrapolates to a size of 0 near a corner."""
+    """A model's parameters over the field: one low-order polynomial per smooth quantity
+    (:func:`smooth_quantities`) in the coordinates of the axes the grid varies along,
+    fitted robustly to the tiles' values. Sizes are held within half the smallest and
+    twice the largest tile value, so a polynomial never extrapolates to a size of 0 near
+    a corner."""
 
     def __init__(self, model: str, tile_params: list, points: np.ndarray, usable, axes,
                  degree: int):
         self.model = model
         self.axes = tuple(axes)
-        self.names = list(tile_params[next(i for i, u in enumerate(usable) if u)])
-        self.sizes = {}
+        usable = np.asarray(usable)
+        first = tile_params[int(np.argmax(usable))]
+        self.names = list(first)
+        self.sizes = {name: len(np.atleast_1d(first[name])) for name in self.names}
         points = points[:, self.axes]
         self.centre = points.mean(axis=0)
         self.scale = np.maximum(np.ptp(points, axis=0) / 2, 1.0)
-        degree = self._affordable(degree, int(np.sum(usable)))
-        self.degree = degree
-        design = _basis(points, self.centre, self.scale, degree)
-        self.surfaces, self.kept, self.bounds = {}, {}, {}
-        for name in self.names:
-            values = np.array([np.atleast_1d(p[name]) if p is not None else
-                               np.full(self._size(tile_params, usable, name), np.nan)
-                               for p in tile_params], dtype=np.float64)
-            self.sizes[name] = values.shape[1]
-            if name in ANGLE_PARAMETERS:
-                values = np.concatenate([np.cos(2 * values), np.sin(2 * values)], axis=1)
-            fits = [robust_polynomial(design, np.nan_to_num(values[:, c]), np.asarray(usable))
+        self.degree = self._affordable(degree, int(np.sum(usable)))
+        design = _basis(points, self.centre, self.scale, self.degree)
+        tiles = [None if p is None else smooth_quantities(model, p) for p in tile_params]
+        reference = tiles[int(np.argmax(usable))]
+        self.surfaces, self.bounds = {}, {}
+        kept = usable.copy()
+        for name, example in reference.items():
+            values = np.array([t[name] if t is not None else np.zeros(len(example))
+                               for t in tiles], dtype=np.float64)
+            fits = [robust_polynomial(design, values[:, c], usable)
                     for c in range(values.shape[1])]
             self.surfaces[name] = np.stack([f[0] for f in fits], axis=1)
-            self.kept[name] = np.all([f[1] for f in fits], axis=0)
-            finite = values[np.asarray(usable)]
-            self.bounds[name] = (0.5 * finite.min(axis=0), 2.0 * finite.max(axis=0))
+            for _, rows in fits:
+                kept &= rows
+            if name not in SIGNED_QUANTITIES:
+                self.bounds[name] = (0.5 * values[usable].min(axis=0),
+                                     2.0 * values[usable].max(axis=0))
+        #: the usable tiles that the outlier rejection kept for every quantity
+        self.kept = kept
 
     def _affordable(self, degree: int, count: int) -> int:
         """The highest degree up to ``degree`` with no more terms than ``count`` tiles."""
@@ -276,29 +329,17 @@ class ParameterField:
             degree -= 1
         return degree
 
-    @staticmethod
-    def _size(tile_params, usable, name) -> int:
-        """Components of parameter ``name`` (1, or one per axis)."""
-        first = next(p for p, u in zip(tile_params, usable, strict=True) if u)
-        return len(np.atleast_1d(first[name]))
-
     def params(self, position) -> dict:
         """The parameters at a pixel ``position``, in the form the model takes them."""
         point = np.asarray(position, dtype=np.float64)[list(self.axes)][None]
         row = _basis(point, self.centre, self.scale, self.degree)[0]
-        result = {}
-        for name in self.names:
-            values = row @ self.surfaces[name]
-            if name in ANGLE_PARAMETERS:
-                size = self.sizes[name]
-                values = 0.5 * np.arctan2(values[size:], values[:size])
-                values = np.mod(values, np.pi)
-            else:
-                low, high = self.bounds[name]
-                values = np.clip(values, low, high)
-            result[name] = float(values[0]) if self.sizes[name] == 1 else tuple(
-                float(v) for v in values)
-        return result
+        quantities = {}
+        for name, surface in self.surfaces.items():
+            values = row @ surface
+            if name in self.bounds:
+                values = np.clip(values, *self.bounds[name])
+            quantities[name] = values
+        return model_parameters(self.model, quantities, self.sizes)
 
     def render(self, shape, position) -> np.ndarray:
         """The model rendered on ``shape`` with the parameters at ``position``."""
@@ -347,8 +388,9 @@ def fit_kernel_map(sharp, blurred, model: str = "gaussian", grid=(3, 3), *, shap
     Each parameter component ``p`` is fitted as ``p(y, x) = sum c_ab u^a v^b`` over the
     reliable tiles, ``u, v`` the centred and scaled tile coordinates; tiles more than
     ``OUTLIER_CUT`` robust sigmas from the surface are dropped and the surface refitted
-    until the set of tiles settles (a residual cut at k·MAD). Angles are smoothed as
-    ``(cos 2θ, sin 2θ)``.
+    until the set of tiles settles (a residual cut at k·MAD). An elliptical Gaussian is
+    smoothed through its second moments and a motion's angle as ``(cos 2θ, sin 2θ)``
+    (:func:`smooth_quantities`).
     """
     if not isinstance(model, str) or model == "auto":
         raise ValueError(f"model must be one model name for the whole field (see "
@@ -380,7 +422,7 @@ def fit_kernel_map(sharp, blurred, model: str = "gaussian", grid=(3, 3), *, shap
     axes = [a for a, g in enumerate(grid) if g > 1] or [len(grid) - 1]
     field = ParameterField(fits[int(np.argmax(reliable))].model, tile_params, points,
                            reliable, axes, degree)
-    used = reliable & np.all(list(field.kept.values()), axis=0)
+    used = reliable & field.kept
     render_shape = shape or tuple(max(f.kernel.shape[a] for f in fits if f is not None)
                                   for a in range(pair.sharp.ndim))
     centres = np.array([t.centre for t in tiles]) + np.asarray(pair.offset)

@@ -369,10 +369,11 @@ def field_blurred_pair(shape=(256, 256), sigma_range=(1.2, 3.0), *, astigmatism:
     the field: ``blurred(p) = sum_q g_p(p - q) scene(q)``, the scene larger than the frame
     so light enters it from outside. Its width grows linearly from ``sigma_range[0]`` at
     the top-left corner to ``sigma_range[1]`` at the bottom-right one; with
-    ``astigmatism`` ``a > 0`` it is elongated along the field angle (the direction from
-    the image centre), its major axis ``sigma · (1 + a · r)`` at the relative field radius
-    ``r`` (1 in the corners). ``noise`` is a fraction of the blurred image's range, as in
-    :func:`blurred_pair`."""
+    ``astigmatism`` ``a > 0`` (px) it is elongated along the field angle (the direction
+    from the image centre), its major axis ``sqrt(sigma² + (a r)²)`` at the relative field
+    radius ``r`` (1 in the corners): third-order (Seidel) astigmatism, whose second-moment
+    difference grows with the square of the field height. ``noise`` is a fraction of the
+    blurred image's range, as in :func:`blurred_pair`."""
     rng = _rng(rng)
     rows, cols = (int(n) for n in shape)
     y, x = np.mgrid[0:rows, 0:cols].astype(np.float64)
@@ -380,7 +381,7 @@ def field_blurred_pair(shape=(256, 256), sigma_range=(1.2, 3.0), *, astigmatism:
     sigma = sigma_range[0] + (sigma_range[1] - sigma_range[0]) * position
     offset_y, offset_x = y - (rows - 1) / 2, x - (cols - 1) / 2
     radius_field = np.hypot(offset_y / max((rows - 1) / 2, 1), offset_x / max((cols - 1) / 2, 1))
-    sigma_major = sigma * (1 + astigmatism * radius_field / np.sqrt(2))
+    sigma_major = np.sqrt(sigma**2 + (astigmatism * radius_field / np.sqrt(2)) ** 2)
     angle = np.mod(np.arctan2(offset_y, offset_x), np.pi)
     radius = int(np.ceil(4 * float(sigma_major.max())))
     big = scene(scene_kind, (rows + 2 * radius, cols + 2 * radius), rng=rng).astype(np.float64)
