@@ -512,11 +512,48 @@ def test_microscope_psfs_are_finite_or_name_the_bad_argument(
     holds_contract(function, arguments, check)
 
 
+def map_result(ndim: int):
+    """A check that a result is a PsfMap of finite float32 PSFs for an ``ndim``-D image."""
+    def check(result):
+        assert isinstance(result, psfkit.PsfMap), type(result)
+        is_float_array(result.psfs, ndim=2 * ndim)
+        assert result.grid == result.psfs.shape[:ndim]
+    return check
+
+
+@contract_settings(examples=60)
+@given(pair=blurred_pairs(min_side=16), grid=bad_or((2, 2), (1, 3), (2, 2, 2), (0, 2)),
+       shape=bad_or(None, (5, 5), 4), overlap=bad_or(1.5, 0.5))
+def test_estimate_kernel_map_returns_a_finite_map_or_names_the_bad_argument(
+        pair, grid, shape, overlap):
+    sharp, blurred = pair
+    holds_contract(psfkit.estimate_kernel_map,
+                   dict(sharp=sharp, blurred=blurred, grid=grid, shape=shape, overlap=overlap,
+                        max_iterations=5),
+                   map_result(_ndim(sharp)), documented_nan=("diagnostics",),
+                   names={"sharp", "blurred", "grid", "shape", "overlap", "max_iterations"})
+
+
+@contract_settings(examples=60)
+@given(pair=blurred_pairs(min_side=16), model=bad_or("gaussian", "disk", "auto", "nope"),
+       grid=bad_or((2, 2), (2, 1), 3.0), degree=bad_or(2, 0, 1.5))
+def test_fit_kernel_map_returns_a_finite_map_or_names_the_bad_argument(
+        pair, model, grid, degree):
+    sharp, blurred = pair
+    holds_contract(psfkit.fit_kernel_map,
+                   dict(sharp=sharp, blurred=blurred, model=model, grid=grid, degree=degree,
+                        max_evaluations=10),
+                   map_result(_ndim(sharp)), documented_nan=("diagnostics",),
+                   names={"sharp", "blurred", "model", "grid", "degree", "shape",
+                          "max_evaluations"})
+
+
 def test_the_suite_covers_every_function_in_its_scope():
     """The functions above are the core's public non-deconvolution API."""
     tested = {"estimate_kernel", "fit_kernel", "defocus_diameter", "prepare_psf",
               "average_beads", "make_psf", "convolve", "Convolver", "noise_sigma",
-              "estimate_shift", "resample_psf", "widefield_psf", "confocal_psf"}
+              "estimate_shift", "resample_psf", "widefield_psf", "confocal_psf",
+              "estimate_kernel_map", "fit_kernel_map"}
     excluded = {"deconvolve", "deconvolve_chunked"}  # hardened and tested elsewhere
     public_functions = {name for name in psfkit.__all__
                         if callable(getattr(psfkit, name)) and not name[0].isupper()}

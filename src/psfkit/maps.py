@@ -21,6 +21,7 @@ from ._validate import (
     as_float_array,
     kernel_shape,
     matching_pair,
+    rescaled,
     whole_number,
 )
 from .align import estimate_shift
@@ -73,7 +74,8 @@ def _aligned_pair(sharp, blurred) -> _Pair:
     sharp = as_float_array(sharp, "sharp")
     blurred = as_float_array(blurred, "blurred")
     matching_pair(sharp, blurred)
-    shift = estimate_shift(sharp, blurred, upsample=10)
+    # measured on the pair at ordinary magnitudes (exact powers of two), as estimate_kernel does
+    shift = estimate_shift(rescaled(sharp)[0], rescaled(blurred)[0], upsample=10)
     whole = [round(s) for s in shift]
     if any(abs(s) >= n // 2 for s, n in zip(whole, sharp.shape, strict=True)):
         raise ValueError(f"sharp and blurred are shifted by {tuple(whole)} px, more than half "
@@ -97,6 +99,23 @@ def _tiles(pair: _Pair, grid, overlap, shape) -> tuple[tuple, list[Tile]]:
         raise ValueError(f"grid {grid} cuts an image of {pair.sharp.shape} into tiles below "
                          f"8 pixels; use fewer tiles")
     return grid, tiles
+
+
+def _on_tiles(estimate, tiles) -> list:
+    """``estimate(tile)`` for every tile, None where it raises a ``ValueError`` (that tile
+    is then flagged and filled); when every tile fails, the first tile's error is raised,
+    since it names the argument at fault."""
+    results, first_error = [], None
+    for tile in tiles:
+        try:
+            results.append(estimate(tile))
+        except ValueError as error:
+            results.append(None)
+            first_error = first_error or error
+    if first_error is not None and all(result is None for result in results):
+        raise ValueError(f"every tile of the map failed; the first: {first_error}"
+                         ) from first_error
+    return results
 
 
 def _reliability(textures, ratios, failed) -> tuple[np.ndarray, np.ndarray]:
@@ -168,14 +187,11 @@ def estimate_kernel_map(sharp, blurred, grid=(3, 3), shape=None, *,
     grid, tiles = _tiles(pair, grid, overlap, shape)
     from .estimate import estimate_kernel
 
+    estimates = _on_tiles(lambda tile: estimate_kernel(
+        pair.sharp[tile.region], pair.blurred[tile.region], shape, **options), tiles)
     kernels, textures, ratios, failed = [], [], [], []
     shifts, gains, offsets = [], [], []
-    for tile in tiles:
-        try:
-            estimate = estimate_kernel(pair.sharp[tile.region], pair.blurred[tile.region],
-                                       shape, **options)
-        except ValueError:
-            estimate = None
+    for tile, estimate in zip(tiles, estimates, strict=True):
         failed.append(estimate is None)
         kernels.append(None if estimate is None else estimate.kernel)
         ratios.append(np.inf if estimate is None else estimate.residual_ratio)
@@ -402,13 +418,9 @@ def fit_kernel_map(sharp, blurred, model: str = "gaussian", grid=(3, 3), *, shap
     grid, tiles = _tiles(pair, grid, overlap, shape)
     from .fit import fit_kernel
 
-    fits = []
-    for tile in tiles:
-        try:
-            fits.append(fit_kernel(pair.sharp[tile.region], pair.blurred[tile.region], model,
-                                   shape=shape, **options))
-        except ValueError:
-            fits.append(None)
+    fits = _on_tiles(lambda tile: fit_kernel(
+        pair.sharp[tile.region], pair.blurred[tile.region], model, shape=shape, **options),
+        tiles)
     failed = [f is None for f in fits]
     ratios = [np.inf if f is None else float(np.sqrt(max(f.reduced_chi2, 0.0))) for f in fits]
     textures = [0.0 if f is None else texture(pair.sharp[t.region],
@@ -451,12 +463,9 @@ def bead_map(average_beads, image, grid, options: dict) -> PsfMap:
     image = as_float_array(image, "image")
     grid = tile_grid(grid, image.ndim)
     tiles = tiling(image.shape, grid, DEFAULT_OVERLAP, [min(MIN_TILE, n) for n in image.shape])
+    averages = _on_tiles(lambda tile: average_beads(image[tile.region], **options), tiles)
     psfs, used, spread, widths = [], [], [], []
-    for tile in tiles:
-        try:
-            average = average_beads(image[tile.region], **options)
-        except ValueError:
-            average = None
+    for average in averages:
         psfs.append(None if average is None else average.psf)
         used.append(0 if average is None else average.beads_used)
         spread.append(np.nan if average is None else average.spread)

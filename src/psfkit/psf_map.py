@@ -228,10 +228,15 @@ def tile_centres(tiles: list[Tile], grid) -> tuple[np.ndarray, ...]:
 
 def texture(sharp_tile: np.ndarray, noise: float) -> float:
     """How much a tile constrains a kernel: the sharp tile's mean squared gradient over
-    the noise variance of the blurred tile (``noise``)."""
-    gradients = np.gradient(np.asarray(sharp_tile, dtype=np.float64))
-    energy = float(sum(np.mean(g * g) for g in gradients))
-    return energy / max(noise * noise, 1e-30)
+    the noise variance of the blurred tile (``noise``, in the sharp tile's units). The
+    tile is scaled to a largest magnitude of 1 first, so no square overflows."""
+    tile = np.asarray(sharp_tile, dtype=np.float64)
+    scale = float(np.abs(tile).max())
+    if not scale > 0:
+        return 0.0
+    energy = float(sum(np.mean(g * g) for g in np.gradient(tile / scale)))
+    ratio = min(scale / max(abs(noise), 1e-300), 1e150)  # at most 1e300 once squared
+    return energy * ratio * ratio
 
 
 #: Scale (px) of the Laplacian of Gaussian that weighs a tile's pixels in
@@ -247,8 +252,11 @@ def texture_centre(sharp: np.ndarray, tile: Tile) -> tuple[float, ...]:
     centre, is where the fitted size holds."""
     import scipy.ndimage as ndi
 
-    weight = ndi.gaussian_laplace(np.asarray(sharp[tile.region], dtype=np.float64),
-                                  TEXTURE_SCALE) ** 2
+    values = np.asarray(sharp[tile.region], dtype=np.float64)
+    scale = float(np.abs(values).max())
+    if not scale > 0:
+        return tile.centre
+    weight = ndi.gaussian_laplace(values / scale, TEXTURE_SCALE) ** 2
     total = float(weight.sum())
     if not total > 0:
         return tile.centre
