@@ -512,13 +512,21 @@ def test_microscope_psfs_are_finite_or_name_the_bad_argument(
     holds_contract(function, arguments, check)
 
 
-def map_result(ndim: int):
-    """A check that a result is a PsfMap of finite float32 PSFs for an ``ndim``-D image."""
+def map_holds_contract(function, pair, **options) -> None:
+    """The contract of a map estimator on ``pair``: a PsfMap of finite float32 PSFs for an
+    image of the pair's dimensionality (its diagnostics may hold NaN for a failed tile, as
+    documented), or an error naming one of the arguments given."""
+    sharp, blurred = pair
+    ndim = _ndim(sharp)
+
     def check(result):
         assert isinstance(result, psfkit.PsfMap), type(result)
         is_float_array(result.psfs, ndim=2 * ndim)
         assert result.grid == result.psfs.shape[:ndim]
-    return check
+
+    holds_contract(function, dict(sharp=sharp, blurred=blurred, **options), check,
+                   documented_nan=("diagnostics",),
+                   names={"sharp", "blurred", "shape", *options})
 
 
 @contract_settings(examples=60)
@@ -526,12 +534,8 @@ def map_result(ndim: int):
        shape=bad_or(None, (5, 5), 4), overlap=bad_or(1.5, 0.5))
 def test_estimate_kernel_map_returns_a_finite_map_or_names_the_bad_argument(
         pair, grid, shape, overlap):
-    sharp, blurred = pair
-    holds_contract(psfkit.estimate_kernel_map,
-                   dict(sharp=sharp, blurred=blurred, grid=grid, shape=shape, overlap=overlap,
-                        max_iterations=5),
-                   map_result(_ndim(sharp)), documented_nan=("diagnostics",),
-                   names={"sharp", "blurred", "grid", "shape", "overlap", "max_iterations"})
+    map_holds_contract(psfkit.estimate_kernel_map, pair, grid=grid, shape=shape,
+                       overlap=overlap, max_iterations=5)
 
 
 @contract_settings(examples=60)
@@ -539,13 +543,8 @@ def test_estimate_kernel_map_returns_a_finite_map_or_names_the_bad_argument(
        grid=bad_or((2, 2), (2, 1), 3.0), degree=bad_or(2, 0, 1.5))
 def test_fit_kernel_map_returns_a_finite_map_or_names_the_bad_argument(
         pair, model, grid, degree):
-    sharp, blurred = pair
-    holds_contract(psfkit.fit_kernel_map,
-                   dict(sharp=sharp, blurred=blurred, model=model, grid=grid, degree=degree,
-                        max_evaluations=10),
-                   map_result(_ndim(sharp)), documented_nan=("diagnostics",),
-                   names={"sharp", "blurred", "model", "grid", "degree", "shape",
-                          "max_evaluations"})
+    map_holds_contract(psfkit.fit_kernel_map, pair, model=model, grid=grid, degree=degree,
+                       max_evaluations=10)
 
 
 def test_the_suite_covers_every_function_in_its_scope():
