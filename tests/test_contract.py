@@ -531,12 +531,48 @@ def test_microscope_psfs_are_finite_or_name_the_bad_argument(
     holds_contract(function, arguments, check)
 
 
+def map_holds_contract(function, pair, **options) -> None:
+    """The contract of a map estimator on ``pair``: a PsfMap of finite float32 PSFs for an
+    image of the pair's dimensionality (its diagnostics may hold NaN for a failed tile, as
+    documented), or an error naming one of the arguments given."""
+    sharp, blurred = pair
+    ndim = _ndim(sharp)
+
+    def check(result):
+        assert isinstance(result, psfkit.PsfMap), type(result)
+        is_float_array(result.psfs, ndim=2 * ndim)
+        assert result.grid == result.psfs.shape[:ndim]
+
+    holds_contract(function, dict(sharp=sharp, blurred=blurred, **options), check,
+                   documented_nan=("diagnostics",),
+                   names={"sharp", "blurred", "shape", *options})
+
+
+@contract_settings(examples=60)
+@given(pair=blurred_pairs(min_side=16), grid=bad_or((2, 2), (1, 3), (2, 2, 2), (0, 2)),
+       shape=bad_or(None, (5, 5), 4), overlap=bad_or(1.5, 0.5))
+def test_estimate_kernel_map_returns_a_finite_map_or_names_the_bad_argument(
+        pair, grid, shape, overlap):
+    map_holds_contract(psfkit.estimate_kernel_map, pair, grid=grid, shape=shape,
+                       overlap=overlap, max_iterations=5)
+
+
+@contract_settings(examples=60)
+@given(pair=blurred_pairs(min_side=16), model=bad_or("gaussian", "disk", "auto", "nope"),
+       grid=bad_or((2, 2), (2, 1), 3.0), degree=bad_or(2, 0, 1.5))
+def test_fit_kernel_map_returns_a_finite_map_or_names_the_bad_argument(
+        pair, model, grid, degree):
+    map_holds_contract(psfkit.fit_kernel_map, pair, model=model, grid=grid, degree=degree,
+                       max_evaluations=10)
+
+
 def test_the_suite_covers_every_function_in_its_scope():
     """The functions above are the core's public non-deconvolution API."""
     tested = {"estimate_kernel", "fit_kernel", "defocus_diameter", "prepare_psf",
               "average_beads", "make_psf", "convolve", "Convolver", "noise_sigma",
               "estimate_shift", "resample_psf", "widefield_psf", "confocal_psf",
-              "radial_profile", "axial_profile"}
+              "radial_profile", "axial_profile",
+              "estimate_kernel_map", "fit_kernel_map"}
     excluded = {"deconvolve", "deconvolve_chunked",  # hardened and tested elsewhere
                 "read_image", "write_image", "load_psf", "save_psf"}  # files: test_io
     public_functions = {name for name in psfkit.__all__

@@ -18,12 +18,14 @@ from .defocus import defocus_diameter
 from .estimate import KernelEstimate, estimate_kernel
 from .fit import KernelFit, fit_kernel
 from .io import ImageFile, load_psf, read_image, save_psf, write_image
+from .maps import estimate_kernel_map, fit_kernel_map
 from .models import MODELS, make_psf
 from .noise import noise_sigma
 from .operators import Convolver, convolve
 from .optics import confocal_psf, widefield_psf
 from .profiles import Profile, axial_profile, radial_profile
 from .psf import PsfReport, PsfWarning, SaturationWarning, TruncationWarning, prepare_psf
+from .psf_map import PsfMap
 from .units import UndersamplingWarning, resample_psf
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "KernelEstimate",
     "KernelFit",
     "Profile",
+    "PsfMap",
     "PsfReport",
     "PsfWarning",
     "SaturationWarning",
@@ -49,8 +52,10 @@ __all__ = [
     "deconvolve_chunked",
     "defocus_diameter",
     "estimate_kernel",
+    "estimate_kernel_map",
     "estimate_shift",
     "fit_kernel",
+    "fit_kernel_map",
     "load_psf",
     "make_psf",
     "noise_sigma",

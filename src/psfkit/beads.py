@@ -414,7 +414,8 @@ def average_beads(
     max_beads: int | None = None,
     bead_diameter: float | None = None,
     callback=None,
-) -> BeadAverage:
+    grid=None,
+):
     """Detect the beads in one image, reject the bad ones, register and average the rest.
 
     Parameters
@@ -442,13 +443,20 @@ def average_beads(
         regularised by its noise) by the transform of a uniform ball of that diameter.
     callback : callable, optional
         ``callback(step, total, current)`` after each bead; return ``False`` to stop (the
-        beads processed so far are averaged).
+        beads processed so far are averaged). Not with ``grid``.
+    grid : (rows, cols) or one count per axis, optional
+        Average the beads of each region of a grid of overlapping tiles instead (for a
+        volume, ``(rows, cols)`` tiles its last two axes): the PSF that changes across
+        the field.
 
     Returns
     -------
-    BeadAverage
+    BeadAverage or PsfMap
         ``psf``, the per-bead table ``beads`` (position, accepted, reason, flux, snr),
-        ``beads_used``, ``spread``, ``fwhm`` and ``snr``.
+        ``beads_used``, ``spread``, ``fwhm`` and ``snr``. With ``grid``, a
+        :class:`psfkit.PsfMap` of the regions' PSFs whose ``diagnostics`` hold each
+        region's ``beads_used``, ``spread`` and ``fwhm`` (NaN without beads); a region
+        without a usable bead is ``filled`` from its nearest neighbours with beads.
 
     Notes
     -----
@@ -471,6 +479,16 @@ def average_beads(
     .. [2] N. Wiener, *Extrapolation, Interpolation, and Smoothing of Stationary Time
        Series*, MIT Press (1949).
     """
+    if grid is not None:
+        from .maps import bead_map
+
+        if callback is not None:
+            raise ValueError("callback is not available with grid: the regions are "
+                             "averaged one after the other; leave one of them out")
+        return bead_map(average_beads, image, grid, dict(
+            spacing=spacing, shape=shape, method=method, background=background,
+            hot_pixels=hot_pixels, threshold=threshold, saturation=saturation,
+            max_beads=max_beads, bead_diameter=bead_diameter))
     if method not in ("mean", "median"):
         raise ValueError(f"method must be 'mean' or 'median', got {method!r}")
     threshold = real_number(threshold, "threshold", minimum=0.0)

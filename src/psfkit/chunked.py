@@ -48,6 +48,7 @@ from ._validate import (
 from .deconvolution import deconvolve
 from .frames import checked_choices, explicit_parameters, has_signal, map_frames
 from .noise import central_region
+from .psf_map import PsfMap, check_map_fits
 
 #: Energy fraction that defines the PSF's support radius.
 SUPPORT_ENERGY = 0.999
@@ -358,8 +359,9 @@ def plan_chunked(
     image : (..., N1, ..., ND) array-like or dask array
         The image; axes before the last ``psf.ndim`` are independent frames (time,
         channels), deconvolved one by one with the same parameters.
-    psf : (M1, ..., MD) ndarray
-        The PSF (2D or 3D).
+    psf : (M1, ..., MD) ndarray or PsfMap
+        The PSF (2D or 3D), or a map of the image's spatial shape (the blocks and their
+        overlap are sized by the widest of its PSFs).
     method, iterations, regularization, **deconvolve_kwargs
         As for :func:`psfkit.deconvolve`; automatic choices are made here, once.
     chunks : tuple or int, optional
@@ -385,9 +387,12 @@ def plan_chunked(
     -------
     ChunkPlan
     """
-    psf = as_float_array(psf, "psf")
+    psf_map = psf if isinstance(psf, PsfMap) else None
+    psf = _planning_psf(psf)
     array = _dask_array(image)
     leading = _check_image(array, psf)
+    if psf_map is not None:
+        check_map_fits(psf_map, array.shape[leading:])
     depth = _depth_per_axis(depth, psf)
     _check_depth_fits(depth, array.shape[leading:])
     memory_limit = real_number(memory_limit, "memory_limit", positive=True)
@@ -410,11 +415,34 @@ def plan_chunked(
 
     # slice the source itself: no dask rechunking of a file-backed array
     sample, region = _sample_region(array if _is_dask(image) else image, sample, leading, psf)
+    if psf_map is not None:  # the choices are made with the part of the map under the sample
+        psf = psf_map.cropped(_spatial_region(sample, array.shape, leading))
     parameters = _resolve_automatic_choices(
         region, psf, dict(deconvolve_kwargs, method=method, iterations=iterations,
                           regularization=regularization), f"the sample region {sample}")
     return ChunkPlan(parameters=parameters, depth=(0,) * leading + depth, chunks=normalized,
                      sample=sample)
+
+
+def _planning_psf(psf) -> np.ndarray:
+    """The PSF that sizes the blocks and their overlap: for a :class:`PsfMap` the
+    envelope of its tiles' PSFs (the largest value at each offset, unit sum), whose
+    support is the widest; else ``psf`` as a checked array."""
+    if isinstance(psf, PsfMap):
+        envelope = psf.psfs.reshape((-1, *psf.psf_shape)).max(axis=0)
+        return as_float_array(envelope / envelope.sum(), "psf")
+    return as_float_array(psf, "psf")
+
+
+def _spatial_region(sample, shape, leading: int) -> tuple[slice, ...]:
+    """The spatial slices (steps of 1) of a sample region of an image of ``shape``."""
+    sample = tuple(sample) + (slice(None),) * (len(shape) - len(sample))
+    region = []
+    for part, n in zip(sample[leading:], shape[leading:], strict=True):
+        part = slice(part, part + 1) if isinstance(part, int) else part
+        start, stop, _ = part.indices(n)
+        region.append(slice(start, stop))
+    return tuple(region)
 
 
 def _depth_per_axis(depth, psf: np.ndarray) -> tuple[int, ...]:
@@ -466,6 +494,27 @@ def _deconvolve_block(block: np.ndarray, psf: np.ndarray, parameters: dict) -> n
     return map_frames(frame, block, psf.ndim).result
 
 
+def _block_region(block_shape, block_info, chunks, depth, leading: int) -> tuple[slice, ...]:
+    """Where a block of :func:`dask.array.map_overlap` (no padding at the outer borders)
+    lies in the image's spatial axes: its chunk's start less the overlap, except for the
+    first chunk of an axis."""
+    location = block_info[0]["chunk-location"]
+    region = []
+    for axis in range(leading, len(block_shape)):
+        index = location[axis]
+        start = sum(chunks[axis][:index]) - (depth[axis] if index > 0 else 0)
+        region.append(slice(start, start + block_shape[axis]))
+    return tuple(region)
+
+
+def _deconvolve_map_block(block: np.ndarray, psf: PsfMap, parameters: dict, plan_chunks,
+                          plan_depth, block_info=None) -> np.ndarray:
+    """:func:`_deconvolve_block` with the part of the map ``psf`` under this block."""
+    leading = block.ndim - psf.ndim
+    region = _block_region(block.shape, block_info, plan_chunks, plan_depth, leading)
+    return _deconvolve_block(block, psf.cropped(region), parameters)
+
+
 def _checked_plan(plan) -> ChunkPlan:
     """``plan`` when it is a :class:`ChunkPlan`, else a ``TypeError`` naming it."""
     if not isinstance(plan, ChunkPlan):
@@ -479,16 +528,22 @@ def chunked_graph(image, psf, plan: ChunkPlan):
     import dask.array as da
 
     _checked_plan(plan)
-    psf = as_float_array(psf, "psf")
+    block_function, extra = _deconvolve_block, {}
+    if isinstance(psf, PsfMap):  # each block deconvolves with its part of the map
+        check_map_fits(psf, np.shape(image)[len(plan.chunks) - psf.ndim:])
+        block_function = _deconvolve_map_block
+        extra = dict(plan_chunks=plan.chunks, plan_depth=plan.depth)
+    else:
+        psf = as_float_array(psf, "psf")
     if _is_dask(image):
         array = image if tuple(image.chunks) == tuple(plan.chunks) else \
             image.rechunk(plan.chunks)
     else:  # each task slices its own block straight from the source (memory map, file)
         array = _dask_array(image, plan.chunks)
     return da.map_overlap(
-        _deconvolve_block, array, depth=dict(enumerate(plan.depth)), boundary="none",
+        block_function, array, depth=dict(enumerate(plan.depth)), boundary="none",
         trim=True, dtype=np.float32, meta=np.empty((0,) * array.ndim, np.float32),
-        psf=psf, parameters=plan.parameters,
+        psf=psf, parameters=plan.parameters, **extra,
     )
 
 
@@ -583,8 +638,9 @@ def deconvolve_chunked(
         The blurred image, any real dtype; a NumPy array, ``numpy.memmap``, dask array or
         anything with ``shape``, ``dtype`` and NumPy slicing. Leading axes (time,
         channels) are frames deconvolved independently.
-    psf : (M1, ..., MD) ndarray
-        The PSF, 2D or 3D, origin at its centre pixel.
+    psf : (M1, ..., MD) ndarray or PsfMap
+        The PSF, 2D or 3D, origin at its centre pixel; or a :class:`psfkit.PsfMap` of the
+        image's spatial shape, of which each block gets its part.
     method, iterations, regularization, **deconvolve_kwargs
         As for :func:`psfkit.deconvolve`.
     chunks, depth, sample

@@ -316,3 +316,92 @@ def sample_blurred_volume(rng=5) -> dict:
                         poisson_photons=500.0, shift=(0.0, 0.0, 0.0), rng=rng)
     return {"blurred": pair.blurred, "psf": psf, "truth": {"image": pair.sharp},
             "spacing": (0.3, 0.1, 0.1)}
+
+
+@dataclass
+class FieldBlurredPair:
+    """A pair blurred by a Gaussian that changes across the field, with the truth at every
+    pixel of ``blurred``: ``sigma`` (the minor axis, the whole width of an isotropic
+    blur), ``sigma_major`` (the major axis) and ``angle`` (the major axis's direction, in
+    the convention of the ``elliptical_gaussian`` model)."""
+
+    sharp: np.ndarray
+    blurred: np.ndarray
+    sigma: np.ndarray
+    sigma_major: np.ndarray
+    angle: np.ndarray
+    noise_sigma: float
+
+
+def _pixel_gaussian_weights(sigma: np.ndarray, radius: int) -> np.ndarray:
+    """``(..., 2 radius + 1)`` weights of a unit-sum Gaussian of width ``sigma`` (one per
+    entry) integrated over each pixel of offsets ``-radius..radius``."""
+    from scipy.special import ndtr
+
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    sigma = np.asarray(sigma, dtype=np.float64)[..., None]
+    weights = ndtr((offsets + 0.5) / sigma) - ndtr((offsets - 0.5) / sigma)
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def _elliptical_weights(sigma_minor, sigma_major, angle, radius: int) -> np.ndarray:
+    """``(..., K, K)`` unit-sum elliptical Gaussians, one per entry, integrated over each
+    pixel: a pixel's box adds a variance of 1/12 per axis, and a Gaussian of covariance
+    ``Σ + I/12`` matches the box-integrated one to far below a percent for ``σ >= 1``."""
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    dy, dx = offsets[:, None], offsets[None, :]
+    c, s = np.cos(angle)[..., None, None], np.sin(angle)[..., None, None]
+    major = (sigma_major**2)[..., None, None]
+    minor = (sigma_minor**2)[..., None, None]
+    # covariance in (y, x): the major axis along (sin a, cos a)
+    cyy = major * s * s + minor * c * c + 1 / 12
+    cxx = major * c * c + minor * s * s + 1 / 12
+    cxy = (major - minor) * s * c
+    determinant = cyy * cxx - cxy * cxy
+    exponent = (cxx * dy * dy - 2 * cxy * dy * dx + cyy * dx * dx) / determinant
+    weights = np.exp(-0.5 * exponent)
+    return weights / weights.sum(axis=(-2, -1), keepdims=True)
+
+
+def field_blurred_pair(shape=(256, 256), sigma_range=(1.2, 3.0), *, astigmatism: float = 0.0,
+                       scene_kind="natural", noise: float = 0.01, rng=0) -> FieldBlurredPair:
+    """A camera-like 2D pair blurred exactly per pixel by a Gaussian that changes across
+    the field: ``blurred(p) = sum_q g_p(p - q) scene(q)``, the scene larger than the frame
+    so light enters it from outside. Its width grows linearly from ``sigma_range[0]`` at
+    the top-left corner to ``sigma_range[1]`` at the bottom-right one; with
+    ``astigmatism`` ``a > 0`` (px) it is elongated along the field angle (the direction
+    from the image centre), its major axis ``sqrt(sigma² + (a r)²)`` at the relative field
+    radius ``r`` (1 in the corners): third-order (Seidel) astigmatism, whose second-moment
+    difference grows with the square of the field height. ``noise`` is a fraction of the
+    blurred image's range, as in :func:`blurred_pair`."""
+    rng = _rng(rng)
+    rows, cols = (int(n) for n in shape)
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float64)
+    position = (y / max(rows - 1, 1) + x / max(cols - 1, 1)) / 2
+    sigma = sigma_range[0] + (sigma_range[1] - sigma_range[0]) * position
+    offset_y, offset_x = y - (rows - 1) / 2, x - (cols - 1) / 2
+    radius_field = np.hypot(offset_y / max((rows - 1) / 2, 1), offset_x / max((cols - 1) / 2, 1))
+    sigma_major = np.sqrt(sigma**2 + (astigmatism * radius_field / np.sqrt(2)) ** 2)
+    angle = np.mod(np.arctan2(offset_y, offset_x), np.pi)
+    radius = int(np.ceil(4 * float(sigma_major.max())))
+    big = scene(scene_kind, (rows + 2 * radius, cols + 2 * radius), rng=rng).astype(np.float64)
+    windows = np.lib.stride_tricks.sliding_window_view(big, (2 * radius + 1,) * 2)
+    blurred = np.empty((rows, cols))
+    step = 16 if astigmatism == 0 else 4  # rows at a time keep the temporaries small
+    for start in range(0, rows, step):
+        block = slice(start, start + step)
+        if astigmatism == 0:  # an isotropic Gaussian is separable
+            weights = _pixel_gaussian_weights(sigma[block], radius)
+            blurred[block] = np.einsum("rcij,rci,rcj->rc", windows[block], weights, weights,
+                                       optimize=True)
+        else:
+            weights = _elliptical_weights(sigma[block], sigma_major[block], angle[block],
+                                          radius)
+            blurred[block] = np.einsum("rcij,rcij->rc", windows[block], weights)
+    sigma_noise = noise * float(blurred.max() - blurred.min())
+    blurred += rng.normal(0.0, sigma_noise, blurred.shape)
+    sharp = big[radius:radius + rows, radius:radius + cols]
+    return FieldBlurredPair(sharp=sharp.astype(np.float32), blurred=blurred.astype(np.float32),
+                            sigma=sigma.astype(np.float32),
+                            sigma_major=sigma_major.astype(np.float32),
+                            angle=angle.astype(np.float32), noise_sigma=sigma_noise)

@@ -40,6 +40,7 @@ from psfkit._validate import (
     psf_fits,
     real_number,
 )
+from psfkit.psf_map import PsfMap
 
 from ._auto import rl_mix
 from ._common import DEFAULT_ITERATIONS, MethodResult, Request
@@ -48,6 +49,7 @@ from ._noise import NoiseModel
 from ._richardson_lucy import run_richardson_lucy, run_rl_tv
 from ._tuning import DEFAULT_TUNING, AutoTuning
 from ._tv import fista_tv
+from ._varying import VaryingPsf, piecewise
 
 __all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "METHODS",
            "METHOD_RUNNERS", "AutoTuning", "DeconvolutionInfo", "check_parameters",
@@ -56,8 +58,8 @@ __all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "METHODS",
 #: Each method's function: ``run(image, psf, noise, request) -> MethodResult``, with the
 #: image and PSF validated (float32, the PSF nonnegative with unit sum).
 METHOD_RUNNERS = {
-    "wiener": wiener,
-    "tikhonov": tikhonov,
+    "wiener": piecewise(wiener),
+    "tikhonov": piecewise(tikhonov),
     "richardson_lucy": run_richardson_lucy,
     "rl_tv": run_rl_tv,
     "fista_tv": fista_tv,
@@ -306,9 +308,12 @@ def deconvolve(
     ----------
     image : (M, N) or (P, M, N) ndarray
         Blurred image, any real dtype. Not modified.
-    psf : ndarray
+    psf : ndarray or PsfMap
         Point spread function with the image's dimensionality, origin at its centre pixel
-        ``shape // 2``. It is clipped to be nonnegative and normalised to unit sum.
+        ``shape // 2``. It is clipped to be nonnegative and normalised to unit sum. A
+        :class:`psfkit.PsfMap` of this image gives a blur that changes across the field
+        (:mod:`psfkit.deconvolution._varying`: exact for the iterative methods, piecewise
+        for Wiener and Tikhonov).
     method : {"auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix"}
         ``"auto"`` chooses the method, its regularization and when to stop from the data;
         today it is ``"rl_mix"``: Richardson–Lucy run past the discrepancy principle's stop,
@@ -388,8 +393,11 @@ def deconvolve(
         tuning=tuning)
     _check_working_memory(np.shape(image))
     image = as_float_array(image, "image")
-    psf = normalise_psf(psf, image.ndim)
-    psf_fits(psf.shape, image.shape)
+    if isinstance(psf, PsfMap):  # blur that changes across the field (_varying)
+        psf = VaryingPsf.of(psf, image.shape)
+    else:
+        psf = normalise_psf(psf, image.ndim)
+        psf_fits(psf.shape, image.shape)
     result, info = solve(image, psf, method, request, noise_keywords)
     if return_info:
         return result, info

@@ -28,6 +28,7 @@ from ._richardson_lucy import (
 )
 from ._tuning import AutoTuning
 from ._tv import tv_prox
+from ._varying import central_psf
 
 #: The TV smoothing of ``rl_mix``: dual projection iterations of the result (plain, without
 #: momentum, which would take one more image per axis), and fast (Beck–Teboulle) ones per
@@ -217,8 +218,9 @@ def rl_mix(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     total = sharp.iterations + steps_of_smoothing + (
         tuning.rl_tv_refinement_iterations if weight > 0 else 0)
     counter = _StepCounter(request.callback, sharp.iterations, total)
-    smooth, smoothing = smooth_to_noise(sharp.image, image, psf, noise, request.smoothing,
-                                        on_step=counter, operators=request.operators)
+    smooth, smoothing = smooth_to_noise(sharp.image, image, central_psf(psf), noise,
+                                        request.smoothing, on_step=counter,
+                                        operators=request.operators)
     # the smoothed estimate replaces the over-fitted one, whose memory is freed
     result = replace(sharp, image=smooth, regularization=weight, smoothing=smoothing,
                      stopped_by="callback" if counter.cancelled else sharp.stopped_by)

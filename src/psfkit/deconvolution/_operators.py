@@ -46,8 +46,14 @@ class OperatorCache:
             operators[kind] = build()
         return operators[kind]
 
-    def blur_operator(self, psf: np.ndarray, image_shape) -> BlurOperator:
-        """``BlurOperator(psf, image_shape)``."""
+    def blur_operator(self, psf, image_shape):
+        """``BlurOperator(psf, image_shape)``, or for the map of a blur that changes across
+        the field (a :class:`~psfkit.deconvolution._varying.VaryingPsf`) its
+        ``VaryingBlurOperator``, which keeps its own per-tile convolvers."""
+        from ._varying import VaryingBlurOperator, VaryingPsf
+
+        if isinstance(psf, VaryingPsf):
+            return VaryingBlurOperator(psf, image_shape)
         return self._get("blur", psf, image_shape, lambda: BlurOperator(psf, image_shape))
 
     def convolver(self, psf: np.ndarray, image_shape) -> Convolver:

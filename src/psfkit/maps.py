@@ -1,0 +1,478 @@
+"""The map estimators: a kernel per tile of an image pair (:func:`estimate_kernel_map`), a
+parametric model per tile smoothed into parameter fields (:func:`fit_kernel_map`), and a
+bead average per region (:func:`bead_map`, behind ``average_beads(..., grid=...)``). Each
+returns a :class:`psfkit.psf_map.PsfMap` with per-tile diagnostics.
+
+Alignment: the global shift between the pair is measured once on the whole pair
+(:func:`psfkit.estimate_shift`) and its integer part cuts both images to their common
+overlap, so that the tiles of ``sharp`` and ``blurred`` hold the same scene; each tile's
+estimate then measures its own sub-pixel shift, gain and offset (a field-dependent
+distortion or vignetting is absorbed per tile and reported in the diagnostics). The maps
+are in ``blurred``'s pixel coordinates, the image one deconvolves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validate import (
+    as_float_array,
+    kernel_shape,
+    matching_pair,
+    rescaled,
+    whole_number,
+)
+from .align import estimate_shift
+from .psf_map import (
+    DEFAULT_OVERLAP,
+    MIN_RELATIVE_TEXTURE,
+    PsfMap,
+    Tile,
+    fill_unreliable,
+    require_reliable,
+    stack_on_grid,
+    texture,
+    texture_centre,
+    tile_centres,
+    tile_grid,
+    tiling,
+)
+
+#: A tile whose residual ratio is above this many times the median tile's is unreliable:
+#: its kernel does not explain its data as well as the others' do.
+MAX_RELATIVE_RESIDUAL = 3.0
+
+#: Smallest tile side in pixels when no kernel shape is given.
+MIN_TILE = 32
+
+#: Outlier rejection of the parameter smoothing: a tile whose parameter is more than this
+#: many robust standard deviations (1.4826 MAD) from the polynomial is left out, and the
+#: polynomial refitted (Rousseeuw & Leroy's 3-sigma rule for a normal core).
+OUTLIER_CUT = 3.0
+
+#: Parameters that are directions with period pi (a line's): smoothed as the doubled-angle
+#: vector ``(cos 2θ, sin 2θ)`` so that 179° and 1° average to 0°.
+ANGLE_PARAMETERS = ("angle",)
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """A pair cut to its overlap at the integer global shift: ``blurred[x + start_b]``
+    shows ``sharp[x + start_s]``; ``offset`` places the overlap in ``blurred``."""
+
+    sharp: np.ndarray
+    blurred: np.ndarray
+    offset: tuple
+    shift: np.ndarray
+    shape: tuple
+
+
+def _aligned_pair(sharp, blurred) -> _Pair:
+    """The pair as float32 cut to its common overlap at the rounded global shift."""
+    sharp = as_float_array(sharp, "sharp")
+    blurred = as_float_array(blurred, "blurred")
+    matching_pair(sharp, blurred)
+    # measured on the pair at ordinary magnitudes (exact powers of two), as estimate_kernel does
+    shift = estimate_shift(rescaled(sharp)[0], rescaled(blurred)[0], upsample=10)
+    whole = [round(s) for s in shift]
+    if any(abs(s) >= n // 2 for s, n in zip(whole, sharp.shape, strict=True)):
+        raise ValueError(f"sharp and blurred are shifted by {tuple(whole)} px, more than half "
+                         f"the image; crop them to the same view of the scene")
+    in_blurred = tuple(slice(max(s, 0), n + min(s, 0)) for s, n in zip(whole, sharp.shape,
+                                                                        strict=True))
+    in_sharp = tuple(slice(max(-s, 0), n - max(s, 0)) for s, n in zip(whole, sharp.shape,
+                                                                       strict=True))
+    return _Pair(sharp=sharp[in_sharp], blurred=blurred[in_blurred],
+                 offset=tuple(r.start for r in in_blurred), shift=np.asarray(shift),
+                 shape=blurred.shape)
+
+
+def _tiles(pair: _Pair, grid, overlap, shape) -> tuple[tuple, list[Tile]]:
+    """The grid per axis and the tiles of the pair's overlap (at least 4 kernels wide)."""
+    grid = tile_grid(grid, pair.sharp.ndim)
+    minimum = [MIN_TILE] * pair.sharp.ndim if shape is None else [4 * k for k in shape]
+    minimum = [min(m, n) for m, n in zip(minimum, pair.sharp.shape, strict=True)]
+    tiles = tiling(pair.sharp.shape, grid, overlap, minimum)
+    if any(min(s.stop - s.start for s in t.region) < 8 for t in tiles):
+        raise ValueError(f"grid {grid} cuts an image of {pair.sharp.shape} into tiles below "
+                         f"8 pixels; use fewer tiles")
+    return grid, tiles
+
+
+def _on_tiles(estimate, tiles) -> list:
+    """``estimate(tile)`` for every tile, None where it raises a ``ValueError`` (that tile
+    is then flagged and filled); when every tile fails, the first tile's error is raised,
+    since it names the argument at fault."""
+    results, first_error = [], None
+    for tile in tiles:
+        try:
+            results.append(estimate(tile))
+        except ValueError as error:
+            results.append(None)
+            first_error = first_error or error
+    if first_error is not None and all(result is None for result in results):
+        raise ValueError(f"every tile of the map failed; the first: {first_error}"
+                         ) from first_error
+    return results
+
+
+def _reliability(textures, ratios, failed) -> tuple[np.ndarray, np.ndarray]:
+    """Per tile, the texture relative to the median tile's and whether the tile is
+    reliable: it did not fail, has at least ``MIN_RELATIVE_TEXTURE`` of the median
+    texture and at most ``MAX_RELATIVE_RESIDUAL`` times the median residual ratio."""
+    textures, ratios, failed = map(np.asarray, (textures, ratios, failed))
+    ok = ~failed
+    if not ok.any():
+        return np.zeros(len(textures)), np.zeros(len(textures), dtype=bool)
+    relative = textures / max(float(np.median(textures[ok])), 1e-30)
+    reliable = ok & (relative >= MIN_RELATIVE_TEXTURE) & (
+        ratios <= MAX_RELATIVE_RESIDUAL * float(np.median(ratios[ok])))
+    return np.where(ok, relative, 0.0), reliable
+
+
+def _map_of(pair: _Pair, tiles, grid, kernels, diagnostics, reliable, **fields) -> PsfMap:
+    """The PsfMap of per-tile kernels (None for failed tiles), unreliable ones filled."""
+    shaped = {name: np.asarray(value).reshape((*grid, *np.shape(value)[1:]))
+              for name, value in diagnostics.items()}
+    reliable = np.asarray(reliable).reshape(grid)
+    require_reliable(reliable)
+    stand_in = next(k for k, r in zip(kernels, reliable.ravel(), strict=True) if r)
+    kernels = [k if k is not None else np.zeros_like(stand_in) for k in kernels]
+    psfs = fill_unreliable(stack_on_grid(kernels, grid), reliable)
+    shaped.update(reliable=reliable, filled=~reliable)
+    centres = tuple(c + o for c, o in zip(tile_centres(tiles, grid), pair.offset, strict=True))
+    return PsfMap(psfs=psfs.astype(np.float32), centres=centres, shape=pair.shape,
+                  diagnostics=shaped, **fields)
+
+
+def estimate_kernel_map(sharp, blurred, grid=(3, 3), shape=None, *,
+                        overlap: float = DEFAULT_OVERLAP, **options) -> PsfMap:
+    """Kernels of a sharp/blurred pair on a grid of overlapping tiles.
+
+    Parameters
+    ----------
+    sharp, blurred : (M, N) or (P, M, N) ndarray
+        The pair, same shape, as for :func:`psfkit.estimate_kernel`.
+    grid : (rows, cols) or one count per axis
+        Tiles per axis (for a volume, ``(rows, cols)`` tiles its last two axes).
+    shape : int or tuple of int, optional
+        Odd kernel shape; by default each tile chooses its own and all are zero-padded to
+        the largest.
+    overlap : float
+        Width of a tile over the spacing of the tile centres (>= 1; neighbours overlap).
+    **options
+        Passed to :func:`psfkit.estimate_kernel` for every tile (``method``,
+        ``regularization``, ``nonnegative``, ...); ``normalize`` and ``center`` are on.
+
+    Returns
+    -------
+    PsfMap
+        In ``blurred``'s pixel coordinates. ``diagnostics``: ``residual_ratio`` (residual
+        RMS over the noise), ``reliability`` (the sharp tile's gradient energy over the
+        noise, relative to the median tile), ``reliable``/``filled`` (an unreliable tile's
+        kernel is the mean of its nearest reliable neighbours'), and the tile's ``shift``
+        (global plus its own), ``gain`` and ``offset`` (NaN, and ``residual_ratio``
+        infinite, for a tile whose estimate failed). ``psfs`` are always finite.
+
+    Notes
+    -----
+    See the module docstring for the alignment: the global shift once on the whole pair,
+    then per tile its sub-pixel shift, gain and offset.
+    """
+    pair = _aligned_pair(sharp, blurred)
+    if shape is not None:
+        shape = kernel_shape(shape, pair.sharp.ndim)
+    grid, tiles = _tiles(pair, grid, overlap, shape)
+    from .estimate import estimate_kernel
+
+    estimates = _on_tiles(lambda tile: estimate_kernel(
+        pair.sharp[tile.region], pair.blurred[tile.region], shape, **options), tiles)
+    kernels, textures, ratios, failed = [], [], [], []
+    shifts, gains, offsets = [], [], []
+    for tile, estimate in zip(tiles, estimates, strict=True):
+        failed.append(estimate is None)
+        kernels.append(None if estimate is None else estimate.kernel)
+        ratios.append(np.inf if estimate is None else estimate.residual_ratio)
+        textures.append(0.0 if estimate is None else texture(
+            pair.sharp[tile.region], estimate.noise_sigma / max(abs(estimate.gain), 1e-30)))
+        shifts.append(np.full(pair.sharp.ndim, np.nan) if estimate is None
+                      else np.round(pair.shift) + estimate.shift)
+        gains.append(np.nan if estimate is None else estimate.gain)
+        offsets.append(np.nan if estimate is None else estimate.offset)
+    relative, reliable = _reliability(textures, ratios, failed)
+    diagnostics = dict(residual_ratio=np.asarray(ratios), reliability=relative,
+                       shift=np.asarray(shifts), gain=np.asarray(gains),
+                       offset=np.asarray(offsets))
+    return _map_of(pair, tiles, grid, kernels, diagnostics, reliable)
+
+
+# ------------------------------------------------------------------ smoothed parameter maps
+
+
+def _basis(points: np.ndarray, centre, scale, degree: int) -> np.ndarray:
+    """Monomials ``u^a v^b`` (``a + b <= degree``) of the normalised coordinates of
+    ``points`` (``(T, A)``, the axes that vary) as columns."""
+    u = (np.asarray(points, dtype=np.float64) - centre) / scale
+    columns = [np.ones(len(u))]
+    for total in range(1, degree + 1):
+        for powers in _powers(u.shape[1], total):
+            columns.append(np.prod([u[:, a] ** p for a, p in enumerate(powers)], axis=0))
+    return np.stack(columns, axis=1)
+
+
+def _powers(axes: int, total: int) -> list[tuple[int, ...]]:
+    """Every tuple of ``axes`` nonnegative powers summing to ``total``."""
+    if axes == 1:
+        return [(total,)]
+    return [(first, *rest) for first in range(total, -1, -1)
+            for rest in _powers(axes - 1, total - first)]
+
+
+def _term_count(axes: int, degree: int) -> int:
+    """Columns of :func:`_basis`."""
+    return len(_basis(np.zeros((1, axes)), 0.0, 1.0, degree)[0])
+
+
+def robust_polynomial(design: np.ndarray, values: np.ndarray, usable: np.ndarray,
+                      cut: float = OUTLIER_CUT) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares coefficients of ``values ≈ design @ c`` over the ``usable`` rows,
+    refitted without the rows more than ``cut`` robust sigmas (1.4826 MAD of the
+    residuals) away until no row changes. Returns the coefficients and the rows kept."""
+    kept = usable.copy()
+    for _ in range(len(values)):
+        coefficients = np.linalg.lstsq(design[kept], values[kept], rcond=None)[0]
+        residual = values - design @ coefficients
+        spread = 1.4826 * float(np.median(np.abs(residual[kept] - np.median(residual[kept]))))
+        inliers = usable & (np.abs(residual) <= cut * max(spread, 1e-9 * (
+            float(np.abs(values[usable]).max()) + 1e-30)))
+        if inliers.sum() < design.shape[1] or np.array_equal(inliers, kept):
+            break
+        kept = inliers
+    return coefficients, kept
+
+
+def smooth_quantities(model: str, params: dict) -> dict[str, np.ndarray]:
+    """The quantities of a model's parameters that vary smoothly over a field, which the
+    polynomials are fitted to: an elliptical Gaussian's second moments ``cxx, cyy, cxy``
+    (its angle is undefined where it is round, and jumps by π where it wraps), a
+    direction's doubled-angle vector ``(cos 2θ, sin 2θ)``, the other parameters as they
+    are; each a 1D array (one entry, or one per axis)."""
+    if model == "elliptical_gaussian":
+        major, minor = params["sigma_x"] ** 2, params["sigma_y"] ** 2
+        c, s = np.cos(params["angle"]), np.sin(params["angle"])
+        return dict(cxx=np.array([major * c * c + minor * s * s]),
+                    cyy=np.array([major * s * s + minor * c * c]),
+                    cxy=np.array([(major - minor) * c * s]))
+    quantities = {}
+    for name, value in params.items():
+        value = np.atleast_1d(np.asarray(value, dtype=np.float64))
+        if name in ANGLE_PARAMETERS:
+            quantities[f"{name} cos"], quantities[f"{name} sin"] = (np.cos(2 * value),
+                                                                     np.sin(2 * value))
+        else:
+            quantities[name] = value
+    return quantities
+
+
+def model_parameters(model: str, quantities: dict, sizes: dict) -> dict:
+    """The inverse of :func:`smooth_quantities`: the parameters in the form the model
+    takes them (``sizes`` gives each parameter's number of components)."""
+    if model == "elliptical_gaussian":
+        cxx, cyy, cxy = (float(quantities[n][0]) for n in ("cxx", "cyy", "cxy"))
+        mean, half = (cxx + cyy) / 2, np.hypot((cxx - cyy) / 2, cxy)
+        return dict(sigma_y=float(np.sqrt(max(mean - half, 1e-4))),
+                    sigma_x=float(np.sqrt(max(mean + half, 1e-4))),
+                    angle=float(np.mod(0.5 * np.arctan2(2 * cxy, cxx - cyy), np.pi)))
+    params = {}
+    for name, size in sizes.items():
+        if name in ANGLE_PARAMETERS:
+            values = np.mod(0.5 * np.arctan2(quantities[f"{name} sin"],
+                                             quantities[f"{name} cos"]), np.pi)
+        else:
+            values = quantities[name]
+        params[name] = float(values[0]) if size == 1 else tuple(float(v) for v in values)
+    return params
+
+
+#: Smoothed quantities that may take any sign, so are not held within the tiles' range
+#: (the others are sizes, held within half the smallest and twice the largest tile value).
+SIGNED_QUANTITIES = ("cxy", "angle cos", "angle sin")
+
+
+class ParameterField:
+    """A model's parameters over the field: one low-order polynomial per smooth quantity
+    (:func:`smooth_quantities`) in the coordinates of the axes the grid varies along,
+    fitted robustly to the tiles' values. Sizes are held within half the smallest and
+    twice the largest tile value, so a polynomial never extrapolates to a size of 0 near
+    a corner."""
+
+    def __init__(self, model: str, tile_params: list, points: np.ndarray, usable, axes,
+                 degree: int):
+        self.model = model
+        self.axes = tuple(axes)
+        usable = np.asarray(usable)
+        first = tile_params[int(np.argmax(usable))]
+        self.names = list(first)
+        self.sizes = {name: len(np.atleast_1d(first[name])) for name in self.names}
+        points = points[:, self.axes]
+        self.centre = points.mean(axis=0)
+        self.scale = np.maximum(np.ptp(points, axis=0) / 2, 1.0)
+        self.degree = self._affordable(degree, int(np.sum(usable)))
+        design = _basis(points, self.centre, self.scale, self.degree)
+        tiles = [None if p is None else smooth_quantities(model, p) for p in tile_params]
+        reference = tiles[int(np.argmax(usable))]
+        self.surfaces, self.bounds = {}, {}
+        kept = usable.copy()
+        for name, example in reference.items():
+            values = np.array([t[name] if t is not None else np.zeros(len(example))
+                               for t in tiles], dtype=np.float64)
+            fits = [robust_polynomial(design, values[:, c], usable)
+                    for c in range(values.shape[1])]
+            self.surfaces[name] = np.stack([f[0] for f in fits], axis=1)
+            for _, rows in fits:
+                kept &= rows
+            if name not in SIGNED_QUANTITIES:
+                self.bounds[name] = (0.5 * values[usable].min(axis=0),
+                                     2.0 * values[usable].max(axis=0))
+        #: the usable tiles that the outlier rejection kept for every quantity
+        self.kept = kept
+
+    def _affordable(self, degree: int, count: int) -> int:
+        """The highest degree up to ``degree`` with no more terms than ``count`` tiles."""
+        while degree > 0 and _term_count(len(self.axes), degree) > count:
+            degree -= 1
+        return degree
+
+    def params(self, position) -> dict:
+        """The parameters at a pixel ``position``, in the form the model takes them."""
+        point = np.asarray(position, dtype=np.float64)[list(self.axes)][None]
+        row = _basis(point, self.centre, self.scale, self.degree)[0]
+        quantities = {}
+        for name, surface in self.surfaces.items():
+            values = row @ surface
+            if name in self.bounds:
+                values = np.clip(values, *self.bounds[name])
+            quantities[name] = values
+        return model_parameters(self.model, quantities, self.sizes)
+
+    def render(self, shape, position) -> np.ndarray:
+        """The model rendered on ``shape`` with the parameters at ``position``."""
+        from .models import make_psf
+
+        return make_psf(self.model, shape, **self.params(position))
+
+
+def fit_kernel_map(sharp, blurred, model: str = "gaussian", grid=(3, 3), *, shape=None,
+                   degree: int = 2, overlap: float = DEFAULT_OVERLAP, **options) -> PsfMap:
+    """A parametric kernel fitted on a grid of tiles, its parameters smoothed over the
+    field by a robust low-order polynomial.
+
+    Parameters
+    ----------
+    sharp, blurred : (M, N) or (P, M, N) ndarray
+        The pair, as for :func:`psfkit.fit_kernel`.
+    model : str
+        A model of :func:`psfkit.fit_kernel` (not ``"auto"``: one model over the field).
+    grid : (rows, cols) or one count per axis
+        Tiles per axis (for a volume, ``(rows, cols)`` tiles its last two axes).
+    shape : int or tuple of int, optional
+        Odd shape on which the kernels are rendered; by default the largest one the tiles'
+        fits chose.
+    degree : int
+        Total degree of the polynomial in the tile-centre coordinates (2: constant, linear
+        and quadratic terms in y and x); lowered when there are fewer reliable tiles than
+        terms.
+    overlap : float
+        Width of a tile over the spacing of the tile centres (>= 1).
+    **options
+        Passed to :func:`psfkit.fit_kernel` for every tile (``spacing``, ``loss``, ...).
+
+    Returns
+    -------
+    PsfMap
+        ``params_at((y, x))`` gives the smoothed parameters anywhere and ``psf_at`` renders
+        the model there; the tiles' PSFs are the model rendered at the tile centres.
+        ``diagnostics`` holds each tile's fitted ``params_<name>``, ``residual_ratio``
+        (square root of the reduced chi²), ``reliability`` and ``reliable`` (as in
+        :func:`estimate_kernel_map`) and ``used`` (a reliable tile the outlier rejection
+        kept for every parameter).
+
+    Notes
+    -----
+    Each parameter component ``p`` is fitted as ``p(y, x) = sum c_ab u^a v^b`` over the
+    reliable tiles, ``u, v`` the centred and scaled tile coordinates; tiles more than
+    ``OUTLIER_CUT`` robust sigmas from the surface are dropped and the surface refitted
+    until the set of tiles settles (a residual cut at k·MAD). An elliptical Gaussian is
+    smoothed through its second moments and a motion's angle as ``(cos 2θ, sin 2θ)``
+    (:func:`smooth_quantities`).
+    """
+    if not isinstance(model, str) or model == "auto":
+        raise ValueError(f"model must be one model name for the whole field (see "
+                         f"psfkit.MODELS), got {model!r}")
+    degree = whole_number(degree, "degree")
+    pair = _aligned_pair(sharp, blurred)
+    if shape is not None:
+        shape = kernel_shape(shape, pair.sharp.ndim)
+    grid, tiles = _tiles(pair, grid, overlap, shape)
+    from .fit import fit_kernel
+
+    fits = _on_tiles(lambda tile: fit_kernel(
+        pair.sharp[tile.region], pair.blurred[tile.region], model, shape=shape, **options),
+        tiles)
+    failed = [f is None for f in fits]
+    ratios = [np.inf if f is None else float(np.sqrt(max(f.reduced_chi2, 0.0))) for f in fits]
+    textures = [0.0 if f is None else texture(pair.sharp[t.region],
+                                              f.noise_sigma / max(abs(f.gain), 1e-30))
+                for f, t in zip(fits, tiles, strict=True)]
+    relative, reliable = _reliability(textures, ratios, failed)
+    require_reliable(reliable)
+    tile_params = [None if f is None else f.params for f in fits]
+    # each tile's parameters hold where its detail is, which the polynomial is fitted at
+    points = np.array([texture_centre(pair.sharp, t) for t in tiles]) + np.asarray(pair.offset)
+    axes = [a for a, g in enumerate(grid) if g > 1] or [len(grid) - 1]
+    field = ParameterField(fits[int(np.argmax(reliable))].model, tile_params, points,
+                           reliable, axes, degree)
+    used = reliable & field.kept
+    render_shape = shape or tuple(max(f.kernel.shape[a] for f in fits if f is not None)
+                                  for a in range(pair.sharp.ndim))
+    centres = np.array([t.centre for t in tiles]) + np.asarray(pair.offset)
+    kernels = [field.render(render_shape, centre) for centre in centres]
+    diagnostics = dict(residual_ratio=np.asarray(ratios), reliability=relative,
+                       used=used)
+    for name in field.names:
+        values = np.array([np.atleast_1d(p[name]) if p is not None else
+                           np.full(field.sizes[name], np.nan) for p in tile_params])
+        diagnostics[f"params_{name}"] = values[:, 0] if field.sizes[name] == 1 else values
+    psf_map = _map_of(pair, tiles, grid, kernels, diagnostics, np.ones(len(tiles), bool),
+                      model=field.model, parameter_field=field)
+    psf_map.diagnostics.update(reliable=reliable.reshape(grid),
+                               filled=np.zeros(grid, dtype=bool))
+    return psf_map
+
+
+# ------------------------------------------------------------------------- bead maps
+
+
+def bead_map(average_beads, image, grid, options: dict) -> PsfMap:
+    """``average_beads(image[region], **options)`` on each tile of a grid over ``image``:
+    a PSF per region with its ``beads_used``, ``spread`` and ``fwhm`` (per axis, NaN for a
+    region without beads); a region where no bead is usable is filled from its nearest
+    neighbours with beads."""
+    image = as_float_array(image, "image")
+    grid = tile_grid(grid, image.ndim)
+    tiles = tiling(image.shape, grid, DEFAULT_OVERLAP, [min(MIN_TILE, n) for n in image.shape])
+    averages = _on_tiles(lambda tile: average_beads(image[tile.region], **options), tiles)
+    psfs, used, spread, widths = [], [], [], []
+    for average in averages:
+        psfs.append(None if average is None else average.psf)
+        used.append(0 if average is None else average.beads_used)
+        spread.append(np.nan if average is None else average.spread)
+        widths.append(np.full(image.ndim, np.nan) if average is None else average.fwhm)
+    reliable = np.asarray(used) > 0
+    pair = _Pair(sharp=image, blurred=image, offset=(0,) * image.ndim,
+                 shift=np.zeros(image.ndim), shape=image.shape)
+    return _map_of(pair, tiles, grid, psfs,
+                   dict(beads_used=np.asarray(used), spread=np.asarray(spread),
+                        fwhm=np.asarray(widths)), reliable)

@@ -1,0 +1,314 @@
+"""Blur that changes across the field: :class:`PsfMap`, one PSF per tile of a grid laid over
+the image, and the tiling that the map estimators share.
+
+Between the tile centres the PSF is interpolated bilinearly in the tile grid: along each
+axis, the tile ``j`` has the hat weight ``w_j(t)`` that is 1 at its centre ``c_j``, falls
+linearly to 0 at the neighbouring centres and stays 1 beyond the first and last centre, so
+the weights of all tiles sum to 1 at every pixel (a partition of unity). The PSF at pixel
+``p`` is ``h(p) = sum_k w_k(p) h_k`` with ``w_k(p)`` the product of the axis weights; the
+spatially varying blur of :mod:`psfkit.deconvolution._varying` uses the same weights.
+
+The tiles of the estimators overlap: a tile is ``overlap`` times wider than the spacing of
+the centres (clipped at the image border), and its centre is the centre of the pixels it
+holds (a border tile is moved inside the image), which is where its estimate is placed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._validate import positive_int, real_number
+from .operators import centre_embed
+
+#: Default width of a tile relative to the spacing of the tile centres: 1.5 lets
+#: neighbouring tiles share a quarter of their width on each side, so a tile holds enough
+#: texture while its estimate stays local.
+DEFAULT_OVERLAP = 1.5
+
+#: A tile whose texture (the sharp tile's mean squared gradient over the blurred tile's
+#: noise variance) is below this fraction of the median tile's is unreliable: its estimate
+#: is dominated by noise and it is filled from its neighbours.
+MIN_RELATIVE_TEXTURE = 0.1
+
+
+@dataclass(frozen=True)
+class PsfMap:
+    """PSFs on a grid of tile centres over an image, interpolated bilinearly between them.
+
+    Attributes
+    ----------
+    psfs : (G1, ..., GD, K1, ..., KD) ndarray of float32
+        The PSF of each tile (``grid`` leading axes, then the PSF's axes), each centred on
+        its centre pixel, nonnegative, unit sum.
+    centres : tuple of (Gi,) ndarray
+        Per image axis, the increasing coordinates (pixel indices) of the tile centres.
+    shape : tuple of int
+        The shape of the image the map describes.
+    diagnostics : dict of ndarray
+        Per-tile arrays of shape ``grid`` (or ``grid + (D,)``) describing how each tile's
+        PSF was obtained, e.g. ``reliable``, ``filled``, ``residual_ratio``,
+        ``reliability``, ``beads_used``, ``spread``.
+    model : str or None
+        For a map of a fitted model (:func:`psfkit.fit_kernel_map`), the model's name.
+    """
+
+    psfs: np.ndarray
+    centres: tuple
+    shape: tuple
+    diagnostics: dict = field(default_factory=dict)
+    model: str | None = None
+    #: ``params_at(position) -> dict`` of a fitted model's map (None otherwise)
+    parameter_field: Callable | None = field(default=None, repr=False)
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Tiles per image axis."""
+        return tuple(len(c) for c in self.centres)
+
+    @property
+    def ndim(self) -> int:
+        """The dimensionality of the image (and of every PSF)."""
+        return len(self.shape)
+
+    @property
+    def psf_shape(self) -> tuple[int, ...]:
+        """The shape of every tile's PSF."""
+        return tuple(self.psfs.shape[len(self.centres):])
+
+    def tile_psfs(self) -> list[np.ndarray]:
+        """The tiles' PSFs in C order of the tile grid."""
+        return list(self.psfs.reshape((-1, *self.psf_shape)))
+
+    def tile_centres(self) -> np.ndarray:
+        """``(T, D)`` pixel coordinates of the tile centres, in C order of the grid."""
+        mesh = np.meshgrid(*self.centres, indexing="ij")
+        return np.stack([m.ravel() for m in mesh], axis=1)
+
+    def axis_weights(self, axis: int, coordinates=None) -> np.ndarray:
+        """``(G, N)`` hat weights of the tiles along ``axis`` at ``coordinates`` (default:
+        every pixel index of that axis); each column sums to 1."""
+        if coordinates is None:
+            coordinates = np.arange(self.shape[axis])
+        return hat_weights(self.centres[axis], coordinates)
+
+    def weights(self, tile: int) -> np.ndarray:
+        """The weight map of one tile (index in C order of the grid), image-shaped."""
+        index = np.unravel_index(tile, self.grid)
+        weight = np.ones((1,) * len(self.shape), dtype=np.float32)
+        for axis, j in enumerate(index):
+            profile = self.axis_weights(axis)[j].astype(np.float32)
+            weight = weight * profile.reshape([-1 if a == axis else 1
+                                               for a in range(len(self.shape))])
+        return weight
+
+    def psf_at(self, position) -> np.ndarray:
+        """The PSF at a pixel ``position`` (one coordinate per image axis): the model
+        rendered with :meth:`params_at` for a fitted model's map, else the bilinear
+        combination of the tiles' PSFs; unit sum."""
+        position = _position(position, len(self.shape))
+        if self.parameter_field is not None:
+            return self.parameter_field.render(self.psf_shape, position)
+        combined = self.psfs.astype(np.float64)
+        for axis, t in enumerate(position):
+            combined = np.tensordot(self.axis_weights(axis, [t])[:, 0], combined, axes=(0, 0))
+        combined = np.clip(combined, 0, None)
+        return (combined / combined.sum()).astype(np.float32)
+
+    def params_at(self, position) -> dict:
+        """The fitted model's parameters at a pixel ``position`` (from the smoothed
+        parameter field); only for a map made by :func:`psfkit.fit_kernel_map`."""
+        if self.parameter_field is None:
+            raise ValueError("params_at needs a map of a fitted model (psfkit.fit_kernel_map); "
+                             "this map holds measured PSFs: use psf_at")
+        return self.parameter_field.params(_position(position, len(self.shape)))
+
+    def cropped(self, region) -> PsfMap:
+        """The map of the part ``region`` (a tuple of slices with steps of 1) of the image,
+        in that part's pixel coordinates: the same PSFs at the same places."""
+        starts = [s.start or 0 for s in region]
+        stops = [n if s.stop is None else s.stop for s, n in zip(region, self.shape,
+                                                                  strict=True)]
+        return PsfMap(self.psfs, tuple(c - s for c, s in zip(self.centres, starts,
+                                                             strict=True)),
+                      tuple(b - a for a, b in zip(starts, stops, strict=True)),
+                      self.diagnostics, self.model, self.parameter_field)
+
+
+def hat_weights(centres, coordinates) -> np.ndarray:
+    """``(G, N)`` weights of ``G`` increasing ``centres`` at ``coordinates``: linear
+    interpolation between the two centres around each coordinate, constant beyond the
+    ends; columns sum to 1."""
+    centres = np.asarray(centres, dtype=np.float64)
+    coordinates = np.asarray(coordinates, dtype=np.float64)
+    weights = np.zeros((len(centres), len(coordinates)))
+    if len(centres) == 1:
+        weights[0] = 1.0
+        return weights
+    clipped = np.clip(coordinates, centres[0], centres[-1])
+    upper = np.clip(np.searchsorted(centres, clipped, side="right"), 1, len(centres) - 1)
+    fraction = (clipped - centres[upper - 1]) / (centres[upper] - centres[upper - 1])
+    columns = np.arange(len(coordinates))
+    weights[upper - 1, columns] = 1.0 - fraction
+    weights[upper, columns] += fraction
+    return weights
+
+
+def _position(position, ndim: int) -> tuple[float, ...]:
+    """A pixel position as ``ndim`` finite floats, or a ``ValueError`` naming it."""
+    values = np.atleast_1d(np.asarray(position, dtype=object)).tolist()
+    if len(values) != ndim:
+        raise ValueError(f"position must have {ndim} coordinates (one per image axis), got "
+                         f"{position!r}")
+    return tuple(real_number(v, "position") for v in values)
+
+
+# ---------------------------------------------------------------------------- the tiling
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of a :func:`tiling`: its grid index, the slices of the image it holds and
+    the pixel coordinates of its centre."""
+
+    index: tuple
+    region: tuple
+    centre: tuple
+
+
+def tile_grid(grid, ndim: int) -> tuple[int, ...]:
+    """``grid`` as tiles per image axis: ``(rows, cols)`` for a 2D image; for a 3D one
+    either one count per axis or ``(rows, cols)`` over its last two axes (one tile along
+    the first)."""
+    counts = [positive_int(g, "grid") for g in np.atleast_1d(np.asarray(grid, dtype=object))]
+    if len(counts) == 2 and ndim == 3:
+        counts = [1, *counts]
+    if len(counts) != ndim:
+        raise ValueError(f"grid must have {ndim} entries (tiles per image axis) or 2 (rows, "
+                         f"cols), got {grid!r}")
+    return tuple(counts)
+
+
+def tiling(shape, grid, overlap: float = DEFAULT_OVERLAP, minimum=()) -> list[Tile]:
+    """Overlapping tiles on a grid over an image of ``shape``: per axis, ``g`` tiles whose
+    nominal centres are evenly spaced (``(j + 1/2) N / g``) and whose width is ``overlap``
+    times that spacing (at least ``minimum`` pixels), moved inside the image at the
+    border. Each tile's centre is that of the pixels it holds."""
+    overlap = real_number(overlap, "overlap", minimum=1.0)
+    axes = []
+    for axis, (n, g) in enumerate(zip(shape, grid, strict=True)):
+        step = n / g
+        width = min(n, max(round(overlap * step), minimum[axis] if minimum else 1))
+        spans = []
+        for j in range(g):
+            start = round((j + 0.5) * step - width / 2)
+            start = min(max(start, 0), n - width) if g > 1 else 0
+            stop = start + width if g > 1 else n
+            spans.append(slice(start, stop))
+        axes.append(spans)
+    tiles = []
+    for index in np.ndindex(*grid):
+        region = tuple(axes[a][j] for a, j in enumerate(index))
+        tiles.append(Tile(index=index, region=region,
+                          centre=tuple(0.5 * (s.start + s.stop - 1) for s in region)))
+    return tiles
+
+
+def tile_centres(tiles: list[Tile], grid) -> tuple[np.ndarray, ...]:
+    """Per axis, the centre coordinates of a :func:`tiling`'s tiles (separable: a tile's
+    centre along an axis depends only on its index along that axis)."""
+    centres = []
+    for axis, g in enumerate(grid):
+        by_index = {t.index[axis]: t.centre[axis] for t in tiles}
+        centres.append(np.array([by_index[j] for j in range(g)], dtype=np.float64))
+    return tuple(centres)
+
+
+def texture(sharp_tile: np.ndarray, noise: float) -> float:
+    """How much a tile constrains a kernel: the sharp tile's mean squared gradient over
+    the noise variance of the blurred tile (``noise``, in the sharp tile's units). The
+    tile is scaled to a largest magnitude of 1 first, so no square overflows."""
+    tile = np.asarray(sharp_tile, dtype=np.float64)
+    scale = float(np.abs(tile).max())
+    if not scale > 0:
+        return 0.0
+    energy = float(sum(np.mean(g * g) for g in np.gradient(tile / scale)))
+    ratio = min(scale / max(abs(noise), 1e-300), 1e150)  # at most 1e300 once squared
+    return energy * ratio * ratio
+
+
+#: Scale (px) of the Laplacian of Gaussian that weighs a tile's pixels in
+#: :func:`texture_centre`.
+TEXTURE_SCALE = 2.0
+
+
+def texture_centre(sharp: np.ndarray, tile: Tile) -> tuple[float, ...]:
+    """Where in ``tile`` a blur size is measured: the centroid of the squared Laplacian
+    of Gaussian of the sharp tile. A Gaussian blur's derivative in ``σ²`` is the Laplacian
+    of the blurred image (the heat equation), so a fit of the blur size weighs each pixel
+    by about this energy; on a tile whose detail is off-centre this point, not the tile
+    centre, is where the fitted size holds."""
+    import scipy.ndimage as ndi
+
+    values = np.asarray(sharp[tile.region], dtype=np.float64)
+    scale = float(np.abs(values).max())
+    if not scale > 0:
+        return tile.centre
+    weight = ndi.gaussian_laplace(values / scale, TEXTURE_SCALE) ** 2
+    total = float(weight.sum())
+    if not total > 0:
+        return tile.centre
+    coordinates = np.meshgrid(*[np.arange(s.start, s.stop) for s in tile.region],
+                              indexing="ij", sparse=True)
+    return tuple(float((c * weight).sum() / total) for c in coordinates)
+
+
+def common_shape(kernels) -> tuple[int, ...]:
+    """The smallest shape that holds each of ``kernels`` (odd along every axis)."""
+    return tuple(int(max(k.shape[a] for k in kernels)) for a in range(kernels[0].ndim))
+
+
+def stack_on_grid(kernels: list, grid) -> np.ndarray:
+    """The kernels of the tiles (C order, None for a tile without one) zero-padded to
+    their common shape and stacked to ``grid + kernel shape``; None becomes zeros."""
+    present = [k for k in kernels if k is not None]
+    shape = common_shape(present)
+    stacked = np.zeros((len(kernels), *shape), dtype=np.float32)
+    for i, kernel in enumerate(kernels):
+        if kernel is not None:
+            stacked[i] = centre_embed(np.asarray(kernel, dtype=np.float32), shape)
+    return stacked.reshape((*grid, *shape))
+
+
+def require_reliable(reliable) -> None:
+    """``ValueError`` when no tile of a map is reliable."""
+    if not np.any(reliable):
+        raise ValueError("no tile of the map is reliable (too little texture or no beads, "
+                         "or every estimate failed); use a coarser grid or data with more "
+                         "detail")
+
+
+def fill_unreliable(psfs: np.ndarray, reliable: np.ndarray) -> np.ndarray:
+    """``psfs`` (``grid + kernel shape``) with every unreliable tile replaced by the mean
+    of the reliable tiles nearest to it in the grid (Chebyshev distance: its reliable
+    neighbours when it has any); ``ValueError`` when no tile is reliable."""
+    require_reliable(reliable)
+    filled = psfs.copy()
+    good = np.argwhere(reliable)
+    for index in np.argwhere(~reliable):
+        distance = np.abs(good - index).max(axis=1)
+        nearest = good[distance == distance.min()]
+        mean = np.mean([psfs[tuple(i)] for i in nearest], axis=0)
+        filled[tuple(index)] = mean / mean.sum()
+    return filled
+
+
+def check_map_fits(psf_map: PsfMap, image_shape, name: str = "psf") -> None:
+    """``ValueError`` unless ``psf_map`` describes an image of ``image_shape`` (the map is
+    in that image's pixel coordinates)."""
+    if tuple(psf_map.shape) != tuple(image_shape):
+        raise ValueError(f"{name} is a map of an image of shape {tuple(psf_map.shape)}, not "
+                         f"of this image {tuple(image_shape)}; make the map on this image, or "
+                         f"crop it with psf_map.cropped(region)")

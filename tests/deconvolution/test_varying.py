@@ -1,0 +1,137 @@
+"""Deconvolution with a PSF map: the varying blur's adjoint, its reduction to the
+invariant blur, its rows being the map's PSFs, and the gain over a single PSF."""
+
+import numpy as np
+import pytest
+
+import psfkit
+from psfkit import make_psf, samples
+from psfkit.deconvolution._varying import VaryingBlurOperator, VaryingPsf
+from psfkit.operators import BlurOperator
+from psfkit.psf_map import PsfMap, tile_centres, tiling
+
+
+def _map(shape, grid, psfs):
+    """A PsfMap of ``psfs`` (grid + PSF shape) on an even tiling of ``shape``."""
+    return PsfMap(psfs=np.asarray(psfs, np.float32), shape=shape,
+                  centres=tile_centres(tiling(shape, grid, 1.0), grid))
+
+
+def _varying_2d(shape=(60, 70)):
+    rng = np.random.default_rng(1)
+    psfs = rng.random((2, 3, 7, 9)).astype(np.float32)  # asymmetric on purpose
+    return _map(shape, (2, 3), psfs / psfs.sum(axis=(2, 3), keepdims=True))
+
+
+def _operator(psf_map):
+    return VaryingBlurOperator(VaryingPsf.of(psf_map, psf_map.shape), psf_map.shape)
+
+
+@pytest.mark.parametrize("three_d", [False, True])
+def test_varying_blur_adjoint_identity(three_d):
+    if three_d:
+        psfs = np.random.default_rng(2).random((1, 2, 2, 5, 7, 7))
+        psf_map = _map((12, 30, 34), (1, 2, 2), psfs / psfs.sum(axis=(3, 4, 5), keepdims=True))
+    else:
+        psf_map = _varying_2d()
+    operator = _operator(psf_map)
+    rng = np.random.default_rng(0)
+    x = operator.zeros()
+    x[operator.object] = rng.random(operator.object_shape)
+    y = operator.zeros()
+    y[operator.valid] = rng.random(psf_map.shape)
+    forward = np.sum(operator.apply(x)[operator.valid] * y[operator.valid], dtype=np.float64)
+    backward = np.sum(x[operator.object] * operator.adjoint(y)[operator.object],
+                      dtype=np.float64)
+    assert abs(forward - backward) <= 1e-5 * abs(forward)
+
+
+def test_a_map_with_one_tile_is_the_invariant_blur():
+    psf = make_psf("gaussian", (9, 9), sigma=1.7)
+    operator = _operator(_map((40, 50), (1, 1), psf[None, None]))
+    invariant = BlurOperator(psf, (40, 50))
+    x = invariant.zeros()
+    x[invariant.object] = np.random.default_rng(0).random(invariant.object_shape)
+    np.testing.assert_allclose(operator.apply(x)[operator.valid],
+                               invariant.apply(x)[invariant.valid], atol=1e-6)
+
+
+def test_each_image_pixel_sees_the_psf_of_the_map_there():
+    psf_map = _varying_2d()
+    operator = _operator(psf_map)
+    for pixel in [(5, 3), (30, 35), (59, 69), (20, 50)]:
+        probe = operator.zeros()
+        probe[tuple(p + k - 1 for p, k in zip(pixel, operator.psf_shape, strict=True))] = 1
+        row = operator.adjoint(probe)  # the row of H of that image pixel
+        footprint = tuple(slice(p, p + k)
+                          for p, k in zip(pixel, operator.psf_shape, strict=True))
+        np.testing.assert_allclose(row[footprint][::-1, ::-1], psf_map.psf_at(pixel),
+                                   atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["richardson_lucy", "wiener"])
+def test_deconvolving_with_a_constant_map_equals_the_single_psf(method, natural_pair):
+    psf = natural_pair.kernel
+    shape = natural_pair.blurred.shape
+    one_tile = psfkit.deconvolve(natural_pair.blurred, _map(shape, (1, 1), psf[None, None]),
+                                 method, iterations=20)
+    constant = psfkit.deconvolve(natural_pair.blurred,
+                                 _map(shape, (2, 2), np.broadcast_to(psf, (2, 2, *psf.shape))),
+                                 method, iterations=20)
+    single = psfkit.deconvolve(natural_pair.blurred, psf, method, iterations=20)
+    scale = np.abs(single).max()
+    # the same model on other FFT grids: float32 rounding over 20 iterations
+    np.testing.assert_allclose(one_tile, single, atol=1e-4 * scale)
+    assert np.abs(constant - single).max() <= 0.01 * scale
+
+
+def _field_case():
+    pair = samples.field_blurred_pair((160, 160), (1.2, 3.0), noise=0.005, rng=1)
+    grid = (4, 4)
+    centres = tile_centres(tiling((160, 160), grid, 1.0), grid)
+    sigma = [[1.2 + 1.8 * (y / 159 + x / 159) / 2 for x in centres[1]] for y in centres[0]]
+    psfs = [[make_psf("gaussian", (21, 21), sigma=s) for s in row] for row in sigma]
+    psf_map = PsfMap(psfs=np.array(psfs), centres=centres, shape=(160, 160))
+    return pair, psf_map
+
+
+@pytest.mark.parametrize("method", ["auto", "richardson_lucy", "tikhonov"])
+def test_the_map_beats_the_average_psf_against_the_truth(method):
+    pair, psf_map = _field_case()
+    average = psf_map.psfs.reshape(-1, 21, 21).mean(axis=0)
+
+    def error(result):
+        inner = (slice(10, -10),) * 2
+        return float(np.sqrt(np.mean((result[inner] - pair.sharp[inner]) ** 2)))
+
+    with_map = error(psfkit.deconvolve(pair.blurred, psf_map, method))
+    with_average = error(psfkit.deconvolve(pair.blurred, average, method))
+    assert with_map < 0.95 * with_average
+
+
+def test_a_3d_map_deconvolves_and_a_map_of_another_image_is_refused():
+    psf = make_psf("gaussian", (5, 7, 7), sigma=(1.5, 1.2, 1.2))
+    wider = make_psf("gaussian", (5, 7, 7), sigma=(1.5, 2.0, 2.0))
+    psf_map = _map((10, 32, 32), (1, 1, 2), np.stack([psf, wider])[None, None])
+    volume = samples.blurred_pair(psf, (10, 32, 32), scene_kind="blobs", noise=0.01,
+                                  shift=(0, 0, 0), rng=2).blurred
+    result, info = psfkit.deconvolve(volume, psf_map, "richardson_lucy", return_info=True)
+    assert result.shape == volume.shape and result.dtype == np.float32
+    assert np.isfinite(result).all() and info.iterations >= 1
+    with pytest.raises(ValueError, match=r"map of an image of shape \(10, 32, 32\)"):
+        psfkit.deconvolve(volume[:, :30], psf_map)
+
+
+def test_the_chunked_path_deconvolves_each_block_with_its_part_of_the_map():
+    pair, psf_map = _field_case()
+    whole, info = psfkit.deconvolve(pair.blurred, psf_map, "richardson_lucy",
+                                    return_info=True)
+    blocks = psfkit.deconvolve_chunked(pair.blurred, psf_map, chunks=80,
+                                       scheduler="synchronous", **info.parameters)
+    inner = (slice(10, -10),) * 2
+    difference = np.abs(blocks[inner] - whole[inner]).max()
+    assert difference <= 0.01 * np.abs(whole[inner]).max()
+    stack = np.stack([pair.blurred, pair.blurred])  # a leading axis of frames
+    frames = psfkit.deconvolve_chunked(stack, psf_map, chunks=(1, 80, 80),
+                                       scheduler="synchronous", **info.parameters)
+    np.testing.assert_allclose(frames[1], blocks, atol=1e-6)

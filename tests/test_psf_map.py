@@ -1,0 +1,173 @@
+"""The PSF map (interpolation between tiles, cropping) and the map estimators: kernels per
+tile, a fitted model's smoothed parameter field, and PSFs per region from beads."""
+
+import numpy as np
+import pytest
+
+import psfkit
+from psfkit import make_psf, samples
+from psfkit.maps import model_parameters, robust_polynomial, smooth_quantities
+from psfkit.psf_map import PsfMap, hat_weights, tiling
+
+
+def _two_tile_map():
+    narrow = make_psf("gaussian", (15, 15), sigma=1.0)
+    wide = make_psf("gaussian", (15, 15), sigma=3.0)
+    psfs = np.stack([narrow, wide])[None]  # grid (1, 2)
+    return PsfMap(psfs=psfs, centres=(np.array([50.0]), np.array([20.0, 80.0])),
+                  shape=(100, 100)), narrow, wide
+
+
+def test_hat_weights_are_a_partition_of_unity_constant_beyond_the_ends():
+    weights = hat_weights([10.0, 20.0, 40.0], np.arange(0, 50))
+    np.testing.assert_allclose(weights.sum(axis=0), 1.0)
+    assert weights[0, 5] == 1.0 and weights[2, 45] == 1.0
+    np.testing.assert_allclose(weights[:, 30], [0.0, 0.5, 0.5])
+
+
+def test_psf_at_is_the_tile_psf_at_its_centre_and_the_mean_halfway():
+    psf_map, narrow, wide = _two_tile_map()
+    np.testing.assert_allclose(psf_map.psf_at((50, 20)), narrow, atol=1e-7)
+    np.testing.assert_allclose(psf_map.psf_at((0, 99)), wide, atol=1e-7)
+    np.testing.assert_allclose(psf_map.psf_at((50, 50)), 0.5 * (narrow + wide), atol=1e-7)
+    assert psf_map.psf_at((10, 35)).sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_tile_weights_sum_to_one_and_cropping_keeps_the_psfs_in_place():
+    psf_map, narrow, _ = _two_tile_map()
+    np.testing.assert_allclose(psf_map.weights(0) + psf_map.weights(1), 1.0)
+    part = psf_map.cropped((slice(40, 60), slice(10, 60)))
+    assert part.shape == (20, 50)
+    np.testing.assert_allclose(part.psf_at((10, 10)), narrow, atol=1e-7)
+
+
+def test_params_at_of_a_measured_map_and_a_bad_position_are_refused_by_name():
+    psf_map, _, _ = _two_tile_map()
+    with pytest.raises(ValueError, match="params_at needs a map of a fitted model"):
+        psf_map.params_at((0, 0))
+    with pytest.raises(ValueError, match="position must have 2 coordinates"):
+        psf_map.psf_at((1, 2, 3))
+
+
+def test_tiles_overlap_and_cover_the_image():
+    tiles = tiling((100, 90), (3, 2), overlap=1.5)
+    covered = np.zeros((100, 90), bool)
+    for tile in tiles:
+        covered[tile.region] = True
+    assert covered.all()
+    assert tiles[0].region[0] == slice(0, 50) and tiles[-1].region[0] == slice(50, 100)
+
+
+def test_robust_polynomial_ignores_an_outlier_tile():
+    points = np.stack(np.meshgrid(np.arange(4.0), np.arange(4.0), indexing="ij"), -1)
+    design = np.column_stack([np.ones(16), points.reshape(-1, 2)])
+    values = 1.0 + 0.5 * points[..., 0].ravel() - 0.25 * points[..., 1].ravel()
+    spoiled = values.copy()
+    spoiled[5] += 10
+    coefficients, kept = robust_polynomial(design, spoiled, np.ones(16, bool))
+    np.testing.assert_allclose(coefficients, [1.0, 0.5, -0.25], atol=1e-9)
+    assert not kept[5] and kept.sum() == 15
+
+
+def test_kernel_map_of_a_uniform_blur_recovers_the_kernel_in_every_tile():
+    kernel = make_psf("gaussian", (11, 11), sigma=1.5)
+    pair = samples.blurred_pair(kernel, (192, 192), noise=0.005, rng=3)
+    psf_map = psfkit.estimate_kernel_map(pair.sharp, pair.blurred, grid=(2, 2), shape=11)
+    assert psf_map.grid == (2, 2) and psf_map.shape == (192, 192)
+    assert psf_map.diagnostics["reliable"].all()
+    for tile_psf in psf_map.tile_psfs():
+        assert np.abs(tile_psf - kernel).sum() < 0.15
+    assert np.all(psf_map.diagnostics["residual_ratio"] < 1.5)
+
+
+def test_a_flat_tile_is_flagged_and_filled_from_its_neighbours():
+    kernel = make_psf("gaussian", (9, 9), sigma=1.2)
+    pair = samples.blurred_pair(kernel, (192, 192), noise=0.005, rng=4)
+    sharp, blurred = pair.sharp.copy(), pair.blurred.copy()
+    rng = np.random.default_rng(0)
+    sharp[:96, :96] = 0.5  # no texture: nothing constrains a kernel there
+    blurred[:96, :96] = 0.5 + rng.normal(0, 0.005, (96, 96))
+    psf_map = psfkit.estimate_kernel_map(sharp, blurred, grid=(2, 2), shape=9,
+                                          overlap=1.0)
+    assert not psf_map.diagnostics["reliable"][0, 0]
+    assert psf_map.diagnostics["filled"].sum() == 1
+    neighbours = np.mean([psf_map.psfs[0, 1], psf_map.psfs[1, 0], psf_map.psfs[1, 1]], 0)
+    np.testing.assert_allclose(psf_map.psfs[0, 0], neighbours / neighbours.sum(), atol=1e-6)
+
+
+def test_fit_kernel_map_recovers_a_field_dependent_sigma_within_ten_percent():
+    pair = samples.field_blurred_pair((256, 256), (1.2, 3.0), rng=0)
+    psf_map = psfkit.fit_kernel_map(pair.sharp, pair.blurred, "gaussian", grid=(4, 4))
+    estimate = np.array([[psf_map.params_at((y, x))["sigma"] for x in range(0, 256, 8)]
+                         for y in range(0, 256, 8)])
+    relative = estimate / pair.sigma[::8, ::8] - 1
+    assert np.sqrt(np.mean(relative**2)) < 0.05
+    assert np.abs(relative).max() < 0.15
+    at_centre = psf_map.psf_at((128, 128))
+    expected = make_psf("gaussian", at_centre.shape,
+                        sigma=psf_map.params_at((128, 128))["sigma"])
+    np.testing.assert_allclose(at_centre, expected, atol=1e-7)
+
+
+def test_fit_kernel_map_refuses_auto_and_a_wrong_grid():
+    pair = samples.blurred_pair(make_psf("gaussian", (9, 9), sigma=1.2), (64, 64))
+    with pytest.raises(ValueError, match="one model name for the whole field"):
+        psfkit.fit_kernel_map(pair.sharp, pair.blurred, "auto")
+    with pytest.raises(ValueError, match="grid must have 2 entries"):
+        psfkit.estimate_kernel_map(pair.sharp, pair.blurred, grid=(2, 2, 2))
+    with pytest.raises(TypeError, match="grid must be an int"):
+        psfkit.estimate_kernel_map(pair.sharp, pair.blurred, grid=(2, 1.5))
+
+
+def _bead_halves(rng=0):
+    """Beads imaged through a narrow PSF on the left half and a wide one on the right."""
+    narrow = make_psf("gaussian", (15, 15), sigma=1.2)
+    wide = make_psf("gaussian", (15, 15), sigma=2.2)
+    left, _ = samples.bead_image(narrow, (128, 96), count=8, peak_snr=40, rng=rng)
+    right, _ = samples.bead_image(wide, (128, 96), count=8, peak_snr=40, rng=rng + 1)
+    return np.concatenate([left, right], axis=1)
+
+
+def test_average_beads_with_a_grid_gives_a_psf_per_region():
+    image = _bead_halves()
+    psf_map = psfkit.average_beads(image, grid=(1, 2), shape=15)
+    assert isinstance(psf_map, PsfMap) and psf_map.grid == (1, 2)
+    assert np.all(psf_map.diagnostics["beads_used"] >= 3)
+    assert np.all(np.isfinite(psf_map.diagnostics["spread"]))
+    widths = psf_map.diagnostics["fwhm"].mean(axis=-1).ravel()
+    assert widths[0] < 3.4 < widths[1]  # FWHM 2.8 and 5.2 px for sigma 1.2 and 2.2
+
+
+def test_a_region_without_beads_is_filled_from_its_neighbour():
+    image = _bead_halves()
+    image[:, 40:] = np.random.default_rng(0).normal(100, 25, (128, 152))  # no beads
+    psf_map = psfkit.average_beads(image, grid=(1, 2), shape=15)
+    assert psf_map.diagnostics["beads_used"][0, 1] == 0
+    assert psf_map.diagnostics["filled"].tolist() == [[False, True]]
+    np.testing.assert_allclose(psf_map.psfs[0, 1], psf_map.psfs[0, 0], atol=1e-7)
+    with pytest.raises(ValueError, match="callback is not available with grid"):
+        psfkit.average_beads(image, grid=(1, 2), callback=lambda *a: True)
+
+
+def test_elliptical_parameters_survive_the_moment_form_of_the_smoothing():
+    params = dict(sigma_y=1.3, sigma_x=2.2, angle=2.5)
+    quantities = smooth_quantities("elliptical_gaussian", params)
+    recovered = model_parameters("elliptical_gaussian", quantities, {})
+    assert recovered == pytest.approx(params, abs=1e-12)
+
+
+def test_fit_kernel_map_recovers_field_dependent_astigmatism():
+    pair = samples.field_blurred_pair((192, 192), (1.0, 3.5), astigmatism=2.5,
+                                      scene_kind="blobs", rng=1)
+    psf_map = psfkit.fit_kernel_map(pair.sharp, pair.blurred, "elliptical_gaussian",
+                                    grid=(4, 4))
+    ellipticity_errors, angle_errors = [], []
+    for position in [(y, x) for y in range(8, 192, 16) for x in range(8, 192, 16)]:
+        params = psf_map.params_at(position)
+        truth = 1 - pair.sigma[position] / pair.sigma_major[position]
+        ellipticity_errors.append(1 - params["sigma_y"] / params["sigma_x"] - truth)
+        if truth > 0.1:
+            difference = params["angle"] - pair.angle[position]
+            angle_errors.append(np.mod(difference + np.pi / 2, np.pi) - np.pi / 2)
+    assert np.sqrt(np.mean(np.square(ellipticity_errors))) < 0.06
+    assert np.degrees(np.sqrt(np.mean(np.square(angle_errors)))) < 10
