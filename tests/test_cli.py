@@ -276,3 +276,27 @@ def test_demo_into_a_read_only_folder_is_one_line(tmp_path, capsys):
     code, err, _ = _run(["demo", "-o", output], tmp_path, capsys)
     assert code == EXIT_USAGE and "psfkit demo: error:" in err and "Traceback" not in err
     assert not os.path.exists(output)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--depth", "nan", "argument --depth: expected an integer, got 'nan'"),
+    ("--iterations", "0", "argument --iterations: must be >= 1, got 0"),
+    ("--method", "nope", "argument --method: invalid choice: 'nope'"),
+])
+def test_a_refusal_by_the_parser_is_one_line_pointing_at_help(files, capsys, option, value,
+                                                              message):
+    _, _, image_path, psf_path, folder = files
+    code, err, left = _run(["deconvolve", image_path, "--psf", psf_path,
+                            "-o", str(folder / "o.tif"), option, value], folder, capsys)
+    assert code == EXIT_USAGE and left == []
+    assert err.count("\n") == 1 and err.startswith("psfkit deconvolve: error: ")
+    assert message in err and err.rstrip().endswith("(see psfkit deconvolve -h)")
+
+
+def test_an_absurd_iteration_count_is_one_line_and_nothing_is_written(files, capsys):
+    _, _, image_path, psf_path, folder = files
+    code, err, left = _run(["deconvolve", image_path, "--psf", psf_path,
+                            "-o", str(folder / "o.tif"), "--iterations", "1000000000000"],
+                           folder, capsys)
+    assert code == EXIT_USAGE and left == []
+    assert "iterations must be an int <= 100000" in err and err.count("\n") == 1

@@ -87,18 +87,23 @@ def odd_shape(shape, ndim: int, name: str = "shape") -> tuple[int, ...]:
 # ------------------------------------------------------------------ keyword arguments
 
 
-def whole_number(value, name: str, minimum: int | None = 0) -> int:
-    """``value`` as an ``int`` of at least ``minimum`` (any int when it is ``None``).
+def whole_number(value, name: str, minimum: int | None = 0, maximum: int | None = None,
+                 why: str = "") -> int:
+    """``value`` as an ``int`` of at least ``minimum`` (any int when it is ``None``) and at
+    most ``maximum`` (no bound when it is ``None``; ``why`` then says where the bound comes
+    from, in the message).
 
     Python and NumPy integers are accepted; a ``bool``, a float (even ``5.0`` or ``inf``: a
     float count is usually a computed value the caller should round on purpose) or anything
-    else raises a ``TypeError``, a smaller number a ``ValueError``.
+    else raises a ``TypeError``, a number out of range a ``ValueError``.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be an int <= {maximum}, got {value}{why}")
     return value
 
 

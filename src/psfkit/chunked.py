@@ -466,11 +466,16 @@ def _deconvolve_block(block: np.ndarray, psf: np.ndarray, parameters: dict) -> n
     return map_frames(frame, block, psf.ndim).result
 
 
-def _checked_plan(plan) -> ChunkPlan:
-    """``plan`` when it is a :class:`ChunkPlan`, else a ``TypeError`` naming it."""
+def _checked_plan(plan, shape=None) -> ChunkPlan:
+    """``plan`` when it is a :class:`ChunkPlan` (made for an image of ``shape``, when
+    given), else a ``TypeError`` or ``ValueError`` naming it."""
     if not isinstance(plan, ChunkPlan):
         raise TypeError(f"plan must be a ChunkPlan from plan_chunked, got "
                         f"{type(plan).__name__}")
+    planned = tuple(int(sum(sizes)) for sizes in plan.chunks)
+    if shape is not None and planned != tuple(shape):
+        raise ValueError(f"plan was made for an image of shape {planned}, not "
+                         f"{tuple(shape)}; make one for this image with plan_chunked")
     return plan
 
 
@@ -478,7 +483,7 @@ def chunked_graph(image, psf, plan: ChunkPlan):
     """The lazy dask array of the deconvolved image for ``plan`` (nothing is computed)."""
     import dask.array as da
 
-    _checked_plan(plan)
+    _checked_plan(plan, np.shape(image))
     psf = as_float_array(psf, "psf")
     if _is_dask(image):
         array = image if tuple(image.chunks) == tuple(plan.chunks) else \
@@ -625,7 +630,7 @@ def deconvolve_chunked(
     """
     optional_callable(callback)
     if plan is not None:
-        _checked_plan(plan)
+        _checked_plan(plan, np.shape(image))
     if compute and out is None:
         _check_result_fits(np.shape(image))
     with open_scheduler(scheduler) as where:

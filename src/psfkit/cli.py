@@ -435,8 +435,16 @@ def _deconvolve_files(args) -> int:
     return EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr, like every other error of
+    the command line, with a pointer to ``-h`` instead of the whole usage text."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="psfkit", description="Find the blur between images and undo it.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_demo(subparsers)

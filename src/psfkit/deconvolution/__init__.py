@@ -36,20 +36,20 @@ from psfkit._validate import (
     available_memory,
     check_finite_result,
     optional_callable,
-    positive_int,
     psf_fits,
     real_number,
+    whole_number,
 )
 
 from ._auto import rl_mix
-from ._common import DEFAULT_ITERATIONS, MethodResult, Request
+from ._common import DEFAULT_ITERATIONS, MAX_ITERATIONS, MethodResult, Request
 from ._direct import tikhonov, wiener
 from ._noise import NoiseModel
 from ._richardson_lucy import run_richardson_lucy, run_rl_tv
 from ._tuning import DEFAULT_TUNING, AutoTuning
 from ._tv import fista_tv
 
-__all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "METHODS",
+__all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "MAX_ITERATIONS", "METHODS",
            "METHOD_RUNNERS", "AutoTuning", "DeconvolutionInfo", "check_parameters",
            "deconvolve"]
 
@@ -188,7 +188,10 @@ def _checked_request(method, iterations, regularization, smoothing, acceleration
         raise TypeError(f"tuning must be an AutoTuning, got {type(tuning).__name__}")
     weight_limit = _FLOAT32_MAX if method == "fista_tv" else MAX_REGULARIZATION
     return Request(
-        iterations=None if iterations is None else positive_int(iterations, "iterations"),
+        iterations=None if iterations is None else whole_number(
+            iterations, "iterations", minimum=1, maximum=MAX_ITERATIONS,
+            why=" (MAX_ITERATIONS: more would run for hours; the automatic stop needs "
+                "far fewer)"),
         regularization=_auto_or_float(regularization, "regularization", weight_limit),
         smoothing=_auto_or_float(smoothing, "smoothing", _FLOAT32_MAX),
         acceleration=acceleration, acceleration_steps=_checked_steps(acceleration_steps),
