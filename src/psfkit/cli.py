@@ -327,25 +327,37 @@ def _deconvolve_into(out, image, psf, args, bar) -> dict:
     return parameters
 
 
+#: The signals that stop a run: Ctrl-C and a polite kill.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # so a terminated run removes its temporary file
+    """Stop the run (a ``KeyboardInterrupt``, so that it removes its temporary file), and
+    ignore any further stop signal: a second Ctrl-C during that clean-up would otherwise
+    leave the file behind and end in a traceback."""
+    for stop in _STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _run_deconvolve(args) -> int:
-    previous = None
+    previous = {}
     with contextlib.suppress(ValueError):  # only the main thread may set handlers
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        previous = {stop: signal.signal(stop, _interrupt) for stop in _STOP_SIGNALS}
     try:
         return _deconvolve_files(args)
     except UsageError as error:
         print(f"psfkit deconvolve: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        # the stop signals stay ignored: the process is ending, and a Ctrl-C between a
+        # restored handler and the exit would turn the clean exit 130 into a traceback
+        previous = {}
         print("\npsfkit deconvolve: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
 
 
 def _read_inputs(args):
