@@ -229,7 +229,7 @@ def holds_contract(call, arguments: dict, check_result, *, names=None, function=
         assert any(name in message for name in names), (
             f"{function}: message names no argument of {sorted(names)}: {message!r}")
         OUTCOMES[function]["error"] += 1
-        MESSAGES[function][f"{type(error).__name__}: {_message_kind(message)}"] += 1
+        MESSAGES[function][f"{type(error).__name__}: {message_kind(message)}"] += 1
     else:
         _assert_finite(result, documented_nan=documented_nan)
         check_result(result)
@@ -237,7 +237,7 @@ def holds_contract(call, arguments: dict, check_result, *, names=None, function=
     _assert_unchanged(before, {key: arguments[key] for key in before})
 
 
-def _message_kind(message: str) -> str:
+def message_kind(message: str) -> str:
     """The start of an error message, up to the first value it quotes (a number, a
     repr, a shape), so that messages of one kind are counted together."""
     return re.split(r"[-\d'\"(\[{]", message, maxsplit=1)[0].strip()

@@ -33,12 +33,14 @@ from hypothesis import strategies as st
 from _contract import (  # noqa: F401 (outcome_table is an autouse fixture)
     BAD_SCALARS,
     MAGNITUDES,
+    MESSAGES,
     OUTCOMES,
     SEEN,
     arrays,
     contract_settings,
     holds_contract,
     is_float_array,
+    message_kind,
     outcome_table,
     parameter_names,
     scaled,
@@ -382,6 +384,8 @@ def test_the_cli_writes_a_finite_tiff_or_exits_2_with_one_line(tiff_folder, opti
         assert len(lines) == 1 and lines[0].startswith("psfkit deconvolve: error: "), stderr
         assert existed or not os.path.exists(at(output)), "an output was left behind"
         OUTCOMES["cli deconvolve"]["error"] += 1
+        reason = lines[0].split("error: ", 1)[1].replace("--", "")  # "argument iterations: ..."
+        MESSAGES["cli deconvolve"][message_kind(reason)] += 1
     leftovers = [name for name in os.listdir(tiff_folder) if name.startswith(".psfkit-")]
     assert not leftovers, leftovers
 
