@@ -75,6 +75,26 @@ def test_a_folder_is_deconvolved_into_another_and_a_bad_file_is_one_line(tmp_pat
         images[1], PSF, "richardson_lucy", iterations=5))
 
 
+def test_a_glob_onto_a_file_name_is_refused_and_creates_nothing(tmp_path, capsys):
+    plate, _ = _plate(tmp_path, count=2)
+    code = main(["deconvolve", str(plate / "*.tif"), "--psf", str(tmp_path / "psf.tif"),
+                 "-o", str(tmp_path / "out.tif"), "-q"])
+    assert code == EXIT_USAGE
+    assert "names a file; for many images (a glob or a folder) name a folder" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_a_glob_that_holds_the_psf_file_does_not_deconvolve_the_psf(tmp_path, capsys):
+    plate, _ = _plate(tmp_path, count=2)
+    save_psf(plate / "psf.tif", PSF, spacing=(0.1, 0.1))
+    code = main(["deconvolve", str(plate / "*.tif"), "--psf", str(plate / "psf.tif"),
+                 "-o", str(tmp_path / "out"), "--method", "wiener", "-q"])
+    assert code == EXIT_OK
+    assert _names(tmp_path / "out") == sorted(f"well{i}_deconvolved.tif{suffix}"
+                                              for i in range(2) for suffix in ("", ".json"))
+
+
 def test_finished_outputs_are_skipped_unless_overwrite(tmp_path, capsys):
     plate, _ = _plate(tmp_path, count=2)
     arguments = ["deconvolve", str(plate / "*.tif"), "--psf", str(tmp_path / "psf.tif"),

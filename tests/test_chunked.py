@@ -1,6 +1,8 @@
 """Chunked deconvolution: blocks with overlap give the in-memory result, without seams,
 on a dask.distributed cluster as on the default scheduler."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -307,3 +309,12 @@ def test_a_result_larger_than_memory_is_refused_before_planning(small_blurred):
     with pytest.raises(ValueError, match=r"the result \(200000, 200000\) needs 149\.0 GiB.*"
                                          r"pass out= an array on disk"):
         deconvolve_chunked(lazy, psf)
+
+
+def test_a_plan_made_for_an_image_of_another_shape_is_refused_by_name():
+    psf = make_psf("gaussian", (5, 5), sigma=1.0)
+    plan = plan_chunked(np.ones((8, 8)) + np.eye(8), psf, "wiener", regularization=1e-2)
+    image = np.random.default_rng(0).random((32, 32))
+    with pytest.raises(ValueError, match=re.escape("plan was made for an image of shape "
+                                                   "(8, 8), not (32, 32)")):
+        deconvolve_chunked(image, psf, plan=plan)

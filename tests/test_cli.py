@@ -279,3 +279,64 @@ def test_demo_into_a_read_only_folder_is_one_line(tmp_path, capsys):
     code, err, _ = _run(["demo", "-o", output], tmp_path, capsys)
     assert code == EXIT_USAGE and "psfkit demo: error:" in err and "Traceback" not in err
     assert not os.path.exists(output)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--depth", "nan", "argument --depth: expected an integer, got 'nan'"),
+    ("--iterations", "0", "argument --iterations: must be >= 1, got 0"),
+    ("--method", "nope", "argument --method: invalid choice: 'nope'"),
+])
+def test_a_refusal_by_the_parser_is_one_line_pointing_at_help(files, capsys, option, value,
+                                                              message):
+    _, _, image_path, psf_path, folder = files
+    code, err, left = _run(["deconvolve", image_path, "--psf", psf_path,
+                            "-o", str(folder / "o.tif"), option, value], folder, capsys)
+    assert code == EXIT_USAGE and left == []
+    assert err.count("\n") == 1 and err.startswith("psfkit deconvolve: error: ")
+    assert message in err and err.rstrip().endswith("(see psfkit deconvolve -h)")
+
+
+def test_an_absurd_iteration_count_is_one_line_and_nothing_is_written(files, capsys):
+    _, _, image_path, psf_path, folder = files
+    code, err, left = _run(["deconvolve", image_path, "--psf", psf_path,
+                            "-o", str(folder / "o.tif"), "--iterations", "1000000000000"],
+                           folder, capsys)
+    assert code == EXIT_USAGE and left == []
+    assert "iterations must be an int <= 100000" in err and err.count("error:") == 1
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_more_ctrl_c_during_the_clean_up_still_leave_no_file_and_exit_130(tmp_path, attempt):
+    """A real process, interrupted once its temporary output exists, then again and again
+    until it has exited, so that signals land during its clean-up: every later one is
+    ignored, the temporary file is removed and the exit code is 130."""
+    import signal
+    import subprocess
+    import time
+
+    psf = make_psf("gaussian", (9, 9), sigma=1.5)
+    tifffile.imwrite(tmp_path / "in.tif", blurred_pair(psf, (128, 128)).blurred)
+    tifffile.imwrite(tmp_path / "psf.tif", psf)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "psfkit.cli", "deconvolve", str(tmp_path / "in.tif"), "--psf",
+         str(tmp_path / "psf.tif"), "-o", str(tmp_path / "out.tif"), "--method",
+         "richardson_lucy", "--iterations", "100000"],
+        env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        while process.poll() is None and not any(
+                name.startswith(".out.tif.") for name in os.listdir(tmp_path)):
+            time.sleep(0.02)  # polling for the state, not asserting on time
+        assert process.poll() is None, process.stderr.read()
+        while process.poll() is None:  # Ctrl-C, again and again, until it has exited
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.001)
+        stderr = process.communicate(timeout=300)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert sorted(os.listdir(tmp_path)) == ["in.tif", "psf.tif"]
+    assert stderr.strip().splitlines()[-1].startswith(
+        "psfkit deconvolve: interrupted; the output in progress was not written")
+    assert "Traceback" not in stderr

@@ -1,6 +1,8 @@
 """Frames along leading axes: one function over every frame with one progress count and one
 cancel, the first frame's choices repeated on the others, and one size rule for blocks."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -150,3 +152,65 @@ def test_map_frames_checks_its_function_and_callback_before_any_frame():
         map_frames(5, stack, 2)
     with pytest.raises(TypeError, match="callback must be a function or None, got 'x'"):
         map_frames(_doubled_in_three_steps, stack, 2, callback="x")
+
+
+# ------------------------------------------------- issue #17: found by the contract suite
+
+
+def _doubled(frame, callback):
+    return 2 * frame, None
+
+
+@pytest.mark.parametrize(("keywords", "error", "message"), [
+    ({"spatial_ndim": 4}, ValueError, "spatial_ndim must be an int <= 3, got 4, the number "
+                                      "of axes of the stack (2, 3, 4)"),
+    ({"spatial_ndim": 0}, ValueError, "spatial_ndim must be an int >= 1, got 0"),
+    ({"spatial_ndim": float("nan")}, TypeError, "spatial_ndim must be an int, got nan"),
+    ({"spatial_ndim": 2, "steps_per_frame": "x"}, TypeError, "steps_per_frame must be an int"),
+    ({"spatial_ndim": 2, "out": np.zeros((3, 3), np.float32)}, ValueError,
+     "out has shape (3, 3), expected (2, 3, 4)"),
+    ({"spatial_ndim": 2, "out": np.zeros((2, 3, 4), np.int16)}, TypeError,
+     "out must have dtype float32 or float64, got int16"),
+    ({"spatial_ndim": 2, "out": [0.0]}, TypeError, "out must be an array"),
+])
+def test_map_frames_names_a_bad_axis_count_step_count_or_output(keywords, error, message):
+    stack = np.ones((2, 3, 4), np.float32)
+    with pytest.raises(error, match=re.escape(message)):
+        map_frames(_doubled, stack, **keywords)
+
+
+def test_map_frames_refuses_a_function_result_of_another_shape_instead_of_broadcasting_it():
+    with pytest.raises(ValueError, match=re.escape("function returned shape (1,) for a frame "
+                                                   "of shape (3, 4)")):
+        map_frames(lambda frame, callback: (np.zeros(1), None), np.ones((2, 3, 4)), 2)
+
+
+def test_frames_a_stopped_run_did_not_reach_are_zero_not_uninitialised_memory():
+    run = map_frames(_doubled, np.full((3, 4, 4), 5.0), 2, callback=lambda *_: False)
+    assert not run.complete
+    np.testing.assert_array_equal(run.result[0], 10.0)
+    np.testing.assert_array_equal(run.result[1:], 0.0)
+
+
+def test_deconvolve_frames_takes_a_nested_list_and_names_a_ragged_one():
+    psf = make_psf("gaussian", (5, 5), sigma=1.0)
+    stack = blurred_pair(psf, (16, 16), noise=0.01).blurred
+    listed = deconvolve_frames([stack.tolist()], psf, method="wiener", regularization=1e-2)
+    expected = psfkit.deconvolve(stack, psf, "wiener", regularization=1e-2)
+    np.testing.assert_array_equal(listed.result[0], expected)
+    with pytest.raises(ValueError, match="stack must be one array with a shape"):
+        deconvolve_frames([[1.0, 2.0], [3.0]], psf)
+
+
+@pytest.mark.parametrize(("keywords", "error", "message"), [
+    ({"psf": np.ones((3, 3, 3, 3))}, ValueError, "psf must be 2D or 3D, got 4D"),
+    ({"psf": np.ones((3, 3, 3))}, ValueError, "psf is 3D but the stack (16, 16) has only 2"),
+    ({"in_blocks": "x"}, TypeError, "in_blocks must be True, False or None, got 'x'"),
+    ({"iterations": 10**12}, ValueError, "iterations must be an int <= 100000"),
+    ({"iterations": 5.0}, TypeError, "iterations must be an int, got 5.0"),
+])
+def test_deconvolve_frames_names_a_bad_psf_block_choice_or_iteration_count(keywords, error,
+                                                                           message):
+    arguments = {"psf": make_psf("gaussian", (5, 5), sigma=1.0), **keywords}
+    with pytest.raises(error, match=re.escape(message)):
+        deconvolve_frames(np.random.default_rng(0).random((16, 16)), **arguments)

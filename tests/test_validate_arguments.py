@@ -1,15 +1,22 @@
 """The shared checks of scalar arguments and results, and the exact rescaling."""
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
+import psfkit
+import psfkit.samples
 from psfkit._validate import (
+    MAX_SPACING_RATIO,
+    ORDINARY_MAGNITUDES,
     finite_result,
     flag,
+    magnitude_exponent,
     matching_pair,
+    per_axis_spacing,
     power_of_two_scale,
     real_number,
     rescaled,
@@ -95,3 +102,37 @@ def test_matching_pair_refuses_other_shapes_and_small_images():
     with pytest.raises(ValueError, match=r"of shape \(8, 7\) are too small"):
         matching_pair(np.ones((8, 7)), np.ones((8, 7)))
     matching_pair(np.ones((8, 8, 3)), np.ones((8, 8, 3)), channels=True)
+
+
+@pytest.mark.parametrize("largest", [2.0**30, 2.0**30 * (1 - 2**-52), 3e30, 1e-30, 2.0**-60])
+def test_one_exponent_rule_serves_both_rescaling_ranges(largest):
+    array = np.array([0.0, -largest / 2, largest])
+    exponent = math.frexp(largest)[1]
+    assert 2.0 ** (exponent - 1) <= largest < 2.0**exponent
+    assert magnitude_exponent(array, (2.0**-40, 2.0**40)) == (
+        0 if 2.0**-40 <= largest <= 2.0**40 else exponent)
+    assert magnitude_exponent(array, ORDINARY_MAGNITUDES) == exponent  # all outside 2**±20
+    assert power_of_two_scale(array) == 2.0 ** (exponent - 1)
+    assert magnitude_exponent(np.zeros(3), ORDINARY_MAGNITUDES) == 0
+
+
+def test_whole_number_names_its_upper_bound_and_why():
+    with pytest.raises(ValueError, match=r"n must be an int <= 10, got 11 \(the reason\)"):
+        whole_number(11, "n", minimum=1, maximum=10, why=" (the reason)")
+    assert whole_number(10, "n", minimum=1, maximum=10) == 10
+
+
+@pytest.mark.parametrize("spacing", [(1e-300, 1e300), (1.0, 1e7), (1e-10, 1e-3)])
+def test_a_spacing_anisotropic_beyond_any_voxel_is_refused_by_name(spacing):
+    with pytest.raises(ValueError, match=re.escape(f"spacing {spacing} differs by a factor")):
+        per_axis_spacing(spacing, 2)
+    assert per_axis_spacing((1e-300, 1e-300 * MAX_SPACING_RATIO), 2)[0] == 1e-300
+
+
+def test_fit_kernel_with_an_absurdly_anisotropic_spacing_is_refused_not_an_overflow():
+    psf = psfkit.make_psf("gaussian", (9, 9), sigma=1.5)
+    pair = psfkit.samples.blurred_pair(psf, (64, 64))
+    for isotropic in (True, False):
+        with pytest.raises(ValueError, match=r"spacing .* differs by a factor of 1e600"):
+            psfkit.fit_kernel(pair.sharp, pair.blurred, "gaussian", spacing=(1e-300, 1e300),
+                              isotropic=isotropic)

@@ -87,18 +87,23 @@ def odd_shape(shape, ndim: int, name: str = "shape") -> tuple[int, ...]:
 # ------------------------------------------------------------------ keyword arguments
 
 
-def whole_number(value, name: str, minimum: int | None = 0) -> int:
-    """``value`` as an ``int`` of at least ``minimum`` (any int when it is ``None``).
+def whole_number(value, name: str, minimum: int | None = 0, maximum: int | None = None,
+                 why: str = "") -> int:
+    """``value`` as an ``int`` of at least ``minimum`` (any int when it is ``None``) and at
+    most ``maximum`` (no bound when it is ``None``; ``why`` then says where the bound comes
+    from, in the message).
 
     Python and NumPy integers are accepted; a ``bool``, a float (even ``5.0`` or ``inf``: a
     float count is usually a computed value the caller should round on purpose) or anything
-    else raises a ``TypeError``, a smaller number a ``ValueError``.
+    else raises a ``TypeError``, a number out of range a ``ValueError``.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be an int <= {maximum}, got {value}{why}")
     return value
 
 
@@ -219,10 +224,18 @@ def available_memory() -> int:
 ORDINARY_MAGNITUDES = (2.0**-20, 2.0**20)
 
 
+#: The largest ratio between the pixel spacings of two axes that :func:`per_axis_spacing`
+#: accepts: a microscope's voxels are at most ~100 times deeper than wide, and beyond 1e6 a
+#: kernel a few pixels wide along one axis is a millionth of a pixel along another (an
+#: isotropic fit's per-axis widths then under- or overflow).
+MAX_SPACING_RATIO = 1e6
+
+
 def per_axis_spacing(spacing, ndim: int, name: str = "spacing") -> tuple[float, ...]:
     """A pixel ``spacing`` (one number, or one per axis) as ``ndim`` positive finite floats;
     ``None`` gives ones. Raises a ``ValueError`` naming ``name`` for another number of
-    entries, a ``TypeError`` for entries that are not numbers."""
+    entries or axes that differ by more than :data:`MAX_SPACING_RATIO`, a ``TypeError`` for
+    entries that are not numbers."""
     if spacing is None:
         return (1.0,) * ndim
     entries = np.atleast_1d(np.asarray(spacing, dtype=object)).ravel().tolist()
@@ -230,7 +243,14 @@ def per_axis_spacing(spacing, ndim: int, name: str = "spacing") -> tuple[float, 
         entries = entries * ndim
     if len(entries) != ndim:
         raise ValueError(f"{name} must be one number or {ndim} (one per axis), got {spacing!r}")
-    return tuple(real_number(s, name, positive=True) for s in entries)
+    spacing = tuple(real_number(s, name, positive=True) for s in entries)
+    # in logarithms: the ratio of 1e300 to 1e-300 itself overflows
+    orders = math.log10(max(spacing)) - math.log10(min(spacing))
+    if orders > math.log10(MAX_SPACING_RATIO):
+        raise ValueError(f"{name} {spacing} differs by a factor of 1e{orders:.0f} between "
+                         f"axes, more than {MAX_SPACING_RATIO:g}: no voxel is that "
+                         f"anisotropic; check that every entry is in the same unit")
+    return spacing
 
 
 def kernel_shape(shape, ndim: int, name: str = "shape") -> tuple[int, ...]:
@@ -245,21 +265,30 @@ def kernel_shape(shape, ndim: int, name: str = "shape") -> tuple[int, ...]:
     return odd_shape(tuple(whole_number(n, name, minimum=None) for n in entries), ndim, name)
 
 
+def magnitude_exponent(array: np.ndarray, ordinary: tuple[float, float]) -> int:
+    """0 when the largest absolute value of ``array`` lies within ``ordinary`` (a ``(low,
+    high)`` range) or the array is all zero; else the exponent ``e`` with that largest
+    value in ``[2**(e - 1), 2**e)`` (:func:`math.frexp`, exact). The one rule by which
+    psfkit decides to rescale an image of extreme magnitude by a power of two."""
+    largest = max(float(np.max(array)), -float(np.min(array)))
+    low, high = ordinary
+    if largest == 0 or low <= largest <= high:
+        return 0
+    return math.frexp(largest)[1]
+
+
 def power_of_two_scale(array: np.ndarray) -> float:
     """The power of two by which ``array`` is divided so that its largest absolute value
-    lies near 1, or 1.0 when it already lies within :data:`ORDINARY_MAGNITUDES` or the
-    array is all zero.
+    lies in ``[1, 2)``, or 1.0 when it already lies within :data:`ORDINARY_MAGNITUDES` or
+    the array is all zero (:func:`magnitude_exponent`).
 
     Dividing by a power of two is exact in floating point (away from subnormal numbers), so
     a function that rescales its inputs by this factor and multiplies its results back
     computes on images of 1e-30 or 1e30 what it computes on ordinary ones, and leaves
     ordinary images bit for bit as they were.
     """
-    largest = float(np.max(np.abs(array)))
-    low, high = ORDINARY_MAGNITUDES
-    if largest == 0 or low <= largest <= high:
-        return 1.0
-    return 2.0 ** math.floor(math.log2(largest))
+    exponent = magnitude_exponent(array, ORDINARY_MAGNITUDES)
+    return 1.0 if exponent == 0 else 2.0 ** (exponent - 1)
 
 
 def rescaled(array: np.ndarray) -> tuple[np.ndarray, float]:

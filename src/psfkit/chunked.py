@@ -515,11 +515,16 @@ def _deconvolve_map_block(block: np.ndarray, psf: PsfMap, parameters: dict, plan
     return _deconvolve_block(block, psf.cropped(region), parameters)
 
 
-def _checked_plan(plan) -> ChunkPlan:
-    """``plan`` when it is a :class:`ChunkPlan`, else a ``TypeError`` naming it."""
+def _checked_plan(plan, shape=None) -> ChunkPlan:
+    """``plan`` when it is a :class:`ChunkPlan` (made for an image of ``shape``, when
+    given), else a ``TypeError`` or ``ValueError`` naming it."""
     if not isinstance(plan, ChunkPlan):
         raise TypeError(f"plan must be a ChunkPlan from plan_chunked, got "
                         f"{type(plan).__name__}")
+    planned = tuple(int(sum(sizes)) for sizes in plan.chunks)
+    if shape is not None and planned != tuple(shape):
+        raise ValueError(f"plan was made for an image of shape {planned}, not "
+                         f"{tuple(shape)}; make one for this image with plan_chunked")
     return plan
 
 
@@ -527,7 +532,7 @@ def chunked_graph(image, psf, plan: ChunkPlan):
     """The lazy dask array of the deconvolved image for ``plan`` (nothing is computed)."""
     import dask.array as da
 
-    _checked_plan(plan)
+    _checked_plan(plan, np.shape(image))
     block_function, extra = _deconvolve_block, {}
     if isinstance(psf, PsfMap):  # each block deconvolves with its part of the map
         check_map_fits(psf, np.shape(image)[len(plan.chunks) - psf.ndim:])
@@ -681,7 +686,7 @@ def deconvolve_chunked(
     """
     optional_callable(callback)
     if plan is not None:
-        _checked_plan(plan)
+        _checked_plan(plan, np.shape(image))
     if compute and out is None:
         _check_result_fits(np.shape(image))
     with open_scheduler(scheduler) as where:

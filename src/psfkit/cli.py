@@ -304,19 +304,21 @@ def _jobs(args):
     if args.output is None and args.output_pattern is None:
         raise UsageError("name the output: -o FILE for one image, -o FOLDER or "
                          "--output-pattern '{stem}_deconvolved.tif' for many")
-    if args.output is not None:
-        if os.path.isfile(args.output):
-            raise UsageError(f"the output {args.output} is a file; for many images name a "
-                             f"folder")
-        if os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
-            os.makedirs(args.output, exist_ok=True)  # a new folder in an existing one
+    if args.output is not None and not os.path.isdir(args.output):
+        if os.path.isfile(args.output) or args.output.lower().endswith((".tif", ".tiff")):
+            raise UsageError(f"the output {args.output} names a file; for many images (a "
+                             f"glob or a folder) name a folder")
     try:
         jobs, unmatched = plan_jobs(args.images, output_folder=args.output,
                                     pattern=args.output_pattern)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    # a glob or folder that holds the PSF file too does not deconvolve the PSF
+    jobs = [job for job in jobs if os.path.abspath(job.input) != os.path.abspath(args.psf)]
     if not jobs and unmatched:
         raise UsageError("; ".join(unmatched))
+    if args.output is not None and os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        os.makedirs(args.output, exist_ok=True)  # a new folder in an existing one
     for folder in sorted({os.path.dirname(os.path.abspath(job.output)) for job in jobs}):
         _check_output_folder(folder)
     return jobs, unmatched
@@ -463,26 +465,38 @@ def _deconvolve_into(out, image, psf, deconvolver, options, args, bar) -> tuple:
     return report, parameters, blocks
 
 
+#: The signals that stop a run: Ctrl-C and a polite kill.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # so a terminated run removes its temporary file
+    """Stop the run (a ``KeyboardInterrupt``, so that it removes its temporary file), and
+    ignore any further stop signal: a second Ctrl-C during that clean-up would otherwise
+    leave the file behind and end in a traceback."""
+    for stop in _STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _run_deconvolve(args) -> int:
-    previous = None
+    previous = {}
     with contextlib.suppress(ValueError):  # only the main thread may set handlers
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        previous = {stop: signal.signal(stop, _interrupt) for stop in _STOP_SIGNALS}
     try:
         return _deconvolve_batch(args)
     except UsageError as error:
         print(f"psfkit deconvolve: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        # the stop signals stay ignored: the process is ending, and a Ctrl-C between a
+        # restored handler and the exit would turn the clean exit 130 into a traceback
+        previous = {}
         print("\npsfkit deconvolve: interrupted; the output in progress was not written "
               "(run the command again to go on)", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
 
 
 def _checked_image(job, psf_ndim: int):
@@ -704,8 +718,16 @@ def _deconvolve_batch(args) -> int:
     return EXIT_USAGE if unmatched and not result.failed else result.exit_code()
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr, like every other error of
+    the command line, with a pointer to ``-h`` instead of the whole usage text."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="psfkit", description="Find the blur between images and undo it.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_demo(subparsers)

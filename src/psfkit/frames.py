@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._progress import report
-from ._validate import float_output, optional_callable
+from ._validate import as_float_array, float_output, optional_callable, positive_int, whole_number
 from .deconvolution import check_parameters, deconvolve
 from .metadata import Code, plain, python_call, run_metadata
 
@@ -106,11 +106,12 @@ def map_frames(function: Callable, stack, spatial_ndim: int, *, out=None, callba
     spatial_ndim : int
         ``D``, the number of trailing axes that make one frame.
     out : array-like, optional
-        Where to write the results (anything with slice assignment). Default: a new
-        float32 array.
+        Where to write the results (anything with slice assignment and a float32 or
+        float64 dtype). Default: a new float32 array.
     callback : callable, optional
         ``callback(step, total, None)`` with the steps of all frames; returning ``False``
-        stops the current frame and the run.
+        stops the current frame and the run. The frames it did not reach are left as they
+        were in ``out`` (0 in a new array).
     steps_per_frame : int
         Steps counted for each frame until ``function`` reports its own total.
 
@@ -122,19 +123,47 @@ def map_frames(function: Callable, stack, spatial_ndim: int, *, out=None, callba
         raise TypeError(f"function must be callable as function(frame, callback), got "
                         f"{function!r}")
     optional_callable(callback)
+    stack = stack_array(stack)
     shape = tuple(stack.shape)
+    spatial_ndim = whole_number(spatial_ndim, "spatial_ndim", minimum=1, maximum=len(shape),
+                                why=f", the number of axes of the stack {shape}")
+    steps_per_frame = positive_int(steps_per_frame, "steps_per_frame")
     frames = list(np.ndindex(*shape[:len(shape) - spatial_ndim]))
-    if out is None:
-        out = np.empty(shape, dtype=np.float32)
+    # zeros, not empty: the frames a stopped run did not reach must hold numbers
+    out = np.zeros(shape, dtype=np.float32) if out is None else float_output(out, shape)
     progress = _StackProgress(callback, len(frames), steps_per_frame)
     reports = []
     for index, frame in enumerate(frames):
-        out[frame], frame_report = function(np.asarray(stack[frame]),
-                                            progress.frame_callback(index))
+        result, frame_report = function(np.asarray(stack[frame]),
+                                        progress.frame_callback(index))
+        out[frame] = _frame_result(result, shape[len(shape) - spatial_ndim:])
         reports.append(frame_report)
         if not progress.frame_done(index):
             return FramesRun(out, tuple(reports), complete=index + 1 == len(frames))
     return FramesRun(out, tuple(reports), complete=True)
+
+
+def stack_array(stack):
+    """``stack`` itself when it has a ``shape`` and NumPy indexing (an ndarray, a memory
+    map, a dask array...), else as an ndarray (a nested list), or a ``ValueError`` naming
+    ``stack`` when it is not one array (a ragged list)."""
+    if hasattr(stack, "shape") and hasattr(stack, "__getitem__"):
+        return stack
+    try:
+        return np.asarray(stack)
+    except ValueError as error:
+        raise ValueError(f"stack must be one array with a shape, got a "
+                         f"{type(stack).__name__} that is not ({error})") from None
+
+
+def _frame_result(result, frame_shape) -> np.ndarray:
+    """A frame function's ``result`` as an array of ``frame_shape``; ``ValueError`` naming
+    ``function`` for another shape, which would be broadcast into the frame silently."""
+    result = np.asarray(result)
+    if result.shape != tuple(frame_shape):
+        raise ValueError(f"function returned shape {result.shape} for a frame of shape "
+                         f"{tuple(frame_shape)}; it must return an array of the frame's shape")
+    return result
 
 
 def _left_to_the_data(value) -> bool:
@@ -282,15 +311,21 @@ def deconvolve_frames(stack, psf, *, out=None, callback=None, in_blocks: bool | 
         (for a frame in blocks, the block parameters and the block count).
     """
     optional_callable(callback)
-    if out is not None:
-        float_output(out, stack.shape)
-    psf = np.asarray(psf)
+    stack = stack_array(stack)
+    psf = as_float_array(psf, "psf")
+    if psf.ndim > len(stack.shape):
+        raise ValueError(f"psf is {psf.ndim}D but the stack {tuple(stack.shape)} has only "
+                         f"{len(stack.shape)} axes; pass a PSF of the frames' dimensionality")
     spatial = tuple(stack.shape[len(stack.shape) - psf.ndim:])
     if in_blocks is None:
         in_blocks = frame_in_blocks(spatial)
+    elif not isinstance(in_blocks, (bool, np.bool_)):
+        raise TypeError(f"in_blocks must be True, False or None, got {in_blocks!r}")
+    # the iteration count sets the progress plan, so it is checked (by name) first
+    budget = check_parameters(iterations=parameters.get("iterations"))[0].iterations
     frame_deconvolver = _FrameDeconvolver(psf, parameters, in_blocks, stack, deconvolver)
     return map_frames(frame_deconvolver, stack, psf.ndim, out=out, callback=callback,
-                      steps_per_frame=parameters.get("iterations") or PLANNED_STEPS_PER_FRAME)
+                      steps_per_frame=budget or PLANNED_STEPS_PER_FRAME)
 
 
 def repeating_call(request: dict, report: dict, frame_count: int, *,

@@ -1,12 +1,21 @@
 """The "Deconvolve" widget in a real viewer: the library's numbers in a layer named after
 the input, frames and lazy layers, progress, cancel, and refusals that change no layer."""
 
+import re
+import types
+
 import numpy as np
 import pytest
 from _widget_helpers import run_to_end
 
 import psfkit
-from psfkit._napari._deconvolve_widget import DeconvolveWidget, model_psf
+from psfkit._napari._common import layer_array
+from psfkit._napari._deconvolve_widget import (
+    DeconvolveWidget,
+    _check_image_layer,
+    _regularization_value,
+    model_psf,
+)
 from psfkit.deconvolution import DEFAULT_TUNING
 from psfkit.deconvolution._auto import SMOOTHING_BISECTIONS, SMOOTHING_ITERATIONS
 from psfkit.models import make_psf
@@ -196,3 +205,33 @@ def test_bad_input_gives_an_error_and_changes_no_layer(viewer_widget):
     data[3, 3] = np.nan
     viewer.layers["cells"].data = data
     refused("NaN")
+
+
+# ------------------------------------------------- issue #17: found by the contract suite
+
+
+@pytest.mark.parametrize(("arguments", "error", "message"), [
+    (("nope", 2.0), ValueError, "The model PSF must be one of"),
+    (("gaussian", "x"), TypeError, "size must be a number, got 'x'"),
+    (("gaussian", float("inf")), ValueError, "size must be a finite number, got inf"),
+    (("gaussian", 1e6), ValueError, "size must satisfy size <= 500"),
+    (("gaussian", 2.0, float("nan")), ValueError, "axial_size must be a finite number"),
+    (("gaussian", 2.0, -1.0), ValueError, "axial_size must satisfy 0 <= axial_size <= 500"),
+])
+def test_a_model_psf_of_a_bad_model_or_size_is_refused_by_name(arguments, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        model_psf(*arguments)
+
+
+@pytest.mark.parametrize("text", ["inf", "nan", "-inf"])
+def test_the_regularization_field_refuses_a_non_finite_number(text):
+    with pytest.raises(ValueError, match="Regularization must be a finite number"):
+        _regularization_value(text)
+
+
+def test_a_masked_layer_is_refused_rather_than_its_mask_ignored():
+    data = np.ma.masked_array(np.random.default_rng(0).random((16, 16)), mask=False)
+    layer = types.SimpleNamespace(name="masked", data=data, rgb=False, multiscale=False)
+    for check in (lambda: _check_image_layer(layer, 2), lambda: layer_array(layer, "image")):
+        with pytest.raises(ValueError, match="The image layer 'masked' holds a masked array"):
+            check()

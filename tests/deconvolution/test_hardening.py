@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from psfkit import deconvolve
-from psfkit.deconvolution import MAX_REGULARIZATION
+from psfkit.deconvolution import MAX_ITERATIONS, MAX_REGULARIZATION
 from psfkit.deconvolution._tv import tv_prox
 from psfkit.models import make_psf
 from psfkit.samples import blurred_pair
@@ -137,3 +137,13 @@ def test_a_power_of_two_scale_gives_the_same_result_scaled_exactly(small_blurred
     factor = np.float32(2.0**60)
     np.testing.assert_array_equal(deconvolve(blurred * factor, psf) / factor,
                                   deconvolve(blurred, psf))
+
+
+@pytest.mark.parametrize("method", ["auto", "richardson_lucy", "fista_tv"])
+def test_an_absurd_iteration_count_is_refused_before_any_work(small_blurred, method):
+    psf, blurred = small_blurred
+    with pytest.raises(ValueError, match=re.escape("iterations must be an int <= 100000, got "
+                                                   "1000000000000 (MAX_ITERATIONS")):
+        deconvolve(blurred, psf, method, iterations=10**12)
+    assert deconvolve(blurred, psf, method, iterations=MAX_ITERATIONS, callback=lambda *_: False
+                      ).shape == blurred.shape

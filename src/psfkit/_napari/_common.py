@@ -237,6 +237,14 @@ def refuse_featureless(data: np.ndarray, role: str, name: str, *,
                          "everywhere): choose a layer with an image in it.")
 
 
+def refuse_masked(data, role: str, name: str) -> None:
+    """``ValueError`` when a layer holds a masked array: psfkit would ignore its mask."""
+    if np.ma.isMaskedArray(data):
+        raise ValueError(f"The {role} layer '{name}' holds a masked array, whose mask psfkit "
+                         "would ignore: fill the masked pixels (e.g. with the background) "
+                         "in a new layer.")
+
+
 def layer_array(layer, role: str, *, ndim=(2, 3), allow_rgb: bool = False,
                 allow_constant: bool = False) -> np.ndarray:
     """The data of an Image layer as a plain ndarray, or a ``ValueError`` that says why not
@@ -245,6 +253,7 @@ def layer_array(layer, role: str, *, ndim=(2, 3), allow_rgb: bool = False,
     if layer is None:
         raise ValueError(f"Choose a {role} layer.")
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    refuse_masked(data, role, layer.name)
     data = np.asarray(data)
     if data.size == 0:
         raise ValueError(f"The {role} layer '{layer.name}' is empty.")

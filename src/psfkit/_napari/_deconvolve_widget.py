@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, LineEdit, RadioButtons, SpinBox
 
+from psfkit._validate import real_number
 from psfkit.cli import deconvolve_command
 from psfkit.deconvolution import METHODS
 from psfkit.frames import deconvolve_frames, repeating_call
@@ -42,6 +43,7 @@ from ._common import (
     layer_units,
     number_field,
     refuse_featureless,
+    refuse_masked,
     units_of,
     upsert_layer,
 )
@@ -62,13 +64,20 @@ MODEL_CHOICES = ["gaussian", "airy", "disk"]
 SCALE_TOLERANCE = 0.01
 
 
+#: The largest model PSF size (and axial σ) in pixels, the most the widget's fields allow: a
+#: PSF of 8 × 500 + 1 pixels per side is larger than any image worth deconvolving.
+MAX_MODEL_SIZE = 500.0
+
+
 def model_psf_arguments(model: str, size: float,
                         axial_size: float = 0.0) -> tuple[str, tuple, dict]:
     """The :func:`psfkit.make_psf` arguments ``(model, shape, keywords)`` of a model PSF
     from one size in pixels (Gaussian sigma, Airy first-zero radius, disk radius); with
     ``axial_size`` > 0 a 3D Gaussian with that axial sigma."""
-    if not size > 0:
-        raise ValueError(f"The model PSF size must be positive, got {size}.")
+    if not isinstance(model, str) or model not in MODEL_CHOICES:
+        raise ValueError(f"The model PSF must be one of {MODEL_CHOICES}, got {model!r}.")
+    size = real_number(size, "size", positive=True, maximum=MAX_MODEL_SIZE)
+    axial_size = real_number(axial_size, "axial_size", minimum=0.0, maximum=MAX_MODEL_SIZE)
     if axial_size > 0:
         if model != "gaussian":
             raise ValueError("Only the Gaussian model PSF exists in 3D; set the axial σ to 0 "
@@ -162,9 +171,7 @@ def _regularization_value(text: str):
         value = float(text)
     except ValueError:
         raise ValueError(f"Regularization must be a number or 'auto', got '{text}'.") from None
-    if not value >= 0:
-        raise ValueError(f"Regularization must be >= 0, got {value}.")
-    return value
+    return real_number(value, "Regularization", minimum=0.0)
 
 
 def _check_image_layer(layer, spatial_ndim: int):
@@ -174,6 +181,7 @@ def _check_image_layer(layer, spatial_ndim: int):
     if getattr(layer, "rgb", False):
         raise ValueError(f"The image layer '{layer.name}' is RGB; deconvolve one channel.")
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    refuse_masked(data, "image", layer.name)
     dtype = np.dtype(data.dtype)
     if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
         raise ValueError(f"The image layer '{layer.name}' does not hold real numbers.")
@@ -238,9 +246,9 @@ class DeconvolveWidget(PsfkitWidget):
                                 avoid=[self.image])
         self.resample = CheckBox(value=True, label="resample the PSF to the image's pixels")
         self.model = ComboBox(value="gaussian", choices=MODEL_CHOICES, label="model")
-        self.model_size = number_field(2.0, min=0.1, max=500.0, step=0.1,
+        self.model_size = number_field(2.0, min=0.1, max=MAX_MODEL_SIZE, step=0.1,
                                        label="σ / radius (px)")
-        self.axial_size = number_field(0.0, min=0.0, max=500.0, step=0.1,
+        self.axial_size = number_field(0.0, min=0.0, max=MAX_MODEL_SIZE, step=0.1,
                                        label="axial σ (px, 0 = 2D)")
         self.frames = CheckBox(value=False, label="leading axes are frames (time, channels)")
         self.method = ComboBox(value="auto", choices=METHOD_CHOICES, label="method")

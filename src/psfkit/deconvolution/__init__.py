@@ -26,7 +26,6 @@ function that runs it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -35,15 +34,16 @@ from psfkit._validate import (
     as_float_array,
     available_memory,
     check_finite_result,
+    magnitude_exponent,
     optional_callable,
-    positive_int,
     psf_fits,
     real_number,
+    whole_number,
 )
 from psfkit.psf_map import PsfMap
 
 from ._auto import rl_mix
-from ._common import DEFAULT_ITERATIONS, MethodResult, Request
+from ._common import DEFAULT_ITERATIONS, MAX_ITERATIONS, MethodResult, Request
 from ._direct import tikhonov, wiener
 from ._noise import NoiseModel
 from ._richardson_lucy import run_richardson_lucy, run_rl_tv
@@ -51,7 +51,7 @@ from ._tuning import DEFAULT_TUNING, AutoTuning
 from ._tv import fista_tv
 from ._varying import VaryingPsf, piecewise
 
-__all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "METHODS",
+__all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "MAX_ITERATIONS", "METHODS",
            "METHOD_RUNNERS", "AutoTuning", "DeconvolutionInfo", "check_parameters",
            "deconvolve"]
 
@@ -190,7 +190,10 @@ def _checked_request(method, iterations, regularization, smoothing, acceleration
         raise TypeError(f"tuning must be an AutoTuning, got {type(tuning).__name__}")
     weight_limit = _FLOAT32_MAX if method == "fista_tv" else MAX_REGULARIZATION
     return Request(
-        iterations=None if iterations is None else positive_int(iterations, "iterations"),
+        iterations=None if iterations is None else whole_number(
+            iterations, "iterations", minimum=1, maximum=MAX_ITERATIONS,
+            why=" (MAX_ITERATIONS: more would run for hours; the automatic stop needs "
+                "far fewer)"),
         regularization=_auto_or_float(regularization, "regularization", weight_limit),
         smoothing=_auto_or_float(smoothing, "smoothing", _FLOAT32_MAX),
         acceleration=acceleration, acceleration_steps=_checked_steps(acceleration_steps),
@@ -217,17 +220,14 @@ def check_parameters(method: str = "auto", *, iterations=None, regularization="a
 #: is deconvolved scaled by a power of two to a largest magnitude in ``[0.5, 1)``, and the
 #: result scaled back: otherwise squared residuals overflow float32 above about 1e19 and
 #: the methods' small floors (1e-30, 1e-12) dominate below about 1e-12. A power of two
-#: scales float32 exactly, and images inside the range are not scaled at all.
+#: scales float32 exactly, and images inside the range are not scaled at all. The decision
+#: is :func:`psfkit._validate.magnitude_exponent`, the estimators' too; their range
+#: (``_validate.ORDINARY_MAGNITUDES``, 2**±20) is narrower, the range in which none of
+#: their steps was seen to under- or overflow float32. The two stay apart on purpose: each
+#: is the one its functions' results were benchmarked and snapshotted with, and moving
+#: either would change results on valid images between 2**20 and 2**40 (1e6 to 1e12, e.g.
+#: summed photon counts), which the methods' floors make not exactly scale-invariant.
 EXTREME_MAGNITUDE = 2.0**40
-
-
-def _magnitude_exponent(image: np.ndarray) -> int:
-    """0 for an image of ordinary magnitude (see :data:`EXTREME_MAGNITUDE`), else the
-    exponent ``e`` with the largest magnitude in ``[2**(e - 1), 2**e)``."""
-    largest = max(float(image.max()), -float(image.min()))
-    if largest == 0 or 1 / EXTREME_MAGNITUDE <= largest <= EXTREME_MAGNITUDE:
-        return 0
-    return math.frexp(largest)[1]
 
 
 def _in_image_units(value, factor: float, image_units: bool = True):
@@ -409,7 +409,7 @@ def solve(image: np.ndarray, psf: np.ndarray, method: str, request: Request,
     """The work of :func:`deconvolve` on validated inputs: ``image`` float32, ``psf`` from
     :func:`normalise_psf` and fitting inside it, ``request`` and ``noise_keywords`` from
     :func:`check_parameters`. Returns the finite float32 result and its report."""
-    exponent = _magnitude_exponent(image)
+    exponent = magnitude_exponent(image, (1 / EXTREME_MAGNITUDE, EXTREME_MAGNITUDE))
     if exponent:
         image, noise_keywords, request = _scaled_problem(image, noise_keywords, request,
                                                          method, exponent)
