@@ -46,12 +46,13 @@ from ._common import DEFAULT_ITERATIONS, MethodResult, Request
 from ._direct import tikhonov, wiener
 from ._noise import NoiseModel
 from ._richardson_lucy import run_richardson_lucy, run_rl_tv
+from ._risk import RiskChoice, risk_choice
 from ._tuning import DEFAULT_TUNING, AutoTuning
 from ._tv import fista_tv
 
 __all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "METHODS",
-           "METHOD_RUNNERS", "AutoTuning", "DeconvolutionInfo", "check_parameters",
-           "deconvolve"]
+           "METHOD_RUNNERS", "AutoTuning", "DeconvolutionInfo", "RiskChoice",
+           "check_parameters", "deconvolve"]
 
 #: Each method's function: ``run(image, psf, noise, request) -> MethodResult``, with the
 #: image and PSF validated (float32, the PSF nonnegative with unit sum).
@@ -62,6 +63,7 @@ METHOD_RUNNERS = {
     "rl_tv": run_rl_tv,
     "fista_tv": fista_tv,
     "rl_mix": rl_mix,
+    "sure": risk_choice,
 }
 
 #: ``"auto"`` runs this method: both RL priors fit both noise kinds through the
@@ -69,7 +71,8 @@ METHOD_RUNNERS = {
 #: whichever suits the scene.
 AUTO_METHOD = "rl_mix"
 
-METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix")
+METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix",
+           "sure")
 ACCELERATIONS = ("geometric", "biggs_andrews", None)
 
 
@@ -95,6 +98,10 @@ class DeconvolutionInfo:
     #: the next frame) exactly like this one (method, iterations, regularization,
     #: acceleration and the noise model: background, read_noise, gain).
     parameters: dict = field(default_factory=dict)
+    #: ``method="sure"``'s choice (:class:`~psfkit.deconvolution._risk.RiskChoice`): the
+    #: candidates, their estimated risks and the winner; its ``summary`` is one sentence.
+    #: None for the other methods.
+    choice: RiskChoice | None = None
 
     @classmethod
     def of(cls, result: MethodResult, noise: NoiseModel) -> DeconvolutionInfo:
@@ -114,7 +121,7 @@ class DeconvolutionInfo:
                    steps=list(result.steps), acceleration=result.acceleration,
                    noise_sigma=noise.rms, background=noise.background,
                    stopped_by=result.stopped_by, history=list(result.history),
-                   parameters=parameters)
+                   parameters=parameters, choice=result.choice)
 
 
 def normalise_psf(psf, ndim: int) -> np.ndarray:

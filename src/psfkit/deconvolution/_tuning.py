@@ -50,6 +50,16 @@ class AutoTuning:
     #: it is within 0.5 % (acceleration part of the benchmark).
     max_geometric_extrapolation: float = 0.8
 
+    #: ``method="sure"`` runs its Richardson–Lucy path to this many times the iterations
+    #: at which the discrepancy principle is first met, and chooses its stopping point on
+    #: that path (tuning set of ``benchmarks/bench_auto.py``).
+    risk_rl_extension: float = 4.0
+
+    #: ``method="sure"`` weighs the residual by ``μ / (|H|² + μ)`` with this ``μ`` (None:
+    #: plain SURE, the prediction risk), so that its risk sees the noise a method leaves
+    #: where the PSF passes little (tuning set of ``benchmarks/bench_auto.py``).
+    risk_emphasis: float | None = None
+
     def discrepancy_extension(self, points: bool) -> float:
         """The extension factor for point sources (``points``) or extended objects."""
         return self.extension_points if points else self.extension_extended
