@@ -1,12 +1,15 @@
 """``method="sure"``: the per-image choice of method and strength by Monte-Carlo SURE, on
 small synthetic cases with a known truth."""
 
+import json
+
 import numpy as np
 import pytest
 
 from psfkit import deconvolve
 from psfkit.chunked import deconvolve_chunked
 from psfkit.frames import deconvolve_frames
+from psfkit.metadata import run_metadata
 from psfkit.metrics import image_error
 from psfkit.models import make_psf
 from psfkit.samples import blurred_pair
@@ -72,6 +75,15 @@ def test_info_reports_every_candidate_its_risk_and_why_the_winner_won():
     assert settings.size == risks.size > 10 and np.all(np.diff(settings) > 0)
 
 
+def test_the_choice_goes_into_json_metadata():
+    pair = _pair(noise=0.01, shape=(48, 48))
+    _, info = deconvolve(pair.blurred, pair.kernel, "sure", return_info=True)
+    metadata = json.loads(json.dumps(run_metadata(info)))
+    assert metadata["choice"]["summary"] == info.choice.summary
+    assert len(metadata["choice"]["candidates"]) == len(info.choice.candidates)
+    assert metadata["choice"]["winner"][0] == info.method
+
+
 def test_the_other_methods_report_no_choice(natural_pair):
     _, info = deconvolve(natural_pair.blurred, natural_pair.kernel, "tikhonov",
                          return_info=True)
@@ -123,3 +135,14 @@ def test_a_callback_that_stops_at_once_returns_the_image_unchanged():
                               callback=lambda *_: False, return_info=True)
     assert info.stopped_by == "callback" and info.choice is None
     np.testing.assert_array_equal(result, pair.blurred)
+
+
+def test_progress_only_goes_up_and_ends_full():
+    pair = _pair(photons=300.0, shape=(48, 48))
+    steps = []
+    deconvolve(pair.blurred, pair.kernel, "sure",
+               callback=lambda step, total, current: steps.append((step, total)))
+    counted = [step for step, _ in steps]
+    assert counted == sorted(counted) and counted[0] == 1
+    assert all(step <= total for step, total in steps)
+    assert steps[-1][0] == steps[-1][1]

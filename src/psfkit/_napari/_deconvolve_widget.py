@@ -44,7 +44,8 @@ METHOD_LABELS = {"auto": "Automatic", "wiener": "Wiener", "tikhonov": "Tikhonov"
                  "richardson_lucy": "Richardson–Lucy",
                  "rl_tv": "Richardson–Lucy + total variation",
                  "fista_tv": "Total variation (FISTA)",
-                 "rl_mix": "Richardson–Lucy, TV-smoothed (rl_mix)"}
+                 "rl_mix": "Richardson–Lucy, TV-smoothed (rl_mix)",
+                 "sure": "Chosen by estimated risk (SURE)"}
 METHOD_CHOICES = [(METHOD_LABELS.get(method, method), method) for method in METHODS]
 MODEL_CHOICES = ["gaussian", "airy", "disk"]
 
@@ -265,5 +266,7 @@ class DeconvolveWidget(PsfkitWidget):
         if isinstance(used.get("regularization"), float):
             details.append(f"regularization {used['regularization']:.3g}")
         frames = f" ({len(reports)} frames)" if len(reports) > 1 else ""
+        choice = used.get("choice")
+        why = f" {choice['summary']}" if choice else ""
         self.status.value = (f"Done with {_describe_psf(psf_description)}: "
-                             + ", ".join(details) + frames)
+                             + ", ".join(details) + frames + "." + why)

@@ -1,5 +1,5 @@
 """Deconvolution with a known PSF: Wiener, Tikhonov, Richardson–Lucy (plain, accelerated,
-total-variation regularised) and FISTA with total variation, plus an automatic choice.
+total-variation regularised) and FISTA with total variation, plus two automatic choices.
 
 Every method solves the same forward model, the one a camera obeys::
 
@@ -17,7 +17,8 @@ image's own pixels.
 The package holds one module per family: ``_direct`` (Wiener, Tikhonov),
 ``_richardson_lucy`` (RL and RL-TV: the loop, its data and stopping rules),
 ``_extrapolation`` (RL's acceleration strategies and step rules), ``_tv`` (the TV prox,
-FISTA-TV, RL-TV's factor), ``_auto`` (``rl_mix``), ``_noise`` (the noise model),
+FISTA-TV, RL-TV's factor), ``_auto`` (``rl_mix``), ``_risk`` (``sure``: the choice by
+estimated risk), ``_noise`` (the noise model),
 ``_tuning`` (the constants tuned on the benchmark suite) and ``_common`` (what every
 method receives and returns). Here live :func:`deconvolve`,
 :class:`DeconvolutionInfo` and :data:`METHOD_RUNNERS`, the table from method name to the
@@ -316,11 +317,17 @@ def deconvolve(
     psf : ndarray
         Point spread function with the image's dimensionality, origin at its centre pixel
         ``shape // 2``. It is clipped to be nonnegative and normalised to unit sum.
-    method : {"auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix"}
+    method : str
+        One of ``METHODS``: "auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv",
+        "fista_tv", "rl_mix", "sure".
         ``"auto"`` chooses the method, its regularization and when to stop from the data;
         today it is ``"rl_mix"``: Richardson–Lucy run past the discrepancy principle's stop,
         total-variation smoothed back to the noise level and, unless the object is made of
         point sources, averaged with RL-TV (see :func:`psfkit.deconvolution._auto.rl_mix`).
+        ``"sure"`` chooses per image among Richardson–Lucy stopping points, Tikhonov
+        weights and ``rl_mix`` by an estimate of the risk (Monte-Carlo SURE); the method
+        that won runs, ``info.method`` names it and ``info.choice`` reports the candidates
+        and their risks (see :mod:`psfkit.deconvolution._risk`).
     iterations : int, optional
         Iteration budget of the iterative methods. When omitted, the discrepancy principle
         stops them (at most ``DEFAULT_ITERATIONS`` for the method).

@@ -105,6 +105,14 @@ class RiskChoice:
         return (f"{self.winner.describe()} chosen among {len(self.candidates)} candidates "
                 f"for the least estimated risk (SURE {self.winner.risk:.3g}{against}).")
 
+    def as_dict(self) -> dict:
+        """The choice as plain values, for metadata: the summary, the winner and every
+        candidate as ``[method, setting, risk]``."""
+        return {"summary": self.summary, "winner": [self.winner.method, self.winner.setting,
+                                                    self.winner.risk],
+                "candidates": [[c.method, c.setting, c.risk] for c in self.candidates],
+                "region": [list(bounds) for bounds in self.region]}
+
     def risks(self, method: str) -> tuple[np.ndarray, np.ndarray]:
         """The settings and estimated risks of one method's candidates, as arrays."""
         chosen = [(c.setting, c.risk) for c in self.candidates if c.method == method]
@@ -190,6 +198,19 @@ class _RiskMeter:
                 + 2.0 * self.divergence(perturbed_model - model, scale))
 
 
+def _folded_power(psf: np.ndarray, shape) -> np.ndarray:
+    """``|H|²`` at the frequencies of a periodic grid of ``shape`` (a half spectrum), also
+    when the PSF is larger than the grid: the PSF summed modulo the grid has the same
+    Fourier coefficients there."""
+    padded = [-(-k // n) * n for k, n in zip(psf.shape, shape, strict=True)]
+    folded = np.pad(psf, [(0, p - k) for p, k in zip(padded, psf.shape, strict=True)])
+    for axis, n in enumerate(shape):
+        folded = folded.reshape((*folded.shape[:axis], -1, n, *folded.shape[axis + 1:]))
+        folded = folded.sum(axis=axis)
+    spectrum = scipy.fft.rfftn(folded, workers=WORKERS)
+    return spectrum.real**2 + spectrum.imag**2
+
+
 class _Emphasis:
     """The weighting ``BᵀB = μ / (HᵀH + μ)`` (periodic on the valid pixels) that turns the
     prediction risk ``|B H (x̂ − x)|²`` into one close to the estimation risk where the PSF
@@ -199,8 +220,7 @@ class _Emphasis:
 
     def __init__(self, psf: np.ndarray, shape, emphasis: float):
         self.shape = shape
-        otf = kernel_otf(psf, shape)
-        power = otf.real**2 + otf.imag**2
+        power = _folded_power(psf, shape)
         self.weights = (emphasis / (power + emphasis)).astype(np.float32)
         self.root = np.sqrt(self.weights)
         # the trace of a circulant over N: its mean over the whole spectrum
@@ -213,14 +233,34 @@ class _Emphasis:
         return inverse_rfftn(spectrum, self.shape)
 
 
-class _PathRecorder:
-    """The progress callback of the RL paths on the region: at the ``wanted`` iterations
-    keeps the estimate (``kept``) or hands it to ``visit``, and forwards the progress to
-    the caller's callback as steps ``offset + step`` of ``total``."""
+class _Steps:
+    """One progress report over the stages of the choice (the RL path, its probe,
+    ``rl_mix`` twice, the winner's run): every step of any stage is the next step, so the
+    count only goes up, and the planned total grows when a stage turns out longer."""
 
-    def __init__(self, callback, wanted, offset: int, total: int, visit=None):
-        self.callback, self.wanted, self.visit = callback, set(wanted), visit
-        self.offset, self.total = offset, total
+    def __init__(self, callback, planned: int):
+        self.callback, self.planned, self.done = callback, planned, 0
+
+    def __call__(self, step=None, total=None, current=None) -> bool:
+        """One more step; False when the caller's callback asks to stop."""
+        self.done += 1
+        self.planned = max(self.planned, self.done)
+        return report(self.callback, self.done, self.planned, None)
+
+    def finish(self) -> None:
+        """The last report: the count reaches the total."""
+        if self.callback is not None and self.done < self.planned:
+            self.planned = self.done
+            report(self.callback, self.done, self.planned, None)
+
+
+class _PathRecorder:
+    """The progress callback of an RL path on the region: at the ``wanted`` iterations
+    keeps the estimate (``kept``) or hands it to ``visit``, and counts a step of
+    ``steps``."""
+
+    def __init__(self, steps: _Steps, wanted, visit=None):
+        self.steps, self.wanted, self.visit = steps, set(wanted), visit
         self.kept = {}
 
     def __call__(self, step, planned, current):
@@ -229,11 +269,11 @@ class _PathRecorder:
                 self.kept[step] = np.array(current)
             else:
                 self.visit(step, current)
-        return report(self.callback, self.offset + step, self.total, None)
+        return self.steps()
 
 
 def _rl_candidates(meter: _RiskMeter, psf, noise: NoiseModel, request: Request,
-                   budget: int) -> tuple[list, dict, object]:
+                   budget: int, steps: _Steps) -> tuple[list, dict, object]:
     """The RL stopping points with their risks: the path on ``y`` to the tuned multiple of
     its discrepancy stop (at most ``budget``), then its probe path. Returns the candidates,
     the kept estimates by iteration and the path's run (None when the callback stopped)."""
@@ -241,8 +281,7 @@ def _rl_candidates(meter: _RiskMeter, psf, noise: NoiseModel, request: Request,
     problem = PoissonData.from_image(image, noise)
     blur_operator = BlurOperator(psf, image.shape)
     stop = DiscrepancyStop(problem, extension=request.tuning.risk_rl_extension)
-    planned = 2 * budget
-    recorder = _PathRecorder(request.callback, RL_CANDIDATES, 0, planned)
+    recorder = _PathRecorder(steps, RL_CANDIDATES)
     run = richardson_lucy(
         problem, blur_operator, iterations=budget,
         extrapolation=make_extrapolation(request.acceleration, blur_operator,
@@ -260,8 +299,8 @@ def _rl_candidates(meter: _RiskMeter, psf, noise: NoiseModel, request: Request,
         risks[step] = meter.risk(models[step], meter.model(estimate), PROBE_SCALE)
 
     perturbed = PoissonData.from_image(image + meter.perturbation(PROBE_SCALE), noise)
-    probe_recorder = _PathRecorder(request.callback, models, run.iterations,
-                                   2 * run.iterations, visit=measure)
+    steps.planned = steps.done + 3 * run.iterations  # the probe, then rl_mix about as long
+    probe_recorder = _PathRecorder(steps, models, visit=measure)
     probe_run = richardson_lucy(
         perturbed, blur_operator, iterations=run.iterations,
         extrapolation=make_extrapolation(request.acceleration, blur_operator,
@@ -300,20 +339,24 @@ def _tikhonov_candidates(meter: _RiskMeter, psf) -> list:
     return candidates
 
 
-def _rl_mix_candidate(meter: _RiskMeter, psf, noise: NoiseModel, request: Request):
+def _rl_mix_candidate(meter: _RiskMeter, psf, noise: NoiseModel, request: Request,
+                      steps: _Steps):
     """``rl_mix`` at its automatic settings with its risk: the probe run repeats those
     settings (iterations, steps, smoothing and RL-TV weight) on the perturbed data.
     Returns the candidate (its setting: the RL iterations) and the result; None for both
     when the callback stopped."""
     automatic = replace(request, iterations=None, regularization="auto", smoothing="auto",
-                        acceleration_steps=None)
+                        acceleration_steps=None, callback=steps)
     result = rl_mix(meter.image, psf, noise, automatic)
     if result.stopped_by == "callback":
         return None, None
-    repeated = replace(request, iterations=max(result.iterations, 1),
+    steps.planned = steps.done * 2 + result.iterations
+    repeated = replace(automatic, iterations=max(result.iterations, 1),
                        regularization=result.regularization, smoothing=result.smoothing,
-                       acceleration_steps=list(result.steps), callback=None)
+                       acceleration_steps=list(result.steps))
     perturbed = rl_mix(meter.image + meter.perturbation(PROBE_SCALE), psf, noise, repeated)
+    if perturbed.stopped_by == "callback":
+        return None, None
     risk = meter.risk(meter.model(result.image), meter.model(perturbed.image), PROBE_SCALE)
     return Candidate("rl_mix", float(result.iterations), risk), result
 
@@ -335,30 +378,42 @@ def risk_choice(image, psf, noise: NoiseModel, request: Request) -> MethodResult
     meter = _RiskMeter(np.ascontiguousarray(image[region]), psf, noise,
                        request.tuning.risk_emphasis)
     budget = request.iterations or RL_CANDIDATES[-1]
-    candidates, kept, path = _rl_candidates(meter, psf, noise, request, budget)
+    steps = _Steps(request.callback, 2 * budget)
+    candidates, kept, path = _rl_candidates(meter, psf, noise, request, budget, steps)
     if path is None:
         return _cancelled(image)
     candidates += _tikhonov_candidates(meter, psf)
-    mixed, mixed_result = _rl_mix_candidate(meter, psf, noise, request)
+    mixed, mixed_result = _rl_mix_candidate(meter, psf, noise, request, steps)
     if mixed is None:
         return _cancelled(image)
     candidates.append(mixed)
     winner = min(candidates, key=lambda candidate: candidate.risk)
     choice = RiskChoice(candidates=tuple(candidates), winner=winner,
                         region=tuple((r.start, r.stop) for r in region))
-    if winner.method == "tikhonov":
-        result = tikhonov(image, psf, noise, Request(regularization=winner.setting))
-    elif winner.method == "rl_mix":
-        result = mixed_result if whole else rl_mix(image, psf, noise, replace(
-            request, iterations=None, regularization="auto", smoothing="auto",
-            acceleration_steps=None))
-    elif whole:  # the path ran on the whole image: its estimate is the run's result
-        iterations = int(winner.setting)
-        result = MethodResult(image=kept[iterations], method="richardson_lucy",
-                              iterations=iterations, steps=path.steps[:iterations],
-                              acceleration=request.acceleration)
-    else:
-        result = run_richardson_lucy(image, psf, noise, replace(
-            request, iterations=int(winner.setting), acceleration_steps=None))
+    result = _winner_on_the_image(image, psf, noise, replace(request, callback=steps),
+                                  winner, kept if whole else None, path, mixed_result)
+    steps.finish()
     return replace(result, stopped_by="risk" if result.stopped_by != "callback"
                    else "callback", choice=choice)
+
+
+def _winner_on_the_image(image, psf, noise: NoiseModel, request: Request,
+                         winner: Candidate, kept, path, mixed_result) -> MethodResult:
+    """The winner run on the whole image; when the region was the whole image (``kept``
+    not None), the estimate its path already computed."""
+    if winner.method == "tikhonov":
+        return tikhonov(image, psf, noise, Request(regularization=winner.setting))
+    if winner.method == "rl_mix":
+        if kept is not None:
+            return mixed_result
+        return rl_mix(image, psf, noise, replace(
+            request, iterations=None, regularization="auto", smoothing="auto",
+            acceleration_steps=None))
+    iterations = int(winner.setting)
+    if kept is not None:
+        return MethodResult(image=kept[iterations], method="richardson_lucy",
+                            iterations=iterations, steps=path.steps[:iterations],
+                            acceleration=request.acceleration)
+    request.callback.planned = request.callback.done + iterations
+    return run_richardson_lucy(image, psf, noise, replace(
+        request, iterations=iterations, acceleration_steps=None))
