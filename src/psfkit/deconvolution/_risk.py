@@ -333,7 +333,8 @@ def _tikhonov_candidates(meter: _RiskMeter, psf) -> list:
         gain = conjugate / (power + np.float32(weight) * penalty)
         estimate = inverse_rfftn(spectrum * gain, grid)[inside]
         change = inverse_rfftn(probe_spectrum * gain, grid)[inside]
-        model = meter.model(estimate)
+        # Tikhonov filters the image with its background, RL's estimates exclude it
+        model = meter.model(estimate) - np.float32(meter.noise.background)
         candidates.append(Candidate("tikhonov", weight,
                                     meter.risk(model, model + meter.model(change), 1.0)))
     return candidates
