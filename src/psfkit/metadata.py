@@ -95,9 +95,12 @@ def _beads_metadata(average: BeadAverage) -> dict:
 @run_metadata.register(DeconvolutionInfo)
 def _deconvolution_metadata(info: DeconvolutionInfo) -> dict:
     """Everything the run reports but its per-iteration history (long, and only of use to
-    a plot): the method, its settings, the noise model and the ``parameters`` that repeat
-    the run."""
-    return plain({name: value for name, value in vars(info).items() if name != "history"})
+    a plot): the method, its settings, the noise model, the ``parameters`` that repeat
+    the run and, for ``method="sure"``, its choice with the candidates' risks."""
+    fields = {name: value for name, value in vars(info).items() if name != "history"}
+    if info.choice is not None:
+        fields["choice"] = info.choice.as_dict()
+    return plain(fields)
 
 
 #: The metadata key of the entry that says how to make an output again (:func:`reproduction`).

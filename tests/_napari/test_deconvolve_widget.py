@@ -144,6 +144,17 @@ def _progress_over_frames(viewer_widget, pair, frames, method, iterations=0):
     return steps, run.reports
 
 
+def test_the_risk_choice_is_said_in_one_sentence_and_kept_in_the_metadata(qtbot,
+                                                                        viewer_widget):
+    viewer, widget = viewer_widget
+    widget.method.value = "sure"
+    run_to_end(qtbot, widget)
+    choice = viewer.layers["cells deconvolved"].metadata["choice"]
+    assert choice["summary"] in widget.status.value
+    assert "candidates for the least estimated risk" in widget.status.value
+    assert choice["winner"][0] == viewer.layers["cells deconvolved"].metadata["method"]
+
+
 def test_progress_counts_iterations_over_all_frames(viewer_widget, case):
     steps, _ = _progress_over_frames(viewer_widget, case[0], 3, "richardson_lucy", 4)
     assert [step for step, _ in steps if step % 4 == 0][-1] == 12

@@ -135,3 +135,10 @@ def test_the_chunked_path_deconvolves_each_block_with_its_part_of_the_map():
     frames = psfkit.deconvolve_chunked(stack, psf_map, chunks=(1, 80, 80),
                                        scheduler="synchronous", **info.parameters)
     np.testing.assert_allclose(frames[1], blocks, atol=1e-6)
+
+
+def test_the_risk_choice_refuses_a_map_by_name():
+    pair = samples.field_blurred_pair((96, 96), rng=2)
+    psf_map = psfkit.fit_kernel_map(pair.sharp, pair.blurred, "gaussian", grid=(2, 2))
+    with pytest.raises(ValueError, match="method 'sure' chooses among candidates for one PSF"):
+        psfkit.deconvolve(pair.blurred, psf_map, method="sure")

@@ -56,7 +56,8 @@ METHOD_LABELS = {"auto": "Automatic", "wiener": "Wiener", "tikhonov": "Tikhonov"
                  "richardson_lucy": "Richardson–Lucy",
                  "rl_tv": "Richardson–Lucy + total variation",
                  "fista_tv": "Total variation (FISTA)",
-                 "rl_mix": "Richardson–Lucy, TV-smoothed (rl_mix)"}
+                 "rl_mix": "Richardson–Lucy, TV-smoothed (rl_mix)",
+                 "sure": "Chosen by estimated risk (SURE)"}
 METHOD_CHOICES = [(METHOD_LABELS.get(method, method), method) for method in METHODS]
 MODEL_CHOICES = ["gaussian", "airy", "disk"]
 
@@ -383,4 +384,5 @@ class DeconvolveWidget(PsfkitWidget):
         if run.result.ndim > psf_ndim:
             status += (f"; each of the {len(reports)} frames along the leading axes "
                        f"deconvolved on its own with the {psf_ndim}D PSF")
-        self.status.value = status
+        choice = used.get("choice")
+        self.status.value = status + "." + (f" {choice['summary']}" if choice else "")

@@ -1,5 +1,5 @@
 """Deconvolution with a known PSF: Wiener, Tikhonov, Richardson–Lucy (plain, accelerated,
-total-variation regularised) and FISTA with total variation, plus an automatic choice.
+total-variation regularised) and FISTA with total variation, plus two automatic choices.
 
 Every method solves the same forward model, the one a camera obeys::
 
@@ -17,7 +17,8 @@ image's own pixels.
 The package holds one module per family: ``_direct`` (Wiener, Tikhonov),
 ``_richardson_lucy`` (RL and RL-TV: the loop, its data and stopping rules),
 ``_extrapolation`` (RL's acceleration strategies and step rules), ``_tv`` (the TV prox,
-FISTA-TV, RL-TV's factor), ``_auto`` (``rl_mix``), ``_noise`` (the noise model),
+FISTA-TV, RL-TV's factor), ``_auto`` (``rl_mix``), ``_risk`` (``sure``: the choice by
+estimated risk), ``_noise`` (the noise model),
 ``_tuning`` (the constants tuned on the benchmark suite) and ``_common`` (what every
 method receives and returns). Here live :func:`deconvolve`,
 :class:`DeconvolutionInfo` and :data:`METHOD_RUNNERS`, the table from method name to the
@@ -47,13 +48,14 @@ from ._common import DEFAULT_ITERATIONS, MAX_ITERATIONS, MethodResult, Request
 from ._direct import tikhonov, wiener
 from ._noise import NoiseModel
 from ._richardson_lucy import run_richardson_lucy, run_rl_tv
+from ._risk import RiskChoice, risk_choice
 from ._tuning import DEFAULT_TUNING, AutoTuning
 from ._tv import fista_tv
 from ._varying import VaryingPsf, piecewise
 
 __all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "MAX_ITERATIONS", "METHODS",
-           "METHOD_RUNNERS", "AutoTuning", "DeconvolutionInfo", "check_parameters",
-           "deconvolve"]
+           "METHOD_RUNNERS", "AutoTuning", "DeconvolutionInfo", "RiskChoice",
+           "check_parameters", "deconvolve"]
 
 #: Each method's function: ``run(image, psf, noise, request) -> MethodResult``, with the
 #: image and PSF validated (float32, the PSF nonnegative with unit sum).
@@ -64,6 +66,7 @@ METHOD_RUNNERS = {
     "rl_tv": run_rl_tv,
     "fista_tv": fista_tv,
     "rl_mix": rl_mix,
+    "sure": risk_choice,
 }
 
 #: ``"auto"`` runs this method: both RL priors fit both noise kinds through the
@@ -71,7 +74,8 @@ METHOD_RUNNERS = {
 #: whichever suits the scene.
 AUTO_METHOD = "rl_mix"
 
-METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix")
+METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix",
+           "sure")
 ACCELERATIONS = ("geometric", "biggs_andrews", None)
 
 
@@ -97,6 +101,10 @@ class DeconvolutionInfo:
     #: the next frame) exactly like this one (method, iterations, regularization,
     #: acceleration and the noise model: background, read_noise, gain).
     parameters: dict = field(default_factory=dict)
+    #: ``method="sure"``'s choice (:class:`~psfkit.deconvolution._risk.RiskChoice`): the
+    #: candidates, their estimated risks and the winner; its ``summary`` is one sentence.
+    #: None for the other methods.
+    choice: RiskChoice | None = None
 
     @classmethod
     def of(cls, result: MethodResult, noise: NoiseModel) -> DeconvolutionInfo:
@@ -116,7 +124,7 @@ class DeconvolutionInfo:
                    steps=list(result.steps), acceleration=result.acceleration,
                    noise_sigma=noise.rms, background=noise.background,
                    stopped_by=result.stopped_by, history=list(result.history),
-                   parameters=parameters)
+                   parameters=parameters, choice=result.choice)
 
 
 def normalise_psf(psf, ndim: int) -> np.ndarray:
@@ -314,11 +322,17 @@ def deconvolve(
         :class:`psfkit.PsfMap` of this image gives a blur that changes across the field
         (:mod:`psfkit.deconvolution._varying`: exact for the iterative methods, piecewise
         for Wiener and Tikhonov).
-    method : {"auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix"}
+    method : str
+        One of ``METHODS``: "auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv",
+        "fista_tv", "rl_mix", "sure".
         ``"auto"`` chooses the method, its regularization and when to stop from the data;
         today it is ``"rl_mix"``: Richardson–Lucy run past the discrepancy principle's stop,
         total-variation smoothed back to the noise level and, unless the object is made of
         point sources, averaged with RL-TV (see :func:`psfkit.deconvolution._auto.rl_mix`).
+        ``"sure"`` chooses per image among Richardson–Lucy stopping points, Tikhonov
+        weights and ``rl_mix`` by an estimate of the risk (Monte-Carlo SURE); the method
+        that won runs, ``info.method`` names it and ``info.choice`` reports the candidates
+        and their risks (see :mod:`psfkit.deconvolution._risk`).
     iterations : int, optional
         Iteration budget of the iterative methods. When omitted, the discrepancy principle
         stops them (at most ``DEFAULT_ITERATIONS`` for the method).
@@ -394,6 +408,9 @@ def deconvolve(
     _check_working_memory(np.shape(image))
     image = as_float_array(image, "image")
     if isinstance(psf, PsfMap):  # blur that changes across the field (_varying)
+        if method == "sure":
+            raise ValueError("method 'sure' chooses among candidates for one PSF and takes "
+                             "no PsfMap; use method='auto' or an explicit method with a map")
         psf = VaryingPsf.of(psf, image.shape)
     else:
         psf = normalise_psf(psf, image.ndim)

@@ -57,6 +57,8 @@ class MethodResult:
     acceleration: str | None = None
     stopped_by: str = "iterations"
     history: tuple = ()
+    #: how ``method="sure"`` chose this result (a ``_risk.RiskChoice``), else None
+    choice: object = None
 
 
 def slab_rows(shape) -> int:
