@@ -45,6 +45,9 @@ def test_manifest_is_found_through_the_entry_point_and_its_commands_resolve():
         assert callable(target), command.python_name
     assert len(manifest.contributions.widgets) == 6
     assert len(manifest.contributions.sample_data) == 5
+    [reader] = manifest.contributions.readers
+    assert reader.command == "napari-psfkit.read_tiff"
+    assert reader.filename_patterns == ["*.tif", "*.tiff"]
 
 
 def test_installed_manifest_is_the_top_level_one():
