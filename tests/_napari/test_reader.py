@@ -5,8 +5,9 @@ to napari's own reader."""
 import numpy as np
 import pytest
 import tifffile
+from _widget_helpers import dock, run_to_end
 
-from psfkit import make_psf, save_psf, write_image
+from psfkit import deconvolve, make_psf, save_psf, write_image
 from psfkit._napari._reader import RECORD_KEY, get_reader
 from psfkit.cli import EXIT_OK, main
 from psfkit.io import read_sidecar
@@ -53,6 +54,29 @@ def test_a_deconvolved_output_opens_at_its_images_spacing_with_its_record(
     np.testing.assert_array_equal(layer.data, tifffile.imread(output))
 
 
+def test_opened_files_feed_the_deconvolve_widget_at_their_scale(qtbot, make_napari_viewer,
+                                                               tmp_path):
+    psf = make_psf("gaussian", (11, 11), sigma=1.5)
+    pair = blurred_pair(psf, (64, 60), noise=0.01, rng=4)
+    image_path, psf_path = tmp_path / "cells.tif", tmp_path / "psf.tif"
+    write_image(image_path, pair.blurred, spacing=(0.11, 0.11))
+    save_psf(psf_path, psf, spacing=(0.11, 0.11))
+    viewer = make_napari_viewer()
+    viewer.open(image_path, plugin=PLUGIN)
+    viewer.open(psf_path, plugin=PLUGIN)
+    widget = dock(viewer, "Deconvolve")
+    widget.image.value = viewer.layers["cells"]
+    widget.psf.value = viewer.layers["psf"]
+    widget.method.value = "richardson_lucy"
+    widget.iterations.value = 5
+    run_to_end(qtbot, widget)
+    result = viewer.layers["cells deconvolved"]
+    np.testing.assert_allclose(result.scale, (0.11, 0.11))
+    assert [str(unit) for unit in result.units] == ["micrometer"] * 2
+    np.testing.assert_allclose(result.data, deconvolve(pair.blurred, psf, "richardson_lucy",
+                                                       iterations=5), rtol=1e-5, atol=1e-6)
+
+
 def test_a_sidecar_alone_is_enough_to_claim_a_file_without_a_voxel_size(tmp_path):
     path = tmp_path / "kernel.tif"
     kernel = make_psf("gaussian", (7, 7), sigma=1.0)
@@ -89,3 +113,15 @@ def test_a_plain_tiff_forced_onto_this_reader_is_refused_by_name(
     with pytest.raises(ValueError, match=r"'napari-psfkit' was selected .* refused the file"):
         viewer.open(path, plugin=PLUGIN)
     assert len(viewer.layers) == 0
+
+
+def test_frames_keep_scale_1_and_pixels_on_their_axis(make_napari_viewer, tmp_path):
+    path = tmp_path / "series.tif"
+    frames = np.random.default_rng(0).random((3, 16, 12)).astype(np.float32)
+    write_image(path, frames, spacing=(0.1, 0.1))
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(path, plugin=PLUGIN)
+    np.testing.assert_allclose(layer.scale, (1.0, 0.1, 0.1))
+    assert [str(unit) for unit in layer.units] == ["pixel", "micrometer", "micrometer"]
+    np.testing.assert_array_equal(layer.data, frames)
+    assert layer.colormap.name == "gray"
