@@ -5,10 +5,14 @@ Opens the sample pair, docks the "Estimate kernel" and "Deconvolve" widgets from
 Plugins menu, runs the kernel estimation and saves docs/figures/napari_widgets.png.
 """
 
+import sys
 from pathlib import Path
 
 import napari
 from qtpy.QtCore import QEventLoop, QTimer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from screenshot_widgets import show_noise_of
 
 OUTPUT = Path(__file__).resolve().parents[1] / "figures" / "napari_widgets.png"
 
@@ -37,6 +41,8 @@ if "blurred kernel" in viewer.layers:
     kernel = viewer.layers["blurred kernel"]
     kernel.scale = (12, 12)  # magnify the small kernel so it reads next to the images
     kernel.colormap = "magma"
+if "blurred residual" in viewer.layers:
+    show_noise_of(viewer.layers["blurred residual"])
 viewer.layers.selection.active = viewer.layers["blurred"]
 viewer.grid.enabled = True
 viewer.grid.shape = (1, 3)
