@@ -22,7 +22,7 @@ from psfkit import deconvolve
 
 # the volume, the PSFs and the error live with the benchmark that measures them
 sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
-from bench_optics_deconvolution import (  # noqa: E402
+from bench_optics_deconvolution import (
     IMAGE_SHAPE,
     PSF_SHAPE,
     RL_ITERATIONS,
