@@ -253,3 +253,10 @@ def test_make_psf_renders_a_profile_far_narrower_than_a_pixel_finite(model, para
     kernel = make_psf(model, (9, 9), **parameters)
     assert np.isfinite(kernel).all()
     assert abs(float(kernel.sum()) - 1) < 1e-5
+
+
+def test_a_psf_too_large_for_memory_is_refused_by_name_before_any_allocation():
+    with pytest.raises(ValueError, match=r"a gaussian PSF of shape \(100001, 100001\) needs "
+                                         r"about 447\.0 GiB, more than the .* choose a "
+                                         r"smaller shape"):
+        make_psf("gaussian", (100001, 100001), sigma=2.0)

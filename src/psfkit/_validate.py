@@ -216,6 +216,15 @@ def available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
+def fits_in_memory(needed_bytes: float, what: str, fix: str) -> None:
+    """A ``ValueError`` saying ``what`` needs about ``needed_bytes`` and ``fix`` when that
+    is more than :func:`available_memory`, instead of a raw ``MemoryError`` later."""
+    available = available_memory()
+    if needed_bytes > available:
+        raise ValueError(f"{what} needs about {needed_bytes / 2**30:.1f} GiB, more than the "
+                         f"{available / 2**30:.1f} GiB available; {fix}")
+
+
 # ------------------------------------------- shapes, spacings, pairs, rescaling, results
 
 #: Largest absolute values for which :func:`power_of_two_scale` leaves an image alone:

@@ -49,7 +49,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.special
 
-from ._validate import finite_result, flag, kernel_shape
+from ._validate import finite_result, fits_in_memory, flag, kernel_shape
 from .optics import confocal_psf, widefield_psf
 
 #: First zero of the Bessel function J1: the Airy pattern's first dark ring is at v = J1_ZERO.
@@ -345,6 +345,10 @@ def _check_parameters(model: str, params: dict) -> None:
             raise ValueError(f"{name} of the {model!r} model must be finite, got {value!r}")
 
 
+#: Float64 arrays of the kernel's size that rendering a model holds at once, at most.
+RENDER_COPIES = 6
+
+
 def make_psf(model: str, shape, *, pixel_integrated: bool = False, **params) -> np.ndarray:
     """Render ``model`` on an odd ``shape`` with unit sum.
 
@@ -394,6 +398,10 @@ def make_psf(model: str, shape, *, pixel_integrated: bool = False, **params) -> 
     if model not in _RENDERERS:
         raise ValueError(f"unknown model {model!r}; choose from {sorted(_RENDERERS)}")
     shape = _shape_for(model, shape)
+    # the models render in float64 with a few temporaries of the kernel's size
+    fits_in_memory(RENDER_COPIES * 8 * float(np.prod(shape, dtype=np.float64)),
+                   f"a {model} PSF of shape {shape}", "a PSF needs a few times its width, "
+                   "not the image's size: choose a smaller shape")
     pixel_integrated = flag(pixel_integrated, "pixel_integrated")
     _check_parameters(model, params)
     try:
