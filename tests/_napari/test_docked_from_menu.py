@@ -483,3 +483,29 @@ def test_a_model_psf_takes_its_pixel_size_from_a_chosen_layer(qtbot, make_napari
     widget.model.value = "gaussian (3D)"
     assert widget.run() is None
     assert "'cells' is 2D; a 3D PSF needs a 3D layer" in widget.last_error
+
+
+def test_the_pixel_integrated_switch_fits_and_renders_the_integrated_model(
+        qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    truth = make_psf("gaussian", 17, sigma=2.0, pixel_integrated=True)
+    pair = blurred_pair(truth, (96, 96), noise=0.005, rng=3)
+    viewer.add_image(pair.sharp, name="sharp")
+    viewer.add_image(pair.blurred, name="blurred")
+    fit = dock(viewer, "Fit PSF model")
+    fit.integrated.value = True
+    run_to_end(qtbot, fit)
+    assert fit.fit.pixel_integrated and fit.fit.params["sigma"] == pytest.approx(2.0, rel=0.005)
+    call = viewer.layers["blurred fitted kernel"].metadata["reproduce"]["python"]
+    assert "pixel_integrated=True" in call
+    np.testing.assert_array_equal(
+        eval(call, {"psfkit": psfkit, "sharp": pair.sharp, "blurred": pair.blurred}),
+        viewer.layers["blurred fitted kernel"].data)
+    model = dock(viewer, "Model PSF")
+    model.parameters["sigma"].value = 2.0
+    model.size.value = 17
+    model.integrated.value = True
+    run_to_end(qtbot, model)
+    np.testing.assert_array_equal(viewer.layers["gaussian PSF"].data, truth)
+    model.model.value = "airy"  # always integrated: the switch is hidden
+    assert not model.integrated.visible

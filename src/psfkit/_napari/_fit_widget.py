@@ -9,12 +9,12 @@ import math
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-from magicgui.widgets import ComboBox, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
 from psfkit.estimate import estimate_kernel
 from psfkit.fit import LOSSES, fit_kernel
 from psfkit.metadata import REPRODUCE_KEY, Code, plain, python_call, reproduction, run_metadata
-from psfkit.models import MODELS, make_psf
+from psfkit.models import CENTRE_SAMPLED_MODELS, MODELS, make_psf
 
 from ._common import (
     PsfkitWidget,
@@ -75,6 +75,9 @@ class FitModelWidget(PsfkitWidget):
         "size": "The kernel's width in pixels (odd); 0 chooses it from the fit.",
         "loss": "Least squares for Gaussian noise; a robust loss ignores hot pixels and "
                 "outliers.",
+        "integrated": "Off: the Gaussian and Moffat are sampled at pixel centres, so sigma is "
+                      "the sigma of scipy's, scikit-image's or Fiji's Gaussian filter. On: "
+                      "they are integrated over each pixel (a camera's pixel response).",
         "results": "The fitted parameters ± their standard errors, in pixels.",
     }
 
@@ -85,9 +88,10 @@ class FitModelWidget(PsfkitWidget):
         self.size = SpinBox(value=0, min=0, max=1001, step=2, label="kernel size (0 = auto)")
         self.loss = ComboBox(value="linear", label="loss",
                              choices=[(LOSS_LABELS.get(loss, loss), loss) for loss in LOSSES])
+        self.integrated = CheckBox(value=False, label="pixel-integrated model")
         self.results = wrapping_label()
-        super().__init__(viewer, [self.sharp, self.blurred, self.model, self.size, self.loss],
-                         run_text="Fit")
+        super().__init__(viewer, [self.sharp, self.blurred, self.model, self.size, self.loss,
+                                  self.integrated], run_text="Fit")
         self.append(self.results)
         self.plot = ProfilePlot(self.native.layout())
         self.fit = None
@@ -101,13 +105,16 @@ class FitModelWidget(PsfkitWidget):
         shape = (size,) * blurred.ndim if size else None
         spacing = tuple(float(s) for s in blurred_layer.scale[-blurred.ndim:])
         loss = self.loss.value
+        # only where it changes the model, so the recorded call stays the plain one
+        integrated = ({"pixel_integrated": True} if self.integrated.value
+                      and model in ("auto", *CENTRE_SAMPLED_MODELS) else {})
         call = python_call("psfkit.fit_kernel", Code("sharp"), Code("blurred"), model,
-                           shape=shape, spacing=spacing, loss=loss)
+                           shape=shape, spacing=spacing, loss=loss, **integrated)
         inputs = {"sharp": sharp_layer.name, "blurred": blurred_layer.name}
 
         def job(callback):
             fit = fit_kernel(sharp, blurred, model, shape=shape, spacing=spacing, loss=loss,
-                             callback=callback)
+                             callback=callback, **integrated)
             curves = [curve(f"fitted {fit.model}", fit.kernel, spacing)]
             estimated = _estimated_kernel(sharp, blurred, fit.kernel.shape, callback)
             if estimated is not None:
@@ -258,6 +265,8 @@ class ModelPsfWidget(PsfkitWidget):
         "model": "The PSF model to render.",
         "size": "The PSF's width and height in pixels (odd).",
         "depth": "The PSF's depth in planes (odd), for the 3D Gaussian.",
+        "integrated": "Off: the Gaussian and Moffat are sampled at pixel centres, as scipy's "
+                      "and Fiji's Gaussian filters are. On: integrated over each pixel.",
         "grid": "An image layer whose pixel size the PSF takes (sizes stay in its pixels; "
                 "the pixel size field follows it), so Deconvolve accepts the PSF for it. "
                 "The widefield and confocal models are rendered on its voxels in µm.",
@@ -276,8 +285,10 @@ class ModelPsfWidget(PsfkitWidget):
             for name, value in _DEFAULTS.items()}
         for name, widget in self.parameters.items():
             widget.tooltip = _PARAMETER_TOOLTIPS[name]
+        self.integrated = CheckBox(value=False, label="pixel-integrated model")
         super().__init__(viewer, [self.model, self.size, self.depth, self.grid,
-                                  *self.parameters.values()], run_text="Make PSF")
+                                  *self.parameters.values(), self.integrated],
+                         run_text="Make PSF")
         self.grid.changed.connect(self._show_parameters)
         self.model.changed.connect(self._show_parameters)
         self._show_parameters()
@@ -287,8 +298,13 @@ class ModelPsfWidget(PsfkitWidget):
         for name, widget in self.parameters.items():
             widget.visible = name in used
         self.depth.visible = self.model.value in ("gaussian (3D)", *OPTICAL_MODELS)
+        self.integrated.visible = self._model_name() in CENTRE_SAMPLED_MODELS
         for name in ("pixel_size", "z_step"):
             self.parameters[name].enabled = self.grid.value is None
+
+    def _model_name(self) -> str:
+        """The :func:`psfkit.make_psf` model of the menu's choice."""
+        return "gaussian" if self.model.value == "gaussian (3D)" else self.model.value
 
     def _optical(self, model: str, values: dict):
         """The shape, parameters and layer scale of a microscope model: its voxels are
@@ -334,6 +350,8 @@ class ModelPsfWidget(PsfkitWidget):
                                  f"{list(scale)}; widefield_airy needs square ones.")
             else:
                 values["pixel_size"] = scale[-1]
+        if self.integrated.value and model in CENTRE_SAMPLED_MODELS:
+            values["pixel_integrated"] = True
         return self._job(model, shape, values, scale, "")
 
     def _job(self, model: str, shape, values: dict, scale, note: str):
