@@ -32,7 +32,7 @@ import scipy.ndimage as ndi
 
 from psfkit._progress import report
 from psfkit.noise import central_region
-from psfkit.operators import WORKERS, BlurOperator, Convolver, inverse_rfftn, kernel_otf
+from psfkit.operators import WORKERS, inverse_rfftn
 
 from ._auto import rl_mix
 from ._common import MethodResult, Request
@@ -141,11 +141,11 @@ class _RiskMeter:
     """
 
     def __init__(self, image: np.ndarray, psf: np.ndarray, noise: NoiseModel,
-                 emphasis: float | None = None):
+                 operators, emphasis: float | None = None):
         self.image, self.noise = image, noise
         self.crop = tuple(slice(k - 1 - k // 2, k - 1 - k // 2 + n - k + 1)
                           for n, k in zip(image.shape, psf.shape, strict=True))
-        self.blur = Convolver(psf, image.shape)
+        self.blur = operators.convolver(psf, image.shape)
         probe = np.random.default_rng(PROBE_SEED).standard_normal(image.shape)
         self.probe = probe.astype(np.float32)
         self.weighting = None if emphasis is None else _Emphasis(
@@ -279,7 +279,7 @@ def _rl_candidates(meter: _RiskMeter, psf, noise: NoiseModel, request: Request,
     the kept estimates by iteration and the path's run (None when the callback stopped)."""
     image = meter.image
     problem = PoissonData.from_image(image, noise)
-    blur_operator = BlurOperator(psf, image.shape)
+    blur_operator = request.operators.blur_operator(psf, image.shape)
     stop = DiscrepancyStop(problem, extension=request.tuning.risk_rl_extension)
     recorder = _PathRecorder(steps, RL_CANDIDATES)
     run = richardson_lucy(
@@ -314,13 +314,13 @@ def _rl_candidates(meter: _RiskMeter, psf, noise: NoiseModel, request: Request,
     return candidates, recorder.kept, run
 
 
-def _tikhonov_candidates(meter: _RiskMeter, psf) -> list:
+def _tikhonov_candidates(meter: _RiskMeter, psf, operators) -> list:
     """The Tikhonov weights with their risks, from one factorisation: the filter is linear
     in the data, so the probe's own filtered image is the exact change (``ε = 1``)."""
     image = meter.image
     extended, inside = _smooth_extension(image, psf.shape)
     grid = extended.shape
-    otf = kernel_otf(psf, grid)
+    otf = operators.otf(psf, grid)
     spectrum = scipy.fft.rfftn(extended, workers=WORKERS)
     probe_extended, _ = _smooth_extension(meter.perturbation(1.0), psf.shape)
     probe_spectrum = scipy.fft.rfftn(probe_extended, workers=WORKERS)
@@ -376,14 +376,14 @@ def risk_choice(image, psf, noise: NoiseModel, request: Request) -> MethodResult
     :class:`RiskChoice`. ``request.iterations`` bounds the RL path (default 300)."""
     region = central_region(image.shape, RISK_SEARCH_SAMPLES, [3 * k for k in psf.shape])
     whole = all(r.stop - r.start == n for r, n in zip(region, image.shape, strict=True))
-    meter = _RiskMeter(np.ascontiguousarray(image[region]), psf, noise,
+    meter = _RiskMeter(np.ascontiguousarray(image[region]), psf, noise, request.operators,
                        request.tuning.risk_emphasis)
     budget = request.iterations or RL_CANDIDATES[-1]
     steps = _Steps(request.callback, 2 * budget)
     candidates, kept, path = _rl_candidates(meter, psf, noise, request, budget, steps)
     if path is None:
         return _cancelled(image)
-    candidates += _tikhonov_candidates(meter, psf)
+    candidates += _tikhonov_candidates(meter, psf, request.operators)
     mixed, mixed_result = _rl_mix_candidate(meter, psf, noise, request, steps)
     if mixed is None:
         return _cancelled(image)
