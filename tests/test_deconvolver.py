@@ -91,3 +91,55 @@ def test_frames_through_a_deconvolver_are_bit_for_bit_the_plain_ones():
     np.testing.assert_array_equal(kept.result, plain.result)
     assert kept.reports[0]["parameters"] == plain.reports[0]["parameters"]
     assert list(deconvolver.kept_operators()) == [(64, 60)]
+
+
+def _field_map(shape=(80, 72)):
+    """A blur growing across the field and the map fitted to it."""
+    from psfkit import fit_kernel_map
+    from psfkit.samples import field_blurred_pair
+
+    pair = field_blurred_pair(shape, (1.2, 3.0), rng=0)
+    return pair, fit_kernel_map(pair.sharp, pair.blurred, "gaussian", grid=(3, 3))
+
+
+@pytest.mark.parametrize("method, options", [
+    ("auto", {}),
+    ("richardson_lucy", {"iterations": 8}),
+    ("wiener", {}),
+])
+def test_a_deconvolver_of_a_map_is_bit_for_bit_deconvolve_with_the_map(method, options):
+    pair, psf_map = _field_map()
+    deconvolver = Deconvolver(psf_map, method, **options)
+    first, info = deconvolver(pair.blurred, return_info=True)
+    again = deconvolver(pair.blurred)
+    expected, expected_info = deconvolve(pair.blurred, psf_map, method, **options,
+                                         return_info=True)
+    np.testing.assert_array_equal(first, expected)
+    np.testing.assert_array_equal(again, expected)
+    assert info.parameters == expected_info.parameters
+    # the iterative methods keep the map's varying blur operator for the image shape
+    kept = {} if method == "wiener" else {pair.blurred.shape: ["blur"]}
+    assert deconvolver.kept_operators() == kept
+
+
+def test_frames_with_a_map_deconvolver_are_bit_for_bit_the_map_deconvolution():
+    from psfkit.frames import deconvolve_frames
+
+    pair, psf_map = _field_map((64, 60))
+    stack = np.stack([pair.blurred, pair.blurred[::-1].copy()])
+    kept = deconvolve_frames(stack, psf_map, deconvolver=Deconvolver(psf_map),
+                             method="richardson_lucy", iterations=6)
+    plain = deconvolve_frames(stack, psf_map, method="richardson_lucy", iterations=6)
+    np.testing.assert_array_equal(kept.result, plain.result)
+    # the first frame makes the choices the second repeats
+    np.testing.assert_array_equal(kept.result[0], deconvolve(
+        stack[0], psf_map, "richardson_lucy", iterations=6))
+
+
+def test_a_map_deconvolver_refuses_another_image_shape_and_sure_by_name():
+    _, psf_map = _field_map((64, 60))
+    with pytest.raises(ValueError, match=r"psf is a map of an image of shape \(64, 60\), "
+                                         r"not of this image \(60, 64\)"):
+        Deconvolver(psf_map)(np.ones((60, 64), np.float32))
+    with pytest.raises(ValueError, match=r"method 'sure' .* takes no PsfMap"):
+        Deconvolver(psf_map, "sure")

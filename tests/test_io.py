@@ -147,3 +147,83 @@ def test_an_imagej_file_calibrated_in_pixels_has_no_voxel_size(tmp_path):
                      metadata={"spacing": 1.0, "unit": "pixel", "axes": "ZYX"})
     image = read_image(tmp_path / "pixels.tif")
     assert image.spacing == (None, None, None) and image.unit == "pixel"
+
+
+# ------------------------------------------------------------------------ PSF map files
+
+
+def _field_pair(shape=(96, 96)):
+    from psfkit.samples import field_blurred_pair
+
+    return field_blurred_pair(shape, (1.2, 3.0), rng=0)
+
+
+def _assert_same_map(read, written):
+    assert read.grid == written.grid and read.shape == written.shape
+    assert read.model == written.model
+    np.testing.assert_array_equal(read.psfs, written.psfs)
+    assert read.psfs.dtype == np.float32
+    for a, b in zip(read.centres, written.centres, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert set(read.diagnostics) == set(written.diagnostics)
+    for name, value in written.diagnostics.items():
+        assert read.diagnostics[name].dtype == np.asarray(value).dtype, name
+        np.testing.assert_array_equal(read.diagnostics[name], value, err_msg=name)
+
+
+def test_a_fitted_map_file_gives_back_the_same_map_parameters_spacing_and_record(tmp_path):
+    import psfkit
+    from psfkit.io import load_psf_map, save_psf_map
+
+    pair = _field_pair()
+    psf_map = psfkit.fit_kernel_map(pair.sharp, pair.blurred, "gaussian", grid=(3, 3))
+    path = tmp_path / "map.tif"
+    save_psf_map(path, psf_map, spacing=(0.2, 0.1), provenance={"subcommand": "fit"})
+    read = load_psf_map(path)
+    _assert_same_map(read.psf_map, psf_map)
+    assert read.spacing == pytest.approx((0.2, 0.1), rel=1e-6) and read.unit == "µm"
+    assert read.provenance == {"subcommand": "fit"}
+    for position in [(0, 0), (40.5, 77.25), (95, 3)]:
+        assert read.psf_map.params_at(position) == psf_map.params_at(position)
+        np.testing.assert_array_equal(read.psf_map.psf_at(position), psf_map.psf_at(position))
+    # Fiji sees a stack of the tiles' PSFs, one frame per tile, labelled
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].shape == (9, *psf_map.psf_shape) and tif.is_imagej
+        assert tif.imagej_metadata["Labels"][0].startswith("tile (0, 0) at")
+
+
+def test_a_kernel_map_with_failed_tiles_keeps_its_nan_and_infinite_diagnostics(tmp_path):
+    from psfkit.io import load_psf_map, save_psf_map
+    from psfkit.psf_map import PsfMap
+
+    psfs = np.random.default_rng(0).random((1, 2, 3, 5, 5)).astype(np.float32)
+    psf_map = PsfMap(psfs=psfs, centres=(np.array([5.0]), np.array([10.0, 30.0]),
+                                         np.array([4.0, 20.0, 36.5])), shape=(11, 40, 41),
+                     diagnostics={"gain": np.array([[[1.0, np.nan, 2.5], [np.inf, -np.inf,
+                                                                          1e-300]]]),
+                                  "reliable": np.ones((1, 2, 3), bool),
+                                  "beads_used": np.arange(6).reshape(1, 2, 3)})
+    save_psf_map(tmp_path / "volume_map.tif", psf_map, spacing=(0.3, 0.1, 0.1))
+    read = load_psf_map(tmp_path / "volume_map.tif")
+    _assert_same_map(read.psf_map, psf_map)
+    assert read.spacing == pytest.approx((0.3, 0.1, 0.1), rel=1e-6)
+    assert read.provenance is None
+
+
+def test_a_map_file_is_refused_as_one_psf_and_a_psf_file_as_a_map(tmp_path):
+    import psfkit
+    from psfkit.io import is_psf_map_file, load_psf_map, save_psf_map
+
+    pair = _field_pair((64, 64))
+    save_psf_map(tmp_path / "map.tif", psfkit.estimate_kernel_map(
+        pair.sharp, pair.blurred, (2, 2), shape=11), spacing=0.1)
+    save_psf(tmp_path / "psf.tif", np.ones((5, 5), np.float32) / 25)
+    assert is_psf_map_file(tmp_path / "map.tif") and not is_psf_map_file(tmp_path / "psf.tif")
+    with pytest.raises(ValueError, match=r"map\.tif holds a PSF map .*psfkit.io.load_psf_map"):
+        load_psf(tmp_path / "map.tif")
+    with pytest.raises(ValueError, match=r"psf\.tif holds no PSF map"):
+        load_psf_map(tmp_path / "psf.tif")
+    with pytest.raises(ValueError, match="PSF map file not found"):
+        load_psf_map(tmp_path / "missing.tif")
+    with pytest.raises(TypeError, match=r"psf_map must be a psfkit\.PsfMap, got ndarray"):
+        save_psf_map(tmp_path / "bad.tif", np.ones((5, 5)))

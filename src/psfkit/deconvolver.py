@@ -1,13 +1,15 @@
-"""Many images, one PSF: :class:`Deconvolver` prepares the PSF once and keeps its
-transforms per image shape, so a batch pays its set-up once.
+"""Many images, one PSF (or one PSF map): :class:`Deconvolver` prepares the PSF once and
+keeps its transforms per image shape, so a batch pays its set-up once.
 
 ``Deconvolver(psf, method, **options)(image)`` returns what
 ``deconvolve(image, psf, method, **options)`` returns, bit for bit: the PSF is validated
 and normalised once, and the blur operators the methods build from it (the OTF on each
 image shape's padded grid, see :mod:`psfkit.deconvolution._operators`) are kept for the next
-image of that shape. With ``same_choices=True`` the automatic choices made on the first
-image (noise model, iterations, regularization: ``info.parameters``) are applied to every
-later image, so the intensities of a plate are treated alike.
+image of that shape. A :class:`psfkit.PsfMap` is prepared once too (its tiles clipped and
+normalised, their weights over the image) and its varying blur operator, with one
+transform per tile, is kept likewise. With ``same_choices=True`` the automatic choices
+made on the first image (noise model, iterations, regularization: ``info.parameters``) are
+applied to every later image, so the intensities of a plate are treated alike.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from .deconvolution import (
     solve,
 )
 from .deconvolution._operators import OperatorCache
+from .deconvolution._varying import VaryingPsf, check_map_method
 from .frames import checked_choices, explicit_parameters, has_signal
+from .psf_map import PsfMap, check_map_fits
 
 __all__ = ["Deconvolver"]
 
@@ -39,9 +43,12 @@ class Deconvolver:
 
     Parameters
     ----------
-    psf : (M, N) or (P, M, N) ndarray
+    psf : (M, N) or (P, M, N) ndarray, or PsfMap
         The PSF, centred on its centre pixel; clipped to nonnegative values and normalised
-        to unit sum once. Every image must have its dimensionality.
+        to unit sum once. Every image must have its dimensionality. Or a
+        :class:`psfkit.PsfMap` of a blur that changes across the field: every image must
+        then have the map's image shape, and the results are those of
+        ``deconvolve(image, psf_map, ...)``.
     method : str
         As for :func:`psfkit.deconvolve`.
     same_choices : bool
@@ -87,8 +94,15 @@ class Deconvolver:
         if not isinstance(same_choices, bool):
             raise TypeError(f"same_choices must be True or False, got {same_choices!r}")
         check_parameters(method, **options)  # refuses a bad option now, by name
-        psf = as_float_array(psf, "psf", ndim=(2, 3))
-        self.psf = normalise_psf(psf, psf.ndim)
+        if isinstance(psf, PsfMap):
+            check_map_method(method)
+            #: the map as given, and prepared for its image shape (the one it fits)
+            self.psf_map = psf
+            self.psf = VaryingPsf.of(psf, psf.shape)
+        else:
+            psf = as_float_array(psf, "psf", ndim=(2, 3))
+            self.psf_map = None
+            self.psf = normalise_psf(psf, psf.ndim)
         self.method = method
         self.options = dict(options)
         self.same_choices = same_choices
@@ -120,7 +134,10 @@ class Deconvolver:
                                                    **options)
         _check_working_memory(np.shape(image))
         image = as_float_array(image, "image")
-        if image.ndim != self.psf.ndim:
+        if self.psf_map is not None:
+            check_map_method(method)
+            check_map_fits(self.psf_map, image.shape)
+        elif image.ndim != self.psf.ndim:
             raise ValueError(f"psf must be {image.ndim}D like the image, got shape "
                              f"{self.psf.shape}")
         psf_fits(self.psf.shape, image.shape)

@@ -22,6 +22,7 @@ from ._progress import report
 from ._validate import as_float_array, float_output, optional_callable, positive_int, whole_number
 from .deconvolution import check_parameters, deconvolve
 from .metadata import Code, plain, python_call, run_metadata
+from .psf_map import PsfMap, check_map_fits
 
 #: A frame whose float32 copy is larger than this (256 MiB, 64 M voxels) is deconvolved in
 #: overlapping blocks. In memory the core peaks at about 25 times the frame's float32 size
@@ -285,8 +286,9 @@ def deconvolve_frames(stack, psf, *, out=None, callback=None, in_blocks: bool | 
     stack : (..., N1, ..., ND) array-like
         Frames along the leading axes (none for a single image); lazy arrays are read one
         frame at a time.
-    psf : (M1, ..., MD) ndarray
-        The PSF, 2D or 3D.
+    psf : (M1, ..., MD) ndarray or PsfMap
+        The PSF, 2D or 3D; or a :class:`psfkit.PsfMap` of the frames' shape, for a blur
+        that changes across the field (the same map for every frame).
     out : array-like, optional
         Where to write the float32 result; default a new array.
     callback : callable, optional
@@ -312,7 +314,10 @@ def deconvolve_frames(stack, psf, *, out=None, callback=None, in_blocks: bool | 
     """
     optional_callable(callback)
     stack = stack_array(stack)
-    psf = as_float_array(psf, "psf")
+    if isinstance(psf, PsfMap):  # every frame has the map's image shape
+        check_map_fits(psf, stack.shape[len(stack.shape) - psf.ndim:], "psf")
+    else:
+        psf = as_float_array(psf, "psf")
     if psf.ndim > len(stack.shape):
         raise ValueError(f"psf is {psf.ndim}D but the stack {tuple(stack.shape)} has only "
                          f"{len(stack.shape)} axes; pass a PSF of the frames' dimensionality")

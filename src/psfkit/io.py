@@ -31,9 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ImageFile", "atomic_output", "create_image", "file_checksum", "load_psf",
-           "read_image", "read_sidecar", "remove_stale_temporaries", "save_psf",
-           "sidecar_path", "write_image", "write_sidecar"]
+__all__ = ["ImageFile", "PsfMapFile", "atomic_output", "create_image", "file_checksum",
+           "is_psf_map_file", "load_psf", "load_psf_map", "read_image", "read_sidecar",
+           "remove_stale_temporaries", "save_psf", "save_psf_map", "sidecar_path",
+           "write_image", "write_sidecar"]
 
 #: The spatial axis letters of tifffile's series axes, slowest first.
 SPATIAL_AXES = "ZYX"
@@ -286,6 +287,9 @@ def load_psf(path) -> ImageFile:
     """
     from ._validate import as_float_array
 
+    if is_psf_map_file(path):
+        raise ValueError(f"{os.fspath(path)} holds a PSF map (one PSF per tile), not one "
+                         f"PSF; read it with psfkit.io.load_psf_map")
     image = read_image(path, role="PSF")
     data, spacing, axes = np.asarray(image.data), image.spacing, image.axes
     while data.ndim > 2 and data.shape[0] == 1:
@@ -390,6 +394,105 @@ def save_psf(path, psf, spacing=None, unit: str = MICROMETRE, provenance=None) -
     write_image(path, psf, spacing, unit)
     if provenance is not None:
         write_sidecar(path, provenance)
+
+
+# ------------------------------------------------------------------------ PSF map files
+
+
+@dataclass(frozen=True)
+class PsfMapFile:
+    """A PSF map read from a file (:func:`load_psf_map`): the map, the voxel size of its
+    PSFs (the image's; ``None`` when the file does not say) in ``unit``, and the
+    ``provenance`` record of its sidecar (``None`` without one)."""
+
+    psf_map: object
+    spacing: tuple | None
+    unit: str
+    path: str
+    provenance: dict | None = None
+
+
+def save_psf_map(path, psf_map, spacing=None, unit: str = MICROMETRE,
+                 provenance=None) -> None:
+    """Write a :class:`psfkit.PsfMap` as one TIFF, atomically, that
+    :func:`load_psf_map` reads back exactly and Fiji opens as a stack of the tiles' PSFs.
+
+    The pixels are the tile PSFs in C order of the grid (float32, frames of an ImageJ
+    hyperstack, each labelled with its tile and centre) with ``spacing``, the voxel size
+    of the image the map describes (one number, or one per axis), as for :func:`save_psf`.
+    The rest of the map (grid, tile centres, image shape, model, per-tile diagnostics,
+    a fitted model's parameter field; :func:`psfkit.psf_map.map_record`) is JSON in the
+    file's ImageJ ``Info`` property (Fiji: Image › Show Info), since ImageJ keeps the
+    description tag for its own. ``provenance`` goes into the sidecar ``<path>.json``.
+    """
+    import tifffile
+
+    from .psf_map import PsfMap, map_record
+
+    if not isinstance(psf_map, PsfMap):
+        raise TypeError(f"psf_map must be a psfkit.PsfMap, got {type(psf_map).__name__}")
+    psfs = np.asarray(psf_map.psfs, dtype=np.float32).reshape((-1, *psf_map.psf_shape))
+    if spacing is not None and np.ndim(spacing) == 0:
+        spacing = (float(spacing),) * psf_map.ndim
+    spatial = _spatial(spacing, psfs.ndim)
+    keywords = _tiff_layout(psfs.shape, psfs.dtype, spatial, unit, psf_map.ndim)
+    if not keywords.get("imagej"):
+        raise ValueError(f"a PSF map of {psfs.shape[0]} tiles of {psf_map.psf_shape} is too "
+                         f"large for one TIFF; use a coarser grid or smaller PSFs")
+    planes = int(np.prod(psfs.shape[1:-2]))
+    labels = [f"tile {tuple(int(i) for i in index)} at {tuple(float(c) for c in centre)}"
+              for index, centre in zip(np.ndindex(*psf_map.grid), psf_map.tile_centres(),
+                                       strict=True) for _ in range(planes)]
+    keywords["metadata"].update(
+        Info=json.dumps(map_record(psf_map), allow_nan=False), Labels=labels)
+    with atomic_output(path) as temporary:
+        tifffile.imwrite(temporary, psfs, **keywords)
+    if provenance is not None:
+        write_sidecar(path, provenance)
+
+
+def _map_record(path) -> dict | None:
+    """The map record in a TIFF's ImageJ ``Info`` (``None`` when there is none or the
+    file is not a readable TIFF)."""
+    import tifffile
+
+    from .psf_map import RECORD_FORMAT
+
+    with contextlib.suppress(Exception):  # not a TIFF, no ImageJ metadata, no JSON
+        with tifffile.TiffFile(os.fspath(path)) as tif:
+            info = (tif.imagej_metadata or {}).get("Info", "")
+        if RECORD_FORMAT in info:
+            record = json.loads(info)
+            if isinstance(record, dict) and record.get("format") == RECORD_FORMAT:
+                return record
+    return None
+
+
+def is_psf_map_file(path) -> bool:
+    """Whether ``path`` is a TIFF written by :func:`save_psf_map`."""
+    return os.path.isfile(os.fspath(path)) and _map_record(path) is not None
+
+
+def load_psf_map(path) -> PsfMapFile:
+    """Read a PSF map written by :func:`save_psf_map`: the :class:`psfkit.PsfMap` as it
+    was saved (PSFs, grid, centres, image shape, model, diagnostics, parameter field), its
+    voxel size and unit, and the provenance of its sidecar when there is one.
+
+    Raises ``ValueError`` naming the file when it is missing, not a readable TIFF, or
+    holds no map (a plain PSF: read it with :func:`load_psf`).
+    """
+    from .psf_map import map_from_record
+
+    image = read_image(path, role="PSF map")
+    record = _map_record(path)
+    if record is None:
+        raise ValueError(f"{image.path} holds no PSF map (a single PSF or an image); read "
+                         f"a PSF with psfkit.io.load_psf, or write a map with "
+                         f"psfkit.io.save_psf_map")
+    psf_map = map_from_record(np.asarray(image.data), record, f"the PSF map {image.path}")
+    provenance = read_sidecar(path) if os.path.isfile(sidecar_path(path)) else None
+    return PsfMapFile(psf_map, image.spatial_spacing(psf_map.ndim), image.unit, image.path,
+                      provenance)
 
 
 def _temporary_beside(path: str) -> str:

@@ -339,6 +339,33 @@ class ParameterField:
         #: the usable tiles that the outlier rejection kept for every quantity
         self.kept = kept
 
+    def state(self) -> dict:
+        """Everything :meth:`params` reads, as plain values and arrays: what a map file
+        stores (:func:`psfkit.io.save_psf_map`) and :meth:`from_state` rebuilds exactly."""
+        return {"model": self.model, "axes": list(self.axes), "names": list(self.names),
+                "sizes": dict(self.sizes), "centre": self.centre, "scale": self.scale,
+                "degree": self.degree, "surfaces": dict(self.surfaces),
+                "bounds": {name: list(bound) for name, bound in self.bounds.items()},
+                "kept": self.kept}
+
+    @classmethod
+    def from_state(cls, state: dict) -> ParameterField:
+        """The field whose :meth:`state` is ``state``: the same surfaces, bounds and
+        parameters at every position, bit for bit."""
+        field = cls.__new__(cls)
+        field.model, field.axes = str(state["model"]), tuple(int(a) for a in state["axes"])
+        field.names = [str(name) for name in state["names"]]
+        field.sizes = {str(name): int(size) for name, size in state["sizes"].items()}
+        field.centre = np.asarray(state["centre"], dtype=np.float64)
+        field.scale = np.asarray(state["scale"], dtype=np.float64)
+        field.degree = int(state["degree"])
+        field.surfaces = {str(name): np.asarray(surface, dtype=np.float64)
+                          for name, surface in state["surfaces"].items()}
+        field.bounds = {str(name): tuple(np.asarray(b, dtype=np.float64) for b in bound)
+                        for name, bound in state["bounds"].items()}
+        field.kept = np.asarray(state["kept"], dtype=bool)
+        return field
+
     def _affordable(self, degree: int, count: int) -> int:
         """The highest degree up to ``degree`` with no more terms than ``count`` tiles."""
         while degree > 0 and _term_count(len(self.axes), degree) > count:

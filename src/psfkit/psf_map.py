@@ -137,6 +137,100 @@ class PsfMap:
                       self.diagnostics, self.model, self.parameter_field)
 
 
+# ------------------------------------------------------------ the map as a plain record
+
+#: The ``format`` entry of a map's record, which marks a file as holding a map.
+RECORD_FORMAT = "psfkit.PsfMap"
+
+#: The version of the record's layout; a reader refuses a newer one.
+RECORD_VERSION = 1
+
+
+def map_record(psf_map: PsfMap) -> dict:
+    """Everything of ``psf_map`` but its PSFs as JSON-safe values: the grid, tile
+    centres, image shape, model, diagnostics and a fitted model's parameter field
+    (:meth:`psfkit.maps.ParameterField.state`), arrays kept exactly
+    (:func:`encoded`). :func:`map_from_record` rebuilds the map from it and the PSFs."""
+    field_state = getattr(psf_map.parameter_field, "state", None)
+    if psf_map.parameter_field is not None and field_state is None:
+        raise ValueError("the map's parameter_field cannot be stored (it is not a "
+                         "psfkit.maps.ParameterField); store a map of fit_kernel_map")
+    return {"format": RECORD_FORMAT, "version": RECORD_VERSION,
+            "grid": list(psf_map.grid), "psf_shape": list(psf_map.psf_shape),
+            "shape": [int(n) for n in psf_map.shape],
+            "centres": [encoded(np.asarray(c)) for c in psf_map.centres],
+            "model": psf_map.model,
+            "diagnostics": {str(name): encoded(np.asarray(value))
+                            for name, value in psf_map.diagnostics.items()},
+            "parameter_field": None if field_state is None else encoded(field_state())}
+
+
+def map_from_record(psfs, record: dict, name: str = "the map") -> PsfMap:
+    """The :class:`PsfMap` of ``record`` (:func:`map_record`) with the tile PSFs
+    ``psfs`` (``(T, K1, ..., KD)`` in C order of the grid, or already on the grid);
+    ``ValueError`` naming ``name`` when the record is not a map's or does not fit."""
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        raise ValueError(f"{name} holds no PSF map (no {RECORD_FORMAT!r} record)")
+    if int(record.get("version", 0)) > RECORD_VERSION:
+        raise ValueError(f"{name} is a PSF map of a newer layout (version "
+                         f"{record['version']}); update psfkit to read it")
+    grid = tuple(int(g) for g in record["grid"])
+    psf_shape = tuple(int(k) for k in record["psf_shape"])
+    psfs = np.asarray(psfs, dtype=np.float32)
+    if psfs.size != int(np.prod(grid + psf_shape)):
+        raise ValueError(f"{name} holds PSFs of shape {psfs.shape}, but its record says a "
+                         f"grid {grid} of {psf_shape} PSFs")
+    field_state = record.get("parameter_field")
+    parameter_field = None
+    if field_state is not None:
+        from .maps import ParameterField
+
+        parameter_field = ParameterField.from_state(decoded(field_state))
+    return PsfMap(psfs=psfs.reshape(grid + psf_shape),
+                  centres=tuple(decoded(c) for c in record["centres"]),
+                  shape=tuple(int(n) for n in record["shape"]),
+                  diagnostics={str(k): decoded(v) for k, v in record["diagnostics"].items()},
+                  model=record.get("model"), parameter_field=parameter_field)
+
+
+#: The spelling of the non-finite floats in an encoded array (JSON has no NaN).
+_NON_FINITE = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf}
+
+
+def encoded(value):
+    """``value`` as JSON-safe values that :func:`decoded` turns back exactly: a NumPy
+    array as ``{"array": dtype, "shape": [...], "values": [...]}`` (floats written
+    exactly, NaN and infinities as the strings ``"nan"``, ``"inf"``, ``"-inf"``), dicts,
+    lists and tuples item by item (tuples become lists), NumPy scalars as Python ones."""
+    if isinstance(value, np.ndarray):
+        values = value.ravel().tolist()
+        if value.dtype.kind == "f":
+            values = [v if np.isfinite(v) else str(v) for v in values]
+        return {"array": value.dtype.str, "shape": list(value.shape), "values": values}
+    if isinstance(value, dict):
+        return {str(key): encoded(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encoded(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def decoded(value):
+    """The inverse of :func:`encoded`."""
+    if isinstance(value, dict) and set(value) == {"array", "shape", "values"}:
+        dtype = np.dtype(value["array"])
+        values = value["values"]
+        if dtype.kind == "f":
+            values = [_NON_FINITE[v] if isinstance(v, str) else v for v in values]
+        return np.asarray(values, dtype=dtype).reshape(value["shape"])
+    if isinstance(value, dict):
+        return {key: decoded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [decoded(item) for item in value]
+    return value
+
+
 def hat_weights(centres, coordinates) -> np.ndarray:
     """``(G, N)`` weights of ``G`` increasing ``centres`` at ``coordinates``: linear
     interpolation between the two centres around each coordinate, constant beyond the

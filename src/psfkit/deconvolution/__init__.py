@@ -51,7 +51,7 @@ from ._richardson_lucy import run_richardson_lucy, run_rl_tv
 from ._risk import RiskChoice, risk_choice
 from ._tuning import DEFAULT_TUNING, AutoTuning
 from ._tv import fista_tv
-from ._varying import VaryingPsf, piecewise
+from ._varying import VaryingPsf, check_map_method, piecewise
 
 __all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "MAX_ITERATIONS", "METHODS",
            "METHOD_RUNNERS", "AutoTuning", "DeconvolutionInfo", "RiskChoice",
@@ -408,9 +408,7 @@ def deconvolve(
     _check_working_memory(np.shape(image))
     image = as_float_array(image, "image")
     if isinstance(psf, PsfMap):  # blur that changes across the field (_varying)
-        if method == "sure":
-            raise ValueError("method 'sure' chooses among candidates for one PSF and takes "
-                             "no PsfMap; use method='auto' or an explicit method with a map")
+        check_map_method(method)
         psf = VaryingPsf.of(psf, image.shape)
     else:
         psf = normalise_psf(psf, image.ndim)

@@ -24,9 +24,10 @@ KEPT_SHAPES = 4
 
 
 class OperatorCache:
-    """The operators of the PSF ``psf`` per image shape, kept for up to ``kept_shapes``
-    shapes (0: every request builds a new one). Asked for another PSF than its own, it
-    builds a new operator and keeps nothing."""
+    """The operators of the PSF ``psf`` (an array, or a map prepared as a
+    :class:`~psfkit.deconvolution._varying.VaryingPsf`) per image shape, kept for up to
+    ``kept_shapes`` shapes (0: every request builds a new one). Asked for another PSF
+    than its own, it builds a new operator and keeps nothing."""
 
     def __init__(self, psf: np.ndarray | None = None, kept_shapes: int = KEPT_SHAPES):
         self.psf = psf
@@ -49,12 +50,11 @@ class OperatorCache:
     def blur_operator(self, psf, image_shape):
         """``BlurOperator(psf, image_shape)``, or for the map of a blur that changes across
         the field (a :class:`~psfkit.deconvolution._varying.VaryingPsf`) its
-        ``VaryingBlurOperator``, which keeps its own per-tile convolvers."""
+        ``VaryingBlurOperator``, which holds the per-tile convolvers."""
         from ._varying import VaryingBlurOperator, VaryingPsf
 
-        if isinstance(psf, VaryingPsf):
-            return VaryingBlurOperator(psf, image_shape)
-        return self._get("blur", psf, image_shape, lambda: BlurOperator(psf, image_shape))
+        build = VaryingBlurOperator if isinstance(psf, VaryingPsf) else BlurOperator
+        return self._get("blur", psf, image_shape, lambda: build(psf, image_shape))
 
     def convolver(self, psf: np.ndarray, image_shape) -> Convolver:
         """``Convolver(psf, image_shape)``."""
