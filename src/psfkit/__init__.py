@@ -17,7 +17,16 @@ from .deconvolver import Deconvolver
 from .defocus import defocus_diameter
 from .estimate import KernelEstimate, estimate_kernel
 from .fit import KernelFit, fit_kernel
-from .io import ImageFile, load_psf, read_image, save_psf, write_image
+from .io import (
+    ImageFile,
+    PsfMapFile,
+    load_psf,
+    load_psf_map,
+    read_image,
+    save_psf,
+    save_psf_map,
+    write_image,
+)
 from .maps import estimate_kernel_map, fit_kernel_map
 from .models import MODELS, make_psf
 from .noise import noise_sigma
@@ -38,6 +47,7 @@ __all__ = [
     "KernelFit",
     "Profile",
     "PsfMap",
+    "PsfMapFile",
     "PsfReport",
     "PsfWarning",
     "SaturationWarning",
@@ -57,6 +67,7 @@ __all__ = [
     "fit_kernel",
     "fit_kernel_map",
     "load_psf",
+    "load_psf_map",
     "make_psf",
     "noise_sigma",
     "prepare_psf",
@@ -64,6 +75,7 @@ __all__ = [
     "read_image",
     "resample_psf",
     "save_psf",
+    "save_psf_map",
     "widefield_psf",
     "write_image",
 ]

@@ -131,7 +131,10 @@ def _add_deconvolve(subparsers) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="input TIFFs: files, globs ('plate/*.tif') or folders")
     parser.add_argument("--psf", required=True, help="PSF TIFF, 2D or 3D, centred; "
-                        "resampled to each image's voxel size when both files state one")
+                        "resampled to each image's voxel size when both files state one. "
+                        "Or a PSF map (psfkit estimate, fit or beads with --grid) for a "
+                        "blur that changes across the field: the images must have the "
+                        "shape and voxel size it was made on")
     parser.add_argument("-o", "--output", default=None,
                         help="output TIFF for one image, or the folder for many")
     parser.add_argument("--output-pattern", default=None, metavar="PATTERN",
@@ -358,6 +361,62 @@ def _deconvolve_arguments(args) -> dict:
     return options
 
 
+def _psf_for_images(path: str, say):
+    """The ``--psf`` file prepared for the batch: a PSF map's (:func:`psfkit.io.save_psf_map`)
+    or a PSF's."""
+    from .io import is_psf_map_file
+
+    return (_PsfMapForImages if is_psf_map_file(path) else _PsfForImages)(path, say)
+
+
+class _PsfMapForImages:
+    """A PSF map, read and prepared once (with its :class:`psfkit.Deconvolver`), for images
+    of the shape it describes. A map is in the pixel coordinates of its image, so it is
+    never resampled: an image of another shape or voxel size is refused."""
+
+    def __init__(self, path: str, say):
+        from . import Deconvolver
+        from .io import load_psf_map
+
+        try:
+            self.file = load_psf_map(path)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        self.path = path
+        self.map = self.file.psf_map
+        self.ndim = self.map.ndim
+        self.spacing = self.file.spacing
+        self.say = say
+        self.deconvolver = Deconvolver(self.map)
+        #: what the sidecar records of the map
+        self.record = {"grid": list(self.map.grid), "image_shape": list(self.map.shape),
+                       "psf_shape": list(self.map.psf_shape), "model": self.map.model}
+
+    def for_image(self, image_file) -> tuple:
+        """``(psf_map, deconvolver, spacing, unit, None)`` for an image of the map's shape
+        (as :meth:`_PsfForImages.for_image`), else a ``UsageError`` naming both shapes or
+        both voxel sizes."""
+        shape = tuple(image_file.data.shape)
+        spatial = shape[len(shape) - self.ndim:]
+        name = os.path.basename(image_file.path)
+        if spatial != tuple(self.map.shape):
+            raise UsageError(f"the PSF map {self.path} was made on images of shape "
+                             f"{tuple(self.map.shape)}, but {name} has shape {spatial}; "
+                             f"make the map on images of this size (psfkit estimate, fit "
+                             f"or beads with --grid)")
+        image_spacing = image_file.spatial_spacing(self.ndim)
+        if (image_spacing is not None and self.spacing is not None
+                and image_file.unit == self.file.unit
+                and not np.allclose(image_spacing, self.spacing, rtol=1e-6, atol=0)):
+            raise UsageError(f"the PSF map {self.path} was made at voxel size {self.spacing} "
+                             f"{self.file.unit}, but {name} has {image_spacing} "
+                             f"{image_file.unit}; a map is not resampled: make it on "
+                             f"images of this voxel size")
+        if image_spacing is not None:
+            return self.map, self.deconvolver, image_spacing, image_file.unit, None
+        return self.map, self.deconvolver, self.spacing, self.file.unit, None
+
+
 class _PsfForImages:
     """The PSF, read and prepared once, and its versions resampled to each image voxel
     size met (each with its :class:`psfkit.Deconvolver`, which keeps its operators)."""
@@ -370,6 +429,7 @@ class _PsfForImages:
         except ValueError as error:
             raise UsageError(str(error)) from None
         self.path = path
+        self.record = None  # a PSF, not a map
         self.ndim = self.file.data.ndim
         self.spacing = self.file.spatial_spacing(self.ndim)
         self.say = say
@@ -669,7 +729,8 @@ class _FileDeconvolution:
             image=job.input, psf=self.psf.path, output=job.output, report=report,
             parameters=parameters, spacing=list(spacing) if spacing else None,
             unit=unit, psf_spacing=list(self.psf.spacing) if self.psf.spacing else None,
-            resampled=resampled, frames=frames, stack=image_file.data.ndim > self.psf.ndim,
+            resampled=resampled, psf_map=self.psf.record,
+            frames=frames, stack=image_file.data.ndim > self.psf.ndim,
             blocks=blocks, seconds=seconds, output_type=output_type,
             command_options=options)
 
@@ -697,7 +758,7 @@ def _deconvolve_batch(args) -> int:
     single = _single_output(args)
     if single:
         _check_job(jobs[0], args.overwrite)
-    psf = _PsfForImages(args.psf, say)
+    psf = _psf_for_images(args.psf, say)
     work = _FileDeconvolution(args, psf, options, say)
     work.total = len(jobs)
     for line in unmatched:

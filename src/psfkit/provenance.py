@@ -42,11 +42,13 @@ def _file_entry(path: str) -> dict:
 
 
 def _python_call(image: str, psf: str, sidecar: str, resampled, stack: bool,
-                 blocks: dict | None) -> str:
+                 blocks: dict | None, psf_map: bool = False) -> str:
     """Python statements that recompute the output from the sidecar's parameters."""
+    read_psf = (f"psfkit.load_psf_map({psf!r}).psf_map" if psf_map
+                else f"psfkit.load_psf({psf!r}).data")
     lines = ["import json, psfkit, psfkit.frames",
              f"parameters = json.load(open({sidecar!r}, encoding='utf-8'))['parameters']",
-             f"psf = psfkit.load_psf({psf!r}).data"]
+             f"psf = {read_psf}"]
     if resampled:
         lines.append(f"psf = psfkit.resample_psf(psf, {tuple(resampled['from'])!r}, "
                      f"{tuple(resampled['to'])!r})")
@@ -73,12 +75,15 @@ def _command(image: str, psf: str, output: str, extra) -> str:
 def deconvolution_record(*, image: str, psf: str, output: str, report: dict,
                          parameters: dict, spacing, unit: str, psf_spacing, resampled,
                          frames: int, stack: bool, blocks: dict | None, seconds: float,
-                         output_type: dict, command_options=()) -> dict:
+                         output_type: dict, command_options=(),
+                         psf_map: dict | None = None) -> dict:
     """The sidecar record of one deconvolved file.
 
     ``report`` is the run's :func:`psfkit.metadata.run_metadata` (or a block plan's
     parameters), ``parameters`` the explicit keyword arguments that repeat it,
     ``resampled`` ``{"from": psf_spacing, "to": image_spacing}`` when the PSF was resampled,
+    ``psf_map`` the grid, image shape, PSF shape and model when ``psf`` is a PSF map file
+    (:func:`psfkit.io.save_psf_map`; recorded as the PSF's ``map``),
     ``stack`` whether the image has frames along leading axes, ``blocks`` the block
     sizes and overlap when it ran in blocks, ``output_type`` the
     dtype and, for integers, the scale and the saturated pixel counts, and
@@ -92,7 +97,8 @@ def deconvolution_record(*, image: str, psf: str, output: str, report: dict,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "output": os.path.abspath(output),
         "inputs": [_file_entry(image)],
-        "psf": {**_file_entry(psf), "spacing": psf_spacing, "resampled": resampled},
+        "psf": {**_file_entry(psf), "spacing": psf_spacing, "resampled": resampled,
+                **({"map": psf_map} if psf_map is not None else {})},
         "spacing": spacing,
         "unit": unit,
         "method": parameters.get("method"),
@@ -107,7 +113,8 @@ def deconvolution_record(*, image: str, psf: str, output: str, report: dict,
         "seconds": round(seconds, 3),
         "peak_memory_bytes": peak_memory_bytes(),
         "command": _command(image, psf, output, command_options),
-        "python": _python_call(image, psf, sidecar, resampled, stack, blocks),
+        "python": _python_call(image, psf, sidecar, resampled, stack, blocks,
+                               psf_map is not None),
     }
 
 
