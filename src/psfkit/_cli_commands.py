@@ -236,6 +236,93 @@ def _progress(label: str, args) -> ProgressBar:
     return ProgressBar(label, enabled=not args.quiet)
 
 
+# ----------------------------------------------------------------------- PSF maps (--grid)
+
+
+def _add_grid(parser, what: str) -> None:
+    """``--grid ROWS COLS``: measure ``what`` per tile of a grid and write a PSF map."""
+    parser.add_argument("--grid", type=_positive_int, nargs="+", default=None,
+                        metavar="N",
+                        help=f"for a blur that changes across the field: {what} on a grid "
+                             f"of ROWS x COLS overlapping tiles (for a volume, over its "
+                             f"last two axes, or one count per axis) and write a PSF map "
+                             f"to -o, which psfkit deconvolve --psf takes")
+
+
+def _refuse_with_grid(args, options: dict) -> None:
+    """A ``UsageError`` when an option that has no meaning for a map is given with
+    ``--grid`` (``options``: attribute name to the option's spelling and why)."""
+    for attribute, (option, reason) in options.items():
+        if getattr(args, attribute) is not None:
+            raise UsageError(f"{option} is not available with --grid: {reason}")
+
+
+def _finite_or_none(value):
+    """A tile's diagnostic as JSON values, a non-finite number (a failed tile) as None."""
+    value = np.asarray(value)
+    if value.ndim:
+        return [_finite_or_none(v) for v in value]
+    item = value.item()
+    return None if isinstance(item, float) and not np.isfinite(item) else item
+
+
+def map_tiles(psf_map) -> list[dict]:
+    """One record per tile of ``psf_map`` in C order of the grid: its grid index, centre
+    (pixels), every per-tile diagnostic (None where a failed tile has no number) and, for
+    a fitted model's map, the smoothed parameters at its centre (``smoothed``)."""
+    tiles = []
+    for number, (index, centre) in enumerate(zip(np.ndindex(*psf_map.grid),
+                                                 psf_map.tile_centres(), strict=True)):
+        tile = {"tile": list(index), "centre": [float(c) for c in centre]}
+        for name, values in psf_map.diagnostics.items():
+            tile[name] = _finite_or_none(np.asarray(values).reshape(
+                (-1, *np.shape(values)[len(psf_map.grid):]))[number])
+        if psf_map.parameter_field is not None:
+            tile["smoothed"] = psf_map.params_at(centre)
+        tiles.append(tile)
+    return tiles
+
+
+def map_metadata(psf_map) -> dict:
+    """The record of a PSF map a subcommand writes: its grid, image and PSF shape, model
+    and :func:`map_tiles`."""
+    return {"grid": list(psf_map.grid), "image_shape": list(psf_map.shape),
+            "psf_shape": list(psf_map.psf_shape), "model": psf_map.model,
+            "tiles": map_tiles(psf_map)}
+
+
+def _map_report(psf_map, columns) -> str:
+    """The table a map subcommand prints: the grid, the reliable tiles, and per tile the
+    ``columns`` (``(label, function of the tile's record)``)."""
+    reliable = np.asarray(psf_map.diagnostics.get("reliable", np.ones(psf_map.grid, bool)))
+    rows = [("map", f"{' x '.join(map(str, psf_map.grid))} tiles of "
+                    f"{'x'.join(map(str, psf_map.psf_shape))} px PSFs over "
+                    f"{'x'.join(map(str, psf_map.shape))} px"),
+            ("reliable", f"{int(reliable.sum())} of {reliable.size} tiles"
+                         + ("" if reliable.all() else " (the others are filled from their "
+                                                      "neighbours)"))]
+    for tile in map_tiles(psf_map):
+        values = ", ".join(f"{label} {text(tile)}" for label, text in columns)
+        rows.append((f"tile {tuple(tile['tile'])} at {numbers_text(tile['centre'])}", values))
+    return _table(rows)
+
+
+def _tile_number(value, **format) -> str:
+    """A tile's number as text, ``-`` where the tile failed (None)."""
+    return "-" if value is None else numbers_text(value, **format)
+
+
+def _write_map(path: str, psf_map, spacing, command: str, inputs: dict) -> dict:
+    """Write ``psf_map`` to ``path`` (:func:`psfkit.io.save_psf_map`) with its sidecar,
+    ``command``'s :func:`provenance` of ``inputs`` and :func:`map_metadata`; return that
+    record."""
+    from .io import save_psf_map
+
+    record = provenance(command, inputs, map_metadata(psf_map))
+    save_psf_map(path, psf_map, spacing, provenance=record)
+    return record
+
+
 # ---------------------------------------------------------------------------- estimate
 
 
@@ -264,6 +351,7 @@ def add_estimate(subparsers) -> None:
     parser.add_argument("--method", choices=METHODS, default="auto",
                         help="solver: lsq (exact, constrained), fourier (fast) or auto "
                              "(default)")
+    _add_grid(parser, "a kernel per tile")
 
 
 def _estimate_report(estimate) -> str:
@@ -283,6 +371,8 @@ def _run_estimate(args) -> int:
     from .estimate import estimate_kernel
     from .metadata import run_metadata
 
+    if args.grid is not None:
+        return _run_estimate_map(args)
     inputs = (args.sharp, args.blurred)
     check_outputs((args.output, args.residual, args.reblurred), inputs, args.overwrite)
     sharp, blurred = _read_pair(args)
@@ -300,6 +390,27 @@ def _run_estimate(args) -> int:
             written.append(path)
     bar.close(f"wrote {', '.join(written)}")
     print(_estimate_report(estimate))
+    return EXIT_OK
+
+
+def _run_estimate_map(args) -> int:
+    """``psfkit estimate --grid``: a kernel per tile, written as a PSF map."""
+    from .maps import estimate_kernel_map
+
+    _refuse_with_grid(args, {
+        "residual": ("--residual", "the map's sidecar records each tile's residual/noise"),
+        "reblurred": ("--reblurred", "the map's sidecar records each tile's residual/noise")})
+    check_outputs((args.output,), (args.sharp, args.blurred), args.overwrite)
+    sharp, blurred = _read_pair(args)
+    bar = _progress(f"estimating on {' x '.join(map(str, args.grid))} tiles", args)
+    psf_map = estimate_kernel_map(sharp.data, blurred.data, args.grid, args.shape,
+                                  method=args.method)
+    _write_map(args.output, psf_map, blurred.spacing or sharp.spacing, "estimate",
+               _pair_paths(args))
+    bar.close(f"wrote {args.output}")
+    print(_map_report(psf_map, [
+        ("residual/noise", lambda t: _tile_number(t["residual_ratio"], decimals=2)),
+        ("shift", lambda t: _tile_number(t["shift"], digits=3) + " px")]))
     return EXIT_OK
 
 
@@ -336,6 +447,10 @@ def add_fit(subparsers) -> None:
     parser.add_argument("--loss", choices=LOSSES, default="linear",
                         help="linear (least squares, default) or a robust loss for pairs that "
                              "are not exactly one image blurred into the other")
+    _add_grid(parser, "the model fitted per tile, its parameters smoothed over the field,")
+    parser.add_argument("--parameter-maps", default=None, metavar="STEM",
+                        help="with --grid: also write each smoothed parameter at every "
+                             "pixel as a TIFF, STEM_<parameter>.tif (e.g. STEM_sigma.tif)")
 
 
 def fit_record(fit) -> dict:
@@ -372,6 +487,10 @@ def _run_fit(args) -> int:
     from .fit import fit_kernel
     from .metadata import plain
 
+    if args.grid is not None:
+        return _run_fit_map(args)
+    if args.parameter_maps is not None:
+        raise UsageError("--parameter-maps needs --grid: one fit has one set of parameters")
     inputs = (args.sharp, args.blurred)
     check_outputs((args.json, args.output), inputs, args.overwrite)
     sharp, blurred = _read_pair(args)
@@ -389,6 +508,59 @@ def _run_fit(args) -> int:
         written.append(args.json)
     bar.close(f"wrote {', '.join(written)}" if written else "")
     print(_fit_report(fit, physical=spacing is not None))
+    return EXIT_OK
+
+
+def _parameter_map_paths(stem: str | None, model: str) -> dict:
+    """The TIFF of each of ``model``'s parameters (the arguments of its function in
+    :mod:`psfkit.models` besides the shape) that ``--parameter-maps STEM`` writes."""
+    import inspect
+
+    from . import models
+
+    if stem is None:
+        return {}
+    arguments = inspect.signature(getattr(models, model)).parameters.values()
+    return {argument.name: f"{stem}_{argument.name}.tif" for argument in arguments
+            if argument.name != "shape" and argument.kind is argument.POSITIONAL_OR_KEYWORD}
+
+
+def _run_fit_map(args) -> int:
+    """``psfkit fit --grid``: the model per tile, smoothed, written as a PSF map, the
+    per-tile and smoothed parameters as JSON and the parameter maps as TIFFs."""
+    from .maps import fit_kernel_map
+    from .metadata import plain
+
+    model = MODEL_ALIASES.get(args.model, args.model)
+    if model == "auto":
+        raise UsageError("--model auto is not available with --grid: one model holds over "
+                         "the field; name it, e.g. --model gaussian")
+    maps = _parameter_map_paths(args.parameter_maps, model)
+    inputs = (args.sharp, args.blurred)
+    check_outputs((args.json, args.output, *maps.values()), inputs, args.overwrite)
+    sharp, blurred = _read_pair(args)
+    spacing = chosen_spacing(args.spacing, sharp)
+    bar = _progress(f"fitting on {' x '.join(map(str, args.grid))} tiles", args)
+    psf_map = fit_kernel_map(sharp.data, blurred.data, model, args.grid, shape=args.shape,
+                             spacing=spacing, loss=args.loss)
+    record = provenance("fit", _pair_paths(args), map_metadata(psf_map))
+    written = []
+    if args.output is not None:
+        _write_map(args.output, psf_map, spacing, "fit", _pair_paths(args))
+        written.append(args.output)
+    if args.json is not None:
+        write_text(args.json, json.dumps(plain(record), indent=2, allow_nan=False) + "\n")
+        written.append(args.json)
+    images = psf_map.parameter_field.images(psf_map.shape) if maps else {}
+    for name, path in maps.items():
+        write_output(path, images[name], spacing,
+                     dict(record, parameter=name))
+        written.append(path)
+    bar.close(f"wrote {', '.join(written)}" if written else "")
+    print(_map_report(psf_map, [
+        *[(name, lambda t, name=name: _tile_number(t["smoothed"][name], digits=4))
+          for name in psf_map.parameter_field.names],
+        ("residual/noise", lambda t: _tile_number(t["residual_ratio"], decimals=2))]))
     return EXIT_OK
 
 
@@ -491,6 +663,7 @@ def add_beads(subparsers) -> None:
     parser.add_argument("--bead-diameter", type=lambda text: _number(text, positive=True),
                         default=None, help="known bead diameter in spacing units, divided "
                                            "out of the average")
+    _add_grid(parser, "an average of the beads of each region")
 
 
 #: Axis names of a bead's position in the CSV, by dimensionality.
@@ -542,6 +715,8 @@ def _run_beads(args) -> int:
     from .metadata import run_metadata
     from .psf import PsfWarning
 
+    if args.grid is not None:
+        return _run_beads_map(args)
     check_outputs((args.output, args.csv), (args.image,), args.overwrite)
     image = read_input(args.image, "image")
     spacing = chosen_spacing(args.spacing, image)
@@ -560,6 +735,31 @@ def _run_beads(args) -> int:
         written.append(args.csv)
     bar.close(f"wrote {', '.join(written)}")
     print(_beads_report(average, physical=spacing is not None))
+    return EXIT_OK
+
+
+def _run_beads_map(args) -> int:
+    """``psfkit beads --grid``: the beads of each region averaged, written as a PSF map."""
+    from .beads import average_beads
+    from .psf import PsfWarning
+
+    _refuse_with_grid(args, {"csv": ("--csv", "the map's sidecar records the beads used "
+                                              "and the FWHM of each region")})
+    check_outputs((args.output,), (args.image,), args.overwrite)
+    image = read_input(args.image, "image")
+    spacing = chosen_spacing(args.spacing, image)
+    bar = _progress(f"beads on {' x '.join(map(str, args.grid))} regions", args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PsfWarning)  # a region's warnings are its own
+        psf_map = average_beads(image.data, spacing=spacing, shape=args.shape,
+                                method=args.method, threshold=args.threshold,
+                                saturation=args.saturation, max_beads=args.max_beads,
+                                bead_diameter=args.bead_diameter, grid=args.grid)
+    _write_map(args.output, psf_map, spacing, "beads", {"image": args.image})
+    bar.close(f"wrote {args.output}")
+    print(_map_report(psf_map, [
+        ("beads", lambda t: str(t["beads_used"])),
+        ("FWHM", lambda t: _tile_number(t["fwhm"], digits=3) + " px")]))
     return EXIT_OK
 
 

@@ -276,24 +276,34 @@ def smooth_quantities(model: str, params: dict) -> dict[str, np.ndarray]:
     return quantities
 
 
-def model_parameters(model: str, quantities: dict, sizes: dict) -> dict:
-    """The inverse of :func:`smooth_quantities`: the parameters in the form the model
-    takes them (``sizes`` gives each parameter's number of components)."""
+def parameter_arrays(model: str, quantities: dict, sizes: dict) -> dict:
+    """The inverse of :func:`smooth_quantities` on arrays: ``quantities`` holds each
+    quantity as ``(components, ...)`` (any positions along the trailing axes), the result
+    each parameter as ``(...)`` (one component) or ``(components, ...)``; ``sizes`` gives
+    each parameter's number of components."""
     if model == "elliptical_gaussian":
-        cxx, cyy, cxy = (float(quantities[n][0]) for n in ("cxx", "cyy", "cxy"))
+        cxx, cyy, cxy = (np.asarray(quantities[n][0]) for n in ("cxx", "cyy", "cxy"))
         mean, half = (cxx + cyy) / 2, np.hypot((cxx - cyy) / 2, cxy)
-        return dict(sigma_y=float(np.sqrt(max(mean - half, 1e-4))),
-                    sigma_x=float(np.sqrt(max(mean + half, 1e-4))),
-                    angle=float(np.mod(0.5 * np.arctan2(2 * cxy, cxx - cyy), np.pi)))
+        return dict(sigma_y=np.sqrt(np.maximum(mean - half, 1e-4)),
+                    sigma_x=np.sqrt(np.maximum(mean + half, 1e-4)),
+                    angle=np.mod(0.5 * np.arctan2(2 * cxy, cxx - cyy), np.pi))
     params = {}
     for name, size in sizes.items():
         if name in ANGLE_PARAMETERS:
             values = np.mod(0.5 * np.arctan2(quantities[f"{name} sin"],
                                              quantities[f"{name} cos"]), np.pi)
         else:
-            values = quantities[name]
-        params[name] = float(values[0]) if size == 1 else tuple(float(v) for v in values)
+            values = np.asarray(quantities[name])
+        params[name] = values[0] if size == 1 else values
     return params
+
+
+def model_parameters(model: str, quantities: dict, sizes: dict) -> dict:
+    """The inverse of :func:`smooth_quantities` at one position (each quantity a 1D array
+    of its components): the parameters in the form the model takes them, floats or
+    tuples of floats."""
+    return {name: float(value) if np.ndim(value) == 0 else tuple(float(v) for v in value)
+            for name, value in parameter_arrays(model, quantities, sizes).items()}
 
 
 #: Smoothed quantities that may take any sign, so are not held within the tiles' range
@@ -383,6 +393,31 @@ class ParameterField:
                 values = np.clip(values, *self.bounds[name])
             quantities[name] = values
         return model_parameters(self.model, quantities, self.sizes)
+
+    def images(self, shape) -> dict[str, np.ndarray]:
+        """Every parameter at every pixel of an image of ``shape``: ``shape`` arrays (or
+        ``(components, *shape)`` for a parameter with one value per axis), float32; what
+        :meth:`params` gives pixel by pixel, up to the rounding of the sums."""
+        axes_shape = [shape[a] for a in self.axes]
+        grids = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in axes_shape],
+                            indexing="ij")
+        design = _basis(np.stack([g.ravel() for g in grids], axis=1), self.centre,
+                        self.scale, self.degree)
+        quantities = {}
+        for name, surface in self.surfaces.items():
+            values = design @ surface
+            if name in self.bounds:
+                values = np.clip(values, *self.bounds[name])
+            quantities[name] = values.T.reshape((-1, *axes_shape))
+        # the field varies along self.axes only: spread it along the others
+        spread = [slice(None) if a in self.axes else None for a in range(len(shape))]
+        images = {}
+        for name, value in parameter_arrays(self.model, quantities, self.sizes).items():
+            leading = (slice(None),) if np.ndim(value) > len(axes_shape) else ()
+            full = (len(value),) * len(leading) + tuple(shape)
+            images[name] = np.broadcast_to(value[(*leading, *spread)], full).astype(
+                np.float32)
+        return images
 
     def render(self, shape, position) -> np.ndarray:
         """The model rendered on ``shape`` with the parameters at ``position``."""
