@@ -4,15 +4,19 @@ Run ``python docs/scripts/cli_examples.py`` from the repository. In a temporary 
 writes the sample pair (``psfkit.samples.sample_pair``: a Gaussian blur of sigma 2 px,
 shift (0.4, -0.7) px, gain 0.9, offset 0.05, 1 % noise), a second pair of another
 photograph (scikit-image's astronaut, in grey) through the same blur, gain, offset and
-shift, the sample LED and the sample beads; runs ``psfkit estimate``, ``fit``, ``psf``,
-``beads`` and ``convolve`` on them as a user would (``python -m psfkit``); and writes each
-command line with its output to ``docs/cli_output/<command>.txt``, which ``docs/cli.md``
-includes. It also draws ``docs/figures/cli_convolve.png``: the second sharp image, the
-blurred image the estimated kernel predicts for it, the real one, and their difference.
+shift, the sample LED and the sample beads, and a pair blurred by a Gaussian whose sigma
+grows across the field (``psfkit.samples.field_blurred_pair``); runs ``psfkit estimate``,
+``fit``, ``psf``, ``beads`` and ``convolve`` on them as a user would (``python -m psfkit``),
+and the map commands (``fit --grid``, ``deconvolve --psf MAP.tif``) on the field pair; and
+writes each command line with its output to ``docs/cli_output/<command>.txt``, which
+``docs/cli.md`` includes. Names of examples as arguments run only those. It also draws
+``docs/figures/cli_convolve.png``: the second sharp image, the blurred image the estimated
+kernel predicts for it, the real one, and their difference.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -45,7 +49,13 @@ EXAMPLES = {
                 "--compare blurred.tif --compare other_blurred.tif",
     "convolve_kernel_only": "convolve kernel.tif other_sharp.tif --compare "
                             "other_blurred.tif --kernel-only -q",
+    "fit_grid": "fit field_sharp.tif field_blurred.tif --grid 3 3 -o field_map.tif "
+                "--json field_map.json --parameter-maps field -q",
+    "deconvolve_map": "deconvolve field_blurred.tif --psf field_map.tif -o field_restored.tif",
 }
+
+#: The field pair of the map examples: sigma from 1.2 px (top left) to 3.0 px (bottom right).
+FIELD_SHAPE, FIELD_SIGMA = (256, 256), (1.2, 3.0)
 
 
 def write_samples(folder: Path) -> None:
@@ -62,6 +72,9 @@ def write_samples(folder: Path) -> None:
     tifffile.imwrite(folder / "other_blurred.tif", other.blurred)
     tifffile.imwrite(folder / "led.tif", samples.sample_point_source()["image"])
     tifffile.imwrite(folder / "beads.tif", samples.sample_beads()["image"])
+    field = samples.field_blurred_pair(FIELD_SHAPE, FIELD_SIGMA, rng=0)
+    tifffile.imwrite(folder / "field_sharp.tif", field.sharp)
+    tifffile.imwrite(folder / "field_blurred.tif", field.blurred)
     (folder / "predicted").mkdir()
 
 
@@ -95,12 +108,14 @@ def figure(folder: Path) -> None:
     fig.savefig(ROOT / "docs" / "figures" / "cli_convolve.png", dpi=90)
 
 
-def main() -> None:
+def main(names=()) -> None:
     OUTPUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         write_samples(folder)
         for name, arguments in EXAMPLES.items():
+            if names and name not in names:
+                continue
             text = run(arguments, folder)
             if name == "beads":
                 text += "$ head -4 beads.csv\n" + "".join(
@@ -108,10 +123,15 @@ def main() -> None:
             if name == "fit":
                 text += "$ head -12 fit.json\n" + "".join(
                     (folder / "fit.json").read_text().splitlines(keepends=True)[:12])
+            if name == "fit_grid":
+                tiles = json.loads((folder / "field_map.json").read_text())["tiles"]
+                text += ("$ # the last of the tiles in field_map.json\n"
+                         + json.dumps(tiles[-1], indent=2) + "\n")
             (OUTPUT / f"{name}.txt").write_text(text)
             print(text)
-        figure(folder)
+        if not names or "convolve" in names:
+            figure(folder)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
