@@ -132,6 +132,26 @@ def test_a_batch_with_a_map_deconvolves_the_images_of_its_shape_and_names_the_ot
             image, psf_map, "richardson_lucy", iterations=4))
 
 
+def test_a_stack_of_frames_is_deconvolved_frame_by_frame_with_the_map(field, fitted_map,
+                                                                     tmp_path):
+    from psfkit.frames import deconvolve_frames
+
+    pair, _ = field
+    stack = np.stack([pair.blurred, pair.blurred[:, ::-1]])
+    write_image(tmp_path / "stack.tif", stack, SPACING)
+    output = tmp_path / "stack_deconvolved.tif"
+    assert main(["deconvolve", str(tmp_path / "stack.tif"), "--psf",
+                 str(fitted_map / "map.tif"), "-o", str(output), "--method",
+                 "richardson_lucy", "-q"]) == EXIT_OK
+    psf_map = load_psf_map(fitted_map / "map.tif").psf_map
+    expected = deconvolve_frames(stack, psf_map, method="richardson_lucy").result
+    written = read_image(output).data
+    np.testing.assert_array_equal(written, expected)
+    namespace = {}
+    exec(read_sidecar(output)["python"], namespace)
+    np.testing.assert_array_equal(namespace["result"], written)
+
+
 def test_deconvolve_with_a_map_in_blocks_matches_the_map_deconvolution_in_blocks(
         field, fitted_map, tmp_path):
     pair, folder = field
