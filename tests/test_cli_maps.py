@@ -208,6 +208,24 @@ def test_beads_with_a_grid_writes_a_psf_per_region_with_its_width(tmp_path, caps
     assert "tile (0, 1)" in capsys.readouterr().out
 
 
+def test_a_region_without_beads_is_filled_and_reported_without_numbers(tmp_path, capsys):
+    psf = make_psf("gaussian", (15, 15), sigma=1.5)
+    beads, _ = bead_image(psf, (128, 96), count=8, peak_snr=40, rng=0)
+    empty = np.random.default_rng(1).normal(0, float(np.std(beads[:8, :8])) + 1e-3,
+                                            (128, 96)).astype(np.float32)
+    write_image(tmp_path / "half.tif", np.concatenate([beads, empty], axis=1))
+    output = tmp_path / "half_map.tif"
+    assert main(["beads", str(tmp_path / "half.tif"), "--grid", "1", "2", "--shape", "15",
+                 "-o", str(output), "-q"]) == EXIT_OK
+    rows = capsys.readouterr().out
+    assert "1 of 2 tiles (the others are filled from their neighbours)" in rows
+    assert "beads 0, FWHM (px) -" in rows
+    read = load_psf_map(output)
+    empty_region = read.provenance["tiles"][1]
+    assert empty_region["beads_used"] == 0 and empty_region["fwhm"] == [None, None]
+    np.testing.assert_array_equal(read.psf_map.psfs[0, 1], read.psf_map.psfs[0, 0])
+
+
 @pytest.mark.parametrize(("arguments", "message"), [
     (["estimate", "{sharp}", "{blurred}", "--grid", "2", "2", "-o", "{out}", "--residual",
       "{out2}"], "--residual is not available with --grid"),

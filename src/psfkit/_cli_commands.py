@@ -308,8 +308,11 @@ def _map_report(psf_map, columns) -> str:
 
 
 def _tile_number(value, **format) -> str:
-    """A tile's number as text, ``-`` where the tile failed (None)."""
-    return "-" if value is None else numbers_text(value, **format)
+    """A tile's number (or numbers) as text, ``-`` where the tile has none (None: it
+    failed, or a region has no beads)."""
+    if value is None or None in np.ravel(np.asarray(value, dtype=object)).tolist():
+        return "-"
+    return numbers_text(value, **format)
 
 
 def _write_map(path: str, psf_map, spacing, command: str, inputs: dict) -> dict:
@@ -410,7 +413,7 @@ def _run_estimate_map(args) -> int:
     bar.close(f"wrote {args.output}")
     print(_map_report(psf_map, [
         ("residual/noise", lambda t: _tile_number(t["residual_ratio"], decimals=2)),
-        ("shift", lambda t: _tile_number(t["shift"], digits=3) + " px")]))
+        ("shift (px)", lambda t: _tile_number(t["shift"], digits=3))]))
     return EXIT_OK
 
 
@@ -759,7 +762,7 @@ def _run_beads_map(args) -> int:
     bar.close(f"wrote {args.output}")
     print(_map_report(psf_map, [
         ("beads", lambda t: str(t["beads_used"])),
-        ("FWHM", lambda t: _tile_number(t["fwhm"], digits=3) + " px")]))
+        ("FWHM (px)", lambda t: _tile_number(t["fwhm"], digits=3))]))
     return EXIT_OK
 
 
