@@ -397,6 +397,8 @@ class MapGrid(Container):
                          label=label)
         self.tooltip = ("Tiles of a blur map (rows × columns): a kernel per tile where the "
                         "blur changes across the image; 1 × 1 is one kernel for all of it.")
+        self.rows.tooltip = "Tiles down the image (1 with 1 column: one kernel)."
+        self.cols.tooltip = "Tiles across the image (1 with 1 row: one kernel)."
 
     @property
     def grid(self) -> tuple[int, int]:
