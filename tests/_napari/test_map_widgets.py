@@ -10,8 +10,10 @@ from _widget_helpers import dock, run_to_end
 import psfkit
 from psfkit import make_psf, samples
 from psfkit._napari._common import PSF_MAP_KEY
+from psfkit._napari._maps import map_summary
 from psfkit.metadata import REPRODUCE_KEY
 from psfkit.metrics import image_error
+from psfkit.point_source import fwhm
 
 SCALE = (0.5, 0.5)
 TRANSLATE = (3.0, -2.0)
@@ -210,3 +212,20 @@ def test_average_beads_per_region_shows_the_regional_psfs_and_bead_counts(
     # FWHM 2.8 px on the left (σ 1.2) and 5.2 px on the right (σ 2.2); the overlapping
     # regions share beads, as in tests/test_psf_map.py
     assert fwhm[0, 0] < 3.4 < fwhm[0, -1]
+
+
+def test_the_status_sentence_names_the_unreliable_tiles_and_a_constant_parameter():
+    narrow = make_psf("gaussian", (15, 15), sigma=(1.5, 1.0))
+    wide = make_psf("gaussian", (15, 15), sigma=(1.5, 3.0))  # as wide along y
+    psf_map = psfkit.PsfMap(
+        psfs=np.stack([np.stack([narrow, wide]), np.stack([narrow, wide])]),
+        centres=(np.array([25.0, 75.0]), np.array([20.0, 80.0])), shape=(100, 100),
+        diagnostics={"reliable": np.array([[True, True], [False, True]]),
+                     "filled": np.array([[False, False], [True, False]])})
+    text = map_summary(psf_map, psf_map.parameter_maps(), "Kernel map")
+    width = fwhm(narrow)[1]
+    assert text.startswith(f"Kernel map on a 2 × 2 grid: fwhm_y {fwhm(narrow)[0]:.3g} px "
+                           "everywhere; ")
+    assert f"fwhm_x from {width:.3g} px (top left) to {fwhm(wide)[1]:.3g} px (top right)" in text
+    assert text.endswith("1 of 4 tiles unreliable, filled from their neighbours: (2, 1) "
+                         "(row, column).")

@@ -68,6 +68,9 @@ def map_summary(psf_map: PsfMap, parameters: ParameterMaps, what: str) -> str:
         low, high = np.unravel_index(np.argmin(values), values.shape), np.unravel_index(
             np.argmax(values), values.shape)
         unit = _unit(name)
+        if f"{values[low]:.3g}" == f"{values[high]:.3g}":
+            ranges.append(f"{name} {values[low]:.3g}{unit} everywhere")
+            continue
         ranges.append(f"{name} from {values[low]:.3g}{unit} ({_where(low, values.shape)}) to "
                       f"{values[high]:.3g}{unit} ({_where(high, values.shape)})")
     text = f"{what} on a {grid} grid: " + "; ".join(ranges) + "."
