@@ -9,6 +9,10 @@ on a volume) is refused unless the leading axes are declared frames, and the sta
 then says that each frame was deconvolved on its own. A PSF layer whose pixel size differs
 from the image's is resampled to the image's voxels (:func:`psfkit.resample_psf`, on by
 default) and the status line says from what to what; with resampling off it is refused.
+A map layer (an output of the map mode of Estimate kernel, Fit PSF model or Average beads)
+carries its :class:`psfkit.PsfMap` under ``PSF_MAP_KEY``: chosen as the PSF layer, the
+image is deconvolved with the map (``deconvolve(image, psf_map)``), which must describe an
+image of the image layer's shape.
 
 Leading axes beyond the PSF's dimensionality (time, channels) are frames, deconvolved one
 by one; the automatic choices are made on the first frame and repeated on the others, so a
@@ -232,7 +236,8 @@ class DeconvolveWidget(PsfkitWidget):
         "image": "The blurred image; leading axes beyond the PSF's are frames.",
         "psf_source": "Deconvolve with a PSF layer (measured, prepared or fitted) or a "
                       "model PSF made from one size.",
-        "psf": "The PSF layer (measured, prepared or fitted).",
+        "psf": "The PSF layer (measured, prepared or fitted), or a map layer: its PSF map "
+               "deconvolves a blur that changes across the image.",
         "resample": "When the PSF layer's pixel size (scale) differs from the image's, "
                     "resample the PSF to the image's voxels, keeping its flux.",
         "model": "The shape of the model PSF.",
