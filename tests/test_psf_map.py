@@ -7,6 +7,7 @@ import pytest
 import psfkit
 from psfkit import make_psf, samples
 from psfkit.maps import model_parameters, robust_polynomial, smooth_quantities
+from psfkit.point_source import fwhm
 from psfkit.psf_map import PsfMap, hat_weights, tiling
 
 
@@ -39,6 +40,38 @@ def test_tile_weights_sum_to_one_and_cropping_keeps_the_psfs_in_place():
     part = psf_map.cropped((slice(40, 60), slice(10, 60)))
     assert part.shape == (20, 50)
     np.testing.assert_allclose(part.psf_at((10, 10)), narrow, atol=1e-7)
+
+
+def test_the_mosaic_draws_each_tile_psf_at_its_centre_pixel_and_cuts_it_at_the_border():
+    psf_map, narrow, wide = _two_tile_map()
+    mosaic = psf_map.mosaic()
+    assert mosaic.shape == (100, 100) and mosaic.dtype == np.float32
+    np.testing.assert_array_equal(mosaic[43:58, 13:28], narrow)  # centre (50, 20)
+    np.testing.assert_array_equal(mosaic[43:58, 73:88], wide)  # centre (50, 80)
+    assert mosaic.sum() == pytest.approx(2.0, rel=1e-6)
+    edge = PsfMap(psfs=narrow[None, None], centres=(np.array([1.5]), np.array([98.0])),
+                  shape=(100, 100))  # nearest pixel (2, 98), rounding .5 up
+    np.testing.assert_array_equal(edge.mosaic()[:10, 91:], narrow[5:, :9])
+
+
+def test_parameter_maps_interpolate_measured_widths_and_sample_a_fitted_field():
+    psf_map, narrow, wide = _two_tile_map()
+    maps = psf_map.parameter_maps(samples=10)
+    assert maps.step == (100, 10) and maps.origin == (49.5, 0.0)
+    width = maps.values["fwhm_x"]
+    assert width.shape == (1, 10)
+    narrow_width, wide_width = fwhm(narrow)[1], fwhm(wide)[1]
+    assert 2.3 < narrow_width < 2.5 and 7.0 < wide_width < 7.2  # about 2.355 σ
+    assert width[0, 0] == pytest.approx(narrow_width, rel=1e-6)  # x = 0, before 20
+    assert width[0, 5] == pytest.approx(0.5 * (narrow_width + wide_width), rel=1e-6)  # x 50
+    assert width[0, 9] == pytest.approx(wide_width, rel=1e-6)  # x = 90, beyond 80
+    pair = samples.field_blurred_pair((128, 128), (1.2, 2.4), rng=2)
+    fitted = psfkit.fit_kernel_map(pair.sharp, pair.blurred, "gaussian", grid=(2, 2))
+    sigma = fitted.parameter_maps(samples=16).values["sigma"]
+    assert sigma.shape == (16, 16)
+    assert sigma[3, 11] == pytest.approx(fitted.params_at((24, 88))["sigma"], rel=1e-6)
+    with pytest.raises(TypeError, match="samples"):
+        fitted.parameter_maps(samples=2.5)
 
 
 def test_params_at_of_a_measured_map_and_a_bad_position_are_refused_by_name():

@@ -1,6 +1,7 @@
 """One screenshot per psfkit widget in action, for docs/napari.md.
 
-Run under a virtual display: ``xvfb-run -a python docs/scripts/screenshot_widgets.py``.
+Run under a virtual display: ``xvfb-run -a python docs/scripts/screenshot_widgets.py``
+(followed by names such as ``blur_map`` to make only those).
 For each widget it opens a viewer on the widget's sample, docks the widget as the Plugins
 menu docks it, runs it with its defaults, shows the inputs and outputs side by side (a
 small kernel or PSF magnified to the size of the image beside it) and saves
@@ -147,7 +148,33 @@ def deconvolve() -> None:
     viewer.close()
 
 
+def blur_map() -> None:
+    """Fit PSF model in map mode on a field whose σ grows from 1 px (top left) to 3 px
+    (bottom right): the kernel mosaic over the blurred image, and the σ map."""
+    from psfkit.samples import field_blurred_pair
+
+    pair = field_blurred_pair((256, 256), (1.0, 3.0), noise=0.01, rng=0)
+    viewer, widget = new_viewer(None, "Fit PSF model")
+    viewer.add_image(pair.sharp, name="sharp")
+    viewer.add_image(pair.blurred, name="blurred")
+    widget.sharp.value, widget.blurred.value = viewer.layers["sharp"], viewer.layers["blurred"]
+    widget.grid.rows.value, widget.grid.cols.value = 4, 4
+    run(widget)
+    # the blurred image with the mosaic on it in the first cell, the σ map in the second
+    show_side_by_side(viewer, ["blurred", "blurred fitted kernel map", "blurred sigma map"])
+    grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
+    grid.stride, grid.shape = 2, (1, 2)
+    screenshot(viewer, "blur_map")
+    viewer.close()
+
+
+SCREENSHOTS = (estimate_kernel, fit_psf_model, model_psf, prepare_psf, average_beads,
+               deconvolve, blur_map)
+
 if __name__ == "__main__":
-    for make in (estimate_kernel, fit_psf_model, model_psf, prepare_psf, average_beads,
-                 deconvolve):
-        make()
+    import sys
+
+    chosen = sys.argv[1:]  # names of screenshots to make again; none: all of them
+    for make in SCREENSHOTS:
+        if not chosen or make.__name__ in chosen:
+            make()

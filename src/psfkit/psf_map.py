@@ -34,6 +34,35 @@ DEFAULT_OVERLAP = 1.5
 MIN_RELATIVE_TEXTURE = 0.1
 
 
+#: Samples per axis of :meth:`PsfMap.parameter_maps`: the parameter fields are smooth
+#: (bilinear between tile centres, or a low-order polynomial), so this many show them on
+#: an image of any size while a fitted map's 64² evaluations take about a second.
+PARAMETER_MAP_SAMPLES = 64
+
+#: Names of the last image axes, for the per-axis components of a parameter.
+_AXIS_NAMES = ("z", "y", "x")
+
+
+@dataclass(frozen=True)
+class ParameterMaps:
+    """Parameters of a :class:`PsfMap` sampled over its image.
+
+    Attributes
+    ----------
+    values : dict of ndarray
+        One float32 array per parameter (or per-axis component), one entry per sample.
+    origin, step : tuple
+        Per image axis, the pixel coordinate of the first sample and the pixels between
+        samples: sample ``i`` sits at pixel ``origin + i * step``. An image layer of a
+        map at ``scale`` and ``translate`` sits over its image at ``scale * step`` and
+        ``translate + origin * scale``.
+    """
+
+    values: dict
+    origin: tuple
+    step: tuple
+
+
 @dataclass(frozen=True)
 class PsfMap:
     """PSFs on a grid of tile centres over an image, interpolated bilinearly between them.
@@ -124,6 +153,90 @@ class PsfMap:
             raise ValueError("params_at needs a map of a fitted model (psfkit.fit_kernel_map); "
                              "this map holds measured PSFs: use psf_at")
         return self.parameter_field.params(_position(position, len(self.shape)))
+
+    def mosaic(self) -> np.ndarray:
+        """The map as one picture in the image's pixels: an image of the map's ``shape``
+        showing a point source at every tile centre imaged by that tile's PSF, i.e. each
+        tile's PSF centred on the pixel nearest its centre (overlapping PSFs add, parts
+        beyond the image are cut). Laid over the image, it shows the blur where it was
+        measured."""
+        picture = np.zeros(self.shape, dtype=np.float32)
+        half = np.array(self.psf_shape) // 2
+        for centre, psf in zip(self.tile_centres(), self.tile_psfs(), strict=True):
+            corner = np.floor(centre + 0.5).astype(int) - half  # nearest pixel, .5 up
+            start = np.maximum(corner, 0)
+            stop = np.minimum(corner + np.array(self.psf_shape), self.shape)
+            if np.any(stop <= start):
+                continue
+            target = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
+            source = tuple(slice(a - c, b - c) for a, b, c in zip(start, stop, corner,
+                                                                   strict=True))
+            picture[target] += psf[source]
+        return picture
+
+    def parameter_maps(self, samples: int = PARAMETER_MAP_SAMPLES) -> ParameterMaps:
+        """The map's parameters sampled over the image: for a fitted model's map the
+        smoothed parameters (:meth:`params_at`; a per-axis parameter gives one map per
+        axis, ``sigma_y``, ``sigma_x``; an elliptical Gaussian also its ``ellipticity``,
+        ``1 - sigma_y / sigma_x``), for a map of measured PSFs each tile's FWHM per axis
+        (``fwhm_y``, ``fwhm_x``, in pixels) interpolated bilinearly between the tile
+        centres as the PSFs are.
+
+        Along an axis with several tiles the samples are every ``step`` pixels from 0, at
+        most ``samples`` of them (the fields are smooth: bilinear or a low-order
+        polynomial); along an axis with one tile, one sample at the image's centre."""
+        samples = positive_int(samples, "samples")
+        origin, step, coordinates = [], [], []
+        for n, g in zip(self.shape, self.grid, strict=True):
+            if g == 1:
+                origin.append((n - 1) / 2)
+                step.append(n)
+                coordinates.append(np.array([(n - 1) / 2]))
+            else:
+                stride = -(-n // samples)
+                origin.append(0.0)
+                step.append(stride)
+                coordinates.append(np.arange(0, n, stride, dtype=np.float64))
+        if self.parameter_field is not None:
+            values = self._fitted_parameter_maps(coordinates)
+        else:
+            values = self._measured_parameter_maps(coordinates)
+        return ParameterMaps(values=values, origin=tuple(origin), step=tuple(step))
+
+    def _fitted_parameter_maps(self, coordinates) -> dict[str, np.ndarray]:
+        """The smoothed parameters of a fitted map at every sample position."""
+        positions = list(np.ndindex(*(len(c) for c in coordinates)))
+        grid_shape = tuple(len(c) for c in coordinates)
+        values: dict[str, list] = {}
+        for index in positions:
+            point = tuple(c[i] for c, i in zip(coordinates, index, strict=True))
+            for name, value in self.params_at(point).items():
+                components = np.atleast_1d(value)
+                names = ([name] if components.size == 1 else
+                         [f"{name}_{axis}" for axis in _AXIS_NAMES[-components.size:]])
+                for component, entry in zip(names, components, strict=True):
+                    values.setdefault(component, []).append(float(entry))
+        maps = {name: np.array(v, dtype=np.float32).reshape(grid_shape)
+                for name, v in values.items()}
+        if "sigma_x" in maps and "sigma_y" in maps and self.model == "elliptical_gaussian":
+            minor = np.minimum(maps["sigma_x"], maps["sigma_y"])
+            major = np.maximum(maps["sigma_x"], maps["sigma_y"])
+            maps["ellipticity"] = (1 - minor / major).astype(np.float32)
+        return maps
+
+    def _measured_parameter_maps(self, coordinates) -> dict[str, np.ndarray]:
+        """Each tile's FWHM per axis, interpolated with the tiles' hat weights."""
+        from .point_source import fwhm
+
+        widths = np.array([fwhm(psf) for psf in self.tile_psfs()]).reshape(
+            (*self.grid, self.ndim))
+        maps = {}
+        for axis, name in enumerate(_AXIS_NAMES[-self.ndim:]):
+            field = widths[..., axis]
+            for a, c in enumerate(coordinates):  # consumes axis 0, appends the samples
+                field = np.tensordot(field, self.axis_weights(a, c), axes=([0], [0]))
+            maps[f"fwhm_{name}"] = field.astype(np.float32)
+        return maps
 
     def cropped(self, region) -> PsfMap:
         """The map of the part ``region`` (a tuple of slices with steps of 1) of the image,

@@ -17,7 +17,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, Widget
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+    Widget,
+)
 from napari import layers as napari_layers
 from napari.qt.threading import create_worker
 from napari.utils import cancelable_progress
@@ -316,6 +324,16 @@ def shape_box(shapes_layer, image_layer, spatial_shape, *, minimum: int) -> tupl
 #: ("kernel", "psf", "residual", ...), which the PSF picker of Deconvolve looks for.
 OUTPUT_KEY = "psfkit_output"
 
+#: The metadata key under which a map output (its kernel mosaic and parameter maps) carries
+#: its :class:`psfkit.PsfMap`: Deconvolve deconvolves with the map of a PSF layer that has
+#: one.
+PSF_MAP_KEY = "psfkit_psf_map"
+
+#: The metadata key of the call that makes a map output's :class:`psfkit.PsfMap` again
+#: (a :func:`psfkit.metadata.reproduction` entry), which Deconvolve's recorded call uses as
+#: its PSF.
+PSF_MAP_CALL_KEY = "psf_map_reproduce"
+
 #: What an update in place sets on an existing output besides its data; every other
 #: keyword (colormap, contrast limits, opacity, ...) styles a new layer only, so a re-run
 #: keeps the user's styling.
@@ -325,7 +343,7 @@ _UPDATED_IN_PLACE = ("scale", "translate", "metadata", "features", "face_color",
 
 def upsert_layer(viewer: napari.viewer.Viewer, data, name: str, kind: str = "image", *,
                  role: str, scale=None, translate=None, units=None, metadata=None,
-                 **kwargs) -> Any:
+                 colorbar: bool = False, **kwargs) -> Any:
     """The psfkit output ``name`` holding ``data``: the existing layer of that name updated
     in place (data, scale, translate, units, metadata; also when its dimensionality changes),
     or a new layer.
@@ -334,6 +352,8 @@ def upsert_layer(viewer: napari.viewer.Viewer, data, name: str, kind: str = "ima
     kind is updated; a user's layer of the same name is left alone, and the output is the
     one napari named ``"<name> [1]"`` (or ``[2]``, ...) next to it, so re-runs do not pile
     up copies. ``scale``, ``translate`` and ``units`` default to 1, 0 and pixels per axis.
+    ``colorbar`` shows the colorbar of a new image layer (a user who hides it keeps it
+    hidden on a re-run).
     """
     ndim = np.ndim(data) if kind == "image" else np.shape(data)[-1]
     values = {"scale": tuple(scale) if scale is not None else (1.0,) * ndim,
@@ -343,7 +363,10 @@ def upsert_layer(viewer: napari.viewer.Viewer, data, name: str, kind: str = "ima
     values.update({key: kwargs.pop(key) for key in _UPDATED_IN_PLACE if key in kwargs})
     layer = _existing_output(viewer, name, kind)
     if layer is None:
-        return getattr(viewer, f"add_{kind}")(data, name=name, **values, **kwargs)
+        layer = getattr(viewer, f"add_{kind}")(data, name=name, **values, **kwargs)
+        if colorbar:
+            layer.colorbar.visible = True
+        return layer
     layer.data = data
     for key, value in values.items():
         setattr(layer, key, value)
@@ -361,6 +384,31 @@ def _existing_output(viewer: napari.viewer.Viewer, name: str, kind: str):
         if is_layer_of(layer, kind) and OUTPUT_KEY in layer.metadata:
             return layer
     return None
+
+
+class MapGrid(Container):
+    """Rows × columns of the tile grid of a blur map; 1 × 1 is one kernel for the whole
+    image (a widget's ordinary output)."""
+
+    def __init__(self, label: str = "map grid (rows × cols)"):
+        self.rows = SpinBox(value=1, min=1, max=32, label="rows")
+        self.cols = SpinBox(value=1, min=1, max=32, label="cols")
+        super().__init__(widgets=[self.rows, self.cols], layout="horizontal", labels=False,
+                         label=label)
+        self.tooltip = ("Tiles of a blur map (rows × columns): a kernel per tile where the "
+                        "blur changes across the image; 1 × 1 is one kernel for all of it.")
+        self.rows.tooltip = "Tiles down the image (1 with 1 column: one kernel)."
+        self.cols.tooltip = "Tiles across the image (1 with 1 row: one kernel)."
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The grid as ``(rows, cols)``."""
+        return int(self.rows.value), int(self.cols.value)
+
+    @property
+    def is_map(self) -> bool:
+        """Whether the grid has more than one tile."""
+        return self.grid != (1, 1)
 
 
 class _ActivityProgress(cancelable_progress):

@@ -9,6 +9,10 @@ on a volume) is refused unless the leading axes are declared frames, and the sta
 then says that each frame was deconvolved on its own. A PSF layer whose pixel size differs
 from the image's is resampled to the image's voxels (:func:`psfkit.resample_psf`, on by
 default) and the status line says from what to what; with resampling off it is refused.
+A map layer (an output of the map mode of Estimate kernel, Fit PSF model or Average beads)
+carries its :class:`psfkit.PsfMap` under ``PSF_MAP_KEY``: chosen as the PSF layer, the
+image is deconvolved with the map (``deconvolve(image, psf_map)``), which must describe an
+image of the image layer's shape.
 
 Leading axes beyond the PSF's dimensionality (time, channels) are frames, deconvolved one
 by one; the automatic choices are made on the first frame and repeated on the others, so a
@@ -28,14 +32,17 @@ from magicgui.widgets import CheckBox, ComboBox, LineEdit, RadioButtons, SpinBox
 
 from psfkit._validate import real_number
 from psfkit.cli import deconvolve_command
-from psfkit.deconvolution import METHODS
-from psfkit.frames import deconvolve_frames, repeating_call
-from psfkit.metadata import REPRODUCE_KEY, Code, python_call, reproduction
+from psfkit.deconvolution import METHODS, deconvolve
+from psfkit.frames import FramesRun, deconvolve_frames, repeating_call
+from psfkit.metadata import REPRODUCE_KEY, Code, python_call, reproduction, run_metadata
 from psfkit.models import make_psf
+from psfkit.psf_map import PsfMap, check_map_fits
 from psfkit.units import UndersamplingWarning, resample_psf
 
 from ._common import (
     OUTPUT_KEY,
+    PSF_MAP_CALL_KEY,
+    PSF_MAP_KEY,
     PsfkitWidget,
     format_lengths,
     layer_array,
@@ -101,11 +108,15 @@ def _reproduction(request: dict, reports, layer, psf_description: dict,
                   resampling: dict | None) -> dict:
     """How to make the deconvolved layer again: the Python call with every automatic choice
     filled in (``image`` the image layer's data, ``psf`` the PSF layer's, resampled to the
-    image's voxels when it was, or the :func:`psfkit.make_psf` call of the model PSF), and,
+    image's voxels when it was, the :func:`psfkit.make_psf` call of the model PSF, or the
+    call that made a PSF map, on the layers it read), and,
     for a PSF layer used as it is, the command line on the two layers saved as TIFF files
     named after them (TIFFs saved from layers carry no voxel size for it to resample by)."""
     inputs = {"image": layer.name}
-    if "psf_layer" in psf_description:
+    if "psf_map" in psf_description:  # the call that makes the map, on its layers
+        psf_source, command = psf_description["psf_map"]["python"], None
+        inputs.update(psf_description["psf_map"]["inputs"])
+    elif "psf_layer" in psf_description:
         psf_source, inputs["psf"] = "psf", psf_description["psf_layer"]
         command = deconvolve_command(f"{layer.name}.tif", f"{inputs['psf']}.tif",
                                      f"{layer.name} deconvolved.tif", request)
@@ -125,6 +136,10 @@ def _reproduction(request: dict, reports, layer, psf_description: dict,
 
 def _describe_psf(description: dict) -> str:
     """Which PSF a run used, in words: "PSF layer 'psf'" or "model PSF gaussian 2 px"."""
+    if "psf_map" in description:
+        grid = " × ".join(map(str, description["psf_map_grid"]))
+        return (f"the {grid} PSF map of layer '{description['psf_layer']}' (a blur that "
+                "changes across the image)")
     if "psf_layer" in description:
         return f"PSF layer '{description['psf_layer']}'"
     text = f"model PSF {description['psf_model']} {description['psf_size']:g} px"
@@ -201,8 +216,8 @@ def _check_image_layer(layer, spatial_ndim: int):
 
 def looks_like_psf(layer) -> bool:
     """Whether ``layer`` is a PSF: one this plugin wrote as a PSF or kernel, or one whose
-    name says so ("psf", "kernel")."""
-    if layer.metadata.get(OUTPUT_KEY) in ("psf", "kernel"):
+    name says so ("psf", "kernel"), or one carrying a PSF map."""
+    if layer.metadata.get(OUTPUT_KEY) in ("psf", "kernel") or PSF_MAP_KEY in layer.metadata:
         return True
     return any(word in layer.name.lower() for word in ("psf", "kernel"))
 
@@ -221,7 +236,8 @@ class DeconvolveWidget(PsfkitWidget):
         "image": "The blurred image; leading axes beyond the PSF's are frames.",
         "psf_source": "Deconvolve with a PSF layer (measured, prepared or fitted) or a "
                       "model PSF made from one size.",
-        "psf": "The PSF layer (measured, prepared or fitted).",
+        "psf": "The PSF layer (measured, prepared or fitted), or a map layer: its PSF map "
+               "deconvolves a blur that changes across the image.",
         "resample": "When the PSF layer's pixel size (scale) differs from the image's, "
                     "resample the PSF to the image's voxels, keeping its flux.",
         "model": "The shape of the model PSF.",
@@ -297,6 +313,11 @@ class DeconvolveWidget(PsfkitWidget):
             layer = self.psf.value
             if layer is None:
                 raise ValueError("Choose a PSF layer, or choose 'model PSF' under PSF.")
+            psf_map = layer.metadata.get(PSF_MAP_KEY)
+            if isinstance(psf_map, PsfMap):
+                return psf_map, {"psf_layer": layer.name,
+                                 "psf_map": layer.metadata[PSF_MAP_CALL_KEY],
+                                 "psf_map_grid": list(psf_map.grid)}, layer
             psf = layer_array(layer, "PSF", allow_constant=True)  # a box blur is constant
             return psf, {"psf_layer": layer.name}, layer
         psf = model_psf(self.model.value, self.model_size.value, self.axial_size.value)
@@ -321,8 +342,40 @@ class DeconvolveWidget(PsfkitWidget):
         return {"from_spacing": psf_scale.tolist(), "to_spacing": image_scale.tolist(),
                 "units": layer_units(image_layer, ndim)}
 
+    def _options(self) -> dict:
+        """The keyword arguments of :func:`psfkit.deconvolve` the fields ask for."""
+        options = dict(method=self.method.value,
+                       iterations=self.iterations.value or None,
+                       regularization=_regularization_value(self.regularization.value))
+        if not self.accelerate.value:
+            options["acceleration"] = None
+        return options
+
+    def _map_job(self, psf_map: PsfMap, psf_description: dict, psf_layer):
+        """The job deconvolving the image layer with a PSF map, which describes one image
+        of its shape (no frames, no resampling: the map is in the image's pixels)."""
+        layer = self.image.value
+        data = _check_image_layer(layer, psf_map.ndim)
+        if data.ndim != psf_map.ndim:
+            raise ValueError(
+                f"The PSF map of '{psf_layer.name}' describes one {psf_map.ndim}D image but "
+                f"the image layer '{layer.name}' is {data.ndim}D: deconvolve it with a "
+                "single PSF, or make the map on one frame and deconvolve that frame.")
+        check_map_fits(psf_map, data.shape, f"The PSF layer '{psf_layer.name}'")
+        options = self._options()
+
+        def job(callback):
+            result, info = deconvolve(np.asarray(data), psf_map, callback=callback,
+                                      return_info=True, **options)
+            run = FramesRun(result=result, reports=(run_metadata(info),), complete=True)
+            return run, psf_map.ndim, layer, psf_description, None, options
+
+        return job
+
     def prepare(self):
         psf, psf_description, psf_layer = self._psf()
+        if isinstance(psf, PsfMap):
+            return self._map_job(psf, psf_description, psf_layer)
         layer = self.image.value
         data = _check_image_layer(layer, psf.ndim)
         if data.ndim > psf.ndim and not self.frames.value:
@@ -338,11 +391,7 @@ class DeconvolveWidget(PsfkitWidget):
                                                                      psf.ndim)
         if resampling is None:
             _refuse_larger_psf(psf.shape, spatial)
-        options = dict(method=self.method.value,
-                       iterations=self.iterations.value or None,
-                       regularization=_regularization_value(self.regularization.value))
-        if not self.accelerate.value:
-            options["acceleration"] = None
+        options = self._options()
 
         def job(callback):
             kernel = psf

@@ -17,9 +17,19 @@ import numpy as np
 from magicgui.widgets import ComboBox, SpinBox
 
 from psfkit.estimate import estimate_kernel
-from psfkit.metadata import REPRODUCE_KEY, python_call, region_of, reproduction, run_metadata
+from psfkit.maps import estimate_kernel_map
+from psfkit.metadata import (
+    REPRODUCE_KEY,
+    Code,
+    python_call,
+    region_of,
+    reproduction,
+    run_metadata,
+)
+from psfkit.psf_map import PsfMap
 
 from ._common import (
+    MapGrid,
     PsfkitWidget,
     layer_pair,
     layer_picker,
@@ -29,6 +39,7 @@ from ._common import (
     units_of,
     upsert_layer,
 )
+from ._maps import map_summary, show_psf_map
 
 if TYPE_CHECKING:
     import napari
@@ -58,11 +69,35 @@ class EstimateKernelWidget(PsfkitWidget):
         self.roi = layer_picker(viewer, "Shapes", "region (optional)", optional=True)
         self.size = SpinBox(value=0, min=0, max=255, step=2, label="kernel size (0 = auto)")
         self.method = ComboBox(value="auto", choices=METHOD_CHOICES, label="method")
-        super().__init__(viewer, [self.sharp, self.blurred, self.roi, self.size, self.method],
-                         run_text="Estimate kernel")
+        self.grid = MapGrid()
+        super().__init__(viewer, [self.sharp, self.blurred, self.roi, self.size, self.method,
+                                  self.grid], run_text="Estimate kernel")
+
+    def _map_job(self, sharp_layer, blurred_layer):
+        """The job of the map mode: a kernel per tile of the grid over the whole pair."""
+        if self.roi.value is not None:
+            raise ValueError("A kernel map covers the whole image: set the region to "
+                             "'(none)', or the map grid to 1 × 1 for one kernel in the "
+                             "region.")
+        sharp, blurred = layer_pair(sharp_layer, blurred_layer)
+        size, grid, method = int(self.size.value), self.grid.grid, self.method.value
+        shape = (size,) * blurred.ndim if size else None
+        call = python_call("psfkit.estimate_kernel_map", Code("sharp"), Code("blurred"),
+                           grid, shape, method=method)
+        inputs = {"sharp": sharp_layer.name, "blurred": blurred_layer.name}
+
+        def job(callback):
+            callback(0, 1)
+            psf_map = estimate_kernel_map(sharp, blurred, grid, shape, method=method)
+            callback(1, 1)
+            return psf_map, blurred_layer, call, inputs
+
+        return job
 
     def prepare(self):
         sharp_layer, blurred_layer = self.sharp.value, self.blurred.value
+        if self.grid.is_map:
+            return self._map_job(sharp_layer, blurred_layer)
         sharp, blurred = layer_pair(sharp_layer, blurred_layer, allow_rgb=True)
         rgb = bool(getattr(blurred_layer, "rgb", False))
         spatial_shape = blurred.shape[:-1] if rgb else blurred.shape
@@ -95,6 +130,14 @@ class EstimateKernelWidget(PsfkitWidget):
         return job
 
     def finish(self, result) -> None:
+        if isinstance(result[0], PsfMap):
+            psf_map, layer, call, inputs = result
+            parameters = show_psf_map(self.viewer, psf_map, layer,
+                                      mosaic_name=f"{layer.name} kernel map", role="kernel",
+                                      call=call, inputs=inputs,
+                                      metadata={"source": layer.name})
+            self.status.value = map_summary(psf_map, parameters, "Kernel map")
+            return
         estimate, name, scale, origin, units, box, rgb, (call, inputs) = result
         metadata = {**run_metadata(estimate), "region": [[b.start, b.stop] for b in box]}
         # each layer's call ends with the attribute it shows (channels first for RGB)

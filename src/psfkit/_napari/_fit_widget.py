@@ -13,10 +13,13 @@ from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
 from psfkit.estimate import estimate_kernel
 from psfkit.fit import LOSSES, fit_kernel
+from psfkit.maps import fit_kernel_map
 from psfkit.metadata import REPRODUCE_KEY, Code, plain, python_call, reproduction, run_metadata
 from psfkit.models import CENTRE_SAMPLED_MODELS, MODELS, make_psf
+from psfkit.psf_map import PsfMap
 
 from ._common import (
+    MapGrid,
     PsfkitWidget,
     format_widths,
     layer_pair,
@@ -29,6 +32,7 @@ from ._common import (
     upsert_layer,
     wrapping_label,
 )
+from ._maps import map_summary, show_psf_map
 from ._profile_plot import ProfilePlot, curve
 
 if TYPE_CHECKING:
@@ -89,9 +93,10 @@ class FitModelWidget(PsfkitWidget):
         self.loss = ComboBox(value="linear", label="loss",
                              choices=[(LOSS_LABELS.get(loss, loss), loss) for loss in LOSSES])
         self.integrated = CheckBox(value=False, label="pixel-integrated model")
+        self.grid = MapGrid()
         self.results = wrapping_label()
         super().__init__(viewer, [self.sharp, self.blurred, self.model, self.size, self.loss,
-                                  self.integrated], run_text="Fit")
+                                  self.integrated, self.grid], run_text="Fit")
         self.append(self.results)
         self.plot = ProfilePlot(self.native.layout())
         self.fit = None
@@ -108,9 +113,22 @@ class FitModelWidget(PsfkitWidget):
         # only where it changes the model, so the recorded call stays the plain one
         integrated = ({"pixel_integrated": True} if self.integrated.value
                       and model in ("auto", *CENTRE_SAMPLED_MODELS) else {})
+        inputs = {"sharp": sharp_layer.name, "blurred": blurred_layer.name}
+        if self.grid.is_map:
+            grid = self.grid.grid
+            call = python_call("psfkit.fit_kernel_map", Code("sharp"), Code("blurred"), model,
+                               grid, shape=shape, spacing=spacing, loss=loss, **integrated)
+
+            def map_job(callback):
+                callback(0, 1)
+                psf_map = fit_kernel_map(sharp, blurred, model, grid, shape=shape,
+                                         spacing=spacing, loss=loss, **integrated)
+                callback(1, 1)
+                return psf_map, blurred_layer, (call, inputs)
+
+            return map_job
         call = python_call("psfkit.fit_kernel", Code("sharp"), Code("blurred"), model,
                            shape=shape, spacing=spacing, loss=loss, **integrated)
-        inputs = {"sharp": sharp_layer.name, "blurred": blurred_layer.name}
 
         def job(callback):
             fit = fit_kernel(sharp, blurred, model, shape=shape, spacing=spacing, loss=loss,
@@ -124,6 +142,9 @@ class FitModelWidget(PsfkitWidget):
         return job
 
     def finish(self, result) -> None:
+        if isinstance(result[0], PsfMap):
+            self._finish_map(*result)
+            return
         fit, layer, spacing, (call, inputs), curves = result
         self.fit = fit
         metadata = {"source": layer.name, **run_metadata(fit), "spacing": plain(spacing)}
@@ -160,6 +181,16 @@ class FitModelWidget(PsfkitWidget):
             f"{k} {_format(v)}" for k, v in fit.params.items())
             + f"; reduced chi² {fit.reduced_chi2:.3g}")
         self.plot.show(curves, spacing, units)
+
+    def _finish_map(self, psf_map: PsfMap, layer, call_and_inputs) -> None:
+        """The fitted map as a kernel mosaic and parameter maps over the blurred layer."""
+        call, inputs = call_and_inputs
+        parameters = show_psf_map(self.viewer, psf_map, layer,
+                                  mosaic_name=f"{layer.name} fitted kernel map",
+                                  role="kernel", call=call, inputs=inputs,
+                                  metadata={"source": layer.name})
+        self.status.value = map_summary(psf_map, parameters, f"{psf_map.model} map")
+        self.results.value = ""
 
 
 #: The parameters of each model in the "Model PSF" widget (angles typed in degrees).

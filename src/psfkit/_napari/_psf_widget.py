@@ -13,8 +13,10 @@ from magicgui.widgets import CheckBox, ComboBox, SpinBox
 from psfkit.beads import average_beads
 from psfkit.metadata import REPRODUCE_KEY, Code, python_call, region_of, reproduction, run_metadata
 from psfkit.psf import PsfWarning, prepare_psf
+from psfkit.psf_map import PsfMap
 
 from ._common import (
+    MapGrid,
     PsfkitWidget,
     format_widths,
     is_layer_of,
@@ -27,6 +29,7 @@ from ._common import (
     units_of,
     upsert_layer,
 )
+from ._maps import map_summary, show_psf_map
 from ._profile_plot import ProfilePlot, curve
 
 if TYPE_CHECKING:
@@ -164,8 +167,11 @@ class AverageBeadsWidget(PsfkitWidget):
                                       label="detection threshold (σ)")
         self.bead_diameter = number_field(0.0, min=0.0, max=1e6, step=0.01,
                                           label="bead diameter (0 = ignore)")
+        self.grid = MapGrid("regions (rows × cols)")
+        self.grid.tooltip = ("Average the beads of each region of a grid instead (a PSF "
+                             "that changes across the field); 1 × 1 averages all of them.")
         super().__init__(viewer, [self.image, self.method, self.size, self.threshold,
-                                  self.bead_diameter], run_text="Average beads")
+                                  self.bead_diameter, self.grid], run_text="Average beads")
         self.plot = ProfilePlot(self.native.layout())
 
     def prepare(self):
@@ -176,6 +182,22 @@ class AverageBeadsWidget(PsfkitWidget):
         method = self.method.value
         threshold = self.threshold.value
         diameter = self.bead_diameter.value or None
+        if self.grid.is_map:
+            grid = self.grid.grid
+            # "beads", not "image": Deconvolve's recorded call binds "image" to its image
+            call = python_call("psfkit.average_beads", Code("beads"), spacing=spacing,
+                               shape=shape, method=method, threshold=threshold,
+                               bead_diameter=diameter, grid=grid)
+
+            def map_job(callback):
+                callback(0, 1)
+                psf_map = average_beads(data, spacing=spacing, shape=shape, method=method,
+                                        threshold=threshold, bead_diameter=diameter,
+                                        grid=grid)
+                callback(1, 1)
+                return psf_map, layer, call
+
+            return map_job
         call = python_call("psfkit.average_beads", Code("image"), spacing=spacing,
                            shape=shape, method=method, threshold=threshold,
                            bead_diameter=diameter)
@@ -189,7 +211,22 @@ class AverageBeadsWidget(PsfkitWidget):
 
         return job
 
+    def _finish_map(self, psf_map: PsfMap, layer, call: str) -> None:
+        """The regions' PSFs as a mosaic over the bead layer, with the beads per region."""
+        parameters = show_psf_map(self.viewer, psf_map, layer,
+                                  mosaic_name=f"{layer.name} PSF map", role="psf",
+                                  call=call, inputs={"beads": layer.name},
+                                  metadata={"source": layer.name})
+        counts = np.asarray(psf_map.diagnostics["beads_used"])
+        rows = "; ".join(" ".join(str(int(c)) for c in row)
+                         for row in counts.reshape(-1, counts.shape[-1]))
+        self.status.value = (f"Beads per region (rows): {rows}. "
+                             + map_summary(psf_map, parameters, "PSF map"))
+
     def finish(self, result) -> None:
+        if isinstance(result[0], PsfMap):
+            self._finish_map(*result)
+            return
         average, layer, spacing, method, call, curves = result
         inputs = {"image": layer.name}
         metadata = {"source": layer.name, **run_metadata(average), "method": method,
