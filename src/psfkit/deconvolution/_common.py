@@ -22,6 +22,14 @@ DEFAULT_ITERATIONS = {"richardson_lucy": 100, "rl_tv": 200, "fista_tv": 200,
 #: gone wrong (1e12 would run for decades), and is refused before any work.
 MAX_ITERATIONS = 100_000
 
+#: The largest ``regularization`` of the methods whose weight is relative to the unit-sum
+#: PSF's response and so does not depend on the image's scale (all but ``fista_tv``, whose
+#: weight is in image units): the automatic choices stay below 1e4 (Wiener's search range)
+#: and at 1e6 the regulariser alone decides the result, which is then close to zero. The
+#: automatic RL-TV weight is held to it too (an image without signal, e.g. all zero, has a
+#: relative noise of 1e15), so that ``info.parameters`` are always accepted back.
+MAX_REGULARIZATION = 1e6
+
 
 @dataclass(frozen=True)
 class Request:
@@ -29,7 +37,8 @@ class Request:
 
     ``iterations`` None leaves the stop to the method's rule; ``regularization`` and
     ``smoothing`` may be ``"auto"``; ``acceleration_steps`` replays an earlier run's
-    extrapolation steps; ``operators`` gives the PSF's blur operators (kept across images
+    extrapolation steps and ``regularization_schedule`` an earlier ``fista_tv`` run's
+    automatic weights; ``operators`` gives the PSF's blur operators (kept across images
     by a :class:`psfkit.Deconvolver`).
     """
 
@@ -38,6 +47,7 @@ class Request:
     smoothing: float | str = "auto"
     acceleration: str | None = "geometric"
     acceleration_steps: list | None = None
+    regularization_schedule: list | None = None
     callback: Callable | None = None
     tuning: AutoTuning = DEFAULT_TUNING
     operators: OperatorCache = BUILD_FRESH
@@ -57,6 +67,9 @@ class MethodResult:
     acceleration: str | None = None
     stopped_by: str = "iterations"
     history: tuple = ()
+    #: ``fista_tv``'s automatic TV weight at each iteration (empty for a fixed weight and
+    #: the other methods)
+    regularization_schedule: tuple = ()
     #: how ``method="sure"`` chose this result (a ``_risk.RiskChoice``), else None
     choice: object = None
 
