@@ -44,13 +44,7 @@ from psfkit._validate import (
 from psfkit.psf_map import PsfMap
 
 from ._auto import rl_mix
-from ._common import (
-    DEFAULT_ITERATIONS,
-    MAX_ITERATIONS,
-    MAX_REGULARIZATION,
-    MethodResult,
-    Request,
-)
+from ._common import DEFAULT_ITERATIONS, MAX_ITERATIONS, MethodResult, Request
 from ._direct import tikhonov, wiener
 from ._noise import NoiseModel
 from ._richardson_lucy import run_richardson_lucy, run_rl_tv
@@ -59,8 +53,7 @@ from ._tuning import DEFAULT_TUNING, AutoTuning
 from ._tv import fista_tv
 from ._varying import VaryingPsf, piecewise
 
-__all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "MAX_ITERATIONS",
-           "MAX_REGULARIZATION", "METHODS",
+__all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "MAX_ITERATIONS", "METHODS",
            "METHOD_RUNNERS", "AutoTuning", "DeconvolutionInfo", "RiskChoice",
            "check_parameters", "deconvolve"]
 
@@ -150,6 +143,12 @@ def normalise_psf(psf, ndim: int) -> np.ndarray:
         raise ValueError("psf must have a positive sum")
     return psf / np.float32(total)
 
+
+#: The largest ``regularization`` of the methods whose weight is relative to the unit-sum
+#: PSF's response and so does not depend on the image's scale (all but ``fista_tv``, whose
+#: weight is in image units): the automatic choices stay below 1e4 (Wiener's search range)
+#: and at 1e6 the regulariser alone decides the result, which is then close to zero.
+MAX_REGULARIZATION = 1e6
 
 #: The extrapolation steps of the accelerated Richardson–Lucy are below 1 (at most 0.95,
 #: ``_extrapolation.MAX_EXTRAPOLATION``); a step of 1 or more diverges.

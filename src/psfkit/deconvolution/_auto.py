@@ -23,7 +23,6 @@ from ._richardson_lucy import (
     DiscrepancyStop,
     PoissonData,
     ProgressSpan,
-    automatic_tv_weight,
     richardson_lucy,
     tv_regulariser,
 )
@@ -262,13 +261,13 @@ def _overfitted_rl(problem: PoissonData, psf, request: Request, budget: int, tot
 def _rl_tv_weight(regularization, extension: PointSourceExtension, sharp, image,
                   noise: NoiseModel) -> float:
     """Step 3's RL-TV weight: the given one, or for ``"auto"`` 0 for point sources and
-    RL-TV's automatic weight (:func:`automatic_tv_weight`) for extended objects."""
+    ``tuning.rl_tv_strength`` times the relative noise for extended objects."""
     if regularization == "auto":
         points = extension.points
         if points is None:  # the run did not reach the noise: test the estimate it has
             points = extension.is_points(sharp)
-        regularization = 0.0 if points else automatic_tv_weight(image, noise,
-                                                                extension.tuning)
+        regularization = (0.0 if points else
+                          extension.tuning.rl_tv_strength * noise.relative_noise(image))
     regularization = float(regularization)
     if regularization < 0:
         raise ValueError(f"regularization must be >= 0, got {regularization}")

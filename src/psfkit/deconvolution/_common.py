@@ -22,14 +22,6 @@ DEFAULT_ITERATIONS = {"richardson_lucy": 100, "rl_tv": 200, "fista_tv": 200,
 #: gone wrong (1e12 would run for decades), and is refused before any work.
 MAX_ITERATIONS = 100_000
 
-#: The largest ``regularization`` of the methods whose weight is relative to the unit-sum
-#: PSF's response and so does not depend on the image's scale (all but ``fista_tv``, whose
-#: weight is in image units): the automatic choices stay below 1e4 (Wiener's search range)
-#: and at 1e6 the regulariser alone decides the result, which is then close to zero. The
-#: automatic RL-TV weight is held to it too (an image without signal, e.g. all zero, has a
-#: relative noise of 1e15), so that ``info.parameters`` are always accepted back.
-MAX_REGULARIZATION = 1e6
-
 
 @dataclass(frozen=True)
 class Request:

@@ -26,16 +26,9 @@ import numpy as np
 from psfkit._progress import report
 from psfkit.operators import BlurOperator
 
-from ._common import (
-    DEFAULT_ITERATIONS,
-    MAX_REGULARIZATION,
-    MethodResult,
-    Request,
-    slab_rows,
-)
+from ._common import DEFAULT_ITERATIONS, MethodResult, Request, slab_rows
 from ._extrapolation import NoExtrapolation, make_extrapolation
 from ._noise import NoiseModel
-from ._tuning import AutoTuning
 from ._tv import TotalVariationFactor
 
 #: Step rule of ``method="richardson_lucy"``'s acceleration, and the default of
@@ -372,17 +365,11 @@ def run_rl_tv(image, psf, noise: NoiseModel, request: Request, *,
     (``"auto"``: ``tuning.rl_tv_strength`` times the relative noise), stopped when it
     converges unless ``request.iterations`` is given; at weight 0 it is
     :func:`run_richardson_lucy` (and ``step_rule`` applies)."""
-    weight = (automatic_tv_weight(image, noise, request.tuning)
+    weight = (request.tuning.rl_tv_strength * noise.relative_noise(image)
               if request.regularization == "auto" else float(request.regularization))
     if weight < 0:
         raise ValueError(f"regularization must be >= 0, got {weight}")
     return _rl_family(image, psf, noise, request, "rl_tv", weight, step_rule)
-
-
-def automatic_tv_weight(image, noise: NoiseModel, tuning: AutoTuning) -> float:
-    """RL-TV's automatic weight: ``tuning.rl_tv_strength`` times the relative noise, at most
-    :data:`~psfkit.deconvolution._common.MAX_REGULARIZATION`."""
-    return min(tuning.rl_tv_strength * noise.relative_noise(image), MAX_REGULARIZATION)
 
 
 def _rl_family(image, psf, noise: NoiseModel, request: Request, method: str, weight: float,
