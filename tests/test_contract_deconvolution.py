@@ -117,6 +117,7 @@ DECONVOLVE_KEYWORDS = dict(
     smoothing=("auto", 1e-3, 1e300),
     acceleration=("geometric", "biggs_andrews", "nope"),
     acceleration_steps=(None, [0.5] * 3, [100.0] * 5, [], ["x"], [float("nan")]),
+    regularization_schedule=(None, [0.01] * 3, [1e300], [], ["x"], [float("nan")]),
     background=(None, 0.0, 0.1, 1e300),
     read_noise=(None, 0.01, 1e-30),
     gain=(None, 0.0, 1e-3, 1e30),

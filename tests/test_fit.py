@@ -514,3 +514,14 @@ def test_defocus_diameter_without_a_ring_names_blurred_and_the_search_range():
     with pytest.raises(ValueError, match="no defocus ring found in the cepstrum of blurred "
                                          "between 3 and 16 px; widen min_diameter"):
         defocus_diameter(white_noise)
+
+
+def test_a_fit_repeated_on_its_own_kernel_shape_is_the_same_fit():
+    from psfkit.samples import sample_pair
+
+    pair = sample_pair()
+    fit = fit_kernel(pair["sharp"], pair["blurred"], "gaussian")
+    repeated = fit_kernel(pair["sharp"], pair["blurred"], "gaussian", shape=fit.kernel.shape)
+    assert repeated.params == fit.params
+    np.testing.assert_array_equal(repeated.kernel, fit.kernel)
+    np.testing.assert_array_equal(repeated.shift, fit.shift)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import psfkit
 from psfkit._validate import all_finite, as_float_array
 
 
@@ -93,3 +94,52 @@ def test_available_memory_is_a_positive_byte_count():
     from psfkit._validate import available_memory
 
     assert available_memory() > 2**20
+
+
+# ---------------------------------------------- one memory check for every refusal
+
+
+@pytest.fixture
+def quarter_gib(monkeypatch):
+    """The machine seen as having 0.25 GiB available."""
+    from psfkit import _validate
+
+    monkeypatch.setattr(_validate, "available_memory", lambda: 2**28)
+
+
+def test_the_memory_check_names_what_needs_how_much_and_the_fix(quarter_gib):
+    from psfkit._validate import fits_in_memory
+
+    fits_in_memory(2**28, "an array", "never said")  # exactly what is available fits
+    with pytest.raises(ValueError, match=r"^an array needs about 0\.5 GiB, more than the "
+                                         r"0\.2 GiB available; use less$"):
+        fits_in_memory(2**29, "an array", "use less")
+    with pytest.raises(ValueError, match=r"available; use 268435456 bytes$"):
+        fits_in_memory(2**29, "an array", lambda available: f"use {available} bytes")
+
+
+def test_deconvolve_too_large_for_memory_names_a_block_size_that_fits(quarter_gib):
+    from psfkit import Deconvolver
+    from psfkit.deconvolution import PEAK_IMAGE_COPIES
+
+    image = np.broadcast_to(np.float32(1), (5000, 5000))  # no memory of its own
+    psf = np.ones((3, 3), np.float32)
+    side = int((0.5 * 2**28 / (4 * PEAK_IMAGE_COPIES)) ** 0.5)
+    message = (rf"^deconvolving the image \(5000, 5000\) at once needs about 0\.9 GiB, "
+               rf"more than the 0\.2 GiB available; deconvolve it in blocks with "
+               rf"psfkit\.deconvolve_chunked\(image, psf, chunks=\({side}, {side}\)\)$")
+    with pytest.raises(ValueError, match=message):
+        psfkit.deconvolve(image, psf)
+    with pytest.raises(ValueError, match=message):
+        Deconvolver(psf)(image)
+
+
+def test_a_chunked_result_too_large_for_memory_points_at_out(quarter_gib):
+    import dask.array as da
+
+    lazy = da.zeros((20_000, 20_000), dtype=np.float32, chunks=4096)  # 1.5 GiB, lazily
+    with pytest.raises(ValueError, match=r"^the result \(20000, 20000\) needs about 1\.5 GiB, "
+                                         r"more than the 0\.2 GiB available; pass out= an "
+                                         r"array on disk \(numpy\.memmap, tifffile\.memmap, "
+                                         r"zarr\) or compute=False"):
+        psfkit.deconvolve_chunked(lazy, np.ones((3, 3), np.float32))

@@ -197,14 +197,15 @@ def check_outputs(outputs, inputs, overwrite: bool) -> None:
 
 def write_output(path: str, array, spacing, record: dict) -> None:
     """Write ``array`` as a float32 TIFF with its voxel size (:func:`psfkit.io.write_image`,
-    atomically) and ``record`` in its JSON sidecar ``<path>.json``; a non-finite array is
-    refused, never written."""
+    atomically) and ``record`` in its JSON sidecar ``<path>.json``; a non-finite array or
+    record is refused before either is written."""
     from ._validate import check_finite_result
-    from .io import write_image, write_sidecar
+    from .io import sidecar_text, write_image, write_sidecar
 
     data = np.asarray(array, dtype=np.float32)
     check_finite_result(data, f"the result for {path}", "nothing was written; check the "
                         "inputs")
+    sidecar_text(path, record)
     write_image(path, data, spacing)
     write_sidecar(path, record)
 

@@ -24,11 +24,14 @@ from .noise import floored_noise_sigma
 def predict_blurred(sharp: np.ndarray, kernel: np.ndarray, *, gain: float = 1.0,
                     offset: float = 0.0, shift=None) -> np.ndarray:
     """``gain · (kernel ∗ sharp)(x − shift) + offset`` on the frame of ``sharp`` (float32),
-    with ``kernel`` centred on its centre pixel and ``shift`` in pixels per axis."""
-    model = _reblur(sharp, kernel, 0.0) * np.float32(gain)
-    if shift is not None:
-        model = _shift_image(model, np.asarray(shift, dtype=float))
-    return (model + np.float32(offset)).astype(np.float32)
+    with ``kernel`` centred on its centre pixel and ``shift`` in pixels per axis. A
+    prediction beyond float32's range holds infinities or NaN, without a NumPy warning:
+    the caller refuses it by name (``psfkit convolve`` writes nothing)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        model = _reblur(sharp, kernel, 0.0) * np.float32(gain)
+        if shift is not None:
+            model = _shift_image(model, np.asarray(shift, dtype=float))
+        return (model + np.float32(offset)).astype(np.float32)
 
 
 def prediction_window(shape, kernel_shape, shift=None) -> tuple[slice, ...]:

@@ -216,13 +216,16 @@ def available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def fits_in_memory(needed_bytes: float, what: str, fix: str) -> None:
-    """A ``ValueError`` saying ``what`` needs about ``needed_bytes`` and ``fix`` when that
-    is more than :func:`available_memory`, instead of a raw ``MemoryError`` later."""
+def fits_in_memory(needed_bytes: float, what: str, fix) -> None:
+    """The one memory check of psfkit: a ``ValueError`` saying that ``what`` needs about
+    ``needed_bytes``, more than :func:`available_memory`, and ``fix``, before the work
+    starts (instead of a raw ``MemoryError`` or swapping later). ``fix`` is the advice, or
+    a function of the available bytes that gives it (a block size that fits, say)."""
     available = available_memory()
     if needed_bytes > available:
+        advice = fix(available) if callable(fix) else fix
         raise ValueError(f"{what} needs about {needed_bytes / 2**30:.1f} GiB, more than the "
-                         f"{available / 2**30:.1f} GiB available; {fix}")
+                         f"{available / 2**30:.1f} GiB available; {advice}")
 
 
 # ------------------------------------------- shapes, spacings, pairs, rescaling, results

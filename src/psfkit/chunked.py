@@ -37,7 +37,7 @@ import numpy as np
 from ._progress import report
 from ._validate import (
     as_float_array,
-    available_memory,
+    fits_in_memory,
     float_output,
     optional_callable,
     positive_int,
@@ -708,13 +708,9 @@ def deconvolve_chunked(
 def _check_result_fits(shape) -> None:
     """``ValueError`` when a float32 result of ``shape`` is larger than the memory
     available, before any work is done."""
-    needed = 4 * float(np.prod(shape, dtype=np.float64))
-    available = available_memory()
-    if needed > available:
-        raise ValueError(f"the result {tuple(shape)} needs {needed / 2**30:.1f} GiB, more "
-                         f"than the {available / 2**30:.1f} GiB available; pass out= an "
-                         f"array on disk (numpy.memmap, tifffile.memmap, zarr) or "
-                         f"compute=False and store the dask array yourself")
+    fits_in_memory(4 * float(np.prod(shape, dtype=np.float64)), f"the result {tuple(shape)}",
+                   "pass out= an array on disk (numpy.memmap, tifffile.memmap, zarr) or "
+                   "compute=False and store the dask array yourself")
 
 
 def _block_slices(chunks) -> list[tuple[slice, ...]]:

@@ -659,7 +659,7 @@ class _FileDeconvolution:
                              usage=False) from None
 
     def _deconvolve(self, job) -> None:
-        from .io import atomic_output, write_sidecar
+        from .io import atomic_output, sidecar_text, write_sidecar
 
         started = time.perf_counter()
         _check_job(job, overwrite=True)
@@ -677,6 +677,7 @@ class _FileDeconvolution:
                 record = self._record(job, image_file, report, parameters, blocks,
                                       (spacing, unit, resampled), output_type,
                                       time.perf_counter() - started)
+                sidecar_text(job.output, record)  # a non-finite record: no output at all
             write_sidecar(job.output, record)
         except BaseException:
             bar.close()

@@ -391,6 +391,8 @@ def save_psf(path, psf, spacing=None, unit: str = MICROMETRE, provenance=None) -
     psf = as_float_array(psf, "psf", ndim=(2, 3))
     if spacing is not None and np.ndim(spacing) == 0:
         spacing = (float(spacing),) * psf.ndim
+    if provenance is not None:
+        sidecar_text(path, provenance)  # a record that cannot be written: no PSF either
     write_image(path, psf, spacing, unit)
     if provenance is not None:
         write_sidecar(path, provenance)
@@ -562,15 +564,28 @@ def sidecar_path(path) -> str:
     return os.fspath(path) + ".json"
 
 
-def write_sidecar(path, record: dict) -> None:
-    """Write ``record`` (JSON-safe values, see :func:`psfkit.metadata.plain`) as the
-    sidecar of ``path``, atomically."""
+def sidecar_text(path, record: dict) -> str:
+    """The JSON text of ``record`` as the sidecar of ``path`` writes it, or a
+    ``ValueError`` naming the first NaN or infinite number it holds (JSON has none): an
+    output's record is checked with this before the output is written, so that a
+    non-finite record leaves no output behind."""
+    from ._validate import _non_finite_fields
     from .metadata import plain
 
-    text = json.dumps(plain(record), indent=2, ensure_ascii=False, allow_nan=False)
+    record = plain(record)
+    for where in _non_finite_fields(record, "record"):
+        raise ValueError(f"the record of {os.fspath(path)} holds a NaN or infinite number at "
+                         f"{where}; nothing was written")
+    return json.dumps(record, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_sidecar(path, record: dict) -> None:
+    """Write ``record`` (JSON-safe values, see :func:`psfkit.metadata.plain`) as the
+    sidecar of ``path``, atomically (:func:`sidecar_text`)."""
+    text = sidecar_text(path, record)
     with atomic_output(sidecar_path(path)) as temporary, open(
             temporary, "w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
+        handle.write(text)
 
 
 def read_sidecar(path) -> dict:

@@ -112,7 +112,8 @@ def test_a_negligible_tv_weight_leaves_the_values_projected_onto_the_positives()
 
 def test_an_image_too_large_for_memory_is_refused_pointing_at_the_chunked_path():
     volume = np.broadcast_to(np.float32(1), (4000, 4000, 400))  # 24 GiB as float32, no memory
-    with pytest.raises(ValueError, match=r"needs about 238\.4 GiB to deconvolve at once.*"
+    with pytest.raises(ValueError, match=r"deconvolving the image \(4000, 4000, 400\) at once "
+                                         r"needs about 238\.4 GiB.*"
                                          r"psfkit\.deconvolve_chunked\(image, psf, "
                                          r"chunks=\(\d+, \d+, \d+\)\)"):
         deconvolve(volume, make_psf("gaussian", (5, 5, 5), sigma=1.0))

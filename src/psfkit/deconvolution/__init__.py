@@ -33,8 +33,8 @@ import numpy as np
 
 from psfkit._validate import (
     as_float_array,
-    available_memory,
     check_finite_result,
+    fits_in_memory,
     magnitude_exponent,
     optional_callable,
     psf_fits,
@@ -99,7 +99,8 @@ class DeconvolutionInfo:
     #: :func:`deconvolve` keyword arguments that repeat this run with no data-driven
     #: choice: ``deconvolve(other, psf, **info.parameters)`` treats another image (a block,
     #: the next frame) exactly like this one (method, iterations, regularization,
-    #: acceleration and the noise model: background, read_noise, gain).
+    #: ``rl_mix``'s smoothing, the acceleration and its steps, ``fista_tv``'s automatic
+    #: weight schedule and the noise model: background, read_noise, gain).
     parameters: dict = field(default_factory=dict)
     #: ``method="sure"``'s choice (:class:`~psfkit.deconvolution._risk.RiskChoice`): the
     #: candidates, their estimated risks and the winner; its ``summary`` is one sentence.
@@ -119,6 +120,9 @@ class DeconvolutionInfo:
             parameters.update(smoothing=float(result.smoothing))
         if result.steps:
             parameters.update(acceleration_steps=[float(step) for step in result.steps])
+        if result.regularization_schedule:
+            parameters.update(regularization_schedule=[
+                float(weight) for weight in result.regularization_schedule])
         return cls(method=result.method, iterations=result.iterations,
                    regularization=result.regularization, smoothing=result.smoothing,
                    steps=list(result.steps), acceleration=result.acceleration,
@@ -170,23 +174,47 @@ def _optional_float(value, name: str, minimum: float | None):
                        maximum=_FLOAT32_MAX)
 
 
+def _number_list(values, name: str, maximum: float | None = None):
+    """``values`` (None or a sequence) as None or a list of finite floats in
+    ``[0, maximum]``, or a ``TypeError``/``ValueError`` naming ``name``."""
+    if values is None:
+        return None
+    if isinstance(values, str) or not np.iterable(values):
+        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
+    return [real_number(value, f"{name}[i]", minimum=0.0, maximum=maximum)
+            for value in values]
+
+
 def _checked_steps(acceleration_steps):
     """``acceleration_steps`` as a list of floats in ``[0, MAX_ACCELERATION_STEP)``."""
-    if acceleration_steps is None:
+    steps = _number_list(acceleration_steps, "acceleration_steps")
+    if steps is None:
         return None
-    if isinstance(acceleration_steps, str) or not np.iterable(acceleration_steps):
-        raise TypeError(f"acceleration_steps must be a sequence of numbers, got "
-                        f"{acceleration_steps!r}")
-    steps = [real_number(step, "acceleration_steps[i]", minimum=0.0)
-             for step in acceleration_steps]
     if any(step >= MAX_ACCELERATION_STEP for step in steps):
         raise ValueError(f"acceleration_steps must each be below {MAX_ACCELERATION_STEP:g} "
                          f"(an earlier run's info.steps), got {max(steps):g}")
     return steps
 
 
+def _checked_schedule(regularization_schedule, method):
+    """``regularization_schedule`` as None or a non-empty list of TV weights, for
+    ``fista_tv`` only."""
+    weights = _number_list(regularization_schedule, "regularization_schedule", _FLOAT32_MAX)
+    if weights is None:
+        return None
+    if method != "fista_tv":
+        raise ValueError(f"regularization_schedule is fista_tv's weight per iteration (an "
+                         f"earlier fista_tv run's info.parameters); method {method!r} takes "
+                         f"none: leave it out or use method='fista_tv'")
+    if not weights:
+        raise ValueError("regularization_schedule must hold at least one weight, got an "
+                         "empty sequence; leave it out for the automatic weight")
+    return weights
+
+
 def _checked_request(method, iterations, regularization, smoothing, acceleration,
-                     acceleration_steps, callback, tuning) -> Request:
+                     acceleration_steps, regularization_schedule, callback,
+                     tuning) -> Request:
     """The settings of :func:`deconvolve`, validated: each a value of its type and range,
     or a ``TypeError``/``ValueError`` naming it."""
     if not isinstance(method, str) or method not in METHODS:
@@ -205,19 +233,21 @@ def _checked_request(method, iterations, regularization, smoothing, acceleration
         regularization=_auto_or_float(regularization, "regularization", weight_limit),
         smoothing=_auto_or_float(smoothing, "smoothing", _FLOAT32_MAX),
         acceleration=acceleration, acceleration_steps=_checked_steps(acceleration_steps),
+        regularization_schedule=_checked_schedule(regularization_schedule, method),
         callback=optional_callable(callback), tuning=tuning)
 
 
 def check_parameters(method: str = "auto", *, iterations=None, regularization="auto",
                      smoothing="auto", acceleration="geometric", acceleration_steps=None,
-                     background=None, read_noise=None, gain=None, callback=None,
+                     regularization_schedule=None, background=None, read_noise=None,
+                     gain=None, callback=None,
                      tuning: AutoTuning = DEFAULT_TUNING) -> tuple[Request, dict]:
     """The keyword arguments of :func:`deconvolve`, validated as it validates them: the
     :class:`Request` and the noise keywords (``background``, ``read_noise``, ``gain``) as
     floats or None. Raises ``TypeError``/``ValueError`` naming the first bad one; used
     also to check choices made on one image before they are applied to others."""
     request = _checked_request(method, iterations, regularization, smoothing, acceleration,
-                               acceleration_steps, callback, tuning)
+                               acceleration_steps, regularization_schedule, callback, tuning)
     noise = dict(background=_optional_float(background, "background", None),
                  read_noise=_optional_float(read_noise, "read_noise", 0.0),
                  gain=_optional_float(gain, "gain", 0.0))
@@ -247,13 +277,16 @@ def _in_image_units(value, factor: float, image_units: bool = True):
 def _scaled_problem(image, noise_keywords: dict, request: Request, method: str,
                     exponent: int):
     """The image times ``2**-exponent``, with the noise keywords and the settings in image
-    units (``fista_tv``'s regularization, the smoothing) scaled alike."""
+    units (``fista_tv``'s regularization and its schedule, the smoothing) scaled alike."""
     factor = 2.0**-exponent
     noise_keywords = {name: _in_image_units(value, factor)
                       for name, value in noise_keywords.items()}
+    schedule = request.regularization_schedule
     request = replace(
         request, smoothing=_in_image_units(request.smoothing, factor),
-        regularization=_in_image_units(request.regularization, factor, method == "fista_tv"))
+        regularization=_in_image_units(request.regularization, factor, method == "fista_tv"),
+        regularization_schedule=None if schedule is None else [
+            weight * factor for weight in schedule])
     return np.ldexp(image, -exponent), noise_keywords, request
 
 
@@ -265,7 +298,9 @@ def _unscaled_result(result: MethodResult, noise: NoiseModel, exponent: int):
         image = np.ldexp(result.image, exponent)
     result = replace(result, image=image, smoothing=result.smoothing * factor,
                      regularization=_in_image_units(float(result.regularization), factor,
-                                                    result.method == "fista_tv"))
+                                                    result.method == "fista_tv"),
+                     regularization_schedule=tuple(
+                         weight * factor for weight in result.regularization_schedule))
     return result, noise.scaled(factor)
 
 
@@ -278,19 +313,18 @@ PEAK_IMAGE_COPIES = 10
 def _check_working_memory(shape) -> None:
     """``ValueError`` when deconvolving an image of ``shape`` at once would need more than
     the available memory, pointing at :func:`psfkit.deconvolve_chunked` with a block size
-    that fits."""
+    that fits (:func:`psfkit._validate.fits_in_memory`)."""
     bytes_per_voxel = PEAK_IMAGE_COPIES * np.dtype(np.float32).itemsize
-    needed = bytes_per_voxel * float(np.prod(shape, dtype=np.float64))
-    available = available_memory()
-    if needed <= available:
-        return
-    # half the memory, for the blocks' overlap and the other blocks in flight
-    side = int((0.5 * available / bytes_per_voxel) ** (1 / len(shape)))
-    block = tuple(min(n, max(side, 1)) for n in shape)
-    raise ValueError(
-        f"image {tuple(shape)} needs about {needed / 2**30:.1f} GiB to deconvolve at once, "
-        f"more than the {available / 2**30:.1f} GiB available; deconvolve it in blocks "
-        f"with psfkit.deconvolve_chunked(image, psf, chunks={block})")
+
+    def blocks_that_fit(available: int) -> str:
+        # half the memory, for the blocks' overlap and the other blocks in flight
+        side = int((0.5 * available / bytes_per_voxel) ** (1 / len(shape)))
+        block = tuple(min(n, max(side, 1)) for n in shape)
+        return (f"deconvolve it in blocks with psfkit.deconvolve_chunked(image, psf, "
+                f"chunks={block})")
+
+    fits_in_memory(bytes_per_voxel * float(np.prod(shape, dtype=np.float64)),
+                   f"deconvolving the image {tuple(shape)} at once", blocks_that_fit)
 
 
 def deconvolve(
@@ -303,6 +337,7 @@ def deconvolve(
     smoothing="auto",
     acceleration: str | None = "geometric",
     acceleration_steps=None,
+    regularization_schedule=None,
     background: float | None = None,
     read_noise: float | None = None,
     gain: float | None = None,
@@ -334,8 +369,10 @@ def deconvolve(
         that won runs, ``info.method`` names it and ``info.choice`` reports the candidates
         and their risks (see :mod:`psfkit.deconvolution._risk`).
     iterations : int, optional
-        Iteration budget of the iterative methods. When omitted, the discrepancy principle
-        stops them (at most ``DEFAULT_ITERATIONS`` for the method).
+        Iteration count of the iterative methods: given, they run exactly this many
+        (unless the callback stops them). When omitted, a stopping rule ends them (the
+        discrepancy principle; for RL-TV and FISTA-TV convergence), after at most
+        ``DEFAULT_ITERATIONS`` for the method.
     regularization : float or "auto"
         Weight of the regulariser; ``"auto"`` chooses it from the noise level. For
         ``"rl_mix"``, the weight of its RL-TV member (0 leaves that member out).
@@ -353,6 +390,10 @@ def deconvolve(
         in ``info.steps``: replays that run's acceleration instead of computing the steps
         from this image, so that blocks of a larger image (:mod:`psfkit.chunked`) or the
         frames of a series follow the same path. ``info.parameters`` includes them.
+    regularization_schedule : sequence of float, optional
+        ``"fista_tv"`` only: its TV weight at each iteration, as an automatic run reports
+        them in ``info.parameters``; replays that run's weights (the last one after the
+        end) instead of adapting them to this image. ``regularization`` is then not used.
     background : float, optional
         Constant offset of the image (camera offset, sky level). Estimated when omitted.
     read_noise : float, optional
@@ -403,8 +444,8 @@ def deconvolve(
     request, noise_keywords = check_parameters(
         method, iterations=iterations, regularization=regularization, smoothing=smoothing,
         acceleration=acceleration, acceleration_steps=acceleration_steps,
-        background=background, read_noise=read_noise, gain=gain, callback=callback,
-        tuning=tuning)
+        regularization_schedule=regularization_schedule, background=background,
+        read_noise=read_noise, gain=gain, callback=callback, tuning=tuning)
     _check_working_memory(np.shape(image))
     image = as_float_array(image, "image")
     if isinstance(psf, PsfMap):  # blur that changes across the field (_varying)

@@ -29,7 +29,8 @@ class Request:
 
     ``iterations`` None leaves the stop to the method's rule; ``regularization`` and
     ``smoothing`` may be ``"auto"``; ``acceleration_steps`` replays an earlier run's
-    extrapolation steps; ``operators`` gives the PSF's blur operators (kept across images
+    extrapolation steps and ``regularization_schedule`` an earlier ``fista_tv`` run's
+    automatic weights; ``operators`` gives the PSF's blur operators (kept across images
     by a :class:`psfkit.Deconvolver`).
     """
 
@@ -38,6 +39,7 @@ class Request:
     smoothing: float | str = "auto"
     acceleration: str | None = "geometric"
     acceleration_steps: list | None = None
+    regularization_schedule: list | None = None
     callback: Callable | None = None
     tuning: AutoTuning = DEFAULT_TUNING
     operators: OperatorCache = BUILD_FRESH
@@ -57,6 +59,9 @@ class MethodResult:
     acceleration: str | None = None
     stopped_by: str = "iterations"
     history: tuple = ()
+    #: ``fista_tv``'s automatic TV weight at each iteration (empty for a fixed weight and
+    #: the other methods)
+    regularization_schedule: tuple = ()
     #: how ``method="sure"`` chose this result (a ``_risk.RiskChoice``), else None
     choice: object = None
 

@@ -166,14 +166,21 @@ def fista_tv(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     """FISTA on ``½||valid(H x) + b - y||² + λ TV(x)``, ``x >= 0``, with adaptive restart.
 
     With ``regularization="auto"``, ``λ`` follows the discrepancy principle during the
-    iterations: it is scaled up while the residual is below the noise and down while above.
+    iterations: it is scaled up while the residual is below the noise and down while above;
+    the result's ``regularization_schedule`` holds the weight of each iteration, which
+    ``request.regularization_schedule`` replays (the last weight after its end). The run
+    stops when an iteration changes the estimate by less than ``1e-4`` of its norm, unless
+    ``request.iterations`` is given: then it runs exactly that many iterations.
     """
     operator = request.operators.blur_operator(psf, image.shape)
     iterations = request.iterations or DEFAULT_ITERATIONS["fista_tv"]
     data = image - np.float32(noise.background)
     target = noise.rms**2
-    automatic = request.regularization == "auto"
-    weight = 0.5 * noise.rms if automatic else float(request.regularization)
+    schedule = request.regularization_schedule
+    automatic = request.regularization == "auto" and schedule is None
+    weight = 0.5 * noise.rms if request.regularization == "auto" else float(
+        request.regularization)
+    weights = []
     estimate = operator.zeros()
     estimate[operator.object] = np.float32(max(float(data.mean()), 0.0))
     momentum_point = estimate.copy()
@@ -182,8 +189,11 @@ def fista_tv(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     for iteration in range(1, iterations + 1):
         misfit = _gradient_step(operator, momentum_point, data)
         history.append(misfit / max(target, 1e-30))
-        if automatic and iteration > 5 and iteration % 5 == 0:
+        if schedule:
+            weight = schedule[min(iteration, len(schedule)) - 1]
+        elif automatic and iteration > 5 and iteration % 5 == 0:
             weight *= float(np.clip((target / max(misfit, 1e-30)) ** 0.5, 0.5, 2.0))
+        weights.append(weight)
         new = tv_prox(momentum_point[operator.object], weight, dual)
         previous_region = estimate[operator.object]
         # O'Donoghue–Candès gradient restart: momentum pointing uphill is dropped
@@ -200,12 +210,14 @@ def fista_tv(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
         if not report(request.callback, iteration, iterations, estimate[operator.output]):
             stopped_by = "callback"
             break
-        if change < 1e-4 and iteration > 10:
+        if request.iterations is None and change < 1e-4 and iteration > 10:
             stopped_by = "converged"
             break
     return MethodResult(image=estimate[operator.output] + np.float32(0), method="fista_tv",
                         iterations=iteration, regularization=weight, stopped_by=stopped_by,
-                        history=tuple(history))
+                        history=tuple(history),
+                        regularization_schedule=tuple(weights) if automatic or schedule
+                        else ())
 
 
 def _gradient_step(operator: BlurOperator, point: np.ndarray, data: np.ndarray) -> float:
