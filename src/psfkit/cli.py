@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import mmap
 import os
-import shlex
 import signal
 import sys
 import time
@@ -254,26 +253,6 @@ def _release_pages(array) -> None:
     with contextlib.suppress(ValueError, OSError, AttributeError):
         handle.flush()
         handle.madvise(mmap.MADV_DONTNEED)
-
-
-def deconvolve_command(image: str, psf: str, output: str, request: dict) -> str:
-    """The ``psfkit deconvolve`` command line that deconvolves the TIFF ``image`` with the
-    TIFF ``psf`` into ``output`` with the :func:`psfkit.deconvolve` keyword arguments
-    ``request`` (method, iterations, regularization, acceleration, background; the
-    automatic ones are left out), quoted for a POSIX shell."""
-    words = ["psfkit", "deconvolve", image, "--psf", psf, "-o", output]
-    if request.get("method", "auto") != "auto":
-        words += ["--method", request["method"]]
-    if request.get("iterations") is not None:
-        words += ["--iterations", str(request["iterations"])]
-    if request.get("regularization", "auto") != "auto":
-        words += ["--regularization", repr(float(request["regularization"]))]
-    if "acceleration" in request and request["acceleration"] is None:
-        words.append("--no-acceleration")
-    if request.get("background") is not None:
-        words += ["--background", repr(float(request["background"]))]
-    return shlex.join(words)
-
 
 
 def _check_output_folder(folder: str) -> None:

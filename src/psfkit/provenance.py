@@ -19,7 +19,7 @@ import sys
 
 from .io import file_checksum
 
-__all__ = ["deconvolution_record", "peak_memory_bytes", "sidecar_parameters"]
+__all__ = ["deconvolution_record", "deconvolve_command", "peak_memory_bytes", "sidecar_parameters"]
 
 #: The entries of a deconvolution report that describe the noise model.
 NOISE_MODEL = ("background", "read_noise", "gain", "noise_sigma")
@@ -63,11 +63,32 @@ def _python_call(image: str, psf: str, sidecar: str, resampled, stack: bool,
     return "\n".join(lines)
 
 
-def _command(image: str, psf: str, output: str, extra) -> str:
-    """The command line that makes ``output`` again from its sidecar."""
-    words = ["psfkit", "deconvolve", image, "--psf", psf, "-o", output + ".again.tif",
-             "--parameters", output + ".json", *extra]
-    return shlex.join(words)
+def deconvolve_command(image: str, psf: str, output: str, *, request: dict | None = None,
+                       parameters_file: str | None = None, options=()) -> str:
+    """The ``psfkit deconvolve`` command line, quoted for a POSIX shell, that deconvolves
+    the TIFF ``image`` with the TIFF ``psf`` into ``output``.
+
+    The parameters come from the sidecar or JSON file ``parameters_file`` (``--parameters``,
+    which repeats a run bit for bit), else from the :func:`psfkit.deconvolve` keyword
+    arguments ``request`` (method, iterations, regularization, acceleration, background;
+    the automatic ones are left out). ``options`` are further words of the command
+    (``--chunks``, ``--dtype``...).
+    """
+    words = ["psfkit", "deconvolve", image, "--psf", psf, "-o", output]
+    if parameters_file is not None:
+        words += ["--parameters", parameters_file]
+    request = request or {}
+    if request.get("method", "auto") != "auto":
+        words += ["--method", request["method"]]
+    if request.get("iterations") is not None:
+        words += ["--iterations", str(request["iterations"])]
+    if request.get("regularization", "auto") != "auto":
+        words += ["--regularization", repr(float(request["regularization"]))]
+    if "acceleration" in request and request["acceleration"] is None:
+        words.append("--no-acceleration")
+    if request.get("background") is not None:
+        words += ["--background", repr(float(request["background"]))]
+    return shlex.join([*words, *options])
 
 
 def deconvolution_record(*, image: str, psf: str, output: str, report: dict,
@@ -106,7 +127,8 @@ def deconvolution_record(*, image: str, psf: str, output: str, report: dict,
         "output_type": output_type,
         "seconds": round(seconds, 3),
         "peak_memory_bytes": peak_memory_bytes(),
-        "command": _command(image, psf, output, command_options),
+        "command": deconvolve_command(image, psf, output + ".again.tif", parameters_file=sidecar,
+                                      options=command_options),
         "python": _python_call(image, psf, sidecar, resampled, stack, blocks),
     }
 
