@@ -93,13 +93,15 @@ def deconvolve_command(image: str, psf: str, output: str, *, request: dict | Non
 
 def deconvolution_record(*, image: str, psf: str, output: str, report: dict,
                          parameters: dict, spacing, unit: str, psf_spacing, resampled,
-                         frames: int, stack: bool, blocks: dict | None, seconds: float,
+                         assumed: str | None = None, frames: int, stack: bool,
+                         blocks: dict | None, seconds: float,
                          output_type: dict, command_options=()) -> dict:
     """The sidecar record of one deconvolved file.
 
     ``report`` is the run's :func:`psfkit.metadata.run_metadata` (or a block plan's
     parameters), ``parameters`` the explicit keyword arguments that repeat it,
     ``resampled`` ``{"from": psf_spacing, "to": image_spacing}`` when the PSF was resampled,
+    ``assumed`` what was assumed for a voxel size the image or the PSF does not give,
     ``stack`` whether the image has frames along leading axes, ``blocks`` the block
     sizes and overlap when it ran in blocks, ``output_type`` the
     dtype and, for integers, the scale and the saturated pixel counts, and
@@ -116,6 +118,7 @@ def deconvolution_record(*, image: str, psf: str, output: str, report: dict,
         "psf": {**_file_entry(psf), "spacing": psf_spacing, "resampled": resampled},
         "spacing": spacing,
         "unit": unit,
+        "assumed": assumed,
         "method": parameters.get("method"),
         "parameters": parameters,
         "noise_model": {name: report.get(name, parameters.get(name))
