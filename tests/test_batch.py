@@ -223,10 +223,14 @@ def test_a_batch_killed_after_its_fourth_output_finishes_the_rest_on_restart(tmp
 @pytest.fixture(scope="module")
 def cluster():
     """Two worker processes of one thread; no dashboard and a free port, so that runs in
-    parallel do not clash on 8787 or 8786."""
+    parallel do not clash on 8787 or 8786, and time for the workers to start on a loaded
+    machine."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, scheduler_port=0) as cluster:
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "120s"}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=None, scheduler_port=0) as cluster:
         yield cluster
 
 
@@ -333,16 +337,19 @@ def test_run_jobs_on_a_client_runs_each_job_on_a_worker_and_keeps_the_failures_k
         return os.getpid()
 
     jobs = [Job(name, str(tmp_path / f"{name}.out")) for name in ("a", "b", "bad")]
-    finished, lines, counts = {}, [], []
+    finished, lines, counts, again = {}, [], [], []
     with Client(cluster, set_as_default=False) as client:
         result = run_jobs(jobs, work, client=client, report=lines.append,
                           done=lambda job, pid: finished.update({job.input: pid}),
                           progress=lambda done, total: counts.append((done, total)))
+        rerun = run_jobs(jobs, work, client=client, report=lines.append,
+                         progress=lambda done, total: again.append((done, total)))
+    assert rerun.skipped == jobs[:2] and again == [(3, 3)]  # the skipped count as finished
     assert sorted(finished) == ["a", "b"] and os.getpid() not in finished.values()
     assert (tmp_path / "a.out").read_text() == "a"
-    assert lines == ["bad: the disk is full"]
+    assert lines == ["bad: the disk is full"] * 2
     assert result.exit_code() == 1  # a computation failed, not a file: usage travelled
-    assert counts == [(1, 3), (2, 3), (3, 3)]
+    assert counts == [(1, 3), (2, 3), (3, 3)]  # one call per job, in the order they end
 
 
 def test_an_interrupted_batch_on_a_client_cancels_the_files_not_started(tmp_path, cluster):

@@ -370,3 +370,19 @@ def test_the_napari_widgets_command_names_the_request_and_leaves_automatic_choic
         "background": 2})
     assert command == ("psfkit deconvolve 'a b.tif' --psf psf.tif -o out.tif --method rl_tv "
                        "--iterations 30 --no-acceleration --background 2.0")
+
+
+def test_a_scheduler_address_where_none_answers_is_one_line_and_writes_nothing(files,
+                                                                               capsys):
+    import dask
+
+    _, _, image_path, psf_path, folder = files
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code, err, left = _run(["deconvolve", image_path, "--psf", psf_path, "-o",
+                                str(folder / "out.tif"), "--scheduler", "tcp://127.0.0.1:9"],
+                               folder, capsys)
+    assert code == EXIT_USAGE
+    assert err.startswith("psfkit deconvolve: error: cannot reach the dask scheduler "
+                          "tcp://127.0.0.1:9 (")
+    assert "check the address, e.g. tcp://host:8786" in err and "Traceback" not in err
+    assert left == [] and not (folder / "out.tif").exists()

@@ -159,13 +159,14 @@ def run_jobs(jobs, work: Callable[[Job], object], *, overwrite: bool = False,
 
     A :class:`JobFailure` is reported through ``report`` in one line naming the input, and
     the next job runs; ``done(job, value)`` receives what ``work`` returned for each
-    output written. A ``KeyboardInterrupt`` stops the batch (the interrupted output is not
-    written: ``work`` writes atomically).
+    output written, and ``progress(finished, len(jobs))`` follows the count of jobs
+    finished (the skipped ones first). A ``KeyboardInterrupt`` stops the batch (the
+    interrupted output is not written: ``work`` writes atomically).
 
     With a ``distributed.Client`` as ``client``, the jobs run as tasks on its workers, in
     any order: ``work`` (picklable, and writing its output where this process can see it)
-    is scattered to every worker once, ``done`` and ``report`` run here as each task
-    completes, and ``progress(completed, total)`` follows the count of files. A worker
+    is scattered to every worker once, and ``done``, ``report`` and ``progress`` run here
+    as each task completes. A worker
     that dies running a file fails that file (a computation failure). Interrupted, the
     batch cancels its tasks; those already running finish their file whole.
     """
@@ -179,9 +180,11 @@ def run_jobs(jobs, work: Callable[[Job], object], *, overwrite: bool = False,
         else:
             pending.append(job)
     outcomes = (_run_here(pending, work) if client is None
-                else _run_on_cluster(pending, work, client, progress))
+                else _run_on_cluster(pending, work, client))
     with contextlib.closing(outcomes):  # an interrupt here cancels the tasks at once
-        for job, value in outcomes:
+        for finished, (job, value) in enumerate(outcomes, start=len(result.skipped) + 1):
+            if progress is not None:
+                progress(finished, len(jobs))
             if isinstance(value, JobFailure):
                 result.failed.append((job, value))
                 report(f"{os.path.basename(job.input)}: {value}")
@@ -210,7 +213,7 @@ def _run_job(work, job: Job):
         return failure
 
 
-def _run_on_cluster(jobs, work, client, progress) -> Iterator[tuple[Job, object]]:
+def _run_on_cluster(jobs, work, client) -> Iterator[tuple[Job, object]]:
     """``(job, value)`` for each job as its task on ``client``'s workers completes."""
     from distributed import KilledWorker, as_completed
 
@@ -219,8 +222,7 @@ def _run_on_cluster(jobs, work, client, progress) -> Iterator[tuple[Job, object]
     shared = client.scatter(work, broadcast=True, hash=False)
     futures = {client.submit(_run_job, shared, job, pure=False): job for job in jobs}
     try:
-        for completed, future in enumerate(as_completed(futures, loop=client.loop),
-                                           start=1):
+        for future in as_completed(futures, loop=client.loop):
             job = futures.pop(future)
             try:
                 value = future.result()
@@ -228,8 +230,6 @@ def _run_on_cluster(jobs, work, client, progress) -> Iterator[tuple[Job, object]
                 value = JobFailure(f"failed: the worker running it died ({error}), "
                                    f"usually for exceeding its memory: give the workers "
                                    f"more memory", usage=False)
-            if progress is not None:
-                progress(completed, len(jobs))
             yield job, value
     finally:  # interrupted (or a task raised): no file still waiting is started
         if futures:

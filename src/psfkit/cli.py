@@ -845,13 +845,21 @@ def _run_on_cluster(jobs, work, outcomes, client, args, report, overwrite: bool)
             group = remaining[:1] if outcomes.same_choices and not outcomes.adopted \
                 else remaining
             remaining = remaining[len(group):]
+            before = len(whole) - len(remaining) - len(group)  # one count over the groups
             remote.options = work.options
             result.add(run_jobs(group, remote, overwrite=overwrite, report=report,
-                                done=done, client=client, progress=bar))
+                                done=done, client=client,
+                                progress=_counted_from(bar, before, len(whole))))
     finally:
         bar.close()
     result.add(run_jobs(in_blocks, work, overwrite=overwrite, report=report, done=outcomes))
     return result
+
+
+def _counted_from(bar: ProgressBar, before: int, total: int):
+    """The ``progress(finished, _)`` of a part of a batch: ``bar`` drawn at the ``before``
+    files of the parts before it plus the part's own, out of ``total``."""
+    return lambda finished, _total: bar(before + finished, total)
 
 
 def _file_in_blocks(job, psf_ndim: int, args) -> bool:

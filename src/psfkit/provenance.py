@@ -2,11 +2,13 @@
 (``<output>.json``, :func:`psfkit.io.write_sidecar`).
 
 :func:`deconvolution_record` collects the psfkit version, the input and PSF files with
-their SHA-256 checksums, the voxel sizes, the full parameters (``info.parameters``, which
-repeat the run with no data-driven choice), the noise model, iterations and stopping rule,
-the time and peak memory, the output's type and scale, and a command line and a Python
-call that make the same output again from the sidecar. :func:`sidecar_parameters` reads
-the parameters back.
+their SHA-256 checksums, the voxel sizes (and what was assumed for one a file does not
+give), the full parameters (``info.parameters``, which repeat the run with no data-driven
+choice), the noise model, iterations and stopping rule, the time and peak memory, the
+output's type and scale, and a command line and a Python call that make the same output
+again from the sidecar. :func:`deconvolve_command` is the
+one builder of a ``psfkit deconvolve`` command line (the sidecars' and the napari
+widget's); :func:`sidecar_parameters` reads the parameters back.
 """
 
 from __future__ import annotations
