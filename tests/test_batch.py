@@ -269,7 +269,8 @@ def test_a_batch_on_a_cluster_writes_what_the_local_batch_writes_bit_for_bit(
         np.testing.assert_array_equal(spread[name], image)
         assert read_sidecar(out / name)["blocks"] is None  # each file at once on a worker
     assert read_sidecar(out / "well2_deconvolved.tif")["command"] == read_sidecar(
-        tmp_path / "local" / "well2_deconvolved.tif")["command"].replace("local", "cluster")
+        tmp_path / "local" / "well2_deconvolved.tif")["command"].replace(
+        str(tmp_path / "local"), str(out))
 
 
 def test_a_rerun_on_a_cluster_skips_the_finished_outputs_unless_overwrite(
@@ -378,3 +379,41 @@ def test_an_interrupted_batch_on_a_client_cancels_the_files_not_started(tmp_path
             assert time.monotonic() < deadline, "the batch's tasks were not cancelled"
             time.sleep(0.05)
         assert interrupted.type is KeyboardInterrupt
+
+
+def _sidecars(folder) -> list[str]:
+    return [name for name in _names(folder) if name.endswith(".json")] if folder.exists() \
+        else []
+
+
+def test_ctrl_c_during_a_batch_on_a_cluster_cancels_it_and_a_restart_finishes_it(
+        tmp_path, cluster):
+    from distributed import Client
+
+    _plate(tmp_path, count=10, shape=(192, 192))
+    out = tmp_path / "out"
+    command = [*_batch_command(tmp_path), "--scheduler", cluster.scheduler_address]
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    process = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not _sidecars(out):  # the first output is complete
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert err.strip().endswith("psfkit deconvolve: interrupted; the files not yet started "
+                                "were cancelled, those a worker had started are finished "
+                                "whole (run the command again to go on)")
+    with Client(cluster, set_as_default=False) as client:  # those under way finish first
+        while any(client.run(lambda dask_worker: dask_worker.state.executing_count).values()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finished = _sidecars(out)
+    assert 1 <= len(finished) < 10
+    restart = subprocess.run(command, env=environment, capture_output=True, text=True,
+                             timeout=600)
+    assert restart.returncode == EXIT_OK
+    assert f"{10 - len(finished)} written, {len(finished)} skipped" in restart.stderr
+    assert _names(out) == sorted(f"well{i}_deconvolved.tif{suffix}" for i in range(10)
+                                 for suffix in ("", ".json"))

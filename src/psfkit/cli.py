@@ -512,8 +512,11 @@ def _run_deconvolve(args) -> int:
         # the stop signals stay ignored: the process is ending, and a Ctrl-C between a
         # restored handler and the exit would turn the clean exit 130 into a traceback
         previous = {}
-        print("\npsfkit deconvolve: interrupted; the output in progress was not written "
-              "(run the command again to go on)", file=sys.stderr)
+        stopped = ("the files not yet started were cancelled, those a worker had started "
+                   "are finished whole" if _is_address(args.scheduler)
+                   else "the output in progress was not written")
+        print(f"\npsfkit deconvolve: interrupted; {stopped} (run the command again to go "
+              f"on)", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         for stop, handler in previous.items():
