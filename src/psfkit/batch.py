@@ -166,9 +166,9 @@ def run_jobs(jobs, work: Callable[[Job], object], *, overwrite: bool = False,
     With a ``distributed.Client`` as ``client``, the jobs run as tasks on its workers, in
     any order: ``work`` (picklable, and writing its output where this process can see it)
     is scattered to every worker once, and ``done``, ``report`` and ``progress`` run here
-    as each task completes. A worker
-    that dies running a file fails that file (a computation failure). Interrupted, the
-    batch cancels its tasks; those already running finish their file whole.
+    as each task completes. A worker that dies running a file fails that file (a
+    computation failure). Interrupted, the batch cancels its tasks; those already running
+    finish their file whole.
     """
     result = BatchResult()
     pending = []
@@ -195,22 +195,19 @@ def run_jobs(jobs, work: Callable[[Job], object], *, overwrite: bool = False,
     return result
 
 
-def _run_here(jobs, work) -> Iterator[tuple[Job, object]]:
-    """``(job, work(job) or its JobFailure)`` for each job in turn, in this process."""
-    for job in jobs:
-        try:
-            yield job, work(job)
-        except JobFailure as failure:
-            yield job, failure
-
-
 def _run_job(work, job: Job):
-    """The task of one file on a worker: ``work(job)``, or the :class:`JobFailure` it
-    raised as its value."""
+    """One job, here or as the task of one file on a worker: ``work(job)``, or the
+    :class:`JobFailure` it raised as its value."""
     try:
         return work(job)
     except JobFailure as failure:
         return failure
+
+
+def _run_here(jobs, work) -> Iterator[tuple[Job, object]]:
+    """``(job, value)`` for each job in turn, in this process."""
+    for job in jobs:
+        yield job, _run_job(work, job)
 
 
 def _run_on_cluster(jobs, work, client) -> Iterator[tuple[Job, object]]:

@@ -784,9 +784,11 @@ class _BatchOutcomes:
 
     def assumption_lines(self, written: int) -> list[str]:
         """One line per distinct assumption: naming the file when one file made it, else
-        the count of the ``written`` files that did and the first few names."""
+        the count of the ``written`` files that did and the first few names (sorted, as
+        the files of a cluster finish in any order)."""
         lines = []
         for assumption, names in self.assumed.items():
+            names = sorted(names)
             if len(names) == 1:
                 lines.append(f"{names[0]}: {assumption}")
                 continue
