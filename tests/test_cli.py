@@ -3,6 +3,7 @@ with the whole, atomic output, and refusals with clear messages and exit codes."
 
 import io
 import os
+import shlex
 import sys
 
 import numpy as np
@@ -13,6 +14,7 @@ import psfkit
 from psfkit.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from psfkit.io import read_sidecar
 from psfkit.models import make_psf
+from psfkit.provenance import deconvolve_command
 from psfkit.samples import blurred_pair
 
 
@@ -340,3 +342,47 @@ def test_more_ctrl_c_during_the_clean_up_still_leave_no_file_and_exit_130(tmp_pa
     assert stderr.strip().splitlines()[-1].startswith(
         "psfkit deconvolve: interrupted; the output in progress was not written")
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("options", [
+    [],                                                        # automatic, frame at once
+    ["--method", "richardson_lucy", "--iterations", "6", "--chunks", "80,75",
+     "--scheduler", "synchronous"],                            # in blocks
+    ["--method", "wiener", "--dtype", "uint16", "--scale", "50"],  # an integer output
+], ids=["automatic", "blocks", "uint16"])
+def test_the_recorded_command_run_again_remakes_the_output_bit_for_bit(files, options):
+    _, image_path, psf_path, folder = files[0], files[2], files[3], files[4]
+    output = str(folder / "out.tif")
+    assert main(["deconvolve", image_path, "--psf", psf_path, "-o", output, "-q",
+                 *options]) == EXIT_OK
+    command = shlex.split(read_sidecar(output)["command"])
+    assert command[:2] == ["psfkit", "deconvolve"]
+    assert main([*command[1:], "-q"]) == EXIT_OK  # the recorded words, and -q
+    again = tifffile.imread(output + ".again.tif")
+    written = tifffile.imread(output)
+    assert again.dtype == written.dtype
+    np.testing.assert_array_equal(again, written)
+
+
+def test_the_napari_widgets_command_names_the_request_and_leaves_automatic_choices_out():
+    command = deconvolve_command("a b.tif", "psf.tif", "out.tif", request={
+        "method": "rl_tv", "iterations": 30, "regularization": "auto", "acceleration": None,
+        "background": 2})
+    assert command == ("psfkit deconvolve 'a b.tif' --psf psf.tif -o out.tif --method rl_tv "
+                       "--iterations 30 --no-acceleration --background 2.0")
+
+
+def test_a_scheduler_address_where_none_answers_is_one_line_and_writes_nothing(files,
+                                                                               capsys):
+    import dask
+
+    _, _, image_path, psf_path, folder = files
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code, err, left = _run(["deconvolve", image_path, "--psf", psf_path, "-o",
+                                str(folder / "out.tif"), "--scheduler", "tcp://127.0.0.1:9"],
+                               folder, capsys)
+    assert code == EXIT_USAGE
+    assert err.startswith("psfkit deconvolve: error: cannot reach the dask scheduler "
+                          "tcp://127.0.0.1:9 (")
+    assert "check the address, e.g. tcp://host:8786" in err and "Traceback" not in err
+    assert left == [] and not (folder / "out.tif").exists()

@@ -5,7 +5,10 @@ averages the beads of ``psfkit.samples.sample_beads`` into a PSF (``average_bead
 saves it with its pixel size and a provenance sidecar (``save_psf``), writes a plate of six
 images blurred by the true PSF (with 0.1 µm pixels in their ImageJ metadata), runs
 ``psfkit deconvolve plate --psf bead_psf.tif -o deconvolved --same-choices``, and runs it
-again to show the restart. It writes the command's output to ``docs/batch_output.txt``,
+again to show the restart; then once more on a ``distributed.LocalCluster`` of two worker
+processes (``--scheduler ADDRESS``), checking that every output is the local one bit for
+bit. It writes the command's output to ``docs/batch_output.txt`` (the cluster's to
+``docs/batch_cluster_output.txt``, its address written as ``tcp://scheduler:8786``),
 one output's sidecar to ``docs/batch_sidecar.json`` (paths made relative) and
 ``docs/figures/batch.png``: the bead image, the bead PSF against the truth, one well
 before and after, and the error of every well against its sharp truth.
@@ -48,6 +51,20 @@ def _run(arguments) -> str:
     return err.getvalue()
 
 
+def _run_on_cluster(arguments) -> str:
+    """``psfkit`` with ``arguments`` and ``--scheduler`` on a local cluster of two worker
+    processes; the command and its stderr, with a generic scheduler address."""
+    import distributed
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, scheduler_port=0) as cluster:
+        address = cluster.scheduler_address
+        err = _run([*arguments, "--scheduler", address])
+    generic = "tcp://scheduler:8786"
+    return ("$ psfkit " + " ".join(arguments) + f" --scheduler {generic}\n"
+            + err.replace(address, generic))
+
+
 def _relative_error(estimate, truth) -> float:
     return float(np.linalg.norm(estimate - truth) / np.linalg.norm(truth))
 
@@ -80,6 +97,11 @@ def main_figure() -> None:
                    "--same-choices", "-q"]
         first = _run(command)
         again = _run(command)
+        on_cluster = _run_on_cluster([*command[:5], "on_cluster", "--same-choices"])
+        for well in range(WELLS):
+            name = f"well{well}_deconvolved.tif"
+            assert np.array_equal(psfkit.read_image(f"deconvolved/{name}").data,
+                                  psfkit.read_image(f"on_cluster/{name}").data), name
         record = read_sidecar("deconvolved/well0_deconvolved.tif")
         results = [psfkit.read_image(f"deconvolved/well{well}_deconvolved.tif").data
                    for well in range(WELLS)]
@@ -95,6 +117,7 @@ def main_figure() -> None:
         "$ psfkit " + " ".join(command) + "\n" + first
         + "$ psfkit " + " ".join(command) + "    # again: nothing left to do\n" + again
         + "$ ls deconvolved\n" + "\n".join(listing) + "\n")
+    (DOCS / "batch_cluster_output.txt").write_text(on_cluster)
     _figure(beads["image"], average.psf, true_psf, raws[0], results[0], truths, raws, results)
 
 

@@ -8,13 +8,19 @@ stopped batch restarts where it was; the temporary files an earlier run left whe
 killed are removed first; a file that fails is reported in one line and the batch goes on;
 the result counts what was written, skipped and failed. Nothing here knows what the
 per-file function computes, so every subcommand that maps files to files can use it.
+
+Given a ``dask.distributed`` client, :func:`run_jobs` spreads whole files over the cluster's
+workers instead: the per-file function is sent to every worker once (scattered), each file
+is one task that reads its input and writes its output there (the workers must see the
+same paths), and the results are collected as they complete; Ctrl-C cancels the tasks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from .io import remove_stale_temporaries, sidecar_path
@@ -44,6 +50,10 @@ class JobFailure(Exception):
         super().__init__(message)
         self.usage = usage
 
+    def __reduce__(self):
+        # a failure on a dask worker reaches the batch pickled, its kind kept
+        return JobFailure, (str(self), self.usage)
+
 
 @dataclass
 class BatchResult:
@@ -53,6 +63,12 @@ class BatchResult:
     written: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     failed: list = field(default_factory=list)
+
+    def add(self, other: BatchResult) -> None:
+        """Count ``other``'s outputs and failures too (a batch run in parts)."""
+        self.written += other.written
+        self.skipped += other.skipped
+        self.failed += other.failed
 
     def summary(self) -> str:
         """One line: how many outputs were written, skipped and failed."""
@@ -134,24 +150,84 @@ def is_complete(output: str) -> bool:
     return os.path.isfile(output) and os.path.isfile(sidecar_path(output))
 
 
-def run_jobs(jobs, work: Callable[[Job], None], *, overwrite: bool = False,
-             report: Callable[[str], None] = print) -> BatchResult:
+def run_jobs(jobs, work: Callable[[Job], object], *, overwrite: bool = False,
+             report: Callable[[str], None] = print,
+             done: Callable[[Job, object], None] | None = None, client=None,
+             progress: Callable | None = None) -> BatchResult:
     """Run ``work(job)`` for every job whose output is not complete (or all with
-    ``overwrite``); a :class:`JobFailure` is reported through ``report`` in one line naming
-    the input, and the next job runs. A ``KeyboardInterrupt`` stops the batch (the
-    interrupted output is not written: ``work`` writes atomically)."""
+    ``overwrite``) and return what was written, skipped and failed.
+
+    A :class:`JobFailure` is reported through ``report`` in one line naming the input, and
+    the next job runs; ``done(job, value)`` receives what ``work`` returned for each
+    output written, and ``progress(finished, len(jobs))`` follows the count of jobs
+    finished (the skipped ones first). A ``KeyboardInterrupt`` stops the batch (the
+    interrupted output is not written: ``work`` writes atomically).
+
+    With a ``distributed.Client`` as ``client``, the jobs run as tasks on its workers, in
+    any order: ``work`` (picklable, and writing its output where this process can see it)
+    is scattered to every worker once, and ``done``, ``report`` and ``progress`` run here
+    as each task completes. A worker that dies running a file fails that file (a
+    computation failure). Interrupted, the batch cancels its tasks; those already running
+    finish their file whole.
+    """
     result = BatchResult()
+    pending = []
     for job in jobs:
         remove_stale_temporaries(job.output)
         remove_stale_temporaries(sidecar_path(job.output))
         if not overwrite and is_complete(job.output):
             result.skipped.append(job)
-            continue
-        try:
-            work(job)
-        except JobFailure as failure:
-            result.failed.append((job, failure))
-            report(f"{os.path.basename(job.input)}: {failure}")
-            continue
-        result.written.append(job)
+        else:
+            pending.append(job)
+    outcomes = (_run_here(pending, work) if client is None
+                else _run_on_cluster(pending, work, client))
+    with contextlib.closing(outcomes):  # an interrupt here cancels the tasks at once
+        for finished, (job, value) in enumerate(outcomes, start=len(result.skipped) + 1):
+            if progress is not None:
+                progress(finished, len(jobs))
+            if isinstance(value, JobFailure):
+                result.failed.append((job, value))
+                report(f"{os.path.basename(job.input)}: {value}")
+                continue
+            result.written.append(job)
+            if done is not None:
+                done(job, value)
     return result
+
+
+def _run_job(work, job: Job):
+    """One job, here or as the task of one file on a worker: ``work(job)``, or the
+    :class:`JobFailure` it raised as its value."""
+    try:
+        return work(job)
+    except JobFailure as failure:
+        return failure
+
+
+def _run_here(jobs, work) -> Iterator[tuple[Job, object]]:
+    """``(job, value)`` for each job in turn, in this process."""
+    for job in jobs:
+        yield job, _run_job(work, job)
+
+
+def _run_on_cluster(jobs, work, client) -> Iterator[tuple[Job, object]]:
+    """``(job, value)`` for each job as its task on ``client``'s workers completes."""
+    from distributed import KilledWorker, as_completed
+
+    if not jobs:
+        return
+    shared = client.scatter(work, broadcast=True, hash=False)
+    futures = {client.submit(_run_job, shared, job, pure=False): job for job in jobs}
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            job = futures.pop(future)
+            try:
+                value = future.result()
+            except KilledWorker as error:
+                value = JobFailure(f"failed: the worker running it died ({error}), "
+                                   f"usually for exceeding its memory: give the workers "
+                                   f"more memory", usage=False)
+            yield job, value
+    finally:  # interrupted (or a task raised): no file still waiting is started
+        if futures:
+            client.cancel(list(futures))

@@ -562,6 +562,12 @@ class Scheduler:
     concurrency: int
     per_worker: int
 
+    @property
+    def client(self):
+        """The ``distributed.Client`` the tasks go to, or ``None`` on a local scheduler."""
+        target = self.compute_kwargs.get("scheduler")
+        return None if isinstance(target, str) else target
+
 
 def _distributed_client(scheduler):
     """The ``distributed.Client`` that ``scheduler`` names (an address opens one), the

@@ -4,9 +4,11 @@
 stack of frames along leading axes) with a PSF. The input is read through a memory map and
 the output written into one. Frames are deconvolved one by one in memory
 (:func:`psfkit.frames.deconvolve_frames`); when a frame is too large for that
-(:func:`psfkit.frames.frame_in_blocks`), or ``--chunks`` or ``--scheduler`` is given, the
-image goes through :mod:`psfkit.chunked` and is written block by block, on the local
-threads or a ``dask.distributed`` cluster. A progress bar goes to stderr. The output is
+(:func:`psfkit.frames.frame_in_blocks`), or ``--chunks`` or a local ``--scheduler`` is
+given, the image goes through :mod:`psfkit.chunked` and is written block by block. With
+``--scheduler ADDRESS`` (``dask.distributed``) whole files are spread over the cluster's
+workers, one task per file (:func:`psfkit.batch.run_jobs`), and only the files whose
+frames are too large go in blocks, from here. A progress bar goes to stderr. The output is
 written to a temporary file next to its destination and renamed into place only when
 complete, so a crash or Ctrl-C never leaves a half-written file; the input is never
 overwritten.
@@ -21,10 +23,11 @@ import argparse
 import contextlib
 import mmap
 import os
-import shlex
 import signal
 import sys
+import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -174,8 +177,10 @@ def _add_deconvolve(subparsers) -> None:
                         help="GiB the blocks in flight may use together; sets the default "
                              "block size (default: 2)")
     parser.add_argument("--scheduler", default=None,
-                        help="dask scheduler: an address such as tcp://host:8786, or "
-                             "threads, processes, synchronous (implies blocks)")
+                        help="a dask.distributed scheduler's address such as "
+                             "tcp://host:8786: whole files go to its workers, which must "
+                             "see the same paths (only frames over 256 MiB go in blocks); "
+                             "or threads, processes, synchronous: blocks on this machine")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing outputs (never an input)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -229,6 +234,15 @@ class ProgressBar:
         self.stream.write(prefix + text + suffix)
         self.stream.flush()
 
+    def line(self, text: str) -> None:
+        """Write ``text`` on a line of its own, above the bar on a terminal."""
+        if not self.enabled:
+            return
+        self.stream.write(("\r\033[K" if self.interactive else "") + text + "\n")
+        if self.interactive:
+            self._draw("")
+        self.stream.flush()
+
     def close(self, message: str = "") -> None:
         if self.enabled:
             if self.interactive:
@@ -257,26 +271,6 @@ def _release_pages(array) -> None:
     with contextlib.suppress(ValueError, OSError, AttributeError):
         handle.flush()
         handle.madvise(mmap.MADV_DONTNEED)
-
-
-def deconvolve_command(image: str, psf: str, output: str, request: dict) -> str:
-    """The ``psfkit deconvolve`` command line that deconvolves the TIFF ``image`` with the
-    TIFF ``psf`` into ``output`` with the :func:`psfkit.deconvolve` keyword arguments
-    ``request`` (method, iterations, regularization, acceleration, background; the
-    automatic ones are left out), quoted for a POSIX shell."""
-    words = ["psfkit", "deconvolve", image, "--psf", psf, "-o", output]
-    if request.get("method", "auto") != "auto":
-        words += ["--method", request["method"]]
-    if request.get("iterations") is not None:
-        words += ["--iterations", str(request["iterations"])]
-    if request.get("regularization", "auto") != "auto":
-        words += ["--regularization", repr(float(request["regularization"]))]
-    if "acceleration" in request and request["acceleration"] is None:
-        words.append("--no-acceleration")
-    if request.get("background") is not None:
-        words += ["--background", repr(float(request["background"]))]
-    return shlex.join(words)
-
 
 
 def _check_output_folder(folder: str) -> None:
@@ -361,21 +355,40 @@ def _deconvolve_arguments(args) -> dict:
     return options
 
 
-def _psf_for_images(path: str, say):
+@dataclass(frozen=True)
+class _PsfOnImage:
+    """The PSF on one image's voxel grid (:meth:`_PsfForImages.for_image`).
+
+    ``spacing`` and ``unit`` are the output's voxel size (the image's, else the PSF's;
+    ``None`` when neither file states one), ``resampled`` the ``{"from", "to"}`` spacings
+    of a resampling (else ``None``), ``assumed`` what was assumed for a voxel size a file
+    does not give, in words without the file's name (else ``None``), and ``notes`` the
+    lines to say (a resampling done for this image)."""
+
+    psf: np.ndarray
+    deconvolver: object
+    spacing: tuple | None
+    unit: str
+    resampled: dict | None
+    assumed: str | None
+    notes: tuple
+
+
+def _psf_for_images(path: str):
     """The ``--psf`` file prepared for the batch: a PSF map's (:func:`psfkit.io.save_psf_map`)
     or a PSF's."""
     from .io import is_psf_map_file
 
-    return (_PsfMapForImages if is_psf_map_file(path) else _PsfForImages)(path, say)
+    return (_PsfMapForImages if is_psf_map_file(path) else _PsfForImages)(path)
 
 
 class _PsfMapForImages:
-    """A PSF map, read and prepared once (with its :class:`psfkit.Deconvolver`), for images
-    of the shape it describes. A map is in the pixel coordinates of its image, so it is
-    never resampled: an image of another shape or voxel size is refused."""
+    """A PSF map, read and prepared once, for images of the shape it describes. A map is
+    in the pixel coordinates of its image, so it is never resampled: an image of another
+    shape or voxel size is refused. Like :class:`_PsfForImages`, each thread gets its own
+    :class:`psfkit.Deconvolver`."""
 
-    def __init__(self, path: str, say):
-        from . import Deconvolver
+    def __init__(self, path: str):
         from .io import load_psf_map
 
         try:
@@ -386,16 +399,16 @@ class _PsfMapForImages:
         self.map = self.file.psf_map
         self.ndim = self.map.ndim
         self.spacing = self.file.spacing
-        self.say = say
-        self.deconvolver = Deconvolver(self.map)
+        self._deconvolvers: dict = {}
         #: what the sidecar records of the map
         self.record = {"grid": list(self.map.grid), "image_shape": list(self.map.shape),
                        "psf_shape": list(self.map.psf_shape), "model": self.map.model}
 
-    def for_image(self, image_file) -> tuple:
-        """``(psf_map, deconvolver, spacing, unit, None)`` for an image of the map's shape
-        (as :meth:`_PsfForImages.for_image`), else a ``UsageError`` naming both shapes or
-        both voxel sizes."""
+    def for_image(self, image_file) -> _PsfOnImage:
+        """The map for an image of the map's shape (as :meth:`_PsfForImages.for_image`),
+        else a ``UsageError`` naming both shapes or both voxel sizes."""
+        from . import Deconvolver
+
         shape = tuple(image_file.data.shape)
         spatial = shape[len(shape) - self.ndim:]
         name = os.path.basename(image_file.path)
@@ -412,16 +425,22 @@ class _PsfMapForImages:
                              f"{self.file.unit}, but {name} has {image_spacing} "
                              f"{image_file.unit}; a map is not resampled: make it on "
                              f"images of this voxel size")
+        deconvolver = self._deconvolvers.setdefault(threading.get_ident(),
+                                                    Deconvolver(self.map))
         if image_spacing is not None:
-            return self.map, self.deconvolver, image_spacing, image_file.unit, None
-        return self.map, self.deconvolver, self.spacing, self.file.unit, None
+            spacing, unit = image_spacing, image_file.unit
+        else:
+            spacing, unit = self.spacing, self.file.unit
+        return _PsfOnImage(self.map, deconvolver, spacing, unit, None, None, ())
 
 
 class _PsfForImages:
     """The PSF, read and prepared once, and its versions resampled to each image voxel
-    size met (each with its :class:`psfkit.Deconvolver`, which keeps its operators)."""
+    size met (each with its :class:`psfkit.Deconvolver`, which keeps its operators). It
+    is sent to each worker of a cluster once; a Deconvolver's kept operators are plain
+    dicts, so each thread gets its own versions."""
 
-    def __init__(self, path: str, say):
+    def __init__(self, path: str):
         from .io import load_psf
 
         try:
@@ -432,59 +451,65 @@ class _PsfForImages:
         self.record = None  # a PSF, not a map
         self.ndim = self.file.data.ndim
         self.spacing = self.file.spatial_spacing(self.ndim)
-        self.say = say
         self._versions: dict = {}
 
-    def for_image(self, image_file) -> tuple:
-        """``(psf, deconvolver, spacing, unit, resampled)`` for an image: the PSF on its
-        voxel grid (resampled when both spacings are known and differ), the voxel size of
-        the output and its unit (the image's, else the PSF's; ``None`` when neither file
-        states one) and ``{"from", "to"}`` spacings of a resampling (else ``None``). Says
-        in one line what it resampled or assumed."""
-        image_spacing = image_file.spatial_spacing(self.ndim)
-        target = None
+    def _assumption(self, image_file, image_spacing) -> str | None:
+        """What is assumed when the image or the PSF gives no voxel size, or their units
+        differ (``None`` when both are known in one unit)."""
         if image_spacing is None and self.spacing is None:
-            self.say(f"{os.path.basename(image_file.path)} and the PSF give no voxel size; "
-                     f"the PSF is taken to be sampled like the image")
-        elif image_spacing is None:
-            self.say(image_file.assumed(self.ndim, f"taken as the PSF's {self.spacing} "
-                                                   f"{self.file.unit}"))
-        elif self.spacing is None:
-            self.say(self.file.assumed(self.ndim, f"the PSF is taken to be sampled like "
-                                                  f"the image ({image_spacing} "
-                                                  f"{image_file.unit})"))
-        elif image_file.unit != self.file.unit:
-            self.say(f"{os.path.basename(image_file.path)} gives its voxel size in "
-                     f"{image_file.unit}, the PSF in {self.file.unit}; the PSF is taken "
-                     f"to be sampled like the image")
-        elif not np.allclose(image_spacing, self.spacing, rtol=1e-6, atol=0):
+            return ("neither the image nor the PSF gives a voxel size; the PSF is taken to "
+                    "be sampled like the image")
+        if image_spacing is None:
+            return (f"no voxel size along {image_file.unknown_axes(self.ndim)}; taken as "
+                    f"the PSF's {self.spacing} {self.file.unit}")
+        if self.spacing is None:
+            return (f"the PSF gives no voxel size along {self.file.unknown_axes(self.ndim)};"
+                    f" it is taken to be sampled like the image ({image_spacing} "
+                    f"{image_file.unit})")
+        if image_file.unit != self.file.unit:
+            return (f"voxel size in {image_file.unit}, the PSF's in {self.file.unit}; the "
+                    f"PSF is taken to be sampled like the image")
+        return None
+
+    def for_image(self, image_file) -> _PsfOnImage:
+        """The PSF on the voxel grid of ``image_file``: resampled when both spacings are
+        known (in one unit) and differ, else as read."""
+        image_spacing = image_file.spatial_spacing(self.ndim)
+        assumed = self._assumption(image_file, image_spacing)
+        target = None
+        if assumed is None and not np.allclose(image_spacing, self.spacing, rtol=1e-6,
+                                               atol=0):
             target = image_spacing
-        if target not in self._versions:
-            self._versions[target] = self._version(target, image_file.unit)
-        psf, deconvolver = self._versions[target]
+        key = (target, threading.get_ident())
+        notes = ()
+        if key not in self._versions:
+            psf, deconvolver, notes = self._version(target, image_file.unit)
+            self._versions[key] = psf, deconvolver
+        psf, deconvolver = self._versions[key]
         resampled = None if target is None else {"from": list(self.spacing),
                                                  "to": list(target)}
         if image_spacing is not None:
-            return psf, deconvolver, image_spacing, image_file.unit, resampled
-        return psf, deconvolver, self.spacing, self.file.unit, resampled
+            spacing, unit = image_spacing, image_file.unit
+        else:
+            spacing, unit = self.spacing, self.file.unit
+        return _PsfOnImage(psf, deconvolver, spacing, unit, resampled, assumed, notes)
 
-    def _version(self, target, unit: str):
-        """The PSF resampled to voxels of ``target`` (as read when ``None``) and its
-        Deconvolver."""
+    def _version(self, target, unit: str) -> tuple:
+        """The PSF resampled to voxels of ``target`` (as read when ``None``), its
+        Deconvolver, and the lines that say what the resampling did."""
         import warnings
 
         from . import Deconvolver, resample_psf
 
-        psf = self.file.data
+        psf, notes = self.file.data, ()
         if target is not None:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 psf = resample_psf(psf, self.spacing, target)
-            self.say(f"resampled the PSF from {self.spacing} {self.file.unit} voxels to the "
-                     f"image's {target} {unit}: shape {self.file.data.shape} -> {psf.shape}")
-            for warning in caught:
-                self.say(f"warning: {warning.message}")
-        return psf, Deconvolver(psf)
+            notes = (f"resampled the PSF from {self.spacing} {self.file.unit} voxels to the "
+                     f"image's {target} {unit}: shape {self.file.data.shape} -> {psf.shape}",
+                     *(f"warning: {warning.message}" for warning in caught))
+        return psf, Deconvolver(psf), notes
 
 
 def _deconvolve_in_blocks(image, psf, options, out, args, bar):
@@ -509,10 +534,10 @@ def _deconvolve_into(out, image, psf, deconvolver, options, args, bar) -> tuple:
     explicit parameters that repeat it, and the block sizes and overlap (``None`` when it
     ran frame by frame)."""
     from ._validate import check_finite_result
-    from .frames import deconvolve_frames, frame_in_blocks
+    from .frames import deconvolve_frames
 
     spatial = image.shape[len(image.shape) - psf.ndim:]
-    if args.chunks is not None or args.scheduler is not None or frame_in_blocks(spatial):
+    if _in_blocks(spatial, args):
         plan = _deconvolve_in_blocks(image, psf, options, out, args, bar)
         report, parameters = dict(plan.parameters), dict(plan.parameters)
         blocks = {"chunks": [sizes[0] for sizes in plan.chunks], "depth": list(plan.depth)}
@@ -551,8 +576,11 @@ def _run_deconvolve(args) -> int:
         # the stop signals stay ignored: the process is ending, and a Ctrl-C between a
         # restored handler and the exit would turn the clean exit 130 into a traceback
         previous = {}
-        print("\npsfkit deconvolve: interrupted; the output in progress was not written "
-              "(run the command again to go on)", file=sys.stderr)
+        stopped = ("the files not yet started were cancelled, those a worker had started "
+                   "are finished whole" if _is_address(args.scheduler)
+                   else "the output in progress was not written")
+        print(f"\npsfkit deconvolve: interrupted; {stopped} (run the command again to go "
+              f"on)", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         for stop, handler in previous.items():
@@ -630,25 +658,36 @@ def _uint16_line(name: str, output_type: dict, size: int) -> str:
             f"a smaller --scale or float32 keeps them")
 
 
+@dataclass(frozen=True)
+class _FileOutcome:
+    """What deconvolving one file gives back to the batch: the explicit parameters that
+    repeat it, what was assumed for a voxel size (:attr:`_PsfOnImage.assumed`), the lines
+    to say, and the summary of the run."""
+
+    parameters: dict
+    assumed: str | None
+    notes: tuple
+    summary: str
+
+
 class _FileDeconvolution:
     """Deconvolves one job's file into its output and sidecar, atomically: the batch's
-    per-file work (:func:`psfkit.batch.run_jobs`)."""
+    per-file work (:func:`psfkit.batch.run_jobs`), here or on a dask worker. It says
+    nothing itself: the lines go back in its :class:`_FileOutcome`."""
 
-    def __init__(self, args, psf: _PsfForImages, options: dict, say):
+    def __init__(self, args, psf: _PsfForImages, options: dict):
         self.args = args
         self.psf = psf
         self.options = options
-        self.say = say
         self.count = 0
         self.total = 0
-        self.adopted = False  # whether --same-choices has taken the first image's choices
 
-    def __call__(self, job) -> None:
+    def __call__(self, job) -> _FileOutcome:
         from .batch import JobFailure
 
         self.count += 1
         try:
-            self._deconvolve(job)
+            return self._deconvolve(job)
         except (UsageError, ValueError, TypeError) as error:
             raise JobFailure(str(error)) from None
         except _computation_failures() as error:
@@ -658,67 +697,66 @@ class _FileDeconvolution:
             raise JobFailure(f"failed: {type(error).__name__}: {error}{hint}",
                              usage=False) from None
 
-    def _deconvolve(self, job) -> None:
+    def _deconvolve(self, job) -> _FileOutcome:
         from .io import atomic_output, sidecar_text, write_sidecar
 
         started = time.perf_counter()
         _check_job(job, overwrite=True)
         image_file = _checked_image(job, self.psf.ndim)
-        psf, deconvolver, spacing, unit, resampled = self.psf.for_image(image_file)
+        grid = self.psf.for_image(image_file)
         image = image_file.data
-        _check_psf_fits(psf, tuple(image.shape))
+        _check_psf_fits(grid.psf, tuple(image.shape))
         label = "deconvolving" if self.total <= 1 else (
             f"[{self.count}/{self.total}] {os.path.basename(job.input)}")
         bar = ProgressBar(label, enabled=not self.args.quiet)
         try:
             with atomic_output(job.output) as temporary:
                 report, parameters, blocks, output_type = self._write(
-                    job, temporary, image, unit, psf, deconvolver, spacing, bar)
-                record = self._record(job, image_file, report, parameters, blocks,
-                                      (spacing, unit, resampled), output_type,
-                                      time.perf_counter() - started)
+                    job, temporary, image, grid, bar)
+                record = self._record(job, image_file, report, parameters, blocks, grid,
+                                      output_type, time.perf_counter() - started)
                 sidecar_text(job.output, record)  # a non-finite record: no output at all
             write_sidecar(job.output, record)
         except BaseException:
             bar.close()
             raise
-        bar.close(f"wrote {job.output} ({_summary(report)})")
-        if self.args.same_choices and not self.adopted:
-            self.options, self.adopted = parameters, True  # later images repeat them
+        summary = _summary(report)
+        bar.close(f"wrote {job.output} ({summary})")
+        notes = grid.notes
         if output_type["dtype"] == "uint16":
             line = _uint16_line(job.output, output_type, int(np.prod(image.shape)))
-            if line:
-                self.say(line)
+            notes += (line,) if line else ()
+        return _FileOutcome(parameters, grid.assumed, notes, summary)
 
-    def _write(self, job, temporary: str, image, unit: str, psf, deconvolver, spacing, bar):
-        """Deconvolve ``image`` into the TIFF ``temporary`` that becomes the job's output
-        (float32, or uint16 through a float32 scratch file beside it, which a killed run's
-        successor removes); return the report, parameters, blocks and output type."""
+    def _write(self, job, temporary: str, image, grid: _PsfOnImage, bar):
+        """Deconvolve ``image`` with the PSF on its grid into the TIFF ``temporary`` that
+        becomes the job's output (float32, or uint16 through a float32 scratch file beside
+        it, which a killed run's successor removes); return the report, parameters, blocks
+        and output type."""
         from .io import create_image, scratch_beside
 
         with contextlib.ExitStack() as stack:
             work = temporary
             if self.args.dtype == "uint16":
                 work = stack.enter_context(scratch_beside(job.output))
-            out = create_image(work, tuple(image.shape), np.float32, spacing, unit,
-                               spatial_ndim=psf.ndim)
-            report, parameters, blocks = _deconvolve_into(out, image, psf, deconvolver,
-                                                          self.options, self.args, bar)
+            out = create_image(work, tuple(image.shape), np.float32, grid.spacing,
+                               grid.unit, spatial_ndim=grid.psf.ndim)
+            report, parameters, blocks = _deconvolve_into(
+                out, image, grid.psf, grid.deconvolver, self.options, self.args, bar)
             out.flush()
             del out
             output_type = {"dtype": "float32", "scale": 1.0}
             if self.args.dtype == "uint16":
-                output_type = _write_uint16(_work_array(work), temporary, spacing, unit,
-                                            self.args.scale, psf.ndim)
+                output_type = _write_uint16(_work_array(work), temporary, grid.spacing,
+                                            grid.unit, self.args.scale, grid.psf.ndim)
         return report, parameters, blocks, output_type
 
-    def _record(self, job, image_file, report, parameters, blocks, voxels, output_type,
-                seconds) -> dict:
-        """The sidecar record of the job's output; ``voxels`` is the output's spacing, its
-        unit and the PSF's resampling (:meth:`_PsfForImages.for_image`)."""
+    def _record(self, job, image_file, report, parameters, blocks, grid: _PsfOnImage,
+                output_type, seconds) -> dict:
+        """The sidecar record of the job's output; ``grid`` gives the output's voxel size,
+        the PSF's resampling and what was assumed (:meth:`_PsfForImages.for_image`)."""
         from .provenance import deconvolution_record
 
-        spacing, unit, resampled = voxels
         frames = int(np.prod(image_file.data.shape[:image_file.data.ndim - self.psf.ndim]))
         options = []
         if blocks is not None:
@@ -728,12 +766,11 @@ class _FileDeconvolution:
             options += ["--dtype", "uint16", "--scale", repr(output_type["scale"])]
         return deconvolution_record(
             image=job.input, psf=self.psf.path, output=job.output, report=report,
-            parameters=parameters, spacing=list(spacing) if spacing else None,
-            unit=unit, psf_spacing=list(self.psf.spacing) if self.psf.spacing else None,
-            resampled=resampled, psf_map=self.psf.record,
-            frames=frames, stack=image_file.data.ndim > self.psf.ndim,
-            blocks=blocks, seconds=seconds, output_type=output_type,
-            command_options=options)
+            parameters=parameters, spacing=list(grid.spacing) if grid.spacing else None,
+            unit=grid.unit, psf_spacing=list(self.psf.spacing) if self.psf.spacing else None,
+            resampled=grid.resampled, assumed=grid.assumed, psf_map=self.psf.record, frames=frames,
+            stack=image_file.data.ndim > self.psf.ndim, blocks=blocks, seconds=seconds,
+            output_type=output_type, command_options=options)
 
 
 def _work_array(path: str):
@@ -746,8 +783,6 @@ def _work_array(path: str):
 def _deconvolve_batch(args) -> int:
     """Deconvolve every job of the command; the one-image form refuses as it always did,
     many images report each bad file in one line, go on and end with a summary."""
-    from .batch import JobFailure, run_jobs
-
     def say(line: str) -> None:
         if line and line not in said:
             said.add(line)
@@ -759,25 +794,166 @@ def _deconvolve_batch(args) -> int:
     single = _single_output(args)
     if single:
         _check_job(jobs[0], args.overwrite)
-    psf = _psf_for_images(args.psf, say)
-    work = _FileDeconvolution(args, psf, options, say)
+    work = _FileDeconvolution(args, _psf_for_images(args.psf), options)
     work.total = len(jobs)
+    outcomes = _BatchOutcomes(work, say, args.same_choices)
     for line in unmatched:
         say(f"error: {line}")
+    report = (lambda line: None) if single else (lambda line: say(f"error: {line}"))
+    # the one-image form checked its output above, so it runs even when one exists
+    result = _run_batch(jobs, work, outcomes, args, report, overwrite=args.overwrite or single)
+    for line in outcomes.assumption_lines(len(result.written)):
+        say(line)
     if single:
-        try:
-            work(jobs[0])
-        except JobFailure as failure:
-            if failure.usage:
-                raise UsageError(str(failure)) from None
-            print(f"psfkit deconvolve: {failure}", file=sys.stderr)
-            return EXIT_FAILED
-        return EXIT_OK
-    result = run_jobs(jobs, work, overwrite=args.overwrite,
-                      report=lambda line: say(f"error: {line}"))
+        return _single_exit_code(result)
     say(result.summary() + (f"; {len(unmatched)} inputs matched no file" if unmatched
                             else ""))
     return EXIT_USAGE if unmatched and not result.failed else result.exit_code()
+
+
+def _single_exit_code(result) -> int:
+    """The one-image form's exit code: its refusal raised as a ``UsageError`` (exit code
+    2), a failed computation one line and exit code 1."""
+    if not result.failed:
+        return EXIT_OK
+    failure = result.failed[0][1]
+    if failure.usage:
+        raise UsageError(str(failure))
+    print(f"psfkit deconvolve: {failure}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+class _BatchOutcomes:
+    """What the files of a batch gave back, taken in here as each one is written: its
+    lines said (once each), what it assumed for a voxel size counted per assumption, and,
+    with ``same_choices``, the first written file's choices handed to ``work`` for the
+    files after it."""
+
+    #: The file names a line about many files lists before it says how many more.
+    LISTED_FILES = 3
+
+    def __init__(self, work: _FileDeconvolution, say, same_choices: bool):
+        self.work = work
+        self.say = say
+        self.same_choices = same_choices
+        self.adopted = False
+        self.assumed: dict[str, list[str]] = {}
+
+    def __call__(self, job, outcome: _FileOutcome) -> None:
+        for note in outcome.notes:
+            self.say(note)
+        if outcome.assumed is not None:
+            self.assumed.setdefault(outcome.assumed, []).append(os.path.basename(job.input))
+        if self.same_choices and not self.adopted:
+            self.work.options, self.adopted = outcome.parameters, True
+
+    def assumption_lines(self, written: int) -> list[str]:
+        """One line per distinct assumption: naming the file when one file made it, else
+        the count of the ``written`` files that did and the first few names (sorted, as
+        the files of a cluster finish in any order)."""
+        lines = []
+        for assumption, names in self.assumed.items():
+            names = sorted(names)
+            if len(names) == 1:
+                lines.append(f"{names[0]}: {assumption}")
+                continue
+            listed = ", ".join(names[:self.LISTED_FILES])
+            if len(names) > self.LISTED_FILES:
+                listed += f" and {len(names) - self.LISTED_FILES} more"
+            lines.append(f"{assumption}, for {len(names)} of {written} files: {listed}")
+        return lines
+
+
+def _is_address(scheduler) -> bool:
+    """Whether ``--scheduler`` names a ``dask.distributed`` scheduler (``tcp://...``)."""
+    return isinstance(scheduler, str) and "://" in scheduler
+
+
+def _run_batch(jobs, work, outcomes, args, report, *, overwrite: bool):
+    """Run the jobs here, one after the other, or spread whole files over the cluster that
+    ``--scheduler ADDRESS`` names (:func:`_run_on_cluster`)."""
+    from .batch import run_jobs
+
+    if not _is_address(args.scheduler):
+        return run_jobs(jobs, work, overwrite=overwrite, report=report, done=outcomes)
+    from .chunked import open_scheduler
+
+    with contextlib.ExitStack() as stack:
+        try:
+            scheduler = stack.enter_context(open_scheduler(args.scheduler))
+        except OSError as error:  # no scheduler at that address
+            raise UsageError(f"cannot reach the dask scheduler {args.scheduler} ({error}); "
+                             f"check the address, e.g. tcp://host:8786, and that the "
+                             f"scheduler runs") from None
+        return _run_on_cluster(jobs, work, outcomes, scheduler.client, args, report,
+                               overwrite)
+
+
+def _run_on_cluster(jobs, work, outcomes, client, args, report, overwrite: bool):
+    """Whole files as tasks on the workers of ``client``; the files that go in blocks
+    (:func:`_in_blocks`) afterwards, from here, their blocks on the same workers. With
+    ``--same-choices`` the files are sent one at a time until one is written, so that its
+    choices reach the others."""
+    from .batch import BatchResult, run_jobs
+
+    whole, in_blocks = [], []
+    for job in jobs:
+        (in_blocks if _file_in_blocks(job, work.psf.ndim, args) else whole).append(job)
+    # on a worker: the file at once, no progress bar of its own
+    remote = _FileDeconvolution(argparse.Namespace(**{**vars(args), "scheduler": None,
+                                                      "quiet": True}), work.psf, work.options)
+    remote.total = len(jobs)
+    bar = ProgressBar(f"deconvolving on {args.scheduler}: files", enabled=not args.quiet)
+
+    def done(job, outcome: _FileOutcome) -> None:
+        outcomes(job, outcome)
+        bar.line(f"wrote {job.output} ({outcome.summary})")
+
+    result, remaining = BatchResult(), whole
+    try:
+        while remaining:
+            group = remaining[:1] if outcomes.same_choices and not outcomes.adopted \
+                else remaining
+            remaining = remaining[len(group):]
+            before = len(whole) - len(remaining) - len(group)  # one count over the groups
+            remote.options = work.options
+            result.add(run_jobs(group, remote, overwrite=overwrite, report=report,
+                                done=done, client=client,
+                                progress=_counted_from(bar, before, len(whole))))
+    finally:
+        bar.close()
+    result.add(run_jobs(in_blocks, work, overwrite=overwrite, report=report, done=outcomes))
+    return result
+
+
+def _counted_from(bar: ProgressBar, before: int, total: int):
+    """The ``progress(finished, _)`` of a part of a batch: ``bar`` drawn at the ``before``
+    files of the parts before it plus the part's own, out of ``total``."""
+    return lambda finished, _total: bar(before + finished, total)
+
+
+def _file_in_blocks(job, psf_ndim: int, args) -> bool:
+    """Whether the job's file goes through the blocks (:func:`_in_blocks`) by its header;
+    an unreadable file is not, so that its task reports it as the local batch does."""
+    from .io import read_image
+
+    try:
+        shape = tuple(read_image(job.input, lazy=True).data.shape)
+    except (ValueError, OSError):
+        return False
+    return _in_blocks(shape[len(shape) - psf_ndim:], args)
+
+
+def _in_blocks(spatial_shape, args) -> bool:
+    """Whether an image of frames of ``spatial_shape`` is deconvolved in overlapping
+    blocks rather than a frame at once: when ``--chunks`` asks for it, when a frame is
+    too large to deconvolve at once (:func:`psfkit.frames.frame_in_blocks`, the one size
+    rule, on one machine as on one worker of a cluster), and with ``--scheduler`` naming
+    one of dask's local schedulers (threads, processes, synchronous)."""
+    from .frames import frame_in_blocks
+
+    return (args.chunks is not None or frame_in_blocks(spatial_shape)
+            or (args.scheduler is not None and not _is_address(args.scheduler)))
 
 
 class _Parser(argparse.ArgumentParser):

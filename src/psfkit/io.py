@@ -86,17 +86,22 @@ class ImageFile:
             return None
         return tuple(float(size) for size in trailing)
 
+    def unknown_axes(self, ndim: int) -> str:
+        """The last ``ndim`` axes whose voxel size the file does not give, e.g. ``"y, x"``
+        (``""`` when it gives them all)."""
+        trailing = self.spacing[len(self.spacing) - ndim:]
+        names = SPATIAL_AXES[len(SPATIAL_AXES) - ndim:]
+        return ", ".join(name.lower() for name, size in zip(names, trailing, strict=False)
+                         if size is None)
+
     def assumed(self, ndim: int, assumption: str = "taken as 1 pixel") -> str:
         """One line saying that the voxel size of the last ``ndim`` axes is unknown and
         what is assumed instead; ``""`` when it is known."""
-        trailing = self.spacing[len(self.spacing) - ndim:]
-        names = SPATIAL_AXES[len(SPATIAL_AXES) - ndim:]
-        missing = [name.lower() for name, size in zip(names, trailing, strict=False)
-                   if size is None]
+        missing = self.unknown_axes(ndim)
         if not missing:
             return ""
         return (f"{os.path.basename(self.path) or 'the file'} gives no voxel size along "
-                f"{', '.join(missing)}; {assumption}")
+                f"{missing}; {assumption}")
 
 
 #: Units that mean "no calibration" (ImageJ's default for an uncalibrated image).

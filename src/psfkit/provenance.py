@@ -2,11 +2,13 @@
 (``<output>.json``, :func:`psfkit.io.write_sidecar`).
 
 :func:`deconvolution_record` collects the psfkit version, the input and PSF files with
-their SHA-256 checksums, the voxel sizes, the full parameters (``info.parameters``, which
-repeat the run with no data-driven choice), the noise model, iterations and stopping rule,
-the time and peak memory, the output's type and scale, and a command line and a Python
-call that make the same output again from the sidecar. :func:`sidecar_parameters` reads
-the parameters back.
+their SHA-256 checksums, the voxel sizes (and what was assumed for one a file does not
+give), the full parameters (``info.parameters``, which repeat the run with no data-driven
+choice), the noise model, iterations and stopping rule, the time and peak memory, the
+output's type and scale, and a command line and a Python call that make the same output
+again from the sidecar. :func:`deconvolve_command` is the
+one builder of a ``psfkit deconvolve`` command line (the sidecars' and the napari
+widget's); :func:`sidecar_parameters` reads the parameters back.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 
 from .io import file_checksum
 
-__all__ = ["deconvolution_record", "peak_memory_bytes", "sidecar_parameters"]
+__all__ = ["deconvolution_record", "deconvolve_command", "peak_memory_bytes", "sidecar_parameters"]
 
 #: The entries of a deconvolution report that describe the noise model.
 NOISE_MODEL = ("background", "read_noise", "gain", "noise_sigma")
@@ -65,16 +67,38 @@ def _python_call(image: str, psf: str, sidecar: str, resampled, stack: bool,
     return "\n".join(lines)
 
 
-def _command(image: str, psf: str, output: str, extra) -> str:
-    """The command line that makes ``output`` again from its sidecar."""
-    words = ["psfkit", "deconvolve", image, "--psf", psf, "-o", output + ".again.tif",
-             "--parameters", output + ".json", *extra]
-    return shlex.join(words)
+def deconvolve_command(image: str, psf: str, output: str, *, request: dict | None = None,
+                       parameters_file: str | None = None, options=()) -> str:
+    """The ``psfkit deconvolve`` command line, quoted for a POSIX shell, that deconvolves
+    the TIFF ``image`` with the TIFF ``psf`` into ``output``.
+
+    The parameters come from the sidecar or JSON file ``parameters_file`` (``--parameters``,
+    which repeats a run bit for bit), else from the :func:`psfkit.deconvolve` keyword
+    arguments ``request`` (method, iterations, regularization, acceleration, background;
+    the automatic ones are left out). ``options`` are further words of the command
+    (``--chunks``, ``--dtype``...).
+    """
+    words = ["psfkit", "deconvolve", image, "--psf", psf, "-o", output]
+    if parameters_file is not None:
+        words += ["--parameters", parameters_file]
+    request = request or {}
+    if request.get("method", "auto") != "auto":
+        words += ["--method", request["method"]]
+    if request.get("iterations") is not None:
+        words += ["--iterations", str(request["iterations"])]
+    if request.get("regularization", "auto") != "auto":
+        words += ["--regularization", repr(float(request["regularization"]))]
+    if "acceleration" in request and request["acceleration"] is None:
+        words.append("--no-acceleration")
+    if request.get("background") is not None:
+        words += ["--background", repr(float(request["background"]))]
+    return shlex.join([*words, *options])
 
 
 def deconvolution_record(*, image: str, psf: str, output: str, report: dict,
                          parameters: dict, spacing, unit: str, psf_spacing, resampled,
-                         frames: int, stack: bool, blocks: dict | None, seconds: float,
+                         assumed: str | None = None, frames: int, stack: bool,
+                         blocks: dict | None, seconds: float,
                          output_type: dict, command_options=(),
                          psf_map: dict | None = None) -> dict:
     """The sidecar record of one deconvolved file.
@@ -82,6 +106,7 @@ def deconvolution_record(*, image: str, psf: str, output: str, report: dict,
     ``report`` is the run's :func:`psfkit.metadata.run_metadata` (or a block plan's
     parameters), ``parameters`` the explicit keyword arguments that repeat it,
     ``resampled`` ``{"from": psf_spacing, "to": image_spacing}`` when the PSF was resampled,
+    ``assumed`` what was assumed for a voxel size the image or the PSF does not give,
     ``psf_map`` the grid, image shape, PSF shape and model when ``psf`` is a PSF map file
     (:func:`psfkit.io.save_psf_map`; recorded as the PSF's ``map``),
     ``stack`` whether the image has frames along leading axes, ``blocks`` the block
@@ -101,6 +126,7 @@ def deconvolution_record(*, image: str, psf: str, output: str, report: dict,
                 **({"map": psf_map} if psf_map is not None else {})},
         "spacing": spacing,
         "unit": unit,
+        "assumed": assumed,
         "method": parameters.get("method"),
         "parameters": parameters,
         "noise_model": {name: report.get(name, parameters.get(name))
@@ -112,7 +138,8 @@ def deconvolution_record(*, image: str, psf: str, output: str, report: dict,
         "output_type": output_type,
         "seconds": round(seconds, 3),
         "peak_memory_bytes": peak_memory_bytes(),
-        "command": _command(image, psf, output, command_options),
+        "command": deconvolve_command(image, psf, output + ".again.tif", parameters_file=sidecar,
+                                      options=command_options),
         "python": _python_call(image, psf, sidecar, resampled, stack, blocks,
                                psf_map is not None),
     }

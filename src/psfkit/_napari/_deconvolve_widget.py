@@ -31,11 +31,11 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, LineEdit, RadioButtons, SpinBox
 
 from psfkit._validate import real_number
-from psfkit.cli import deconvolve_command
 from psfkit.deconvolution import METHODS, deconvolve
 from psfkit.frames import FramesRun, deconvolve_frames, repeating_call
 from psfkit.metadata import REPRODUCE_KEY, Code, python_call, reproduction, run_metadata
 from psfkit.models import make_psf
+from psfkit.provenance import deconvolve_command
 from psfkit.psf_map import PsfMap, check_map_fits
 from psfkit.units import UndersamplingWarning, resample_psf
 
@@ -119,7 +119,7 @@ def _reproduction(request: dict, reports, layer, psf_description: dict,
     elif "psf_layer" in psf_description:
         psf_source, inputs["psf"] = "psf", psf_description["psf_layer"]
         command = deconvolve_command(f"{layer.name}.tif", f"{inputs['psf']}.tif",
-                                     f"{layer.name} deconvolved.tif", request)
+                                     f"{layer.name} deconvolved.tif", request=request)
     else:
         model, shape, keywords = model_psf_arguments(
             psf_description["psf_model"], psf_description["psf_size"],
