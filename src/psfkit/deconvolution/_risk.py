@@ -315,11 +315,16 @@ def _rl_candidates(meter: _RiskMeter, psf, noise: NoiseModel, request: Request,
 
 
 def _tikhonov_candidates(meter: _RiskMeter, psf, operators) -> list:
-    """The Tikhonov weights with their risks, from one factorisation: the filter is linear
-    in the data, so the probe's own filtered image is the exact change (``ε = 1``)."""
+    """The Tikhonov weights with their risks, from one factorisation. The blurred estimate
+    ``H x̂`` is the data filtered by ``|H|² / (|H|² + λ P)`` on the faded extension, read
+    where the PSF footprint lies inside the image (there the periodic blur of the extended
+    estimate is the valid blur of the estimate), so no estimate is formed; the filter is
+    linear in the data, so the probe's own filtered image is the exact change (``ε = 1``)."""
     image = meter.image
     extended, inside = _smooth_extension(image, psf.shape)
     grid = extended.shape
+    valid = tuple(slice(i.start + c.start, i.start + c.stop)
+                  for i, c in zip(inside, meter.crop, strict=True))
     otf = operators.otf(psf, grid)
     spectrum = scipy.fft.rfftn(extended, workers=WORKERS)
     probe_extended, _ = _smooth_extension(meter.perturbation(1.0), psf.shape)
@@ -327,16 +332,15 @@ def _tikhonov_candidates(meter: _RiskMeter, psf, operators) -> list:
     del extended, probe_extended
     power = (otf.real**2 + otf.imag**2).astype(np.float32)
     penalty = _laplacian_power(grid)
-    conjugate = np.conj(otf)
     candidates = []
     for weight in TIKHONOV_CANDIDATES:
-        gain = conjugate / (power + np.float32(weight) * penalty)
-        estimate = inverse_rfftn(spectrum * gain, grid)[inside]
-        change = inverse_rfftn(probe_spectrum * gain, grid)[inside]
+        passed = power / (power + np.float32(weight) * penalty)
         # Tikhonov filters the image with its background, RL's estimates exclude it
-        model = meter.model(estimate) - np.float32(meter.noise.background)
+        model = inverse_rfftn(spectrum * passed, grid)[valid] - np.float32(
+            meter.noise.background)
+        change = inverse_rfftn(probe_spectrum * passed, grid)[valid]
         candidates.append(Candidate("tikhonov", weight,
-                                    meter.risk(model, model + meter.model(change), 1.0)))
+                                    meter.risk(model, model + change, 1.0)))
     return candidates
 
 
