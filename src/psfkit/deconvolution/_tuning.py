@@ -52,9 +52,13 @@ class AutoTuning:
 
     #: ``method="sure"`` runs its Richardson–Lucy path to this many times the iterations
     #: at which the discrepancy principle is first met, and chooses its stopping point on
-    #: that path. Set, not tuned: beyond ``rl_mix``'s extensions (2 and 5 would leave no
-    #: later stopping point to compare with), at a cost of about twice that path.
-    risk_rl_extension: float = 4.0
+    #: that path (its probe path is as long, so the factor sets most of the search's
+    #: cost). ``bench_auto.py --tune risk_rl_extension`` on its tuning set (error over the
+    #: best truth-chosen psfkit method, see ``benchmarks/results/``
+    #: ``auto_tuning_risk_rl_extension.md``): the later stopping points are never chosen
+    #: over ``rl_mix`` or an earlier one, so 1.5 is as good as 4 (which it replaces) at
+    #: under half the path.
+    risk_rl_extension: float = 1.5
 
     #: ``method="sure"`` weighs the residual by ``μ / (|H|² + μ)`` with this ``μ`` (None:
     #: plain SURE, the prediction risk), so that its risk sees the noise a method leaves
