@@ -19,7 +19,9 @@ affine match).
 
 ``python benchmarks/bench_auto.py`` (``--quick``: the validation set only at the small
 sizes; ``--methods auto`` to run only some automatic methods; ``--sets none --cost`` for
-the cost alone, written to ``results/auto_cost.md``). The peers' and the
+the cost alone, written to ``results/auto_cost.md``; ``--tune FIELD`` to sweep one of
+``sure``'s ``AutoTuning`` fields, :data:`TUNED_FIELDS`, written to
+``results/auto_tuning_FIELD.md``). The peers' and the
 truth-chosen references do not depend on the automatic methods and are cached in
 ``/tmp/psfkit_bench_auto_cache.json`` (``--fresh`` recomputes them). Results go to stdout
 and ``benchmarks/results/auto.md``. ``--cost`` times the whole automatic run against one
