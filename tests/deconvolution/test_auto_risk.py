@@ -8,6 +8,7 @@ import pytest
 
 from psfkit import deconvolve
 from psfkit.chunked import deconvolve_chunked
+from psfkit.deconvolution import DEFAULT_TUNING
 from psfkit.frames import deconvolve_frames
 from psfkit.metadata import run_metadata
 from psfkit.metrics import image_error
@@ -59,7 +60,7 @@ def test_the_risk_minimiser_is_near_the_true_error_minimiser():
     assert 0.5 * best <= chosen <= 2 * best
 
 
-@pytest.mark.parametrize("emphasis", [None, 0.03])
+@pytest.mark.parametrize("emphasis", [None, DEFAULT_TUNING.risk_emphasis])
 def test_sure_of_the_tikhonov_candidates_is_unbiased_against_the_true_risk(emphasis):
     """Gaussian noise of known variance: the average over noise and probe seeds of SURE
     equals the average true (whitened, emphasised) prediction risk of each Tikhonov
