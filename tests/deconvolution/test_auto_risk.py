@@ -8,6 +8,7 @@ import pytest
 
 from psfkit import deconvolve
 from psfkit.chunked import deconvolve_chunked
+from psfkit.deconvolution import DEFAULT_TUNING
 from psfkit.frames import deconvolve_frames
 from psfkit.metadata import run_metadata
 from psfkit.metrics import image_error
@@ -57,6 +58,41 @@ def test_the_risk_minimiser_is_near_the_true_error_minimiser():
     assert errors[chosen - 1] <= 1.03 * candidate_errors.min()
     best = int(iterations[np.argmin(candidate_errors)])
     assert 0.5 * best <= chosen <= 2 * best
+
+
+@pytest.mark.parametrize("emphasis", [None, DEFAULT_TUNING.risk_emphasis])
+def test_sure_of_the_tikhonov_candidates_is_unbiased_against_the_true_risk(emphasis):
+    """Gaussian noise of known variance: the average over noise and probe seeds of SURE
+    equals the average true (whitened, emphasised) prediction risk of each Tikhonov
+    weight, within a few standard errors, and its least-risk weight is the truth's within
+    one grid step."""
+    from psfkit.deconvolution._noise import NoiseModel
+    from psfkit.deconvolution._operators import BUILD_FRESH
+    from psfkit.deconvolution._risk import _RiskMeter, _tikhonov_models
+
+    clean = _pair(noise=0.0, scene_kind="blobs", rng=3)
+    psf = clean.kernel / clean.kernel.sum()
+    sigma = 0.02 * float(np.ptp(clean.blurred))
+    noise = NoiseModel(gain=0.0, intercept=sigma**2, background=0.0, rms=sigma,
+                       poisson=False)
+    truth = _RiskMeter(clean.blurred.astype(np.float32), psf, noise, BUILD_FRESH, emphasis)
+    estimated, true = [], []
+    for seed in range(8):
+        rng = np.random.default_rng(100 + seed)
+        image = (clean.blurred + sigma * rng.standard_normal(clean.blurred.shape)).astype(
+            np.float32)
+        meter = _RiskMeter(image, psf, noise, BUILD_FRESH, emphasis)
+        # a probe per seed: the Monte-Carlo divergence is unbiased over probes too
+        meter.probe = rng.standard_normal(image.shape).astype(np.float32)
+        meter.set_pilot(None)
+        models = list(_tikhonov_models(meter, psf, BUILD_FRESH))
+        estimated.append([meter.risk(model, model + change, 1.0)
+                          for _, model, change in models])
+        true.append([truth.fit(model) for _, model, _ in models])
+    estimated, true = np.array(estimated), np.array(true)
+    spread = np.std(estimated - true, axis=0, ddof=1) / np.sqrt(len(estimated))
+    assert np.all(np.abs(estimated.mean(0) - true.mean(0)) <= 4 * spread + 1e-3)
+    assert abs(int(np.argmin(estimated.mean(0))) - int(np.argmin(true.mean(0)))) <= 1
 
 
 def test_info_reports_every_candidate_its_risk_and_why_the_winner_won():

@@ -314,12 +314,18 @@ def _rl_candidates(meter: _RiskMeter, psf, noise: NoiseModel, request: Request,
     return candidates, recorder.kept, run
 
 
-def _tikhonov_candidates(meter: _RiskMeter, psf, operators) -> list:
-    """The Tikhonov weights with their risks, from one factorisation: the filter is linear
-    in the data, so the probe's own filtered image is the exact change (``ε = 1``)."""
+def _tikhonov_models(meter: _RiskMeter, psf, operators):
+    """Yield ``(λ, H x̂, change)`` for every Tikhonov weight, from one factorisation: the
+    blurred estimate ``H x̂`` (background removed, on the valid pixels) is the data filtered
+    by ``|H|² / (|H|² + λ P)`` on the faded extension and read where the PSF footprint lies
+    inside the image, where the periodic blur of the extended estimate is the valid blur of
+    the estimate, so no estimate is formed; ``change`` is the probe (of unit scale)
+    filtered alike, the exact change of ``H x̂`` as the filter is linear."""
     image = meter.image
     extended, inside = _smooth_extension(image, psf.shape)
     grid = extended.shape
+    valid = tuple(slice(i.start + c.start, i.start + c.stop)
+                  for i, c in zip(inside, meter.crop, strict=True))
     otf = operators.otf(psf, grid)
     spectrum = scipy.fft.rfftn(extended, workers=WORKERS)
     probe_extended, _ = _smooth_extension(meter.perturbation(1.0), psf.shape)
@@ -327,17 +333,18 @@ def _tikhonov_candidates(meter: _RiskMeter, psf, operators) -> list:
     del extended, probe_extended
     power = (otf.real**2 + otf.imag**2).astype(np.float32)
     penalty = _laplacian_power(grid)
-    conjugate = np.conj(otf)
-    candidates = []
     for weight in TIKHONOV_CANDIDATES:
-        gain = conjugate / (power + np.float32(weight) * penalty)
-        estimate = inverse_rfftn(spectrum * gain, grid)[inside]
-        change = inverse_rfftn(probe_spectrum * gain, grid)[inside]
+        passed = power / (power + np.float32(weight) * penalty)
         # Tikhonov filters the image with its background, RL's estimates exclude it
-        model = meter.model(estimate) - np.float32(meter.noise.background)
-        candidates.append(Candidate("tikhonov", weight,
-                                    meter.risk(model, model + meter.model(change), 1.0)))
-    return candidates
+        model = inverse_rfftn(spectrum * passed, grid)[valid] - np.float32(
+            meter.noise.background)
+        yield weight, model, inverse_rfftn(probe_spectrum * passed, grid)[valid]
+
+
+def _tikhonov_candidates(meter: _RiskMeter, psf, operators) -> list:
+    """The Tikhonov weights with their risks (:func:`_tikhonov_models`; ``ε = 1``)."""
+    return [Candidate("tikhonov", weight, meter.risk(model, model + change, 1.0))
+            for weight, model, change in _tikhonov_models(meter, psf, operators)]
 
 
 def _rl_mix_candidate(meter: _RiskMeter, psf, noise: NoiseModel, request: Request,

@@ -52,17 +52,22 @@ class AutoTuning:
 
     #: ``method="sure"`` runs its Richardson–Lucy path to this many times the iterations
     #: at which the discrepancy principle is first met, and chooses its stopping point on
-    #: that path. Set, not tuned: beyond ``rl_mix``'s extensions (2 and 5 would leave no
-    #: later stopping point to compare with), at a cost of about twice that path.
-    risk_rl_extension: float = 4.0
+    #: that path (its probe path is as long, so the factor sets most of the search's
+    #: cost). ``bench_auto.py --tune risk_rl_extension`` on its tuning set (error over the
+    #: best truth-chosen psfkit method, see ``benchmarks/results/``
+    #: ``auto_tuning_risk_rl_extension.md``): the later stopping points are never chosen
+    #: over ``rl_mix`` or an earlier one, so 1.5 is as good as 4 (which it replaces) at
+    #: under half the path.
+    risk_rl_extension: float = 1.5
 
     #: ``method="sure"`` weighs the residual by ``μ / (|H|² + μ)`` with this ``μ`` (None:
     #: plain SURE, the prediction risk), so that its risk sees the noise a method leaves
-    #: where the PSF passes little. ``bench_auto.py --tune`` on its tuning set (error over
-    #: the best truth-chosen psfkit method): geometric mean 1.040, worst 1.22 without it
-    #: (and at 1); 1.029 / 1.153 at 0.3 and 0.1; 1.017 / 1.076 at 0.03 and 0.01, of which
-    #: the larger (less amplified, less noisy) is taken.
-    risk_emphasis: float | None = 0.03
+    #: where the PSF passes little. ``bench_auto.py --tune risk_emphasis`` on its tuning
+    #: set (error over the best truth-chosen psfkit method, geometric mean / worst, see
+    #: ``benchmarks/results/auto_tuning_risk_emphasis.md``): 1.038 / 1.214 without it,
+    #: 1.027 / 1.134 from 1 down to 0.03 (the value before this re-derivation), 1.017 /
+    #: 1.076 at 0.01, which is taken.
+    risk_emphasis: float | None = 0.01
 
     def discrepancy_extension(self, points: bool) -> float:
         """The extension factor for point sources (``points``) or extended objects."""
