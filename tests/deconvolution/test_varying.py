@@ -167,4 +167,5 @@ def test_a_3d_map_through_the_chunked_path_is_the_map_in_memory_and_beats_the_av
     def error(result):
         return float(np.sqrt(np.mean((result[inner] - pair.sharp[inner]) ** 2)))
 
-    assert error(whole) < 0.95 * error(with_average)
+    # 0.94 here; the map flipped end to end does worse than the average (1.3)
+    assert error(whole) < 0.96 * error(with_average)
