@@ -195,9 +195,9 @@ def volume_rows(shape):
     average = single_psfs(psf_map)["average"]
     errors = [image_error(result[inner], pair.sharp[inner])
               for result in (whole, psfkit.deconvolve(pair.blurred, average, VOLUME_METHOD))]
-    blocks = psfkit.deconvolve_chunked(pair.blurred, psf_map, VOLUME_METHOD,
+    blocks = psfkit.deconvolve_chunked(pair.blurred, psf_map,
                                        chunks=(shape[0], shape[1] // 2, shape[2] // 2),
-                                       **info.parameters)
+                                       **info.parameters)  # with its method
     chunked = np.abs(blocks[inner] - whole[inner]).max() / np.abs(whole[inner]).max()
     row = (f"| {shape[0]}×{shape[1]}×{shape[2]} | "
            f"{100 * np.sqrt(np.mean(np.square(lateral))):.2f} % | "
