@@ -201,6 +201,17 @@ def test_gaussian_3d_fits_one_sigma_per_axis_and_reports_physical_units():
     assert fit.kernel.ndim == 3
 
 
+
+def test_a_long_axial_sigma_is_read_on_a_thin_volume():
+    # 24 planes and sigma_z 2.5: a kernel capped at a third of the depth (9 planes, 1.6
+    # sigma each side) read 3.13; capped at half the depth less 8 planes it holds 13
+    sigma = (2.5, 1.5, 1.5)
+    pair = blurred_pair(make_psf("gaussian", (21, 11, 11), sigma=sigma), (24, 64, 64),
+                        scene_kind="blobs", noise=0.01, shift=(0, 0, 0), rng=2)
+    fit = fit_kernel(pair.sharp, pair.blurred)
+    assert fit.kernel.shape[0] == 13
+    np.testing.assert_allclose(fit.params["sigma"], sigma, rtol=0.03)
+
 def test_isotropic_gaussian_honours_anisotropic_pixels():
     # pixels twice as tall as wide: one physical sigma is two different pixel sigmas
     pair = pair_for("gaussian", {"sigma": (1.0, 2.0)}, 17)

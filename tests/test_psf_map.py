@@ -204,3 +204,19 @@ def test_fit_kernel_map_recovers_field_dependent_astigmatism():
             angle_errors.append(np.mod(difference + np.pi / 2, np.pi) - np.pi / 2)
     assert np.sqrt(np.mean(np.square(ellipticity_errors))) < 0.06
     assert np.degrees(np.sqrt(np.mean(np.square(angle_errors)))) < 10
+
+
+def test_fit_kernel_map_in_3d_recovers_the_lateral_sigma_across_the_field_and_sigma_z():
+    # 20 planes: the kernel holds 9 of them (2.7 sigma_z each side), so sigma_z is unbiased
+    pair = samples.field_blurred_pair((20, 96, 96), (1.2, 2.8), sigma_z=1.5,
+                                      scene_kind="blobs", noise=0.005, rng=0)
+    psf_map = psfkit.fit_kernel_map(pair.sharp, pair.blurred, "gaussian", grid=(3, 3),
+                                    pixel_integrated=True)
+    assert psf_map.grid == (1, 3, 3) and psf_map.psf_shape[0] == 9
+    lateral, axial = [], []
+    for y, x in [(y, x) for y in range(4, 96, 8) for x in range(4, 96, 8)]:
+        sigma_z, sigma_y, sigma_x = psf_map.params_at((10, y, x))["sigma"]
+        lateral += [sigma_y / pair.sigma[y, x] - 1, sigma_x / pair.sigma[y, x] - 1]
+        axial.append(sigma_z / 1.5 - 1)
+    assert np.sqrt(np.mean(np.square(lateral))) < 0.04
+    assert np.abs(axial).max() < 0.06

@@ -43,3 +43,18 @@ def test_bead_image_places_every_bead_inside_the_frame():
 def test_unknown_scene_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown scene"):
         samples.scene("galaxy")
+
+
+def test_field_blurred_volume_with_a_constant_blur_is_the_convolution_of_its_scene():
+    import scipy.signal
+
+    pair = samples.field_blurred_pair((20, 48, 48), (2.0, 2.0), sigma_z=1.5,
+                                      scene_kind="blobs", noise=0.0, rng=0)
+    assert pair.blurred.shape == pair.sharp.shape == (20, 48, 48)
+    assert pair.sigma.shape == (48, 48)
+    kernel = make_psf("gaussian", (13, 17, 17), sigma=(1.5, 2.0, 2.0), pixel_integrated=True)
+    expected = scipy.signal.fftconvolve(pair.sharp, kernel, mode="same")
+    inner = (slice(6, -6), slice(8, -8), slice(8, -8))  # where the scene lies in the frame
+    np.testing.assert_allclose(pair.blurred[inner], expected[inner], atol=1e-6)
+    with pytest.raises(ValueError, match="shape must be"):
+        samples.field_blurred_pair((4, 20, 48, 48))

@@ -225,7 +225,7 @@ def _model_for(name: str, ndim: int, isotropic: bool, spacing,
 def _kernel_shape(model: _Model, v, ndim, image_shape, shift) -> tuple[int, ...]:
     """Odd shape that holds the model, capped so a useful region remains valid."""
     radius = np.broadcast_to(np.ceil(np.asarray(model.extent(v), dtype=float)), (ndim,))
-    cap = (np.array(image_shape) - 2 * np.ceil(np.abs(shift)) - 8) // 3
+    cap = (np.array(image_shape) - 2 * np.ceil(np.abs(shift)) - 8) // 2
     radius = np.clip(radius, 1, np.maximum(cap, 1)).astype(int)
     return tuple(int(2 * r + 1) for r in radius)
 

@@ -296,6 +296,10 @@ class BlurOperator:
     ``<apply(x)[valid], y[valid]> == <x[object], adjoint(y)[object]>``.
     """
 
+    #: ``adjoint(1)`` is exactly 1 on the object pixels whose PSF footprint lies inside the
+    #: image (what the Richardson–Lucy boundary weights rely on)
+    unit_interior_sensitivity = True
+
     def __init__(self, psf: np.ndarray, image_shape, *, workers: int | None = None):
         psf = np.asarray(psf, dtype=np.float32)
         self.workers = WORKERS if workers is None else workers

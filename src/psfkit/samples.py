@@ -364,18 +364,27 @@ def _elliptical_weights(sigma_minor, sigma_major, angle, radius: int) -> np.ndar
 
 
 def field_blurred_pair(shape=(256, 256), sigma_range=(1.2, 3.0), *, astigmatism: float = 0.0,
-                       scene_kind="natural", noise: float = 0.01, rng=0) -> FieldBlurredPair:
-    """A camera-like 2D pair blurred exactly per pixel by a Gaussian that changes across
-    the field: ``blurred(p) = sum_q g_p(p - q) scene(q)``, the scene larger than the frame
-    so light enters it from outside. Its width grows linearly from ``sigma_range[0]`` at
-    the top-left corner to ``sigma_range[1]`` at the bottom-right one; with
-    ``astigmatism`` ``a > 0`` (px) it is elongated along the field angle (the direction
-    from the image centre), its major axis ``sqrt(sigma² + (a r)²)`` at the relative field
-    radius ``r`` (1 in the corners): third-order (Seidel) astigmatism, whose second-moment
-    difference grows with the square of the field height. ``noise`` is a fraction of the
-    blurred image's range, as in :func:`blurred_pair`."""
+                       sigma_z: float = 1.5, scene_kind="natural", noise: float = 0.01,
+                       rng=0) -> FieldBlurredPair:
+    """A pair blurred exactly per pixel by a Gaussian that changes across the field:
+    ``blurred(p) = sum_q g_p(p - q) scene(q)``, the scene larger than the frame so light
+    enters it from outside. Its width grows linearly from ``sigma_range[0]`` at the
+    top-left corner to ``sigma_range[1]`` at the bottom-right one; with ``astigmatism``
+    ``a > 0`` (px) it is elongated along the field angle (the direction from the image
+    centre), its major axis ``sqrt(sigma² + (a r)²)`` at the relative field radius ``r``
+    (1 in the corners): third-order (Seidel) astigmatism, whose second-moment difference
+    grows with the square of the field height. ``noise`` is a fraction of the blurred
+    image's range, as in :func:`blurred_pair`.
+
+    A 3D ``shape`` ``(P, M, N)`` gives a volume (a ``"blobs"`` or ``"stars"`` scene) whose
+    blur is that lateral Gaussian times an axial one of width ``sigma_z`` that does not
+    change: the truth arrays are then lateral, ``(M, N)``, the same in every plane. Every
+    Gaussian is integrated over each pixel."""
     rng = _rng(rng)
-    rows, cols = (int(n) for n in shape)
+    shape = tuple(int(n) for n in shape)
+    if len(shape) not in (2, 3):
+        raise ValueError(f"shape must be (rows, cols) or (planes, rows, cols), got {shape!r}")
+    rows, cols = shape[-2:]
     y, x = np.mgrid[0:rows, 0:cols].astype(np.float64)
     position = (y / max(rows - 1, 1) + x / max(cols - 1, 1)) / 2
     sigma = sigma_range[0] + (sigma_range[1] - sigma_range[0]) * position
@@ -384,7 +393,36 @@ def field_blurred_pair(shape=(256, 256), sigma_range=(1.2, 3.0), *, astigmatism:
     sigma_major = np.sqrt(sigma**2 + (astigmatism * radius_field / np.sqrt(2)) ** 2)
     angle = np.mod(np.arctan2(offset_y, offset_x), np.pi)
     radius = int(np.ceil(4 * float(sigma_major.max())))
-    big = scene(scene_kind, (rows + 2 * radius, cols + 2 * radius), rng=rng).astype(np.float64)
+    if len(shape) == 2:
+        big = scene(scene_kind, (rows + 2 * radius, cols + 2 * radius), rng=rng)
+        blurred = _field_blurred_plane(big.astype(np.float64), sigma, sigma_major, angle,
+                                       radius, astigmatism)
+        sharp = big[radius:radius + rows, radius:radius + cols]
+    else:
+        depth = int(np.ceil(4 * float(sigma_z)))
+        big = scene(scene_kind, (shape[0] + 2 * depth, rows + 2 * radius, cols + 2 * radius),
+                    rng=rng)
+        # the axial blur does not change across the field: a valid correlation along z
+        axial = _pixel_gaussian_weights(np.asarray(sigma_z), depth)
+        planes = np.lib.stride_tricks.sliding_window_view(big.astype(np.float64),
+                                                          2 * depth + 1, axis=0)
+        blurred = np.stack([_field_blurred_plane(plane, sigma, sigma_major, angle, radius,
+                                                 astigmatism)
+                            for plane in planes @ axial])
+        sharp = big[depth:depth + shape[0], radius:radius + rows, radius:radius + cols]
+    sigma_noise = noise * float(blurred.max() - blurred.min())
+    blurred += rng.normal(0.0, sigma_noise, blurred.shape)
+    return FieldBlurredPair(sharp=sharp.astype(np.float32), blurred=blurred.astype(np.float32),
+                            sigma=sigma.astype(np.float32),
+                            sigma_major=sigma_major.astype(np.float32),
+                            angle=angle.astype(np.float32), noise_sigma=sigma_noise)
+
+
+def _field_blurred_plane(big: np.ndarray, sigma, sigma_major, angle, radius: int,
+                         astigmatism: float) -> np.ndarray:
+    """One plane of :func:`field_blurred_pair`: ``big`` (the frame plus ``radius`` on
+    every side) blurred per pixel by the Gaussian of that pixel, on the frame."""
+    rows, cols = sigma.shape
     windows = np.lib.stride_tricks.sliding_window_view(big, (2 * radius + 1,) * 2)
     blurred = np.empty((rows, cols))
     step = 16 if astigmatism == 0 else 4  # rows at a time keep the temporaries small
@@ -398,10 +436,4 @@ def field_blurred_pair(shape=(256, 256), sigma_range=(1.2, 3.0), *, astigmatism:
             weights = _elliptical_weights(sigma[block], sigma_major[block], angle[block],
                                           radius)
             blurred[block] = np.einsum("rcij,rcij->rc", windows[block], weights)
-    sigma_noise = noise * float(blurred.max() - blurred.min())
-    blurred += rng.normal(0.0, sigma_noise, blurred.shape)
-    sharp = big[radius:radius + rows, radius:radius + cols]
-    return FieldBlurredPair(sharp=sharp.astype(np.float32), blurred=blurred.astype(np.float32),
-                            sigma=sigma.astype(np.float32),
-                            sigma_major=sigma_major.astype(np.float32),
-                            angle=angle.astype(np.float32), noise_sigma=sigma_noise)
+    return blurred

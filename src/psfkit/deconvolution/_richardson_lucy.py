@@ -125,7 +125,9 @@ class BoundaryWeights:
 
     ``H^T 1`` is exactly 1 on the object pixels whose whole PSF footprint lands inside the
     image (indices ``[K - 1, N)`` per axis), so only the border band of width ``K - 1`` at
-    each end of each axis is stored, as slabs that do not overlap. Object pixels that send
+    each end of each axis is stored, as slabs that do not overlap. A varying blur's
+    ``H^T 1`` differs from 1 inside too (its columns are not its PSFs), so there every
+    pixel is weighted. Object pixels that send
     almost no light into the image get weight 0 (held at zero rather than amplified); grid
     samples outside the object get 0 too.
     """
@@ -135,6 +137,11 @@ class BoundaryWeights:
         floor = np.float32(threshold * float(sensitivity.max()))
         self.object = operator.object
         self.slabs = []
+        if not operator.unit_interior_sensitivity:  # a varying blur: weigh every pixel
+            weights = sensitivity[self.object]
+            self.slabs.append((self.object, np.reciprocal(
+                weights, where=weights > floor, out=np.zeros_like(weights))))
+            return
         interior = [slice(0, n) for n in operator.object_shape]
         for axis, (n, k) in enumerate(zip(operator.image_shape, operator.psf_shape,
                                           strict=True)):
