@@ -72,7 +72,9 @@ def test_fit_with_a_grid_writes_a_map_whose_sigma_at_the_tile_centres_is_within_
     assert sigma.data.shape == SHAPE and sigma.spatial_spacing(2) == pytest.approx(SPACING)
     pair, _ = field
     between = (slice(40, 120),) * 2  # between the tile centres (outside, it extrapolates)
-    assert np.sqrt(np.mean((sigma.data[between] / pair.sigma[between] - 1) ** 2)) < 0.05
+    # a point-sampled fit of this pixel-integrated blur reads sigma about 1 % high by
+    # construction (docs/maps.md), and the quadratic field adds its own smoothing error
+    assert np.sqrt(np.mean((sigma.data[between] / pair.sigma[between] - 1) ** 2)) < 0.06
     np.testing.assert_allclose(sigma.data[100, 40], psf_map.params_at((100, 40))["sigma"],
                                rtol=1e-6)
 
