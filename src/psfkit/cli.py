@@ -382,6 +382,14 @@ def _psf_for_images(path: str):
     return (_PsfMapForImages if is_psf_map_file(path) else _PsfForImages)(path)
 
 
+def _read_psf_file(load, path: str):
+    """``load(path)``, a file's refusal (``ValueError``) turned into one usage line."""
+    try:
+        return load(path)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 class _PsfMapForImages:
     """A PSF map, read and prepared once, for images of the shape it describes. A map is
     in the pixel coordinates of its image, so it is never resampled: an image of another
@@ -391,10 +399,7 @@ class _PsfMapForImages:
     def __init__(self, path: str):
         from .io import load_psf_map
 
-        try:
-            self.file = load_psf_map(path)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
+        self.file = _read_psf_file(load_psf_map, path)
         self.path = path
         self.map = self.file.psf_map
         self.ndim = self.map.ndim
@@ -443,10 +448,7 @@ class _PsfForImages:
     def __init__(self, path: str):
         from .io import load_psf
 
-        try:
-            self.file = load_psf(path)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
+        self.file = _read_psf_file(load_psf, path)
         self.path = path
         self.record = None  # a PSF, not a map
         self.ndim = self.file.data.ndim
