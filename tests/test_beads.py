@@ -195,3 +195,28 @@ def test_a_bead_diameter_larger_than_the_psf_is_refused_by_name(beads_2d):
     # 1e300 used to overflow (OverflowError) while drawing the ball
     with pytest.raises(ValueError, match="bead_diameter 1e\\+300 is larger than the averaged"):
         average_beads(beads_2d[0], bead_diameter=1e300)
+
+
+def _identical_beads_on_pixel_centres(psf, peak):
+    """A noiseless image of 16 copies of ``psf`` centred on whole pixels, on a background."""
+    image = np.full((160, 160), 10.0, np.float32)
+    half = psf.shape[0] // 2
+    for y in range(20, 160, 40):
+        for x in range(20, 160, 40):
+            image[y - half:y + half + 1, x - half:x + half + 1] += peak * psf / psf.max()
+    return image
+
+
+def test_a_noiseless_image_of_identical_beads_is_not_taken_for_saturated():
+    # every bead's peak equals the image maximum, but no two maxima touch: not a clipped top
+    truth = make_psf("gaussian", (15, 15), sigma=1.5)
+    result = average_beads(_identical_beads_on_pixel_centres(truth, 1000.0), shape=15)
+    assert result.beads_used == 16
+    assert kernel_error(result.psf, truth) < 1e-3
+
+
+def test_clipped_beads_are_found_saturated_and_the_error_says_how_to_override():
+    truth = make_psf("gaussian", (15, 15), sigma=1.5)
+    clipped = np.minimum(_identical_beads_on_pixel_centres(truth, 1000.0), 600.0)
+    with pytest.raises(ValueError, match=r"\{'saturated': 16\}.*pass saturation="):
+        average_beads(clipped, shape=15)

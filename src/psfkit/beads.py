@@ -242,8 +242,11 @@ def _refuse_if_none_used(beads: tuple[_Bead, ...]) -> tuple[_Bead, ...]:
     counts the reasons they were left out."""
     if not any(b.used for b in beads):
         summary = dict(Counter(b.reason for b in beads))
-        raise ValueError(f"no usable bead among {len(beads)} detected: {summary}; the image "
-                         "needs at least one bead clear of the edges and of its neighbours")
+        hint = ("the image needs at least one bead clear of the edges and of its neighbours"
+                if "saturated" not in summary else
+                "beads count as saturated when they reach the saturation level; if they are "
+                "not clipped, pass saturation= with your camera's clipping level")
+        raise ValueError(f"no usable bead among {len(beads)} detected: {summary}; {hint}")
     return beads
 
 

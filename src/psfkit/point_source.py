@@ -377,16 +377,26 @@ def _saturation_level(raw: np.ndarray, saturation) -> float | None:
     """The level at and above which pixels count as saturated (``None``: not detectable).
 
     Given ``saturation`` is used as is. Otherwise: the maximum of an integer type, or the
-    image maximum when at least four pixels share it exactly (a flat, clipped top).
+    image maximum when at least four pixels share it exactly and two of them are neighbours
+    (a flat, clipped top). Isolated equal peaks, as in a noiseless image of identical beads,
+    are not a clipped top.
     """
     if saturation is not None:
         return real_number(saturation, "saturation")
     top = raw.max()
     if np.issubdtype(raw.dtype, np.integer) and top >= np.iinfo(raw.dtype).max:
         return float(top)
-    if np.count_nonzero(raw == top) >= 4:
+    at_top = raw == top
+    if np.count_nonzero(at_top) >= 4 and _has_neighbouring_pair(at_top):
         return float(top)
     return None
+
+
+def _has_neighbouring_pair(mask: np.ndarray) -> bool:
+    """Whether two face-adjacent pixels of ``mask`` are both set."""
+    return any(np.any(np.logical_and(np.take(mask, range(1, n), axis=a),
+                                     np.take(mask, range(n - 1), axis=a)))
+               for a, n in enumerate(mask.shape) if n > 1)
 
 
 def _spacing(spacing, ndim: int) -> np.ndarray:
