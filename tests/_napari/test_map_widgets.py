@@ -1,7 +1,10 @@
 """Blur maps in a real viewer: the map mode of Fit PSF model, Estimate kernel and Average
 beads (kernel mosaic and parameter maps over the image, colorbars, styling kept on a
 re-run), and Deconvolve with a map layer (better than one average PSF on a field whose
-blur changes; a method the core refuses with a map becomes a notification)."""
+blur changes; a method the core refuses with a map becomes a notification), and Cancel
+stopping a map run in the core."""
+
+import importlib
 
 import numpy as np
 import pytest
@@ -229,3 +232,58 @@ def test_the_status_sentence_names_the_unreliable_tiles_and_a_constant_parameter
     assert f"fwhm_x from {width:.3g} px (top left) to {fwhm(wide)[1]:.3g} px (top right)" in text
     assert text.endswith("1 of 4 tiles unreliable, filled from their neighbours: (2, 1) "
                          "(row, column).")
+
+
+def _bead_field():
+    """Beads narrower on the left than on the right, 128 × 192."""
+    narrow = make_psf("gaussian", (15, 15), sigma=1.2)
+    wide = make_psf("gaussian", (15, 15), sigma=2.2)
+    left, _ = samples.bead_image(narrow, (128, 96), count=8, peak_snr=40, rng=0)
+    right, _ = samples.bead_image(wide, (128, 96), count=8, peak_snr=40, rng=1)
+    return np.concatenate([left, right], axis=1)
+
+
+#: Per map widget: the widget module's core function, and the diagnostic that marks a tile
+#: the core never reached (recorded like a failed one).
+MAP_CORES = {
+    "Estimate kernel": ("_estimate_widget", "estimate_kernel_map",
+                        lambda m: np.isinf(m.diagnostics["residual_ratio"])),
+    "Fit PSF model": ("_fit_widget", "fit_kernel_map",
+                      lambda m: np.isinf(m.diagnostics["residual_ratio"])),
+    "Average beads": ("_psf_widget", "average_beads",
+                      lambda m: m.diagnostics["beads_used"] == 0),
+}
+
+
+@pytest.mark.parametrize("widget_name", list(MAP_CORES))
+def test_cancel_stops_a_map_run_in_the_core_and_changes_no_layer(
+        qtbot, make_napari_viewer, monkeypatch, field, widget_name):
+    module_name, function_name, unreached = MAP_CORES[widget_name]
+    module = importlib.import_module(f"psfkit._napari.{module_name}")
+    core = getattr(module, function_name)
+    returned = []
+    monkeypatch.setattr(module, function_name,
+                        lambda *args, **kwargs: returned.append(core(*args, **kwargs))
+                        or returned[-1])
+    viewer = make_napari_viewer()
+    if widget_name == "Average beads":
+        viewer.add_image(_bead_field(), name="beads")
+    else:
+        viewer.add_image(field.sharp, name="sharp")
+        viewer.add_image(field.blurred, name="blurred")
+    before = [layer.name for layer in viewer.layers]
+    widget = dock(viewer, widget_name)
+    widget.grid.rows.value, widget.grid.cols.value = 4, 4
+    worker = widget.run()
+    assert worker is not None, widget.last_error
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        widget.cancel_button.native.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    assert "Cancelled" in widget.status.value and widget.last_error is None
+    assert [layer.name for layer in viewer.layers] == before
+    # the core itself stopped: it returned a map on which most tiles were never estimated
+    assert len(returned) == 1 and unreached(returned[0]).sum() >= 8
+    # and the widget runs again to the end
+    widget.grid.rows.value, widget.grid.cols.value = 1, 2
+    run_to_end(qtbot, widget)
+    assert len(viewer.layers) > len(before)
