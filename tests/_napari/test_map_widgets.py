@@ -143,6 +143,39 @@ def test_a_method_refused_with_a_map_is_a_notification_and_changes_no_layer(qtbo
     assert [layer.name for layer in viewer.layers] == before
 
 
+def test_a_stack_of_frames_is_deconvolved_frame_by_frame_with_the_map_as_the_core_does(
+        qtbot, fitted, field):
+    viewer, _ = fitted
+    psf_map = viewer.layers["blurred fitted kernel map"].metadata[PSF_MAP_KEY]
+    stack = np.stack([field.blurred, 0.5 * field.blurred + 0.1])
+    viewer.add_image(stack, name="series", scale=(1.0, *SCALE))
+    widget = dock(viewer, "Deconvolve")
+    widget.image.value = viewer.layers["series"]
+    widget.psf_source.value = "layer"
+    widget.psf.value = viewer.layers["blurred fitted kernel map"]
+    widget.method.value = "richardson_lucy"
+    widget.iterations.value = 15
+    assert widget.run() is None  # frames not declared: refused by name
+    assert widget.last_error.startswith("The image layer 'series' is 3D but the PSF map of "
+                                        "'blurred fitted kernel map' is 2D")
+    widget.frames.value = True
+    run_to_end(qtbot, widget)
+    result = viewer.layers["series deconvolved"].data
+    core = psfkit.frames.deconvolve_frames(stack, psf_map, method="richardson_lucy",
+                                           iterations=15).result
+    assert result.shape == stack.shape and result.dtype == np.float32
+    np.testing.assert_array_equal(result, core)
+    np.testing.assert_array_equal(result[0], psfkit.deconvolve(
+        field.blurred, psf_map, method="richardson_lucy", iterations=15))
+    assert "each of the 2 frames along the leading axes deconvolved on its own with the " \
+           "2D PSF map" in widget.status.value
+    entry = viewer.layers["series deconvolved"].metadata[REPRODUCE_KEY]
+    assert entry["python"].startswith("psfkit.frames.deconvolve_frames(image, "
+                                      "psfkit.fit_kernel_map(")
+    bound = {key: viewer.layers[source].data for key, source in entry["inputs"].items()}
+    np.testing.assert_array_equal(eval(entry["python"], {"psfkit": psfkit, **bound}), result)
+
+
 def test_a_map_of_another_image_is_refused_by_name(qtbot, fitted):
     viewer, _ = fitted
     viewer.add_image(np.random.default_rng(0).random((100, 120), dtype=np.float32),
