@@ -178,8 +178,57 @@ def test_a_region_without_beads_is_filled_from_its_neighbour():
     assert psf_map.diagnostics["beads_used"][0, 1] == 0
     assert psf_map.diagnostics["filled"].tolist() == [[False, True]]
     np.testing.assert_allclose(psf_map.psfs[0, 1], psf_map.psfs[0, 0], atol=1e-7)
-    with pytest.raises(ValueError, match="callback is not available with grid"):
-        psfkit.average_beads(image, grid=(1, 2), callback=lambda *a: True)
+
+
+@pytest.fixture(scope="module")
+def small_field():
+    return samples.field_blurred_pair((128, 128), (1.0, 2.5), noise=0.01, rng=0)
+
+
+def _map_runs(field):
+    """Each map estimator on a 2 × 2 grid, as ``run(callback) -> PsfMap``, with the
+    diagnostic that marks a tile without a result (infinite residual, or no bead)."""
+    beads = np.tile(_bead_halves()[:, :96], (1, 2))
+    return {
+        "estimate_kernel_map": (lambda callback: psfkit.estimate_kernel_map(
+            field.sharp, field.blurred, (2, 2), 13, callback=callback),
+            lambda m: np.isinf(m.diagnostics["residual_ratio"])),
+        "fit_kernel_map": (lambda callback: psfkit.fit_kernel_map(
+            field.sharp, field.blurred, "gaussian", (2, 2), callback=callback),
+            lambda m: np.isinf(m.diagnostics["residual_ratio"])),
+        "average_beads": (lambda callback: psfkit.average_beads(
+            beads, grid=(2, 2), shape=15, callback=callback),
+            lambda m: m.diagnostics["beads_used"] == 0),
+    }
+
+
+@pytest.mark.parametrize("estimator", ["estimate_kernel_map", "fit_kernel_map",
+                                       "average_beads"])
+def test_a_map_estimator_reports_increasing_fractions_over_all_tiles(small_field, estimator):
+    run, unreached = _map_runs(small_field)[estimator]
+    calls = []
+    psf_map = run(lambda step, total, current=None: calls.append((step, total)))
+    fractions = [step / total for step, total in calls]
+    assert np.all(np.diff(fractions) >= 0)
+    assert calls[-1] == (400, 400)  # 100 steps per tile, every tile finished
+    assert len(calls) > 4  # the tiles' own steps come through, not only their ends
+    assert not unreached(psf_map).any()
+
+
+@pytest.mark.parametrize("estimator", ["estimate_kernel_map", "fit_kernel_map",
+                                       "average_beads"])
+def test_a_callback_that_stops_leaves_the_tiles_after_it_unreached(small_field, estimator):
+    run, unreached = _map_runs(small_field)[estimator]
+    calls = []
+
+    def stop_after_the_first_tile(step, total, current=None):
+        calls.append(step)
+        return step < 100
+
+    psf_map = run(stop_after_the_first_tile)
+    assert calls[-1] == 100  # nothing reported after the stop
+    assert unreached(psf_map).ravel().tolist() == [False, True, True, True]
+    assert np.all(np.isfinite(psf_map.psfs))
 
 
 def test_elliptical_parameters_survive_the_moment_form_of_the_smoothing():

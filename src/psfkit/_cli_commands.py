@@ -408,7 +408,7 @@ def _run_estimate_map(args) -> int:
     sharp, blurred = _read_pair(args)
     bar = _progress(f"estimating on {' x '.join(map(str, args.grid))} tiles", args)
     psf_map = estimate_kernel_map(sharp.data, blurred.data, args.grid, args.shape,
-                                  method=args.method)
+                                  method=args.method, callback=bar)
     _write_map(args.output, psf_map, blurred.spacing or sharp.spacing, "estimate",
                _pair_paths(args))
     bar.close(f"wrote {args.output}")
@@ -546,7 +546,7 @@ def _run_fit_map(args) -> int:
     spacing = chosen_spacing(args.spacing, sharp)
     bar = _progress(f"fitting on {' x '.join(map(str, args.grid))} tiles", args)
     psf_map = fit_kernel_map(sharp.data, blurred.data, model, args.grid, shape=args.shape,
-                             spacing=spacing, loss=args.loss)
+                             spacing=spacing, loss=args.loss, callback=bar)
     record = provenance("fit", _pair_paths(args), map_metadata(psf_map))
     written = []
     if args.output is not None:
@@ -758,7 +758,8 @@ def _run_beads_map(args) -> int:
         psf_map = average_beads(image.data, spacing=spacing, shape=args.shape,
                                 method=args.method, threshold=args.threshold,
                                 saturation=args.saturation, max_beads=args.max_beads,
-                                bead_diameter=args.bead_diameter, grid=args.grid)
+                                bead_diameter=args.bead_diameter, grid=args.grid,
+                                callback=bar)
     _write_map(args.output, psf_map, spacing, "beads", {"image": args.image})
     bar.close(f"wrote {args.output}")
     print(_map_report(psf_map, [

@@ -446,7 +446,8 @@ def average_beads(
         regularised by its noise) by the transform of a uniform ball of that diameter.
     callback : callable, optional
         ``callback(step, total, current)`` after each bead; return ``False`` to stop (the
-        beads processed so far are averaged). Not with ``grid``.
+        beads processed so far are averaged). With ``grid``, one count over all regions
+        (as for :func:`psfkit.estimate_kernel_map`); the regions not reached are filled.
     grid : (rows, cols) or one count per axis, optional
         Average the beads of each region of a grid of overlapping tiles instead (for a
         volume, ``(rows, cols)`` tiles its last two axes): the PSF that changes across
@@ -485,13 +486,11 @@ def average_beads(
     if grid is not None:
         from .maps import bead_map
 
-        if callback is not None:
-            raise ValueError("callback is not available with grid: the regions are "
-                             "averaged one after the other; leave one of them out")
         return bead_map(average_beads, image, grid, dict(
             spacing=spacing, shape=shape, method=method, background=background,
             hot_pixels=hot_pixels, threshold=threshold, saturation=saturation,
-            max_beads=max_beads, bead_diameter=bead_diameter))
+            max_beads=max_beads, bead_diameter=bead_diameter),
+            optional_callable(callback))
     if method not in ("mean", "median"):
         raise ValueError(f"method must be 'mean' or 'median', got {method!r}")
     threshold = real_number(threshold, "threshold", minimum=0.0)

@@ -9,6 +9,13 @@ overlap, so that the tiles of ``sharp`` and ``blurred`` hold the same scene; eac
 estimate then measures its own sub-pixel shift, gain and offset (a field-dependent
 distortion or vignetting is absorbed per tile and reported in the diagnostics). The maps
 are in ``blurred``'s pixel coordinates, the image one deconvolves.
+
+Progress: each estimator takes the ``callback`` of :mod:`psfkit._progress`, called with
+one count over all tiles (:class:`psfkit._progress.PartsProgress`, a hundred steps per
+tile). When it returns ``False`` the running tile stops as its estimator does and no
+further tile is estimated; the map of what was reached is returned, the tiles not reached
+recorded as failed ones (unreliable, filled from their neighbours or left out of the
+smoothing).
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._progress import PartsProgress
 from ._validate import (
     as_float_array,
     kernel_shape,
     matching_pair,
+    optional_callable,
     rescaled,
     whole_number,
 )
@@ -101,17 +110,23 @@ def _tiles(pair: _Pair, grid, overlap, shape) -> tuple[tuple, list[Tile]]:
     return grid, tiles
 
 
-def _on_tiles(estimate, tiles) -> list:
-    """``estimate(tile)`` for every tile, None where it raises a ``ValueError`` (that tile
-    is then flagged and filled); when every tile fails, the first tile's error is raised,
-    since it names the argument at fault."""
+def _on_tiles(estimate, tiles, callback) -> list:
+    """``estimate(tile, tile_callback)`` for every tile, None where it raises a
+    ``ValueError`` (that tile is then flagged and filled) or where it was not reached
+    because ``callback`` asked to stop (the first tile always runs); when no tile has a
+    result, the first tile's error is raised, since it names the argument at fault."""
+    progress = PartsProgress(callback, len(tiles))
     results, first_error = [], None
-    for tile in tiles:
+    for index, tile in enumerate(tiles):
+        if progress.stopped:
+            results.append(None)
+            continue
         try:
-            results.append(estimate(tile))
+            results.append(estimate(tile, progress.part(index)))
         except ValueError as error:
             results.append(None)
             first_error = first_error or error
+        progress.part_done(index)
     if first_error is not None and all(result is None for result in results):
         raise ValueError(f"every tile of the map failed; the first: {first_error}"
                          ) from first_error
@@ -148,7 +163,8 @@ def _map_of(pair: _Pair, tiles, grid, kernels, diagnostics, reliable, **fields) 
 
 
 def estimate_kernel_map(sharp, blurred, grid=(3, 3), shape=None, *,
-                        overlap: float = DEFAULT_OVERLAP, **options) -> PsfMap:
+                        overlap: float = DEFAULT_OVERLAP, callback=None,
+                        **options) -> PsfMap:
     """Kernels of a sharp/blurred pair on a grid of overlapping tiles.
 
     Parameters
@@ -162,6 +178,9 @@ def estimate_kernel_map(sharp, blurred, grid=(3, 3), shape=None, *,
         the largest.
     overlap : float
         Width of a tile over the spacing of the tile centres (>= 1; neighbours overlap).
+    callback : callable, optional
+        ``callback(step, total, current)`` with one count over all tiles (the module
+        docstring); return ``False`` to stop: the tiles not reached are failed tiles.
     **options
         Passed to :func:`psfkit.estimate_kernel` for every tile (``method``,
         ``regularization``, ``nonnegative``, ...); ``normalize`` and ``center`` are on.
@@ -181,14 +200,16 @@ def estimate_kernel_map(sharp, blurred, grid=(3, 3), shape=None, *,
     See the module docstring for the alignment: the global shift once on the whole pair,
     then per tile its sub-pixel shift, gain and offset.
     """
+    callback = optional_callable(callback)
     pair = _aligned_pair(sharp, blurred)
     if shape is not None:
         shape = kernel_shape(shape, pair.sharp.ndim)
     grid, tiles = _tiles(pair, grid, overlap, shape)
     from .estimate import estimate_kernel
 
-    estimates = _on_tiles(lambda tile: estimate_kernel(
-        pair.sharp[tile.region], pair.blurred[tile.region], shape, **options), tiles)
+    estimates = _on_tiles(lambda tile, tile_callback: estimate_kernel(
+        pair.sharp[tile.region], pair.blurred[tile.region], shape, callback=tile_callback,
+        **options), tiles, callback)
     kernels, textures, ratios, failed = [], [], [], []
     shifts, gains, offsets = [], [], []
     for tile, estimate in zip(tiles, estimates, strict=True):
@@ -427,7 +448,8 @@ class ParameterField:
 
 
 def fit_kernel_map(sharp, blurred, model: str = "gaussian", grid=(3, 3), *, shape=None,
-                   degree: int = 2, overlap: float = DEFAULT_OVERLAP, **options) -> PsfMap:
+                   degree: int = 2, overlap: float = DEFAULT_OVERLAP, callback=None,
+                   **options) -> PsfMap:
     """A parametric kernel fitted on a grid of tiles, its parameters smoothed over the
     field by a robust low-order polynomial.
 
@@ -448,6 +470,10 @@ def fit_kernel_map(sharp, blurred, model: str = "gaussian", grid=(3, 3), *, shap
         terms.
     overlap : float
         Width of a tile over the spacing of the tile centres (>= 1).
+    callback : callable, optional
+        ``callback(step, total, current)`` with one count over all tiles (the module
+        docstring); return ``False`` to stop: the tiles not reached are left out of the
+        smoothing.
     **options
         Passed to :func:`psfkit.fit_kernel` for every tile (``spacing``, ``loss``, ...).
 
@@ -474,15 +500,16 @@ def fit_kernel_map(sharp, blurred, model: str = "gaussian", grid=(3, 3), *, shap
         raise ValueError(f"model must be one model name for the whole field (see "
                          f"psfkit.MODELS), got {model!r}")
     degree = whole_number(degree, "degree")
+    callback = optional_callable(callback)
     pair = _aligned_pair(sharp, blurred)
     if shape is not None:
         shape = kernel_shape(shape, pair.sharp.ndim)
     grid, tiles = _tiles(pair, grid, overlap, shape)
     from .fit import fit_kernel
 
-    fits = _on_tiles(lambda tile: fit_kernel(
-        pair.sharp[tile.region], pair.blurred[tile.region], model, shape=shape, **options),
-        tiles)
+    fits = _on_tiles(lambda tile, tile_callback: fit_kernel(
+        pair.sharp[tile.region], pair.blurred[tile.region], model, shape=shape,
+        callback=tile_callback, **options), tiles, callback)
     failed = [f is None for f in fits]
     ratios = [np.inf if f is None else float(np.sqrt(max(f.reduced_chi2, 0.0))) for f in fits]
     textures = [0.0 if f is None else texture(pair.sharp[t.region],
@@ -517,15 +544,17 @@ def fit_kernel_map(sharp, blurred, model: str = "gaussian", grid=(3, 3), *, shap
 # ------------------------------------------------------------------------- bead maps
 
 
-def bead_map(average_beads, image, grid, options: dict) -> PsfMap:
-    """``average_beads(image[region], **options)`` on each tile of a grid over ``image``:
+def bead_map(average_beads, image, grid, options: dict, callback=None) -> PsfMap:
+    """``average_beads(image[region], **options)`` on each tile of a grid over ``image``
+    (``callback`` as for :func:`estimate_kernel_map`):
     a PSF per region with its ``beads_used``, ``spread`` and ``fwhm`` (per axis, NaN for a
     region without beads); a region where no bead is usable is filled from its nearest
     neighbours with beads."""
     image = as_float_array(image, "image")
     grid = tile_grid(grid, image.ndim)
     tiles = tiling(image.shape, grid, DEFAULT_OVERLAP, [min(MIN_TILE, n) for n in image.shape])
-    averages = _on_tiles(lambda tile: average_beads(image[tile.region], **options), tiles)
+    averages = _on_tiles(lambda tile, tile_callback: average_beads(
+        image[tile.region], callback=tile_callback, **options), tiles, callback)
     psfs, used, spread, widths = [], [], [], []
     for average in averages:
         psfs.append(None if average is None else average.psf)

@@ -1,7 +1,10 @@
 """Blur maps in a real viewer: the map mode of Fit PSF model, Estimate kernel and Average
 beads (kernel mosaic and parameter maps over the image, colorbars, styling kept on a
 re-run), and Deconvolve with a map layer (better than one average PSF on a field whose
-blur changes; a method the core refuses with a map becomes a notification)."""
+blur changes; a method the core refuses with a map becomes a notification), and Cancel
+stopping a map run in the core."""
+
+import importlib
 
 import numpy as np
 import pytest
@@ -140,6 +143,39 @@ def test_a_method_refused_with_a_map_is_a_notification_and_changes_no_layer(qtbo
     assert [layer.name for layer in viewer.layers] == before
 
 
+def test_a_stack_of_frames_is_deconvolved_frame_by_frame_with_the_map_as_the_core_does(
+        qtbot, fitted, field):
+    viewer, _ = fitted
+    psf_map = viewer.layers["blurred fitted kernel map"].metadata[PSF_MAP_KEY]
+    stack = np.stack([field.blurred, 0.5 * field.blurred + 0.1])
+    viewer.add_image(stack, name="series", scale=(1.0, *SCALE))
+    widget = dock(viewer, "Deconvolve")
+    widget.image.value = viewer.layers["series"]
+    widget.psf_source.value = "layer"
+    widget.psf.value = viewer.layers["blurred fitted kernel map"]
+    widget.method.value = "richardson_lucy"
+    widget.iterations.value = 15
+    assert widget.run() is None  # frames not declared: refused by name
+    assert widget.last_error.startswith("The image layer 'series' is 3D but the PSF map of "
+                                        "'blurred fitted kernel map' is 2D")
+    widget.frames.value = True
+    run_to_end(qtbot, widget)
+    result = viewer.layers["series deconvolved"].data
+    core = psfkit.frames.deconvolve_frames(stack, psf_map, method="richardson_lucy",
+                                           iterations=15).result
+    assert result.shape == stack.shape and result.dtype == np.float32
+    np.testing.assert_array_equal(result, core)
+    np.testing.assert_array_equal(result[0], psfkit.deconvolve(
+        field.blurred, psf_map, method="richardson_lucy", iterations=15))
+    assert "each of the 2 frames along the leading axes deconvolved on its own with the " \
+           "2D PSF map" in widget.status.value
+    entry = viewer.layers["series deconvolved"].metadata[REPRODUCE_KEY]
+    assert entry["python"].startswith("psfkit.frames.deconvolve_frames(image, "
+                                      "psfkit.fit_kernel_map(")
+    bound = {key: viewer.layers[source].data for key, source in entry["inputs"].items()}
+    np.testing.assert_array_equal(eval(entry["python"], {"psfkit": psfkit, **bound}), result)
+
+
 def test_a_map_of_another_image_is_refused_by_name(qtbot, fitted):
     viewer, _ = fitted
     viewer.add_image(np.random.default_rng(0).random((100, 120), dtype=np.float32),
@@ -229,3 +265,58 @@ def test_the_status_sentence_names_the_unreliable_tiles_and_a_constant_parameter
     assert f"fwhm_x from {width:.3g} px (top left) to {fwhm(wide)[1]:.3g} px (top right)" in text
     assert text.endswith("1 of 4 tiles unreliable, filled from their neighbours: (2, 1) "
                          "(row, column).")
+
+
+def _bead_field():
+    """Beads narrower on the left than on the right, 128 × 192."""
+    narrow = make_psf("gaussian", (15, 15), sigma=1.2)
+    wide = make_psf("gaussian", (15, 15), sigma=2.2)
+    left, _ = samples.bead_image(narrow, (128, 96), count=8, peak_snr=40, rng=0)
+    right, _ = samples.bead_image(wide, (128, 96), count=8, peak_snr=40, rng=1)
+    return np.concatenate([left, right], axis=1)
+
+
+#: Per map widget: the widget module's core function, and the diagnostic that marks a tile
+#: the core never reached (recorded like a failed one).
+MAP_CORES = {
+    "Estimate kernel": ("_estimate_widget", "estimate_kernel_map",
+                        lambda m: np.isinf(m.diagnostics["residual_ratio"])),
+    "Fit PSF model": ("_fit_widget", "fit_kernel_map",
+                      lambda m: np.isinf(m.diagnostics["residual_ratio"])),
+    "Average beads": ("_psf_widget", "average_beads",
+                      lambda m: m.diagnostics["beads_used"] == 0),
+}
+
+
+@pytest.mark.parametrize("widget_name", list(MAP_CORES))
+def test_cancel_stops_a_map_run_in_the_core_and_changes_no_layer(
+        qtbot, make_napari_viewer, monkeypatch, field, widget_name):
+    module_name, function_name, unreached = MAP_CORES[widget_name]
+    module = importlib.import_module(f"psfkit._napari.{module_name}")
+    core = getattr(module, function_name)
+    returned = []
+    monkeypatch.setattr(module, function_name,
+                        lambda *args, **kwargs: returned.append(core(*args, **kwargs))
+                        or returned[-1])
+    viewer = make_napari_viewer()
+    if widget_name == "Average beads":
+        viewer.add_image(_bead_field(), name="beads")
+    else:
+        viewer.add_image(field.sharp, name="sharp")
+        viewer.add_image(field.blurred, name="blurred")
+    before = [layer.name for layer in viewer.layers]
+    widget = dock(viewer, widget_name)
+    widget.grid.rows.value, widget.grid.cols.value = 4, 4
+    worker = widget.run()
+    assert worker is not None, widget.last_error
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        widget.cancel_button.native.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    assert "Cancelled" in widget.status.value and widget.last_error is None
+    assert [layer.name for layer in viewer.layers] == before
+    # the core itself stopped: it returned a map on which most tiles were never estimated
+    assert len(returned) == 1 and unreached(returned[0]).sum() >= 8
+    # and the widget runs again to the end
+    widget.grid.rows.value, widget.grid.cols.value = 1, 2
+    run_to_end(qtbot, widget)
+    assert len(viewer.layers) > len(before)

@@ -12,7 +12,8 @@ default) and the status line says from what to what; with resampling off it is r
 A map layer (an output of the map mode of Estimate kernel, Fit PSF model or Average beads)
 carries its :class:`psfkit.PsfMap` under ``PSF_MAP_KEY``: chosen as the PSF layer, the
 image is deconvolved with the map (``deconvolve(image, psf_map)``), which must describe an
-image of the image layer's shape.
+image of the image layer's shape, or of one frame's when the leading axes are frames (each
+frame is then deconvolved with the same map, as with a single PSF).
 
 Leading axes beyond the PSF's dimensionality (time, channels) are frames, deconvolved one
 by one; the automatic choices are made on the first frame and repeated on the others, so a
@@ -31,9 +32,9 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, LineEdit, RadioButtons, SpinBox
 
 from psfkit._validate import real_number
-from psfkit.deconvolution import METHODS, deconvolve
-from psfkit.frames import FramesRun, deconvolve_frames, repeating_call
-from psfkit.metadata import REPRODUCE_KEY, Code, python_call, reproduction, run_metadata
+from psfkit.deconvolution import METHODS
+from psfkit.frames import deconvolve_frames, repeating_call
+from psfkit.metadata import REPRODUCE_KEY, Code, python_call, reproduction
 from psfkit.models import make_psf
 from psfkit.provenance import deconvolve_command
 from psfkit.psf_map import PsfMap, check_map_fits
@@ -351,46 +352,38 @@ class DeconvolveWidget(PsfkitWidget):
             options["acceleration"] = None
         return options
 
-    def _map_job(self, psf_map: PsfMap, psf_description: dict, psf_layer):
-        """The job deconvolving the image layer with a PSF map, which describes one image
-        of its shape (no frames, no resampling: the map is in the image's pixels)."""
+    def _refuse_unticked_frames(self, data, psf, psf_layer) -> None:
+        """``ValueError`` when the image has more axes than the PSF (or map) and the
+        leading axes are not declared frames."""
+        if data.ndim <= psf.ndim or self.frames.value:
+            return
         layer = self.image.value
-        data = _check_image_layer(layer, psf_map.ndim)
-        if data.ndim != psf_map.ndim:
-            raise ValueError(
-                f"The PSF map of '{psf_layer.name}' describes one {psf_map.ndim}D image but "
-                f"the image layer '{layer.name}' is {data.ndim}D: deconvolve it with a "
-                "single PSF, or make the map on one frame and deconvolve that frame.")
-        check_map_fits(psf_map, data.shape, f"The PSF layer '{psf_layer.name}'")
-        options = self._options()
-
-        def job(callback):
-            result, info = deconvolve(np.asarray(data), psf_map, callback=callback,
-                                      return_info=True, **options)
-            run = FramesRun(result=result, reports=(run_metadata(info),), complete=True)
-            return run, psf_map.ndim, layer, psf_description, None, options
-
-        return job
+        if isinstance(psf, PsfMap):
+            which, fix = (f"PSF map of '{psf_layer.name}'",
+                          f"make the map on a {data.ndim}D pair")
+        elif psf_layer is None:
+            which, fix = "model PSF", "set the axial σ for a 3D PSF"
+        else:
+            which, fix = f"PSF layer '{psf_layer.name}'", f"choose a {data.ndim}D PSF"
+        raise ValueError(
+            f"The image layer '{layer.name}' is {data.ndim}D but the {which} is "
+            f"{psf.ndim}D: {fix}, or tick 'leading axes are frames' to deconvolve "
+            "each plane on its own.")
 
     def prepare(self):
         psf, psf_description, psf_layer = self._psf()
-        if isinstance(psf, PsfMap):
-            return self._map_job(psf, psf_description, psf_layer)
         layer = self.image.value
         data = _check_image_layer(layer, psf.ndim)
-        if data.ndim > psf.ndim and not self.frames.value:
-            which = "model PSF" if psf_layer is None else f"PSF layer '{psf_layer.name}'"
-            fix = ("set the axial σ for a 3D PSF" if psf_layer is None
-                   else f"choose a {data.ndim}D PSF")
-            raise ValueError(
-                f"The image layer '{layer.name}' is {data.ndim}D but the {which} is "
-                f"{psf.ndim}D: {fix}, or tick 'leading axes are frames' to deconvolve "
-                "each plane on its own.")
+        self._refuse_unticked_frames(data, psf, psf_layer)
         spatial = data.shape[data.ndim - psf.ndim:]
-        resampling = None if psf_layer is None else self._resampling(psf_layer, layer,
-                                                                     psf.ndim)
-        if resampling is None:
-            _refuse_larger_psf(psf.shape, spatial)
+        if isinstance(psf, PsfMap):  # in the image's pixels: every frame is its image
+            check_map_fits(psf, spatial, f"The PSF layer '{psf_layer.name}'")
+            resampling = None
+        else:
+            resampling = None if psf_layer is None else self._resampling(psf_layer, layer,
+                                                                         psf.ndim)
+            if resampling is None:
+                _refuse_larger_psf(psf.shape, spatial)
         options = self._options()
 
         def job(callback):
@@ -431,7 +424,8 @@ class DeconvolveWidget(PsfkitWidget):
             psf += " " + _describe_resampling(resampling)
         status = f"Done with {psf}: " + ", ".join(details)
         if run.result.ndim > psf_ndim:
+            kind = "PSF map" if "psf_map" in psf_description else "PSF"
             status += (f"; each of the {len(reports)} frames along the leading axes "
-                       f"deconvolved on its own with the {psf_ndim}D PSF")
+                       f"deconvolved on its own with the {psf_ndim}D {kind}")
         choice = used.get("choice")
         self.status.value = status + "." + (f" {choice['summary']}" if choice else "")

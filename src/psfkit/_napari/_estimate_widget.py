@@ -87,9 +87,8 @@ class EstimateKernelWidget(PsfkitWidget):
         inputs = {"sharp": sharp_layer.name, "blurred": blurred_layer.name}
 
         def job(callback):
-            callback(0, 1)
-            psf_map = estimate_kernel_map(sharp, blurred, grid, shape, method=method)
-            callback(1, 1)
+            psf_map = estimate_kernel_map(sharp, blurred, grid, shape, method=method,
+                                          callback=callback)
             return psf_map, blurred_layer, call, inputs
 
         return job

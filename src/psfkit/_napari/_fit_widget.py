@@ -120,10 +120,9 @@ class FitModelWidget(PsfkitWidget):
                                grid, shape=shape, spacing=spacing, loss=loss, **integrated)
 
             def map_job(callback):
-                callback(0, 1)
                 psf_map = fit_kernel_map(sharp, blurred, model, grid, shape=shape,
-                                         spacing=spacing, loss=loss, **integrated)
-                callback(1, 1)
+                                         spacing=spacing, loss=loss, callback=callback,
+                                         **integrated)
                 return psf_map, blurred_layer, (call, inputs)
 
             return map_job

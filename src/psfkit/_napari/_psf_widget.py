@@ -190,11 +190,9 @@ class AverageBeadsWidget(PsfkitWidget):
                                bead_diameter=diameter, grid=grid)
 
             def map_job(callback):
-                callback(0, 1)
                 psf_map = average_beads(data, spacing=spacing, shape=shape, method=method,
                                         threshold=threshold, bead_diameter=diameter,
-                                        grid=grid)
-                callback(1, 1)
+                                        grid=grid, callback=callback)
                 return psf_map, layer, call
 
             return map_job
