@@ -7,6 +7,7 @@ import pytest
 
 from _psf_contract import assert_psf_contract
 from psfkit import (
+    BackgroundWarning,
     PsfWarning,
     SaturationWarning,
     TruncationWarning,
@@ -16,6 +17,8 @@ from psfkit import (
 from psfkit.align import centroid
 from psfkit.metrics import kernel_error
 from psfkit.operators import fourier_shift
+from psfkit.optics import widefield_psf
+from psfkit.point_source import fit_background
 from psfkit.samples import bead_image, soft_disk
 from psfkit.samples import point_source_frame as led_frame
 
@@ -239,3 +242,74 @@ def test_prepare_psf_of_a_noise_free_bool_image_gives_a_named_error_not_a_nan_wa
         warnings.simplefilter("ignore", PsfWarning)  # saturated at 1, by design of a bool
         with pytest.raises(ValueError, match="the source has no positive flux"):
             prepare_psf(image, background=-1.0)
+
+
+# -- background in crops a defocused source fills (issue 14) --------------------------------
+
+
+def _widefield_bead(shape, peak, background=20.0, rng=0):
+    """A widefield bead stack (NA 1.2 water, λ 0.52 µm) of ``shape`` voxels of
+    0.1 × 0.065 × 0.065 µm, ``peak`` photons at its brightest voxel on ``background``
+    photons, Poisson-sampled: its defocused planes reach every side of the crop."""
+    truth = widefield_psf(shape, (0.1, 0.065, 0.065), numerical_aperture=1.2,
+                          wavelength=0.52, immersion_index=1.33)
+    photons = truth * (peak / truth.max()) + background
+    return np.random.default_rng(rng).poisson(photons).astype(np.float32), truth
+
+
+def test_tight_3d_widefield_crop_keeps_the_defocused_light_out_of_the_background():
+    # 55 of the 20 photons per voxel were taken for background before the level was
+    # settled (PSF 0.15 from the truth); a background region exists at the focal corners
+    stack, truth = _widefield_bead((61, 49, 49), 20000.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)  # defocused light leaves any crop
+        warnings.simplefilter("error", BackgroundWarning)
+        psf, info = prepare_psf(stack, shape=truth.shape, return_info=True)
+        known = prepare_psf(stack, shape=truth.shape, background=20.0)
+    assert info.background == pytest.approx(20.0, abs=0.25 * info.noise_sigma)
+    assert not info.background_uncertain
+    assert kernel_error(psf, truth) < 0.05
+    assert kernel_error(psf, truth) < 1.5 * kernel_error(known, truth)
+
+
+def test_3d_widefield_bead_that_fills_its_crop_warns_and_fits_its_darkest_part():
+    # no voxel of this crop is pure background: the median start settled at 80 photons
+    stack, truth = _widefield_bead((41, 33, 33), 20000.0)
+    with warnings.catch_warnings(), pytest.warns(BackgroundWarning, match="fills the frame"):
+        warnings.simplefilter("ignore", TruncationWarning)
+        psf, info = prepare_psf(stack, shape=truth.shape, return_info=True)
+    assert info.background_uncertain
+    assert any("pure background" in message for message in info.warnings)
+    assert 20.0 - info.noise_sigma < info.background < 20.0 + 0.5 * info.noise_sigma
+    assert kernel_error(psf, truth) < 0.06
+
+
+@pytest.mark.parametrize(("size", "fills"), [(15, True), (41, False)])
+def test_defocus_disk_in_a_tight_and_a_loose_crop(size, fills):
+    # a disk of radius 6 (8.5 px with its blur) in a 15 px crop leaves only the corners
+    truth = soft_disk(6.0)
+    whole = led_frame(truth, (40.3, 39.8), (81, 81), hot_pixels=(), rng=0)
+    half = size // 2
+    frame = whole[40 - half:41 + half, 40 - half:41 + half]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        psf, info = prepare_psf(frame, shape=truth.shape, return_info=True)
+    warned = any(issubclass(w.category, BackgroundWarning) for w in caught)
+    assert warned == info.background_uncertain == fills
+    # before: 379 (3 noise sigmas up) and a PSF 0.34 from the truth in the tight crop
+    assert info.background == pytest.approx(120.0, abs=0.5 * info.noise_sigma)
+    assert kernel_error(psf, truth) < 0.06
+
+
+def test_auto_background_tilts_only_along_a_significant_slope():
+    rng = np.random.default_rng(5)
+    flat = rng.normal(50.0, 2.0, (24, 32, 32)).astype(np.float32)
+    level, _, filled = fit_background(flat, 2.0, "auto")
+    assert np.ptp(level) == 0.0 and not filled  # noise alone: a constant
+    assert np.ptp(fit_background(flat, 2.0, "plane")[0]) > 0.0  # "plane" always tilts
+    z = np.arange(24, dtype=np.float32)[:, None, None]
+    sloped = flat + 0.2 * z  # 0.1 sigma per plane along z only
+    level, _, _ = fit_background(sloped, 2.0, "auto")
+    np.testing.assert_allclose(np.ptp(level, axis=0), 0.2 * 23, rtol=0.1)
+    assert np.ptp(level, axis=2).max() == 0.0  # no tilt along x
+    assert np.ptp(level, axis=1).max() == 0.0  # nor y

@@ -33,12 +33,20 @@ from .noise import noise_sigma
 from .operators import Convolver, convolve
 from .optics import confocal_psf, widefield_psf
 from .profiles import Profile, axial_profile, radial_profile
-from .psf import PsfReport, PsfWarning, SaturationWarning, TruncationWarning, prepare_psf
+from .psf import (
+    BackgroundWarning,
+    PsfReport,
+    PsfWarning,
+    SaturationWarning,
+    TruncationWarning,
+    prepare_psf,
+)
 from .psf_map import PsfMap
 from .units import UndersamplingWarning, resample_psf
 
 __all__ = [
     "MODELS",
+    "BackgroundWarning",
     "BeadAverage",
     "Convolver",
     "Deconvolver",

@@ -591,7 +591,8 @@ def add_psf(subparsers) -> None:
         description="Clean, centre and normalise the photo of one point source (a bead, an "
                     "LED, a star; 2D or 3D TIFF): hot pixels replaced, background removed, "
                     "noise outside the source cut. Prints its centre, width, SNR, "
-                    "background and noise, and any warning (saturated, cut by the edge).")
+                    "background and noise, and any warning (saturated, cut by the edge, "
+                    "no background around the source).")
     parser.add_argument("image", help="the photo of the point source, TIFF")
     _add_psf_options(parser)
     parser.add_argument("--centre", type=_spacing, default=None,

@@ -53,6 +53,19 @@ SUPPORT_THRESHOLD = 3.0
 SUPPORT_MARGIN = 2.0
 #: Significant regions this close (pixels) to a PSF's core are part of it (Airy rings).
 RING_GAP = 3.0
+#: Most rounds of :func:`fit_background` (a defocused bead filling its crop settles in ~6).
+BACKGROUND_ROUNDS = 12
+#: :func:`fit_background` stops when its level moves by less than this many noise sigmas.
+BACKGROUND_TOLERANCE = 0.02
+#: Fewest pixels a background level is fitted on (fewer: the frame's rim median instead).
+MIN_BACKGROUND_PIXELS = 20
+#: A background level brighter than more than this share of the frame (smoothed, by
+#: 3 noise sigmas) lies in the source's light. Measured (benchmarks/bench_psf.py, tight
+#: crops): ~0.2 % in pure noise, at most 3 % in crops that hold a background region, 21 % and
+#: more in crops the source fills.
+DARKER_FRACTION = 0.10
+#: A fitted background slope counts when it exceeds this many standard errors (3-sigma rule).
+SLOPE_SIGNIFICANCE = 3.0
 
 
 def _full_structure(ndim: int) -> np.ndarray:
@@ -111,57 +124,114 @@ def significance(image: np.ndarray, sigma: float) -> np.ndarray:
     return smoothed / max(_smoothed_noise(sigma, image.ndim), 1e-30)
 
 
-def fit_background(image: np.ndarray, sigma: float, model="auto", *, iterations: int = 2,
-                   max_samples: int = 200_000) -> tuple[np.ndarray | float, np.ndarray]:
+def fit_background(image: np.ndarray, sigma: float, model="auto", *,
+                   iterations: int = BACKGROUND_ROUNDS, tolerance: float = BACKGROUND_TOLERANCE,
+                   max_samples: int = 200_000) -> tuple[np.ndarray | float, np.ndarray, bool]:
     """Background under the sources: a constant or a plane fitted away from them.
 
-    Alternates between fitting the model to the pixels outside the source mask (clipping
-    residuals beyond 3 sigma) and masking the pixels whose smoothed residual is significant,
-    grown by a few pixels. ``model`` is ``"auto"``/``"plane"``, ``"constant"``, a number
-    (a known level), or ``None`` (no background).
+    From a starting level, alternates between fitting the model to the pixels outside the
+    source mask (clipping residuals beyond 3 sigma) and masking the pixels whose smoothed
+    residual is significant, grown by a few pixels, until the level moves by less than
+    ``tolerance`` noise sigmas (at least two rounds, at most ``iterations``). ``model`` is
+    ``"plane"``, ``"auto"`` (a plane whose slope along each axis is kept only when it is
+    significant, :func:`_plane`), ``"constant"``, a number (a known level), or ``None``
+    (no background).
 
-    Returns the background (a float or an array of ``image.shape``) and the source mask.
+    The start is the median. When the source fills most of the frame (a defocused widefield
+    bead in a tight crop) the median lies in its light, and each round masks more of its
+    faint tails: stopping before the level settles would leave that light in the
+    background. If the settled level is still brighter than more than
+    :data:`DARKER_FRACTION` of the frame (smoothed, by 3 noise sigmas), which a background
+    cannot be, the source fills the frame: the fit is repeated from the darkest smoothed
+    pixel, so it settles on the lowest consistent level instead.
+
+    Returns the background (a float or an array of ``image.shape``), the source mask it
+    was fitted outside of, and whether the source filled the frame (the fit from the
+    darkest pixel was needed; it may still hold some of the source's light).
     """
     mask = np.zeros(image.shape, dtype=bool)
     if model is None or model == "none":
-        return 0.0, mask
+        return 0.0, mask, False
     if not isinstance(model, str):
-        return float(model), mask
+        return float(model), mask, False
     if model not in ("auto", "plane", "constant"):
         raise ValueError(
             f"background must be 'auto', 'plane', 'constant', a number or None, got {model!r}")
-    plane = model in ("auto", "plane")
+    settle = dict(model=model, iterations=iterations, tolerance=tolerance,
+                  max_samples=max_samples)
+    background, mask = _settled_background(image, sigma, float(np.median(image)), **settle)
+    darker = significance(image - background, sigma) < -SUPPORT_THRESHOLD
+    filled = bool(np.mean(darker) > DARKER_FRACTION)
+    if filled:
+        darkest = float(ndi.gaussian_filter(image, SMOOTHING, mode="nearest").min())
+        background, mask = _settled_background(image, sigma, darkest, **settle)
+    return background, mask, filled
+
+
+def _settled_background(image: np.ndarray, sigma: float, start: float, *, model: str,
+                        iterations: int, tolerance: float,
+                        max_samples: int) -> tuple[np.ndarray | float, np.ndarray]:
+    """The rounds of :func:`fit_background` from the level ``start``. When the pixels run
+    out, the last level fitted on enough of them is kept (the frame's rim median if none
+    was)."""
+    slope_noise = sigma if model == "auto" else None
     values = image.ravel()
-    background: np.ndarray | float = float(np.median(image))
+    background: np.ndarray | float = start
+    mask = fitted_outside = np.zeros(image.shape, dtype=bool)
     stride = max(1, image.size // max_samples)
-    for _ in range(iterations):
-        residual = image - background
-        keep = ~mask.ravel() & (np.abs(residual.ravel()) < 3 * sigma + 1e-30)
-        if keep.sum() < max(20, image.ndim + 2):
-            # almost everything is source: fall back to the outermost pixels
-            return float(np.median(rim(image, width=1))), mask
+    for round_ in range(iterations):
+        keep = ~mask.ravel() & (np.abs(image - background).ravel() < 3 * sigma + 1e-30)
+        if keep.sum() < MIN_BACKGROUND_PIXELS:
+            if round_ == 0:  # almost everything is source: fall back to the outermost pixels
+                return float(np.median(rim(image, width=1))), mask
+            break
         chosen = np.flatnonzero(keep)[::stride]
-        if plane:
-            background = _plane(image, chosen)
-        else:
+        previous, fitted_outside = background, mask
+        if model == "constant":
             background = float(values[chosen].mean())
+        else:
+            background = _plane(image, chosen, slope_noise)
         source = significance(image - background, sigma) > SUPPORT_THRESHOLD
         mask = ndi.binary_dilation(source, _full_structure(image.ndim), iterations=3)
-    return background, mask
+        # the first round's mask comes from the start alone: always fit once more with it
+        settled = np.max(np.abs(np.subtract(background, previous))) < tolerance * sigma
+        if round_ >= 1 and settled:
+            break
+    return background, fitted_outside
 
 
-def _plane(image: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+def _plane(image: np.ndarray, chosen: np.ndarray, sigma: float | None = None) -> np.ndarray:
     """The least-squares plane through the pixels of ``image`` at the flat indices
-    ``chosen``, as a float32 array of ``image.shape``. Coordinates are divided by the
-    longest axis so the design matrix is well conditioned."""
+    ``chosen``, as a float32 array of ``image.shape``.
+
+    With a noise ``sigma``, the slope along an axis is kept only when it exceeds
+    :data:`SLOPE_SIGNIFICANCE` of its standard errors (white noise of ``sigma``), and the
+    plane is refitted without the others: where the pixels span a narrow part of an axis
+    (the focal plane's corners of a defocused bead's tight crop) an unneeded slope is
+    extrapolated across the frame and takes source light away on one side.
+    Coordinates are centred on the chosen pixels and divided by the longest axis, so the
+    design matrix is well conditioned and dropping a slope leaves the mean level.
+    """
     scale = max(max(image.shape) - 1, 1)
-    coordinates = np.unravel_index(chosen, image.shape)
-    design = np.stack([np.ones(chosen.size)] + [c / scale for c in coordinates], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, image.ravel()[chosen].astype(np.float64),
-                                       rcond=None)
+    coordinates = [c / scale for c in np.unravel_index(chosen, image.shape)]
+    centres = [float(c.mean()) for c in coordinates]
+    values = image.ravel()[chosen].astype(np.float64)
+    axes = list(range(image.ndim))
+    while True:
+        design = np.stack([np.ones(chosen.size)]
+                          + [coordinates[a] - centres[a] for a in axes], axis=1)
+        coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
+        if sigma is None or not axes:
+            break
+        errors = sigma * np.sqrt(np.diag(np.linalg.pinv(design.T @ design))[1:])
+        significant = [a for a, c, e in zip(axes, coefficients[1:], errors, strict=True)
+                       if abs(c) > SLOPE_SIGNIFICANCE * e]
+        if len(significant) == len(axes):
+            break
+        axes = significant
     plane = np.float32(coefficients[0])
-    for axis, (c, n) in enumerate(zip(coefficients[1:], image.shape, strict=True)):
-        ramp = (np.arange(n, dtype=np.float64) / scale).reshape(
+    for axis, c in zip(axes, coefficients[1:], strict=True):
+        ramp = (np.arange(image.shape[axis], dtype=np.float64) / scale - centres[axis]).reshape(
             [-1 if a == axis else 1 for a in range(image.ndim)])
         plane = plane + (c * ramp).astype(np.float32)
     return np.broadcast_to(plane, image.shape).astype(np.float32)
@@ -412,9 +482,11 @@ class _Frame:
     ``raw`` is the input as given (the saturation test needs its values), ``data`` the float
     frame with hot pixels replaced and ``background`` (a float or an array of its shape)
     subtracted, ``sigma`` its white-noise standard deviation and ``hot_pixels`` the (K, D)
-    indices of the replaced pixels. ``data``, ``background`` and ``sigma`` are in the input's
-    units divided by ``scale``, the exact power of two that brings an image of extreme
-    magnitude near 1 (:func:`psfkit._validate.rescaled`; 1 for ordinary images).
+    indices of the replaced pixels; ``filled`` says the source filled the frame, so that the
+    fitted background may hold some of its light (:func:`fit_background`). ``data``,
+    ``background`` and ``sigma`` are in the input's units divided by ``scale``, the exact
+    power of two that brings an image of extreme magnitude near 1
+    (:func:`psfkit._validate.rescaled`; 1 for ordinary images).
     """
 
     raw: np.ndarray
@@ -422,6 +494,7 @@ class _Frame:
     background: np.ndarray | float
     sigma: float
     hot_pixels: np.ndarray
+    filled: bool = False
     scale: float = 1.0
 
 
@@ -442,7 +515,7 @@ def _clean_frame(image, name, background, hot_pixels) -> _Frame:
         data, hot = remove_hot_pixels(data, sigma)
     if sigma <= 0:
         sigma = max(float(np.std(data)) * 1e-3, 1e-12)
-    level, _ = fit_background(data, sigma, background)
+    level, _, filled = fit_background(data, sigma, background)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, by name
         cleaned = data - level
     if not all_finite(np.asarray(cleaned)):
@@ -450,4 +523,4 @@ def _clean_frame(image, name, background, hot_pixels) -> _Frame:
                          "values that subtracting it overflows; give the level in the "
                          "image's units, or 'auto'")
     return _Frame(raw=raw, data=cleaned, background=level, sigma=sigma, hot_pixels=hot,
-                  scale=scale)
+                  filled=filled, scale=scale)

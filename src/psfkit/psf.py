@@ -1,11 +1,11 @@
 """One point source: :func:`prepare_psf` turns a photo of a bead, an LED or a star into a
 clean, centred, normalised PSF, and with ``return_info=True`` a :class:`PsfReport` of what it
-found; :class:`SaturationWarning` and :class:`TruncationWarning` say when the source cannot
-give a faithful PSF.
+found; :class:`SaturationWarning`, :class:`TruncationWarning` and :class:`BackgroundWarning`
+say when the source cannot give a faithful PSF.
 
-The source is found (:func:`_source_seed`), checked (:func:`_check_saturation`,
-:func:`_check_truncation`), cropped and finished with the steps of :mod:`psfkit.point_source`,
-which :func:`psfkit.beads.average_beads` shares.
+The source is found (:func:`_source_seed`), checked (:func:`_check_background`,
+:func:`_check_saturation`, :func:`_check_truncation`), cropped and finished with the steps of
+:mod:`psfkit.point_source`, which :func:`psfkit.beads.average_beads` shares.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .point_source import (
 )
 
 __all__ = [
+    "BackgroundWarning",
     "PsfReport",
     "PsfWarning",
     "SaturationWarning",
@@ -51,6 +52,11 @@ class SaturationWarning(PsfWarning):
 
 class TruncationWarning(PsfWarning):
     """The point source runs off the frame: part of the PSF is missing."""
+
+
+class BackgroundWarning(PsfWarning):
+    """The frame holds no pure-background region: the source's light fills it, so the fitted
+    background may hold some of that light."""
 
 
 @dataclass
@@ -76,8 +82,9 @@ class PsfReport:
         Background-subtracted sum of the source inside its support, in input units.
     hot_pixels : int
         Number of hot pixels replaced.
-    saturated, truncated : bool
-        Whether a :class:`SaturationWarning` / :class:`TruncationWarning` was issued.
+    saturated, truncated, background_uncertain : bool
+        Whether a :class:`SaturationWarning` / :class:`TruncationWarning` /
+        :class:`BackgroundWarning` was issued.
     warnings : list of str
         The warning messages, also issued through :func:`warnings.warn`.
     """
@@ -92,6 +99,7 @@ class PsfReport:
     hot_pixels: int
     saturated: bool = False
     truncated: bool = False
+    background_uncertain: bool = False
     warnings: list[str] = field(default_factory=list)
 
 
@@ -127,6 +135,17 @@ def _source_seed(z: np.ndarray, centre) -> tuple[int, ...]:
             "sigmas above the background; pass a frame holding a bead, LED or star, or its "
             "centre")
     return seed
+
+
+def _check_background(filled: bool, messages: list[str]) -> bool:
+    """Warns when the source ``filled`` the frame, so that no part of it is pure background
+    (:func:`psfkit.point_source.fit_background`); returns ``filled``."""
+    if filled:
+        _warn(messages, BackgroundWarning,
+              "the point source fills the frame: no part of it is pure background, so the "
+              "background was fitted on its darkest part and may hold some of the source's "
+              "light; crop wider, or pass the camera's background level as background=")
+    return filled
 
 
 def _check_saturation(raw: np.ndarray, core: np.ndarray, saturation,
@@ -228,6 +247,9 @@ def prepare_psf(
         The source's core reached the saturation level (the PSF is flattened).
     TruncationWarning
         The source touches the frame edge or extends beyond a requested ``shape``.
+    BackgroundWarning
+        The source fills the frame (no part of it is pure background), so the fitted
+        background may hold some of its light.
 
     Notes
     -----
@@ -260,6 +282,7 @@ def prepare_psf(
     if shape is not None:
         shape = kernel_shape(shape, frame.data.ndim)
     messages: list[str] = []
+    background_uncertain = _check_background(frame.filled, messages)
     z = significance(frame.data, frame.sigma)
     core, support = source_support(z, _source_seed(z, centre))
     found = weighted_centre(frame.data, support)
@@ -286,6 +309,7 @@ def prepare_psf(
         hot_pixels=len(frame.hot_pixels),
         saturated=saturated,
         truncated=truncated,
+        background_uncertain=background_uncertain,
         warnings=messages,
     )
     return finite_result(psf, "prepare_psf"), finite_result(report, "prepare_psf")

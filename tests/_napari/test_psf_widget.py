@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from _widget_helpers import run_to_end
+from _widget_helpers import dock, run_to_end
 
 from psfkit import make_psf
 from psfkit._napari._psf_widget import AverageBeadsWidget, PreparePsfWidget
-from psfkit.samples import bead_image, sample_point_source
+from psfkit.samples import bead_image, point_source_frame, sample_point_source, soft_disk
 
 
 @pytest.fixture
@@ -101,3 +101,18 @@ def test_average_beads_shows_psf_and_coloured_bead_points(qtbot, make_napari_vie
     used = points.data[features["accepted"].to_numpy()]
     nearest = [np.min(np.linalg.norm(centres - p, axis=1)) for p in used]
     assert max(nearest) < 0.15
+
+
+def test_a_crop_the_source_fills_says_so_in_the_status(qtbot, make_napari_viewer):
+    # a defocus disk of radius 6 (8.5 px with its blur) in a 15 px crop: only the corners
+    # are background, which the median start took from the disk
+    viewer = make_napari_viewer()
+    whole = point_source_frame(soft_disk(6.0), (40.3, 39.8), (81, 81), hot_pixels=(), rng=0)
+    viewer.add_image(whole[33:48, 33:48], name="tight LED")
+    widget = dock(viewer, "Prepare PSF")
+    widget.image.value = viewer.layers["tight LED"]
+    run_to_end(qtbot, widget)
+    assert "fills the frame" in widget.status.value
+    metadata = viewer.layers["tight LED PSF"].metadata
+    assert any("pure background" in message for message in metadata["warnings"])
+    assert metadata["background"] == pytest.approx(120.0, abs=0.5 * metadata["noise_sigma"])

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 ACCEPTED_COLOUR = (0.2, 0.9, 0.3, 1.0)
 REJECTED_COLOUR = (1.0, 0.25, 0.2, 1.0)
 
-BACKGROUND_CHOICES = [("auto (plane)", "auto"), ("constant", "constant"), ("none", None)]
+BACKGROUND_CHOICES = [("auto (plane or constant)", "auto"), ("plane", "plane"),
+                      ("constant", "constant"), ("none", None)]
 
 #: Smallest region, in pixels per axis, that a PSF is prepared from.
 MINIMUM_REGION = 3
@@ -72,8 +73,8 @@ class PreparePsfWidget(PsfkitWidget):
         "image": "The image of a point-like source.",
         "region": "A point on the source, or a shape around it; none: the brightest spot.",
         "size": "The PSF's width in pixels (odd); 0 chooses it from the source.",
-        "background": "What is subtracted around the source: a fitted plane, a constant, "
-                      "or nothing.",
+        "background": "What is subtracted around the source: a fitted plane (auto: tilted "
+                      "only where the data show a slope), a constant, or nothing.",
         "hot_pixels": "Replace isolated bright pixels (hot pixels, cosmic rays) first.",
     }
 
