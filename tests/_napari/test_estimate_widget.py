@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _widget_helpers import run_to_end
+from _widget_helpers import dock, run_to_end
 
 from psfkit import make_psf
 from psfkit._napari._estimate_widget import EstimateKernelWidget
@@ -17,8 +17,8 @@ def pair_viewer(make_napari_viewer):
                         shift=(0.5, -0.8), rng=3)
     viewer.add_image(pair.sharp, name="sharp", scale=(0.2, 0.2))
     viewer.add_image(pair.blurred, name="blurred", scale=(0.2, 0.2))
-    widget = EstimateKernelWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Estimate kernel")
+    assert isinstance(widget, EstimateKernelWidget)
     widget.sharp.value = viewer.layers["sharp"]
     widget.blurred.value = viewer.layers["blurred"]
     return viewer, widget, pair
@@ -81,8 +81,8 @@ def test_cancel_changes_no_layer(qtbot, make_napari_viewer):
     pair = blurred_pair(make_psf("disk", (15, 15), radius=4.0), (256, 256), noise=0.01, rng=4)
     viewer.add_image(pair.sharp, name="sharp")
     viewer.add_image(pair.blurred, name="blurred")
-    widget = EstimateKernelWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Estimate kernel")
+    assert isinstance(widget, EstimateKernelWidget)
     widget.sharp.value = viewer.layers["sharp"]
     widget.blurred.value = viewer.layers["blurred"]
     worker = widget.run()

@@ -14,8 +14,8 @@ def led_viewer(make_napari_viewer):
     viewer = make_napari_viewer()
     led = sample_point_source()
     viewer.add_image(led["image"], name="LED")
-    widget = PreparePsfWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Prepare PSF")
+    assert isinstance(widget, PreparePsfWidget)
     return viewer, widget, led
 
 
@@ -84,8 +84,8 @@ def test_average_beads_shows_psf_and_coloured_bead_points(qtbot, make_napari_vie
                                 min_distance=26, rng=3)
     image[20, 50:58, 2:6] += 2000.0  # a bright blob cut by the edge: rejected, not fatal
     viewer.add_image(image, name="beads", scale=(0.3, 0.1, 0.1))
-    widget = AverageBeadsWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Average beads")
+    assert isinstance(widget, AverageBeadsWidget)
     run_to_end(qtbot, widget)
     psf_layer = viewer.layers["beads averaged PSF"]
     assert psf_layer.data.sum() == pytest.approx(1.0, abs=1e-5)
