@@ -326,7 +326,9 @@ def pupil_quadrature(defocus: np.ndarray, objective: Objective, wavelength: floa
         phase = pupil_phase(rho, extremes, objective, wavelength).imag
         change = (np.abs(np.diff(phase, axis=1)).sum(axis=1).max()
                   + largest_bessel_argument * abs(end - start))
-        t, w = _gauss_legendre(int(np.ceil(NODES_PER_RADIAN * change)) + NODES_MARGIN)
+        # optics that overflow (refused by name after the rendering) have no finite count
+        extra = int(np.ceil(NODES_PER_RADIAN * change)) if np.isfinite(change) else 0
+        t, w = _gauss_legendre(extra + NODES_MARGIN)
         if mapped:
             nodes.append(start + (end - start) * t**2)
             weights.append(2 * abs(end - start) * t * w)
