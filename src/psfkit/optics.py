@@ -1,6 +1,7 @@
-"""Microscope PSFs from the optics: the scalar Gibson–Lanni model of a widefield
-microscope (:func:`widefield_psf`) and a confocal one (:func:`confocal_psf`), in physical
-units, integrated over each voxel.
+"""Microscope PSFs from the optics: the Gibson–Lanni model of a widefield microscope
+(:func:`widefield_psf`) and a confocal one (:func:`confocal_psf`), in physical units,
+integrated over each voxel, in two light models (``theory``): vectorial (the default) and
+scalar.
 
 Forward model. A point source at ``depth`` below the coverslip, in a sample of refractive
 index ``ns``, is imaged by an objective of numerical aperture ``NA`` designed for an
@@ -17,7 +18,10 @@ shift, so that ``z = 0`` is where a paraxial ray comes to focus and what remains
 refractive-index mismatch is the spherical aberration that grows with depth. The
 coverslip is taken to be the one the objective was designed for (its terms cancel).
 Beyond the sample's critical angle (``s > ns``) the root is imaginary and the pupil
-amplitude decays as an evanescent wave. The intensity at distance ``r`` from the axis is
+amplitude decays as an evanescent wave.
+
+Scalar theory (``theory="scalar"``, Kirchhoff diffraction). The intensity at distance
+``r`` from the axis is
 
     I(r, z) = | ∫₀¹ exp(i W(ρ, z)) J0(k NA r ρ) ρ dρ |².
 
@@ -32,6 +36,27 @@ integral, so they minimise the error of the amplitude in the image, and are solv
 rank-revealing QR that drops directions below 1e-8 of the largest, which keeps the
 coefficients moderate.
 
+Vectorial theory (``theory="vectorial"``, the default; Richards and Wolf 1959, in the form
+of Török et al. 1995 and Aguet 2009). The field at the focus has three components; for an
+unpolarised (or freely rotating) emitter the intensity is
+
+    I(r, z) = |I0|² + 2 |I1|² + |I2|²,
+    In(r, z) = ∫₀¹ exp(i W(ρ, z)) An(ρ) Jn(k NA r ρ) ρ dρ,
+
+with ``A0 = (t_s + t_p cos θ_s) / √cos θ_i``, ``A1 = t_p sin θ_s / √cos θ_i`` and
+``A2 = (t_s − t_p cos θ_s) / √cos θ_i``: ``t_s``, ``t_p`` the products of the Fresnel
+transmission coefficients through the coverslip (index ``coverslip_index``) for s- and
+p-polarised light, ``θ_s``, ``θ_i`` the ray's angles in the sample and the immersion, and
+``1 / √cos θ_i`` the aplanatic lens' apodisation ``√cos θ_i`` written for the measure
+``ρ dρ``. The scalar theory is the limit ``A0 = 2, A1 = A2 = 0`` of small angles; at
+NA 1.2–1.4 the vectorial focus is 7–11 % wider laterally. The three integrals are
+computed by Gauss–Legendre quadrature over the pupil, for all planes and radii as two
+real matrix products (J2 from the J0 and J1 tables, ``J2(x) = 2 J1(x) / x − J0(x)``).
+The rule has enough nodes for the phase change of the integrand (pupil phase plus Bessel
+argument); where the sample's critical angle lies inside the pupil the pupil is split
+there and each piece mapped by ``ρ = ρc + (edge − ρc) t²``, which removes the square-root
+branch point that would slow the rule to algebraic convergence.
+
 The PSF is integrated over each voxel by averaging sub-samples (the radial profile is
 computed on a fine grid and interpolated linearly), normalised to unit sum, float32, with
 odd shape and the source on the centre voxel ``shape // 2``. A confocal PSF is the
@@ -41,6 +66,13 @@ micrometres.
 
 References
 ----------
+B. Richards and E. Wolf, "Electromagnetic diffraction in optical systems II. Structure of
+the image field in an aplanatic system", Proc. R. Soc. A 253, 358 (1959).
+P. Török, P. Varga, Z. Laczik and G. R. Booker, "Electromagnetic diffraction of light
+focused through a planar interface between materials of mismatched refractive indices: an
+integral representation", J. Opt. Soc. Am. A 12, 325 (1995).
+F. Aguet, "Super-resolution fluorescence microscopy based on physical models", EPFL thesis
+4418 (2009), the model of psfmodels' ``vectorial_psf``.
 S. F. Gibson and F. Lanni, "Experimental test of an analytical model of aberration in an
 oil-immersion objective lens used in three-dimensional light microscopy", J. Opt. Soc. Am.
 A 8, 1601 (1991).
@@ -526,8 +558,9 @@ def widefield_psf(shape, spacing, *, numerical_aperture: float, wavelength: floa
     Notes
     -----
     The model, its approximations and references are in the module docstring of
-    :mod:`psfkit.optics`. The lateral FWHM in focus is close to ``0.51 λ / NA``, the axial
-    one to ``0.88 λ / (n − √(n² − NA²))``.
+    :mod:`psfkit.optics`. The lateral FWHM in focus is close to ``0.51 λ / NA`` (the scalar
+    rule; the vectorial focus is wider by 7 % at NA 1.2 and 11 % at NA 1.4), the axial one
+    to ``0.88 λ / (n − √(n² − NA²))``.
 
     Examples
     --------
