@@ -7,17 +7,18 @@ for one seed). Prints a Markdown table and writes it to
 
 Forward model. A cell-like volume (``psfkit.samples.scene("blobs")``, structures of several
 sizes on a faint floor) of 32 × 96 × 96 voxels of 0.2 × 0.065 × 0.065 µm is blurred by the
-*vectorial* PSF of psfmodels (Aguet's model, polarisation included: the truth here, which
-psfkit does not model) at the image's voxels, for an NA 1.2 water objective at λ 0.52 µm,
-and Poisson-sampled with 1000 photons at the brightest voxel. The volume is cut from a
+*vectorial* PSF of psfmodels (Aguet's implementation, polarisation included: the truth
+here) at the image's voxels, for an NA 1.2 water objective at λ 0.52 µm, and
+Poisson-sampled with 1000 photons at the brightest voxel. The volume is cut from a
 larger scene, so its edges see blur from outside, as a camera's do.
 
 It is deconvolved with a fixed method (``richardson_lucy`` at 40 iterations, near the best
-count for the true PSF, and at twice that; and ``auto``) with three PSFs:
+count for the true PSF, and at twice that; and ``auto``) with these PSFs:
 
 (a) the true PSF, the one that blurred it;
-(b) ``psfkit.widefield_psf`` regenerated from the same optics (scalar Gibson–Lanni,
-    integrated over each voxel);
+(b) ``psfkit.widefield_psf`` regenerated from the same optics (its default vectorial
+    Gibson–Lanni model, integrated over each voxel); (b′) the same with
+    ``theory="scalar"``, the scalar model;
 (c) a *measured bead stack*: the vectorial PSF rendered at a 4× finer z step (0.05 µm),
     in a frame 16 voxels wider per side than the PSF's box, scaled to 20 000 photons at
     its peak on a background of 20 photons, Poisson-sampled, cleaned by
@@ -26,9 +27,9 @@ count for the true PSF, and at twice that; and ``auto``) with three PSFs:
     background fitted by ``prepare_psf`` (``"auto"``).
 
 Each result's relative L2 error against the truth is reported with its ratio to (a)'s; the
-bar is a ratio ≤ 1.05 for (b) and (c). The z planes of psfmodels are point samples of the
-focus (a z-stack moves the stage, it does not integrate over z), laterally integrated by
-its 3× oversampling.
+bar is a ratio ≤ 1.05 for (b) and (c); (b′) shows what the scalar model costs. The z
+planes of psfmodels are point samples of the focus (a z-stack moves the stage, it does not
+integrate over z), laterally integrated by its 3× oversampling.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ BEAD_PHOTONS, BEAD_BACKGROUND = 20000.0, 20.0
 BEAD_FRAME_MARGIN = 16      # voxels of the bead frame beyond the PSF box, per side
 RL_ITERATIONS = 40           # near the best count for the true PSF (of 20, 40, 80)
 PSF_LABELS = {"true": "(a) true vectorial PSF", "optics": "(b) widefield_psf from the optics",
+              "optics, scalar": "(b′) as (b), theory=\"scalar\"",
               "bead stack": "(c) bead stack at 0.05 µm z, resampled",
               "bead stack, fitted background": "(c′) as (c), background fitted by "
                                                "prepare_psf"}
@@ -100,9 +102,11 @@ def bead_stack_psf(shape, spacing, optics, *, background="known", z_factor=BEAD_
 
 
 def psfs(shape, spacing, optics, *, rng=0) -> dict[str, np.ndarray]:
-    """The three PSFs (a), (b), (c) of the module docstring, keyed as ``PSF_LABELS``."""
+    """The PSFs (a), (b), (b′), (c), (c′) of the module docstring, keyed as
+    ``PSF_LABELS``."""
     return {"true": vectorial_psf(shape, spacing, optics),
             "optics": widefield_psf(shape, spacing, **optics),
+            "optics, scalar": widefield_psf(shape, spacing, theory="scalar", **optics),
             "bead stack": bead_stack_psf(shape, spacing, optics, rng=rng),
             "bead stack, fitted background": bead_stack_psf(shape, spacing, optics,
                                                             background="auto", rng=rng)}
@@ -146,7 +150,7 @@ def case_rows(seed: int) -> list[str]:
 
 
 def psf_rows(seed: int) -> list[str]:
-    """How far (b) and (c) are from the true PSF themselves."""
+    """How far the other PSFs are from the true one themselves."""
     candidates = psfs(PSF_SHAPE, SPACING, WATER, rng=seed)
     return [f"| {PSF_LABELS[name]} | {relative_l2(psf, candidates['true']):.4f} |"
             for name, psf in candidates.items() if name != "true"]

@@ -1,5 +1,6 @@
-"""Microscope PSFs from the optics: textbook widths, the Bessel series against direct
-quadrature, psfmodels' Gibson–Lanni where it installs, and the PSF contract."""
+"""Microscope PSFs from the optics: textbook widths, the Bessel series and the vectorial
+quadrature against direct quadrature, psfmodels' scalar and vectorial Gibson–Lanni where
+it installs, and the PSF contract."""
 
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from psfkit.optics import (
     lommel_integrals,
     pupil_phase,
     radial_intensity,
+    vectorial_pupil_factors,
+    vectorial_radial_intensity,
     widefield_psf,
 )
 from psfkit.psf import fwhm
@@ -47,16 +50,43 @@ def quadrature_intensity(radii, defocus, objective, wavelength, samples=20_000):
     return np.abs(amplitude) ** 2
 
 
-@pytest.mark.parametrize("numerical_aperture", [0.5, 0.75, 1.0, 1.2, 1.4])
-def test_widefield_fwhm_is_within_10_percent_of_the_textbook_widths(numerical_aperture):
+def in_focus_widths(numerical_aperture, theory):
+    """Lateral (y, x) and axial FWHM (µm) of ``widefield_psf`` in oil on voxels of 1/8 of
+    the textbook widths, and those textbook widths."""
     lateral, axial = textbook_widths(numerical_aperture)
     spacing = (axial / 8, lateral / 8, lateral / 8)
     psf = widefield_psf((41, 33, 33), spacing, numerical_aperture=numerical_aperture,
-                        wavelength=GREEN, immersion_index=OIL)
-    widths = fwhm(psf) * np.array(spacing)
+                        wavelength=GREEN, immersion_index=OIL, theory=theory)
+    return fwhm(psf) * np.array(spacing), (lateral, axial)
+
+
+@pytest.mark.parametrize(("numerical_aperture", "theory"), [
+    (0.5, "scalar"), (0.75, "scalar"), (1.0, "scalar"), (1.2, "scalar"), (1.4, "scalar"),
+    (0.5, "vectorial"), (0.75, "vectorial"), (1.0, "vectorial"), (1.2, "vectorial"),
+    (1.3, "vectorial"),
+])
+def test_widefield_fwhm_is_within_10_percent_of_the_textbook_widths(numerical_aperture,
+                                                                     theory):
+    widths, (lateral, axial) = in_focus_widths(numerical_aperture, theory)
     assert abs(widths[1] / lateral - 1) < 0.10
     assert abs(widths[2] / lateral - 1) < 0.10
     assert abs(widths[0] / axial - 1) < 0.10
+
+
+@pytest.mark.parametrize("numerical_aperture", [0.5, 1.2, 1.4])
+def test_vectorial_widths_match_psfmodels_vectorial_widths_within_1_percent(
+        numerical_aperture):
+    """At NA 1.4 the vectorial focus is 11 % wider than the scalar rule 0.51 λ/NA (the
+    I1, I2 terms of the polarisation): psfmodels' vectorial model says the same."""
+    psfmodels = pytest.importorskip("psfmodels")
+    widths, (lateral, axial) = in_focus_widths(numerical_aperture, "vectorial")
+    reference = psfmodels.make_psf(41, 33, dxy=lateral / 8, dz=axial / 8,
+                                   NA=numerical_aperture, wvl=GREEN, ns=OIL,
+                                   ni=OIL, ni0=OIL, model="vectorial")
+    expected = fwhm(reference) * np.array([axial / 8, lateral / 8, lateral / 8])
+    np.testing.assert_allclose(widths, expected, rtol=0.01)
+    if numerical_aperture == 1.4:
+        assert 1.10 < widths[2] / lateral < 1.12
 
 
 @pytest.mark.parametrize(("numerical_aperture", "immersion", "sample", "depth"), [
@@ -96,11 +126,12 @@ def test_lommel_integrals_match_quadrature_including_the_diagonal():
     np.testing.assert_allclose(lommel_integrals(orders, beta), truth, atol=1e-8)
 
 
+@pytest.mark.parametrize("theory", ["vectorial", "scalar"])
 @pytest.mark.parametrize("render", [widefield_psf, confocal_psf])
-def test_the_psf_contract_odd_centred_unit_sum_float32(render):
+def test_the_psf_contract_odd_centred_unit_sum_float32(render, theory):
     extra = {"excitation_wavelength": 0.488} if render is confocal_psf else {}
     psf = render((21, 31, 31), (0.15, 0.06, 0.06), numerical_aperture=1.3,
-                 wavelength=GREEN, **extra)
+                 wavelength=GREEN, theory=theory, **extra)
     assert psf.dtype == np.float32
     assert psf.shape == (21, 31, 31)
     assert psf.min() >= 0
@@ -112,9 +143,10 @@ def test_the_psf_contract_odd_centred_unit_sum_float32(render):
     np.testing.assert_allclose(psf, psf[::-1], rtol=1e-4, atol=1e-9)
 
 
-def test_confocal_is_the_product_of_excitation_and_emission():
+@pytest.mark.parametrize("theory", ["vectorial", "scalar"])
+def test_confocal_is_the_product_of_excitation_and_emission(theory):
     spacing = (0.05, 0.02, 0.02)  # fine, so the product of voxel averages is close
-    common = {"numerical_aperture": 1.2, "immersion_index": 1.33}
+    common = {"numerical_aperture": 1.2, "immersion_index": 1.33, "theory": theory}
     excitation = widefield_psf((41, 41, 41), spacing, wavelength=0.488, **common)
     emission = widefield_psf((41, 41, 41), spacing, wavelength=GREEN, **common)
     product = excitation.astype(float) * emission
@@ -141,15 +173,109 @@ def test_widefield_matches_psfmodels_gibson_lanni_within_2_percent(
     shape, spacing = (33, 65, 65), (0.1, 0.05, 0.05)
     ours = widefield_psf(shape, spacing, numerical_aperture=numerical_aperture,
                          wavelength=GREEN, immersion_index=immersion, sample_index=sample,
-                         depth=depth)
+                         depth=depth, theory="scalar")
     theirs = psfmodels_scalar(shape, spacing, numerical_aperture, immersion, sample, depth,
                               wavelength=GREEN)
     assert relative_l2(ours, theirs) < 0.02
 
 
-def test_make_psf_renders_the_same_models():
+@pytest.mark.parametrize(("numerical_aperture", "immersion", "sample", "depth"), [
+    (1.4, OIL, OIL, 0.0),
+    (1.4, OIL, 1.33, 5.0),   # beyond the sample's critical angle
+    (1.2, OIL, 1.33, 3.0),
+    (1.2, 1.33, 1.33, 0.0),
+    (1.0, 1.33, 1.33, 10.0),
+    (0.5, 1.0, 1.0, 0.0),
+])
+def test_vectorial_widefield_matches_psfmodels_vectorial_within_2_percent(
+        numerical_aperture, immersion, sample, depth):
+    pytest.importorskip("psfmodels")
+    from bench_optics import psfmodels_vectorial
+
+    shape, spacing = (33, 65, 65), (0.1, 0.05, 0.05)
+    ours = widefield_psf(shape, spacing, numerical_aperture=numerical_aperture,
+                         wavelength=GREEN, immersion_index=immersion, sample_index=sample,
+                         depth=depth)
+    theirs = psfmodels_vectorial(shape, spacing, numerical_aperture, immersion, sample,
+                                 depth, wavelength=GREEN)
+    assert relative_l2(ours, theirs) < 0.02
+
+
+def test_the_scalar_theory_is_not_the_vectorial_one_at_high_na():
+    """The two light models differ where polarisation matters: about 20 % at NA 1.4."""
+    arguments = {"shape": (21, 33, 33), "spacing": (0.1, 0.05, 0.05),
+                 "numerical_aperture": 1.4, "wavelength": GREEN}
+    vectorial = widefield_psf(**arguments)
+    scalar = widefield_psf(**arguments, theory="scalar")
+    assert 0.1 < relative_l2(scalar, vectorial) < 0.4
+    # the vectorial focus is wider laterally (the I1, I2 terms spread the light)
+    assert fwhm(vectorial)[2] > 1.02 * fwhm(scalar)[2]
+
+
+def vectorial_quadrature_truth(radii, defocus, objective, wavelength, samples=40_000):
+    """``|I0|² + 2|I1|² + |I2|²`` by a fine midpoint rule, with the pupil split at the
+    sample's critical angle and each piece in ``t`` where ``ρ = ρc + (edge − ρc) t²``
+    (the known truth of the Gauss–Legendre rule)."""
+    critical = objective.sample_index / objective.numerical_aperture
+    t = (np.arange(samples) + 0.5) / samples
+    if critical < 1:
+        rho = np.concatenate([critical * (1 - t**2), critical + (1 - critical) * t**2])
+        weight = np.concatenate([2 * critical * t, 2 * (1 - critical) * t]) / samples
+    else:
+        rho, weight = t, np.full(samples, 1 / samples)
+    pupil = np.exp(pupil_phase(rho, defocus, objective, wavelength)) * weight * rho
+    factors = vectorial_pupil_factors(rho, objective)
+    beta = 2 * np.pi / wavelength * objective.numerical_aperture * radii
+    argument = np.outer(rho, beta)
+    amplitudes = [(pupil * factors[n]) @ scipy.special.jv(n, argument) for n in range(3)]
+    return (np.abs(amplitudes[0]) ** 2 + 2 * np.abs(amplitudes[1]) ** 2
+            + np.abs(amplitudes[2]) ** 2)
+
+
+@pytest.mark.parametrize(("numerical_aperture", "immersion", "sample", "depth"), [
+    (1.4, OIL, OIL, 0.0),
+    (1.4, OIL, 1.33, 5.0),
+    (1.4, OIL, 1.33, 0.0),   # supercritical light reaches the lens undamped
+    (1.49, OIL, OIL, 0.0),   # the apodisation's 1/√cos θ near the immersion's limit
+    (1.2, 1.33, 1.33, 0.0),
+    (0.8, 1.0, 1.0, 0.0),
+])
+def test_vectorial_quadrature_matches_a_fine_midpoint_rule(numerical_aperture, immersion,
+                                                           sample, depth):
+    objective = _objective(numerical_aperture, immersion, sample, depth)
+    radii = np.linspace(0, 4, 161)
+    defocus = np.linspace(-4, 4, 17)
+    ours = vectorial_radial_intensity(radii, defocus, objective, GREEN)
+    truth = vectorial_quadrature_truth(radii, defocus, objective, GREEN)
+    assert relative_l2(ours, truth) < 1e-7
+
+
+def test_vectorial_pupil_factors_reduce_to_a_uniform_pupil_at_small_angles():
+    """Index-matched media at a vanishing angle: t_s = t_p = 1, so A0 = 2, A1 = A2 = 0."""
+    objective = _objective(1.0, 1.33, None, 0.0, coverslip_index=1.33)
+    factors = vectorial_pupil_factors(np.array([1e-6]), objective)
+    np.testing.assert_allclose(factors[:, 0], [2.0, 0.0, 0.0], atol=1e-6)
+
+
+#: Values of the scalar PSF of the test below, from psfkit before the vectorial default
+#: (commit 586c0e7): its centre voxel, one off-centre voxel and its sum of squares.
+SCALAR_BEFORE = (0.005346367135643959, 0.0001781825558282435, 0.0008901110067397335)
+
+
+def test_the_scalar_theory_reproduces_the_scalar_model_of_before():
+    psf = widefield_psf((15, 21, 21), (0.2, 0.08, 0.08), numerical_aperture=1.1,
+                        wavelength=0.6, immersion_index=1.33, sample_index=1.38, depth=4.0,
+                        theory="scalar")
+    values = (float(psf[7, 10, 10]), float(psf[3, 4, 12]),
+              float(np.square(psf.astype(float)).sum()))
+    np.testing.assert_allclose(values, SCALAR_BEFORE, rtol=1e-6)
+
+
+@pytest.mark.parametrize("theory", ["vectorial", "scalar"])
+def test_make_psf_renders_the_same_models(theory):
     params = {"spacing": (0.2, 0.08, 0.08), "numerical_aperture": 1.1, "wavelength": 0.6,
-              "immersion_index": 1.33, "sample_index": 1.38, "depth": 4.0}
+              "immersion_index": 1.33, "sample_index": 1.38, "depth": 4.0,
+              "theory": theory}
     np.testing.assert_array_equal(psfkit.make_psf("widefield", (15, 21, 21), **params),
                                   widefield_psf((15, 21, 21), **params))
     np.testing.assert_array_equal(
@@ -170,6 +296,8 @@ def test_make_psf_renders_the_same_models():
                                r"\(3\), got 2"),
     ({"spacing": (0.1, 0.0, 0.05)}, "spacing must be positive and finite on every axis"),
     ({"shape": (15, 16, 15)}, "shape must be odd"),
+    ({"theory": "vector"}, "theory must be 'vectorial' or 'scalar', got 'vector'"),
+    ({"coverslip_index": -1.0}, "coverslip_index must be a positive number"),
 ])
 def test_bad_optics_raise_errors_that_name_the_argument(changes, match):
     arguments = {"shape": (15, 15, 15), "spacing": (0.1, 0.05, 0.05),

@@ -81,7 +81,7 @@ def main() -> None:
     show_section(axes[1, 1], confocal[SHAPE[0] // 2], lateral, "confocal: xy in focus",
                  "y (µm)")
     resampling_panel(axes[1, 2])
-    figure.suptitle("Scalar Gibson–Lanni PSFs (log scale, 4 decades), integrated over "
+    figure.suptitle("Vectorial Gibson–Lanni PSFs (log scale, 4 decades), integrated over "
                     "0.05 × 0.025 × 0.025 µm voxels", fontsize=10)
     figure.tight_layout()
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)

@@ -27,10 +27,11 @@ model                     parameters (pixels, radians)    profile
 ``disk``                  ``radius``                      ``1`` for ``r <= radius``
 ``ring``                  ``diameter, width``             ``exp(-(r - diameter/2)² / 2 width²)``
 ``motion``                ``length, angle``               a line segment through the centre
-``widefield`` (3D)        ``numerical_aperture,           scalar Gibson–Lanni PSF
-                          wavelength, spacing``, and      (:func:`psfkit.widefield_psf`)
-                          optionally ``immersion_index,
-                          sample_index, depth``
+``widefield`` (3D)        ``numerical_aperture,           vectorial (or scalar)
+                          wavelength, spacing``, and      Gibson–Lanni PSF
+                          optionally ``immersion_index,   (:func:`psfkit.widefield_psf`)
+                          sample_index, depth, theory,
+                          coverslip_index``
 ``confocal`` (3D)         as ``widefield`` plus           excitation PSF × emission PSF
                           ``excitation_wavelength``       (:func:`psfkit.confocal_psf`)
 ========================  ==============================  ===============================
@@ -41,7 +42,8 @@ elliptical Gaussian has ``sigma_x`` along the direction ``angle`` and ``sigma_y`
 take physical lengths instead of pixels: ``wavelength`` (emission, in vacuum),
 ``excitation_wavelength``, ``depth`` (of the source below the coverslip) and ``pixel_size``
 or the voxel size ``spacing`` ``(z, y, x)`` in one unit, e.g. µm; ``immersion_index``
-defaults to oil (1.515) and ``sample_index`` to the immersion's.
+defaults to oil (1.515) and ``sample_index`` to the immersion's; ``theory`` is
+``"vectorial"`` (the default) or ``"scalar"``, the light model of :mod:`psfkit.optics`.
 """
 
 from __future__ import annotations
@@ -328,11 +330,16 @@ def motion(shape, length: float, angle: float = 0.0) -> np.ndarray:
 #: The model parameters that may be given once per axis.
 PER_AXIS_PARAMETERS = ("sigma", "spacing")
 
+#: The model parameters that are a choice by name (checked by the renderer), not numbers.
+NAMED_CHOICES = ("theory",)
+
 
 def _check_parameters(model: str, params: dict) -> None:
     """Every parameter must be a finite real number (or, for ``sigma`` and ``spacing``,
     one per axis)."""
     for name, value in params.items():
+        if name in NAMED_CHOICES:
+            continue
         try:
             values = np.asarray(value, dtype=float)
         except (TypeError, ValueError):

@@ -1,6 +1,7 @@
-"""Microscope PSFs from the optics: the scalar Gibson–Lanni model of a widefield
-microscope (:func:`widefield_psf`) and a confocal one (:func:`confocal_psf`), in physical
-units, integrated over each voxel.
+"""Microscope PSFs from the optics: the Gibson–Lanni model of a widefield microscope
+(:func:`widefield_psf`) and a confocal one (:func:`confocal_psf`), in physical units,
+integrated over each voxel, in two light models (``theory``): vectorial (the default) and
+scalar.
 
 Forward model. A point source at ``depth`` below the coverslip, in a sample of refractive
 index ``ns``, is imaged by an objective of numerical aperture ``NA`` designed for an
@@ -17,7 +18,10 @@ shift, so that ``z = 0`` is where a paraxial ray comes to focus and what remains
 refractive-index mismatch is the spherical aberration that grows with depth. The
 coverslip is taken to be the one the objective was designed for (its terms cancel).
 Beyond the sample's critical angle (``s > ns``) the root is imaginary and the pupil
-amplitude decays as an evanescent wave. The intensity at distance ``r`` from the axis is
+amplitude decays as an evanescent wave.
+
+Scalar theory (``theory="scalar"``, Kirchhoff diffraction). The intensity at distance
+``r`` from the axis is
 
     I(r, z) = | ∫₀¹ exp(i W(ρ, z)) J0(k NA r ρ) ρ dρ |².
 
@@ -32,6 +36,28 @@ integral, so they minimise the error of the amplitude in the image, and are solv
 rank-revealing QR that drops directions below 1e-8 of the largest, which keeps the
 coefficients moderate.
 
+Vectorial theory (``theory="vectorial"``, the default; Richards and Wolf 1959, in the form
+of Török et al. 1995 and Aguet 2009). The field at the focus has three components; for an
+unpolarised (or freely rotating) emitter the intensity is
+
+    I(r, z) = |I0|² + 2 |I1|² + |I2|²,
+    In(r, z) = ∫₀¹ exp(i W(ρ, z)) An(ρ) Jn(k NA r ρ) ρ dρ,
+
+with ``A0 = (t_s + t_p cos θ_s) / √cos θ_i``, ``A1 = t_p sin θ_s / √cos θ_i`` and
+``A2 = (t_s − t_p cos θ_s) / √cos θ_i``: ``t_s``, ``t_p`` the products of the Fresnel
+transmission coefficients through the coverslip (index ``coverslip_index``) for s- and
+p-polarised light, ``θ_s``, ``θ_i`` the ray's angles in the sample and the immersion, and
+``1 / √cos θ_i`` the aplanatic lens' apodisation ``√cos θ_i`` written for the measure
+``ρ dρ``. The scalar theory is the limit ``A0 = 2, A1 = A2 = 0`` of small angles; at
+NA 1.2–1.4 the vectorial focus is 7–11 % wider laterally than ``0.51 λ / NA`` (the scalar
+one 1 %, from the voxel integration). The three integrals are
+computed by Gauss–Legendre quadrature over the pupil, for all planes and radii as two
+real matrix products (J2 from the J0 and J1 tables, ``J2(x) = 2 J1(x) / x − J0(x)``).
+The rule has enough nodes for the phase change of the integrand (pupil phase plus Bessel
+argument); where the sample's critical angle lies inside the pupil the pupil is split
+there and each piece mapped by ``ρ = ρc + (edge − ρc) t²``, which removes the square-root
+branch point that would slow the rule to algebraic convergence.
+
 The PSF is integrated over each voxel by averaging sub-samples (the radial profile is
 computed on a fine grid and interpolated linearly), normalised to unit sum, float32, with
 odd shape and the source on the centre voxel ``shape // 2``. A confocal PSF is the
@@ -41,6 +67,13 @@ micrometres.
 
 References
 ----------
+B. Richards and E. Wolf, "Electromagnetic diffraction in optical systems II. Structure of
+the image field in an aplanatic system", Proc. R. Soc. A 253, 358 (1959).
+P. Török, P. Varga, Z. Laczik and G. R. Booker, "Electromagnetic diffraction of light
+focused through a planar interface between materials of mismatched refractive indices: an
+integral representation", J. Opt. Soc. Am. A 12, 325 (1995).
+F. Aguet, "Super-resolution fluorescence microscopy based on physical models", EPFL thesis
+4418 (2009), the model of psfmodels' ``vectorial_psf``.
 S. F. Gibson and F. Lanni, "Experimental test of an analytical model of aberration in an
 oil-immersion objective lens used in three-dimensional light microscopy", J. Opt. Soc. Am.
 A 8, 1601 (1991).
@@ -50,6 +83,7 @@ computation for fluorescence microscopy", J. Opt. Soc. Am. A 34, 1029 (2017).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -65,6 +99,12 @@ __all__ = ["confocal_psf", "widefield_psf"]
 
 #: Refractive index of immersion oil, the default immersion medium.
 OIL_INDEX = 1.515
+
+#: Refractive index of coverslip glass (the default of the vectorial theory's coverslip).
+GLASS_INDEX = 1.515
+
+#: The light models: Richards–Wolf vectorial diffraction (the default) or scalar.
+THEORIES = ("vectorial", "scalar")
 
 #: Radial profile samples per ``λ / NA`` (linear interpolation error below 1e-4 of the
 #: peak).
@@ -89,6 +129,14 @@ PUPIL_SAMPLES_PER_TERM = 8
 #: it are dropped).
 SERIES_RCOND = 1e-8
 
+#: Gauss–Legendre nodes of the vectorial pupil quadrature per radian of the integrand's
+#: phase change over a piece of the pupil, and nodes added to every piece. The rule
+#: resolves the oscillation from about 1/π nodes per radian (intensity errors fall from
+#: 1e-2 at 0.15 to 1e-7 at 0.25 and 1e-9 at 0.3 against a 40 000-point quadrature, see
+#: tests/test_optics.py); 0.4 keeps a margin.
+NODES_PER_RADIAN = 0.4
+NODES_MARGIN = 16
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -98,14 +146,17 @@ class Objective:
     immersion_index: float
     sample_index: float
     depth: float
+    coverslip_index: float = GLASS_INDEX
 
 
-def _objective(numerical_aperture, immersion_index, sample_index, depth) -> Objective:
+def _objective(numerical_aperture, immersion_index, sample_index, depth,
+               coverslip_index=GLASS_INDEX) -> Objective:
     """Checked imaging conditions; ``sample_index=None`` means matched to the immersion."""
     numerical_aperture = _positive(numerical_aperture, "numerical_aperture")
     immersion_index = _positive(immersion_index, "immersion_index")
     sample_index = immersion_index if sample_index is None else _positive(
         sample_index, "sample_index")
+    coverslip_index = _positive(coverslip_index, "coverslip_index")
     depth = _number(depth, "depth")
     if not np.isfinite(depth) or depth < 0:
         raise ValueError(f"depth is the source's distance below the coverslip and must be "
@@ -113,7 +164,15 @@ def _objective(numerical_aperture, immersion_index, sample_index, depth) -> Obje
     if numerical_aperture >= immersion_index:
         raise ValueError(f"numerical_aperture ({numerical_aperture}) must be below "
                          f"immersion_index ({immersion_index}): NA = n sin θ < n")
-    return Objective(numerical_aperture, immersion_index, sample_index, depth)
+    return Objective(numerical_aperture, immersion_index, sample_index, depth,
+                     coverslip_index)
+
+
+def _theory(theory) -> str:
+    """``theory`` checked against :data:`THEORIES`."""
+    if not isinstance(theory, str) or theory not in THEORIES:
+        raise ValueError(f"theory must be 'vectorial' or 'scalar', got {theory!r}")
+    return theory
 
 
 def _number(value, name: str) -> float:
@@ -225,6 +284,136 @@ def radial_intensity(radii: np.ndarray, defocus: np.ndarray, objective: Objectiv
     return amplitude.real**2 + amplitude.imag**2
 
 
+# -- the vectorial model -----------------------------------------------------------------
+
+
+def vectorial_pupil_factors(rho: np.ndarray, objective: Objective) -> np.ndarray:
+    """Weights ``(A0, A1, A2)`` of the J0, J1 and J2 kernels over the pupil, shape
+    ``(3, len(rho))`` (complex beyond a critical angle).
+
+    With ``θ_i``, ``θ_g``, ``θ_s`` the ray's angles in the immersion, the coverslip and the
+    sample (``s = NA ρ = n sin θ`` in each), ``t_s`` and ``t_p`` the products of the
+    Fresnel transmission coefficients of the two interfaces for s- and p-polarised light,
+    and the aplanatic lens' ``√cos θ_i`` apodisation written for the measure ``ρ dρ``::
+
+        A0 = (t_s + t_p cos θ_s) / √cos θ_i
+        A1 = t_p sin θ_s / √cos θ_i
+        A2 = (t_s − t_p cos θ_s) / √cos θ_i
+    """
+    s = objective.numerical_aperture * np.asarray(rho, dtype=float)
+    n_i, n_g, n_s = (objective.immersion_index, objective.coverslip_index,
+                     objective.sample_index)
+    # n cos θ in each medium; imaginary beyond that medium's critical angle
+    immersion = np.sqrt(n_i**2 - s**2)
+    coverslip = np.sqrt((n_g**2 - s**2).astype(complex))
+    sample = np.sqrt((n_s**2 - s**2).astype(complex))
+    numerator = 4 * immersion * coverslip
+    t_s = numerator / ((immersion + coverslip) * (coverslip + sample))
+    t_p = numerator / ((n_g / n_i * immersion + n_i / n_g * coverslip)
+                       * (n_s / n_g * coverslip + n_g / n_s * sample))
+    cos_sample, sin_sample = sample / n_s, s / n_s
+    apodisation = 1 / np.sqrt(immersion / n_i)
+    return np.stack([t_s + t_p * cos_sample, t_p * sin_sample,
+                     t_s - t_p * cos_sample]) * apodisation
+
+
+@dataclass(frozen=True)
+class PupilQuadrature:
+    """``∫₀¹ f(ρ) dρ ≈ Σ weights · f(nodes)``."""
+
+    nodes: np.ndarray
+    weights: np.ndarray
+
+
+@functools.lru_cache(maxsize=32)
+def _gauss_legendre(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes and weights on ``[0, 1]``."""
+    nodes, weights = scipy.special.roots_legendre(count)
+    return (nodes + 1) / 2, weights / 2
+
+
+def pupil_quadrature(defocus: np.ndarray, objective: Objective, wavelength: float,
+                     largest_bessel_argument: float) -> PupilQuadrature:
+    """Gauss–Legendre quadrature of the pupil, fine enough for the phase at every plane.
+
+    Where the sample's critical angle lies inside the pupil (``ρc = ns / NA < 1``) the
+    root ``√(ns² − s²)`` has a branch point, which would slow any polynomial rule to
+    algebraic convergence: the pupil is split there, and each piece ``[ρc, edge]`` mapped
+    by ``ρ = ρc + (edge − ρc) t²``, in which the root is smooth. Each piece gets
+    :data:`NODES_PER_RADIAN` nodes per radian of the integrand's phase change (the pupil
+    phase at the extreme planes plus the Bessel kernel's argument), plus
+    :data:`NODES_MARGIN`.
+    """
+    critical = objective.sample_index / objective.numerical_aperture
+    if critical < 1:
+        pieces = [(critical, 0.0), (critical, 1.0)]
+    else:
+        pieces = [(0.0, 1.0)]
+    extremes = np.array([np.min(defocus), np.max(defocus)])
+    fine = np.linspace(0, 1, 513)
+    nodes, weights = [], []
+    for start, end in pieces:
+        # a piece starting at 0 is a plain interval; one at ρc is mapped by t²
+        mapped = start > 0
+        rho = start + (end - start) * (fine**2 if mapped else fine)
+        phase = pupil_phase(rho, extremes, objective, wavelength).imag
+        change = (np.abs(np.diff(phase, axis=1)).sum(axis=1).max()
+                  + largest_bessel_argument * abs(end - start))
+        # optics that overflow (refused by name after the rendering) have no finite count
+        extra = int(np.ceil(NODES_PER_RADIAN * change)) if np.isfinite(change) else 0
+        t, w = _gauss_legendre(extra + NODES_MARGIN)
+        if mapped:
+            nodes.append(start + (end - start) * t**2)
+            weights.append(2 * abs(end - start) * t * w)
+        else:
+            nodes.append(start + (end - start) * t)
+            weights.append(abs(end - start) * w)
+    return PupilQuadrature(np.concatenate(nodes), np.concatenate(weights))
+
+
+def _complex_times_real(complex_matrix: np.ndarray, real_matrix: np.ndarray) -> np.ndarray:
+    """``complex_matrix @ real_matrix`` as one real product (numpy would make the real
+    matrix complex first, four times the work)."""
+    rows = complex_matrix.shape[0]
+    stacked = np.concatenate([complex_matrix.real, complex_matrix.imag]) @ real_matrix
+    return stacked[:rows] + 1j * stacked[rows:]
+
+
+def vectorial_radial_intensity(radii: np.ndarray, defocus: np.ndarray,
+                               objective: Objective, wavelength: float) -> np.ndarray:
+    """Vectorial (Richards–Wolf) Gibson–Lanni intensity ``I(r, z)`` of an unpolarised
+    emitter at ``radii`` and ``defocus``, shape ``(len(defocus), len(radii))``, in
+    arbitrary units: ``|I0|² + 2 |I1|² + |I2|²`` with
+    ``In = ∫₀¹ exp(i W) An(ρ) Jn(k NA r ρ) ρ dρ`` (:func:`vectorial_pupil_factors`)."""
+    defocus = np.asarray(defocus, dtype=float)
+    beta = 2 * np.pi / wavelength * objective.numerical_aperture * np.asarray(radii)
+    quadrature = pupil_quadrature(defocus, objective, wavelength, float(beta.max()))
+    rho = quadrature.nodes
+    pupil = np.exp(pupil_phase(rho, defocus, objective, wavelength)) * (
+        quadrature.weights * rho)
+    factor_0, factor_1, factor_2 = vectorial_pupil_factors(rho, objective)
+    argument = np.outer(rho, beta)
+    planes = defocus.size
+    # J2(x) = 2 J1(x) / x − J0(x): the J2 kernel comes from the J0 and J1 tables, its
+    # 1 / β applied per radius after the products (J2(0) = 0 on the axis)
+    with_j0 = _complex_times_real(np.concatenate([pupil * factor_0, pupil * factor_2]),
+                                  scipy.special.j0(argument))
+    with_j1 = _complex_times_real(np.concatenate([pupil * factor_1,
+                                                  pupil * (factor_2 / rho)]),
+                                  scipy.special.j1(argument))
+    on_axis = beta == 0
+    amplitude_0, amplitude_1 = with_j0[:planes], with_j1[:planes]
+    amplitude_2 = (2 * with_j1[planes:] / np.where(on_axis, 1.0, beta)
+                   - with_j0[planes:])
+    amplitude_2[:, on_axis] = 0
+    return (np.abs(amplitude_0) ** 2 + 2 * np.abs(amplitude_1) ** 2
+            + np.abs(amplitude_2) ** 2)
+
+
+#: The radial intensity of each light model.
+RADIAL_INTENSITY = {"vectorial": vectorial_radial_intensity, "scalar": radial_intensity}
+
+
 # -- voxel integration ---------------------------------------------------------------------
 
 
@@ -289,9 +478,10 @@ def _mirrored(quadrant: np.ndarray, shape_yx) -> np.ndarray:
     return quadrant[..., rows[:, None], columns[None, :]]
 
 
-def _render(shape, spacing, objective: Objective, wavelengths: tuple[float, ...]):
-    """The product of the Gibson–Lanni intensities at ``wavelengths``, integrated over
-    each voxel of ``shape`` (z, y, x), with unit sum (float64)."""
+def _render(shape, spacing, objective: Objective, wavelengths: tuple[float, ...],
+            theory: str):
+    """The product of the Gibson–Lanni intensities of ``theory`` at ``wavelengths``,
+    integrated over each voxel of ``shape`` (z, y, x), with unit sum (float64)."""
     shape = kernel_shape(shape, 3)
     spacing = voxel_spacing(spacing, 3, "spacing")
     # the product of several PSFs passes the sum of their bandwidths
@@ -311,7 +501,8 @@ def _render(shape, spacing, objective: Objective, wavelengths: tuple[float, ...]
         defocus = _subsample_offsets(shape[0], axial, spacing[0]) - shape[0] // 2 * spacing[0]
         intensity = np.ones((defocus.size, integration.operator.shape[1]))
         for wavelength in wavelengths:
-            intensity *= radial_intensity(integration.radii, defocus, objective, wavelength)
+            intensity *= RADIAL_INTENSITY[theory](integration.radii, defocus, objective,
+                                                  wavelength)
         # both integrations are linear: average the axial sub-samples first, on the profile
         intensity = intensity.reshape(shape[0], axial, -1).mean(axis=1)
         planes = (integration.operator @ intensity.T).T.reshape(shape[0],
@@ -324,8 +515,10 @@ def _render(shape, spacing, objective: Objective, wavelengths: tuple[float, ...]
 
 def widefield_psf(shape, spacing, *, numerical_aperture: float, wavelength: float,
                   immersion_index: float = OIL_INDEX, sample_index: float | None = None,
-                  depth: float = 0.0) -> np.ndarray:
-    """Scalar Gibson–Lanni PSF of a widefield microscope, integrated over each voxel.
+                  depth: float = 0.0, theory: str = "vectorial",
+                  coverslip_index: float = GLASS_INDEX) -> np.ndarray:
+    """Gibson–Lanni PSF of a widefield microscope, vectorial (default) or scalar,
+    integrated over each voxel.
 
     Parameters
     ----------
@@ -346,6 +539,17 @@ def widefield_psf(shape, spacing, *, numerical_aperture: float, wavelength: floa
     depth : float
         Distance of the source below the coverslip. With a mismatched ``sample_index``
         the aberration grows with depth; the centre plane is the source's paraxial focus.
+    theory : {"vectorial", "scalar"}
+        The light model: ``"vectorial"`` (Richards–Wolf diffraction of an unpolarised
+        emitter, with the Fresnel transmission of the coverslip's interfaces and the
+        lens' apodisation: right at any NA) or ``"scalar"`` (Kirchhoff's scalar
+        diffraction, the Gibson–Lanni model of 1991: without polarisation it is
+        narrower laterally at high NA, by 6 % at NA 1.2, and 17 % relative L2 from the
+        vectorial PSF at NA 1.2 water).
+    coverslip_index : float
+        Refractive index of the coverslip (1.515, glass); only the vectorial theory's
+        transmission factors depend on it (the design coverslip's phase cancels). Give
+        ``immersion_index`` for a dipping objective with no coverslip.
 
     Returns
     -------
@@ -355,8 +559,9 @@ def widefield_psf(shape, spacing, *, numerical_aperture: float, wavelength: floa
     Notes
     -----
     The model, its approximations and references are in the module docstring of
-    :mod:`psfkit.optics`. The lateral FWHM in focus is close to ``0.51 λ / NA``, the axial
-    one to ``0.88 λ / (n − √(n² − NA²))``.
+    :mod:`psfkit.optics`. The lateral FWHM in focus is close to ``0.51 λ / NA`` (the scalar
+    rule; the vectorial focus is wider by 7 % at NA 1.2 and 11 % at NA 1.4), the axial one
+    to ``0.88 λ / (n − √(n² − NA²))``.
 
     Examples
     --------
@@ -365,17 +570,23 @@ def widefield_psf(shape, spacing, *, numerical_aperture: float, wavelength: floa
     >>> psf.shape, round(float(psf.sum()), 5)
     ((33, 65, 65), 1.0)
     """
-    objective = _objective(numerical_aperture, immersion_index, sample_index, depth)
+    objective = _objective(numerical_aperture, immersion_index, sample_index, depth,
+                           coverslip_index)
     wavelength = _positive(wavelength, "wavelength")
-    return _render(shape, spacing, objective, (wavelength,)).astype(np.float32)
+    return _render(shape, spacing, objective, (wavelength,), _theory(theory)).astype(
+        np.float32)
 
 
 def confocal_psf(shape, spacing, *, numerical_aperture: float, wavelength: float,
                  excitation_wavelength: float, immersion_index: float = OIL_INDEX,
-                 sample_index: float | None = None, depth: float = 0.0) -> np.ndarray:
-    """Scalar Gibson–Lanni PSF of a point-scanning confocal microscope with a point-like
+                 sample_index: float | None = None, depth: float = 0.0,
+                 theory: str = "vectorial",
+                 coverslip_index: float = GLASS_INDEX) -> np.ndarray:
+    """Gibson–Lanni PSF of a point-scanning confocal microscope with a point-like
     pinhole: the excitation PSF (at ``excitation_wavelength``) times the emission PSF (at
-    ``wavelength``), multiplied before the integration over each voxel.
+    ``wavelength``), multiplied before the integration over each voxel. Both are of the
+    same ``theory``, vectorial by default (the excitation as a circularly polarised or
+    unpolarised beam, whose focus has the same form).
 
     The parameters and the result are those of :func:`widefield_psf`. A pinhole of finite
     size would blur the emission PSF laterally by its back-projected disk: the point model
@@ -389,7 +600,9 @@ def confocal_psf(shape, spacing, *, numerical_aperture: float, wavelength: float
     >>> psf.shape, round(float(psf.sum()), 5)
     ((33, 65, 65), 1.0)
     """
-    objective = _objective(numerical_aperture, immersion_index, sample_index, depth)
+    objective = _objective(numerical_aperture, immersion_index, sample_index, depth,
+                           coverslip_index)
     wavelengths = (_positive(excitation_wavelength, "excitation_wavelength"),
                    _positive(wavelength, "wavelength"))
-    return _render(shape, spacing, objective, wavelengths).astype(np.float32)
+    return _render(shape, spacing, objective, wavelengths, _theory(theory)).astype(
+        np.float32)

@@ -242,15 +242,20 @@ def test_a_volume_with_a_2d_model_psf_is_refused_unless_planes_are_frames(make_n
     assert widget.prepare() is not None
 
 
-@pytest.mark.parametrize("model", ["widefield", "confocal"])
+@pytest.mark.parametrize(("model", "theory"), [("widefield", "vectorial"),
+                                               ("confocal", "scalar")])
 def test_a_microscope_psf_is_rendered_in_physical_units_on_a_layers_voxels(
-        qtbot, make_napari_viewer, model):
+        qtbot, make_napari_viewer, model, theory):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((16, 48, 48), np.float32),
                      name="cells", scale=(250.0, 80.0, 80.0), units="nm")
     widget = dock(viewer, "Model PSF")
+    assert widget.theory.native.isHidden()  # a light model only for the microscope PSFs
     widget.model.value = model
     assert not widget.depth.native.isHidden()
+    assert not widget.theory.native.isHidden()
+    assert widget.theory.value == "vectorial"  # the default
+    widget.theory.value = theory
     assert not widget.parameters["sample_index"].native.isHidden()
     widget.grid.value = viewer.layers["cells"]
     assert not widget.parameters["z_step"].enabled
@@ -261,13 +266,14 @@ def test_a_microscope_psf_is_rendered_in_physical_units_on_a_layers_voxels(
     layer = viewer.layers[f"{model} PSF"]
     np.testing.assert_allclose(layer.scale, (250.0, 80.0, 80.0))  # the layer's own units
     optics = {"numerical_aperture": 1.4, "wavelength": 0.52, "immersion_index": 1.515,
-              "sample_index": 1.33, "depth": 5.0}
+              "sample_index": 1.33, "depth": 5.0, "theory": theory}
     if model == "confocal":
         optics["excitation_wavelength"] = 0.488
     expected = make_psf(model, (11, 21, 21), spacing=(0.25, 0.08, 0.08), **optics)
     np.testing.assert_allclose(layer.data, expected, rtol=1e-6, atol=1e-9)
     assert layer.metadata["params"]["spacing"] == pytest.approx([0.25, 0.08, 0.08])
-    assert "voxels 0.25 × 0.08 × 0.08 µm" in widget.status.value
+    assert f"({theory}), voxels 0.25 × 0.08 × 0.08 µm" in widget.status.value
+    assert layer.metadata["params"]["theory"] == theory
     deconvolve = dock(viewer, "Deconvolve")
     deconvolve.psf.value = layer
     assert deconvolve.prepare() is not None  # the PSF is on the image's grid

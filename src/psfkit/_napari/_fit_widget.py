@@ -297,6 +297,9 @@ class ModelPsfWidget(PsfkitWidget):
         "depth": "The PSF's depth in planes (odd), for the 3D Gaussian.",
         "integrated": "Off: the Gaussian and Moffat are sampled at pixel centres, as scipy's "
                       "and Fiji's Gaussian filters are. On: integrated over each pixel.",
+        "theory": "The light model of the widefield and confocal PSFs: vectorial "
+                  "(polarisation, Fresnel transmission and apodisation; right at any NA) or "
+                  "scalar (the classic Gibson–Lanni model, narrower at high NA).",
         "grid": "An image layer whose pixel size the PSF takes (sizes stay in its pixels; "
                 "the pixel size field follows it), so Deconvolve accepts the PSF for it. "
                 "The widefield and confocal models are rendered on its voxels in µm.",
@@ -316,8 +319,10 @@ class ModelPsfWidget(PsfkitWidget):
         for name, widget in self.parameters.items():
             widget.tooltip = _PARAMETER_TOOLTIPS[name]
         self.integrated = CheckBox(value=False, label="pixel-integrated model")
+        self.theory = ComboBox(value="vectorial", label="light model",
+                               choices=[("vectorial", "vectorial"), ("scalar", "scalar")])
         super().__init__(viewer, [self.model, self.size, self.depth, self.grid,
-                                  *self.parameters.values(), self.integrated],
+                                  *self.parameters.values(), self.theory, self.integrated],
                          run_text="Make PSF")
         self.grid.changed.connect(self._show_parameters)
         self.model.changed.connect(self._show_parameters)
@@ -328,6 +333,7 @@ class ModelPsfWidget(PsfkitWidget):
         for name, widget in self.parameters.items():
             widget.visible = name in used
         self.depth.visible = self.model.value in ("gaussian (3D)", *OPTICAL_MODELS)
+        self.theory.visible = self.model.value in OPTICAL_MODELS
         self.integrated.visible = self._model_name() in CENTRE_SAMPLED_MODELS
         for name in ("pixel_size", "z_step"):
             self.parameters[name].enabled = self.grid.value is None
@@ -349,7 +355,7 @@ class ModelPsfWidget(PsfkitWidget):
             scale = _grid_spacing(self.grid.value, 3)
             spacing, note = _in_micrometres(scale, self.grid.value)
         depth = values.pop("source_depth")
-        params = {**values, "depth": depth, "spacing": spacing}
+        params = {**values, "depth": depth, "spacing": spacing, "theory": self.theory.value}
         return model, shape, params, scale, note
 
     def prepare(self):
@@ -407,5 +413,6 @@ class ModelPsfWidget(PsfkitWidget):
                      units=units, metadata=metadata, colormap="magma")
         status = f"{model} PSF {' × '.join(map(str, psf.shape))}"
         if psf.ndim == 3 and model in OPTICAL_MODELS:
+            status += f" ({values['theory']})"
             status += f", voxels {' × '.join(f'{s:.3g}' for s in values['spacing'])} µm"
         self.status.value = status + (f"; {note}" if note else "")
