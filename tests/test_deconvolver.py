@@ -136,10 +136,8 @@ def test_frames_with_a_map_deconvolver_are_bit_for_bit_the_map_deconvolution():
         stack[0], psf_map, "richardson_lucy", iterations=6))
 
 
-def test_a_map_deconvolver_refuses_another_image_shape_and_sure_by_name():
+def test_a_map_deconvolver_refuses_another_image_shape_by_name():
     _, psf_map = _field_map((64, 60))
     with pytest.raises(ValueError, match=r"psf is a map of an image of shape \(64, 60\), "
                                          r"not of this image \(60, 64\)"):
         Deconvolver(psf_map)(np.ones((60, 64), np.float32))
-    with pytest.raises(ValueError, match=r"method 'sure' .* takes no PsfMap"):
-        Deconvolver(psf_map, "sure")

@@ -147,7 +147,7 @@ def _progress_over_frames(viewer_widget, pair, frames, method, iterations=0):
 def test_the_risk_choice_is_said_in_one_sentence_and_kept_in_the_metadata(qtbot,
                                                                         viewer_widget):
     viewer, widget = viewer_widget
-    widget.method.value = "sure"
+    widget.method.value = "auto"
     run_to_end(qtbot, widget)
     choice = viewer.layers["cells deconvolved"].metadata["choice"]
     assert choice["summary"] in widget.status.value

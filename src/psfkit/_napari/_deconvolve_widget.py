@@ -59,12 +59,12 @@ if TYPE_CHECKING:
     import napari
 
 #: Readable names of the deconvolution methods (a method not listed shows its own name).
-METHOD_LABELS = {"auto": "Automatic", "wiener": "Wiener", "tikhonov": "Tikhonov",
+METHOD_LABELS = {"auto": "Automatic (chosen by estimated risk)", "wiener": "Wiener",
+                 "tikhonov": "Tikhonov",
                  "richardson_lucy": "Richardson–Lucy",
                  "rl_tv": "Richardson–Lucy + total variation",
                  "fista_tv": "Total variation (FISTA)",
-                 "rl_mix": "Richardson–Lucy, TV-smoothed (rl_mix)",
-                 "sure": "Chosen by estimated risk (SURE)"}
+                 "rl_mix": "Richardson–Lucy, TV-smoothed (rl_mix)"}
 METHOD_CHOICES = [(METHOD_LABELS.get(method, method), method) for method in METHODS]
 MODEL_CHOICES = ["gaussian", "airy", "disk"]
 
