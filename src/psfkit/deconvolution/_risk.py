@@ -359,26 +359,32 @@ def _tikhonov_candidates(meter: _RiskMeter, psf, operators) -> list:
             for weight, model, change in _tikhonov_models(meter, psf, operators)]
 
 
-def _rl_mix_candidate(meter: _RiskMeter, psf, noise: NoiseModel, request: Request,
-                      steps: _Steps):
-    """``rl_mix`` at its automatic settings with its risk: the probe run repeats those
-    settings (iterations, steps, smoothing and RL-TV weight) on the perturbed data.
-    Returns the candidate (its setting: the RL iterations) and the result; None for both
-    when the callback stopped."""
+#: The methods that are candidates at their automatic settings (each runs twice on the
+#: region: on the data, then repeating its settings on the probe), by name.
+AUTOMATIC_CANDIDATES = {"rl_mix": rl_mix}
+
+
+def _automatic_candidate(method: str, meter: _RiskMeter, psf, noise: NoiseModel,
+                         request: Request, steps: _Steps):
+    """``method`` at its automatic settings with its risk: the probe run repeats those
+    settings (iterations, steps and weights) on the perturbed data. Returns the candidate
+    (its setting: the iterations) and the result; None for both when the callback
+    stopped."""
+    run = AUTOMATIC_CANDIDATES[method]
     automatic = replace(request, iterations=None, regularization="auto", smoothing="auto",
                         acceleration_steps=None, callback=steps)
-    result = rl_mix(meter.image, psf, noise, automatic)
+    result = run(meter.image, psf, noise, automatic)
     if result.stopped_by == "callback":
         return None, None
     steps.planned = steps.done * 2 + result.iterations
     repeated = replace(automatic, iterations=max(result.iterations, 1),
                        regularization=result.regularization, smoothing=result.smoothing,
                        acceleration_steps=list(result.steps))
-    perturbed = rl_mix(meter.image + meter.perturbation(PROBE_SCALE), psf, noise, repeated)
+    perturbed = run(meter.image + meter.perturbation(PROBE_SCALE), psf, noise, repeated)
     if perturbed.stopped_by == "callback":
         return None, None
     risk = meter.risk(meter.model(result.image), meter.model(perturbed.image), PROBE_SCALE)
-    return Candidate("rl_mix", float(result.iterations), risk), result
+    return Candidate(method, float(result.iterations), risk), result
 
 
 def _cancelled(image) -> MethodResult:
@@ -406,15 +412,19 @@ def risk_choice(image, psf, noise: NoiseModel, request: Request) -> MethodResult
     if path is None:
         return _cancelled(image)
     candidates += _tikhonov_candidates(meter, psf, request.operators)
-    mixed, mixed_result = _rl_mix_candidate(meter, psf, noise, request, steps)
-    if mixed is None:
-        return _cancelled(image)
-    candidates.append(mixed)
+    automatic_results = {}
+    for method in AUTOMATIC_CANDIDATES:
+        candidate, result = _automatic_candidate(method, meter, psf, noise, request, steps)
+        if candidate is None:
+            return _cancelled(image)
+        candidates.append(candidate)
+        automatic_results[method] = result
     winner = min(candidates, key=lambda candidate: candidate.risk)
     choice = RiskChoice(candidates=tuple(candidates), winner=winner,
                         region=tuple((r.start, r.stop) for r in region))
     result = _winner_on_the_image(image, psf, noise, replace(request, callback=steps),
-                                  winner, kept if whole else None, path, mixed_result)
+                                  winner, kept if whole else None, path,
+                                  automatic_results)
     steps.finish()
     return replace(result, stopped_by="risk" if result.stopped_by != "callback"
                    else "callback", choice=choice)
@@ -436,15 +446,15 @@ def _map_fallback(image, psf: VaryingPsf, noise: NoiseModel, request: Request) -
 
 
 def _winner_on_the_image(image, psf, noise: NoiseModel, request: Request,
-                         winner: Candidate, kept, path, mixed_result) -> MethodResult:
+                         winner: Candidate, kept, path, automatic_results) -> MethodResult:
     """The winner run on the whole image; when the region was the whole image (``kept``
-    not None), the estimate its path already computed."""
+    not None), the estimate its path or its automatic run already computed."""
     if winner.method == "tikhonov":
         return tikhonov(image, psf, noise, Request(regularization=winner.setting))
-    if winner.method == "rl_mix":
+    if winner.method in AUTOMATIC_CANDIDATES:
         if kept is not None:
-            return mixed_result
-        return rl_mix(image, psf, noise, replace(
+            return automatic_results[winner.method]
+        return AUTOMATIC_CANDIDATES[winner.method](image, psf, noise, replace(
             request, iterations=None, regularization="auto", smoothing="auto",
             acceleration_steps=None))
     iterations = int(winner.setting)
