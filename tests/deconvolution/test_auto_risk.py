@@ -182,3 +182,11 @@ def test_progress_only_goes_up_and_ends_full():
     assert counted == sorted(counted) and counted[0] == 1
     assert all(step <= total for step, total in steps)
     assert steps[-1][0] == steps[-1][1]
+
+
+@pytest.mark.parametrize("option, value", [("regularization", 0.01), ("smoothing", 0.1),
+                                           ("acceleration_steps", [0.1, 0.2])])
+def test_a_weight_given_to_auto_is_refused_by_name_not_ignored(option, value):
+    pair = _pair(noise=0.01, shape=(48, 48))
+    with pytest.raises(ValueError, match=rf"method 'auto' (chooses the {option}|computes)"):
+        deconvolve(pair.blurred, pair.kernel, **{option: value})

@@ -206,6 +206,24 @@ def _checked_schedule(regularization_schedule, method):
     return weights
 
 
+def _check_auto_takes_no_weight(method: str, request: Request) -> None:
+    """``ValueError`` for a weight or a step list given to ``method="auto"`` (valid values,
+    ``request`` being checked), which chooses them per candidate and would otherwise
+    ignore them."""
+    if method != "auto":
+        return
+    given = {"regularization": request.regularization, "smoothing": request.smoothing}
+    for name, value in given.items():
+        if not (isinstance(value, str) and value == "auto"):
+            raise ValueError(f"method 'auto' chooses the {name} itself, got {name}="
+                             f"{value!r}: leave it 'auto', or name the method it is for, "
+                             f"e.g. method='rl_mix'")
+    if request.acceleration_steps is not None:
+        raise ValueError("method 'auto' computes its own acceleration steps; "
+                         "acceleration_steps replay an earlier run of a named method "
+                         "(its info.parameters)")
+
+
 def _checked_request(method, iterations, regularization, smoothing, acceleration,
                      acceleration_steps, regularization_schedule, callback,
                      tuning) -> Request:
@@ -219,7 +237,7 @@ def _checked_request(method, iterations, regularization, smoothing, acceleration
     if not isinstance(tuning, AutoTuning):
         raise TypeError(f"tuning must be an AutoTuning, got {type(tuning).__name__}")
     weight_limit = _FLOAT32_MAX if method == "fista_tv" else MAX_REGULARIZATION
-    return Request(
+    request = Request(
         iterations=None if iterations is None else whole_number(
             iterations, "iterations", minimum=1, maximum=MAX_ITERATIONS,
             why=" (MAX_ITERATIONS: more would run for hours; the automatic stop needs "
@@ -229,6 +247,8 @@ def _checked_request(method, iterations, regularization, smoothing, acceleration
         acceleration=acceleration, acceleration_steps=_checked_steps(acceleration_steps),
         regularization_schedule=_checked_schedule(regularization_schedule, method),
         callback=optional_callable(callback), tuning=tuning)
+    _check_auto_takes_no_weight(method, request)
+    return request
 
 
 def check_parameters(method: str = "auto", *, iterations=None, regularization="auto",
