@@ -10,17 +10,17 @@ Two sets of cases with a known truth:
   sizes (measured-like soft defocus disks, Moffat), photon levels from 50 to 1e4 peak,
   read-noise-only images and other seeds.
 
-For each case it reports the error of each automatic method under test (``auto`` and the
-risk-based ``sure``), the best truth-tuned peer (the peers and grids of
-``bench_deconvolve.py``) and the best psfkit method chosen with the truth (each method over
-its strength grid, Richardson–Lucy at its best stopping point), and the ratios the issue's
-bars are about. The error is ``psfkit.metrics.image_error`` (relative L2 after the best
-affine match).
+For each case it reports the error of each automatic method under test (``auto``, the
+risk-based choice, and ``rl_mix``, one of its candidates and its fallback for PSF maps), the
+best truth-tuned peer (the peers and grids of ``bench_deconvolve.py``) and the best psfkit
+method chosen with the truth (each method over its strength grid, Richardson–Lucy at its
+best stopping point), and the ratios the issue's bars are about. The error is
+``psfkit.metrics.image_error`` (relative L2 after the best affine match).
 
 ``python benchmarks/bench_auto.py`` (``--quick``: the validation set only at the small
 sizes; ``--methods auto`` to run only some automatic methods; ``--sets none --cost`` for
 the cost alone, written to ``results/auto_cost.md``; ``--tune FIELD`` to sweep one of
-``sure``'s ``AutoTuning`` fields, :data:`TUNED_FIELDS`, written to
+``auto``'s ``AutoTuning`` fields, :data:`TUNED_FIELDS`, written to
 ``results/auto_tuning_FIELD.md``). The peers' and the
 truth-chosen references do not depend on the automatic methods and are cached in
 ``/tmp/psfkit_bench_auto_cache.json`` (``--fresh`` recomputes them). Results go to stdout
@@ -49,6 +49,8 @@ from psfkit.models import make_psf
 from psfkit.samples import blurred_pair, scene, soft_disk
 
 RESULTS = Path(__file__).parent / "results" / "auto.md"
+#: The default cache of the references (``--cache`` chooses another, e.g. one per branch, as
+#: the truth-chosen ``rl_mix`` depends on the code that runs it).
 CACHE = Path("/tmp/psfkit_bench_auto_cache.json")
 
 SHAPE_2D = (128, 128)
@@ -231,7 +233,8 @@ def _describe(info) -> str:
     return f"{info.method} {info.iterations} it"
 
 
-def evaluate(cases, methods, quick_peers: bool, cache: dict, title: str) -> tuple[str, dict]:
+def evaluate(cases, methods, quick_peers: bool, cache: dict, title: str,
+             cache_path: Path = CACHE) -> tuple[str, dict]:
     """One table: per case the blurred error, each automatic method's error and choice, the
     references, and the ratios; then the median and the worst of each ratio."""
     header = ["case", "blurred", *[f"{m}" for m in methods], "best peer (truth-tuned)",
@@ -264,7 +267,7 @@ def evaluate(cases, methods, quick_peers: bool, cache: dict, title: str) -> tupl
             + " | ".join(f"{ratios[m, 'peer'][-1]:.2f}" for m in methods) + " | "
             + " | ".join(f"{ratios[m, 'psfkit'][-1]:.2f}" for m in methods) + " |")
         print(rows[-1], flush=True)
-        CACHE.write_text(json.dumps(cache))
+        cache_path.write_text(json.dumps(cache))
     summary = []
     for method in methods:
         peer, own = np.array(ratios[method, "peer"]), np.array(ratios[method, "psfkit"])
@@ -280,7 +283,7 @@ def evaluate(cases, methods, quick_peers: bool, cache: dict, title: str) -> tupl
 
 # ---------------------------------------------------------------------------------- tuning
 
-#: The ``sure`` constants ``--tune`` sweeps, each with its values in order of preference:
+#: The ``auto`` constants ``--tune`` sweeps, each with its values in order of preference:
 #: on a plateau (within 0.2 % of the least geometric mean on the tuning set) the first is
 #: taken. ``risk_emphasis`` (None: plain SURE) prefers the largest weight, the least
 #: amplified and least noisy risk; ``risk_rl_extension`` the shortest RL path, the cheapest.
@@ -291,7 +294,7 @@ TUNED_FIELDS = {
 
 
 def tune(cache: dict, sets, field: str) -> str:
-    """``sure``'s error over the best truth-chosen psfkit method's, per value of the
+    """``auto``'s error over the best truth-chosen psfkit method's, per value of the
     ``AutoTuning`` ``field``, on the tuning set (which picks the value: the first of
     :data:`TUNED_FIELDS` within 0.2 % of the least geometric mean) and, for the record
     only, on the validation set."""
@@ -309,7 +312,7 @@ def tune(cache: dict, sets, field: str) -> str:
             for label, pair in cases:
                 reference = references(label, pair, True, cache)
                 result = _quiet(lambda pair=pair, tuning=tuning: deconvolve(
-                    pair.blurred, pair.kernel, "sure", tuning=tuning))
+                    pair.blurred, pair.kernel, "auto", tuning=tuning))
                 ratios.append(image_error(result, pair.sharp) / reference["psfkit"][1])
             ratios = np.array(ratios)
             scores[name, value] = float(np.exp(np.mean(np.log(ratios))))
@@ -319,7 +322,7 @@ def tune(cache: dict, sets, field: str) -> str:
             print(rows[-1], flush=True)
     best = min(scores["tuning", value] for value in grid)
     chosen = next(value for value in grid if scores["tuning", value] <= 1.002 * best)
-    return (f"## Tuning `{field}` (error of `sure` / best truth-chosen psfkit method)"
+    return (f"## Tuning `{field}` (error of `auto` / best truth-chosen psfkit method)"
             "\n\n" + "\n".join(rows) + f"\n\nThe tuning set picks {chosen} (the first "
             f"value in order of preference within 0.2 % of the least geometric mean).\n")
 
@@ -367,13 +370,16 @@ def main(argv=None) -> int:
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--cost", action="store_true")
     parser.add_argument("--tune", choices=sorted(TUNED_FIELDS),
-                        help="sweep this AutoTuning field of sure instead of the tables")
+                        help="sweep this AutoTuning field of auto instead of the tables")
     parser.add_argument("--sets", default="tuning,validation")
+    parser.add_argument("--cache", type=Path, default=CACHE,
+                        help=f"the references' cache (default {CACHE})")
     parser.add_argument("--methods", default=",".join(
-        m for m in ("auto", "sure") if m in METHODS))
+        m for m in ("auto", "rl_mix") if m in METHODS))
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
-    cache = {} if args.fresh or not CACHE.exists() else json.loads(CACHE.read_text())
+    cache = {} if args.fresh or not args.cache.exists() else json.loads(
+        args.cache.read_text())
     parts = [f"# Automatic deconvolution: tuning and validation sets\n\nProduced by "
              f"`python benchmarks/bench_auto.py {' '.join(argv or sys.argv[1:])}`. Ratios are "
              f"errors over the best truth-tuned peer's (`/ peer`) and over the best psfkit "
@@ -387,11 +393,13 @@ def main(argv=None) -> int:
         return 0
     if "tuning" in args.sets:
         table, _ = evaluate(suite(quick=True), methods, True, cache,
-                            "Tuning set (the quick quality suite of bench_deconvolve.py)")
+                            "Tuning set (the quick quality suite of bench_deconvolve.py)",
+                            args.cache)
         parts.append(table)
     if "validation" in args.sets:
         table, _ = evaluate(validation_set(args.quick), methods, True, cache,
-                            "Validation set (scenes, PSFs, noise and seeds not in the suite)")
+                            "Validation set (scenes, PSFs, noise and seeds not in the suite)",
+                            args.cache)
         parts.append(table)
     if args.cost:
         parts.append(cost(methods))

@@ -52,6 +52,22 @@ def test_output_equals_the_library_result_and_records_the_parameters(files, caps
     assert sorted(os.listdir(folder)) == ["in.tif", "out.tif", "out.tif.json", "psf.tif"]
 
 
+def test_the_sidecar_of_an_automatic_run_records_the_risk_choice(files):
+    image, psf, image_path, psf_path, folder = files
+    output = folder / "out.tif"
+    assert main(["deconvolve", image_path, "--psf", psf_path, "-o", str(output), "-q"]) \
+        == EXIT_OK
+    record = read_sidecar(output)
+    _, info = psfkit.deconvolve(image, psf, return_info=True)
+    assert record["choice"]["summary"] == info.choice.summary
+    assert record["choice"]["winner"][0] == record["method"] == info.method
+    assert len(record["choice"]["candidates"]) == len(info.choice.candidates)
+    # an explicit method makes no choice
+    assert main(["deconvolve", image_path, "--psf", psf_path, "-o", str(output), "-q",
+                 "--method", "wiener", "--overwrite"]) == EXIT_OK
+    assert read_sidecar(output)["choice"] is None
+
+
 def test_blocks_on_request_match_the_whole_image_within_one_percent(files):
     _image, _psf, image_path, psf_path, folder = files
     whole, blocks = folder / "whole.tif", folder / "blocks.tif"

@@ -1,4 +1,4 @@
-"""Make docs/figures/auto.png: how ``method="sure"`` chooses, one regime per row.
+"""Make docs/figures/auto.png: how ``method="auto"`` chooses, one regime per row.
 
 Each row is a case of the validation set of ``benchmarks/bench_auto.py`` (images the
 choice was never tuned on): the blurred image, the risk-chosen result, the best
@@ -112,13 +112,13 @@ def main() -> None:
     for row, (label, pair) in zip(axes, cases, strict=True):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result, info = deconvolve(pair.blurred, pair.kernel, "sure", return_info=True)
+            result, info = deconvolve(pair.blurred, pair.kernel, "auto", return_info=True)
         name, peer_error, setting, peer_image = _peer_result(pair)
         ours = image_error(result, pair.sharp)
         # a square-root stretch of the blurred image's range: star fields stay visible
         low, high = np.percentile(_shown(pair.blurred), [0.5, 99.9])
         panels = [(pair.blurred, f"blurred ({image_error(pair.blurred, pair.sharp):.3f})"),
-                  (result, f"sure: {info.choice.winner.describe()} ({ours:.3f})"),
+                  (result, f"auto: {info.choice.winner.describe()} ({ours:.3f})"),
                   (peer_image, f"best peer: {name}, {setting:.3g} ({peer_error:.3f})")]
         for axis, (image, title) in zip(row[:3], panels, strict=True):
             axis.imshow(np.sqrt(np.clip((_shown(image) - low) / (high - low), 0, 1)),

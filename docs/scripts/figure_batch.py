@@ -111,6 +111,8 @@ def main_figure() -> None:
     record["psf"]["path"] = os.path.relpath(record["psf"]["path"], folder)
     record["parameters"]["acceleration_steps"] = (
         [*record["parameters"].get("acceleration_steps", [])[:3], "..."])
+    if record.get("choice"):  # the candidates with their risks, shortened like the steps
+        record["choice"]["candidates"] = [*record["choice"]["candidates"][:2], "..."]
     (DOCS / "batch_sidecar.json").write_text(json.dumps(record, indent=2,
                                                         ensure_ascii=False) + "\n")
     (DOCS / "batch_output.txt").write_text(

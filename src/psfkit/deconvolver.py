@@ -27,7 +27,7 @@ from .deconvolution import (
     solve,
 )
 from .deconvolution._operators import OperatorCache
-from .deconvolution._varying import VaryingPsf, check_map_method
+from .deconvolution._varying import VaryingPsf
 from .frames import checked_choices, explicit_parameters, has_signal
 from .psf_map import PsfMap, check_map_fits
 
@@ -95,7 +95,6 @@ class Deconvolver:
             raise TypeError(f"same_choices must be True or False, got {same_choices!r}")
         check_parameters(method, **options)  # refuses a bad option now, by name
         if isinstance(psf, PsfMap):
-            check_map_method(method)
             #: the map as given, and prepared for its image shape (the one it fits)
             self.psf_map = psf
             self.psf = VaryingPsf.of(psf, psf.shape)
@@ -135,7 +134,6 @@ class Deconvolver:
         _check_working_memory(np.shape(image))
         image = as_float_array(image, "image")
         if self.psf_map is not None:
-            check_map_method(method)
             check_map_fits(self.psf_map, image.shape)
         elif image.ndim != self.psf.ndim:
             raise ValueError(f"psf must be {image.ndim}D like the image, got shape "

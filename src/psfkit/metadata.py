@@ -96,7 +96,7 @@ def _beads_metadata(average: BeadAverage) -> dict:
 def _deconvolution_metadata(info: DeconvolutionInfo) -> dict:
     """Everything the run reports but its per-iteration history (long, and only of use to
     a plot): the method, its settings, the noise model, the ``parameters`` that repeat
-    the run and, for ``method="sure"``, its choice with the candidates' risks."""
+    the run and, for ``method="auto"``, its choice with the candidates' risks."""
     fields = {name: value for name, value in vars(info).items() if name != "history"}
     if info.choice is not None:
         fields["choice"] = info.choice.as_dict()

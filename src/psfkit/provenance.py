@@ -112,7 +112,9 @@ def deconvolution_record(*, image: str, psf: str, output: str, report: dict,
     ``stack`` whether the image has frames along leading axes, ``blocks`` the block
     sizes and overlap when it ran in blocks, ``output_type`` the
     dtype and, for integers, the scale and the saturated pixel counts, and
-    ``command_options`` the options the command line needs besides the parameters.
+    ``command_options`` the options the command line needs besides the parameters. The
+    record's ``choice`` is ``method="auto"``'s (candidates, risks, winner and a summary
+    sentence) when the report has one, else None.
     """
     from . import __version__
 
@@ -133,6 +135,8 @@ def deconvolution_record(*, image: str, psf: str, output: str, report: dict,
                         for name in NOISE_MODEL},
         "iterations": report.get("iterations", parameters.get("iterations")),
         "stopped_by": report.get("stopped_by"),
+        # method="auto"'s choice (RiskChoice.as_dict: the summary, winner and candidates)
+        "choice": report.get("choice"),
         "frames": frames,
         "blocks": blocks,
         "output_type": output_type,

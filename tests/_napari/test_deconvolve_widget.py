@@ -147,7 +147,7 @@ def _progress_over_frames(viewer_widget, pair, frames, method, iterations=0):
 def test_the_risk_choice_is_said_in_one_sentence_and_kept_in_the_metadata(qtbot,
                                                                         viewer_widget):
     viewer, widget = viewer_widget
-    widget.method.value = "sure"
+    widget.method.value = "auto"
     run_to_end(qtbot, widget)
     choice = viewer.layers["cells deconvolved"].metadata["choice"]
     assert choice["summary"] in widget.status.value
@@ -162,11 +162,15 @@ def test_progress_counts_iterations_over_all_frames(viewer_widget, case):
     assert [step for step, _ in steps] == sorted(step for step, _ in steps)
 
 
-def test_progress_of_automatic_frames_only_goes_up_and_ends_full(viewer_widget, case):
-    steps, reports = _progress_over_frames(viewer_widget, case[0], 2, "auto")
+@pytest.mark.parametrize("method", ["auto", "rl_mix"])
+def test_progress_of_automatic_frames_only_goes_up_and_ends_full(viewer_widget, case,
+                                                                 method):
+    steps, reports = _progress_over_frames(viewer_widget, case[0], 2, method)
     assert [step for step, _ in steps] == sorted(step for step, _ in steps)
     assert all(step <= total for step, total in steps)
     assert steps[-1][0] == steps[-1][1]
+    if method == "auto":  # the first frame's choice has no step count known in advance
+        return
     # each frame's steps: its RL iterations, the smoothing's (the first frame searches the
     # weight, the others reuse it) and the RL-TV part's
     per_frame = [report["iterations"] + SMOOTHING_ITERATIONS

@@ -1,8 +1,8 @@
 """Blur maps in a real viewer: the map mode of Fit PSF model, Estimate kernel and Average
 beads (kernel mosaic and parameter maps over the image, colorbars, styling kept on a
 re-run), and Deconvolve with a map layer (better than one average PSF on a field whose
-blur changes; a method the core refuses with a map becomes a notification), and Cancel
-stopping a map run in the core."""
+blur changes; ``auto`` with a map runs ``rl_mix`` and says why; a map of another image
+becomes a notification), and Cancel stopping a map run in the core."""
 
 import importlib
 
@@ -129,18 +129,18 @@ def test_deconvolving_with_the_map_layer_beats_the_average_psf(qtbot, fitted, fi
                                   layer.data)
 
 
-def test_a_method_refused_with_a_map_is_a_notification_and_changes_no_layer(qtbot, fitted):
+def test_automatic_with_a_map_runs_rl_mix_and_the_status_says_why(qtbot, fitted):
     viewer, _ = fitted
     widget = dock(viewer, "Deconvolve")
     widget.image.value = viewer.layers["blurred"]
     widget.psf_source.value = "layer"
     widget.psf.value = viewer.layers["blurred sigma map"]  # any map output carries the map
-    widget.method.value = "sure"
-    before = [layer.name for layer in viewer.layers]
-    run_to_end(qtbot, widget, expect_error=True)
-    assert "method 'sure'" in widget.last_error and "PsfMap" in widget.last_error
-    assert widget.status.value.startswith("Error: ")
-    assert [layer.name for layer in viewer.layers] == before
+    widget.method.value = "auto"
+    run_to_end(qtbot, widget)
+    layer = viewer.layers["blurred deconvolved"]
+    assert layer.metadata["method"] == "rl_mix"
+    assert layer.metadata["choice"]["winner"][0] == "rl_mix"
+    assert "a PSF map" in widget.status.value and "no risk choice" in widget.status.value
 
 
 def test_a_stack_of_frames_is_deconvolved_frame_by_frame_with_the_map_as_the_core_does(

@@ -1,5 +1,6 @@
-"""Tests of the automatic method (``rl_mix``): its parts, its progress and cancelling, its
-point-source rule, and its tuned constants passed as ``tuning``."""
+"""Tests of ``rl_mix`` (one of ``auto``'s candidates, and ``auto`` with a PSF map): its
+parts, its progress and cancelling, its point-source rule, and its tuned constants passed as
+``tuning``."""
 
 from __future__ import annotations
 
@@ -37,9 +38,9 @@ def _noise_parameters(info) -> dict:
     return {key: info.parameters[key] for key in ("background", "read_noise", "gain")}
 
 
-def test_auto_can_be_cancelled_in_every_part(natural_pair):
+def test_rl_mix_can_be_cancelled_in_every_part(natural_pair):
     image, psf = natural_pair.blurred, natural_pair.kernel
-    _, full = deconvolve(image, psf, return_info=True)
+    _, full = deconvolve(image, psf, "rl_mix", return_info=True)
     rl = full.iterations
     search, smoothing = SMOOTHING_BISECTIONS, SMOOTHING_ITERATIONS
     # in the RL part, the smoothing weight's search, the final smoothing, the RL-TV part
@@ -50,16 +51,16 @@ def test_auto_can_be_cancelled_in_every_part(natural_pair):
             calls.append(step)
             return step < stop_at
 
-        result, info = deconvolve(image, psf, callback=callback, return_info=True)
+        result, info = deconvolve(image, psf, "rl_mix", callback=callback, return_info=True)
         assert calls[-1] == stop_at and info.stopped_by == "callback"
         assert result.shape == image.shape and result.dtype == np.float32
         assert np.all(np.isfinite(result))
         assert (info.smoothing == 0) == (stop_at < rl + search)
 
 
-def test_auto_is_rl_smoothed_to_the_noise_then_refined_by_rl_tv(natural_pair):
+def test_rl_mix_is_rl_smoothed_to_the_noise_then_refined_by_rl_tv(natural_pair):
     image, psf = natural_pair.blurred, natural_pair.kernel
-    result, info = deconvolve(image, psf, return_info=True)
+    result, info = deconvolve(image, psf, "rl_mix", return_info=True)
     assert info.method == "rl_mix" and info.stopped_by == "discrepancy"
     assert info.regularization > 0 and info.smoothing > 0  # a photograph: extended
     noise = _noise_parameters(info)
@@ -85,10 +86,10 @@ def test_auto_is_rl_smoothed_to_the_noise_then_refined_by_rl_tv(natural_pair):
     assert relative_error(result, truth) < relative_error(sharp, truth)
 
 
-def test_auto_runs_point_sources_longer_without_rl_tv():
+def test_rl_mix_runs_point_sources_longer_without_rl_tv():
     psf = make_psf("moffat", (15, 15), alpha=2.0, beta=2.5)
     pair = blurred_pair(psf, (128, 128), scene_kind="stars", noise=0.01, rng=3)
-    result, info = deconvolve(pair.blurred, pair.kernel, return_info=True)
+    result, info = deconvolve(pair.blurred, pair.kernel, "rl_mix", return_info=True)
     assert info.regularization == 0 and info.smoothing > 0  # point sources: no RL-TV
     stop = _discrepancy_stop(pair.blurred, pair.kernel, _noise_parameters(info))
     assert info.iterations == round(DEFAULT_TUNING.extension_points * stop)
@@ -99,7 +100,7 @@ def test_tuning_reaches_the_discrepancy_extension_and_the_rl_tv_part(natural_pai
     image, psf = natural_pair.blurred, natural_pair.kernel
     tuning = AutoTuning(extension_extended=1.5, rl_tv_refinement_iterations=4)
     calls = []
-    _, info = deconvolve(image, psf, tuning=tuning, return_info=True,
+    _, info = deconvolve(image, psf, "rl_mix", tuning=tuning, return_info=True,
                          callback=lambda step, total, current: calls.append((step, total)))
     stop = _discrepancy_stop(image, psf, _noise_parameters(info))
     assert info.iterations == round(1.5 * stop)
@@ -110,7 +111,7 @@ def test_tuning_reaches_the_discrepancy_extension_and_the_rl_tv_part(natural_pai
 def test_point_source_threshold_decides_whether_rl_tv_runs(natural_pair):
     image, psf = natural_pair.blurred, natural_pair.kernel
     # a threshold below a photograph's kurtosis (about -1) calls it point sources
-    _, info = deconvolve(image, psf, tuning=AutoTuning(point_source_kurtosis=-10.0),
+    _, info = deconvolve(image, psf, "rl_mix", tuning=AutoTuning(point_source_kurtosis=-10.0),
                          return_info=True)
     assert info.regularization == 0
     stop = _discrepancy_stop(image, psf, _noise_parameters(info))

@@ -1,4 +1,4 @@
-"""``method="sure"``: the per-image choice of method and strength by Monte-Carlo SURE, on
+"""``method="auto"``: the per-image choice of method and strength by Monte-Carlo SURE, on
 small synthetic cases with a known truth."""
 
 import json
@@ -25,7 +25,7 @@ def _pair(photons=None, noise=0.0, scene_kind="natural", shape=(72, 72), rng=5):
 
 def _rl_choice(pair):
     """The iteration of least estimated risk among the Richardson–Lucy candidates."""
-    _, info = deconvolve(pair.blurred, pair.kernel, "sure", return_info=True)
+    _, info = deconvolve(pair.blurred, pair.kernel, "auto", return_info=True)
     iterations, risks = info.choice.risks("richardson_lucy")
     return int(iterations[np.argmin(risks)]), iterations
 
@@ -42,7 +42,7 @@ def test_fewer_rl_iterations_are_chosen_at_50_photons_than_at_1e4():
 @pytest.mark.parametrize("scene_kind", ["natural", "stars"])
 def test_the_choice_is_never_worse_than_the_blurred_input(noise, scene_kind):
     pair = _pair(scene_kind=scene_kind, **noise)
-    result = deconvolve(pair.blurred, pair.kernel, "sure")
+    result = deconvolve(pair.blurred, pair.kernel, "auto")
     assert image_error(result, pair.sharp) < image_error(pair.blurred, pair.sharp)
 
 
@@ -97,7 +97,7 @@ def test_sure_of_the_tikhonov_candidates_is_unbiased_against_the_true_risk(empha
 
 def test_info_reports_every_candidate_its_risk_and_why_the_winner_won():
     pair = _pair(photons=500.0)
-    _, info = deconvolve(pair.blurred, pair.kernel, "sure", return_info=True)
+    _, info = deconvolve(pair.blurred, pair.kernel, "auto", return_info=True)
     choice = info.choice
     methods = {candidate.method for candidate in choice.candidates}
     assert methods == {"richardson_lucy", "tikhonov", "rl_mix"}
@@ -113,7 +113,7 @@ def test_info_reports_every_candidate_its_risk_and_why_the_winner_won():
 
 def test_the_choice_goes_into_json_metadata():
     pair = _pair(noise=0.01, shape=(48, 48))
-    _, info = deconvolve(pair.blurred, pair.kernel, "sure", return_info=True)
+    _, info = deconvolve(pair.blurred, pair.kernel, "auto", return_info=True)
     metadata = json.loads(json.dumps(run_metadata(info)))
     assert metadata["choice"]["summary"] == info.choice.summary
     assert len(metadata["choice"]["candidates"]) == len(info.choice.candidates)
@@ -137,7 +137,7 @@ def test_parameters_repeat_the_run(case, blobs_3d_pair):
         pair = blurred_pair(make_psf("gaussian", (5, 5), sigma=1.0), (560, 540),
                             noise=0.0, poisson_photons=300.0, rng=2)
         image, psf = pair.blurred, pair.kernel
-    expected, info = deconvolve(image, psf, "sure", return_info=True)
+    expected, info = deconvolve(image, psf, "auto", return_info=True)
     if case.startswith("2d larger"):
         (top, bottom), (left, right) = info.choice.region
         assert (bottom - top) * (right - left) < image.size
@@ -146,7 +146,7 @@ def test_parameters_repeat_the_run(case, blobs_3d_pair):
 
 
 def test_3d_volume_is_deconvolved_better_than_blurred(blobs_3d_pair):
-    result, info = deconvolve(blobs_3d_pair.blurred, blobs_3d_pair.kernel, "sure",
+    result, info = deconvolve(blobs_3d_pair.blurred, blobs_3d_pair.kernel, "auto",
                               return_info=True)
     assert result.shape == blobs_3d_pair.blurred.shape
     blurred_error = image_error(blobs_3d_pair.blurred, blobs_3d_pair.sharp)
@@ -157,17 +157,17 @@ def test_3d_volume_is_deconvolved_better_than_blurred(blobs_3d_pair):
 def test_frames_and_blocks_reuse_the_first_choice():
     pair = _pair(photons=800.0, shape=(64, 64))
     stack = np.stack([pair.blurred, pair.blurred[::-1].copy()])
-    _, info = deconvolve(pair.blurred, pair.kernel, "sure", return_info=True)
-    run = deconvolve_frames(stack, pair.kernel, method="sure")
+    _, info = deconvolve(pair.blurred, pair.kernel, "auto", return_info=True)
+    run = deconvolve_frames(stack, pair.kernel, method="auto")
     second = deconvolve(stack[1], pair.kernel, **info.parameters)
     np.testing.assert_array_equal(run.result[1], second)
-    blocks = deconvolve_chunked(pair.blurred, pair.kernel, chunks=(32, 64), method="sure")
+    blocks = deconvolve_chunked(pair.blurred, pair.kernel, chunks=(32, 64), method="auto")
     assert image_error(blocks, pair.sharp) < image_error(pair.blurred, pair.sharp)
 
 
 def test_a_callback_that_stops_at_once_returns_the_image_unchanged():
     pair = _pair(noise=0.01, shape=(48, 48))
-    result, info = deconvolve(pair.blurred, pair.kernel, "sure",
+    result, info = deconvolve(pair.blurred, pair.kernel, "auto",
                               callback=lambda *_: False, return_info=True)
     assert info.stopped_by == "callback" and info.choice is None
     np.testing.assert_array_equal(result, pair.blurred)
@@ -176,9 +176,17 @@ def test_a_callback_that_stops_at_once_returns_the_image_unchanged():
 def test_progress_only_goes_up_and_ends_full():
     pair = _pair(photons=300.0, shape=(48, 48))
     steps = []
-    deconvolve(pair.blurred, pair.kernel, "sure",
+    deconvolve(pair.blurred, pair.kernel, "auto",
                callback=lambda step, total, current: steps.append((step, total)))
     counted = [step for step, _ in steps]
     assert counted == sorted(counted) and counted[0] == 1
     assert all(step <= total for step, total in steps)
     assert steps[-1][0] == steps[-1][1]
+
+
+@pytest.mark.parametrize("option, value", [("regularization", 0.01), ("smoothing", 0.1),
+                                           ("acceleration_steps", [0.1, 0.2])])
+def test_a_weight_given_to_auto_is_refused_by_name_not_ignored(option, value):
+    pair = _pair(noise=0.01, shape=(48, 48))
+    with pytest.raises(ValueError, match=rf"method 'auto' (chooses the {option}|computes)"):
+        deconvolve(pair.blurred, pair.kernel, **{option: value})

@@ -24,11 +24,12 @@ def test_every_module_is_a_plain_import_and_the_public_function_is_the_packages(
     assert METHOD_RUNNERS["rl_mix"] is auto.rl_mix
 
 
-def test_every_method_but_auto_has_a_runner_and_auto_is_rl_mix(natural_pair):
-    assert set(METHOD_RUNNERS) == set(METHODS) - {"auto"}
-    _, info = deconvolve(natural_pair.blurred, natural_pair.kernel, iterations=2,
-                         return_info=True)
-    assert info.method == "rl_mix" and info.iterations == 2
+def test_every_method_has_a_runner_and_the_default_is_the_risk_choice(natural_pair):
+    assert set(METHOD_RUNNERS) == set(METHODS)
+    _, info = deconvolve(natural_pair.blurred, natural_pair.kernel, return_info=True)
+    assert info.method == info.choice.winner.method and info.stopped_by == "risk"
+    assert {c.method for c in info.choice.candidates} == {"richardson_lucy", "tikhonov",
+                                                           "rl_mix"}
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64])
@@ -119,7 +120,7 @@ def test_callback_reports_progress_and_can_stop(natural_pair):
 
 
 @pytest.mark.parametrize("scene", ["natural", "stars"])
-@pytest.mark.parametrize("method", ["auto", "richardson_lucy"])
+@pytest.mark.parametrize("method", ["auto", "rl_mix", "richardson_lucy"])
 def test_progress_ends_at_the_planned_total(scene, method):
     pair = blurred_pair(make_psf("airy", (15, 15), radius=3.0), (96, 96), scene_kind=scene,
                         noise=0.0, poisson_photons=300.0, rng=4)
@@ -129,10 +130,11 @@ def test_progress_ends_at_the_planned_total(scene, method):
     steps = [step for step, _ in calls]
     assert steps == list(range(1, len(steps) + 1))
     assert all(step <= total for step, total in calls)
-    # the run stops by the discrepancy principle, long before the default budget
-    assert info.stopped_by == "discrepancy" and calls[-1][0] == calls[-1][1]
-    assert info.iterations < 100
-    if method == "auto":  # point sources skip the RL-TV part, which the total counted
+    # the run stops by the discrepancy principle (auto: by the least risk), long before
+    # the default budget
+    assert info.stopped_by == ("risk" if method == "auto" else "discrepancy")
+    assert calls[-1][0] == calls[-1][1] and info.iterations < 100
+    if method == "rl_mix":  # point sources skip the RL-TV part, which the total counted
         assert (info.regularization == 0) == (scene == "stars")
 
 

@@ -109,7 +109,7 @@ def test_an_empty_schedule_is_refused():
         deconvolve(image, psf, "fista_tv", regularization_schedule=[])
 
 
-@pytest.mark.parametrize("method", ["fista_tv", "rl_mix", "sure", "wiener"])
+@pytest.mark.parametrize("method", ["auto", "fista_tv", "rl_mix", "wiener"])
 def test_a_deconvolver_with_the_same_choices_repeats_the_first_images_parameters(method):
     image, psf = _case(2, "poisson")
     other = image[::-1].copy()

@@ -137,11 +137,17 @@ def test_the_chunked_path_deconvolves_each_block_with_its_part_of_the_map():
     np.testing.assert_allclose(frames[1], blocks, atol=1e-6)
 
 
-def test_the_risk_choice_refuses_a_map_by_name():
+def test_auto_with_a_map_runs_rl_mix_and_its_choice_says_why():
     pair = samples.field_blurred_pair((96, 96), rng=2)
     psf_map = psfkit.fit_kernel_map(pair.sharp, pair.blurred, "gaussian", grid=(2, 2))
-    with pytest.raises(ValueError, match="method 'sure' chooses among candidates for one PSF"):
-        psfkit.deconvolve(pair.blurred, psf_map, method="sure")
+    result, info = psfkit.deconvolve(pair.blurred, psf_map, return_info=True)
+    expected = psfkit.deconvolve(pair.blurred, psf_map, "rl_mix")
+    np.testing.assert_array_equal(result, expected)
+    assert info.method == "rl_mix" and info.choice.winner.method == "rl_mix"
+    assert info.choice.candidates == (info.choice.winner,)
+    assert info.choice.summary == (f"rl_mix, {info.iterations} iterations: the PSF changes "
+                                   f"across the field (a PSF map), and the risk's candidates "
+                                   f"are for one PSF, so no risk choice was made.")
 
 
 def test_a_3d_map_through_the_chunked_path_is_the_map_in_memory_and_beats_the_average():

@@ -64,8 +64,7 @@ METHOD_LABELS = {"auto": "Automatic", "wiener": "Wiener", "tikhonov": "Tikhonov"
                  "richardson_lucy": "Richardson–Lucy",
                  "rl_tv": "Richardson–Lucy + total variation",
                  "fista_tv": "Total variation (FISTA)",
-                 "rl_mix": "Richardson–Lucy, TV-smoothed (rl_mix)",
-                 "sure": "Chosen by estimated risk (SURE)"}
+                 "rl_mix": "Richardson–Lucy, TV-smoothed (rl_mix)"}
 METHOD_CHOICES = [(METHOD_LABELS.get(method, method), method) for method in METHODS]
 MODEL_CHOICES = ["gaussian", "airy", "disk"]
 
@@ -247,7 +246,8 @@ class DeconvolveWidget(PsfkitWidget):
         "axial_size": "Axial Gaussian σ in pixels for a 3D PSF; 0 for a 2D PSF.",
         "frames": "Deconvolve each plane of the leading axes on its own (a time series or "
                   "channels), not as one volume.",
-        "method": "The algorithm; Automatic chooses the method, weight and stopping.",
+        "method": "The algorithm; Automatic chooses the method, weight and stopping per image "
+                  "by the least estimated risk (a PSF map: rl_mix).",
         "iterations": "How many iterations an iterative method runs; 0 stops it from the "
                       "noise level.",
         "regularization": "The smoothing weight, or 'auto' to set it from the noise level.",

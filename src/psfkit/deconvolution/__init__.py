@@ -17,7 +17,7 @@ image's own pixels.
 The package holds one module per family: ``_direct`` (Wiener, Tikhonov),
 ``_richardson_lucy`` (RL and RL-TV: the loop, its data and stopping rules),
 ``_extrapolation`` (RL's acceleration strategies and step rules), ``_tv`` (the TV prox,
-FISTA-TV, RL-TV's factor), ``_auto`` (``rl_mix``), ``_risk`` (``sure``: the choice by
+FISTA-TV, RL-TV's factor), ``_auto`` (``rl_mix``), ``_risk`` (``auto``: the choice by
 estimated risk), ``_noise`` (the noise model),
 ``_tuning`` (the constants tuned on the benchmark suite) and ``_common`` (what every
 method receives and returns). Here live :func:`deconvolve`,
@@ -51,7 +51,7 @@ from ._richardson_lucy import run_richardson_lucy, run_rl_tv
 from ._risk import RiskChoice, risk_choice
 from ._tuning import DEFAULT_TUNING, AutoTuning
 from ._tv import fista_tv
-from ._varying import VaryingPsf, check_map_method, piecewise
+from ._varying import VaryingPsf, piecewise
 
 __all__ = ["ACCELERATIONS", "DEFAULT_ITERATIONS", "DEFAULT_TUNING", "MAX_ITERATIONS", "METHODS",
            "METHOD_RUNNERS", "AutoTuning", "DeconvolutionInfo", "RiskChoice",
@@ -66,16 +66,10 @@ METHOD_RUNNERS = {
     "rl_tv": run_rl_tv,
     "fista_tv": fista_tv,
     "rl_mix": rl_mix,
-    "sure": risk_choice,
+    "auto": risk_choice,
 }
 
-#: ``"auto"`` runs this method: both RL priors fit both noise kinds through the
-#: shifted-Poisson model, and their average is never far from the better of the two,
-#: whichever suits the scene.
-AUTO_METHOD = "rl_mix"
-
-METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix",
-           "sure")
+METHODS = ("auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv", "fista_tv", "rl_mix")
 ACCELERATIONS = ("geometric", "biggs_andrews", None)
 
 
@@ -102,7 +96,7 @@ class DeconvolutionInfo:
     #: ``rl_mix``'s smoothing, the acceleration and its steps, ``fista_tv``'s automatic
     #: weight schedule and the noise model: background, read_noise, gain).
     parameters: dict = field(default_factory=dict)
-    #: ``method="sure"``'s choice (:class:`~psfkit.deconvolution._risk.RiskChoice`): the
+    #: ``method="auto"``'s choice (:class:`~psfkit.deconvolution._risk.RiskChoice`): the
     #: candidates, their estimated risks and the winner; its ``summary`` is one sentence.
     #: None for the other methods.
     choice: RiskChoice | None = None
@@ -212,6 +206,24 @@ def _checked_schedule(regularization_schedule, method):
     return weights
 
 
+def _check_auto_takes_no_weight(method: str, request: Request) -> None:
+    """``ValueError`` for a weight or a step list given to ``method="auto"`` (valid values,
+    ``request`` being checked), which chooses them per candidate and would otherwise
+    ignore them."""
+    if method != "auto":
+        return
+    given = {"regularization": request.regularization, "smoothing": request.smoothing}
+    for name, value in given.items():
+        if not (isinstance(value, str) and value == "auto"):
+            raise ValueError(f"method 'auto' chooses the {name} itself, got {name}="
+                             f"{value!r}: leave it 'auto', or name the method it is for, "
+                             f"e.g. method='rl_mix'")
+    if request.acceleration_steps is not None:
+        raise ValueError("method 'auto' computes its own acceleration steps; "
+                         "acceleration_steps replay an earlier run of a named method "
+                         "(its info.parameters)")
+
+
 def _checked_request(method, iterations, regularization, smoothing, acceleration,
                      acceleration_steps, regularization_schedule, callback,
                      tuning) -> Request:
@@ -225,7 +237,7 @@ def _checked_request(method, iterations, regularization, smoothing, acceleration
     if not isinstance(tuning, AutoTuning):
         raise TypeError(f"tuning must be an AutoTuning, got {type(tuning).__name__}")
     weight_limit = _FLOAT32_MAX if method == "fista_tv" else MAX_REGULARIZATION
-    return Request(
+    request = Request(
         iterations=None if iterations is None else whole_number(
             iterations, "iterations", minimum=1, maximum=MAX_ITERATIONS,
             why=" (MAX_ITERATIONS: more would run for hours; the automatic stop needs "
@@ -235,6 +247,8 @@ def _checked_request(method, iterations, regularization, smoothing, acceleration
         acceleration=acceleration, acceleration_steps=_checked_steps(acceleration_steps),
         regularization_schedule=_checked_schedule(regularization_schedule, method),
         callback=optional_callable(callback), tuning=tuning)
+    _check_auto_takes_no_weight(method, request)
+    return request
 
 
 def check_parameters(method: str = "auto", *, iterations=None, regularization="auto",
@@ -359,15 +373,16 @@ def deconvolve(
         for Wiener and Tikhonov).
     method : str
         One of ``METHODS``: "auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv",
-        "fista_tv", "rl_mix", "sure".
-        ``"auto"`` chooses the method, its regularization and when to stop from the data;
-        today it is ``"rl_mix"``: Richardson–Lucy run past the discrepancy principle's stop,
+        "fista_tv", "rl_mix".
+        ``"auto"`` chooses the method, its regularization and when to stop per image from
+        the data: among Richardson–Lucy stopping points, Tikhonov weights and ``"rl_mix"``
+        by an estimate of the risk (Monte-Carlo SURE); the method that won runs,
+        ``info.method`` names it and ``info.choice`` reports the candidates and their risks
+        (see :mod:`psfkit.deconvolution._risk`). With a PSF map it runs ``"rl_mix"`` (the
+        risk's candidates are for one PSF), and ``info.choice.summary`` says so.
+        ``"rl_mix"`` is Richardson–Lucy run past the discrepancy principle's stop,
         total-variation smoothed back to the noise level and, unless the object is made of
         point sources, averaged with RL-TV (see :func:`psfkit.deconvolution._auto.rl_mix`).
-        ``"sure"`` chooses per image among Richardson–Lucy stopping points, Tikhonov
-        weights and ``rl_mix`` by an estimate of the risk (Monte-Carlo SURE); the method
-        that won runs, ``info.method`` names it and ``info.choice`` reports the candidates
-        and their risks (see :mod:`psfkit.deconvolution._risk`).
     iterations : int, optional
         Iteration count of the iterative methods: given, they run exactly this many
         (unless the callback stops them). When omitted, a stopping rule ends them (the
@@ -449,7 +464,6 @@ def deconvolve(
     _check_working_memory(np.shape(image))
     image = as_float_array(image, "image")
     if isinstance(psf, PsfMap):  # blur that changes across the field (_varying)
-        check_map_method(method)
         psf = VaryingPsf.of(psf, image.shape)
     else:
         psf = normalise_psf(psf, image.ndim)
@@ -470,8 +484,7 @@ def solve(image: np.ndarray, psf: np.ndarray, method: str, request: Request,
         image, noise_keywords, request = _scaled_problem(image, noise_keywords, request,
                                                          method, exponent)
     noise = NoiseModel.estimate(image, **noise_keywords)
-    run = METHOD_RUNNERS[AUTO_METHOD if method == "auto" else method]
-    result = run(image, psf, noise, request)
+    result = METHOD_RUNNERS[method](image, psf, noise, request)
     if exponent:
         result, noise = _unscaled_result(result, noise, exponent)
     info = DeconvolutionInfo.of(result, noise)

@@ -62,7 +62,7 @@ class MethodResult:
     #: ``fista_tv``'s automatic TV weight at each iteration (empty for a fixed weight and
     #: the other methods)
     regularization_schedule: tuple = ()
-    #: how ``method="sure"`` chose this result (a ``_risk.RiskChoice``), else None
+    #: how ``method="auto"`` chose this result (a ``_risk.RiskChoice``), else None
     choice: object = None
 
 

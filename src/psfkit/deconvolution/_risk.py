@@ -1,4 +1,4 @@
-"""``method="sure"``: the method and its strength chosen per image by an estimate of the risk
+"""``method="auto"``: the method and its strength chosen per image by an estimate of the risk
 that needs no truth, Monte-Carlo SURE on the noise model.
 
 For data ``y = H x + b + n`` whose noise has the variance ``v`` (per pixel, from the noise
@@ -20,6 +20,9 @@ its divergence is exact with ``ε = 1``. The risks are measured where ``H x̂`` 
 by the data (the pixels whose PSF footprint lies inside the image) on a central region of at
 most :data:`RISK_SEARCH_SAMPLES` samples; the winner then runs on the whole image with the
 settings chosen, which ``info.parameters`` repeat.
+
+The candidates are for one PSF: with a PSF map (a blur that changes across the field) the
+choice is ``rl_mix`` at its automatic settings, and its summary says why.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from ._richardson_lucy import (
     richardson_lucy,
     run_richardson_lucy,
 )
+from ._varying import VaryingPsf
 
 #: The risks are measured on a central region of at most this many samples (and at least
 #: three PSF extents per axis): the risk is a mean over pixels, and a larger region gives
@@ -73,11 +77,12 @@ PROBE_SEED = 20080901
 @dataclass(frozen=True)
 class Candidate:
     """One setting considered: the method, its setting (iterations or ``λ``) and the
-    estimated whitened prediction risk (0 is a perfect prediction of the blurred truth)."""
+    estimated whitened prediction risk (0 is a perfect prediction of the blurred truth;
+    None when no risk was estimated)."""
 
     method: str
     setting: float
-    risk: float
+    risk: float | None
 
     def describe(self) -> str:
         """``"richardson_lucy, 12 iterations"`` or ``"tikhonov, λ = 0.001"``."""
@@ -88,16 +93,21 @@ class Candidate:
 
 @dataclass(frozen=True)
 class RiskChoice:
-    """The choice of ``method="sure"``: every candidate with its estimated risk, and the
-    winner, the candidate of least risk."""
+    """The choice of ``method="auto"``: every candidate with its estimated risk, and the
+    winner, the candidate of least risk; or, with a ``reason``, the one method that ran
+    without a risk choice (no candidates, no region)."""
 
     candidates: tuple
     winner: Candidate
     region: tuple
+    reason: str = ""
 
     @property
     def summary(self) -> str:
-        """One sentence for a status bar: what won, and against how many and what."""
+        """One sentence for a status bar: what won, and against how many and what (or why
+        nothing was compared)."""
+        if self.reason:
+            return f"{self.winner.describe()}: {self.reason}."
         others = [c for c in self.candidates if c.method != self.winner.method]
         runner = min(others, key=lambda c: c.risk) if others else None
         against = (f"; the best {runner.method} candidate's risk was {runner.risk:.3g}"
@@ -248,8 +258,10 @@ class _Steps:
         return report(self.callback, self.done, self.planned, None)
 
     def finish(self) -> None:
-        """The last report: the count reaches the total."""
+        """The last report, the step that hands the result back: the count reaches the
+        total (a step of its own, so no step number is reported twice)."""
         if self.callback is not None and self.done < self.planned:
+            self.done += 1
             self.planned = self.done
             report(self.callback, self.done, self.planned, None)
 
@@ -347,26 +359,32 @@ def _tikhonov_candidates(meter: _RiskMeter, psf, operators) -> list:
             for weight, model, change in _tikhonov_models(meter, psf, operators)]
 
 
-def _rl_mix_candidate(meter: _RiskMeter, psf, noise: NoiseModel, request: Request,
-                      steps: _Steps):
-    """``rl_mix`` at its automatic settings with its risk: the probe run repeats those
-    settings (iterations, steps, smoothing and RL-TV weight) on the perturbed data.
-    Returns the candidate (its setting: the RL iterations) and the result; None for both
-    when the callback stopped."""
+#: The methods that are candidates at their automatic settings (each runs twice on the
+#: region: on the data, then repeating its settings on the probe), by name.
+AUTOMATIC_CANDIDATES = {"rl_mix": rl_mix}
+
+
+def _automatic_candidate(method: str, meter: _RiskMeter, psf, noise: NoiseModel,
+                         request: Request, steps: _Steps):
+    """``method`` at its automatic settings with its risk: the probe run repeats those
+    settings (iterations, steps and weights) on the perturbed data. Returns the candidate
+    (its setting: the iterations) and the result; None for both when the callback
+    stopped."""
+    run = AUTOMATIC_CANDIDATES[method]
     automatic = replace(request, iterations=None, regularization="auto", smoothing="auto",
                         acceleration_steps=None, callback=steps)
-    result = rl_mix(meter.image, psf, noise, automatic)
+    result = run(meter.image, psf, noise, automatic)
     if result.stopped_by == "callback":
         return None, None
     steps.planned = steps.done * 2 + result.iterations
     repeated = replace(automatic, iterations=max(result.iterations, 1),
                        regularization=result.regularization, smoothing=result.smoothing,
                        acceleration_steps=list(result.steps))
-    perturbed = rl_mix(meter.image + meter.perturbation(PROBE_SCALE), psf, noise, repeated)
+    perturbed = run(meter.image + meter.perturbation(PROBE_SCALE), psf, noise, repeated)
     if perturbed.stopped_by == "callback":
         return None, None
     risk = meter.risk(meter.model(result.image), meter.model(perturbed.image), PROBE_SCALE)
-    return Candidate("rl_mix", float(result.iterations), risk), result
+    return Candidate(method, float(result.iterations), risk), result
 
 
 def _cancelled(image) -> MethodResult:
@@ -376,11 +394,14 @@ def _cancelled(image) -> MethodResult:
 
 
 def risk_choice(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
-    """``method="sure"``: Richardson–Lucy at every candidate stopping point and Tikhonov at
-    every candidate ``λ``, scored by Monte-Carlo SURE on a central region; the candidate of
-    least estimated risk is run on the whole image (see the module's docstring). The
-    result's ``method`` and settings are the winner's; ``choice`` holds the
-    :class:`RiskChoice`. ``request.iterations`` bounds the RL path (default 300)."""
+    """``method="auto"``: Richardson–Lucy at every candidate stopping point, Tikhonov at
+    every candidate ``λ`` and ``rl_mix``, scored by Monte-Carlo SURE on a central region;
+    the candidate of least estimated risk is run on the whole image (see the module's
+    docstring). The result's ``method`` and settings are the winner's; ``choice`` holds the
+    :class:`RiskChoice`. ``request.iterations`` bounds the RL path (default 300). With a
+    PSF map, ``rl_mix`` (:func:`_map_fallback`)."""
+    if isinstance(psf, VaryingPsf):
+        return _map_fallback(image, psf, noise, request)
     region = central_region(image.shape, RISK_SEARCH_SAMPLES, [3 * k for k in psf.shape])
     whole = all(r.stop - r.start == n for r, n in zip(region, image.shape, strict=True))
     meter = _RiskMeter(np.ascontiguousarray(image[region]), psf, noise, request.operators,
@@ -391,30 +412,49 @@ def risk_choice(image, psf, noise: NoiseModel, request: Request) -> MethodResult
     if path is None:
         return _cancelled(image)
     candidates += _tikhonov_candidates(meter, psf, request.operators)
-    mixed, mixed_result = _rl_mix_candidate(meter, psf, noise, request, steps)
-    if mixed is None:
-        return _cancelled(image)
-    candidates.append(mixed)
+    automatic_results = {}
+    for method in AUTOMATIC_CANDIDATES:
+        candidate, result = _automatic_candidate(method, meter, psf, noise, request, steps)
+        if candidate is None:
+            return _cancelled(image)
+        candidates.append(candidate)
+        automatic_results[method] = result
     winner = min(candidates, key=lambda candidate: candidate.risk)
     choice = RiskChoice(candidates=tuple(candidates), winner=winner,
                         region=tuple((r.start, r.stop) for r in region))
     result = _winner_on_the_image(image, psf, noise, replace(request, callback=steps),
-                                  winner, kept if whole else None, path, mixed_result)
+                                  winner, kept if whole else None, path,
+                                  automatic_results)
     steps.finish()
     return replace(result, stopped_by="risk" if result.stopped_by != "callback"
                    else "callback", choice=choice)
 
 
+#: Why a PSF map is deconvolved by ``rl_mix`` without a risk choice.
+MAP_REASON = ("the PSF changes across the field (a PSF map), and the risk's candidates are "
+              "for one PSF, so no risk choice was made")
+
+
+def _map_fallback(image, psf: VaryingPsf, noise: NoiseModel, request: Request) -> MethodResult:
+    """``rl_mix`` at its automatic settings for a PSF map, its choice saying why."""
+    result = rl_mix(image, psf, noise, request)
+    if result.stopped_by == "callback":
+        return result
+    winner = Candidate("rl_mix", float(result.iterations), None)
+    return replace(result, choice=RiskChoice(candidates=(winner,), winner=winner, region=(),
+                                             reason=MAP_REASON))
+
+
 def _winner_on_the_image(image, psf, noise: NoiseModel, request: Request,
-                         winner: Candidate, kept, path, mixed_result) -> MethodResult:
+                         winner: Candidate, kept, path, automatic_results) -> MethodResult:
     """The winner run on the whole image; when the region was the whole image (``kept``
-    not None), the estimate its path already computed."""
+    not None), the estimate its path or its automatic run already computed."""
     if winner.method == "tikhonov":
         return tikhonov(image, psf, noise, Request(regularization=winner.setting))
-    if winner.method == "rl_mix":
+    if winner.method in AUTOMATIC_CANDIDATES:
         if kept is not None:
-            return mixed_result
-        return rl_mix(image, psf, noise, replace(
+            return automatic_results[winner.method]
+        return AUTOMATIC_CANDIDATES[winner.method](image, psf, noise, replace(
             request, iterations=None, regularization="auto", smoothing="auto",
             acceleration_steps=None))
     iterations = int(winner.setting)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class AutoTuning:
-    """Tuned constants of ``method="auto"`` (``rl_mix``), ``rl_tv`` and the accelerated
-    ``richardson_lucy``; the defaults are the values chosen on the benchmark suite."""
+    """Tuned constants of ``method="auto"`` (the risk choice), ``rl_mix``, ``rl_tv`` and the
+    accelerated ``richardson_lucy``; the defaults are the values chosen on the benchmark
+    suite."""
 
     #: ``rl_mix`` runs its Richardson–Lucy part this many times the iterations at which the
     #: discrepancy principle is first met, before the TV smoothing brings the misfit back
@@ -50,7 +51,7 @@ class AutoTuning:
     #: it is within 0.5 % (acceleration part of the benchmark).
     max_geometric_extrapolation: float = 0.8
 
-    #: ``method="sure"`` runs its Richardson–Lucy path to this many times the iterations
+    #: ``method="auto"`` runs its Richardson–Lucy path to this many times the iterations
     #: at which the discrepancy principle is first met, and chooses its stopping point on
     #: that path (its probe path is as long, so the factor sets most of the search's
     #: cost). ``bench_auto.py --tune risk_rl_extension`` on its tuning set (error over the
@@ -60,7 +61,7 @@ class AutoTuning:
     #: under half the path.
     risk_rl_extension: float = 1.5
 
-    #: ``method="sure"`` weighs the residual by ``μ / (|H|² + μ)`` with this ``μ`` (None:
+    #: ``method="auto"`` weighs the residual by ``μ / (|H|² + μ)`` with this ``μ`` (None:
     #: plain SURE, the prediction risk), so that its risk sees the noise a method leaves
     #: where the PSF passes little. ``bench_auto.py --tune risk_emphasis`` on its tuning
     #: set (error over the best truth-chosen psfkit method, geometric mean / worst, see

@@ -33,14 +33,6 @@ from ._common import MethodResult, Request
 from ._noise import NoiseModel
 
 
-def check_map_method(method: str) -> None:
-    """``ValueError`` for a method that takes no map: ``"sure"``, whose candidates are
-    for one PSF."""
-    if method == "sure":
-        raise ValueError("method 'sure' chooses among candidates for one PSF and takes "
-                         "no PsfMap; use method='auto' or an explicit method with a map")
-
-
 @dataclass(frozen=True)
 class VaryingPsf:
     """A PSF map prepared for deconvolution: its tiles' PSFs (nonnegative, unit sum, one
