@@ -16,18 +16,31 @@ from ._noise import NoiseModel
 
 def _total_variation_gradient_term(estimate: np.ndarray, epsilon: float) -> np.ndarray:
     """``div(∇x / |∇x|)`` with forward differences and Neumann boundaries."""
-    gradients = []
+    gradients = [_forward_difference(estimate, axis, np.empty_like(estimate))
+                 for axis in range(estimate.ndim)]
     magnitude = np.full(estimate.shape, np.float32(epsilon**2), dtype=np.float32)
-    for axis in range(estimate.ndim):
-        g = np.diff(estimate, axis=axis, append=estimate.take([-1], axis=axis))
-        gradients.append(g)
-        magnitude += g * g
+    square = np.empty_like(estimate)
+    for g in gradients:
+        magnitude += np.multiply(g, g, out=square)
     np.sqrt(magnitude, out=magnitude)
     divergence = np.zeros_like(estimate)
     for axis, g in enumerate(gradients):
         g /= magnitude
-        divergence += np.diff(g, axis=axis, prepend=np.zeros_like(g.take([0], axis=axis)))
+        divergence += _backward_difference(g, axis, out=square)
     return divergence
+
+
+def _backward_difference(field: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
+    """Backward difference along ``axis`` into ``out``, from 0 before the first sample."""
+    first = [slice(None)] * field.ndim
+    first[axis] = slice(0, 1)
+    out[tuple(first)] = field[tuple(first)]
+    before = [slice(None)] * field.ndim
+    before[axis] = slice(0, -1)
+    ahead = [slice(None)] * field.ndim
+    ahead[axis] = slice(1, None)
+    np.subtract(field[tuple(ahead)], field[tuple(before)], out=out[tuple(ahead)])
+    return out
 
 
 @dataclass(frozen=True)
