@@ -129,26 +129,27 @@ def tv_prox(values: np.ndarray, weight: float, dual: list[np.ndarray],
     if given, is called after each iteration; returning False stops the iterations there.
 
     Memory: the dual, its momentum (one array per axis each; none without momentum) and
-    three more arrays. Each iteration's ascent ``momentum + step ∇z`` is computed once, in
-    the momentum's own arrays, which the projection then turns into the new dual.
+    two more arrays. Each iteration's ascent ``momentum + step ∇z`` is computed once, in
+    the momentum's own arrays, which the projection then turns into the new dual; the
+    primal point's array then holds the ascent's magnitude.
     """
     if weight <= 0 or negligible_weight(values, weight):
         return np.maximum(values, 0)
     step = np.float32(1.0 / (4 * values.ndim * weight))
     momentum = [d.copy() for d in dual] if accelerated else list(dual)
     part = np.empty_like(values)
-    magnitude = np.empty_like(values)
     t = 1.0
     for _ in range(iterations):
-        estimate = _primal(values, weight, momentum)
-        magnitude.fill(0)
+        point = _primal(values, weight, momentum)
         for axis, ascent in enumerate(momentum):
-            _forward_difference(estimate, axis, part)
+            _forward_difference(point, axis, part)
             part *= step
             ascent += part
-            np.multiply(ascent, ascent, out=part)
-            magnitude += part
-        del estimate
+        # the primal point is spent: its array becomes |ascent| (per sample, over the axes)
+        magnitude, point = point, None
+        np.multiply(momentum[0], momentum[0], out=magnitude)
+        for ascent in momentum[1:]:
+            magnitude += np.multiply(ascent, ascent, out=part)
         np.sqrt(magnitude, out=magnitude)
         np.maximum(magnitude, 1, out=magnitude)
         t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
@@ -159,10 +160,11 @@ def tv_prox(values: np.ndarray, weight: float, dual: list[np.ndarray],
                 _momentum_step(projected, dual[axis], beta)
                 # the projection is the new dual, the old dual's array the new momentum
                 dual[axis], momentum[axis] = projected, dual[axis]
+        del magnitude  # freed before the next primal point is made
         t = t_next
         if on_iteration is not None and not on_iteration():
             break
-    del part, magnitude
+    del part
     momentum = None  # the final estimate needs only the dual
     return _primal(values, weight, dual)
 
