@@ -17,7 +17,7 @@ from psfkit._napari._deconvolve_widget import (
     model_psf,
 )
 from psfkit.deconvolution import DEFAULT_TUNING
-from psfkit.deconvolution._auto import SMOOTHING_BISECTIONS, SMOOTHING_ITERATIONS
+from psfkit.deconvolution._auto import SMOOTHING_BISECTIONS
 from psfkit.models import make_psf
 from psfkit.samples import blurred_pair
 
@@ -173,7 +173,7 @@ def test_progress_of_automatic_frames_only_goes_up_and_ends_full(viewer_widget, 
         return
     # each frame's steps: its RL iterations, the smoothing's (the first frame searches the
     # weight, the others reuse it) and the RL-TV part's
-    per_frame = [report["iterations"] + SMOOTHING_ITERATIONS
+    per_frame = [report["iterations"] + DEFAULT_TUNING.smoothing_iterations
                  + (SMOOTHING_BISECTIONS if index == 0 else 0)
                  + (DEFAULT_TUNING.rl_tv_refinement_iterations
                     if report["regularization"] > 0 else 0)

@@ -8,8 +8,9 @@ import numpy as np
 
 from psfkit import deconvolve
 from psfkit.deconvolution import DEFAULT_TUNING, AutoTuning, normalise_psf
-from psfkit.deconvolution._auto import SMOOTHING_BISECTIONS, SMOOTHING_ITERATIONS
+from psfkit.deconvolution._auto import SMOOTHING_BISECTIONS
 from psfkit.deconvolution._common import Request
+from psfkit.deconvolution._extrapolation import make_extrapolation
 from psfkit.deconvolution._noise import NoiseModel
 from psfkit.deconvolution._richardson_lucy import (
     PoissonData,
@@ -42,7 +43,7 @@ def test_rl_mix_can_be_cancelled_in_every_part(natural_pair):
     image, psf = natural_pair.blurred, natural_pair.kernel
     _, full = deconvolve(image, psf, "rl_mix", return_info=True)
     rl = full.iterations
-    search, smoothing = SMOOTHING_BISECTIONS, SMOOTHING_ITERATIONS
+    search, smoothing = SMOOTHING_BISECTIONS, DEFAULT_TUNING.smoothing_iterations
     # in the RL part, the smoothing weight's search, the final smoothing, the RL-TV part
     for stop_at in (3, rl + 4, rl + search + 5, rl + search + smoothing + 5):
         calls = []
@@ -69,12 +70,13 @@ def test_rl_mix_is_rl_smoothed_to_the_noise_then_refined_by_rl_tv(natural_pair):
     # the parts, each with no data-driven choice left
     sharp = deconvolve(image, psf, "rl_mix", iterations=info.iterations, regularization=0.0,
                        smoothing=info.smoothing, **noise)
-    # RL-TV started from the smoothed estimate, and averaged with it
+    # accelerated RL-TV started from the smoothed estimate, and averaged with it
     data = image.astype(np.float32)
     problem = PoissonData.from_image(data, NoiseModel.estimate(data, **noise))
+    operator = BlurOperator(normalise_psf(psf, image.ndim), data.shape)
     refined = richardson_lucy(
-        problem, BlurOperator(normalise_psf(psf, image.ndim), data.shape),
-        iterations=DEFAULT_TUNING.rl_tv_refinement_iterations,
+        problem, operator, iterations=DEFAULT_TUNING.rl_tv_refinement_iterations,
+        extrapolation=make_extrapolation("geometric", operator),
         regulariser=tv_regulariser(problem, info.regularization), initial=sharp).image
     np.testing.assert_allclose(result, 0.5 * (sharp + refined), rtol=0, atol=1e-5)
     assert np.abs(refined - sharp).max() > 1e-2 * np.abs(sharp).max()
@@ -105,7 +107,8 @@ def test_tuning_reaches_the_discrepancy_extension_and_the_rl_tv_part(natural_pai
     stop = _discrepancy_stop(image, psf, _noise_parameters(info))
     assert info.iterations == round(1.5 * stop)
     # RL, the weight's search, the smoothing and 4 RL-TV iterations
-    assert calls[-1] == (info.iterations + SMOOTHING_BISECTIONS + SMOOTHING_ITERATIONS + 4,) * 2
+    smoothing = SMOOTHING_BISECTIONS + DEFAULT_TUNING.smoothing_iterations
+    assert calls[-1] == (info.iterations + smoothing + 4,) * 2
 
 
 def test_point_source_threshold_decides_whether_rl_tv_runs(natural_pair):

@@ -26,16 +26,15 @@ from ._richardson_lucy import (
     richardson_lucy,
     tv_regulariser,
 )
-from ._tuning import AutoTuning
+from ._tuning import DEFAULT_TUNING, AutoTuning
 from ._tv import tv_prox
 from ._varying import central_psf
 
-#: The TV smoothing of ``rl_mix``: dual projection iterations of the result (plain, without
-#: momentum, which would take one more image per axis), and fast (Beck–Teboulle) ones per
-#: weight tried while searching, warm-started from the previous weight's dual; bisection
+#: The TV smoothing of ``rl_mix``'s search: fast (Beck–Teboulle) dual projection
+#: iterations per weight tried, warm-started from the previous weight's dual; bisection
 #: steps on the logarithm of the weight (each halves a range of 4.5 decades); the search
-#: looks at a central crop of at most this many samples.
-SMOOTHING_ITERATIONS = 80
+#: looks at a central crop of at most this many samples. The smoothing of the result runs
+#: ``AutoTuning.smoothing_iterations`` fast iterations from a cold start.
 SMOOTHING_SEARCH_ITERATIONS = 15
 SMOOTHING_BISECTIONS = 9
 SMOOTHING_SEARCH_SAMPLES = 2**18
@@ -81,15 +80,17 @@ class PointSourceExtension:
 
 def smooth_to_noise(estimate, image, psf, noise: NoiseModel, weight="auto",
                     target: float = 1.0, on_step=None,
-                    operators: OperatorCache = BUILD_FRESH):
+                    operators: OperatorCache = BUILD_FRESH,
+                    iterations: int = DEFAULT_TUNING.smoothing_iterations):
     """Total-variation smoothing of an over-fitted estimate until it explains the data
     only down to the noise: the largest TV weight whose reblurred result still has a
     misfit of at most ``target`` noise variances, where the blur is fully defined.
 
     The weight is searched by bisection of its logarithm on a central region of at most
     ``SMOOTHING_SEARCH_SAMPLES`` samples (the misfit is an average, and a large region
-    gives the same weight); the result is then smoothed with it from a cold start, so
-    that the weight alone (``smoothing=``) reproduces it. Returns the smoothed estimate and
+    gives the same weight); the result is then smoothed with it by ``iterations`` fast
+    dual projection iterations from a cold start, so that the weight alone
+    (``smoothing=``) reproduces it. Returns the smoothed estimate and
     the weight (the given one when not ``"auto"``). ``on_step()`` is called after each
     bisection step and each smoothing iteration (:func:`smoothing_steps` in all); when it
     returns False the work stops, and the estimate is returned as it is then, with weight 0
@@ -101,13 +102,14 @@ def smooth_to_noise(estimate, image, psf, noise: NoiseModel, weight="auto",
             return estimate, 0.0
     weight = float(weight)
     dual = [np.zeros(estimate.shape, dtype=np.float32) for _ in range(estimate.ndim)]
-    return tv_prox(estimate, weight, dual, iterations=SMOOTHING_ITERATIONS,
-                   accelerated=False, on_iteration=on_step), weight
+    return tv_prox(estimate, weight, dual, iterations=iterations,
+                   on_iteration=on_step), weight
 
 
-def smoothing_steps(weight) -> int:
-    """Progress steps of :func:`smooth_to_noise` for a ``weight`` (``"auto"`` or a number)."""
-    return SMOOTHING_ITERATIONS + (SMOOTHING_BISECTIONS if weight == "auto" else 0)
+def smoothing_steps(weight, iterations: int = DEFAULT_TUNING.smoothing_iterations) -> int:
+    """Progress steps of :func:`smooth_to_noise` for a ``weight`` (``"auto"`` or a number)
+    and its ``iterations``."""
+    return iterations + (SMOOTHING_BISECTIONS if weight == "auto" else 0)
 
 
 def _valid_misfit(psf, image, noise: NoiseModel, operators: OperatorCache = BUILD_FRESH):
@@ -196,10 +198,11 @@ def rl_mix(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
        removes most of that noise and keeps the edges and peaks (:func:`smooth_to_noise`,
        weight ``smoothing``).
     3. Unless the object is made of point sources (or ``regularization`` is 0), RL-TV at
-       weight ``regularization`` runs ``tuning.rl_tv_refinement_iterations``
-       unaccelerated iterations from the smoothed estimate, restoring the blur model that
-       the smoothing ignores, and the two are averaged. On the benchmark suite this is as
-       good on photographs as 200 iterations of RL-TV from a flat start, and better on blobs.
+       weight ``regularization`` runs ``tuning.rl_tv_refinement_iterations`` iterations
+       (accelerated as the RL part, with Biggs and Andrews' step rule) from the smoothed
+       estimate, restoring the blur model that the smoothing ignores, and the two are
+       averaged. On the benchmark suite this is as good on photographs as 200 iterations of
+       RL-TV from a flat start, and better on blobs.
 
     The result's ``iterations`` are the Richardson–Lucy part's, its ``regularization`` the
     RL-TV weight (0 for point sources) and ``smoothing`` the TV smoothing weight. Progress
@@ -208,7 +211,7 @@ def rl_mix(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     """
     tuning = request.tuning
     problem = PoissonData.from_image(image, noise)
-    steps_of_smoothing = smoothing_steps(request.smoothing)
+    steps_of_smoothing = smoothing_steps(request.smoothing, tuning.smoothing_iterations)
     budget = request.iterations or DEFAULT_ITERATIONS["rl_mix"]
     sharp, extension = _overfitted_rl(problem, psf, request, budget, budget
                                       + steps_of_smoothing + tuning.rl_tv_refinement_iterations)
@@ -220,16 +223,18 @@ def rl_mix(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     counter = _StepCounter(request.callback, sharp.iterations, total)
     smooth, smoothing = smooth_to_noise(sharp.image, image, central_psf(psf), noise,
                                         request.smoothing, on_step=counter,
-                                        operators=request.operators)
+                                        operators=request.operators,
+                                        iterations=tuning.smoothing_iterations)
     # the smoothed estimate replaces the over-fitted one, whose memory is freed
     result = replace(sharp, image=smooth, regularization=weight, smoothing=smoothing,
                      stopped_by="callback" if counter.cancelled else sharp.stopped_by)
     del sharp
     if weight == 0 or counter.cancelled:
         return result
+    operator = request.operators.blur_operator(psf, image.shape)
     refined = richardson_lucy(
-        problem, request.operators.blur_operator(psf, image.shape),
-        iterations=tuning.rl_tv_refinement_iterations,
+        problem, operator, iterations=tuning.rl_tv_refinement_iterations,
+        extrapolation=make_extrapolation(request.acceleration, operator),
         regulariser=tv_regulariser(problem, weight), initial=smooth,
         progress=ProgressSpan(request.callback, result.iterations + steps_of_smoothing, total))
     smooth += refined.image

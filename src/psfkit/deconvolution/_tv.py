@@ -16,18 +16,31 @@ from ._noise import NoiseModel
 
 def _total_variation_gradient_term(estimate: np.ndarray, epsilon: float) -> np.ndarray:
     """``div(∇x / |∇x|)`` with forward differences and Neumann boundaries."""
-    gradients = []
+    gradients = [_forward_difference(estimate, axis, np.empty_like(estimate))
+                 for axis in range(estimate.ndim)]
     magnitude = np.full(estimate.shape, np.float32(epsilon**2), dtype=np.float32)
-    for axis in range(estimate.ndim):
-        g = np.diff(estimate, axis=axis, append=estimate.take([-1], axis=axis))
-        gradients.append(g)
-        magnitude += g * g
+    square = np.empty_like(estimate)
+    for g in gradients:
+        magnitude += np.multiply(g, g, out=square)
     np.sqrt(magnitude, out=magnitude)
     divergence = np.zeros_like(estimate)
     for axis, g in enumerate(gradients):
         g /= magnitude
-        divergence += np.diff(g, axis=axis, prepend=np.zeros_like(g.take([0], axis=axis)))
+        divergence += _backward_difference(g, axis, out=square)
     return divergence
+
+
+def _backward_difference(field: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
+    """Backward difference along ``axis`` into ``out``, from 0 before the first sample."""
+    first = [slice(None)] * field.ndim
+    first[axis] = slice(0, 1)
+    out[tuple(first)] = field[tuple(first)]
+    before = [slice(None)] * field.ndim
+    before[axis] = slice(0, -1)
+    ahead = [slice(None)] * field.ndim
+    ahead[axis] = slice(1, None)
+    np.subtract(field[tuple(ahead)], field[tuple(before)], out=out[tuple(ahead)])
+    return out
 
 
 @dataclass(frozen=True)
@@ -84,13 +97,6 @@ def _divergence(parts: list[np.ndarray]) -> np.ndarray:
     return total
 
 
-def _dual_ascent(estimate, axis: int, step, momentum_axis, out) -> None:
-    """``out = momentum_axis + step * ∂_axis estimate``: the TV dual's ascent point."""
-    _forward_difference(estimate, axis, out)
-    out *= step
-    out += momentum_axis
-
-
 def _primal(values: np.ndarray, weight: float, dual: list[np.ndarray]) -> np.ndarray:
     """The prox's primal point of a dual: ``max(values + weight div(dual), 0)``."""
     estimate = _divergence(dual)
@@ -119,47 +125,56 @@ def tv_prox(values: np.ndarray, weight: float, dual: list[np.ndarray],
             iterations: int = 10, accelerated: bool = True, on_iteration=None) -> np.ndarray:
     """``argmin_z ½||z - values||² + weight TV(z)`` over ``z >= 0`` by Beck–Teboulle's fast
     gradient projection on the dual (plain projection with ``accelerated=False``); ``dual`` is
-    warm-started and updated in place. ``on_iteration()``, if given, is called after each
-    iteration; returning False stops the iterations there.
+    warm-started and updated: its items are replaced by the final dual. ``on_iteration()``,
+    if given, is called after each iteration; returning False stops the iterations there.
 
     Memory: the dual, its momentum (one array per axis each; none without momentum) and
-    three more arrays; the gradient is recomputed one axis at a time rather than stored.
+    two more arrays. Each iteration's ascent ``momentum + step ∇z`` is computed once, in
+    the momentum's own arrays, which the projection then turns into the new dual; the
+    primal point's array then holds the ascent's magnitude.
     """
     if weight <= 0 or negligible_weight(values, weight):
         return np.maximum(values, 0)
     step = np.float32(1.0 / (4 * values.ndim * weight))
-    momentum = [d.copy() for d in dual] if accelerated else dual
+    momentum = [d.copy() for d in dual] if accelerated else list(dual)
     part = np.empty_like(values)
-    magnitude = np.empty_like(values)
     t = 1.0
     for _ in range(iterations):
-        estimate = _primal(values, weight, momentum)
-        magnitude.fill(0)
-        for axis in range(values.ndim):
-            _dual_ascent(estimate, axis, step, momentum[axis], part)
-            part *= part
-            magnitude += part
+        point = _primal(values, weight, momentum)
+        for axis, ascent in enumerate(momentum):
+            _forward_difference(point, axis, part)
+            part *= step
+            ascent += part
+        # the primal point is spent: its array becomes |ascent| (per sample, over the axes)
+        magnitude, point = point, None
+        np.multiply(momentum[0], momentum[0], out=magnitude)
+        for ascent in momentum[1:]:
+            magnitude += np.multiply(ascent, ascent, out=part)
         np.sqrt(magnitude, out=magnitude)
         np.maximum(magnitude, 1, out=magnitude)
         t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
         beta = np.float32((t - 1) / t_next)
-        for axis, (old, m) in enumerate(zip(dual, momentum, strict=True)):
-            _dual_ascent(estimate, axis, step, momentum[axis], part)
-            part /= magnitude
-            if not accelerated:
-                old[...] = part
-                continue
-            np.subtract(part, old, out=m)
-            m *= beta
-            m += part
-            old[...] = part
-        del estimate
+        for axis, projected in enumerate(momentum):
+            projected /= magnitude
+            if accelerated:
+                _momentum_step(projected, dual[axis], beta)
+                # the projection is the new dual, the old dual's array the new momentum
+                dual[axis], momentum[axis] = projected, dual[axis]
+        del magnitude  # freed before the next primal point is made
         t = t_next
         if on_iteration is not None and not on_iteration():
             break
-    del part, magnitude
+    del part
     momentum = None  # the final estimate needs only the dual
     return _primal(values, weight, dual)
+
+
+def _momentum_step(projected: np.ndarray, previous: np.ndarray, beta) -> None:
+    """``previous = projected + beta (projected - previous)``, in place: the next ascent's
+    base point from the new dual ``projected`` and the dual before it (``previous``)."""
+    np.subtract(previous, projected, out=previous)
+    previous *= beta
+    np.subtract(projected, previous, out=previous)
 
 
 def fista_tv(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
