@@ -61,13 +61,16 @@ SHAPE_3D = (24, 64, 64)
 
 
 def _photo(name: str, shape, zoom: float = 0.5) -> np.ndarray:
-    """A ``skimage.data`` image, grey, scaled by ``zoom`` and cropped at its centre to at
-    least ``shape`` plus a margin, in [0.05, 1.05] (a camera never reads exactly 0)."""
+    """A ``skimage.data`` image, grey, scaled by ``zoom`` (or more, when the image would be
+    too small) and cropped at its centre to ``shape`` plus a margin, in [0.05, 1.05] (a
+    camera never reads exactly 0)."""
     from skimage import data
 
     image = getattr(data, name)()
     if image.ndim == 3:
         image = image.mean(axis=2)
+    # at least half the margin, which holds the widest PSF of the set
+    zoom = max(zoom, *((n + 32) / m for n, m in zip(shape, image.shape, strict=True)))
     image = ndi.zoom(image.astype(np.float32), zoom, order=1)
     need = [n + 64 for n in shape]
     starts = [max((m - n) // 2, 0) for m, n in zip(image.shape, need, strict=True)]
