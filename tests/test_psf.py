@@ -248,11 +248,11 @@ def test_prepare_psf_of_a_noise_free_bool_image_gives_a_named_error_not_a_nan_wa
 
 
 def _widefield_bead(shape, peak, background=20.0, rng=0):
-    """A widefield bead stack (NA 1.2 water, λ 0.52 µm) of ``shape`` voxels of
+    """A scalar-model widefield bead stack (NA 1.2 water, λ 0.52 µm) of ``shape`` voxels of
     0.1 × 0.065 × 0.065 µm, ``peak`` photons at its brightest voxel on ``background``
     photons, Poisson-sampled: its defocused planes reach every side of the crop."""
     truth = widefield_psf(shape, (0.1, 0.065, 0.065), numerical_aperture=1.2,
-                          wavelength=0.52, immersion_index=1.33)
+                          wavelength=0.52, immersion_index=1.33, theory="scalar")
     photons = truth * (peak / truth.max()) + background
     return np.random.default_rng(rng).poisson(photons).astype(np.float32), truth
 
