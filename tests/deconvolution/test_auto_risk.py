@@ -190,3 +190,43 @@ def test_a_weight_given_to_auto_is_refused_by_name_not_ignored(option, value):
     pair = _pair(noise=0.01, shape=(48, 48))
     with pytest.raises(ValueError, match=rf"method 'auto' (chooses the {option}|computes)"):
         deconvolve(pair.blurred, pair.kernel, **{option: value})
+
+
+@pytest.fixture(scope="module")
+def widefield_beads():
+    """A cell-like volume under a 3D widefield PSF (NA 1.2 water, the vectorial model) at
+    1000 photons: the prediction risk prefers a Tikhonov weight whose estimate fills the
+    PSF's missing cone with negative light (the volume of bench_optics_deconvolution.py)."""
+    from psfkit.optics import widefield_psf
+
+    psf = widefield_psf((31, 65, 65), (0.2, 0.065, 0.065), numerical_aperture=1.2,
+                        wavelength=0.52, immersion_index=1.33)
+    pair = blurred_pair(psf, (32, 96, 96), scene_kind="blobs", noise=0.0,
+                        poisson_photons=1000.0, shift=(0.0, 0.0, 0.0), rng=1)
+    return pair, psf
+
+
+def test_a_tikhonov_winner_with_negative_light_gives_way_to_the_next_candidate(
+        widefield_beads):
+    from psfkit.deconvolution._risk import NEGATIVE_LIGHT_LIMIT, negative_share
+
+    pair, psf = widefield_beads
+    restored, info = deconvolve(pair.blurred, psf, return_info=True)
+    choice = info.choice
+    least = min(choice.candidates, key=lambda candidate: candidate.risk)
+    assert least.method == "tikhonov"
+    tikhonov = deconvolve(pair.blurred, psf, "tikhonov", regularization=least.setting)
+    assert negative_share(tikhonov) > 3 * NEGATIVE_LIGHT_LIMIT  # 6.6e-3 measured
+    assert info.parameters["method"] != "tikhonov" and choice.winner.method != "tikhonov"
+    assert "below zero" in choice.summary
+    assert negative_share(restored) == 0.0
+    blurred_error = image_error(pair.blurred, pair.sharp)
+    assert image_error(restored, pair.sharp) < 0.6 * blurred_error
+    assert image_error(tikhonov, pair.sharp) > 0.9 * blurred_error
+
+
+def test_the_negative_share_of_an_estimate():
+    from psfkit.deconvolution._risk import negative_share
+
+    assert negative_share(np.array([1.0, 2.0, -1.0])) == pytest.approx(0.25)
+    assert negative_share(np.zeros(4)) == 0.0 and negative_share(np.ones(3)) == 0.0
