@@ -6,7 +6,7 @@ import types
 
 import numpy as np
 import pytest
-from _widget_helpers import run_to_end
+from _widget_helpers import dock, run_to_end
 
 import psfkit
 from psfkit._napari._common import layer_array
@@ -35,8 +35,8 @@ def viewer_widget(make_napari_viewer, case):
     viewer = make_napari_viewer()
     viewer.add_image(pair.blurred, name="cells", scale=(0.2, 0.2), translate=(5, 7))
     viewer.add_image(psf, name="psf", scale=(0.2, 0.2))
-    widget = DeconvolveWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Deconvolve")
+    assert isinstance(widget, DeconvolveWidget)
     widget.psf.value = viewer.layers["psf"]
     return viewer, widget
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _widget_helpers import run_to_end
+from _widget_helpers import dock, run_to_end
 
 from psfkit import make_psf
 from psfkit._napari._fit_widget import FitModelWidget, ModelPsfWidget
@@ -16,8 +16,8 @@ def pair_viewer(make_napari_viewer):
                         gain=1.2, offset=0.1, shift=(0.5, -0.4))
     viewer.add_image(pair.sharp, name="sharp")
     viewer.add_image(pair.blurred, name="blurred", scale=(0.2, 0.2))
-    widget = FitModelWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Fit PSF model")
+    assert isinstance(widget, FitModelWidget)
     widget.sharp.value = viewer.layers["sharp"]
     widget.blurred.value = viewer.layers["blurred"]
     return viewer, widget, pair
@@ -71,8 +71,8 @@ def test_bad_input_gives_an_error_and_changes_no_layer(qtbot, pair_viewer):
 
 def test_model_psf_renders_the_chosen_model(qtbot, make_napari_viewer):
     viewer = make_napari_viewer()
-    widget = ModelPsfWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Model PSF")
+    assert isinstance(widget, ModelPsfWidget)
     widget.model.value = "disk"
     widget.size.value = 15
     widget.parameters["radius"].value = 5.0
@@ -93,8 +93,8 @@ def test_model_psf_renders_the_chosen_model(qtbot, make_napari_viewer):
 
 def test_model_psf_rejects_even_sizes_and_nonpositive_sizes(make_napari_viewer):
     viewer = make_napari_viewer()
-    widget = ModelPsfWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Model PSF")
+    assert isinstance(widget, ModelPsfWidget)
     widget.size.value = 14
     assert widget.run() is None
     assert "odd" in widget.last_error
