@@ -28,7 +28,6 @@ choice is ``rl_mix`` at its automatic settings, and its summary says why.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import partial
 
 import numpy as np
 import scipy.fft
@@ -74,16 +73,6 @@ PROBE_SCALE = 0.1
 #: The probe's seed: the choice is a deterministic function of the image.
 PROBE_SEED = 20080901
 
-#: The largest share of a Tikhonov winner's light that may be negative (the negative sum
-#: over the sum of magnitudes). Light is never negative: a linear estimate that puts more
-#: than this below zero has filled what the PSF does not pass (a 3D widefield PSF's missing
-#: cone) with the ringing the prediction risk cannot see, and the best candidate of another
-#: method runs instead. The Tikhonov winners of the validation set stay far below it (0 and
-#: 6e-6); the 3D bead volume of ``bench_optics_deconvolution.py``, where the Tikhonov winner
-#: was worse than the blurred input, puts 6.6e-3 to 1.5e-2 below zero. The limit was set
-#: after seeing that volume, so it is no held-out case for it.
-NEGATIVE_LIGHT_LIMIT = 1e-3
-
 
 @dataclass(frozen=True)
 class Candidate:
@@ -112,9 +101,6 @@ class RiskChoice:
     winner: Candidate
     region: tuple
     reason: str = ""
-    #: why the candidate of least risk did not run, when it did not (see
-    #: :data:`NEGATIVE_LIGHT_LIMIT`)
-    dismissed: str = ""
 
     @property
     def summary(self) -> str:
@@ -126,9 +112,6 @@ class RiskChoice:
         runner = min(others, key=lambda c: c.risk) if others else None
         against = (f"; the best {runner.method} candidate's risk was {runner.risk:.3g}"
                    if runner else "")
-        if self.dismissed:
-            return (f"{self.winner.describe()} chosen among {len(self.candidates)} "
-                    f"candidates (SURE {self.winner.risk:.3g}): {self.dismissed}.")
         return (f"{self.winner.describe()} chosen among {len(self.candidates)} candidates "
                 f"for the least estimated risk (SURE {self.winner.risk:.3g}{against}).")
 
@@ -436,20 +419,12 @@ def risk_choice(image, psf, noise: NoiseModel, request: Request) -> MethodResult
             return _cancelled(image)
         candidates.append(candidate)
         automatic_results[method] = result
-    ranked = sorted(candidates, key=lambda candidate: candidate.risk)
-    winner, dismissed = ranked[0], ""
-    run_winner = partial(_winner_on_the_image, image, psf, noise,
-                         replace(request, callback=steps), kept=kept if whole else None,
-                         path=path, automatic_results=automatic_results)
-    result = run_winner(winner)
-    share = negative_share(result.image) if winner.method == "tikhonov" else 0.0
-    if share > NEGATIVE_LIGHT_LIMIT:
-        dismissed = (f"{winner.describe()} had the least estimated risk but put {share:.1%} "
-                     "of its light below zero, which light never is")
-        winner = next(c for c in ranked if c.method != "tikhonov")
-        result = run_winner(winner)
+    winner = min(candidates, key=lambda candidate: candidate.risk)
     choice = RiskChoice(candidates=tuple(candidates), winner=winner,
-                        region=tuple((r.start, r.stop) for r in region), dismissed=dismissed)
+                        region=tuple((r.start, r.stop) for r in region))
+    result = _winner_on_the_image(image, psf, noise, replace(request, callback=steps),
+                                  winner, kept if whole else None, path,
+                                  automatic_results)
     steps.finish()
     return replace(result, stopped_by="risk" if result.stopped_by != "callback"
                    else "callback", choice=choice)
@@ -470,16 +445,8 @@ def _map_fallback(image, psf: VaryingPsf, noise: NoiseModel, request: Request) -
                                              reason=MAP_REASON))
 
 
-def negative_share(estimate: np.ndarray) -> float:
-    """The share of ``estimate``'s light that is negative: its negative sum over the sum of
-    its magnitudes (0 for a non-negative estimate)."""
-    negative = -float(np.minimum(estimate, 0).sum(dtype=np.float64))
-    total = float(np.abs(estimate).sum(dtype=np.float64))
-    return negative / total if total > 0 else 0.0
-
-
 def _winner_on_the_image(image, psf, noise: NoiseModel, request: Request,
-                         winner: Candidate, *, kept, path, automatic_results) -> MethodResult:
+                         winner: Candidate, kept, path, automatic_results) -> MethodResult:
     """The winner run on the whole image; when the region was the whole image (``kept``
     not None), the estimate its path or its automatic run already computed."""
     if winner.method == "tikhonov":
