@@ -190,3 +190,20 @@ def test_a_weight_given_to_auto_is_refused_by_name_not_ignored(option, value):
     pair = _pair(noise=0.01, shape=(48, 48))
     with pytest.raises(ValueError, match=rf"method 'auto' (chooses the {option}|computes)"):
         deconvolve(pair.blurred, pair.kernel, **{option: value})
+
+
+def test_a_3d_widefield_volume_is_not_given_to_tikhonov():
+    # the prediction risk cannot see a widefield PSF's missing cone: on this volume it
+    # preferred Tikhonov (error 0.46, worse than the blurred input's 0.38) to RL (0.16)
+    from psfkit.optics import widefield_psf
+
+    psf = widefield_psf((31, 65, 65), (0.2, 0.065, 0.065), numerical_aperture=1.2,
+                        wavelength=0.52, immersion_index=1.33)
+    pair = blurred_pair(psf, (32, 96, 96), scene_kind="blobs", noise=0.0,
+                        poisson_photons=1000.0, shift=(0.0, 0.0, 0.0), rng=1)
+    restored, info = deconvolve(pair.blurred, psf, return_info=True)
+    assert {c.method for c in info.choice.candidates} == {"richardson_lucy", "rl_mix"}
+    blurred_error = image_error(pair.blurred, pair.sharp)
+    assert image_error(restored, pair.sharp) < 0.6 * blurred_error  # 0.53 measured
+    tikhonov = deconvolve(pair.blurred, psf, "tikhonov", regularization=0.002)
+    assert image_error(tikhonov, pair.sharp) > 0.9 * blurred_error

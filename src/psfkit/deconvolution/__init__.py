@@ -375,8 +375,8 @@ def deconvolve(
         One of ``METHODS``: "auto", "wiener", "tikhonov", "richardson_lucy", "rl_tv",
         "fista_tv", "rl_mix".
         ``"auto"`` chooses the method, its regularization and when to stop per image from
-        the data: among Richardson–Lucy stopping points, Tikhonov weights and ``"rl_mix"``
-        by an estimate of the risk (Monte-Carlo SURE); the method that won runs,
+        the data: among Richardson–Lucy stopping points, Tikhonov weights (2D images) and
+        ``"rl_mix"`` by an estimate of the risk (Monte-Carlo SURE); the method that won runs,
         ``info.method`` names it and ``info.choice`` reports the candidates and their risks
         (see :mod:`psfkit.deconvolution._risk`). With a PSF map it runs ``"rl_mix"`` (the
         risk's candidates are for one PSF), and ``info.choice.summary`` says so.
