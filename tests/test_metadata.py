@@ -1,6 +1,7 @@
 """The metadata of a run: JSON-safe values that repeat what the core result says."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import psfkit
 from psfkit.frames import deconvolve_frames, repeating_call
 from psfkit.metadata import Code, plain, python_call, region_of, run_metadata
 from psfkit.models import make_psf
-from psfkit.samples import blurred_pair
+from psfkit.samples import blurred_pair, point_source_frame, soft_disk
 
 
 def test_plain_turns_numpy_values_into_python_ones():
@@ -51,6 +52,22 @@ def test_a_kernel_fit_records_its_model_and_errors(pair):
     assert metadata["params"]["sigma"] == pytest.approx(1.2, rel=0.1)
     assert set(metadata["errors"]) == set(fit.params)
     assert metadata["converged"] == bool(fit.success)
+
+
+@pytest.mark.parametrize(("size", "uncertain"), [(15, True), (41, False)])
+def test_a_prepared_psf_records_which_warnings_it_raised(size, uncertain):
+    # a defocus disk of radius 6 in a 15 px crop leaves no pure background
+    whole = point_source_frame(soft_disk(6.0), (40.3, 39.8), (81, 81), hot_pixels=(), rng=0)
+    half = size // 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, report = psfkit.prepare_psf(whole[40 - half:41 + half, 40 - half:41 + half],
+                                       shape=(17, 17), return_info=True)
+    metadata = json.loads(json.dumps(run_metadata(report)))
+    assert metadata["background_uncertain"] is uncertain
+    assert metadata["saturated"] is False
+    assert metadata["truncated"] is bool(report.truncated)
+    assert len(metadata["warnings"]) == len(report.warnings) >= int(uncertain)
 
 
 def test_an_unknown_result_is_refused():

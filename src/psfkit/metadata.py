@@ -79,9 +79,11 @@ def _fit_metadata(fit: KernelFit) -> dict:
 
 @run_metadata.register(PsfReport)
 def _psf_metadata(report: PsfReport) -> dict:
-    """Width, SNR, centre, background and noise of a PSF prepared from one source."""
+    """Width, SNR, centre, background and noise of a PSF prepared from one source, and
+    which warnings it raised (saturated, truncated, background uncertain)."""
     return plain({**_fields(report, "fwhm fwhm_physical snr centre background noise_sigma "
-                                    "hot_pixels warnings"),
+                                    "hot_pixels saturated truncated background_uncertain "
+                                    "warnings"),
                   "beads_used": 1})
 
 
