@@ -116,3 +116,22 @@ def test_a_crop_the_source_fills_says_so_in_the_status(qtbot, make_napari_viewer
     metadata = viewer.layers["tight LED PSF"].metadata
     assert any("pure background" in message for message in metadata["warnings"])
     assert metadata["background"] == pytest.approx(120.0, abs=0.5 * metadata["noise_sigma"])
+
+
+def test_a_known_background_level_is_used_for_a_source_that_fills_its_crop(
+        qtbot, make_napari_viewer):
+    # the tight crop above, with the true level (120) given: no warning, the level kept
+    viewer = make_napari_viewer()
+    whole = point_source_frame(soft_disk(6.0), (40.3, 39.8), (81, 81), hot_pixels=(), rng=0)
+    viewer.add_image(whole[33:48, 33:48], name="tight LED")
+    widget = dock(viewer, "Prepare PSF")
+    widget.image.value = viewer.layers["tight LED"]
+    assert not widget.level.enabled
+    widget.background.value = "known level"
+    assert widget.level.enabled
+    widget.level.value = 120.0
+    run_to_end(qtbot, widget)
+    metadata = viewer.layers["tight LED PSF"].metadata
+    assert metadata["background"] == pytest.approx(120.0, abs=1e-3)
+    assert not metadata["background_uncertain"] and "fills the frame" not in widget.status.value
+    assert "background=120.0" in metadata["reproduce"]["python"]

@@ -39,8 +39,11 @@ if TYPE_CHECKING:
 ACCEPTED_COLOUR = (0.2, 0.9, 0.3, 1.0)
 REJECTED_COLOUR = (1.0, 0.25, 0.2, 1.0)
 
+#: What "known level" stands for among the background choices: the number in the level field.
+KNOWN_LEVEL = "known level"
+
 BACKGROUND_CHOICES = [("auto (plane or constant)", "auto"), ("plane", "plane"),
-                      ("constant", "constant"), ("none", None)]
+                      ("constant", "constant"), ("known level", KNOWN_LEVEL), ("none", None)]
 
 #: Smallest region, in pixels per axis, that a PSF is prepared from.
 MINIMUM_REGION = 3
@@ -74,7 +77,9 @@ class PreparePsfWidget(PsfkitWidget):
         "region": "A point on the source, or a shape around it; none: the brightest spot.",
         "size": "The PSF's width in pixels (odd); 0 chooses it from the source.",
         "background": "What is subtracted around the source: a fitted plane (auto: tilted "
-                      "only where the data show a slope), a constant, or nothing.",
+                      "only where the data show a slope), a constant, a known level (the "
+                      "camera's offset, for a source that fills its crop), or nothing.",
+        "level": "The known background level, in the image's units.",
         "hot_pixels": "Replace isolated bright pixels (hot pixels, cosmic rays) first.",
     }
 
@@ -85,10 +90,16 @@ class PreparePsfWidget(PsfkitWidget):
         self.size = SpinBox(value=0, min=0, max=1001, step=2, label="PSF size (0 = auto)")
         self.background = ComboBox(value="auto", choices=BACKGROUND_CHOICES,
                                    label="background")
+        self.level = number_field(0.0, min=-1e12, max=1e12, label="level")
         self.hot_pixels = CheckBox(value=True, label="remove hot pixels")
         super().__init__(viewer, [self.image, self.region, self.size, self.background,
-                                  self.hot_pixels], run_text="Prepare PSF")
+                                  self.level, self.hot_pixels], run_text="Prepare PSF")
         self.plot = ProfilePlot(self.native.layout())
+        self.background.changed.connect(self._grey_out_level)
+        self._grey_out_level()
+
+    def _grey_out_level(self, value=None) -> None:
+        self.level.enabled = self.background.value == KNOWN_LEVEL
 
     def prepare(self):
         layer = self.image.value
@@ -108,6 +119,8 @@ class PreparePsfWidget(PsfkitWidget):
                 data = data[box]
                 offset = np.array([b.start for b in box])
         background = self.background.value
+        if background == KNOWN_LEVEL:
+            background = float(self.level.value)
         hot_pixels = self.hot_pixels.value
         spacing = np.asarray(layer.scale[-data.ndim:], dtype=float)
         call = reproduction(python_call(
