@@ -145,3 +145,24 @@ def test_a_map_deconvolver_refuses_another_image_shape_by_name():
     with pytest.raises(ValueError, match=r"psf is a map of an image of shape \(64, 60\), "
                                          r"not of this image \(60, 64\)"):
         Deconvolver(psf_map)(np.ones((60, 64), np.float32))
+
+
+def test_threads_sharing_one_deconvolver_get_what_each_image_alone_gives():
+    # a dask worker's threads share one Deconvolver: four shapes race through a cache that
+    # keeps two, each thread's result must be the single call's
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    shapes = [(40 + 4 * (k % 4), 44) for k in range(16)]
+    images = [blurred_pair(PSF, shape, noise=0.01, rng=k).blurred
+              for k, shape in enumerate(shapes)]
+    deconvolver = Deconvolver(PSF, "richardson_lucy", iterations=5)
+    deconvolver.operators.kept_shapes = 2
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(deconvolver, images))
+    for image, result in zip(images, results, strict=True):
+        np.testing.assert_array_equal(
+            result, deconvolve(image, PSF, "richardson_lucy", iterations=5))
+    assert len(deconvolver.kept_operators()) == 2
+    copy = pickle.loads(pickle.dumps(deconvolver))  # as sent to a cluster's workers
+    np.testing.assert_array_equal(copy(images[0]), results[0])

@@ -8,10 +8,14 @@ what it always was; a Deconvolver's cache keeps the operators of its one PSF for
 :data:`KEPT_SHAPES` image shapes, so a batch pays each transform once. A kept operator is
 the very object a fresh build would give (the same FFT of the same PSF on the same grid),
 so results are bit for bit those of a fresh call.
+
+The operators are read-only once built, so threads may share them; the cache's own
+bookkeeping is guarded by a lock, as a dask worker's threads share one Deconvolver.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -33,19 +37,30 @@ class OperatorCache:
         self.psf = psf
         self.kept_shapes = kept_shapes if psf is not None else 0
         self._by_shape: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
 
     def _get(self, kind: str, psf, shape, build):
-        """The ``kind`` operator of ``psf`` for ``shape``: kept, or built by ``build()``."""
+        """The ``kind`` operator of ``psf`` for ``shape``: kept, or built by ``build()``
+        (by one thread at a time: the others wait for it rather than build their own)."""
         if self.kept_shapes == 0 or psf is not self.psf:
             return build()
         shape = tuple(int(n) for n in shape)
-        operators = self._by_shape.setdefault(shape, {})
-        self._by_shape.move_to_end(shape)
-        while len(self._by_shape) > self.kept_shapes:
-            self._by_shape.popitem(last=False)
-        if kind not in operators:
-            operators[kind] = build()
-        return operators[kind]
+        with self._lock:
+            operators = self._by_shape.setdefault(shape, {})
+            self._by_shape.move_to_end(shape)
+            while len(self._by_shape) > self.kept_shapes:
+                self._by_shape.popitem(last=False)
+            if kind not in operators:
+                operators[kind] = build()
+            return operators[kind]
+
+    def __getstate__(self) -> dict:
+        """What a copy sent to another process holds: no lock (a new one is made there)."""
+        return {name: value for name, value in vars(self).items() if name != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)
+        self._lock = threading.Lock()
 
     def blur_operator(self, psf, image_shape):
         """``BlurOperator(psf, image_shape)``, or for the map of a blur that changes across
@@ -66,7 +81,8 @@ class OperatorCache:
 
     def kept(self) -> dict:
         """The kept operators' kinds per image shape, e.g. ``{(512, 512): ["blur"]}``."""
-        return {shape: sorted(operators) for shape, operators in self._by_shape.items()}
+        with self._lock:
+            return {shape: sorted(operators) for shape, operators in self._by_shape.items()}
 
 
 #: The cache of a single call: builds every operator afresh and keeps none.
