@@ -110,18 +110,48 @@ def remove_hot_pixels(image: np.ndarray, sigma: float, *, threshold: float = 6.0
     return cleaned, index
 
 
-def _smoothed_noise(sigma: float, ndim: int) -> float:
-    """Noise sigma after :data:`SMOOTHING` Gaussian smoothing of white noise of ``sigma``."""
-    size = 2 * int(np.ceil(4 * SMOOTHING)) + 1
-    delta = np.zeros((size,) * ndim)
-    delta[(size // 2,) * ndim] = 1.0
-    return float(sigma * np.linalg.norm(ndi.gaussian_filter(delta, SMOOTHING, mode="constant")))
+#: The radius (pixels) at which the :data:`SMOOTHING` Gaussian is truncated (scipy's rule).
+_SMOOTHING_REACH = int(4 * SMOOTHING + 0.5)
 
 
-def significance(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Smoothed, background-free ``image`` in units of its own noise sigma."""
+def _smoothing_gain(length: int) -> np.ndarray:
+    """How much white noise of unit sigma is left, at each index of an axis of ``length``,
+    by :data:`SMOOTHING` Gaussian smoothing with edge pixels repeated (``mode="nearest"``):
+    the norm of the filter's weights on the samples. Near the ends the repeated edge pixel
+    carries the weight of the samples beyond it, so more noise is left there (about 1.4
+    times the interior's on the last sample)."""
+    reach = _SMOOTHING_REACH
+    size = min(length, 4 * reach + 1)  # both ends and one interior sample
+    weights = ndi.gaussian_filter1d(np.eye(size), SMOOTHING, axis=0, mode="nearest")
+    small = np.sqrt(np.sum(weights**2, axis=1))
+    if size == length:
+        return small
+    gain = np.full(length, small[2 * reach])
+    gain[:2 * reach], gain[-2 * reach:] = small[:2 * reach], small[-2 * reach:]
+    return gain
+
+
+def significance(image: np.ndarray, sigma: float, *, even_edges: bool = False) -> np.ndarray:
+    """Smoothed, background-free ``image`` in units of its own noise sigma.
+
+    The smoothing repeats the edge pixels, which leaves more noise along the frame's edges
+    (:func:`_smoothing_gain`). With ``even_edges`` each pixel is divided by the noise left
+    there, so white noise is 3 sigmas up as often on the edges as inside (bead detection:
+    no false beads along the faces of a stack). Without, by the interior's noise
+    everywhere: edge pixels look more significant, which keeps a tight crop's source
+    light on its edges out of the background and in the support (on the tight crops of
+    ``bench_psf.py``, the even version raised a 3D widefield bead's error from 0.065 to
+    0.078 at 2000 photons).
+    """
     smoothed = ndi.gaussian_filter(image, SMOOTHING, mode="nearest")
-    return smoothed / max(_smoothed_noise(sigma, image.ndim), 1e-30)
+    interior = _smoothing_gain(1 + 2 * _SMOOTHING_REACH)[_SMOOTHING_REACH]
+    z = smoothed / max(sigma * interior**image.ndim, 1e-30)
+    if even_edges:
+        for axis, length in enumerate(image.shape):
+            shape = [1] * image.ndim
+            shape[axis] = length
+            z /= (_smoothing_gain(length) / interior).astype(z.dtype).reshape(shape)
+    return z
 
 
 def fit_background(image: np.ndarray, sigma: float, model="auto", *,
