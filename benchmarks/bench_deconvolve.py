@@ -177,6 +177,14 @@ def peers(pair, quick: bool):
 # ------------------------------------------------------------------------------- quality
 
 
+def _chosen(info) -> str:
+    """What ``auto`` ran: its risk choice's winner (``"tikhonov, λ = 0.001"``,
+    ``"richardson_lucy, 12 iterations"``), or the method and iterations without a choice."""
+    if info.choice is not None:
+        return info.choice.winner.describe()
+    return f"{info.method}, {info.iterations} iterations"
+
+
 def quality(quick: bool) -> str:
     rows = []
     header = ("| case | blurred | psfkit auto | best peer (truth-tuned) | ratio | "
@@ -194,7 +202,7 @@ def quality(quick: bool) -> str:
         ratios.append(ratio)
         rows.append(f"| {label} | {blurred_error:.4f} | {ours:.4f} | {best_error:.4f} "
                     f"({name}, {setting if not isinstance(setting, float) else f'{setting:.3g}'})"
-                    f" | {ratio:.2f} | {info.method} {info.iterations} it, {seconds:.1f} s |")
+                    f" | {ratio:.2f} | {_chosen(info)}, {seconds:.1f} s |")
         print(rows[-1], flush=True)
         if ours > blurred_error:
             print(f"    WORSE THAN INPUT: {label}", flush=True)
