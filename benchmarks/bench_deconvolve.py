@@ -530,9 +530,10 @@ def auto_run(quick: bool) -> str:
     into the parts of ``rl_mix`` (timed by wrapping them), in seconds and in units of the
     4-FFT baseline on psfkit's padded grid.
 
-    Written when ``auto`` was ``rl_mix``: under the risk choice the first three wrapped calls come
-    from ``rl_mix``'s runs on the search region, not the winner's parts, so the split columns
-    do not describe today's ``auto`` (its whole-run cost: ``bench_auto.py --cost``)."""
+    Written when ``auto`` was ``rl_mix``: under the risk choice the first three wrapped
+    calls come from ``rl_mix``'s runs on the search region, not the winner's parts, so the
+    split columns do not describe today's ``auto`` (its whole-run cost: ``bench_auto.py
+    --cost``)."""
     import psfkit.deconvolution._auto as engine
 
     cases = [("2048² photograph, 31² Gaussian PSF, 1 % noise", "natural", (2048, 2048),
