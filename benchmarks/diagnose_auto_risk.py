@@ -10,8 +10,8 @@ risk's mean) from its spread, and the true risk's ranking from the image error's
 against the one that made the data.
 
 ``python benchmarks/diagnose_auto_risk.py [--cases puncta,cell,coins] [--realisations 4]``
-(a case is chosen by a word of its label in ``bench_auto.validation_set``, or ``held:...``
-for the held-out cases of ``bench_auto.held_out_set``).
+(a case is chosen by a word of its label in ``bench_auto.validation_set``, or with
+``--set held_out`` in ``bench_auto.held_out_set``).
 """
 
 from __future__ import annotations
@@ -162,13 +162,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="puncta,cell,coins")
     parser.add_argument("--realisations", type=int, default=3)
+    parser.add_argument("--set", default="validation", choices=["validation", "held_out"])
     parser.add_argument("--true-noise", action="store_true",
                         help="give auto the noise model that made the data")
     args = parser.parse_args(argv)
     words = args.cases.split(",")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for label, pair, mean, keywords in _capture_cases(bench_auto.validation_set(True)):
+        for label, pair, mean, keywords in _capture_cases(
+                getattr(bench_auto, f"{args.set}_set")(True)):
             if any(word in label for word in words) and pair.blurred.ndim == 2:
                 diagnose(label, pair, mean, keywords, args.realisations, args.true_noise)
     return 0
