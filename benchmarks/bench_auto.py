@@ -115,16 +115,29 @@ def _moffat_3d():
     return psf_3d("moffat", (13, 19, 19))
 
 
-def validation_set(quick: bool):
-    """Yield ``(label, pair)`` cases none of the automatic methods was tuned on."""
+def _sizes(quick: bool):
+    """The image shapes of the 2D and 3D cases and their scenes' (with a margin)."""
     shape2 = SHAPE_2D if quick else (160, 160)
     shape3 = SHAPE_3D if quick else (28, 72, 72)
-    margin2 = [n + 64 for n in shape2]
-    margin3 = [n + 40 for n in shape3]
-    gaussian = make_psf("gaussian", (15, 15), sigma=2.0)
-    moffat = make_psf("moffat", (25, 25), alpha=2.5, beta=3.0)
-    airy = make_psf("airy", (21, 21), radius=2.5)
-    poisson = lambda photons: dict(noise=0.0, poisson_photons=float(photons))  # noqa: E731
+    return shape2, shape3, [n + 64 for n in shape2], [n + 40 for n in shape3]
+
+
+def _psfs():
+    """The 2D PSFs of the validation and held-out sets: Gaussian, Moffat, Airy."""
+    return (make_psf("gaussian", (15, 15), sigma=2.0),
+            make_psf("moffat", (25, 25), alpha=2.5, beta=3.0),
+            make_psf("airy", (21, 21), radius=2.5))
+
+
+def poisson(photons: float) -> dict:
+    """``blurred_pair``'s noise keywords for shot noise of ``photons`` at the peak."""
+    return dict(noise=0.0, poisson_photons=float(photons))
+
+
+def validation_set(quick: bool):
+    """Yield ``(label, pair)`` cases none of the automatic methods was tuned on."""
+    shape2, shape3, margin2, margin3 = _sizes(quick)
+    gaussian, moffat, airy = _psfs()
     read = lambda fraction: dict(noise=float(fraction))  # noqa: E731
     cases = [
         ("cell micrograph (low contrast), gaussian, 200 ph", "cell", 0.5, gaussian,
@@ -168,18 +181,13 @@ def validation_set(quick: bool):
 
 
 def held_out_set(quick: bool):
-    """Yield ``(label, pair)`` cases in neither set, fixed before the risk was changed on
-    the validation set's sparse puncta (``diagnose_auto_risk.py``), to show whether that
-    change holds on images nobody looked at: puncta at other photon levels, seeds and PSFs,
-    other ``skimage.data`` scenes, other star and 3D cases."""
-    shape2 = SHAPE_2D if quick else (160, 160)
-    shape3 = SHAPE_3D if quick else (28, 72, 72)
-    margin2 = [n + 64 for n in shape2]
-    margin3 = [n + 40 for n in shape3]
-    gaussian = make_psf("gaussian", (15, 15), sigma=2.0)
-    moffat = make_psf("moffat", (25, 25), alpha=2.5, beta=3.0)
-    airy = make_psf("airy", (21, 21), radius=2.5)
-    poisson = lambda photons: dict(noise=0.0, poisson_photons=float(photons))  # noqa: E731
+    """Yield ``(label, pair)`` cases in neither set, written after the risk was changed for
+    the validation set's sparse puncta (``diagnose_auto_risk.py``) and before it was run
+    on them, to show whether that change holds on images it was not made on: puncta at
+    other photon levels, seeds and PSFs, other ``skimage.data`` scenes, a star field and
+    3D cases."""
+    shape2, shape3, margin2, margin3 = _sizes(quick)
+    gaussian, moffat, airy = _psfs()
     for photons, psf_name, psf, seed in ((30, "airy", airy, 21), (100, "airy", airy, 23),
                                          (300, "gaussian", gaussian, 25),
                                          (50, "moffat", moffat, 27)):
