@@ -458,8 +458,8 @@ def main(argv=None) -> int:
         parts.append(table)
     if "held_out" in args.sets:
         table, _ = evaluate(held_out_set(args.quick), methods, True, cache,
-                            "Held-out set (cases in neither set, fixed before the change "
-                            "they check)", args.cache)
+                            "Held-out set (cases in neither set, written before the "
+                            "change they check was run on them)", args.cache)
         parts.append(table)
     if args.cost:
         parts.append(cost(methods))

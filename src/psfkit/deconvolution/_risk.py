@@ -17,7 +17,7 @@ not on a half of it, so a choice needs no mapping from half the counts to all of
 The risk weighs every pixel's error alike, as the image's error does; it is not whitened
 (``mean((H x̂ − H x)² / v)``), which under shot noise weighs a pixel's error by the inverse
 of its level. On the sparse puncta at 50 photons of ``benchmarks/bench_auto.py`` a dark
-pixel's error then counted about 30 times a spot's, and the whitened risk preferred
+pixel's error then counted up to 30 times a spot's, and the whitened risk preferred
 ``rl_mix`` (error 0.43) over Richardson–Lucy at 3 or 4 iterations (0.33, 0.31) even when
 computed with the truth (``benchmarks/diagnose_auto_risk.py``). Under Gaussian noise the two
 risks are the same up to a constant factor, and so is the choice.
