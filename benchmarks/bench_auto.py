@@ -17,6 +17,9 @@ method chosen with the truth (each method over its strength grid, Richardson–L
 best stopping point), and the ratios the issue's bars are about. The error is
 ``psfkit.metrics.image_error`` (relative L2 after the best affine match).
 
+A third, **held-out set** (``--sets held_out``) holds cases in neither set, for a change
+motivated by a validation case: it shows whether the change generalises.
+
 ``python benchmarks/bench_auto.py`` (``--quick``: the validation set only at the small
 sizes; ``--methods auto`` to run only some automatic methods; ``--sets none --cost`` for
 the cost alone, written to ``results/auto_cost.md``; ``--tune FIELD`` to sweep one of
@@ -112,16 +115,29 @@ def _moffat_3d():
     return psf_3d("moffat", (13, 19, 19))
 
 
-def validation_set(quick: bool):
-    """Yield ``(label, pair)`` cases none of the automatic methods was tuned on."""
+def _sizes(quick: bool):
+    """The image shapes of the 2D and 3D cases and their scenes' (with a margin)."""
     shape2 = SHAPE_2D if quick else (160, 160)
     shape3 = SHAPE_3D if quick else (28, 72, 72)
-    margin2 = [n + 64 for n in shape2]
-    margin3 = [n + 40 for n in shape3]
-    gaussian = make_psf("gaussian", (15, 15), sigma=2.0)
-    moffat = make_psf("moffat", (25, 25), alpha=2.5, beta=3.0)
-    airy = make_psf("airy", (21, 21), radius=2.5)
-    poisson = lambda photons: dict(noise=0.0, poisson_photons=float(photons))  # noqa: E731
+    return shape2, shape3, [n + 64 for n in shape2], [n + 40 for n in shape3]
+
+
+def _psfs():
+    """The 2D PSFs of the validation and held-out sets: Gaussian, Moffat, Airy."""
+    return (make_psf("gaussian", (15, 15), sigma=2.0),
+            make_psf("moffat", (25, 25), alpha=2.5, beta=3.0),
+            make_psf("airy", (21, 21), radius=2.5))
+
+
+def poisson(photons: float) -> dict:
+    """``blurred_pair``'s noise keywords for shot noise of ``photons`` at the peak."""
+    return dict(noise=0.0, poisson_photons=float(photons))
+
+
+def validation_set(quick: bool):
+    """Yield ``(label, pair)`` cases none of the automatic methods was tuned on."""
+    shape2, shape3, margin2, margin3 = _sizes(quick)
+    gaussian, moffat, airy = _psfs()
     read = lambda fraction: dict(noise=float(fraction))  # noqa: E731
     cases = [
         ("cell micrograph (low contrast), gaussian, 200 ph", "cell", 0.5, gaussian,
@@ -162,6 +178,42 @@ def validation_set(quick: bool):
     yield "3D blobs seed 12, defocus, 50 ph", blurred_pair(
         psf_3d("defocus", (13, 19, 19)), shape3, scene_kind="blobs", shift=zero, rng=12,
         **poisson(50))
+
+
+def held_out_set(quick: bool):
+    """Yield ``(label, pair)`` cases in neither set, written after the risk was changed for
+    the validation set's sparse puncta (``diagnose_auto_risk.py``) and before it was run
+    on them, to show whether that change holds on images it was not made on: puncta at
+    other photon levels, seeds and PSFs, other ``skimage.data`` scenes, a star field and
+    3D cases."""
+    shape2, shape3, margin2, margin3 = _sizes(quick)
+    gaussian, moffat, airy = _psfs()
+    for photons, psf_name, psf, seed in ((30, "airy", airy, 21), (100, "airy", airy, 23),
+                                         (300, "gaussian", gaussian, 25),
+                                         (50, "moffat", moffat, 27)):
+        yield f"sparse puncta seed {seed}, {psf_name}, {photons} ph", blurred_pair(
+            psf, shape2, scene_image=_puncta(margin2, 40, rng=seed), rng=seed + 1,
+            **poisson(photons))
+    yield "star field seed 29, gaussian, 100 ph", blurred_pair(
+        gaussian, shape2, scene_image=_stars(margin2, 50, rng=29), rng=30, **poisson(100))
+    photos = [("astronaut, airy, 300 ph", "astronaut", 0.5, airy, poisson(300)),
+              ("chelsea (cat), soft defocus disk r3, 100 ph", "chelsea", 0.5, soft_disk(3.0),
+               poisson(100)),
+              ("grass, gaussian, 1000 ph", "grass", 0.5, gaussian, poisson(1000)),
+              ("microaneurysms, moffat, 200 ph", "microaneurysms", 2.0, moffat,
+               poisson(200)),
+              ("immunohistochemistry, gaussian, read noise 1 %", "immunohistochemistry",
+               0.5, gaussian, dict(noise=0.01))]
+    for label, name, zoom, psf, noise in photos:
+        yield label, blurred_pair(psf, shape2, scene_image=_photo(name, shape2, zoom), rng=31,
+                                  **noise)
+    zero = (0, 0, 0)
+    yield "3D puncta seed 33, airy, 50 ph", blurred_pair(
+        psf_3d("airy", (13, 19, 19)), shape3, scene_image=_puncta(margin3, 40, rng=33),
+        shift=zero, rng=34, **poisson(50))
+    yield "3D texture seed 35, gaussian, 200 ph", blurred_pair(
+        psf_3d("gaussian", (13, 17, 17)), shape3, scene_image=_texture_volume(margin3, rng=35),
+        shift=zero, rng=36, **poisson(200))
 
 
 # ------------------------------------------------------------- psfkit chosen with the truth
@@ -403,6 +455,11 @@ def main(argv=None) -> int:
         table, _ = evaluate(validation_set(args.quick), methods, True, cache,
                             "Validation set (scenes, PSFs, noise and seeds not in the suite)",
                             args.cache)
+        parts.append(table)
+    if "held_out" in args.sets:
+        table, _ = evaluate(held_out_set(args.quick), methods, True, cache,
+                            "Held-out set (cases in neither set, written before the "
+                            "change they check was run on them)", args.cache)
         parts.append(table)
     if args.cost:
         parts.append(cost(methods))
