@@ -395,15 +395,19 @@ def _quantities_of(vector: np.ndarray, sizes: dict) -> dict:
     return dict(zip(sizes, np.split(np.asarray(vector), split), strict=True))
 
 
-def tile_information(fit, sharp_tile: np.ndarray, start, axes) -> TileInformation:
+def tile_information(fit, sharp_tile: np.ndarray, start, axes) -> TileInformation | None:
     """The :class:`TileInformation` of a tile's :class:`psfkit.KernelFit` on
     ``sharp_tile`` (whose first pixel is at ``start`` in the map's coordinates): ``h_k =
     gain · (∂kernel/∂q_k ∗ sharp)`` on the compared region ``fit.valid``, the kernel's
     derivative in each quantity component ``q_k`` by central differences of the rendered
-    model."""
+    model; None when the tile carries no finite information (no noise or no gain)."""
     from .models import make_psf
     from .operators import Convolver
 
+    scale = float(np.abs(sharp_tile).max())
+    factor = fit.gain * scale / fit.noise_sigma if fit.noise_sigma > 0 else np.inf
+    if not (np.isfinite(factor) and factor != 0):
+        return None
     vector, sizes = quantity_vector(fit.model, fit.params)
     parameter_sizes = {name: len(np.atleast_1d(value)) for name, value in fit.params.items()}
     step = SENSITIVITY_STEP * max(float(np.abs(vector).max()), 1e-6)
@@ -413,26 +417,27 @@ def tile_information(fit, sharp_tile: np.ndarray, start, axes) -> TileInformatio
         return make_psf(fit.model, fit.kernel.shape, pixel_integrated=fit.pixel_integrated,
                         **params).astype(np.float64)
 
+    unit = sharp_tile / scale  # magnitudes near 1 through the float32 transforms
     spectrum, rows = None, []
     for k in range(len(vector)):
         up, down = vector.copy(), vector.copy()
         up[k] += step
         down[k] -= step
-        derivative = (kernel(up) - kernel(down)) * (fit.gain / (2 * step * fit.noise_sigma))
-        convolver = Convolver(derivative, sharp_tile.shape)
+        convolver = Convolver((kernel(up) - kernel(down)) / (2 * step), unit.shape)
         if spectrum is None:
-            spectrum = convolver.forward_transform(sharp_tile)
-        rows.append(convolver.apply(sharp_tile, "same", spectrum=spectrum)[fit.valid])
-    h = np.stack(rows).astype(np.float64)  # (Q, *valid)
+            spectrum = convolver.forward_transform(unit)
+        rows.append(convolver.apply(unit, "same", spectrum=spectrum)[fit.valid])
+    h = np.stack(rows).astype(np.float64) * factor  # (Q, *valid)
     # the field varies along ``axes`` only: sum the information over the other axes
     others = tuple(2 + a for a in range(sharp_tile.ndim) if a not in axes)
-    density = np.einsum("i...,j...->ij...", h, h).sum(axis=others)
+    with np.errstate(over="ignore", invalid="ignore"):
+        density = np.einsum("i...,j...->ij...", h, h).sum(axis=others)
+    if not np.all(np.isfinite(density)):
+        return None
     grids = np.meshgrid(*[np.arange(fit.valid[a].start, fit.valid[a].stop) + start[a]
                           for a in axes], indexing="ij")
-    points = np.stack([g.ravel() for g in grids], axis=1).astype(np.float64)
-    return TileInformation(points=points,
-                           density=density.reshape(len(vector), len(vector), -1).transpose(
-                               2, 0, 1))
+    return TileInformation(points=np.stack([g.ravel() for g in grids], axis=1),
+                           density=density.reshape(len(vector), len(vector), -1).T)
 
 
 #: Smoothed quantities that may take any sign, so are not held within the tiles' range
@@ -460,7 +465,7 @@ class ParameterField:
                  axes, degree: int):
         self.model = model
         self.axes = tuple(axes)
-        usable = np.asarray(usable) & np.array([i is not None for i in informations])
+        usable = np.asarray(usable)
         first = tile_params[int(np.argmax(usable))]
         self.names = list(first)
         self.sizes = {name: len(np.atleast_1d(first[name])) for name in self.names}
@@ -647,13 +652,14 @@ def fit_kernel_map(sharp, blurred, model: str = "gaussian", grid=(3, 3), *, shap
                                               f.noise_sigma / max(abs(f.gain), 1e-30))
                 for f, t in zip(fits, tiles, strict=True)]
     relative, reliable = _reliability(textures, ratios, failed)
-    require_reliable(reliable)
     tile_params = [None if f is None else f.params for f in fits]
     axes = [a for a, g in enumerate(grid) if g > 1] or [len(grid) - 1]
-    # what each tile's data determine about the field, and where
-    informations = [None if f is None else tile_information(
-        f, pair.sharp[t.region], np.add([r.start for r in t.region], pair.offset), axes)
-        for f, t in zip(fits, tiles, strict=True)]
+    # what each reliable tile's data determine about the field, and where
+    informations = [tile_information(f, pair.sharp[t.region],
+                                     np.add([r.start for r in t.region], pair.offset), axes)
+                    if r else None for f, t, r in zip(fits, tiles, reliable, strict=True)]
+    reliable &= np.array([i is not None for i in informations])
+    require_reliable(reliable)
     centres = np.array([t.centre for t in tiles]) + np.asarray(pair.offset)
     field = ParameterField(fits[int(np.argmax(reliable))].model, tile_params, informations,
                            centres, reliable, axes, degree)
