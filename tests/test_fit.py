@@ -178,17 +178,6 @@ def test_elliptical_gaussian_comes_back_in_one_canonical_form(naming):
         assert fit.params[name] == pytest.approx(reference.params[name], rel=1e-4, abs=1e-5)
 
 
-def test_parameter_covariance_holds_the_squared_errors_and_the_correlations():
-    pair = pair_for("elliptical_gaussian", ELLIPSE, 27, rng=4)
-    fit = fit_kernel(pair.sharp, pair.blurred, "elliptical_gaussian")
-    covariance = fit.parameter_covariance
-    assert covariance.shape == (3, 3)
-    np.testing.assert_allclose(np.sqrt(np.diag(covariance)),
-                               [fit.errors[name] for name in fit.params], rtol=1e-12)
-    np.testing.assert_allclose(covariance, covariance.T, rtol=1e-12)
-    assert np.linalg.eigvalsh(covariance).min() > 0
-
-
 def test_motion_angle_is_reported_in_zero_to_pi():
     # a segment and its reverse are one blur: -0.4 rad is reported as pi - 0.4
     pair = pair_for("motion", {"length": 11.0, "angle": -0.4}, 15)

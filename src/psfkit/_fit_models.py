@@ -255,10 +255,9 @@ def _errors_dict(names, errors) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
 
 
-def _parameter_errors(spec: _Model, v, covariance) -> tuple[dict, np.ndarray]:
-    """Standard errors of the public parameters and their covariance (in the order of
-    :func:`_flatten`), from the ``covariance`` of ``v`` by the delta method (central
-    differences of ``spec.public``; angles wrap at ±π/2)."""
+def _parameter_errors(spec: _Model, v, covariance) -> dict:
+    """Standard errors of the public parameters, from the ``covariance`` of ``v`` by the
+    delta method (central differences of ``spec.public``; angles wrap at ±π/2)."""
     names, values = _flatten(spec.public(v))
     angles = [k for k, n in enumerate(names) if n[0] == "angle"]
     transform = np.zeros((len(values), v.size))
@@ -272,4 +271,4 @@ def _parameter_errors(spec: _Model, v, covariance) -> tuple[dict, np.ndarray]:
             difference[angles] = np.remainder(difference[angles] + np.pi / 2, np.pi) - np.pi / 2
         transform[:, i] = difference / (2 * step)
     parameter_cov = transform @ covariance @ transform.T
-    return _errors_dict(names, np.sqrt(np.clip(np.diag(parameter_cov), 0, None))), parameter_cov
+    return _errors_dict(names, np.sqrt(np.clip(np.diag(parameter_cov), 0, None)))

@@ -133,10 +133,6 @@ class KernelFit:
         Whether the model was integrated over pixels (see :func:`fit_kernel`);
         ``make_psf(model, shape, pixel_integrated=pixel_integrated, **params)`` renders
         ``kernel`` again.
-    parameter_covariance : ndarray
-        The covariance of ``params`` (the square of ``errors`` on its diagonal), one row
-        per value in the order of ``params``, a per-axis parameter one row per axis: how
-        well the data determine each combination of the parameters.
     """
 
     model: str
@@ -163,7 +159,6 @@ class KernelFit:
     success: bool = True
     message: str = ""
     evaluations: int = 0
-    parameter_covariance: np.ndarray | None = None
 
     def summary(self) -> str:
         """One line per parameter, ``name = value ± error``."""
@@ -505,8 +500,7 @@ def _result(best: _ModelFit, blurred, pair: _Normalised, request: _Request,
     spec, problem, optimum = best.spec, best.problem, best.optimum
     packing, covariance = optimum.packing, optimum.covariance
     params = spec.public(optimum.v)
-    errors, parameter_covariance = _parameter_errors(spec, optimum.v,
-                                                     covariance[packing.model, packing.model])
+    errors = _parameter_errors(spec, optimum.v, covariance[packing.model, packing.model])
     intensity = packing.intensity
     gain, offset, intensity_errors = pair.caller_intensity(
         optimum.gain, optimum.offset, covariance[intensity, intensity])
@@ -524,7 +518,6 @@ def _result(best: _ModelFit, blurred, pair: _Normalised, request: _Request,
     fwhm = spec.fwhm(params)
     return KernelFit(
         model=spec.name, params=params, errors=errors, kernel=kernel64.astype(np.float32),
-        parameter_covariance=parameter_covariance,
         residual=residual, reblurred=reblurred, shift=np.asarray(optimum.shift, dtype=float),
         gain=gain, offset=offset, fwhm=fwhm,
         ellipticity=_ellipticity(kernel64, request.spacing),
