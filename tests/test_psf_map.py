@@ -296,6 +296,18 @@ def test_fit_kernel_map_recovers_astigmatism_under_the_oriented_detail_of_a_phot
     assert np.degrees(np.sqrt(np.mean(np.square(angle_errors)))) < 4
 
 
+def test_fit_kernel_map_keeps_the_direction_of_a_motion_blur_in_every_corner():
+    # a direction is smoothed as the unit vector (cos 2θ, sin 2θ), whose length no tile
+    # measures: it must not shrink through zero between tiles and turn the angle by 90°
+    psf = psfkit.make_psf("motion", (25, 25), length=9.0, angle=0.6)
+    pair = samples.blurred_pair(psf, (192, 192), noise=0.01, rng=2)
+    psf_map = psfkit.fit_kernel_map(pair.sharp, pair.blurred, "motion", grid=(3, 3))
+    for position in [(0, 0), (0, 191), (96, 96), (191, 0), (191, 191)]:
+        params = psf_map.params_at(position)
+        assert params["angle"] == pytest.approx(0.6, abs=0.02)
+        assert params["length"] == pytest.approx(9.0, rel=0.02)
+
+
 def test_fit_kernel_map_in_3d_recovers_the_lateral_sigma_across_the_field_and_sigma_z():
     # 20 planes: the kernel holds 9 of them (2.7 sigma_z each side), so sigma_z is unbiased
     pair = samples.field_blurred_pair((20, 96, 96), (1.2, 2.8), sigma_z=1.5,

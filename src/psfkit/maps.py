@@ -434,10 +434,33 @@ def tile_information(fit, sharp_tile: np.ndarray, start, axes) -> TileInformatio
         density = np.einsum("i...,j...->ij...", h, h).sum(axis=others)
     if not np.all(np.isfinite(density)):
         return None
+    density = _pin_directions(density.reshape(len(vector), len(vector), -1).T, vector, sizes)
     grids = np.meshgrid(*[np.arange(fit.valid[a].start, fit.valid[a].stop) + start[a]
                           for a in axes], indexing="ij")
     return TileInformation(points=np.stack([g.ravel() for g in grids], axis=1),
-                           density=density.reshape(len(vector), len(vector), -1).T)
+                           density=density)
+
+
+def _pin_directions(density: np.ndarray, vector: np.ndarray, sizes: dict) -> np.ndarray:
+    """``density`` (``(N, Q, Q)``) with the length of each direction's unit vector ``(cos
+    2θ, sin 2θ)`` (which no prediction depends on) as well determined at each pixel as
+    its turn: without it a field of such vectors could shrink through zero between tiles
+    and turn the direction by 90°."""
+    names = list(sizes)
+    for name in ANGLE_PARAMETERS:
+        if f"{name} cos" not in sizes:
+            continue
+        pair = [names.index(f"{name} {part}") for part in ("cos", "sin")]
+        offsets = np.cumsum([0, *sizes.values()])
+        index = [int(offsets[i]) for i in pair]
+        radial = vector[index] / np.linalg.norm(vector[index])
+        tangent = np.array([-radial[1], radial[0]])
+        block = density[:, index][:, :, index]
+        turn = np.einsum("i,nij,j->n", tangent, block, tangent)
+        density = density.copy()
+        density[np.ix_(np.arange(len(density)), index, index)] += (
+            turn[:, None, None] * np.outer(radial, radial))
+    return density
 
 
 #: Smoothed quantities that may take any sign, so are not held within the tiles' range
@@ -621,16 +644,20 @@ def fit_kernel_map(sharp, blurred, model: str = "gaussian", grid=(3, 3), *, shap
         ``diagnostics`` holds each tile's fitted ``params_<name>``, ``residual_ratio``
         (square root of the reduced chi²), ``reliability`` and ``reliable`` (as in
         :func:`estimate_kernel_map`) and ``used`` (a reliable tile the outlier rejection
-        kept for every parameter).
+        kept).
 
     Notes
     -----
-    Each parameter component ``p`` is fitted as ``p(y, x) = sum c_ab u^a v^b`` over the
-    reliable tiles, ``u, v`` the centred and scaled tile coordinates; tiles more than
-    ``OUTLIER_CUT`` robust sigmas from the surface are dropped and the surface refitted
-    until the set of tiles settles (a residual cut at k·MAD). An elliptical Gaussian is
-    smoothed through its second moments and a motion's angle as ``(cos 2θ, sin 2θ)``
-    (:func:`smooth_quantities`).
+    Each smooth quantity ``q`` (:func:`smooth_quantities`: an elliptical Gaussian's second
+    moments, a motion's angle as ``(cos 2θ, sin 2θ)``, the other parameters as they are)
+    is a field ``q(y, x) = sum c_ab u^a v^b``, ``u, v`` the centred and scaled pixel
+    coordinates. A tile's fit is taken as what least squares gives on a blur that changes
+    under it, the information-weighted mean of the field over its pixels (each pixel's
+    Fisher information from the derivatives of the tile's prediction in the quantities,
+    :func:`tile_information`), and the coefficients are fitted to reproduce every reliable
+    tile's value so, weighted by the tile's information; a tile beyond ``OUTLIER_CUT``
+    robust sigmas (jointly over its quantities) is dropped and the field refitted until
+    the set of tiles settles (:class:`ParameterField`, :func:`robust_field`).
     """
     if not isinstance(model, str) or model == "auto":
         raise ValueError(f"model must be one model name for the whole field (see "
