@@ -266,8 +266,9 @@ def _information_inverse(information: np.ndarray) -> tuple[np.ndarray, int]:
     direction the data do not determine at all (a direction vector's length) is
     dropped rather than inverted."""
     diagonal = np.sqrt(np.clip(np.diag(information), 0, None))
-    if not np.all(diagonal > 0):
+    if not np.any(diagonal > 0):
         return np.zeros_like(information), 0
+    diagonal = np.where(diagonal > 0, diagonal, 1.0)  # an undetermined quantity stays so
     scaled = information / np.outer(diagonal, diagonal)
     inverse = np.linalg.pinv(scaled, rcond=1e-8, hermitian=True)
     rank = int(np.linalg.matrix_rank(scaled, tol=1e-8 * np.abs(scaled).max(), hermitian=True))
@@ -410,7 +411,7 @@ def tile_information(fit, sharp_tile: np.ndarray, start, axes) -> TileInformatio
         return None
     vector, sizes = quantity_vector(fit.model, fit.params)
     parameter_sizes = {name: len(np.atleast_1d(value)) for name, value in fit.params.items()}
-    step = SENSITIVITY_STEP * max(float(np.abs(vector).max()), 1e-6)
+    steps = _steps(fit.model, fit.params, vector)
 
     def kernel(q):
         params = model_parameters(fit.model, _quantities_of(q, sizes), parameter_sizes)
@@ -419,7 +420,7 @@ def tile_information(fit, sharp_tile: np.ndarray, start, axes) -> TileInformatio
 
     unit = sharp_tile / scale  # magnitudes near 1 through the float32 transforms
     spectrum, rows = None, []
-    for k in range(len(vector)):
+    for k, step in enumerate(steps):
         up, down = vector.copy(), vector.copy()
         up[k] += step
         down[k] -= step
@@ -432,13 +433,28 @@ def tile_information(fit, sharp_tile: np.ndarray, start, axes) -> TileInformatio
     others = tuple(2 + a for a in range(sharp_tile.ndim) if a not in axes)
     with np.errstate(over="ignore", invalid="ignore"):
         density = np.einsum("i...,j...->ij...", h, h).sum(axis=others)
-    if not np.all(np.isfinite(density)):
+    if not (np.all(np.isfinite(density)) and np.any(density)):
         return None
     density = _pin_directions(density.reshape(len(vector), len(vector), -1).T, vector, sizes)
     grids = np.meshgrid(*[np.arange(fit.valid[a].start, fit.valid[a].stop) + start[a]
                           for a in axes], indexing="ij")
     return TileInformation(points=np.stack([g.ravel() for g in grids], axis=1),
                            density=density)
+
+
+def _steps(model: str, params: dict, vector: np.ndarray) -> np.ndarray:
+    """Central-difference steps for each quantity component: ``SENSITIVITY_STEP`` of its
+    own size, of the ellipse's mean moment for ``cxy`` (which may be 0), of the unit
+    length for a direction's vector."""
+    scales = []
+    for name, value in smooth_quantities(model, params).items():
+        if name == "cxy":
+            scales.append([params["sigma_x"] * params["sigma_y"]])
+        elif name in SIGNED_QUANTITIES:
+            scales.append(np.ones(len(value)))
+        else:
+            scales.append(np.abs(value))
+    return SENSITIVITY_STEP * np.maximum(np.concatenate(scales), 1e-6)
 
 
 def _pin_directions(density: np.ndarray, vector: np.ndarray, sizes: dict) -> np.ndarray:
