@@ -62,7 +62,7 @@ MIN_TILE = 32
 OUTLIER_CUT = 3.0
 
 #: Step of the central differences that give a tile's sensitivity to its smooth
-#: quantities, relative to the tile's largest quantity.
+#: quantities, relative to each quantity's size (see :func:`_steps`).
 SENSITIVITY_STEP = 1e-3
 
 #: Parameters that are directions with period pi (a line's): smoothed as the doubled-angle
@@ -300,6 +300,8 @@ def robust_field(operators, targets, informations, usable,
     quantile = np.where(ranks > 0, chi2.ppf(probability, np.maximum(ranks, 1)), 0.0)
     median = np.where(ranks > 0, chi2.ppf(0.5, np.maximum(ranks, 1)), 1.0)
     terms = operators[0].shape[1] // len(targets[0])  # coefficients per quantity
+    floor = 1e-18 * float(np.median([targets[t] @ inverses[t] @ targets[t]
+                                     for t in np.flatnonzero(usable)]))
     kept = usable.copy()
     for _ in range(len(targets)):
         normal = sum(operators[t].T @ inverses[t] @ operators[t] for t in np.flatnonzero(kept))
@@ -309,8 +311,6 @@ def robust_field(operators, targets, informations, usable,
                            @ (targets[t] - operators[t] @ coefficients)
                            for t in range(len(targets))])
         scale = float(np.median(misfit[kept] / median[kept]))
-        floor = 1e-18 * float(np.median(np.abs([targets[t] @ inverses[t] @ targets[t]
-                                                for t in np.flatnonzero(usable)])))
         inliers = usable & (misfit <= quantile * max(scale, floor, 1e-300))
         if inliers.sum() < terms or np.array_equal(inliers, kept):
             break
@@ -462,20 +462,17 @@ def _pin_directions(density: np.ndarray, vector: np.ndarray, sizes: dict) -> np.
     2θ, sin 2θ)`` (which no prediction depends on) as well determined at each pixel as
     its turn: without it a field of such vectors could shrink through zero between tiles
     and turn the direction by 90°."""
-    names = list(sizes)
+    offsets = dict(zip(sizes, np.cumsum([0, *sizes.values()])[:-1], strict=True))
     for name in ANGLE_PARAMETERS:
         if f"{name} cos" not in sizes:
             continue
-        pair = [names.index(f"{name} {part}") for part in ("cos", "sin")]
-        offsets = np.cumsum([0, *sizes.values()])
-        index = [int(offsets[i]) for i in pair]
+        index = [int(offsets[f"{name} {part}"]) for part in ("cos", "sin")]
         radial = vector[index] / np.linalg.norm(vector[index])
         tangent = np.array([-radial[1], radial[0]])
-        block = density[:, index][:, :, index]
-        turn = np.einsum("i,nij,j->n", tangent, block, tangent)
-        density = density.copy()
-        density[np.ix_(np.arange(len(density)), index, index)] += (
-            turn[:, None, None] * np.outer(radial, radial))
+        turn = np.einsum("i,nij,j->n", tangent, density[:, index][:, :, index], tangent)
+        length = np.zeros(density.shape[1:])
+        length[np.ix_(index, index)] = np.outer(radial, radial)
+        density = density + turn[:, None, None] * length
     return density
 
 
@@ -516,14 +513,9 @@ class ParameterField:
         count = sum(quantity_sizes.values())
         values = np.array([quantity_vector(model, p)[0] if u else np.zeros(count)
                            for p, u in zip(tile_params, usable, strict=True)])
-        operators, targets, informations_t = [], [], []
-        for tile, information in enumerate(informations):
-            if not usable[tile]:
-                operators.append(np.zeros((count, count * _term_count(len(self.axes),
-                                                                       self.degree))))
-                targets.append(np.zeros(count))
-                informations_t.append(np.zeros((count, count)))
-                continue
+        operators, targets, totals = [], [], []
+        for tile in np.flatnonzero(usable):
+            information = informations[tile]
             basis = _basis(information.points, self.centre, self.scale, self.degree)
             total = information.density.sum(axis=0)
             # the tile's mean of the field, times F_t: sum_p F(p) q(p), linear in the
@@ -531,8 +523,11 @@ class ParameterField:
             operators.append(np.einsum("nij,nk->ikj", information.density, basis).reshape(
                 count, -1))
             targets.append(total @ values[tile])
-            informations_t.append(total)
-        coefficients, kept = robust_field(operators, targets, informations_t, usable)
+            totals.append(total)
+        coefficients, kept_usable = robust_field(operators, targets, totals,
+                                                 np.ones(len(targets), bool))
+        kept = np.zeros(len(usable), bool)
+        kept[usable] = kept_usable
         surfaces = coefficients.reshape(-1, count)
         split = np.cumsum(list(quantity_sizes.values()))[:-1]
         self.surfaces = dict(zip(quantity_sizes, np.split(surfaces, split, axis=1),
