@@ -65,6 +65,11 @@ OUTLIER_CUT = 3.0
 #: quantities, relative to each quantity's size (see :func:`_steps`).
 SENSITIVITY_STEP = 1e-3
 
+#: Side (px) of the blocks over which a tile's information is summed before the field
+#: is fitted: the field changes little across 4 px of a tile, and a large tile's
+#: per-pixel 3×3 information would take tens of megabytes.
+INFORMATION_BLOCK = 4
+
 #: Parameters that are directions with period pi (a line's): smoothed as the doubled-angle
 #: vector ``(cos 2θ, sin 2θ)`` so that 179° and 1° average to 0°.
 ANGLE_PARAMETERS = ("angle",)
@@ -373,11 +378,12 @@ def model_parameters(model: str, quantities: dict, sizes: dict) -> dict:
 
 @dataclass(frozen=True)
 class TileInformation:
-    """What a tile's fit says about each smooth quantity, pixel by pixel: ``points``
-    ``(N, A)``, the coordinates along the field's axes of the compared pixels (summed
-    over the other axes), and ``density`` ``(N, Q, Q)``, each point's Fisher information
-    ``h hᵀ / noise²`` on the ``Q`` quantity components, ``h`` the change of the tile's
-    prediction per unit of each component."""
+    """What a tile's fit says about each smooth quantity, place by place: ``points``
+    ``(N, A)``, the coordinates along the field's axes of the centres of blocks of
+    ``INFORMATION_BLOCK`` compared pixels (along the other axes, all of them), and
+    ``density`` ``(N, Q, Q)``, each block's Fisher information, the sum of ``h hᵀ /
+    noise²`` over its pixels on the ``Q`` quantity components, ``h`` the change of the
+    tile's prediction per unit of each component."""
 
     points: np.ndarray
     density: np.ndarray
@@ -435,9 +441,14 @@ def tile_information(fit, sharp_tile: np.ndarray, start, axes) -> TileInformatio
         density = np.einsum("i...,j...->ij...", h, h).sum(axis=others)
     if not (np.all(np.isfinite(density)) and np.any(density)):
         return None
+    coordinates = []
+    for position, a in enumerate(axes):
+        starts = np.arange(0, density.shape[2 + position], INFORMATION_BLOCK)
+        stops = np.minimum(starts + INFORMATION_BLOCK, density.shape[2 + position])
+        density = np.add.reduceat(density, starts, axis=2 + position)
+        coordinates.append(fit.valid[a].start + start[a] + (starts + stops - 1) / 2)
     density = _pin_directions(density.reshape(len(vector), len(vector), -1).T, vector, sizes)
-    grids = np.meshgrid(*[np.arange(fit.valid[a].start, fit.valid[a].stop) + start[a]
-                          for a in axes], indexing="ij")
+    grids = np.meshgrid(*coordinates, indexing="ij")
     return TileInformation(points=np.stack([g.ravel() for g in grids], axis=1),
                            density=density)
 
