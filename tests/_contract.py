@@ -44,9 +44,9 @@ BAD_SCALARS = (float("nan"), float("inf"), float("-inf"), -1.0, 0.0, 0, -3, True
 
 def contract_settings(examples: int):
     """Hypothesis settings of this suite: a fixed sequence of ``examples`` inputs."""
-    # The deadline is per example and generous (the slowest valid calls take ~1 s on two
-    # loaded cores), so that it only catches a hang and never flakes.
-    return settings(max_examples=examples, deadline=5000, derandomize=True, database=None,
+    # No deadline: a time limit per example is a timed assertion, and one example of
+    # fit_kernel_map took 6.4 s (0.45 s on its retry) on two cores shared by other jobs.
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.data_too_large])
 

@@ -99,12 +99,14 @@ def test_deconvolve_with_the_map_file_beats_the_average_psf_and_repeats_from_its
     save_psf(fitted_map / "average.tif", average, SPACING)
     blurred = str(folder / "blurred.tif")
     outputs = {name: str(fitted_map / f"{name}_deconvolved.tif") for name in ("map", "average")}
-    # the map's automatic method is rl_mix (a map has no risk choice): the average too
-    for name, method in (("map", []), ("average", ["--method", "rl_mix"])):
+    # the automatic method for both: the risk choice, with the map's blur for the map
+    for name in ("map", "average"):
         assert main(["deconvolve", blurred, "--psf", str(fitted_map / f"{name}.tif"),
-                     "-o", outputs[name], "-q", *method]) == EXIT_OK
+                     "-o", outputs[name], "-q"]) == EXIT_OK
     with_map, with_average = (read_image(outputs[name]).data for name in ("map", "average"))
-    assert _rms_error(with_map, pair.sharp) < 0.8 * _rms_error(with_average, pair.sharp)
+    # 0.85 here (rl_mix for both: 0.73; auto chooses RL for the average, 0.064 against
+    # rl_mix's 0.075, and for the map, as good as rl_mix there)
+    assert _rms_error(with_map, pair.sharp) < 0.9 * _rms_error(with_average, pair.sharp)
     # what deconvolve(image, psf_map) returns, and again from the sidecar's parameters
     np.testing.assert_array_equal(with_map, psfkit.deconvolve(pair.blurred, psf_map))
     record = read_sidecar(outputs["map"])

@@ -121,8 +121,10 @@ def test_a_deconvolver_of_a_map_is_bit_for_bit_deconvolve_with_the_map(method, o
     np.testing.assert_array_equal(first, expected)
     np.testing.assert_array_equal(again, expected)
     assert info.parameters == expected_info.parameters
-    # the iterative methods keep the map's varying blur operator for the image shape
-    kept = {} if method == "wiener" else {pair.blurred.shape: ["blur"]}
+    # the iterative methods keep the map's varying blur operator for the image shape, auto
+    # also the map's convolver its risk measures the model with
+    kept = {"wiener": {}, "auto": {pair.blurred.shape: ["blur", "convolver"]}}.get(
+        method, {pair.blurred.shape: ["blur"]})
     assert deconvolver.kept_operators() == kept
 
 

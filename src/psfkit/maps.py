@@ -43,7 +43,6 @@ from .psf_map import (
     require_reliable,
     stack_on_grid,
     texture,
-    texture_centre,
     tile_centres,
     tile_grid,
     tiling,
@@ -56,10 +55,20 @@ MAX_RELATIVE_RESIDUAL = 3.0
 #: Smallest tile side in pixels when no kernel shape is given.
 MIN_TILE = 32
 
-#: Outlier rejection of the parameter smoothing: a tile whose parameter is more than this
-#: many robust standard deviations (1.4826 MAD) from the polynomial is left out, and the
-#: polynomial refitted (Rousseeuw & Leroy's 3-sigma rule for a normal core).
+#: Outlier rejection of the parameter smoothing: a tile whose misfit is beyond this many
+#: robust standard deviations from the field is left out, and the field refitted
+#: (Rousseeuw & Leroy's 3-sigma rule for a normal core; for a tile that measures several
+#: quantities, the chi-square quantile of the same probability, see :func:`robust_field`).
 OUTLIER_CUT = 3.0
+
+#: Step of the central differences that give a tile's sensitivity to its smooth
+#: quantities, relative to each quantity's size (see :func:`_steps`).
+SENSITIVITY_STEP = 1e-3
+
+#: Side (px) of the blocks over which a tile's information is summed before the field
+#: is fitted: the field changes little across 4 px of a tile, and a large tile's
+#: per-pixel 3×3 information would take tens of megabytes.
+INFORMATION_BLOCK = 4
 
 #: Parameters that are directions with period pi (a line's): smoothed as the doubled-angle
 #: vector ``(cos 2θ, sin 2θ)`` so that 179° and 1° average to 0°.
@@ -256,19 +265,59 @@ def _term_count(axes: int, degree: int) -> int:
     return len(_basis(np.zeros((1, axes)), 0.0, 1.0, degree)[0])
 
 
-def robust_polynomial(design: np.ndarray, values: np.ndarray, usable: np.ndarray,
-                      cut: float = OUTLIER_CUT) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares coefficients of ``values ≈ design @ c`` over the ``usable`` rows,
-    refitted without the rows more than ``cut`` robust sigmas (1.4826 MAD of the
-    residuals) away until no row changes. Returns the coefficients and the rows kept."""
+def _information_inverse(information: np.ndarray) -> tuple[np.ndarray, int]:
+    """The pseudo-inverse of a tile's information matrix and its rank, computed on the
+    matrix scaled to a unit diagonal (its quantities have different units), so that a
+    direction the data do not determine at all (a direction vector's length) is
+    dropped rather than inverted."""
+    diagonal = np.sqrt(np.clip(np.diag(information), 0, None))
+    if not np.any(diagonal > 0):
+        return np.zeros_like(information), 0
+    diagonal = np.where(diagonal > 0, diagonal, 1.0)  # an undetermined quantity stays so
+    scaled = information / np.outer(diagonal, diagonal)
+    inverse = np.linalg.pinv(scaled, rcond=1e-8, hermitian=True)
+    rank = int(np.linalg.matrix_rank(scaled, tol=1e-8 * np.abs(scaled).max(), hermitian=True))
+    return inverse / np.outer(diagonal, diagonal), rank
+
+
+def robust_field(operators, targets, informations, usable,
+                 cut: float = OUTLIER_CUT) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients ``c`` of a field measured by tiles: tile ``t`` measures
+    ``targets[t] ≈ operators[t] @ c`` (``(Q,)`` and ``(Q, C)``) with information
+    ``informations[t]`` (``(Q, Q)``, the inverse of the measurement's covariance).
+
+    ``c`` minimises ``sum_t r_tᵀ F_t⁺ r_t`` (``r_t`` the tile's misfit, ``F_t⁺`` the
+    pseudo-inverse of its information) over the ``usable`` tiles; a tile whose ``r_tᵀ
+    F_t⁺ r_t`` is beyond the chi-square quantile of its rank at the probability of
+    ``cut`` normal sigmas, in units of the robust scale (the median misfit over the
+    chi-square median), is left out and the field refitted until no tile changes. With
+    one quantity, unit information and ``operators`` the rows of a design matrix this is
+    a least-squares polynomial with a ``cut``-sigma residual rejection on a robust
+    scale (1.4826 times the median absolute residual). Returns the coefficients and the
+    tiles kept."""
+    from scipy.special import erf
+    from scipy.stats import chi2
+
+    inverses, ranks = zip(*(_information_inverse(f) for f in informations), strict=True)
+    ranks = np.asarray(ranks)
+    usable = np.asarray(usable) & (ranks > 0)
+    probability = float(erf(cut / np.sqrt(2)))
+    quantile = np.where(ranks > 0, chi2.ppf(probability, np.maximum(ranks, 1)), 0.0)
+    median = np.where(ranks > 0, chi2.ppf(0.5, np.maximum(ranks, 1)), 1.0)
+    terms = operators[0].shape[1] // len(targets[0])  # coefficients per quantity
+    floor = 1e-18 * float(np.median([targets[t] @ inverses[t] @ targets[t]
+                                     for t in np.flatnonzero(usable)]))
     kept = usable.copy()
-    for _ in range(len(values)):
-        coefficients = np.linalg.lstsq(design[kept], values[kept], rcond=None)[0]
-        residual = values - design @ coefficients
-        spread = 1.4826 * float(np.median(np.abs(residual[kept] - np.median(residual[kept]))))
-        inliers = usable & (np.abs(residual) <= cut * max(spread, 1e-9 * (
-            float(np.abs(values[usable]).max()) + 1e-30)))
-        if inliers.sum() < design.shape[1] or np.array_equal(inliers, kept):
+    for _ in range(len(targets)):
+        normal = sum(operators[t].T @ inverses[t] @ operators[t] for t in np.flatnonzero(kept))
+        right = sum(operators[t].T @ inverses[t] @ targets[t] for t in np.flatnonzero(kept))
+        coefficients = np.linalg.lstsq(normal, right, rcond=None)[0]
+        misfit = np.array([(targets[t] - operators[t] @ coefficients) @ inverses[t]
+                           @ (targets[t] - operators[t] @ coefficients)
+                           for t in range(len(targets))])
+        scale = float(np.median(misfit[kept] / median[kept]))
+        inliers = usable & (misfit <= quantile * max(scale, floor, 1e-300))
+        if inliers.sum() < terms or np.array_equal(inliers, kept):
             break
         kept = inliers
     return coefficients, kept
@@ -327,47 +376,179 @@ def model_parameters(model: str, quantities: dict, sizes: dict) -> dict:
             for name, value in parameter_arrays(model, quantities, sizes).items()}
 
 
+@dataclass(frozen=True)
+class TileInformation:
+    """What a tile's fit says about each smooth quantity, place by place: ``points``
+    ``(N, A)``, the coordinates along the field's axes of the centres of blocks of
+    ``INFORMATION_BLOCK`` compared pixels (along the other axes, all of them), and
+    ``density`` ``(N, Q, Q)``, each block's Fisher information, the sum of ``h hᵀ /
+    noise²`` over its pixels on the ``Q`` quantity components, ``h`` the change of the
+    tile's prediction per unit of each component."""
+
+    points: np.ndarray
+    density: np.ndarray
+
+
+def quantity_vector(model: str, params: dict) -> tuple[np.ndarray, dict]:
+    """The smooth quantities of ``params`` in one vector, and their sizes by name."""
+    quantities = smooth_quantities(model, params)
+    return (np.concatenate(list(quantities.values())),
+            {name: len(value) for name, value in quantities.items()})
+
+
+def _quantities_of(vector: np.ndarray, sizes: dict) -> dict:
+    """The inverse of :func:`quantity_vector`."""
+    split = np.cumsum(list(sizes.values()))[:-1]
+    return dict(zip(sizes, np.split(np.asarray(vector), split), strict=True))
+
+
+def tile_information(fit, sharp_tile: np.ndarray, start, axes) -> TileInformation | None:
+    """The :class:`TileInformation` of a tile's :class:`psfkit.KernelFit` on
+    ``sharp_tile`` (whose first pixel is at ``start`` in the map's coordinates): ``h_k =
+    gain · (∂kernel/∂q_k ∗ sharp)`` on the compared region ``fit.valid``, the kernel's
+    derivative in each quantity component ``q_k`` by central differences of the rendered
+    model; None when the tile carries no finite information (no noise or no gain)."""
+    from .models import make_psf
+    from .operators import Convolver
+
+    scale = float(np.abs(sharp_tile).max())
+    factor = fit.gain * scale / fit.noise_sigma if fit.noise_sigma > 0 else np.inf
+    if not (np.isfinite(factor) and factor != 0):
+        return None
+    vector, sizes = quantity_vector(fit.model, fit.params)
+    parameter_sizes = {name: len(np.atleast_1d(value)) for name, value in fit.params.items()}
+    steps = _steps(fit.model, fit.params, vector)
+
+    def kernel(q):
+        params = model_parameters(fit.model, _quantities_of(q, sizes), parameter_sizes)
+        return make_psf(fit.model, fit.kernel.shape, pixel_integrated=fit.pixel_integrated,
+                        **params).astype(np.float64)
+
+    unit = sharp_tile / scale  # magnitudes near 1 through the float32 transforms
+    spectrum, rows = None, []
+    for k, step in enumerate(steps):
+        up, down = vector.copy(), vector.copy()
+        up[k] += step
+        down[k] -= step
+        convolver = Convolver((kernel(up) - kernel(down)) / (2 * step), unit.shape)
+        if spectrum is None:
+            spectrum = convolver.forward_transform(unit)
+        rows.append(convolver.apply(unit, "same", spectrum=spectrum)[fit.valid])
+    h = np.stack(rows).astype(np.float64) * factor  # (Q, *valid)
+    # the field varies along ``axes`` only: sum the information over the other axes
+    others = tuple(2 + a for a in range(sharp_tile.ndim) if a not in axes)
+    with np.errstate(over="ignore", invalid="ignore"):
+        density = np.einsum("i...,j...->ij...", h, h).sum(axis=others)
+    if not (np.all(np.isfinite(density)) and np.any(density)):
+        return None
+    coordinates = []
+    for position, a in enumerate(axes):
+        starts = np.arange(0, density.shape[2 + position], INFORMATION_BLOCK)
+        stops = np.minimum(starts + INFORMATION_BLOCK, density.shape[2 + position])
+        density = np.add.reduceat(density, starts, axis=2 + position)
+        coordinates.append(fit.valid[a].start + start[a] + (starts + stops - 1) / 2)
+    density = _pin_directions(density.reshape(len(vector), len(vector), -1).T, vector, sizes)
+    grids = np.meshgrid(*coordinates, indexing="ij")
+    return TileInformation(points=np.stack([g.ravel() for g in grids], axis=1),
+                           density=density)
+
+
+def _steps(model: str, params: dict, vector: np.ndarray) -> np.ndarray:
+    """Central-difference steps for each quantity component: ``SENSITIVITY_STEP`` of its
+    own size, of the ellipse's mean moment for ``cxy`` (which may be 0), of the unit
+    length for a direction's vector."""
+    scales = []
+    for name, value in smooth_quantities(model, params).items():
+        if name == "cxy":
+            scales.append([params["sigma_x"] * params["sigma_y"]])
+        elif name in SIGNED_QUANTITIES:
+            scales.append(np.ones(len(value)))
+        else:
+            scales.append(np.abs(value))
+    return SENSITIVITY_STEP * np.maximum(np.concatenate(scales), 1e-6)
+
+
+def _pin_directions(density: np.ndarray, vector: np.ndarray, sizes: dict) -> np.ndarray:
+    """``density`` (``(N, Q, Q)``) with the length of each direction's unit vector ``(cos
+    2θ, sin 2θ)`` (which no prediction depends on) as well determined at each pixel as
+    its turn: without it a field of such vectors could shrink through zero between tiles
+    and turn the direction by 90°."""
+    offsets = dict(zip(sizes, np.cumsum([0, *sizes.values()])[:-1], strict=True))
+    for name in ANGLE_PARAMETERS:
+        if f"{name} cos" not in sizes:
+            continue
+        index = [int(offsets[f"{name} {part}"]) for part in ("cos", "sin")]
+        radial = vector[index] / np.linalg.norm(vector[index])
+        tangent = np.array([-radial[1], radial[0]])
+        turn = np.einsum("i,nij,j->n", tangent, density[:, index][:, :, index], tangent)
+        length = np.zeros(density.shape[1:])
+        length[np.ix_(index, index)] = np.outer(radial, radial)
+        density = density + turn[:, None, None] * length
+    return density
+
+
 #: Smoothed quantities that may take any sign, so are not held within the tiles' range
 #: (the others are sizes, held within half the smallest and twice the largest tile value).
 SIGNED_QUANTITIES = ("cxy", "angle cos", "angle sin")
 
 
 class ParameterField:
-    """A model's parameters over the field: one low-order polynomial per smooth quantity
+    """A model's parameters over the field: a low-order polynomial per smooth quantity
     (:func:`smooth_quantities`) in the coordinates of the axes the grid varies along,
-    fitted robustly to the tiles' values. Sizes are held within half the smallest and
-    twice the largest tile value, so a polynomial never extrapolates to a size of 0 near
-    a corner."""
+    fitted robustly to what the tiles measured.
 
-    def __init__(self, model: str, tile_params: list, points: np.ndarray, usable, axes,
-                 degree: int):
+    A tile's fit does not measure the field at one point: linearised about its result,
+    least squares gives the information-weighted mean of the field over its pixels,
+    ``m_t = F_t⁻¹ sum_p F(p) q(p)`` with ``F(p)`` each pixel's Fisher information on the
+    quantities (:class:`TileInformation`) and ``F_t`` their sum. The weights are
+    matrices: on detail oriented along one direction a tile reads each component of an
+    ellipse's moments where the detail lets it, and several components mix, so the
+    polynomial ``q`` is fitted to reproduce every tile's ``m_t`` through that mean, each
+    tile weighted by ``F_t`` and rejected as a whole when it does not fit
+    (:func:`robust_field`). Sizes are held within half the smallest and twice the largest
+    tile value, so a polynomial never extrapolates to a size of 0 near a corner."""
+
+    def __init__(self, model: str, tile_params: list, informations: list, centres, usable,
+                 axes, degree: int):
         self.model = model
         self.axes = tuple(axes)
         usable = np.asarray(usable)
         first = tile_params[int(np.argmax(usable))]
         self.names = list(first)
         self.sizes = {name: len(np.atleast_1d(first[name])) for name in self.names}
-        points = points[:, self.axes]
+        points = np.asarray(centres, dtype=np.float64)[:, self.axes]
         self.centre = points.mean(axis=0)
         self.scale = np.maximum(np.ptp(points, axis=0) / 2, 1.0)
         self.degree = self._affordable(degree, int(np.sum(usable)))
-        design = _basis(points, self.centre, self.scale, self.degree)
-        tiles = [None if p is None else smooth_quantities(model, p) for p in tile_params]
-        reference = tiles[int(np.argmax(usable))]
-        self.surfaces, self.bounds = {}, {}
-        kept = usable.copy()
-        for name, example in reference.items():
-            values = np.array([t[name] if t is not None else np.zeros(len(example))
-                               for t in tiles], dtype=np.float64)
-            fits = [robust_polynomial(design, values[:, c], usable)
-                    for c in range(values.shape[1])]
-            self.surfaces[name] = np.stack([f[0] for f in fits], axis=1)
-            for _, rows in fits:
-                kept &= rows
-            if name not in SIGNED_QUANTITIES:
-                self.bounds[name] = (0.5 * values[usable].min(axis=0),
-                                     2.0 * values[usable].max(axis=0))
-        #: the usable tiles that the outlier rejection kept for every quantity
+        _, quantity_sizes = quantity_vector(model, first)
+        count = sum(quantity_sizes.values())
+        values = np.array([quantity_vector(model, p)[0] if u else np.zeros(count)
+                           for p, u in zip(tile_params, usable, strict=True)])
+        operators, targets, totals = [], [], []
+        for tile in np.flatnonzero(usable):
+            information = informations[tile]
+            basis = _basis(information.points, self.centre, self.scale, self.degree)
+            total = information.density.sum(axis=0)
+            # the tile's mean of the field, times F_t: sum_p F(p) q(p), linear in the
+            # coefficients (term k of quantity component j at column k * count + j)
+            operators.append(np.einsum("nij,nk->ikj", information.density, basis).reshape(
+                count, -1))
+            targets.append(total @ values[tile])
+            totals.append(total)
+        coefficients, kept_usable = robust_field(operators, targets, totals,
+                                                 np.ones(len(targets), bool))
+        kept = np.zeros(len(usable), bool)
+        kept[usable] = kept_usable
+        surfaces = coefficients.reshape(-1, count)
+        split = np.cumsum(list(quantity_sizes.values()))[:-1]
+        self.surfaces = dict(zip(quantity_sizes, np.split(surfaces, split, axis=1),
+                                 strict=True))
+        self.bounds = {name: (0.5 * columns[usable].min(axis=0),
+                              2.0 * columns[usable].max(axis=0))
+                       for name, columns in zip(quantity_sizes,
+                                                np.split(values, split, axis=1), strict=True)
+                       if name not in SIGNED_QUANTITIES}
+        #: the usable tiles that the outlier rejection kept
         self.kept = kept
 
     def state(self) -> dict:
@@ -485,16 +666,20 @@ def fit_kernel_map(sharp, blurred, model: str = "gaussian", grid=(3, 3), *, shap
         ``diagnostics`` holds each tile's fitted ``params_<name>``, ``residual_ratio``
         (square root of the reduced chi²), ``reliability`` and ``reliable`` (as in
         :func:`estimate_kernel_map`) and ``used`` (a reliable tile the outlier rejection
-        kept for every parameter).
+        kept).
 
     Notes
     -----
-    Each parameter component ``p`` is fitted as ``p(y, x) = sum c_ab u^a v^b`` over the
-    reliable tiles, ``u, v`` the centred and scaled tile coordinates; tiles more than
-    ``OUTLIER_CUT`` robust sigmas from the surface are dropped and the surface refitted
-    until the set of tiles settles (a residual cut at k·MAD). An elliptical Gaussian is
-    smoothed through its second moments and a motion's angle as ``(cos 2θ, sin 2θ)``
-    (:func:`smooth_quantities`).
+    Each smooth quantity ``q`` (:func:`smooth_quantities`: an elliptical Gaussian's second
+    moments, a motion's angle as ``(cos 2θ, sin 2θ)``, the other parameters as they are)
+    is a field ``q(y, x) = sum c_ab u^a v^b``, ``u, v`` the centred and scaled pixel
+    coordinates. A tile's fit is taken as what least squares gives on a blur that changes
+    under it, the information-weighted mean of the field over its pixels (each pixel's
+    Fisher information from the derivatives of the tile's prediction in the quantities,
+    :func:`tile_information`), and the coefficients are fitted to reproduce every reliable
+    tile's value so, weighted by the tile's information; a tile beyond ``OUTLIER_CUT``
+    robust sigmas (jointly over its quantities) is dropped and the field refitted until
+    the set of tiles settles (:class:`ParameterField`, :func:`robust_field`).
     """
     if not isinstance(model, str) or model == "auto":
         raise ValueError(f"model must be one model name for the whole field (see "
@@ -516,17 +701,20 @@ def fit_kernel_map(sharp, blurred, model: str = "gaussian", grid=(3, 3), *, shap
                                               f.noise_sigma / max(abs(f.gain), 1e-30))
                 for f, t in zip(fits, tiles, strict=True)]
     relative, reliable = _reliability(textures, ratios, failed)
-    require_reliable(reliable)
     tile_params = [None if f is None else f.params for f in fits]
-    # each tile's parameters hold where its detail is, which the polynomial is fitted at
-    points = np.array([texture_centre(pair.sharp, t) for t in tiles]) + np.asarray(pair.offset)
     axes = [a for a, g in enumerate(grid) if g > 1] or [len(grid) - 1]
-    field = ParameterField(fits[int(np.argmax(reliable))].model, tile_params, points,
-                           reliable, axes, degree)
+    # what each reliable tile's data determine about the field, and where
+    informations = [tile_information(f, pair.sharp[t.region],
+                                     np.add([r.start for r in t.region], pair.offset), axes)
+                    if r else None for f, t, r in zip(fits, tiles, reliable, strict=True)]
+    reliable &= np.array([i is not None for i in informations])
+    require_reliable(reliable)
+    centres = np.array([t.centre for t in tiles]) + np.asarray(pair.offset)
+    field = ParameterField(fits[int(np.argmax(reliable))].model, tile_params, informations,
+                           centres, reliable, axes, degree)
     used = reliable & field.kept
     render_shape = shape or tuple(max(f.kernel.shape[a] for f in fits if f is not None)
                                   for a in range(pair.sharp.ndim))
-    centres = np.array([t.centre for t in tiles]) + np.asarray(pair.offset)
     kernels = [field.render(render_shape, centre) for centre in centres]
     diagnostics = dict(residual_ratio=np.asarray(ratios), reliability=relative,
                        used=used)

@@ -446,32 +446,6 @@ def texture(sharp_tile: np.ndarray, noise: float) -> float:
     return energy * ratio * ratio
 
 
-#: Scale (px) of the Laplacian of Gaussian that weighs a tile's pixels in
-#: :func:`texture_centre`.
-TEXTURE_SCALE = 2.0
-
-
-def texture_centre(sharp: np.ndarray, tile: Tile) -> tuple[float, ...]:
-    """Where in ``tile`` a blur size is measured: the centroid of the squared Laplacian
-    of Gaussian of the sharp tile. A Gaussian blur's derivative in ``σ²`` is the Laplacian
-    of the blurred image (the heat equation), so a fit of the blur size weighs each pixel
-    by about this energy; on a tile whose detail is off-centre this point, not the tile
-    centre, is where the fitted size holds."""
-    import scipy.ndimage as ndi
-
-    values = np.asarray(sharp[tile.region], dtype=np.float64)
-    scale = float(np.abs(values).max())
-    if not scale > 0:
-        return tile.centre
-    weight = ndi.gaussian_laplace(values / scale, TEXTURE_SCALE) ** 2
-    total = float(weight.sum())
-    if not total > 0:
-        return tile.centre
-    coordinates = np.meshgrid(*[np.arange(s.start, s.stop) for s in tile.region],
-                              indexing="ij", sparse=True)
-    return tuple(float((c * weight).sum() / total) for c in coordinates)
-
-
 def common_shape(kernels) -> tuple[int, ...]:
     """The smallest shape that holds each of ``kernels`` (odd along every axis)."""
     return tuple(int(max(k.shape[a] for k in kernels)) for a in range(kernels[0].ndim))

@@ -129,7 +129,8 @@ def test_deconvolving_with_the_map_layer_beats_the_average_psf(qtbot, fitted, fi
                                   layer.data)
 
 
-def test_automatic_with_a_map_runs_rl_mix_and_the_status_says_why(qtbot, fitted):
+def test_automatic_with_a_map_makes_a_risk_choice_and_the_status_says_what_won(qtbot,
+                                                                              fitted):
     viewer, _ = fitted
     widget = dock(viewer, "Deconvolve")
     widget.image.value = viewer.layers["blurred"]
@@ -138,9 +139,11 @@ def test_automatic_with_a_map_runs_rl_mix_and_the_status_says_why(qtbot, fitted)
     widget.method.value = "auto"
     run_to_end(qtbot, widget)
     layer = viewer.layers["blurred deconvolved"]
-    assert layer.metadata["method"] == "rl_mix"
-    assert layer.metadata["choice"]["winner"][0] == "rl_mix"
-    assert "a PSF map" in widget.status.value and "no risk choice" in widget.status.value
+    choice = layer.metadata["choice"]
+    assert {method for method, _, _ in choice["candidates"]} == {"richardson_lucy", "rl_mix"}
+    assert all(np.isfinite(risk) for _, _, risk in choice["candidates"])
+    assert layer.metadata["method"] == choice["winner"][0]
+    assert choice["summary"] in widget.status.value and "chosen among" in choice["summary"]
 
 
 def test_a_stack_of_frames_is_deconvolved_frame_by_frame_with_the_map_as_the_core_does(

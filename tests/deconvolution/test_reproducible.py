@@ -135,7 +135,7 @@ def test_the_chunked_plan_repeats_itself_and_its_output(method):
     np.testing.assert_array_equal(again, first)
 
 
-@pytest.mark.parametrize("method", ["wiener", "fista_tv", "rl_mix"])
+@pytest.mark.parametrize("method", ["wiener", "fista_tv", "rl_mix", "auto"])
 def test_a_psf_map_run_is_repeated_by_its_parameters(method):
     image, psf = _case(2, "poisson")
     wider = make_psf("gaussian", psf.shape, sigma=2.0)

@@ -247,7 +247,8 @@ class DeconvolveWidget(PsfkitWidget):
         "frames": "Deconvolve each plane of the leading axes on its own (a time series or "
                   "channels), not as one volume.",
         "method": "The algorithm; Automatic chooses the method, weight and stopping per image "
-                  "by the least estimated risk (a PSF map: rl_mix).",
+                  "by the least estimated risk (with a PSF map, among Richardson–Lucy "
+                  "stopping points and rl_mix).",
         "iterations": "How many iterations an iterative method runs; 0 stops it from the "
                       "noise level.",
         "regularization": "The smoothing weight, or 'auto' to set it from the noise level.",

@@ -378,8 +378,9 @@ def deconvolve(
         the data: among Richardson–Lucy stopping points, Tikhonov weights (2D images) and
         ``"rl_mix"`` by an estimate of the risk (Monte-Carlo SURE); the method that won runs,
         ``info.method`` names it and ``info.choice`` reports the candidates and their risks
-        (see :mod:`psfkit.deconvolution._risk`). With a PSF map it runs ``"rl_mix"`` (the
-        risk's candidates are for one PSF), and ``info.choice.summary`` says so.
+        (see :mod:`psfkit.deconvolution._risk`). With a PSF map the candidates are the
+        Richardson–Lucy stopping points and ``"rl_mix"``, their risk measured with the map's
+        blur (Tikhonov is a filter of one PSF).
         ``"rl_mix"`` is Richardson–Lucy run past the discrepancy principle's stop,
         total-variation smoothed back to the noise level and, unless the object is made of
         point sources, averaged with RL-TV (see :func:`psfkit.deconvolution._auto.rl_mix`).

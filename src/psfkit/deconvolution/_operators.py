@@ -71,9 +71,13 @@ class OperatorCache:
         build = VaryingBlurOperator if isinstance(psf, VaryingPsf) else BlurOperator
         return self._get("blur", psf, image_shape, lambda: build(psf, image_shape))
 
-    def convolver(self, psf: np.ndarray, image_shape) -> Convolver:
-        """``Convolver(psf, image_shape)``."""
-        return self._get("convolver", psf, image_shape, lambda: Convolver(psf, image_shape))
+    def convolver(self, psf, image_shape) -> Convolver:
+        """``Convolver(psf, image_shape)``, or for a PSF map its ``VaryingConvolver``
+        (the modes ``"valid"`` and ``"same"``)."""
+        from ._varying import VaryingConvolver, VaryingPsf
+
+        build = VaryingConvolver if isinstance(psf, VaryingPsf) else Convolver
+        return self._get("convolver", psf, image_shape, lambda: build(psf, image_shape))
 
     def otf(self, psf: np.ndarray, grid_shape) -> np.ndarray:
         """``kernel_otf(psf, grid_shape)`` (the direct methods' transfer function)."""

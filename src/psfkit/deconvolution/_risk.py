@@ -39,8 +39,13 @@ with the true or the optics PSF (three seeds), with errors of 0.21–0.46 agains
 RL, the next candidate, and 0.38–0.40 for the blurred input. No 3D case of the tuning or
 validation sets chose Tikhonov, so their tables do not change.
 
-The candidates are for one PSF: with a PSF map (a blur that changes across the field) the
-choice is ``rl_mix`` at its automatic settings, and its summary says why.
+With a PSF map (a blur that changes across the field, :mod:`._varying`) the choice is the
+same among the candidates that take a map, RL's stopping points and ``rl_mix``, on the
+map's part under the region (:meth:`VaryingPsf.cropped`: the whole image's blur restricted
+to the region, exactly), with ``H x̂`` the map's blur (:class:`VaryingConvolver`) and the
+emphasis of the PSF at the region's centre (any fixed weighting leaves SURE unbiased).
+Tikhonov is not a candidate: it is a filter of one PSF, which a map approximates
+piecewise, so its estimate is not the one whose risk the exact map's model would measure.
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ from ._richardson_lucy import (
     richardson_lucy,
     run_richardson_lucy,
 )
-from ._varying import VaryingPsf
+from ._varying import VaryingPsf, central_psf
 
 #: The risks are measured on a central region of at most this many samples (and at least
 #: three PSF extents per axis): the risk is a mean over pixels, and a larger region gives
@@ -95,12 +100,11 @@ PROBE_SEED = 20080901
 @dataclass(frozen=True)
 class Candidate:
     """One setting considered: the method, its setting (iterations or ``λ``) and the
-    estimated prediction risk (0 is a perfect prediction of the blurred truth;
-    None when no risk was estimated)."""
+    estimated prediction risk (0 is a perfect prediction of the blurred truth)."""
 
     method: str
     setting: float
-    risk: float | None
+    risk: float
 
     def describe(self) -> str:
         """``"richardson_lucy, 12 iterations"`` or ``"tikhonov, λ = 0.001"``."""
@@ -112,20 +116,15 @@ class Candidate:
 @dataclass(frozen=True)
 class RiskChoice:
     """The choice of ``method="auto"``: every candidate with its estimated risk, and the
-    winner, the candidate of least risk; or, with a ``reason``, the one method that ran
-    without a risk choice (no candidates, no region)."""
+    winner, the candidate of least risk."""
 
     candidates: tuple
     winner: Candidate
     region: tuple
-    reason: str = ""
 
     @property
     def summary(self) -> str:
-        """One sentence for a status bar: what won, and against how many and what (or why
-        nothing was compared)."""
-        if self.reason:
-            return f"{self.winner.describe()}: {self.reason}."
+        """One sentence for a status bar: what won, and against how many and what."""
         others = [c for c in self.candidates if c.method != self.winner.method]
         runner = min(others, key=lambda c: c.risk) if others else None
         against = (f"; the best {runner.method} candidate's risk was {runner.risk:.3g}"
@@ -177,7 +176,7 @@ class _RiskMeter:
         probe = np.random.default_rng(PROBE_SEED).standard_normal(image.shape)
         self.probe = probe.astype(np.float32)
         self.weighting = None if emphasis is None else _Emphasis(
-            psf, tuple(c.stop - c.start for c in self.crop), emphasis)
+            central_psf(psf), tuple(c.stop - c.start for c in self.crop), emphasis)
         self.set_pilot(None)
 
     def set_pilot(self, estimate: np.ndarray | None) -> None:
@@ -416,27 +415,28 @@ def _cancelled(image) -> MethodResult:
 
 def risk_choice(image, psf, noise: NoiseModel, request: Request) -> MethodResult:
     """``method="auto"``: Richardson–Lucy at every candidate stopping point, Tikhonov at
-    every candidate ``λ`` (2D only) and ``rl_mix``, scored by Monte-Carlo SURE on a central region;
-    the candidate of least estimated risk is run on the whole image (see the module's
-    docstring). The result's ``method`` and settings are the winner's; ``choice`` holds the
-    :class:`RiskChoice`. ``request.iterations`` bounds the RL path (default 300). With a
-    PSF map, ``rl_mix`` (:func:`_map_fallback`)."""
-    if isinstance(psf, VaryingPsf):
-        return _map_fallback(image, psf, noise, request)
+    every candidate ``λ`` (2D only, one PSF only) and ``rl_mix``, scored by Monte-Carlo SURE
+    on a central region; the candidate of least estimated risk is run on the whole image
+    (see the module's docstring, also for a PSF map). The result's ``method`` and settings
+    are the winner's; ``choice`` holds the :class:`RiskChoice`. ``request.iterations``
+    bounds the RL path (default 300)."""
     region = central_region(image.shape, RISK_SEARCH_SAMPLES, [3 * k for k in psf.shape])
     whole = all(r.stop - r.start == n for r, n in zip(region, image.shape, strict=True))
-    meter = _RiskMeter(np.ascontiguousarray(image[region]), psf, noise, request.operators,
-                       request.tuning.risk_emphasis)
+    varying = isinstance(psf, VaryingPsf)
+    region_psf = psf.cropped(region) if varying and not whole else psf
+    meter = _RiskMeter(np.ascontiguousarray(image[region]), region_psf, noise,
+                       request.operators, request.tuning.risk_emphasis)
     budget = request.iterations or RL_CANDIDATES[-1]
     steps = _Steps(request.callback, 2 * budget)
-    candidates, kept, path = _rl_candidates(meter, psf, noise, request, budget, steps)
+    candidates, kept, path = _rl_candidates(meter, region_psf, noise, request, budget, steps)
     if path is None:
         return _cancelled(image)
-    if image.ndim == 2:  # see the module docstring on 3D
+    if image.ndim == 2 and not varying:  # see the module docstring on 3D and on maps
         candidates += _tikhonov_candidates(meter, psf, request.operators)
     automatic_results = {}
     for method in AUTOMATIC_CANDIDATES:
-        candidate, result = _automatic_candidate(method, meter, psf, noise, request, steps)
+        candidate, result = _automatic_candidate(method, meter, region_psf, noise, request,
+                                                 steps)
         if candidate is None:
             return _cancelled(image)
         candidates.append(candidate)
@@ -450,21 +450,6 @@ def risk_choice(image, psf, noise: NoiseModel, request: Request) -> MethodResult
     steps.finish()
     return replace(result, stopped_by="risk" if result.stopped_by != "callback"
                    else "callback", choice=choice)
-
-
-#: Why a PSF map is deconvolved by ``rl_mix`` without a risk choice.
-MAP_REASON = ("the PSF changes across the field (a PSF map), and the risk's candidates are "
-              "for one PSF, so no risk choice was made")
-
-
-def _map_fallback(image, psf: VaryingPsf, noise: NoiseModel, request: Request) -> MethodResult:
-    """``rl_mix`` at its automatic settings for a PSF map, its choice saying why."""
-    result = rl_mix(image, psf, noise, request)
-    if result.stopped_by == "callback":
-        return result
-    winner = Candidate("rl_mix", float(result.iterations), None)
-    return replace(result, choice=RiskChoice(candidates=(winner,), winner=winner, region=(),
-                                             reason=MAP_REASON))
 
 
 def _winner_on_the_image(image, psf, noise: NoiseModel, request: Request,

@@ -61,6 +61,13 @@ class VaryingPsf:
         return cls(psfs=tuple(psfs), axis_weights=weights, grid=psf_map.grid,
                    shape=psf_map.psf_shape)
 
+    def cropped(self, region) -> VaryingPsf:
+        """The map over the part ``region`` (slices with steps of 1) of its image: the same
+        PSFs and their weights there, so its blur is the whole image's restricted to the
+        part, exactly."""
+        return replace(self, axis_weights=tuple(
+            weights[:, part] for weights, part in zip(self.axis_weights, region, strict=True)))
+
     @property
     def ndim(self) -> int:
         """The PSFs' (and the image's) dimensionality."""
@@ -166,6 +173,36 @@ class VaryingBlurOperator:
             weighted = residual[piece.image_region] * piece.weight
             result[piece.object_region] += piece.convolver.adjoint(weighted, "valid")
         return result
+
+
+class VaryingConvolver:
+    """The varying blur of ``psf`` (a map of an image of ``image_shape``) applied to an
+    array of that shape, in the modes ``"valid"`` and ``"same"`` (zero outside the array)
+    of :class:`psfkit.operators.Convolver`, which it equals for one tile: the blurred
+    model ``H x̂`` that ``method="auto"``'s risk measures. Each mode is a
+    :class:`VaryingBlurOperator` whose object is the array (``"valid"``: of the image's
+    part whose PSF footprint lies inside, with the map cropped to it) or the array padded
+    with zeros (``"same"``)."""
+
+    def __init__(self, psf: VaryingPsf, image_shape, *, workers: int | None = None):
+        self.image_shape = tuple(int(n) for n in image_shape)
+        inside = tuple(slice(k - 1 - k // 2, n - k // 2)
+                       for n, k in zip(self.image_shape, psf.shape, strict=True))
+        self.blurs = {"same": VaryingBlurOperator(psf, self.image_shape, workers=workers),
+                      "valid": VaryingBlurOperator(psf.cropped(inside),
+                                                   [s.stop - s.start for s in inside],
+                                                   workers=workers)}
+
+    def apply(self, other: np.ndarray, mode: str = "same") -> np.ndarray:
+        """The blur of ``other`` (of the image's shape) cropped to ``mode``."""
+        if tuple(np.shape(other)) != self.image_shape:
+            raise ValueError(f"expected shape {self.image_shape}, got {np.shape(other)}")
+        blur = self.blurs[mode]
+        if mode == "valid":  # the array is the valid operator's whole object
+            return blur.apply(np.asarray(other, dtype=np.float32))[blur.valid]
+        grid = blur.zeros()
+        grid[blur.output] = other
+        return blur.apply(grid)[blur.valid]
 
 
 def central_psf(psf) -> np.ndarray:
