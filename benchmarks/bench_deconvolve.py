@@ -177,6 +177,14 @@ def peers(pair, quick: bool):
 # ------------------------------------------------------------------------------- quality
 
 
+def _chosen(info) -> str:
+    """What ``auto`` ran: its risk choice's winner (``"tikhonov, λ = 0.001"``,
+    ``"richardson_lucy, 12 iterations"``), or the method and iterations without a choice."""
+    if info.choice is not None:
+        return info.choice.winner.describe()
+    return f"{info.method}, {info.iterations} iterations"
+
+
 def quality(quick: bool) -> str:
     rows = []
     header = ("| case | blurred | psfkit auto | best peer (truth-tuned) | ratio | "
@@ -194,7 +202,7 @@ def quality(quick: bool) -> str:
         ratios.append(ratio)
         rows.append(f"| {label} | {blurred_error:.4f} | {ours:.4f} | {best_error:.4f} "
                     f"({name}, {setting if not isinstance(setting, float) else f'{setting:.3g}'})"
-                    f" | {ratio:.2f} | {info.method} {info.iterations} it, {seconds:.1f} s |")
+                    f" | {ratio:.2f} | {_chosen(info)}, {seconds:.1f} s |")
         print(rows[-1], flush=True)
         if ours > blurred_error:
             print(f"    WORSE THAN INPUT: {label}", flush=True)
@@ -520,7 +528,12 @@ def memory(quick: bool) -> str:
 def auto_run(quick: bool) -> str:
     """Wall time of one untuned ``auto`` run, from the call to the result, and how it splits
     into the parts of ``rl_mix`` (timed by wrapping them), in seconds and in units of the
-    4-FFT baseline on psfkit's padded grid."""
+    4-FFT baseline on psfkit's padded grid.
+
+    Written when ``auto`` was ``rl_mix``: under the risk choice the first three wrapped
+    calls come from ``rl_mix``'s runs on the search region, not the winner's parts, so the
+    split columns do not describe today's ``auto`` (its whole-run cost: ``bench_auto.py
+    --cost``)."""
     import psfkit.deconvolution._auto as engine
 
     cases = [("2048² photograph, 31² Gaussian PSF, 1 % noise", "natural", (2048, 2048),

@@ -2,9 +2,11 @@
 
 Every field of :class:`psfkit.deconvolution.AutoTuning` was chosen once on a benchmark. This
 script sweeps each one over a grid of values, the others held at their defaults, and runs
-``deconvolve(..., tuning=AutoTuning(field=value))`` on two sets of images with a known truth:
+``deconvolve(..., "rl_mix", tuning=AutoTuning(field=value))`` (the ``rl_mix`` constants; the
+risk choice's are swept by ``bench_auto.py --tune``) or RL (the step limit) on two sets of
+images with a known truth:
 
-* the **tuning set**: the quality suite of ``bench_deconvolve.py`` (for the five ``rl_mix``
+* the **tuning set**: the quality suite of ``bench_deconvolve.py`` (for the six ``rl_mix``
   constants) or its acceleration cases (for ``max_geometric_extrapolation``): the images the
   constants were chosen on;
 * the **hold-out set**: images the constants were never chosen on: other scene seeds, other
@@ -81,9 +83,11 @@ def holdout(quick: bool):
 
 
 def auto_errors(cases, tuning: AutoTuning) -> np.ndarray:
-    """Error of ``auto`` with ``tuning`` on every case, against the truth."""
-    return np.array([image_error(deconvolve(pair.blurred, pair.kernel, tuning=tuning),
-                                 pair.sharp) for _, pair in cases])
+    """Error of ``rl_mix`` (whose constants these are; ``auto`` before the risk choice)
+    with ``tuning`` on every case, against the truth."""
+    return np.array([image_error(deconvolve(pair.blurred, pair.kernel, "rl_mix",
+                                            tuning=tuning), pair.sharp)
+                     for _, pair in cases])
 
 
 def sweep_auto(field: str, tuning_cases, holdout_cases) -> list[str]:

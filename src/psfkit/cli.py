@@ -156,7 +156,7 @@ def _add_deconvolve(subparsers) -> None:
     parser.add_argument("--background", type=_background, default=None,
                         help="constant camera offset / sky level (default: estimated)")
     parser.add_argument("--same-choices", action="store_true",
-                        help="make the automatic choices (noise model, iterations, "
+                        help="make the automatic choices (method, noise model, iterations, "
                              "regularization) on the first image and apply them to all, "
                              "so intensities compare across a plate")
     parser.add_argument("--parameters", default=None, metavar="JSON",

@@ -8,8 +8,9 @@ image shape's padded grid, see :mod:`psfkit.deconvolution._operators`) are kept 
 image of that shape. A :class:`psfkit.PsfMap` is prepared once too (its tiles clipped and
 normalised, their weights over the image) and its varying blur operator, with one
 transform per tile, is kept likewise. With ``same_choices=True`` the automatic choices
-made on the first image (noise model, iterations, regularization: ``info.parameters``) are
-applied to every later image, so the intensities of a plate are treated alike.
+made on the first image (method, noise model, iterations, regularization:
+``info.parameters``) are applied to every later image, so the intensities of a plate are
+treated alike.
 """
 
 from __future__ import annotations
@@ -52,10 +53,10 @@ class Deconvolver:
     method : str
         As for :func:`psfkit.deconvolve`.
     same_choices : bool
-        Make the automatic choices (noise model, iterations, regularization, smoothing,
-        acceleration steps) on the first image that has signal and apply them to every
-        later image, instead of choosing afresh per image: consistent quantitation across a
-        plate. Explicit options are kept as given.
+        Make the automatic choices (method, noise model, iterations, regularization,
+        smoothing, acceleration steps) on the first image that has signal and apply them to
+        every later image, instead of choosing afresh per image: consistent quantitation
+        across a plate. Explicit options are kept as given.
     **options
         The other keyword arguments of :func:`psfkit.deconvolve` (``iterations``,
         ``regularization``, ``background``, ...), validated here.

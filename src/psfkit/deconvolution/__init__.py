@@ -83,7 +83,7 @@ class DeconvolutionInfo:
     #: weight of ``rl_mix``'s total-variation smoothing (0 for the other methods)
     smoothing: float = 0.0
     #: extrapolation step of each accelerated Richardson–Lucy iteration (for ``rl_mix``, of
-    #: its Richardson–Lucy part; its RL-TV part is not accelerated)
+    #: its Richardson–Lucy part; its accelerated RL-TV part's steps are not recorded)
     steps: list = field(default_factory=list)
     acceleration: str | None = None
     noise_sigma: float = 0.0

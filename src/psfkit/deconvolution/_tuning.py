@@ -2,9 +2,11 @@
 in one place.
 
 Each was picked once by running ``benchmarks/bench_deconvolve.py`` (its quality part, or
-the part named below) over a range of values. To re-derive one, run ``auto`` with another
-value, e.g. ``deconvolve(image, psf, tuning=AutoTuning(point_source_kurtosis=20.0))``: the
-``tuning`` keyword reaches every place the constants are used, so no module is patched.
+the part named below, or ``benchmarks/bench_auto.py --tune`` for the risk choice's) over
+a range of values. To re-derive one, run the method it belongs to with another value, e.g.
+``deconvolve(image, psf, "rl_mix", tuning=AutoTuning(point_source_kurtosis=20.0))``: the
+``tuning`` keyword reaches every place the constants are used (``method="auto"`` passes it
+to its ``rl_mix`` candidate too), so no module is patched.
 """
 
 from __future__ import annotations
