@@ -45,7 +45,7 @@ def fast_shape(shape) -> tuple[int, ...]:
 def fast_length_at_most(n: int) -> int:
     """The largest length ``<= n`` (at least 1) that real FFTs handle fast: ``n`` itself
     when it is one, else a few samples less (a length with a large prime factor, such as
-    482 = 2 · 241, transforms about ten times slower than 480)."""
+    482 = 2 · 241, transforms 10–25 times slower than 480)."""
     length = max(int(n), 1)
     while scipy.fft.next_fast_len(length, real=True) != length:
         length -= 1

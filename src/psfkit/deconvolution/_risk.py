@@ -17,9 +17,10 @@ The candidates share their work: one accelerated Richardson–Lucy path gives ev
 point, and its probe path (the same extrapolation steps replayed on ``y + ε s p``) every
 divergence; one Fourier factorisation gives every Tikhonov ``λ``, whose filter is linear, so
 its divergence is exact with ``ε = 1``. The risks are measured where ``H x̂`` is defined
-by the data (the pixels whose PSF footprint lies inside the image) on a central region of at
-most :data:`RISK_SEARCH_SAMPLES` samples; the winner then runs on the whole image with the
-settings chosen, which ``info.parameters`` repeat.
+by the data (the pixels whose PSF footprint lies inside the image) on a central region of
+about :data:`RISK_SEARCH_SAMPLES` samples (:func:`risk_region`); the winner then runs on the
+whole image with the settings chosen there (its stopping point, its ``λ``, or ``rl_mix``'s
+iterations, weights and steps), which ``info.parameters`` repeat.
 
 Tikhonov is a candidate for 2D images only. The risk is a prediction risk: it scores how
 well ``H x̂`` predicts ``H x``, so it cannot see what ``H`` does not pass, and a 3D
@@ -74,7 +75,7 @@ def risk_region(shape, psf_shape) -> tuple[slice, ...]:
     least three PSF extents per axis), each axis a few samples shorter or longer where that
     makes its valid part, which every risk's weighting transforms (:class:`_Emphasis`), a
     fast FFT length: 482 = 2 · 241 valid samples (a 31-sample PSF on a 512-sample region)
-    transform ten times slower than 480."""
+    transform 10–25 times slower than 480."""
     region = central_region(shape, RISK_SEARCH_SAMPLES, [3 * k for k in psf_shape])
     if all(r.stop - r.start == n for r, n in zip(region, shape, strict=True)):
         return region
@@ -521,10 +522,12 @@ def _winner_on_the_image(image, psf, noise: NoiseModel, request: Request,
     An automatic candidate (``rl_mix``) repeats its run on the region (its iterations,
     weights and acceleration steps), as a Richardson–Lucy winner repeats its stopping point
     and :func:`psfkit.deconvolve_chunked` repeats one region's choices on every block: the
-    region is where the choice was judged. Its own discrepancy stop, point-source test and
-    smoothing-weight search on the whole image would cost about a third of one accelerated
-    RL run at 2048² (``benchmarks/results/auto_cost.md``) and change the error there by
-    less than 0.5 %.
+    region is where the choice was judged. Searching them again on the whole image (its
+    discrepancy stop, point-source test and smoothing-weight search) costs about a quarter
+    of one accelerated RL run at 2048²; repeating them instead changed the error of 14
+    ``rl_mix`` winners of 1024² and 2048² by -0.1 % in geometric mean, from -1.1 % to
+    +0.95 % (``benchmarks/results/auto_cost.md``): the region's discrepancy stop is
+    sometimes one iteration off the whole image's, either way.
     """
     if winner.method == "tikhonov":
         return tikhonov(image, psf, noise, Request(regularization=winner.setting))
