@@ -523,8 +523,8 @@ def _winner_on_the_image(image, psf, noise: NoiseModel, request: Request,
     weights and acceleration steps), as a Richardson–Lucy winner repeats its stopping point
     and :func:`psfkit.deconvolve_chunked` repeats one region's choices on every block: the
     region is where the choice was judged. Searching them again on the whole image (its
-    discrepancy stop, point-source test and smoothing-weight search) costs about a quarter
-    of one accelerated RL run at 2048²; repeating them instead changed the error of 14
+    discrepancy stop, point-source test and smoothing-weight search) costs 0.6 of one
+    accelerated RL run at 2048²; repeating them instead changed the error of 14
     ``rl_mix`` winners of 1024² and 2048² by -0.1 % in geometric mean, from -1.1 % to
     +0.95 % (``benchmarks/results/auto_cost.md``): the region's discrepancy stop is
     sometimes one iteration off the whole image's, either way.
