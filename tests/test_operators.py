@@ -5,7 +5,7 @@ import pytest
 import scipy.ndimage as ndi
 import scipy.signal
 
-from psfkit.operators import Convolver, convolve, fast_shape, kernel_otf
+from psfkit.operators import Convolver, convolve, fast_length_at_most, fast_shape, kernel_otf
 
 
 @pytest.mark.parametrize("shape,kernel_shape", [((40, 50), (7, 9)), ((12, 20, 18), (5, 3, 7))])
@@ -60,6 +60,12 @@ def test_fast_shape_is_at_least_the_request_and_fast():
             while remainder % prime == 0:
                 remainder //= prime
         assert remainder == 1
+
+
+def test_fast_length_at_most_is_the_largest_fast_length_not_above_the_request():
+    # 482 = 2 * 241, 498 = 2 * 3 * 83 and 7 are not 5-smooth; 480, 486, 512 and 6 are
+    lengths = [fast_length_at_most(n) for n in (482, 498, 480, 512, 7, 1)]
+    assert lengths == [480, 486, 480, 512, 6, 1]
 
 
 def test_mismatched_dimensionality_is_rejected():

@@ -244,6 +244,46 @@ def test_parameters_repeat_the_run(case, blobs_3d_pair):
     np.testing.assert_array_equal(repeated, expected)
 
 
+def test_an_rl_mix_winner_repeats_on_the_whole_image_the_settings_the_region_chose():
+    """On an image larger than the search region, the ``rl_mix`` winner runs on the whole
+    image with the iterations, weights and steps of its run on the region (it does not
+    search them again there): the result is that of ``rl_mix`` given those settings."""
+    psf = make_psf("gaussian", (9, 9), sigma=1.5)
+    pair = blurred_pair(psf, (560, 540), scene_kind="blobs", noise=0.0,
+                        poisson_photons=300.0, rng=2)
+    image = pair.blurred
+    result, info = deconvolve(image, psf, "auto", return_info=True)
+    assert info.method == "rl_mix"
+    region = tuple(slice(*bounds) for bounds in info.choice.region)
+    assert image[region].size < image.size
+    noise = {name: info.parameters[name] for name in ("background", "read_noise", "gain")}
+    _, on_region = deconvolve(np.ascontiguousarray(image[region]), psf, "rl_mix",
+                              **noise, return_info=True)
+    assert (info.iterations, info.regularization, info.smoothing, info.steps) == (
+        on_region.iterations, on_region.regularization, on_region.smoothing,
+        on_region.steps)
+    given = deconvolve(image, psf, "rl_mix", iterations=on_region.iterations,
+                       regularization=on_region.regularization,
+                       smoothing=on_region.smoothing, acceleration_steps=on_region.steps,
+                       **noise)
+    np.testing.assert_array_equal(result, given)
+
+
+def test_the_search_region_of_a_large_image_has_fast_valid_lengths():
+    """A region smaller than the image is made a few samples shorter or longer per axis
+    so that its valid part (``n - k + 1``, which the risk's weighting transforms) has
+    5-smooth lengths, and stays centred; a small image is its own region."""
+    from psfkit.deconvolution._risk import risk_region
+
+    assert risk_region((128, 128), (15, 15)) == (slice(0, 128), slice(0, 128))
+    # 512 samples of 2**18 (482 = 2 * 241 valid) become 510 (480 valid), centred
+    assert risk_region((2048, 2048), (31, 31)) == (slice(769, 1279), slice(769, 1279))
+    # 64 x 101 x 101 (34 and 71 valid, 17 and 71 prime) become 62 x 102 x 102 (32 and 72
+    # valid): the nearest fast lengths that fit in the image, centred
+    volume = risk_region((64, 256, 256), (31, 31, 31))
+    assert volume == (slice(1, 63), slice(77, 179), slice(77, 179))
+
+
 def test_3d_volume_is_deconvolved_better_than_blurred(blobs_3d_pair):
     result, info = deconvolve(blobs_3d_pair.blurred, blobs_3d_pair.kernel, "auto",
                               return_info=True)

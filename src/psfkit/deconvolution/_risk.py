@@ -26,9 +26,10 @@ The candidates share their work: one accelerated Richardson–Lucy path gives ev
 point, and its probe path (the same extrapolation steps replayed on ``y + ε s p``) every
 divergence; one Fourier factorisation gives every Tikhonov ``λ``, whose filter is linear, so
 its divergence is exact with ``ε = 1``. The risks are measured where ``H x̂`` is defined
-by the data (the pixels whose PSF footprint lies inside the image) on a central region of at
-most :data:`RISK_SEARCH_SAMPLES` samples; the winner then runs on the whole image with the
-settings chosen, which ``info.parameters`` repeat.
+by the data (the pixels whose PSF footprint lies inside the image) on a central region of
+about :data:`RISK_SEARCH_SAMPLES` samples (:func:`risk_region`); the winner then runs on the
+whole image with the settings chosen there (its stopping point, its ``λ``, or ``rl_mix``'s
+iterations, weights and steps), which ``info.parameters`` repeat.
 
 Tikhonov is a candidate for 2D images only. The risk is a prediction risk: it scores how
 well ``H x̂`` predicts ``H x``, so it cannot see what ``H`` does not pass, and a 3D
@@ -58,13 +59,14 @@ import scipy.ndimage as ndi
 
 from psfkit._progress import report
 from psfkit.noise import central_region
-from psfkit.operators import WORKERS, inverse_rfftn
+from psfkit.operators import WORKERS, fast_length_at_most, inverse_rfftn
 
 from ._auto import rl_mix
 from ._common import MethodResult, Request
 from ._direct import _laplacian_power, _smooth_extension, tikhonov
 from ._extrapolation import make_extrapolation
 from ._noise import NoiseModel
+from ._operators import OperatorCache
 from ._richardson_lucy import (
     RL_STEP_RULE,
     DiscrepancyStop,
@@ -79,6 +81,33 @@ from ._varying import VaryingPsf, central_psf
 #: three PSF extents per axis): the risk is a mean over pixels, and a larger region gives
 #: the same choice at a higher cost.
 RISK_SEARCH_SAMPLES = 2**18
+
+
+def risk_region(shape, psf_shape) -> tuple[slice, ...]:
+    """The central region where the risks are measured: the whole image when it has at
+    most :data:`RISK_SEARCH_SAMPLES` samples; else a region of about that many (and of at
+    least three PSF extents per axis), each axis a few samples shorter or longer where that
+    makes its valid part, which every risk's weighting transforms (:class:`_Emphasis`), a
+    fast FFT length: 482 = 2 · 241 valid samples (a 31-sample PSF on a 512-sample region)
+    transform 10–25 times slower than 480."""
+    region = central_region(shape, RISK_SEARCH_SAMPLES, [3 * k for k in psf_shape])
+    if all(r.stop - r.start == n for r, n in zip(region, shape, strict=True)):
+        return region
+    sizes = [_fast_valid_size(r.stop - r.start, k, n)
+             for r, k, n in zip(region, psf_shape, shape, strict=True)]
+    starts = [(n - size) // 2 for n, size in zip(shape, sizes, strict=True)]
+    return tuple(slice(start, start + size) for start, size in zip(starts, sizes,
+                                                                    strict=True))
+
+
+def _fast_valid_size(size: int, psf_size: int, image_size: int) -> int:
+    """The length nearest ``size`` (within the image's) whose valid part
+    ``length - psf_size + 1`` is a fast FFT length (the shorter one on a tie)."""
+    valid = size - psf_size + 1
+    lengths = (fast_length_at_most(valid), scipy.fft.next_fast_len(valid, real=True))
+    inside = [length for length in lengths if length + psf_size - 1 <= image_size]
+    return min(inside, key=lambda length: (abs(length - valid), length)) + psf_size - 1
+
 
 #: The Richardson–Lucy stopping points considered: about 25 % apart, as RL's error changes
 #: by a few per cent between them near its best.
@@ -397,14 +426,20 @@ def _automatic_candidate(method: str, meter: _RiskMeter, psf, noise: NoiseModel,
     if result.stopped_by == "callback":
         return None, None
     steps.planned = steps.done * 2 + result.iterations
-    repeated = replace(automatic, iterations=max(result.iterations, 1),
-                       regularization=result.regularization, smoothing=result.smoothing,
-                       acceleration_steps=list(result.steps))
-    perturbed = run(meter.image + meter.perturbation(PROBE_SCALE), psf, noise, repeated)
+    perturbed = run(meter.image + meter.perturbation(PROBE_SCALE), psf, noise,
+                    _repeating(automatic, result))
     if perturbed.stopped_by == "callback":
         return None, None
     risk = meter.risk(meter.model(result.image), meter.model(perturbed.image), PROBE_SCALE)
     return Candidate(method, float(result.iterations), risk), result
+
+
+def _repeating(request: Request, result: MethodResult) -> Request:
+    """``request`` set to repeat an automatic run's ``result`` with no data-driven choice:
+    its iterations, weights and acceleration steps."""
+    return replace(request, iterations=max(result.iterations, 1),
+                   regularization=result.regularization, smoothing=result.smoothing,
+                   acceleration_steps=list(result.steps))
 
 
 def _cancelled(image) -> MethodResult:
@@ -420,27 +455,16 @@ def risk_choice(image, psf, noise: NoiseModel, request: Request) -> MethodResult
     (see the module's docstring, also for a PSF map). The result's ``method`` and settings
     are the winner's; ``choice`` holds the :class:`RiskChoice`. ``request.iterations``
     bounds the RL path (default 300)."""
-    region = central_region(image.shape, RISK_SEARCH_SAMPLES, [3 * k for k in psf.shape])
+    region = risk_region(image.shape, psf.shape)
     whole = all(r.stop - r.start == n for r, n in zip(region, image.shape, strict=True))
-    varying = isinstance(psf, VaryingPsf)
-    region_psf = psf.cropped(region) if varying and not whole else psf
-    meter = _RiskMeter(np.ascontiguousarray(image[region]), region_psf, noise,
-                       request.operators, request.tuning.risk_emphasis)
+    region_psf = psf.cropped(region) if isinstance(psf, VaryingPsf) and not whole else psf
     budget = request.iterations or RL_CANDIDATES[-1]
     steps = _Steps(request.callback, 2 * budget)
-    candidates, kept, path = _rl_candidates(meter, region_psf, noise, request, budget, steps)
-    if path is None:
+    search = _search(np.ascontiguousarray(image[region]), region_psf, noise,
+                     _sharing_operators(request, region_psf), budget, steps)
+    if search is None:
         return _cancelled(image)
-    if image.ndim == 2 and not varying:  # see the module docstring on 3D and on maps
-        candidates += _tikhonov_candidates(meter, psf, request.operators)
-    automatic_results = {}
-    for method in AUTOMATIC_CANDIDATES:
-        candidate, result = _automatic_candidate(method, meter, region_psf, noise, request,
-                                                 steps)
-        if candidate is None:
-            return _cancelled(image)
-        candidates.append(candidate)
-        automatic_results[method] = result
+    candidates, kept, path, automatic_results = search
     winner = min(candidates, key=lambda candidate: candidate.risk)
     choice = RiskChoice(candidates=tuple(candidates), winner=winner,
                         region=tuple((r.start, r.stop) for r in region))
@@ -452,18 +476,62 @@ def risk_choice(image, psf, noise: NoiseModel, request: Request) -> MethodResult
                    else "callback", choice=choice)
 
 
+def _sharing_operators(request: Request, psf: np.ndarray) -> Request:
+    """``request`` with one cache of ``psf``'s operators for the stages on the search
+    region, which need the same ones (the RL path and its probe, ``rl_mix`` twice, the
+    risk's blur), unless it brings a cache (a Deconvolver's). The whole image's run keeps
+    the caller's, so a single call's memory peak there is what it was."""
+    if request.operators.kept_shapes:
+        return request
+    return replace(request, operators=OperatorCache(psf))
+
+
+def _search(image: np.ndarray, psf, noise: NoiseModel, request: Request, budget: int,
+            steps: _Steps):
+    """Every candidate with its risk on the search region ``image``: the RL path's
+    stopping points (at most ``budget`` iterations), the Tikhonov weights (2D) and the
+    automatic candidates. Returns the candidates, the RL path's kept estimates, its run and
+    the automatic candidates' results by method; None when the callback stopped."""
+    meter = _RiskMeter(image, psf, noise, request.operators, request.tuning.risk_emphasis)
+    candidates, kept, path = _rl_candidates(meter, psf, noise, request, budget, steps)
+    if path is None:
+        return None
+    if image.ndim == 2 and not isinstance(psf, VaryingPsf):  # see the module docstring
+        candidates += _tikhonov_candidates(meter, psf, request.operators)
+    automatic_results = {}
+    for method in AUTOMATIC_CANDIDATES:
+        candidate, result = _automatic_candidate(method, meter, psf, noise, request, steps)
+        if candidate is None:
+            return None
+        candidates.append(candidate)
+        automatic_results[method] = result
+    return candidates, kept, path, automatic_results
+
+
 def _winner_on_the_image(image, psf, noise: NoiseModel, request: Request,
                          winner: Candidate, kept, path, automatic_results) -> MethodResult:
-    """The winner run on the whole image; when the region was the whole image (``kept``
-    not None), the estimate its path or its automatic run already computed."""
+    """The winner run on the whole image with the settings the region chose; when the
+    region was the whole image (``kept`` not None), the estimate its path or its automatic
+    run already computed.
+
+    An automatic candidate (``rl_mix``) repeats its run on the region (its iterations,
+    weights and acceleration steps), as a Richardson–Lucy winner repeats its stopping point
+    and :func:`psfkit.deconvolve_chunked` repeats one region's choices on every block: the
+    region is where the choice was judged. Searching them again on the whole image (its
+    discrepancy stop, point-source test and smoothing-weight search) costs 0.6 of one
+    accelerated RL run at 2048²; repeating them instead changed the error of 14
+    ``rl_mix`` winners of 1024² and 2048² by -0.1 % in geometric mean, from -1.1 % to
+    +0.95 % (``benchmarks/results/auto_cost.md``): the region's discrepancy stop is
+    sometimes one iteration off the whole image's, either way.
+    """
     if winner.method == "tikhonov":
         return tikhonov(image, psf, noise, Request(regularization=winner.setting))
     if winner.method in AUTOMATIC_CANDIDATES:
+        result = automatic_results[winner.method]
         if kept is not None:
-            return automatic_results[winner.method]
-        return AUTOMATIC_CANDIDATES[winner.method](image, psf, noise, replace(
-            request, iterations=None, regularization="auto", smoothing="auto",
-            acceleration_steps=None))
+            return result
+        return AUTOMATIC_CANDIDATES[winner.method](image, psf, noise,
+                                                   _repeating(request, result))
     iterations = int(winner.setting)
     if kept is not None:
         return MethodResult(image=kept[iterations], method="richardson_lucy",
