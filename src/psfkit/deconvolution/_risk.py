@@ -476,11 +476,12 @@ def risk_choice(image, psf, noise: NoiseModel, request: Request) -> MethodResult
                    else "callback", choice=choice)
 
 
-def _sharing_operators(request: Request, psf: np.ndarray) -> Request:
-    """``request`` with one cache of ``psf``'s operators for the stages on the search
-    region, which need the same ones (the RL path and its probe, ``rl_mix`` twice, the
-    risk's blur), unless it brings a cache (a Deconvolver's). The whole image's run keeps
-    the caller's, so a single call's memory peak there is what it was."""
+def _sharing_operators(request: Request, psf) -> Request:
+    """``request`` with one cache of the operators of ``psf`` (a PSF or a map's part) for
+    the stages on the search region, which need the same ones (the RL path and its probe,
+    ``rl_mix`` twice, the risk's blur), unless it brings a cache (a Deconvolver's). The
+    whole image's run keeps the caller's, so a single call's memory peak there is what it
+    was."""
     if request.operators.kept_shapes:
         return request
     return replace(request, operators=OperatorCache(psf))
